@@ -1,0 +1,248 @@
+//! The clap definitions of the command language. Private: the public
+//! surface is the typed [`super::Command`].
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::attachment::AttachmentSpec;
+use crate::domain::ReflectionFields;
+use crate::names::{AccountName, IntegrationName, TagName, TeamName, VmName};
+use crate::provider::Provider;
+use crate::source::SourceKind;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "llm-integration",
+    no_binary_name = true,
+    disable_version_flag = true,
+    subcommand_required = true,
+    arg_required_else_help = true,
+    about = "Configure LLM integrations: which providers a VM may call, with which credentials."
+)]
+pub(super) struct Cli {
+    /// Answer in JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Top,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum Top {
+    /// List, add, edit and attach integrations.
+    #[command(subcommand)]
+    Integrations(Integrations),
+    /// Add tags to a VM, or remove them with -d.
+    #[command(after_help = "Examples:\n  tag devbox llm gpu\n  tag -d devbox gpu")]
+    Tag(TagArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum Integrations {
+    /// List your integrations and your teams'.
+    List,
+    /// Add an integration.
+    #[command(subcommand)]
+    Add(AddType),
+    /// Change an integration's providers, keys, comment or fields.
+    #[command(
+        after_help = "Examples:\n  integrations edit llm --openai=disabled\n  \
+printf '%s' \"$ANTHROPIC_API_KEY\" | llm-integration integrations edit llm --anthropic=byok --anthropic-key=-"
+    )]
+    Edit(EditArgs),
+    /// Show one integration.
+    Show(TargetArgs),
+    /// Remove an integration.
+    Remove(TargetArgs),
+    /// Rename an integration (its hostname changes with it).
+    Rename(RenameArgs),
+    /// Attach an integration to a VM, a tag, or every VM.
+    #[command(
+        after_help = "Examples:\n  integrations attach llm vm:devbox\n  integrations attach llm tag:llm\n  integrations attach llm auto:all"
+    )]
+    Attach(AttachArgs),
+    /// Detach an integration from a VM, a tag, or every VM.
+    Detach(AttachArgs),
+    /// Connect and manage ChatGPT accounts.
+    #[command(subcommand)]
+    Setup(SetupType),
+    /// Check that an integration's stored API keys work.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum AddType {
+    /// Add an LLM integration. Providers not named default to the gateway.
+    #[command(
+        after_help = "Examples:\n  integrations add llm --name llm --attach auto:all\n  \
+printf '%s' \"$OPENAI_API_KEY\" | llm-integration integrations add llm --name openai-key \
+--openai=byok --openai-key=- --anthropic=disabled --fireworks=disabled --attach tag:llm\n\n\
+SRC is one of: gateway (managed credentials, metered), byok (your API key), \
+chatgpt (a connected ChatGPT account, openai only), disabled."
+    )]
+    Llm(LlmArgs),
+    /// Add a reflection integration (what a VM may learn about itself).
+    #[command(
+        after_help = "Example:\n  integrations add reflection --name reflection --fields all --attach auto:all"
+    )]
+    Reflection(ReflectionArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ProviderArgs {
+    /// Anthropic's source.
+    #[arg(long, value_name = "SRC")]
+    pub anthropic: Option<SourceKind>,
+    /// OpenAI's source.
+    #[arg(long, value_name = "SRC")]
+    pub openai: Option<SourceKind>,
+    /// Fireworks' source.
+    #[arg(long, value_name = "SRC")]
+    pub fireworks: Option<SourceKind>,
+    /// Anthropic API key for --anthropic=byok; - reads it from standard input.
+    #[arg(long = "anthropic-key", value_name = "KEY|-")]
+    pub anthropic_key: Option<String>,
+    /// OpenAI API key for --openai=byok; - reads it from standard input.
+    #[arg(long = "openai-key", value_name = "KEY|-")]
+    pub openai_key: Option<String>,
+    /// Fireworks API key for --fireworks=byok; - reads it from standard input.
+    #[arg(long = "fireworks-key", value_name = "KEY|-")]
+    pub fireworks_key: Option<String>,
+    /// The connected ChatGPT account for --openai=chatgpt.
+    #[arg(long = "openai-account", value_name = "ACCOUNT")]
+    pub openai_account: Option<AccountName>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct LlmArgs {
+    /// The integration's name; VMs reach it at NAME.int.DOMAIN.
+    #[arg(long)]
+    pub name: IntegrationName,
+    #[command(flatten)]
+    pub providers: ProviderArgs,
+    /// Make it a team integration (NAME.team.DOMAIN) of TEAM.
+    #[arg(long, value_name = "TEAM")]
+    pub team: Option<TeamName>,
+    /// A comment.
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
+    /// Where it applies: vm:NAME, tag:NAME or auto:all (repeatable).
+    #[arg(long, value_name = "SPEC")]
+    pub attach: Vec<AttachmentSpec>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ReflectionArgs {
+    /// The integration's name; VMs reach it at NAME.int.DOMAIN.
+    #[arg(long)]
+    pub name: IntegrationName,
+    /// What it exposes: all, or a list of email,integrations,tags,comment,default_port.
+    #[arg(long, value_name = "all|LIST")]
+    pub fields: Option<ReflectionFields>,
+    /// Make it a team integration of TEAM.
+    #[arg(long, value_name = "TEAM")]
+    pub team: Option<TeamName>,
+    /// A comment.
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
+    /// Where it applies: vm:NAME, tag:NAME or auto:all (repeatable).
+    #[arg(long, value_name = "SPEC")]
+    pub attach: Vec<AttachmentSpec>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct EditArgs {
+    /// The integration to change.
+    pub name: IntegrationName,
+    /// The team that owns it, for a team integration.
+    #[arg(long, value_name = "TEAM")]
+    pub team: Option<TeamName>,
+    #[command(flatten)]
+    pub providers: ProviderArgs,
+    /// A new comment ("" clears it).
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
+    /// Reflection integrations: what they expose.
+    #[arg(long, value_name = "all|LIST")]
+    pub fields: Option<ReflectionFields>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct TargetArgs {
+    /// The integration.
+    pub name: IntegrationName,
+    /// The team that owns it, for a team integration.
+    #[arg(long, value_name = "TEAM")]
+    pub team: Option<TeamName>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct RenameArgs {
+    /// The integration.
+    pub name: IntegrationName,
+    /// Its new name.
+    pub new_name: IntegrationName,
+    /// The team that owns it, for a team integration.
+    #[arg(long, value_name = "TEAM")]
+    pub team: Option<TeamName>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct AttachArgs {
+    /// The integration.
+    pub name: IntegrationName,
+    /// vm:NAME, tag:NAME or auto:all.
+    pub spec: AttachmentSpec,
+    /// The team that owns it, for a team integration.
+    #[arg(long, value_name = "TEAM")]
+    pub team: Option<TeamName>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct TestArgs {
+    /// The integration.
+    pub name: IntegrationName,
+    /// Test only this provider.
+    #[arg(long, value_name = "PROVIDER")]
+    pub provider: Option<Provider>,
+    /// The team that owns it, for a team integration.
+    #[arg(long, value_name = "TEAM")]
+    pub team: Option<TeamName>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum SetupType {
+    /// Connect a ChatGPT account (device-code login), or list, verify or delete them.
+    #[command(
+        after_help = "Examples:\n  integrations setup chatgpt --name work\n  integrations setup chatgpt --list\n  \
+integrations setup chatgpt --verify\n  integrations setup chatgpt --name work --delete"
+    )]
+    Chatgpt(ChatgptArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ChatgptArgs {
+    /// The account's local name.
+    #[arg(long, value_name = "ACCOUNT")]
+    pub name: Option<AccountName>,
+    /// List connected accounts.
+    #[arg(long, conflicts_with_all = ["verify", "delete", "name"])]
+    pub list: bool,
+    /// Check every connected account.
+    #[arg(long, conflicts_with_all = ["delete", "name"])]
+    pub verify: bool,
+    /// Disconnect the account named by --name.
+    #[arg(long, requires = "name")]
+    pub delete: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct TagArgs {
+    /// Remove the tags instead of adding them.
+    #[arg(short = 'd', long = "delete")]
+    pub delete: bool,
+    /// The VM.
+    pub vm: VmName,
+    /// The tags.
+    #[arg(required = true)]
+    pub tags: Vec<TagName>,
+}

@@ -1,0 +1,751 @@
+//! The command language (SPEC §7): one grammar for every door.
+//!
+//! A command line (shell-style quoting) is parsed with clap into the typed
+//! [`Command`], then validated (a key flag only with `byok`, `chatgpt`
+//! only for openai and only on personal integrations, …). Executing
+//! commands is the server's job; parsing and validating is here, so the
+//! CLI, `POST /exec`, SSH and the web page agree on every rule and every
+//! message.
+//!
+//! A [`Command`] prints back as a canonical command line that parses to the
+//! same command, except that a key never prints: key values print as `-`.
+//!
+//! ```
+//! use llm_integration_core::command::{parse_command_line, Command, Parsed, SourceChoice};
+//!
+//! let Parsed::Command(line) = parse_command_line(
+//!     "integrations add llm --name work --openai=chatgpt --openai-account=work --anthropic=disabled",
+//! )? else { unreachable!() };
+//! let Command::AddLlm(add) = &line.command else { unreachable!() };
+//! assert!(matches!(add.providers.openai, Some(SourceChoice::Chatgpt(_))));
+//!
+//! let err = parse_command_line("integrations add llm --name x --anthropic=chatgpt").unwrap_err();
+//! assert!(err.message.contains("--anthropic=chatgpt"));
+//! # Ok::<(), llm_integration_core::command::CommandError>(())
+//! ```
+
+mod grammar;
+
+use std::fmt;
+
+use clap::error::ErrorKind;
+use clap::Parser;
+use secrecy::ExposeSecret;
+use zeroize::Zeroize;
+
+use crate::attachment::AttachmentSpec;
+use crate::domain::ReflectionFields;
+use crate::names::{AccountName, IntegrationName, TagName, TeamName, VmName};
+use crate::provider::Provider;
+use crate::secret::SecretString;
+use crate::source::SourceKind;
+
+/// The longest comment accepted.
+pub const MAX_COMMENT_CHARS: usize = 500;
+
+/// A parsed command line: the command and the output format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine {
+    /// What to do.
+    pub command: Command,
+    /// Answer in JSON (`--json`).
+    pub json: bool,
+}
+
+/// What parsing produced: a command, or help text to show (`--help`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// A command to execute.
+    Command(CommandLine),
+    /// Help text to print; not an error.
+    Help(String),
+}
+
+/// A command line that could not be parsed: a usage error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CommandError {
+    /// The problem, the flag concerned and the fix, ready to show.
+    pub message: String,
+}
+
+impl CommandError {
+    fn new(message: impl Into<String>) -> Self {
+        CommandError {
+            message: message.into(),
+        }
+    }
+}
+
+/// A typed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// `integrations list`
+    List,
+    /// `integrations show NAME`
+    Show(IntegrationRef),
+    /// `integrations add llm …`
+    AddLlm(AddLlm),
+    /// `integrations add reflection …`
+    AddReflection(AddReflection),
+    /// `integrations edit NAME …`
+    Edit(Edit),
+    /// `integrations remove NAME`
+    Remove(IntegrationRef),
+    /// `integrations rename NAME NEW_NAME`
+    Rename {
+        /// The integration.
+        target: IntegrationRef,
+        /// Its new name.
+        new_name: IntegrationName,
+    },
+    /// `integrations attach NAME SPEC`
+    Attach {
+        /// The integration.
+        target: IntegrationRef,
+        /// Where to attach it.
+        spec: AttachmentSpec,
+    },
+    /// `integrations detach NAME SPEC`
+    Detach {
+        /// The integration.
+        target: IntegrationRef,
+        /// The attachment to remove.
+        spec: AttachmentSpec,
+    },
+    /// `integrations test NAME [--provider P]`
+    Test {
+        /// The integration.
+        target: IntegrationRef,
+        /// Only this provider.
+        provider: Option<Provider>,
+    },
+    /// `integrations setup chatgpt …`
+    SetupChatgpt(ChatgptSetup),
+    /// `tag [-d] VM TAG...`
+    Tag {
+        /// Remove instead of add.
+        delete: bool,
+        /// The VM.
+        vm: VmName,
+        /// The tags.
+        tags: Vec<TagName>,
+    },
+}
+
+/// Names an integration: personal unless a team is given.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IntegrationRef {
+    /// The integration's name.
+    pub name: IntegrationName,
+    /// The owning team, for a team integration.
+    pub team: Option<TeamName>,
+}
+
+/// Where a key comes from.
+#[derive(Clone)]
+pub enum KeyInput {
+    /// `-`: read from standard input (the door supplies it).
+    Stdin,
+    /// Given on the command line.
+    Value(SecretString),
+}
+
+impl PartialEq for KeyInput {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (KeyInput::Stdin, KeyInput::Stdin) => true,
+            (KeyInput::Value(a), KeyInput::Value(b)) => a.expose_secret() == b.expose_secret(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for KeyInput {}
+
+impl fmt::Debug for KeyInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyInput::Stdin => f.write_str("Stdin"),
+            KeyInput::Value(_) => f.write_str("Value([REDACTED])"),
+        }
+    }
+}
+
+/// A provider's source as chosen on the command line, with what it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceChoice {
+    /// `--P=gateway`
+    Gateway,
+    /// `--P=byok [--P-key=KEY|-]`; `None` (edit only) keeps the stored key.
+    Byok(Option<KeyInput>),
+    /// `--openai=chatgpt --openai-account=ACCOUNT`
+    Chatgpt(AccountName),
+    /// `--P=disabled`
+    Disabled,
+}
+
+impl SourceChoice {
+    /// The kind of source chosen.
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            SourceChoice::Gateway => SourceKind::Gateway,
+            SourceChoice::Byok(_) => SourceKind::Byok,
+            SourceChoice::Chatgpt(_) => SourceKind::Chatgpt,
+            SourceChoice::Disabled => SourceKind::Disabled,
+        }
+    }
+}
+
+/// The provider flags of `add llm` and `edit`; `None` where not given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProviderChoices {
+    /// `--anthropic=…`
+    pub anthropic: Option<SourceChoice>,
+    /// `--openai=…`
+    pub openai: Option<SourceChoice>,
+    /// `--fireworks=…`
+    pub fireworks: Option<SourceChoice>,
+}
+
+impl ProviderChoices {
+    /// The choice for `provider`.
+    pub fn get(&self, provider: Provider) -> Option<&SourceChoice> {
+        match provider {
+            Provider::Anthropic => self.anthropic.as_ref(),
+            Provider::OpenAi => self.openai.as_ref(),
+            Provider::Fireworks => self.fireworks.as_ref(),
+        }
+    }
+
+    fn slot(&mut self, provider: Provider) -> &mut Option<SourceChoice> {
+        match provider {
+            Provider::Anthropic => &mut self.anthropic,
+            Provider::OpenAi => &mut self.openai,
+            Provider::Fireworks => &mut self.fireworks,
+        }
+    }
+
+    /// Whether no provider flag was given.
+    pub fn is_empty(&self) -> bool {
+        Provider::ALL.iter().all(|p| self.get(*p).is_none())
+    }
+
+    /// Whether some key is to be read from standard input.
+    pub fn reads_stdin(&self) -> bool {
+        Provider::ALL.iter().any(|p| {
+            matches!(
+                self.get(*p),
+                Some(SourceChoice::Byok(Some(KeyInput::Stdin)))
+            )
+        })
+    }
+}
+
+/// `integrations add llm`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddLlm {
+    /// The new integration's name.
+    pub name: IntegrationName,
+    /// The team owning it, for a team integration.
+    pub team: Option<TeamName>,
+    /// Provider sources; providers not given default to `gateway`.
+    pub providers: ProviderChoices,
+    /// A comment.
+    pub comment: Option<String>,
+    /// Attachments, without duplicates, in the order given.
+    pub attach: Vec<AttachmentSpec>,
+}
+
+/// `integrations add reflection`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddReflection {
+    /// The new integration's name.
+    pub name: IntegrationName,
+    /// The team owning it, for a team integration.
+    pub team: Option<TeamName>,
+    /// Exposed fields (`all` when not given).
+    pub fields: ReflectionFields,
+    /// A comment.
+    pub comment: Option<String>,
+    /// Attachments, without duplicates, in the order given.
+    pub attach: Vec<AttachmentSpec>,
+}
+
+/// `integrations edit`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    /// The integration.
+    pub target: IntegrationRef,
+    /// Provider changes (llm integrations).
+    pub providers: ProviderChoices,
+    /// A new comment.
+    pub comment: Option<String>,
+    /// New fields (reflection integrations).
+    pub fields: Option<ReflectionFields>,
+}
+
+/// `integrations setup chatgpt`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatgptSetup {
+    /// `--name ACCOUNT`: device-code login.
+    Connect(AccountName),
+    /// `--list`
+    List,
+    /// `--verify`
+    Verify,
+    /// `--name ACCOUNT --delete`
+    Delete(AccountName),
+}
+
+impl Command {
+    /// Whether executing this command reads standard input (a `-` key).
+    pub fn reads_stdin(&self) -> bool {
+        match self {
+            Command::AddLlm(a) => a.providers.reads_stdin(),
+            Command::Edit(e) => e.providers.reads_stdin(),
+            _ => false,
+        }
+    }
+
+    /// Whether the command only reads (list, show, test, setup --list/--verify).
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            Command::List
+                | Command::Show(_)
+                | Command::Test { .. }
+                | Command::SetupChatgpt(ChatgptSetup::List | ChatgptSetup::Verify)
+        )
+    }
+
+    /// The canonical arguments of this command. Keys print as `-`.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        let team = |a: &mut Vec<String>, t: &Option<TeamName>| {
+            if let Some(t) = t {
+                a.push(format!("--team={t}"));
+            }
+        };
+        let target = |a: &mut Vec<String>, r: &IntegrationRef| {
+            a.push(r.name.to_string());
+            if let Some(t) = &r.team {
+                a.push(format!("--team={t}"));
+            }
+        };
+        match self {
+            Command::List => a.extend(["integrations".into(), "list".into()]),
+            Command::Show(r) | Command::Remove(r) => {
+                let verb = if matches!(self, Command::Show(_)) {
+                    "show"
+                } else {
+                    "remove"
+                };
+                a.extend(["integrations".into(), verb.into()]);
+                target(&mut a, r);
+            }
+            Command::AddLlm(add) => {
+                a.extend([
+                    "integrations".into(),
+                    "add".into(),
+                    "llm".into(),
+                    format!("--name={}", add.name),
+                ]);
+                push_providers(&mut a, &add.providers);
+                team(&mut a, &add.team);
+                if let Some(c) = &add.comment {
+                    a.push(format!("--comment={c}"));
+                }
+                a.extend(add.attach.iter().map(|s| format!("--attach={s}")));
+            }
+            Command::AddReflection(add) => {
+                a.extend([
+                    "integrations".into(),
+                    "add".into(),
+                    "reflection".into(),
+                    format!("--name={}", add.name),
+                ]);
+                a.push(format!("--fields={}", add.fields));
+                team(&mut a, &add.team);
+                if let Some(c) = &add.comment {
+                    a.push(format!("--comment={c}"));
+                }
+                a.extend(add.attach.iter().map(|s| format!("--attach={s}")));
+            }
+            Command::Edit(e) => {
+                a.extend(["integrations".into(), "edit".into()]);
+                target(&mut a, &e.target);
+                push_providers(&mut a, &e.providers);
+                if let Some(c) = &e.comment {
+                    a.push(format!("--comment={c}"));
+                }
+                if let Some(f) = &e.fields {
+                    a.push(format!("--fields={f}"));
+                }
+            }
+            Command::Rename {
+                target: r,
+                new_name,
+            } => {
+                a.extend(["integrations".into(), "rename".into()]);
+                target(&mut a, r);
+                a.push(new_name.to_string());
+            }
+            Command::Attach { target: r, spec } | Command::Detach { target: r, spec } => {
+                let verb = if matches!(self, Command::Attach { .. }) {
+                    "attach"
+                } else {
+                    "detach"
+                };
+                a.extend(["integrations".into(), verb.into()]);
+                target(&mut a, r);
+                a.push(spec.to_string());
+            }
+            Command::Test {
+                target: r,
+                provider,
+            } => {
+                a.extend(["integrations".into(), "test".into()]);
+                target(&mut a, r);
+                if let Some(p) = provider {
+                    a.push(format!("--provider={p}"));
+                }
+            }
+            Command::SetupChatgpt(setup) => {
+                a.extend(["integrations".into(), "setup".into(), "chatgpt".into()]);
+                match setup {
+                    ChatgptSetup::Connect(n) => a.push(format!("--name={n}")),
+                    ChatgptSetup::List => a.push("--list".into()),
+                    ChatgptSetup::Verify => a.push("--verify".into()),
+                    ChatgptSetup::Delete(n) => a.extend([format!("--name={n}"), "--delete".into()]),
+                }
+            }
+            Command::Tag { delete, vm, tags } => {
+                a.push("tag".into());
+                if *delete {
+                    a.push("-d".into());
+                }
+                a.push(vm.to_string());
+                a.extend(tags.iter().map(ToString::to_string));
+            }
+        }
+        a
+    }
+
+    /// The same command with every key value replaced by `-` (what
+    /// [`Command`]'s `Display` prints).
+    pub fn redacted(&self) -> Command {
+        let redact = |p: &ProviderChoices| {
+            let mut p = p.clone();
+            for provider in Provider::ALL {
+                if let Some(SourceChoice::Byok(Some(key @ KeyInput::Value(_)))) = p.slot(provider) {
+                    *key = KeyInput::Stdin;
+                }
+            }
+            p
+        };
+        match self {
+            Command::AddLlm(a) => Command::AddLlm(AddLlm {
+                providers: redact(&a.providers),
+                ..a.clone()
+            }),
+            Command::Edit(e) => Command::Edit(Edit {
+                providers: redact(&e.providers),
+                ..e.clone()
+            }),
+            other => other.clone(),
+        }
+    }
+}
+
+fn push_providers(a: &mut Vec<String>, p: &ProviderChoices) {
+    for provider in Provider::ALL {
+        if let Some(choice) = p.get(provider) {
+            a.push(format!("--{provider}={}", choice.kind()));
+            match choice {
+                SourceChoice::Byok(Some(_)) => a.push(format!("--{provider}-key=-")),
+                SourceChoice::Chatgpt(account) => a.push(format!("--openai-account={account}")),
+                _ => {}
+            }
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    /// The canonical command line, shell-quoted. Never shows a key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&shell_words::join(self.to_args()))
+    }
+}
+
+impl fmt::Display for CommandLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.command, f)?;
+        if self.json {
+            f.write_str(" --json")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses one command line (shell-style quoting: `'…'`, `"…"`, `\`).
+pub fn parse_command_line(line: &str) -> Result<Parsed, CommandError> {
+    let words = shell_words::split(line).map_err(|e| {
+        CommandError::new(format!(
+            "cannot split the command line: {e}; close every quote"
+        ))
+    })?;
+    parse_args(words)
+}
+
+/// Parses a command from already-split arguments (as a CLI receives them).
+/// The argument strings are zeroized once parsed, since they may hold keys.
+pub fn parse_args(mut args: Vec<String>) -> Result<Parsed, CommandError> {
+    let result = grammar::Cli::try_parse_from(args.iter());
+    let outcome = match result {
+        Ok(cli) => convert(cli).map(Parsed::Command),
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                Ok(Parsed::Help(e.render().to_string()))
+            }
+            _ => Err(CommandError::new(redact_keys(
+                &e.render().to_string(),
+                &args,
+            ))),
+        },
+    };
+    args.zeroize();
+    outcome
+}
+
+/// Removes from `message` every value given to a `--*-key` flag.
+fn redact_keys(message: &str, args: &[String]) -> String {
+    let mut out = message.to_owned();
+    let mut values = Vec::new();
+    let mut iter = args.iter().peekable();
+    while let Some(arg) = iter.next() {
+        for provider in Provider::ALL {
+            let flag = format!("--{provider}-key");
+            if let Some(v) = arg.strip_prefix(&format!("{flag}=")) {
+                values.push(v.to_owned());
+            } else if *arg == flag {
+                if let Some(v) = iter.peek() {
+                    values.push((*v).clone());
+                }
+            }
+        }
+    }
+    for v in values.iter().filter(|v| v.len() > 1) {
+        out = out.replace(v.as_str(), "[REDACTED]");
+    }
+    out
+}
+
+fn check_comment(comment: Option<String>) -> Result<Option<String>, CommandError> {
+    let Some(c) = comment else { return Ok(None) };
+    if c.chars().count() > MAX_COMMENT_CHARS {
+        return Err(CommandError::new(format!(
+            "--comment is {} characters long; the limit is {MAX_COMMENT_CHARS}",
+            c.chars().count()
+        )));
+    }
+    if c.chars().any(char::is_control) {
+        return Err(CommandError::new(
+            "--comment contains a control character (newline, tab, …); use one line of text",
+        ));
+    }
+    Ok(Some(c))
+}
+
+fn dedup(specs: Vec<AttachmentSpec>) -> Vec<AttachmentSpec> {
+    let mut out: Vec<AttachmentSpec> = Vec::with_capacity(specs.len());
+    for s in specs {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Applies the provider-flag rules. `adding` requires a key with `byok`.
+fn provider_choices(
+    args: grammar::ProviderArgs,
+    team: Option<&TeamName>,
+    adding: bool,
+) -> Result<ProviderChoices, CommandError> {
+    let grammar::ProviderArgs {
+        anthropic,
+        openai,
+        fireworks,
+        anthropic_key,
+        openai_key,
+        fireworks_key,
+        openai_account,
+    } = args;
+    let mut out = ProviderChoices::default();
+    let mut account = openai_account;
+    let mut stdin_keys = 0;
+    for (provider, kind, key) in [
+        (Provider::Anthropic, anthropic, anthropic_key),
+        (Provider::OpenAi, openai, openai_key),
+        (Provider::Fireworks, fireworks, fireworks_key),
+    ] {
+        let key = match key {
+            Some(k) if k.is_empty() => {
+                return Err(CommandError::new(format!(
+                    "--{provider}-key is empty; give the key, or - to read it from standard input"
+                )))
+            }
+            Some(k) if k == "-" => {
+                stdin_keys += 1;
+                Some(KeyInput::Stdin)
+            }
+            Some(k) => Some(KeyInput::Value(SecretString::from(k))),
+            None => None,
+        };
+        let choice = match kind {
+            None => {
+                if key.is_some() {
+                    return Err(CommandError::new(format!(
+                        "--{provider}-key is only used with --{provider}=byok; add --{provider}=byok or remove --{provider}-key"
+                    )));
+                }
+                None
+            }
+            Some(kind) => {
+                if kind == SourceKind::Chatgpt && provider != Provider::OpenAi {
+                    return Err(CommandError::new(format!(
+                        "--{provider}=chatgpt: a ChatGPT subscription can only be the openai source; \
+use gateway, byok or disabled for {provider}"
+                    )));
+                }
+                if key.is_some() && kind != SourceKind::Byok {
+                    return Err(CommandError::new(format!(
+                        "--{provider}-key is only used with --{provider}=byok, not --{provider}={kind}; \
+use --{provider}=byok or remove --{provider}-key"
+                    )));
+                }
+                Some(match kind {
+                    SourceKind::Gateway => SourceChoice::Gateway,
+                    SourceKind::Disabled => SourceChoice::Disabled,
+                    SourceKind::Byok => {
+                        if key.is_none() && adding {
+                            return Err(CommandError::new(format!(
+                                "--{provider}=byok needs the key: add --{provider}-key=KEY, \
+or --{provider}-key=- to read it from standard input"
+                            )));
+                        }
+                        SourceChoice::Byok(key)
+                    }
+                    SourceKind::Chatgpt => {
+                        if let Some(team) = team {
+                            return Err(CommandError::new(format!(
+                                "--openai=chatgpt: team integrations (--team {team}) cannot use a ChatGPT subscription; \
+use --openai=gateway or --openai=byok"
+                            )));
+                        }
+                        let Some(name) = account.take() else {
+                            return Err(CommandError::new(
+                                "--openai=chatgpt needs --openai-account=ACCOUNT; \
+connect an account first with `integrations setup chatgpt --name ACCOUNT`",
+                            ));
+                        };
+                        SourceChoice::Chatgpt(name)
+                    }
+                })
+            }
+        };
+        *out.slot(provider) = choice;
+    }
+    if account.is_some() {
+        return Err(CommandError::new(
+            "--openai-account is only used with --openai=chatgpt; add --openai=chatgpt or remove --openai-account",
+        ));
+    }
+    if stdin_keys > 1 {
+        return Err(CommandError::new(
+            "only one key can be read from standard input (-); give the others as --PROVIDER-key=KEY or set them with a second edit",
+        ));
+    }
+    Ok(out)
+}
+
+fn convert(cli: grammar::Cli) -> Result<CommandLine, CommandError> {
+    use grammar::{AddType, Integrations, SetupType, Top};
+    let reference = |name, team| IntegrationRef { name, team };
+    let command = match cli.command {
+        Top::Tag(t) => Command::Tag { delete: t.delete, vm: t.vm, tags: t.tags },
+        Top::Integrations(i) => match i {
+            Integrations::List => Command::List,
+            Integrations::Show(t) => Command::Show(reference(t.name, t.team)),
+            Integrations::Remove(t) => Command::Remove(reference(t.name, t.team)),
+            Integrations::Rename(r) => {
+                if r.name == r.new_name {
+                    return Err(CommandError::new(format!(
+                        "rename: {} already has that name; give a different NEW_NAME",
+                        r.name
+                    )));
+                }
+                Command::Rename { target: reference(r.name, r.team), new_name: r.new_name }
+            }
+            Integrations::Attach(a) => Command::Attach { target: reference(a.name, a.team), spec: a.spec },
+            Integrations::Detach(a) => Command::Detach { target: reference(a.name, a.team), spec: a.spec },
+            Integrations::Test(t) => Command::Test { target: reference(t.name, t.team), provider: t.provider },
+            Integrations::Add(AddType::Llm(a)) => {
+                let providers = provider_choices(a.providers, a.team.as_ref(), true)?;
+                Command::AddLlm(AddLlm {
+                    name: a.name,
+                    team: a.team,
+                    providers,
+                    comment: check_comment(a.comment)?,
+                    attach: dedup(a.attach),
+                })
+            }
+            Integrations::Add(AddType::Reflection(a)) => Command::AddReflection(AddReflection {
+                name: a.name,
+                team: a.team,
+                fields: a.fields.unwrap_or_default(),
+                comment: check_comment(a.comment)?,
+                attach: dedup(a.attach),
+            }),
+            Integrations::Edit(e) => {
+                let providers = provider_choices(e.providers, e.team.as_ref(), false)?;
+                if e.fields.is_some() && !providers.is_empty() {
+                    return Err(CommandError::new(
+                        "edit: --fields applies to reflection integrations and provider flags to llm integrations; \
+give one or the other",
+                    ));
+                }
+                let comment = check_comment(e.comment)?;
+                if providers.is_empty() && comment.is_none() && e.fields.is_none() {
+                    return Err(CommandError::new(format!(
+                        "edit {}: nothing to change; give --anthropic, --openai, --fireworks, --comment or --fields \
+(see `integrations edit --help`)",
+                        e.name
+                    )));
+                }
+                Command::Edit(Edit { target: reference(e.name, e.team), providers, comment, fields: e.fields })
+            }
+            Integrations::Setup(SetupType::Chatgpt(c)) => Command::SetupChatgpt(match (c.name, c.list, c.verify, c.delete) {
+                (None, true, false, false) => ChatgptSetup::List,
+                (None, false, true, false) => ChatgptSetup::Verify,
+                (Some(n), false, false, true) => ChatgptSetup::Delete(n),
+                (Some(n), false, false, false) => ChatgptSetup::Connect(n),
+                _ => {
+                    return Err(CommandError::new(
+                        "setup chatgpt: give --name ACCOUNT to connect an account, --list, --verify, \
+or --name ACCOUNT --delete",
+                    ))
+                }
+            }),
+        },
+    };
+    Ok(CommandLine {
+        command,
+        json: cli.json,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+//! Hostname parsing: `NAME.int.DOMAIN` and `NAME.team.DOMAIN`.
+
+use std::borrow::Cow;
+
+/// Whose integration a hostname names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// `NAME.int.DOMAIN`: a personal integration of the VM's owner.
+    Personal,
+    /// `NAME.team.DOMAIN`: a team integration of the VM's team.
+    Team,
+}
+
+impl Scope {
+    /// The hostname label of the scope (`int`, `team`).
+    pub const fn label(self) -> &'static str {
+        match self {
+            Scope::Personal => "int",
+            Scope::Team => "team",
+        }
+    }
+}
+
+/// A parsed integration hostname.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostTarget<'a> {
+    /// The integration name, lowercased.
+    pub name: Cow<'a, str>,
+    /// Personal or team.
+    pub scope: Scope,
+}
+
+/// Parses a `Host` header value against `domain` (lowercase, without a
+/// trailing dot).
+///
+/// A `:port` suffix and one trailing dot are ignored; comparison is
+/// case-insensitive. Anything else (another domain, more labels, an IP
+/// literal, an invalid name) is `None`.
+///
+/// ```
+/// use llm_integration_core::host::parse_host;
+/// use llm_integration_core::Scope;
+///
+/// let t = parse_host("LLM.int.exe.xyz:443", "exe.xyz").unwrap();
+/// assert_eq!((t.name.as_ref(), t.scope), ("llm", Scope::Personal));
+/// assert!(parse_host("llm.int.exe.xyz.evil", "exe.xyz").is_none());
+/// ```
+pub fn parse_host<'a>(host: &'a str, domain: &str) -> Option<HostTarget<'a>> {
+    if host.starts_with('[') {
+        return None;
+    }
+    let host = match host.rsplit_once(':') {
+        Some((h, port))
+            if !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            h
+        }
+        Some(_) => return None,
+        None => host,
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    // host = NAME '.' SCOPE '.' DOMAIN
+    let rest_len = host.len().checked_sub(domain.len() + 1)?;
+    let (head, tail) = (host.get(..rest_len)?, host.get(rest_len..)?);
+    if !tail.starts_with('.') || !tail[1..].eq_ignore_ascii_case(domain) {
+        return None;
+    }
+    let (name, scope_label) = head.rsplit_once('.')?;
+    let scope = if scope_label.eq_ignore_ascii_case("int") {
+        Scope::Personal
+    } else if scope_label.eq_ignore_ascii_case("team") {
+        Scope::Team
+    } else {
+        return None;
+    };
+    if !valid_label_any_case(name) {
+        return None;
+    }
+    let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    };
+    Some(HostTarget { name, scope })
+}
+
+fn valid_label_any_case(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// The hostname of an integration: `NAME.int.DOMAIN` or `NAME.team.DOMAIN`.
+pub fn hostname(name: &str, scope: Scope, domain: &str) -> String {
+    format!("{name}.{}.{domain}", scope.label())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(h: &str) -> Option<(String, Scope)> {
+        parse_host(h, "exe.xyz").map(|t| (t.name.into_owned(), t.scope))
+    }
+
+    #[test]
+    fn accepts() {
+        assert_eq!(p("llm.int.exe.xyz"), Some(("llm".into(), Scope::Personal)));
+        assert_eq!(
+            p("llm.int.exe.xyz:8080"),
+            Some(("llm".into(), Scope::Personal))
+        );
+        assert_eq!(p("LLM.INT.EXE.XYZ"), Some(("llm".into(), Scope::Personal)));
+        assert_eq!(p("llm.int.exe.xyz."), Some(("llm".into(), Scope::Personal)));
+        assert_eq!(
+            p("shared.team.exe.xyz"),
+            Some(("shared".into(), Scope::Team))
+        );
+    }
+
+    #[test]
+    fn refuses() {
+        for h in [
+            "",
+            "exe.xyz",
+            "int.exe.xyz",
+            ".int.exe.xyz",
+            "llm.int.exe.xyz.evil",
+            "llm.int.exe.xyz.evil.com",
+            "llm.int.evil.xyz",
+            "a.llm.int.exe.xyz",
+            "llm.other.exe.xyz",
+            "llm.int.exe.xyz:",
+            "llm.int.exe.xyz:port",
+            "llm.int.exe.xyz:123456",
+            "[::1]:80",
+            "127.0.0.1",
+            "-x.int.exe.xyz",
+            "l_m.int.exe.xyz",
+            "llm.intexe.xyz",
+        ] {
+            assert_eq!(p(h), None, "{h}");
+        }
+    }
+
+    #[test]
+    fn hostname_round_trips() {
+        let h = hostname("llm", Scope::Team, "exe.xyz");
+        assert_eq!(h, "llm.team.exe.xyz");
+        assert_eq!(p(&h), Some(("llm".into(), Scope::Team)));
+    }
+}

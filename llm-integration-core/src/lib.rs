@@ -1,0 +1,91 @@
+//! The runtime-agnostic core of the LLM integration gateway.
+//!
+//! This crate holds the whole model of the product and none of its IO:
+//!
+//! - the domain ([`Provider`], [`Source`], [`IntegrationConfig`],
+//!   [`AttachmentSpec`], [`Vm`], …) and the traits that describe their
+//!   behaviour ([`Integration`], [`ProviderSource`], [`Attachment`],
+//!   [`Router`]);
+//! - the configuration [`Snapshot`]: an immutable, indexed view of every
+//!   integration and VM, built from store records and swapped atomically by
+//!   whoever serves traffic;
+//! - the routing engine: a pure, synchronous function from
+//!   (snapshot, caller VM, `Host`, method, path, optional model) to a
+//!   [`Decision`] or a typed [`Refused`] that knows its error dialect;
+//! - the command language ([`command`]): one grammar for every door (CLI,
+//!   `POST /exec`, SSH, the web page), parsed and validated into typed
+//!   commands;
+//! - the seams a server plugs into ([`seams`]): configuration store,
+//!   credential resolver, caller resolver, usage sink.
+//!
+//! *Architecture invariant*: nothing here knows about sockets, HTTP servers,
+//! async runtimes or databases. CI fails if `cargo tree -p
+//! llm-integration-core -e normal` shows tokio, hyper, reqwest or any other
+//! runtime or IO crate.
+//!
+//! ```
+//! use llm_integration_core::{
+//!     ConfigRecords, IntegrationConfig, IntegrationId, Owner, RouteRequest, Snapshot,
+//!     SnapshotOptions, User, UserId, Vm, VmId, Decision, Provider,
+//! };
+//!
+//! let alice = UserId(1);
+//! use llm_integration_core::Router;
+//!
+//! let records = ConfigRecords {
+//!     users: vec![User::new(alice, "alice@example.com")],
+//!     vms: vec![Vm::new(VmId(10), "devbox".parse()?, alice)],
+//!     integrations: vec![IntegrationConfig::default_llm(IntegrationId(1), Owner::User(alice))],
+//!     ..ConfigRecords::default()
+//! };
+//! let snapshot = Snapshot::build(records, SnapshotOptions::default());
+//! let request = RouteRequest::new(Some(VmId(10)), "llm.int.exe.xyz", &http::Method::POST, "/v1/messages");
+//! let decision = snapshot.route_with_model(&request, Some("claude-sonnet-4-6"))?;
+//! match decision {
+//!     Decision::Forward(forward) => {
+//!         assert_eq!(forward.provider, Provider::Anthropic);
+//!         assert_eq!(forward.upstream_path, "/v1/messages");
+//!     }
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod attachment;
+pub mod command;
+pub mod domain;
+pub mod error;
+pub mod fuzzing;
+pub mod host;
+pub mod integration;
+pub mod model_id;
+pub mod names;
+pub mod path;
+pub mod provider;
+pub mod router;
+pub mod seams;
+pub mod secret;
+pub mod snapshot;
+pub mod source;
+pub mod wire;
+
+pub use attachment::{Attachment, AttachmentSpec};
+pub use domain::{
+    ConfigRecords, CredentialId, IntegrationConfig, IntegrationId, IntegrationKind, LlmSettings,
+    Owner, ReflectionField, ReflectionFields, ReflectionSettings, Team, TeamId, User, UserId, Vm,
+    VmId,
+};
+pub use error::Error;
+pub use host::{HostTarget, Scope};
+pub use integration::Integration;
+pub use model_id::{ModelCatalog, ModelError, ModelRoute};
+pub use names::{AccountName, IntegrationName, TagName, TeamName, VmName};
+pub use provider::{Dialect, Provider, ProviderSet};
+pub use router::{
+    Decision, Forward, ModelListing, ModelsShape, PendingModel, Plan, ReflectionPath,
+    ReflectionRoute, Refusal, Refused, RouteRequest, Router,
+};
+pub use secret::{KeyHint, SecretString};
+pub use snapshot::{Snapshot, SnapshotOptions};
+pub use source::{CredentialRef, ProviderSource, Source, SourceKind};

@@ -1,0 +1,284 @@
+//! Routing by model ID (SPEC §6): which provider serves a model.
+//!
+//! Order: Fireworks resource names (`accounts/…`), then an explicit
+//! `provider/model` form (the prefix is stripped before forwarding), then
+//! exact matches in the known catalogs, then the well-known prefixes.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use crate::provider::{Provider, ProviderSet};
+
+/// Model IDs known to be served by each provider (from their model lists).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelCatalog {
+    by_model: HashMap<Box<str>, ProviderSet>,
+}
+
+impl ModelCatalog {
+    /// An empty catalog: only the prefix rules apply.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that `provider` serves `model`.
+    pub fn insert(&mut self, provider: Provider, model: &str) {
+        let set = self.by_model.entry(model.into()).or_default();
+        *set = set.with(provider);
+    }
+
+    /// Records every model of `provider`.
+    pub fn extend<'a>(&mut self, provider: Provider, models: impl IntoIterator<Item = &'a str>) {
+        for m in models {
+            self.insert(provider, m);
+        }
+    }
+
+    /// The providers known to serve `model`.
+    pub fn providers_of(&self, model: &str) -> ProviderSet {
+        self.by_model.get(model).copied().unwrap_or_default()
+    }
+
+    /// How many model IDs are known.
+    pub fn len(&self) -> usize {
+        self.by_model.len()
+    }
+
+    /// Whether no model ID is known.
+    pub fn is_empty(&self) -> bool {
+        self.by_model.is_empty()
+    }
+}
+
+/// Where a model goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRoute<'m> {
+    /// The provider that serves it.
+    pub provider: Provider,
+    /// The model ID to send upstream when it differs from the client's
+    /// (an explicit `provider/` prefix was stripped).
+    pub upstream_model: Option<Cow<'m, str>>,
+}
+
+/// Why a model could not be routed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// No enabled provider is known to serve it.
+    #[error("model {0:?} is not served by any enabled provider")]
+    Unknown(String),
+    /// It belongs to a provider that is disabled.
+    #[error("model {model:?} belongs to provider {provider}, which is disabled")]
+    Disabled {
+        /// The model.
+        model: String,
+        /// Its provider.
+        provider: Provider,
+    },
+    /// Empty, too long, or containing control characters.
+    #[error("the model ID is empty, longer than 256 bytes or has control characters")]
+    Malformed,
+}
+
+/// The provider a model ID names by its shape alone (SPEC §6 prefixes).
+pub fn provider_by_prefix(model: &str) -> Option<Provider> {
+    const OPENAI: [&str; 13] = [
+        "gpt-",
+        "chatgpt-",
+        "codex-",
+        "text-embedding-",
+        "omni-",
+        "text-moderation-",
+        "dall-e",
+        "whisper",
+        "tts",
+        "ft:",
+        "computer-use-preview",
+        "babbage-",
+        "davinci-",
+    ];
+    if model.starts_with("accounts/") {
+        return Some(Provider::Fireworks);
+    }
+    if model.starts_with("claude-") {
+        return Some(Provider::Anthropic);
+    }
+    // The o-series: `o` then a digit (`o1`, `o3-pro`, `o4-mini`), so that
+    // `omni-…` is not caught by it.
+    let o_series = model.as_bytes().first() == Some(&b'o')
+        && model.as_bytes().get(1).is_some_and(u8::is_ascii_digit);
+    if o_series || OPENAI.iter().any(|p| model.starts_with(p)) {
+        return Some(Provider::OpenAi);
+    }
+    None
+}
+
+/// Routes `model` among the `enabled` providers, consulting `catalog`.
+///
+/// ```
+/// use llm_integration_core::model_id::route_model;
+/// use llm_integration_core::{ModelCatalog, Provider, ProviderSet};
+///
+/// let all: ProviderSet = Provider::ALL.into_iter().collect();
+/// let r = route_model("anthropic/claude-opus-4-6", &ModelCatalog::new(), all).unwrap();
+/// assert_eq!(r.provider, Provider::Anthropic);
+/// assert_eq!(r.upstream_model.as_deref(), Some("claude-opus-4-6"));
+/// ```
+pub fn route_model<'m>(
+    model: &'m str,
+    catalog: &ModelCatalog,
+    enabled: ProviderSet,
+) -> Result<ModelRoute<'m>, ModelError> {
+    if model.is_empty() || model.len() > 256 || model.chars().any(char::is_control) {
+        return Err(ModelError::Malformed);
+    }
+    let decide = |provider: Provider, upstream_model: Option<Cow<'m, str>>| {
+        if enabled.contains(provider) {
+            Ok(ModelRoute {
+                provider,
+                upstream_model,
+            })
+        } else {
+            Err(ModelError::Disabled {
+                model: model.to_owned(),
+                provider,
+            })
+        }
+    };
+    if model.starts_with("accounts/") {
+        return decide(Provider::Fireworks, None);
+    }
+    if let Some((prefix, rest)) = model.split_once('/') {
+        let explicit = match prefix {
+            "anthropic" => Some(Provider::Anthropic),
+            "openai" | "chatgpt" => Some(Provider::OpenAi),
+            "fireworks" => Some(Provider::Fireworks),
+            _ => None,
+        };
+        if let Some(provider) = explicit {
+            if rest.is_empty() {
+                return Err(ModelError::Unknown(model.to_owned()));
+            }
+            let upstream = if provider == Provider::Fireworks && !rest.starts_with("accounts/") {
+                Cow::Owned(format!("accounts/fireworks/models/{rest}"))
+            } else {
+                Cow::Borrowed(rest)
+            };
+            return decide(provider, Some(upstream));
+        }
+    }
+    let listed = catalog.providers_of(model);
+    if let Some(provider) = listed.iter().find(|p| enabled.contains(*p)) {
+        return Ok(ModelRoute {
+            provider,
+            upstream_model: None,
+        });
+    }
+    if let Some(provider) = provider_by_prefix(model) {
+        return decide(provider, None);
+    }
+    if let Some(provider) = listed.iter().next() {
+        return decide(provider, None);
+    }
+    Err(ModelError::Unknown(model.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> ProviderSet {
+        Provider::ALL.into_iter().collect()
+    }
+
+    fn p(model: &str) -> Result<Provider, ModelError> {
+        route_model(model, &ModelCatalog::new(), all()).map(|r| r.provider)
+    }
+
+    #[test]
+    fn prefixes() {
+        use Provider::*;
+        for (m, want) in [
+            ("claude-sonnet-4-6", Anthropic),
+            ("claude-opus-4-6", Anthropic),
+            ("gpt-5.5", OpenAi),
+            ("gpt-5.1-codex-max", OpenAi),
+            ("chatgpt-4o-latest", OpenAi),
+            ("o1", OpenAi),
+            ("o3-pro", OpenAi),
+            ("o4-mini", OpenAi),
+            ("codex-mini-latest", OpenAi),
+            ("text-embedding-3-small", OpenAi),
+            ("omni-moderation-latest", OpenAi),
+            ("dall-e-3", OpenAi),
+            ("whisper-1", OpenAi),
+            ("tts-1", OpenAi),
+            ("ft:gpt-4o-mini:org::abc", OpenAi),
+            ("accounts/fireworks/models/deepseek-v3p2", Fireworks),
+            ("accounts/fireworks/models/gpt-oss-120b", Fireworks),
+        ] {
+            assert_eq!(p(m), Ok(want), "{m}");
+        }
+    }
+
+    #[test]
+    fn explicit_forms_strip_the_prefix() {
+        let r = route_model("fireworks/deepseek-v3p2", &ModelCatalog::new(), all()).unwrap();
+        assert_eq!(r.provider, Provider::Fireworks);
+        assert_eq!(
+            r.upstream_model.as_deref(),
+            Some("accounts/fireworks/models/deepseek-v3p2")
+        );
+        let r = route_model("openai/gpt-5.5", &ModelCatalog::new(), all()).unwrap();
+        assert_eq!(
+            (r.provider, r.upstream_model.as_deref()),
+            (Provider::OpenAi, Some("gpt-5.5"))
+        );
+        let r = route_model(
+            "fireworks/accounts/me/models/ft",
+            &ModelCatalog::new(),
+            all(),
+        )
+        .unwrap();
+        assert_eq!(r.upstream_model.as_deref(), Some("accounts/me/models/ft"));
+        assert!(matches!(p("anthropic/"), Err(ModelError::Unknown(_))));
+    }
+
+    #[test]
+    fn catalog_wins_and_disabled_is_named() {
+        let mut catalog = ModelCatalog::new();
+        catalog.insert(Provider::Fireworks, "kimi-k2");
+        catalog.insert(Provider::Fireworks, "gpt-custom");
+        let r = route_model("kimi-k2", &catalog, all()).unwrap();
+        assert_eq!(r.provider, Provider::Fireworks);
+        // An exact catalog match beats the gpt- prefix.
+        assert_eq!(
+            route_model("gpt-custom", &catalog, all()).unwrap().provider,
+            Provider::Fireworks
+        );
+        let only_openai = ProviderSet::one(Provider::OpenAi);
+        assert_eq!(
+            route_model("kimi-k2", &catalog, only_openai),
+            Err(ModelError::Disabled {
+                model: "kimi-k2".into(),
+                provider: Provider::Fireworks
+            })
+        );
+        assert_eq!(
+            route_model("claude-haiku-4-5", &catalog, only_openai),
+            Err(ModelError::Disabled {
+                model: "claude-haiku-4-5".into(),
+                provider: Provider::Anthropic
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_and_malformed() {
+        assert_eq!(p("llama-3"), Err(ModelError::Unknown("llama-3".into())));
+        assert_eq!(p("omni"), Err(ModelError::Unknown("omni".into())));
+        assert_eq!(p(""), Err(ModelError::Malformed));
+        assert_eq!(p("gpt\n"), Err(ModelError::Malformed));
+        assert_eq!(p(&"g".repeat(300)), Err(ModelError::Malformed));
+    }
+}

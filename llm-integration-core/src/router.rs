@@ -1,0 +1,680 @@
+//! The routing engine: a pure, synchronous decision from
+//! (snapshot, caller VM, `Host`, method, path, optional model) to what the
+//! data plane must do, or a typed refusal that knows its error dialect.
+//!
+//! Routing is two-phase so that a server reads a request body only when it
+//! must: [`Router::route`] decides everything the head can decide and, for
+//! generic endpoints whose provider depends on the body's `model`, returns
+//! [`Plan::NeedsModel`]; [`Router::resolve_model`] finishes the decision
+//! once the model is known. [`Router::route_with_model`] does both.
+
+use http::Method;
+
+use crate::domain::{
+    IntegrationConfig, IntegrationKind, LlmSettings, Owner, ReflectionField, ReflectionSettings,
+    Vm, VmId,
+};
+use crate::host::{parse_host, HostTarget, Scope};
+use crate::model_id::{route_model, ModelError};
+use crate::names::IntegrationName;
+use crate::path::{check_path, classify_path, split_target, PathError, PathRoute};
+use crate::provider::{Dialect, Provider, ProviderSet};
+use crate::snapshot::{Snapshot, VmEntry};
+use crate::source::{ProviderSource, Source};
+use crate::wire::errors::{error_body, ErrorClass};
+
+/// Decides where requests go. Implemented by [`Snapshot`]; embedders may
+/// wrap it (to add their own routes) behind the same trait.
+pub trait Router {
+    /// Routes a request head.
+    fn route<'s, 'r>(&'s self, request: &RouteRequest<'r>) -> Result<Plan<'s, 'r>, Refused>;
+
+    /// Finishes a decision that needed the body's `model` (`None` when the
+    /// body has no string `model` field).
+    fn resolve_model<'s>(
+        &'s self,
+        pending: PendingModel<'s, '_>,
+        model: Option<&str>,
+    ) -> Result<Decision<'s>, Refused>;
+
+    /// Both phases at once, for callers that already have the model.
+    fn route_with_model<'s>(
+        &'s self,
+        request: &RouteRequest<'_>,
+        model: Option<&str>,
+    ) -> Result<Decision<'s>, Refused> {
+        match self.route(request)? {
+            Plan::Ready(decision) => Ok(decision),
+            Plan::NeedsModel(pending) => self.resolve_model(pending, model),
+        }
+    }
+}
+
+/// What the router needs to know of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteRequest<'r> {
+    /// The calling VM, as the caller resolver found it (`None`: unknown).
+    pub caller: Option<VmId>,
+    /// The `Host` header (or HTTP/2 `:authority`); empty when absent.
+    pub host: &'r str,
+    /// The request method.
+    pub method: &'r Method,
+    /// The request target in origin form: path and optional query.
+    pub target: &'r str,
+    /// The request carries `anthropic-version` or `x-api-key`, as
+    /// Anthropic clients do: model lists answer in Anthropic's shape and
+    /// errors in Anthropic's dialect where the path does not decide.
+    pub anthropic_client: bool,
+}
+
+impl<'r> RouteRequest<'r> {
+    /// A request from `caller` with no Anthropic client headers.
+    pub fn new(caller: Option<VmId>, host: &'r str, method: &'r Method, target: &'r str) -> Self {
+        RouteRequest {
+            caller,
+            host,
+            method,
+            target,
+            anthropic_client: false,
+        }
+    }
+
+    /// Marks the request as coming from an Anthropic client.
+    #[must_use]
+    pub fn with_anthropic_client(mut self, yes: bool) -> Self {
+        self.anthropic_client = yes;
+        self
+    }
+}
+
+/// The first phase's answer.
+#[derive(Debug)]
+pub enum Plan<'s, 'r> {
+    /// The decision is complete.
+    Ready(Decision<'s>),
+    /// The provider depends on the body's `model`: read it, then call
+    /// [`Router::resolve_model`].
+    NeedsModel(PendingModel<'s, 'r>),
+}
+
+/// A generic route waiting for its model.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingModel<'s, 'r> {
+    integration: &'s IntegrationConfig,
+    settings: &'s LlmSettings,
+    path: &'r str,
+    query: Option<&'r str>,
+    family: ApiFamily,
+    dialect: Dialect,
+}
+
+impl PendingModel<'_, '_> {
+    /// The dialect errors on this route answer in.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The integration the request reached.
+    pub fn integration(&self) -> &IntegrationConfig {
+        self.integration
+    }
+}
+
+/// Which API shape a generic endpoint speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ApiFamily {
+    /// `/v1/messages`, `/v1/messages/count_tokens`, `/v1/complete`.
+    Anthropic,
+    /// `/v1/chat/completions`, `/v1/responses`, `/v1/embeddings`, …
+    OpenAi,
+}
+
+impl ApiFamily {
+    fn serves(self, provider: Provider) -> bool {
+        match self {
+            ApiFamily::Anthropic => matches!(provider, Provider::Anthropic | Provider::Fireworks),
+            ApiFamily::OpenAi => matches!(provider, Provider::OpenAi | Provider::Fireworks),
+        }
+    }
+}
+
+/// Generic endpoints whose provider is chosen by the body's `model`.
+fn model_endpoint(path: &str) -> Option<ApiFamily> {
+    match path {
+        "/v1/messages" | "/v1/messages/count_tokens" | "/v1/complete" => Some(ApiFamily::Anthropic),
+        "/v1/chat/completions"
+        | "/v1/completions"
+        | "/v1/responses"
+        | "/v1/responses/compact"
+        | "/v1/responses/input_tokens"
+        | "/v1/embeddings"
+        | "/v1/moderations"
+        | "/v1/images/generations"
+        | "/v1/audio/speech" => Some(ApiFamily::OpenAi),
+        _ => None,
+    }
+}
+
+fn is_anthropic_api_path(path: &str) -> bool {
+    path == "/v1/messages" || path.starts_with("/v1/messages/") || path == "/v1/complete"
+}
+
+/// The dialect of errors on `path`, decided from the path alone (and the
+/// client's headers where the path is shared by both families).
+pub fn dialect_for(path: &str, anthropic_client: bool) -> Dialect {
+    if path.starts_with("/anthropic/") || path == "/anthropic" || is_anthropic_api_path(path) {
+        return Dialect::Anthropic;
+    }
+    if let Some(rest) = path.strip_prefix("/fireworks/inference") {
+        return if is_anthropic_api_path(rest) {
+            Dialect::Anthropic
+        } else {
+            Dialect::OpenAi
+        };
+    }
+    if path.starts_with("/openai/") || model_endpoint(path) == Some(ApiFamily::OpenAi) {
+        return Dialect::OpenAi;
+    }
+    if anthropic_client {
+        Dialect::Anthropic
+    } else {
+        Dialect::OpenAi
+    }
+}
+
+/// What the data plane must do.
+#[derive(Debug)]
+pub enum Decision<'s> {
+    /// Forward to a provider.
+    Forward(Forward<'s>),
+    /// Answer a model list merged across providers.
+    ListModels(ModelListing<'s>),
+    /// Answer a reflection path.
+    Reflection(ReflectionRoute<'s>),
+    /// Answer a liveness probe (`HEAD /`, `GET /`) at once.
+    Liveness,
+}
+
+/// A request to forward.
+#[derive(Debug)]
+pub struct Forward<'s> {
+    /// The integration the request reached.
+    pub integration: &'s IntegrationConfig,
+    /// The provider to forward to.
+    pub provider: Provider,
+    /// Its source: which credential to inject, and whether to meter.
+    pub source: &'s Source,
+    /// Path and query to request under the provider's base URL. Always
+    /// starts with the provider's upstream prefix and `/v1`.
+    pub upstream_path: String,
+    /// The model to put in the body, when it differs from the client's
+    /// (an explicit `provider/` prefix was stripped).
+    pub upstream_model: Option<String>,
+    /// The dialect of errors the gateway generates on this route.
+    pub dialect: Dialect,
+}
+
+/// Which list shape to answer `/v1/models` in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelsShape {
+    /// `{"object":"list","data":[{"id","object":"model","created","owned_by"}]}`.
+    OpenAi,
+    /// `{"data":[{"type":"model","id","display_name","created_at"}],"has_more","first_id","last_id"}`.
+    Anthropic,
+}
+
+/// A model list to answer.
+#[derive(Debug)]
+pub struct ModelListing<'s> {
+    /// The integration the request reached.
+    pub integration: &'s IntegrationConfig,
+    /// Its provider settings.
+    pub settings: &'s LlmSettings,
+    /// The providers to list (all enabled ones, or the forced one).
+    pub providers: ProviderSet,
+    /// The shape to answer in.
+    pub shape: ModelsShape,
+    /// The dialect of errors.
+    pub dialect: Dialect,
+}
+
+/// A reflection path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReflectionPath {
+    /// `/`: the list of available paths.
+    Index,
+    /// One field's path.
+    Field(ReflectionField),
+}
+
+/// A reflection request.
+#[derive(Debug)]
+pub struct ReflectionRoute<'s> {
+    /// The reflection integration.
+    pub integration: &'s IntegrationConfig,
+    /// Its settings (which fields are exposed).
+    pub settings: ReflectionSettings,
+    /// The VM asking about itself.
+    pub vm: &'s Vm,
+    /// What it asks.
+    pub path: ReflectionPath,
+}
+
+/// A refusal and the dialect to answer it in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", refusal.message())]
+pub struct Refused {
+    /// Why.
+    pub refusal: Refusal,
+    /// The error dialect of the route.
+    pub dialect: Dialect,
+}
+
+impl Refused {
+    /// The HTTP status to answer with.
+    pub fn status(&self) -> http::StatusCode {
+        self.refusal.class().status()
+    }
+
+    /// The JSON error body, in the route's dialect.
+    pub fn body(&self) -> String {
+        error_body(
+            self.dialect,
+            self.refusal.class(),
+            self.refusal.code(),
+            &self.refusal.message(),
+        )
+    }
+}
+
+/// Why a request was refused.
+///
+/// The first four are distinct for logs but answer identically, so that a
+/// VM cannot learn whether another owner's integration exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The `Host` is not `NAME.int.DOMAIN` or `NAME.team.DOMAIN`.
+    UnknownHost,
+    /// The connection does not come from a known VM.
+    UnknownCaller,
+    /// The caller's owner (or team) has no integration of that name.
+    UnknownIntegration,
+    /// The integration exists in the caller's scope but is not attached to it.
+    NotAttached,
+    /// The path breaks a normalisation rule.
+    BadPath(PathError),
+    /// No such route on this integration.
+    NoSuchRoute,
+    /// The route exists, not with this method.
+    MethodNotAllowed {
+        /// The allowed methods.
+        allowed: &'static str,
+    },
+    /// The provider is disabled on this integration.
+    ProviderDisabled {
+        /// The provider.
+        provider: Provider,
+        /// The integration.
+        integration: IntegrationName,
+    },
+    /// The body has no string `model`.
+    MissingModel,
+    /// The model is empty, too long or has control characters.
+    MalformedModel,
+    /// No enabled provider serves the model.
+    UnknownModel {
+        /// The model as sent.
+        model: String,
+        /// The integration.
+        integration: IntegrationName,
+    },
+    /// The model's provider does not serve this endpoint.
+    WrongEndpoint {
+        /// The model as sent.
+        model: String,
+        /// Its provider.
+        provider: Provider,
+        /// Where to send it instead.
+        hint: &'static str,
+    },
+    /// A reflection field this integration does not expose.
+    FieldHidden,
+}
+
+const NOT_FOUND_HOST: &str = "no integration at this hostname is available to this VM; \
+`integrations list` shows your integrations and `integrations attach NAME vm:VM` attaches one";
+
+impl Refusal {
+    /// The class of error (status and `type`).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Refusal::UnknownHost
+            | Refusal::UnknownCaller
+            | Refusal::UnknownIntegration
+            | Refusal::NotAttached
+            | Refusal::NoSuchRoute
+            | Refusal::ProviderDisabled { .. }
+            | Refusal::UnknownModel { .. }
+            | Refusal::FieldHidden => ErrorClass::NotFound,
+            Refusal::BadPath(_)
+            | Refusal::MissingModel
+            | Refusal::MalformedModel
+            | Refusal::WrongEndpoint { .. } => ErrorClass::InvalidRequest,
+            Refusal::MethodNotAllowed { .. } => ErrorClass::MethodNotAllowed,
+        }
+    }
+
+    /// A machine-readable reason (OpenAI's `error.code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::UnknownHost
+            | Refusal::UnknownCaller
+            | Refusal::UnknownIntegration
+            | Refusal::NotAttached => "integration_not_found",
+            Refusal::BadPath(_) => "invalid_path",
+            Refusal::NoSuchRoute | Refusal::FieldHidden => "route_not_found",
+            Refusal::MethodNotAllowed { .. } => "method_not_allowed",
+            Refusal::ProviderDisabled { .. } => "provider_disabled",
+            Refusal::MissingModel | Refusal::MalformedModel => "invalid_model",
+            Refusal::UnknownModel { .. } => "model_not_found",
+            Refusal::WrongEndpoint { .. } => "unsupported_endpoint",
+        }
+    }
+
+    /// What a person reads: the problem and the fix.
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::UnknownHost | Refusal::UnknownCaller | Refusal::UnknownIntegration | Refusal::NotAttached => {
+                NOT_FOUND_HOST.to_owned()
+            }
+            Refusal::BadPath(e) => format!("invalid request path: {e}"),
+            Refusal::NoSuchRoute => {
+                "no such route; LLM integrations serve /v1/..., /anthropic/v1/..., /openai/v1/... and /fireworks/inference/v1/...".to_owned()
+            }
+            Refusal::FieldHidden => "no such path; GET / lists the paths this integration exposes".to_owned(),
+            Refusal::MethodNotAllowed { allowed } => format!("method not allowed here; use {allowed}"),
+            Refusal::ProviderDisabled { provider, integration } => format!(
+                "provider {provider} is disabled on integration {integration}; enable it with \
+`integrations edit {integration} --{provider}=gateway` (or =byok)"
+            ),
+            Refusal::MissingModel => {
+                "the request body must be a JSON object with a string \"model\" field; GET /v1/models lists the models".to_owned()
+            }
+            Refusal::MalformedModel => "the \"model\" field is empty, longer than 256 bytes or has control characters".to_owned(),
+            Refusal::UnknownModel { model, integration } => format!(
+                "model {model:?} is not served by any enabled provider of integration {integration}; \
+GET /v1/models lists the available models"
+            ),
+            Refusal::WrongEndpoint { model, provider, hint } => {
+                format!("model {model:?} is a {provider} model and this endpoint does not serve it; {hint}")
+            }
+        }
+    }
+}
+
+fn enabled_providers(settings: &LlmSettings) -> ProviderSet {
+    Provider::ALL
+        .into_iter()
+        .filter(|p| settings.source(*p).is_enabled())
+        .collect()
+}
+
+fn upstream(provider: Provider, path: &str, query: Option<&str>) -> String {
+    let prefix = provider.upstream_prefix();
+    let mut out =
+        String::with_capacity(prefix.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+    out.push_str(prefix);
+    out.push_str(path);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+const GET_ONLY: &str = "GET";
+
+impl Snapshot {
+    fn not_found_reason(&self, entry: &VmEntry, target: &HostTarget<'_>) -> Refusal {
+        let owner = match target.scope {
+            Scope::Personal => Some(Owner::User(entry.vm.owner)),
+            Scope::Team => entry.vm.team.map(Owner::Team),
+        };
+        match owner.and_then(|o| self.integration_named(o, &target.name)) {
+            Some(_) => Refusal::NotAttached,
+            None => Refusal::UnknownIntegration,
+        }
+    }
+
+    fn route_llm<'s, 'r>(
+        &'s self,
+        integration: &'s IntegrationConfig,
+        settings: &'s LlmSettings,
+        request: &RouteRequest<'r>,
+        path: &'r str,
+        query: Option<&'r str>,
+        dialect: Dialect,
+    ) -> Result<Plan<'s, 'r>, Refusal> {
+        let method = request.method;
+        let disabled = |provider| Refusal::ProviderDisabled {
+            provider,
+            integration: integration.name.clone(),
+        };
+        match classify_path(path).map_err(Refusal::BadPath)? {
+            PathRoute::Root if method == Method::GET || method == Method::HEAD => {
+                Ok(Plan::Ready(Decision::Liveness))
+            }
+            PathRoute::Root => Err(Refusal::MethodNotAllowed {
+                allowed: "GET or HEAD",
+            }),
+            PathRoute::Other => Err(Refusal::NoSuchRoute),
+            PathRoute::Prefixed { provider, rest } => {
+                let source = settings.source(provider);
+                if !source.is_enabled() {
+                    return Err(disabled(provider));
+                }
+                if method == Method::GET && (rest == "/v1/models" || rest == "/v1/models/") {
+                    let shape = if provider == Provider::Anthropic {
+                        ModelsShape::Anthropic
+                    } else {
+                        ModelsShape::OpenAi
+                    };
+                    return Ok(Plan::Ready(Decision::ListModels(ModelListing {
+                        integration,
+                        settings,
+                        providers: ProviderSet::one(provider),
+                        shape,
+                        dialect,
+                    })));
+                }
+                Ok(Plan::Ready(Decision::Forward(Forward {
+                    integration,
+                    provider,
+                    source,
+                    upstream_path: upstream(provider, rest, query),
+                    upstream_model: None,
+                    dialect,
+                })))
+            }
+            PathRoute::Generic => {
+                if path == "/v1/models" || path == "/v1/models/" {
+                    if method != Method::GET && method != Method::HEAD {
+                        return Err(Refusal::MethodNotAllowed { allowed: GET_ONLY });
+                    }
+                    let shape = if request.anthropic_client {
+                        ModelsShape::Anthropic
+                    } else {
+                        ModelsShape::OpenAi
+                    };
+                    return Ok(Plan::Ready(Decision::ListModels(ModelListing {
+                        integration,
+                        settings,
+                        providers: enabled_providers(settings),
+                        shape,
+                        dialect,
+                    })));
+                }
+                if let Some(id) = path.strip_prefix("/v1/models/") {
+                    let route = route_model(id, &self.catalog, enabled_providers(settings))
+                        .map_err(|e| model_refusal(e, id, integration))?;
+                    let upstream_path = match &route.upstream_model {
+                        Some(m) => upstream(route.provider, &format!("/v1/models/{m}"), query),
+                        None => upstream(route.provider, path, query),
+                    };
+                    return Ok(Plan::Ready(Decision::Forward(Forward {
+                        integration,
+                        provider: route.provider,
+                        source: settings.source(route.provider),
+                        upstream_path,
+                        upstream_model: None,
+                        dialect,
+                    })));
+                }
+                if let Some(family) = model_endpoint(path) {
+                    if method == Method::POST {
+                        return Ok(Plan::NeedsModel(PendingModel {
+                            integration,
+                            settings,
+                            path,
+                            query,
+                            family,
+                            dialect,
+                        }));
+                    }
+                }
+                // No model to route on: the path's family, else the client's.
+                let provider = if is_anthropic_api_path(path) || request.anthropic_client {
+                    Provider::Anthropic
+                } else {
+                    Provider::OpenAi
+                };
+                let source = settings.source(provider);
+                if !source.is_enabled() {
+                    return Err(disabled(provider));
+                }
+                Ok(Plan::Ready(Decision::Forward(Forward {
+                    integration,
+                    provider,
+                    source,
+                    upstream_path: upstream(provider, path, query),
+                    upstream_model: None,
+                    dialect,
+                })))
+            }
+        }
+    }
+}
+
+fn model_refusal(error: ModelError, model: &str, integration: &IntegrationConfig) -> Refusal {
+    match error {
+        ModelError::Disabled { provider, .. } => Refusal::ProviderDisabled {
+            provider,
+            integration: integration.name.clone(),
+        },
+        ModelError::Malformed => Refusal::MalformedModel,
+        _ => Refusal::UnknownModel {
+            model: model.to_owned(),
+            integration: integration.name.clone(),
+        },
+    }
+}
+
+fn route_reflection<'s, 'r>(
+    integration: &'s IntegrationConfig,
+    settings: &ReflectionSettings,
+    vm: &'s Vm,
+    method: &Method,
+    path: &str,
+) -> Result<Plan<'s, 'r>, Refusal> {
+    check_path(path).map_err(Refusal::BadPath)?;
+    let path = match path {
+        "/" => ReflectionPath::Index,
+        other => {
+            let name = other.trim_start_matches('/');
+            match ReflectionField::ALL
+                .into_iter()
+                .find(|f| f.as_str() == name)
+            {
+                Some(field) if settings.fields.contains(field) => ReflectionPath::Field(field),
+                Some(_) => return Err(Refusal::FieldHidden),
+                None => return Err(Refusal::NoSuchRoute),
+            }
+        }
+    };
+    if method != Method::GET && method != Method::HEAD {
+        return Err(Refusal::MethodNotAllowed { allowed: GET_ONLY });
+    }
+    Ok(Plan::Ready(Decision::Reflection(ReflectionRoute {
+        integration,
+        settings: *settings,
+        vm,
+        path,
+    })))
+}
+
+impl Router for Snapshot {
+    fn route<'s, 'r>(&'s self, request: &RouteRequest<'r>) -> Result<Plan<'s, 'r>, Refused> {
+        let (path, query) = split_target(request.target);
+        let dialect = dialect_for(path, request.anthropic_client);
+        let refuse = |refusal| Refused { refusal, dialect };
+        let target =
+            parse_host(request.host, &self.domain).ok_or_else(|| refuse(Refusal::UnknownHost))?;
+        let entry = request
+            .caller
+            .and_then(|id| self.vms.get(&id))
+            .ok_or_else(|| refuse(Refusal::UnknownCaller))?;
+        let index = match target.scope {
+            Scope::Personal => entry.personal.get(target.name.as_ref()),
+            Scope::Team => entry.team.get(target.name.as_ref()),
+        };
+        let Some(&index) = index else {
+            return Err(refuse(self.not_found_reason(entry, &target)));
+        };
+        let integration = &self.integrations[index as usize];
+        match &integration.kind {
+            IntegrationKind::Llm(settings) => self
+                .route_llm(integration, settings, request, path, query, dialect)
+                .map_err(refuse),
+            IntegrationKind::Reflection(settings) => {
+                route_reflection(integration, settings, &entry.vm, request.method, path)
+                    .map_err(refuse)
+            }
+        }
+    }
+
+    fn resolve_model<'s>(
+        &'s self,
+        pending: PendingModel<'s, '_>,
+        model: Option<&str>,
+    ) -> Result<Decision<'s>, Refused> {
+        let refuse = |refusal| Refused {
+            refusal,
+            dialect: pending.dialect,
+        };
+        let model = model.ok_or_else(|| refuse(Refusal::MissingModel))?;
+        let route = route_model(model, &self.catalog, enabled_providers(pending.settings))
+            .map_err(|e| refuse(model_refusal(e, model, pending.integration)))?;
+        if !pending.family.serves(route.provider) {
+            let hint = match pending.family {
+                ApiFamily::Anthropic => {
+                    "use /v1/chat/completions or /v1/responses for OpenAI models"
+                }
+                ApiFamily::OpenAi => "use /v1/messages for Anthropic models",
+            };
+            return Err(refuse(Refusal::WrongEndpoint {
+                model: model.to_owned(),
+                provider: route.provider,
+                hint,
+            }));
+        }
+        Ok(Decision::Forward(Forward {
+            integration: pending.integration,
+            provider: route.provider,
+            source: pending.settings.source(route.provider),
+            upstream_path: upstream(route.provider, pending.path, pending.query),
+            upstream_model: route.upstream_model.map(|m| m.into_owned()),
+            dialect: pending.dialect,
+        }))
+    }
+}

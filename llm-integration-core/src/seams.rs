@@ -1,0 +1,221 @@
+//! The seams a server plugs into: where configuration comes from, how
+//! credentials are obtained, who is calling, where usage goes.
+//!
+//! Everything here that may wait on IO is an object-safe `async_trait`
+//! trait, meant to be held as `Arc<dyn …>`; the core never calls them
+//! itself and never depends on a runtime.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use crate::domain::{ConfigRecords, IntegrationId, Owner, VmId};
+use crate::provider::Provider;
+use crate::secret::SecretString;
+use crate::snapshot::Snapshot;
+use crate::source::{CredentialRef, SourceKind};
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store cannot be reached or answered with an error; retrying may help.
+    #[error("the configuration store is unavailable: {0}")]
+    Unavailable(String),
+    /// The stored data is inconsistent; retrying will not help.
+    #[error("the configuration store holds invalid data: {0}")]
+    Corrupt(String),
+}
+
+/// Where the configuration lives (SQLite by default; PostgreSQL for
+/// several replicas). The data plane only reads from it to build
+/// snapshots; the command executor writes through its own interface.
+#[async_trait]
+pub trait ConfigStore: Send + Sync {
+    /// Every record a snapshot is built from.
+    async fn load(&self) -> Result<ConfigRecords, StoreError>;
+
+    /// A number that changes whenever the configuration changes, so that a
+    /// replica can tell its snapshot is stale without loading everything.
+    async fn version(&self) -> Result<u64, StoreError>;
+}
+
+/// A credential ready to inject upstream.
+pub struct Credential {
+    /// The key or access token.
+    pub secret: SecretString,
+    /// For a ChatGPT account: the account id sent as `ChatGPT-Account-ID`.
+    pub account_id: Option<String>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("secret", &"[REDACTED]")
+            .field("account_id", &self.account_id.as_ref().map(|_| "[set]"))
+            .finish()
+    }
+}
+
+/// Why a credential could not be produced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredentialError {
+    /// Nothing is configured for it (e.g. no gateway key for a provider).
+    #[error("no credential is configured for {0}")]
+    NotConfigured(String),
+    /// The owner must act (e.g. a ChatGPT login expired or was revoked).
+    #[error("{0}")]
+    NeedsOwner(String),
+    /// A transient failure (store or token endpoint unreachable); retrying may help.
+    #[error("the credential is temporarily unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl CredentialError {
+    /// Whether the client may retry the same request.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, CredentialError::Unavailable(_))
+    }
+}
+
+/// Produces the credential for a source. A ChatGPT source may need an
+/// asynchronous token refresh; implementations keep one refresh in flight
+/// per account.
+#[async_trait]
+pub trait CredentialResolver: Send + Sync {
+    /// The credential for `provider` of an integration owned by `owner`.
+    async fn resolve(
+        &self,
+        owner: Owner,
+        provider: Provider,
+        source: CredentialRef<'_>,
+    ) -> Result<Credential, CredentialError>;
+}
+
+/// What the listener knows of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The original client address, when a trusted front proxy said it
+    /// (PROXY protocol or a configured forwarding header). Never taken from
+    /// an untrusted peer.
+    pub original: Option<IpAddr>,
+}
+
+impl ConnectionInfo {
+    /// The address the caller is identified by.
+    pub fn client_address(&self) -> IpAddr {
+        self.original.unwrap_or_else(|| self.peer.ip())
+    }
+}
+
+/// Decides which VM is calling. Embedders with their own network identity
+/// supply their own.
+#[async_trait]
+pub trait CallerResolver: Send + Sync {
+    /// The calling VM, or `None` when the connection is from no known VM.
+    async fn resolve(&self, snapshot: &Snapshot, connection: &ConnectionInfo) -> Option<VmId>;
+}
+
+/// The default caller resolver: the client address through the snapshot's
+/// VM registry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AddressResolver;
+
+impl AddressResolver {
+    /// The synchronous lookup the default resolver does.
+    pub fn lookup(snapshot: &Snapshot, connection: &ConnectionInfo) -> Option<VmId> {
+        snapshot.vm_by_address(connection.client_address())
+    }
+}
+
+#[async_trait]
+impl CallerResolver for AddressResolver {
+    async fn resolve(&self, snapshot: &Snapshot, connection: &ConnectionInfo) -> Option<VmId> {
+        Self::lookup(snapshot, connection)
+    }
+}
+
+/// Token counts of one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenUsage {
+    /// Input (prompt) tokens, excluding cache reads and writes.
+    pub input: u64,
+    /// Output (completion) tokens.
+    pub output: u64,
+    /// Input tokens written to the prompt cache.
+    pub cache_creation: u64,
+    /// Input tokens read from the prompt cache.
+    pub cache_read: u64,
+}
+
+/// One proxied request, as the ledger records it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UsageRecord {
+    /// When the request started.
+    pub started_at: SystemTime,
+    /// Who is charged or informed.
+    pub owner: Owner,
+    /// The calling VM.
+    pub vm: VmId,
+    /// The integration used.
+    pub integration: IntegrationId,
+    /// The provider forwarded to.
+    pub provider: Provider,
+    /// The source kind (`gateway` traffic is debited).
+    pub source: SourceKind,
+    /// The model, as sent upstream.
+    pub model: Option<String>,
+    /// Tokens read from the response.
+    pub tokens: TokenUsage,
+    /// Cost in millionths of a currency unit.
+    pub cost_micros: u64,
+    /// The HTTP status answered to the client.
+    pub status: u16,
+    /// Until the response ended (or was cut off).
+    pub duration: Duration,
+    /// Until the first response byte.
+    pub time_to_first_byte: Option<Duration>,
+}
+
+/// Where usage records go. `record` must not block: implementations queue
+/// and write in batches off the hot path.
+pub trait UsageSink: Send + Sync {
+    /// Queues one record.
+    fn record(&self, record: UsageRecord);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_debug_hides_the_secret() {
+        let c = Credential {
+            secret: SecretString::from("sk-very-secret-value"),
+            account_id: Some("acct-123".into()),
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("very-secret") && !shown.contains("acct-123"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn client_address_prefers_the_trusted_original() {
+        let c = ConnectionInfo {
+            peer: "10.0.0.1:5000".parse().unwrap(),
+            original: None,
+        };
+        assert_eq!(c.client_address(), "10.0.0.1".parse::<IpAddr>().unwrap());
+        let c = ConnectionInfo {
+            original: Some("127.0.0.9".parse().unwrap()),
+            ..c
+        };
+        assert_eq!(c.client_address(), "127.0.0.9".parse::<IpAddr>().unwrap());
+    }
+}
