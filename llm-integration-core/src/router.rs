@@ -184,6 +184,7 @@ pub fn dialect_for(path: &str, anthropic_client: bool) -> Dialect {
 
 /// What the data plane must do.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Decision<'s> {
     /// Forward to a provider.
     Forward(Forward<'s>),
@@ -407,7 +408,7 @@ impl Refusal {
 GET /v1/models lists the available models"
             ),
             Refusal::WrongEndpoint { model, provider, hint } => {
-                format!("model {model:?} is a {provider} model and this endpoint does not serve it; {hint}")
+                format!("model {model:?} is served by provider {provider}, which does not serve this endpoint; {hint}")
             }
         }
     }

@@ -10,8 +10,13 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::domain::{ConfigRecords, IntegrationId, Owner, VmId};
+use crate::domain::{
+    ConfigRecords, CredentialId, IntegrationConfig, IntegrationId, Owner, TeamId, User, UserId, Vm,
+    VmId,
+};
+use crate::names::{AccountName, TeamName};
 use crate::provider::Provider;
+use crate::secret::KeyHint;
 use crate::secret::SecretString;
 use crate::snapshot::Snapshot;
 use crate::source::{CredentialRef, SourceKind};
@@ -26,6 +31,12 @@ pub enum StoreError {
     /// The stored data is inconsistent; retrying will not help.
     #[error("the configuration store holds invalid data: {0}")]
     Corrupt(String),
+    /// A uniqueness rule was broken (the message names what exists).
+    #[error("{0}")]
+    Conflict(String),
+    /// The record to change does not exist (any more).
+    #[error("{0}")]
+    NotFound(String),
 }
 
 /// Where the configuration lives (SQLite by default; PostgreSQL for
@@ -39,6 +50,118 @@ pub trait ConfigStore: Send + Sync {
     /// A number that changes whenever the configuration changes, so that a
     /// replica can tell its snapshot is stale without loading everything.
     async fn version(&self) -> Result<u64, StoreError>;
+}
+
+/// The output of an AEAD seal: what the store keeps of a secret. Opaque to
+/// the store; only the server's master key opens it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    /// The nonce the secret was sealed with.
+    pub nonce: Vec<u8>,
+    /// Ciphertext and tag.
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedSecret({} bytes)", self.ciphertext.len())
+    }
+}
+
+/// A key to store with an integration change: it gets a [`CredentialId`]
+/// in the same transaction and the integration's `byok` source of
+/// `provider` is pointed at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCredential {
+    /// The provider whose source uses it.
+    pub provider: Provider,
+    /// The sealed key.
+    pub sealed: SealedSecret,
+    /// What may be shown of it.
+    pub hint: KeyHint,
+}
+
+/// A user account as the control plane sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The user.
+    pub user: User,
+    /// Whether the user may run operator commands.
+    pub operator: bool,
+}
+
+/// The writes the command executor and the operator commands make. Every
+/// write bumps the configuration version in the same transaction, so the
+/// data plane (on every replica) notices and rebuilds its snapshot.
+#[async_trait]
+pub trait ControlStore: ConfigStore {
+    /// Creates a user; `Conflict` if the email is taken.
+    async fn create_user(&self, email: &str, operator: bool) -> Result<UserId, StoreError>;
+    /// Every account.
+    async fn accounts(&self) -> Result<Vec<Account>, StoreError>;
+    /// Deletes a user with their VMs, integrations, keys and tokens.
+    async fn delete_user(&self, user: UserId) -> Result<(), StoreError>;
+    /// Records an access token by its hash.
+    async fn add_token(
+        &self,
+        user: UserId,
+        token_hash: &[u8],
+        label: &str,
+    ) -> Result<(), StoreError>;
+    /// The user an access token belongs to.
+    async fn user_by_token(&self, token_hash: &[u8]) -> Result<Option<UserId>, StoreError>;
+    /// Creates a team; `Conflict` if the name is taken.
+    async fn create_team(&self, name: &TeamName) -> Result<TeamId, StoreError>;
+    /// Deletes a team and its integrations; its VMs leave it.
+    async fn delete_team(&self, team: TeamId) -> Result<(), StoreError>;
+    /// Adds (`member` true) or removes a member.
+    async fn set_team_member(
+        &self,
+        team: TeamId,
+        user: UserId,
+        member: bool,
+    ) -> Result<(), StoreError>;
+    /// Creates a VM (its id is ignored); `Conflict` if the name or an address is taken.
+    async fn create_vm(&self, vm: &Vm) -> Result<VmId, StoreError>;
+    /// Replaces a VM's team, tags, comment, port and addresses.
+    async fn update_vm(&self, vm: &Vm) -> Result<(), StoreError>;
+    /// Deletes a VM.
+    async fn delete_vm(&self, vm: VmId) -> Result<(), StoreError>;
+    /// Creates an integration (its id is ignored) with its new keys.
+    async fn insert_integration(
+        &self,
+        integration: &IntegrationConfig,
+        keys: Vec<NewCredential>,
+    ) -> Result<IntegrationId, StoreError>;
+    /// Replaces an integration's name, comment, settings and attachments,
+    /// storing its new keys and deleting the keys it no longer uses.
+    async fn update_integration(
+        &self,
+        integration: &IntegrationConfig,
+        keys: Vec<NewCredential>,
+    ) -> Result<(), StoreError>;
+    /// Deletes an integration and its keys.
+    async fn delete_integration(&self, integration: IntegrationId) -> Result<(), StoreError>;
+    /// A stored key, sealed.
+    async fn sealed_credential(
+        &self,
+        credential: CredentialId,
+    ) -> Result<Option<SealedSecret>, StoreError>;
+    /// The names of a user's connected ChatGPT accounts, with their status.
+    async fn chatgpt_accounts(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<(AccountName, String)>, StoreError>;
+    /// Disconnects a ChatGPT account; `NotFound` if there is none of that name.
+    async fn delete_chatgpt_account(
+        &self,
+        user: UserId,
+        name: &AccountName,
+    ) -> Result<(), StoreError>;
+    /// A value of the store's own metadata (e.g. the master key check).
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Sets a metadata value if it is not set yet; returns whether it was set.
+    async fn init_meta(&self, key: &str, value: &[u8]) -> Result<bool, StoreError>;
 }
 
 /// A credential ready to inject upstream.

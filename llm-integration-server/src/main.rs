@@ -1,1 +1,131 @@
-fn main() {}
+//! `llm-integration-server`: the gateway server binary.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use llm_integration_server::admin::{self, AdminCommand};
+use llm_integration_server::config::{ServeArgs, StoreArgs};
+use llm_integration_server::server::open_store;
+use llm_integration_server::App;
+use tracing_subscriber::EnvFilter;
+
+/// The LLM integration gateway server. With no command, `serve`.
+#[derive(Debug, Parser)]
+#[command(name = "llm-integration-server", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Top>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Top {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+    /// Operator commands: users, teams, VMs.
+    Admin {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+fn init_logs(json: bool) {
+    let filter =
+        EnvFilter::try_from_env("LLM_INTEGRATION_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Top::Serve(ServeArgs::default())) {
+        Top::Serve(args) => serve(args).await,
+        Top::Admin { store, command } => run_admin(store, command).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    init_logs(config.log_json);
+    let admin_addr = config.admin_listen;
+    let app = App::open(config).await?;
+    let admin = tokio::net::TcpListener::bind(admin_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {admin_addr} (admin): {e}; pick another address with --admin-listen"))?;
+    let admin_url = format!("http://{}", admin.local_addr()?);
+    if let Some(first) = app.bootstrap().await? {
+        println!(
+            "Created the first user {} and registered this machine as VM `local`.",
+            first.email
+        );
+        println!("Their access token is in {}.", first.token_file.display());
+    }
+    let token_file = app.config.data_dir.join("owner.token");
+    println!("Admin API (POST /exec): {admin_url}");
+    println!("Database: {}", app.config.database.display());
+    if token_file.exists() {
+        println!("Try:");
+        println!(
+            "  LLM_INTEGRATION_TOKEN=$(cat {}) cargo run -q -p llm-integration-cli -- --server {admin_url} integrations list",
+            token_file.display()
+        );
+    }
+    tracing::info!(admin = %admin_url, "serving");
+    app.serve(admin, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+async fn run_admin(store_args: StoreArgs, command: AdminCommand) -> anyhow::Result<()> {
+    let (_, database, key) = store_args.store_config()?;
+    if !database.exists() {
+        anyhow::bail!(
+            "no database at {}; start the server once (it creates it), or pass --data-dir / --database",
+            database.display()
+        );
+    }
+    let (store, _key) = open_store(&database, &key).await?;
+    let out = admin::run(store.as_ref(), command).await?;
+    print!("{out}");
+    store.close().await;
+    Ok(())
+}

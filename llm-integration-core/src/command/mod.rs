@@ -489,6 +489,12 @@ impl fmt::Display for CommandLine {
     }
 }
 
+/// The clap definition of the grammar, for help pages and shell
+/// completions (the CLI adds its own flags to it).
+pub fn grammar() -> clap::Command {
+    <grammar::Cli as clap::CommandFactory>::command()
+}
+
 /// Parses one command line (shell-style quoting: `'…'`, `"…"`, `\`).
 pub fn parse_command_line(line: &str) -> Result<Parsed, CommandError> {
     let words = shell_words::split(line).map_err(|e| {

@@ -1,0 +1,176 @@
+//! Prints routing decisions, and refusals with their error bodies, for
+//! sample requests against an in-memory configuration.
+//!
+//! `cargo run --example route`
+
+use http::Method;
+use llm_integration::{
+    AttachmentSpec, ConfigRecords, CredentialId, Decision, IntegrationConfig, IntegrationId,
+    IntegrationKind, KeyHint, LlmSettings, Owner, Provider, RouteRequest, Router, Snapshot,
+    SnapshotOptions, Source, Team, TeamId, User, UserId, Vm, VmId,
+};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let alice = UserId(1);
+    let team = TeamId(1);
+    let mut devbox = Vm::new(VmId(1), "devbox".parse()?, alice);
+    devbox.team = Some(team);
+    devbox.tags.insert("llm".parse()?);
+
+    let mut openai_key = IntegrationConfig::default_llm(IntegrationId(2), Owner::User(alice));
+    openai_key.name = "openai-key".parse()?;
+    openai_key.attachments = vec!["tag:llm".parse::<AttachmentSpec>()?];
+    openai_key.kind = IntegrationKind::Llm(LlmSettings {
+        anthropic: Source::Disabled,
+        openai: Source::Byok {
+            credential: CredentialId(1),
+            hint: KeyHint::from_last4(Some("wxyz".into())),
+        },
+        fireworks: Source::Disabled,
+    });
+    let mut shared = IntegrationConfig::default_llm(IntegrationId(3), Owner::Team(team));
+    shared.name = "shared".parse()?;
+
+    let records = ConfigRecords {
+        users: vec![User::new(alice, "alice@example.com")],
+        teams: vec![Team {
+            id: team,
+            name: "core".parse()?,
+            members: [alice].into(),
+        }],
+        vms: vec![devbox],
+        integrations: vec![
+            IntegrationConfig::default_llm(IntegrationId(1), Owner::User(alice)),
+            openai_key,
+            shared,
+            IntegrationConfig::default_reflection(IntegrationId(4), Owner::User(alice)),
+        ],
+    };
+    let snapshot = Snapshot::build(records, SnapshotOptions::default());
+    println!("configuration: VM devbox (alice, team core, tag llm) with llm, openai-key, reflection and team shared\n");
+
+    let samples: &[(&str, Method, &str, Option<&str>)] = &[
+        (
+            "llm.int.exe.xyz",
+            Method::POST,
+            "/v1/messages?beta=true",
+            Some("claude-sonnet-4-6"),
+        ),
+        (
+            "llm.int.exe.xyz",
+            Method::POST,
+            "/v1/responses",
+            Some("gpt-5.5"),
+        ),
+        (
+            "llm.int.exe.xyz",
+            Method::POST,
+            "/v1/chat/completions",
+            Some("accounts/fireworks/models/kimi-k2"),
+        ),
+        (
+            "llm.int.exe.xyz",
+            Method::POST,
+            "/v1/chat/completions",
+            Some("fireworks/kimi-k2"),
+        ),
+        ("llm.int.exe.xyz", Method::GET, "/v1/models", None),
+        (
+            "llm.int.exe.xyz",
+            Method::POST,
+            "/fireworks/inference/v1/messages",
+            None,
+        ),
+        (
+            "shared.team.exe.xyz",
+            Method::POST,
+            "/openai/v1/embeddings",
+            None,
+        ),
+        (
+            "openai-key.int.exe.xyz",
+            Method::POST,
+            "/v1/chat/completions",
+            Some("gpt-5.5"),
+        ),
+        ("reflection.int.exe.xyz", Method::GET, "/integrations", None),
+        ("llm.int.exe.xyz", Method::HEAD, "/", None),
+        // Refusals.
+        (
+            "openai-key.int.exe.xyz",
+            Method::POST,
+            "/v1/messages",
+            Some("claude-sonnet-4-6"),
+        ),
+        (
+            "llm.int.exe.xyz",
+            Method::POST,
+            "/v1/chat/completions",
+            Some("llama-3-70b"),
+        ),
+        (
+            "llm.int.exe.xyz",
+            Method::POST,
+            "/v1/messages",
+            Some("gpt-5.5"),
+        ),
+        ("llm.int.exe.xyz", Method::POST, "/v1/messages", None),
+        (
+            "llm.int.exe.xyz",
+            Method::POST,
+            "/openai/v1/%2e%2e/admin",
+            None,
+        ),
+        (
+            "someone-else.int.exe.xyz",
+            Method::POST,
+            "/v1/messages",
+            Some("claude-sonnet-4-6"),
+        ),
+    ];
+    for (host, method, target, model) in samples {
+        let request = RouteRequest::new(Some(VmId(1)), host, method, target);
+        let model_note = model.map(|m| format!(" model={m}")).unwrap_or_default();
+        println!("{method} https://{host}{target}{model_note}");
+        match snapshot.route_with_model(&request, *model) {
+            Ok(Decision::Forward(f)) => {
+                let base = match f.provider {
+                    Provider::Anthropic => "https://api.anthropic.com",
+                    Provider::OpenAi => "https://api.openai.com",
+                    Provider::Fireworks => "https://api.fireworks.ai",
+                };
+                let rewrite = f
+                    .upstream_model
+                    .map(|m| format!(", body model -> {m}"))
+                    .unwrap_or_default();
+                println!(
+                    "  -> forward to {} {base}{} via {} source of {}{rewrite}",
+                    f.provider, f.upstream_path, f.source, f.integration.name
+                );
+            }
+            Ok(Decision::ListModels(l)) => {
+                let providers: Vec<_> = l.providers.iter().map(|p| p.as_str()).collect();
+                println!(
+                    "  -> list models of {} in {:?} shape",
+                    providers.join(", "),
+                    l.shape
+                );
+            }
+            Ok(Decision::Reflection(r)) => {
+                println!("  -> reflection {:?} for VM {}", r.path, r.vm.name)
+            }
+            Ok(Decision::Liveness) => println!("  -> 200 (liveness)"),
+            Ok(other) => println!("  -> {other:?}"),
+            Err(refused) => {
+                println!(
+                    "  -> {} {:?} ({:?})",
+                    refused.status(),
+                    refused.refusal,
+                    refused.dialect
+                );
+                println!("     {}", refused.body());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,396 @@
+//! Operator commands: users, teams, VMs and their addresses.
+//!
+//! They run in the server binary (`llm-integration-server admin …`)
+//! directly against the store, authenticated by access to the database and
+//! its master key. A running server picks the changes up within its poll
+//! interval.
+
+use std::net::IpAddr;
+
+use clap::{Args, Subcommand};
+use llm_integration_core::seams::ControlStore;
+use llm_integration_core::{
+    IntegrationConfig, IntegrationId, Owner, TagName, TeamName, UserId, Vm, VmId, VmName,
+};
+use zeroize::Zeroizing;
+
+use crate::crypto::new_access_token;
+use crate::executor::ExecError;
+
+/// Operator commands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Users and their access tokens.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Teams and their members.
+    #[command(subcommand)]
+    Teams(TeamsCommand),
+    /// VMs, their owners, teams, tags and addresses.
+    #[command(subcommand)]
+    Vms(VmsCommand),
+}
+
+/// `admin users …`
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user with the default integrations; prints their access token once.
+    Add {
+        /// The user's email.
+        email: String,
+        /// The user may run operator commands.
+        #[arg(long)]
+        operator: bool,
+    },
+    /// List users.
+    List,
+    /// Delete a user with their VMs, integrations, keys and tokens.
+    Remove {
+        /// The user's email.
+        email: String,
+    },
+    /// Issue another access token for a user; prints it once.
+    Token {
+        /// The user's email.
+        email: String,
+        /// A label for the token.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+}
+
+/// `admin teams …`
+#[derive(Debug, Subcommand)]
+pub enum TeamsCommand {
+    /// Create a team.
+    Add {
+        /// The team's name.
+        name: TeamName,
+    },
+    /// List teams and members.
+    List,
+    /// Delete a team and its integrations (its VMs leave it).
+    Remove {
+        /// The team's name.
+        name: TeamName,
+    },
+    /// Add a member.
+    AddMember {
+        /// The team.
+        team: TeamName,
+        /// The user's email.
+        email: String,
+    },
+    /// Remove a member.
+    RemoveMember {
+        /// The team.
+        team: TeamName,
+        /// The user's email.
+        email: String,
+    },
+}
+
+/// `admin vms …`
+#[derive(Debug, Subcommand)]
+pub enum VmsCommand {
+    /// Register a VM.
+    Add(VmAddArgs),
+    /// List VMs.
+    List,
+    /// Change a VM's team, addresses, tags, comment or port.
+    Edit(VmEditArgs),
+    /// Delete a VM.
+    Remove {
+        /// The VM.
+        name: VmName,
+    },
+}
+
+/// `admin vms add`
+#[derive(Debug, Args)]
+pub struct VmAddArgs {
+    /// The VM's name.
+    pub name: VmName,
+    /// The owner's email.
+    #[arg(long)]
+    pub owner: String,
+    /// The VM's team.
+    #[arg(long)]
+    pub team: Option<TeamName>,
+    /// A source address the VM connects from (repeatable).
+    #[arg(long = "address", value_name = "IP")]
+    pub addresses: Vec<IpAddr>,
+    /// A tag (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<TagName>,
+    /// A comment.
+    #[arg(long, default_value = "")]
+    pub comment: String,
+    /// The VM's default port.
+    #[arg(long)]
+    pub port: Option<u16>,
+}
+
+/// `admin vms edit`
+#[derive(Debug, Args)]
+pub struct VmEditArgs {
+    /// The VM's name.
+    pub name: VmName,
+    /// Move the VM into this team.
+    #[arg(long, conflicts_with = "no_team")]
+    pub team: Option<TeamName>,
+    /// Take the VM out of its team.
+    #[arg(long)]
+    pub no_team: bool,
+    /// Replace the VM's addresses (repeatable).
+    #[arg(long = "address", value_name = "IP")]
+    pub addresses: Vec<IpAddr>,
+    /// Replace the VM's tags (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<TagName>,
+    /// A new comment.
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// A new default port.
+    #[arg(long)]
+    pub port: Option<u16>,
+}
+
+/// Checks an email address well enough to catch typos.
+pub fn check_email(email: &str) -> Result<(), String> {
+    let ok = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid email {email:?}: use name@domain"))
+    }
+}
+
+/// Creates a user with the default `llm` and `reflection` integrations and
+/// an access token, which is returned (it is stored only hashed).
+pub async fn provision_user(
+    store: &dyn ControlStore,
+    email: &str,
+    operator: bool,
+) -> Result<(UserId, Zeroizing<String>), ExecError> {
+    check_email(email).map_err(ExecError::Usage)?;
+    let user = store.create_user(email, operator).await?;
+    let owner = Owner::User(user);
+    store
+        .insert_integration(
+            &IntegrationConfig::default_llm(IntegrationId(0), owner),
+            Vec::new(),
+        )
+        .await?;
+    store
+        .insert_integration(
+            &IntegrationConfig::default_reflection(IntegrationId(0), owner),
+            Vec::new(),
+        )
+        .await?;
+    let (token, hash) = new_access_token().map_err(|e| ExecError::Unavailable(e.to_string()))?;
+    store.add_token(user, &hash, "initial").await?;
+    Ok((user, token))
+}
+
+async fn user_id(store: &dyn ControlStore, email: &str) -> Result<UserId, ExecError> {
+    store
+        .accounts()
+        .await?
+        .into_iter()
+        .find(|a| a.user.email == email)
+        .map(|a| a.user.id)
+        .ok_or_else(|| {
+            ExecError::NotFound(format!(
+                "no user with email {email}; `admin users list` shows them"
+            ))
+        })
+}
+
+async fn team_id(
+    store: &dyn ControlStore,
+    name: &TeamName,
+) -> Result<llm_integration_core::TeamId, ExecError> {
+    store
+        .load()
+        .await?
+        .teams
+        .into_iter()
+        .find(|t| t.name == *name)
+        .map(|t| t.id)
+        .ok_or_else(|| {
+            ExecError::NotFound(format!(
+                "no team named {name}; `admin teams list` shows them"
+            ))
+        })
+}
+
+async fn vm_named(store: &dyn ControlStore, name: &VmName) -> Result<Vm, ExecError> {
+    store
+        .load()
+        .await?
+        .vms
+        .into_iter()
+        .find(|v| v.name == *name)
+        .ok_or_else(|| {
+            ExecError::NotFound(format!("no VM named {name}; `admin vms list` shows them"))
+        })
+}
+
+/// Runs an operator command and returns its text answer.
+pub async fn run(store: &dyn ControlStore, command: AdminCommand) -> Result<String, ExecError> {
+    match command {
+        AdminCommand::Users(UsersCommand::Add { email, operator }) => {
+            let (_, token) = provision_user(store, &email, operator).await?;
+            Ok(format!(
+                "created user {email} with the default integrations llm and reflection\naccess token (shown once): {}\n",
+                token.as_str()
+            ))
+        }
+        AdminCommand::Users(UsersCommand::List) => {
+            let mut out = String::new();
+            for a in store.accounts().await? {
+                out.push_str(&format!(
+                    "{}{}\n",
+                    a.user.email,
+                    if a.operator { " (operator)" } else { "" }
+                ));
+            }
+            Ok(out)
+        }
+        AdminCommand::Users(UsersCommand::Remove { email }) => {
+            let id = user_id(store, &email).await?;
+            store.delete_user(id).await?;
+            Ok(format!("removed user {email}\n"))
+        }
+        AdminCommand::Users(UsersCommand::Token { email, label }) => {
+            let id = user_id(store, &email).await?;
+            let (token, hash) =
+                new_access_token().map_err(|e| ExecError::Unavailable(e.to_string()))?;
+            store.add_token(id, &hash, &label).await?;
+            Ok(format!(
+                "access token for {email} (shown once): {}\n",
+                token.as_str()
+            ))
+        }
+        AdminCommand::Teams(TeamsCommand::Add { name }) => {
+            store.create_team(&name).await?;
+            Ok(format!("created team {name}\n"))
+        }
+        AdminCommand::Teams(TeamsCommand::List) => {
+            let records = store.load().await?;
+            let mut out = String::new();
+            for t in &records.teams {
+                let members: Vec<&str> = records
+                    .users
+                    .iter()
+                    .filter(|u| t.members.contains(&u.id))
+                    .map(|u| u.email.as_str())
+                    .collect();
+                out.push_str(&format!(
+                    "{}: {}\n",
+                    t.name,
+                    if members.is_empty() {
+                        "(no members)".to_owned()
+                    } else {
+                        members.join(", ")
+                    }
+                ));
+            }
+            Ok(out)
+        }
+        AdminCommand::Teams(TeamsCommand::Remove { name }) => {
+            let id = team_id(store, &name).await?;
+            store.delete_team(id).await?;
+            Ok(format!("removed team {name}\n"))
+        }
+        AdminCommand::Teams(TeamsCommand::AddMember { team, email }) => {
+            let (t, u) = (team_id(store, &team).await?, user_id(store, &email).await?);
+            store.set_team_member(t, u, true).await?;
+            Ok(format!("added {email} to team {team}\n"))
+        }
+        AdminCommand::Teams(TeamsCommand::RemoveMember { team, email }) => {
+            let (t, u) = (team_id(store, &team).await?, user_id(store, &email).await?);
+            store.set_team_member(t, u, false).await?;
+            Ok(format!("removed {email} from team {team}\n"))
+        }
+        AdminCommand::Vms(VmsCommand::Add(a)) => {
+            let owner = user_id(store, &a.owner).await?;
+            let mut vm = Vm::new(VmId(0), a.name.clone(), owner);
+            if let Some(t) = &a.team {
+                vm.team = Some(team_id(store, t).await?);
+            }
+            vm.addresses = a.addresses;
+            vm.tags = a.tags.into_iter().collect();
+            vm.comment = a.comment;
+            vm.default_port = a.port;
+            store.create_vm(&vm).await?;
+            Ok(format!("registered VM {} for {}\n", a.name, a.owner))
+        }
+        AdminCommand::Vms(VmsCommand::List) => {
+            let records = store.load().await?;
+            let mut out = String::new();
+            for vm in &records.vms {
+                let owner = records
+                    .users
+                    .iter()
+                    .find(|u| u.id == vm.owner)
+                    .map_or("?", |u| u.email.as_str());
+                let team = vm
+                    .team
+                    .and_then(|t| records.teams.iter().find(|x| x.id == t))
+                    .map(|t| t.name.to_string());
+                let addresses: Vec<String> = vm.addresses.iter().map(ToString::to_string).collect();
+                let tags: Vec<&str> = vm.tags.iter().map(TagName::as_str).collect();
+                out.push_str(&format!(
+                    "{}\towner={owner}\tteam={}\taddresses={}\ttags={}\n",
+                    vm.name,
+                    team.as_deref().unwrap_or("-"),
+                    if addresses.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        addresses.join(",")
+                    },
+                    if tags.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        tags.join(",")
+                    },
+                ));
+            }
+            Ok(out)
+        }
+        AdminCommand::Vms(VmsCommand::Edit(e)) => {
+            let mut vm = vm_named(store, &e.name).await?;
+            if let Some(t) = &e.team {
+                vm.team = Some(team_id(store, t).await?);
+            }
+            if e.no_team {
+                vm.team = None;
+            }
+            if !e.addresses.is_empty() {
+                vm.addresses = e.addresses;
+            }
+            if !e.tags.is_empty() {
+                vm.tags = e.tags.into_iter().collect();
+            }
+            if let Some(c) = e.comment {
+                vm.comment = c;
+            }
+            if e.port.is_some() {
+                vm.default_port = e.port;
+            }
+            store.update_vm(&vm).await?;
+            Ok(format!("updated VM {}\n", e.name))
+        }
+        AdminCommand::Vms(VmsCommand::Remove { name }) => {
+            let vm = vm_named(store, &name).await?;
+            store.delete_vm(vm.id).await?;
+            Ok(format!("removed VM {name}\n"))
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! Server configuration: a TOML file, environment variables and flags.
+//!
+//! Precedence: a flag, then its environment variable (`LLM_INTEGRATION_…`),
+//! then the file (`--config`), then the default. Gateway credentials come
+//! from the environment only, never from the file or a flag.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use llm_integration_core::{Provider, SecretString};
+use serde::Deserialize;
+
+use crate::crypto::KeySource;
+
+/// Where the store and its master key are.
+#[derive(Debug, Clone, Args, Default)]
+pub struct StoreArgs {
+    /// A TOML configuration file.
+    #[arg(long, env = "LLM_INTEGRATION_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the database, master key and first user's token.
+    #[arg(long, env = "LLM_INTEGRATION_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The SQLite database file [default: DATA_DIR/llm-integration.db].
+    #[arg(long, env = "LLM_INTEGRATION_DATABASE", value_name = "FILE")]
+    pub database: Option<PathBuf>,
+    /// The master key file [default: DATA_DIR/master.key]; LLM_INTEGRATION_MASTER_KEY (base64) takes precedence.
+    #[arg(long, env = "LLM_INTEGRATION_MASTER_KEY_FILE", value_name = "FILE")]
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// `serve` flags.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ServeArgs {
+    /// Where the store and its master key are.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Data-plane address (what VMs call) [default: 127.0.0.1:7700].
+    #[arg(long, env = "LLM_INTEGRATION_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Admin address (/exec, /healthz, /readyz) [default: 127.0.0.1:7701].
+    #[arg(long, env = "LLM_INTEGRATION_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Hostname domain: integrations are NAME.int.DOMAIN [default: exe.xyz].
+    #[arg(long, env = "LLM_INTEGRATION_DOMAIN", value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// Email of the first user, created on the first start [default: owner@localhost].
+    #[arg(long, env = "LLM_INTEGRATION_BOOTSTRAP_EMAIL", value_name = "EMAIL")]
+    pub bootstrap_email: Option<String>,
+    /// Anthropic base URL [default: https://api.anthropic.com].
+    #[arg(long, env = "LLM_INTEGRATION_ANTHROPIC_BASE_URL", value_name = "URL")]
+    pub anthropic_base_url: Option<String>,
+    /// OpenAI base URL [default: https://api.openai.com].
+    #[arg(long, env = "LLM_INTEGRATION_OPENAI_BASE_URL", value_name = "URL")]
+    pub openai_base_url: Option<String>,
+    /// Fireworks base URL [default: https://api.fireworks.ai].
+    #[arg(long, env = "LLM_INTEGRATION_FIREWORKS_BASE_URL", value_name = "URL")]
+    pub fireworks_base_url: Option<String>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "LLM_INTEGRATION_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The configuration file's shape. Every key is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
+    domain: Option<String>,
+    data_dir: Option<PathBuf>,
+    database: Option<PathBuf>,
+    master_key_file: Option<PathBuf>,
+    bootstrap_email: Option<String>,
+    log_format: Option<String>,
+    config_poll_ms: Option<u64>,
+    #[serde(default)]
+    upstreams: FileUpstreams,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUpstreams {
+    anthropic: Option<String>,
+    openai: Option<String>,
+    fireworks: Option<String>,
+}
+
+/// Base URLs of the providers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstreams {
+    /// Anthropic's base URL.
+    pub anthropic: String,
+    /// OpenAI's base URL.
+    pub openai: String,
+    /// Fireworks' base URL.
+    pub fireworks: String,
+}
+
+impl Default for Upstreams {
+    fn default() -> Self {
+        Upstreams {
+            anthropic: Provider::Anthropic.default_base_url().to_owned(),
+            openai: Provider::OpenAi.default_base_url().to_owned(),
+            fireworks: Provider::Fireworks.default_base_url().to_owned(),
+        }
+    }
+}
+
+impl Upstreams {
+    /// The base URL of `provider`.
+    pub fn base(&self, provider: Provider) -> &str {
+        match provider {
+            Provider::Anthropic => &self.anthropic,
+            Provider::OpenAi => &self.openai,
+            Provider::Fireworks => &self.fireworks,
+        }
+    }
+}
+
+/// The platform's own provider keys, for `gateway` sources, from
+/// `LLM_INTEGRATION_GATEWAY_ANTHROPIC_KEY`, `…_OPENAI_KEY`, `…_FIREWORKS_KEY`.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayKeys {
+    /// Anthropic's key.
+    pub anthropic: Option<SecretString>,
+    /// OpenAI's key.
+    pub openai: Option<SecretString>,
+    /// Fireworks' key.
+    pub fireworks: Option<SecretString>,
+}
+
+impl GatewayKeys {
+    /// The environment variable holding `provider`'s gateway key.
+    pub fn env_var(provider: Provider) -> &'static str {
+        match provider {
+            Provider::Anthropic => "LLM_INTEGRATION_GATEWAY_ANTHROPIC_KEY",
+            Provider::OpenAi => "LLM_INTEGRATION_GATEWAY_OPENAI_KEY",
+            Provider::Fireworks => "LLM_INTEGRATION_GATEWAY_FIREWORKS_KEY",
+        }
+    }
+
+    /// Reads the keys from the environment.
+    pub fn from_env() -> Self {
+        let read = |p| {
+            std::env::var(Self::env_var(p))
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(SecretString::from)
+        };
+        GatewayKeys {
+            anthropic: read(Provider::Anthropic),
+            openai: read(Provider::OpenAi),
+            fireworks: read(Provider::Fireworks),
+        }
+    }
+
+    /// `provider`'s key.
+    pub fn get(&self, provider: Provider) -> Option<&SecretString> {
+        match provider {
+            Provider::Anthropic => self.anthropic.as_ref(),
+            Provider::OpenAi => self.openai.as_ref(),
+            Provider::Fireworks => self.fireworks.as_ref(),
+        }
+    }
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data-plane address.
+    pub listen: SocketAddr,
+    /// Admin address.
+    pub admin_listen: SocketAddr,
+    /// Hostname domain (lowercase, no trailing dot).
+    pub domain: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// SQLite database file.
+    pub database: PathBuf,
+    /// Where the master key comes from.
+    pub master_key: KeySource,
+    /// The first user's email.
+    pub bootstrap_email: String,
+    /// Provider base URLs.
+    pub upstreams: Upstreams,
+    /// Gateway credentials.
+    pub gateway_keys: GatewayKeys,
+    /// JSON logs.
+    pub log_json: bool,
+    /// How often the store's version is polled for outside changes.
+    pub config_poll: Duration,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "cannot read the configuration file {}: {e}",
+            path.display()
+        ))
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        ConfigError(format!(
+            "invalid configuration file {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+fn check_domain(domain: &str) -> Result<String, ConfigError> {
+    let d = domain.trim_end_matches('.').to_ascii_lowercase();
+    let valid = !d.is_empty()
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if valid {
+        Ok(d)
+    } else {
+        Err(ConfigError(format!(
+            "invalid domain {domain:?}: use a DNS name such as exe.xyz"
+        )))
+    }
+}
+
+fn check_url(what: &str, url: String) -> Result<String, ConfigError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(url.trim_end_matches('/').to_owned())
+    } else {
+        Err(ConfigError(format!(
+            "invalid {what} base URL {url:?}: it must start with http:// or https://"
+        )))
+    }
+}
+
+impl StoreArgs {
+    fn file(&self) -> Result<FileConfig, ConfigError> {
+        match &self.config {
+            Some(path) => read_file(path),
+            None => Ok(FileConfig::default()),
+        }
+    }
+
+    /// Data dir, database and key source, resolved with `file`.
+    fn resolve(&self, file: &FileConfig) -> (PathBuf, PathBuf, KeySource) {
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("llm-integration-data"));
+        let database = self
+            .database
+            .clone()
+            .or_else(|| file.database.clone())
+            .unwrap_or_else(|| data_dir.join("llm-integration.db"));
+        let key_file = self
+            .master_key_file
+            .clone()
+            .or_else(|| file.master_key_file.clone())
+            .unwrap_or_else(|| data_dir.join("master.key"));
+        (data_dir, database, KeySource::from_env_or(key_file))
+    }
+
+    /// Just the store part of the configuration (for operator commands).
+    pub fn store_config(&self) -> Result<(PathBuf, PathBuf, KeySource), ConfigError> {
+        let file = self.file()?;
+        Ok(self.resolve(&file))
+    }
+}
+
+impl ServeArgs {
+    /// Resolves flags, environment, file and defaults into a [`Config`].
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let file = self.store.file()?;
+        let (data_dir, database, master_key) = self.store.resolve(&file);
+        let domain = check_domain(
+            self.domain
+                .as_deref()
+                .or(file.domain.as_deref())
+                .unwrap_or("exe.xyz"),
+        )?;
+        let pick = |flag: &Option<String>,
+                    file: &Option<String>,
+                    p: Provider|
+         -> Result<String, ConfigError> {
+            check_url(
+                p.as_str(),
+                flag.clone()
+                    .or_else(|| file.clone())
+                    .unwrap_or_else(|| p.default_base_url().to_owned()),
+            )
+        };
+        let upstreams = Upstreams {
+            anthropic: pick(
+                &self.anthropic_base_url,
+                &file.upstreams.anthropic,
+                Provider::Anthropic,
+            )?,
+            openai: pick(
+                &self.openai_base_url,
+                &file.upstreams.openai,
+                Provider::OpenAi,
+            )?,
+            fireworks: pick(
+                &self.fireworks_base_url,
+                &file.upstreams.fireworks,
+                Provider::Fireworks,
+            )?,
+        };
+        let log_format = self
+            .log_format
+            .clone()
+            .or(file.log_format.clone())
+            .unwrap_or_else(|| "text".into());
+        let log_json = match log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(ConfigError(format!(
+                    "invalid log format {other:?}: use text or json"
+                )))
+            }
+        };
+        let bootstrap_email = self
+            .bootstrap_email
+            .clone()
+            .or(file.bootstrap_email.clone())
+            .unwrap_or_else(|| "owner@localhost".into());
+        crate::admin::check_email(&bootstrap_email).map_err(ConfigError)?;
+        Ok(Config {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7700))),
+            admin_listen: self
+                .admin_listen
+                .or(file.admin_listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7701))),
+            domain,
+            data_dir,
+            database,
+            master_key,
+            bootstrap_email,
+            upstreams,
+            gateway_keys: GatewayKeys::from_env(),
+            log_json,
+            config_poll: Duration::from_millis(file.config_poll_ms.unwrap_or(1000).max(50)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_and_validation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "domain = \"Example.COM.\"\nadmin_listen = \"127.0.0.1:9\"\n[upstreams]\nopenai = \"http://127.0.0.1:1/\"\n").unwrap();
+        let mut args = ServeArgs {
+            store: StoreArgs {
+                config: Some(path.clone()),
+                ..StoreArgs::default()
+            },
+            ..ServeArgs::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.domain, "example.com");
+        assert_eq!(c.admin_listen.port(), 9);
+        assert_eq!(c.upstreams.openai, "http://127.0.0.1:1");
+        assert_eq!(c.upstreams.anthropic, "https://api.anthropic.com");
+        args.domain = Some("flag.example".into());
+        assert_eq!(args.resolve().unwrap().domain, "flag.example");
+        args.domain = Some("bad domain".into());
+        assert!(args
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("invalid domain"));
+        std::fs::write(&path, "domian = \"x\"\n").unwrap();
+        args.domain = None;
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("domian"), "{err}");
+    }
+}

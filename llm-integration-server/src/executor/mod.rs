@@ -1,0 +1,698 @@
+//! The command executor: runs the core's typed commands against the store,
+//! as a given user, with owner and team permissions enforced.
+//!
+//! *API boundary*: every door (`POST /exec`, the CLI through it, and later
+//! SSH and the web page) calls [`Executor::execute`]; none of them
+//! interprets a command itself. Each configuration change reloads the live
+//! snapshot before the answer is returned, so the data plane routes on it
+//! from the next request.
+
+mod render;
+
+use std::sync::Arc;
+
+use llm_integration_core::command::{
+    AddLlm, AddReflection, ChatgptSetup, Command, CommandLine, Edit, IntegrationRef, KeyInput,
+    ProviderChoices, SourceChoice,
+};
+use llm_integration_core::seams::{ControlStore, NewCredential, StoreError};
+use llm_integration_core::{
+    AttachmentSpec, ConfigRecords, CredentialId, IntegrationConfig, IntegrationId, IntegrationKind,
+    KeyHint, LlmSettings, Owner, Provider, ReflectionSettings, SecretString, Source, UserId,
+};
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+
+use crate::crypto::{purpose, MasterKey};
+use crate::live::LiveConfig;
+use crate::provider_check::ProviderCheck;
+
+pub use render::integration_json;
+
+/// What a command answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The plain-text answer.
+    pub text: String,
+    /// The JSON answer (`--json`).
+    pub json: Value,
+    /// The command ran but reported a failure (e.g. `integrations test`
+    /// found a key the provider refuses).
+    pub failed: bool,
+}
+
+impl Answer {
+    fn ok(text: impl Into<String>, json: Value) -> Self {
+        Answer {
+            text: text.into(),
+            json,
+            failed: false,
+        }
+    }
+}
+
+/// Why a command did not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    /// The command line is wrong (400, CLI exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// What it names does not exist for this user (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// It would break a uniqueness rule (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The user may not do it (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The store or a dependency is unavailable (503).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ExecError {
+    /// The HTTP status of this error on `/exec`.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            ExecError::Usage(_) => http::StatusCode::BAD_REQUEST,
+            ExecError::NotFound(_) => http::StatusCode::NOT_FOUND,
+            ExecError::Conflict(_) => http::StatusCode::CONFLICT,
+            ExecError::Forbidden(_) => http::StatusCode::FORBIDDEN,
+            ExecError::Unavailable(_) => http::StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// A machine-readable kind, for JSON answers.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ExecError::Usage(_) => "usage",
+            ExecError::NotFound(_) => "not_found",
+            ExecError::Conflict(_) => "conflict",
+            ExecError::Forbidden(_) => "forbidden",
+            ExecError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+impl From<StoreError> for ExecError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => ExecError::Conflict(m),
+            StoreError::NotFound(m) => ExecError::NotFound(m),
+            other => {
+                tracing::error!(error = %other, "store error while executing a command");
+                ExecError::Unavailable(
+                    "the configuration store is unavailable; nothing was changed, try again".into(),
+                )
+            }
+        }
+    }
+}
+
+/// Runs commands.
+pub struct Executor {
+    store: Arc<dyn ControlStore>,
+    live: Arc<LiveConfig>,
+    key: Arc<MasterKey>,
+    check: ProviderCheck,
+    /// One configuration change at a time: each command reads, decides and
+    /// writes without another command's write in between.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor").finish_non_exhaustive()
+    }
+}
+
+/// What a command sees of the world: the records, loaded fresh, and who runs it.
+struct Ctx {
+    records: ConfigRecords,
+    user: UserId,
+    domain: String,
+}
+
+impl Ctx {
+    fn owner(&self, team: Option<&llm_integration_core::TeamName>) -> Result<Owner, ExecError> {
+        let Some(name) = team else {
+            return Ok(Owner::User(self.user));
+        };
+        self.records
+            .teams
+            .iter()
+            .find(|t| t.name == *name && t.members.contains(&self.user))
+            .map(|t| Owner::Team(t.id))
+            .ok_or_else(|| {
+                ExecError::NotFound(format!(
+                    "you are not a member of a team named {name}; `integrations list` shows your teams' integrations"
+                ))
+            })
+    }
+
+    fn integration(&self, target: &IntegrationRef) -> Result<&IntegrationConfig, ExecError> {
+        let owner = self.owner(target.team.as_ref())?;
+        self.records
+            .integrations
+            .iter()
+            .find(|i| i.owner == owner && i.name == target.name)
+            .ok_or_else(|| {
+                ExecError::NotFound(match &target.team {
+                    None => format!(
+                        "you have no integration named {}; `integrations list` shows yours",
+                        target.name
+                    ),
+                    Some(t) => format!(
+                        "team {t} has no integration named {}; `integrations list` shows yours",
+                        target.name
+                    ),
+                })
+            })
+    }
+
+    fn name_taken(&self, owner: Owner, name: &llm_integration_core::IntegrationName) -> bool {
+        self.records
+            .integrations
+            .iter()
+            .any(|i| i.owner == owner && i.name == *name)
+    }
+
+    fn team_name(&self, owner: Owner) -> Option<String> {
+        match owner {
+            Owner::Team(t) => self
+                .records
+                .teams
+                .iter()
+                .find(|x| x.id == t)
+                .map(|x| x.name.to_string()),
+            Owner::User(_) => None,
+        }
+    }
+
+    /// `vm:NAME` must name a VM the integration's owner scope contains.
+    fn check_attachment(&self, owner: Owner, spec: &AttachmentSpec) -> Result<(), ExecError> {
+        let AttachmentSpec::Vm(name) = spec else {
+            return Ok(());
+        };
+        let in_scope = self.records.vms.iter().any(|vm| {
+            vm.name == *name
+                && match owner {
+                    Owner::User(u) => vm.owner == u,
+                    Owner::Team(t) => vm.team == Some(t),
+                }
+        });
+        if in_scope {
+            return Ok(());
+        }
+        Err(ExecError::NotFound(match owner {
+            Owner::User(_) => format!("you have no VM named {name}; vm: attachments of a personal integration name one of your VMs"),
+            Owner::Team(_) => format!("the team has no VM named {name}; vm: attachments of a team integration name one of the team's VMs"),
+        }))
+    }
+}
+
+impl Executor {
+    /// An executor over `store`, reloading `live` after every change.
+    pub fn new(
+        store: Arc<dyn ControlStore>,
+        live: Arc<LiveConfig>,
+        key: Arc<MasterKey>,
+        check: ProviderCheck,
+    ) -> Self {
+        Executor {
+            store,
+            live,
+            key,
+            check,
+            write_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Runs `line` as `user`. `stdin` is what the door read from standard
+    /// input, for a `-` key.
+    pub async fn execute(
+        &self,
+        user: UserId,
+        line: &CommandLine,
+        stdin: Option<SecretString>,
+    ) -> Result<Answer, ExecError> {
+        let command = &line.command;
+        if command.reads_stdin() && stdin.as_ref().is_none_or(|s| s.expose_secret().is_empty()) {
+            return Err(ExecError::Usage(
+                "this command reads a key from standard input (-), but none was given; pipe it in, e.g. \
+printf '%s' \"$OPENAI_API_KEY\" | llm-integration integrations edit NAME --openai=byok --openai-key=-"
+                    .into(),
+            ));
+        }
+        let _guard = if command.is_read_only() {
+            None
+        } else {
+            Some(self.write_lock.lock().await)
+        };
+        let snapshot = self.live.snapshot();
+        let ctx = Ctx {
+            records: self.store.load().await?,
+            user,
+            domain: snapshot.domain().to_owned(),
+        };
+        let answer = match command {
+            Command::List => render::list(&ctx),
+            Command::Show(target) => {
+                let i = ctx.integration(target)?;
+                let view = integration_json(i, &ctx.domain, ctx.team_name(i.owner));
+                Answer::ok(render::show_text(&view), view)
+            }
+            Command::AddLlm(add) => self.add_llm(&ctx, add, stdin).await?,
+            Command::AddReflection(add) => self.add_reflection(&ctx, add).await?,
+            Command::Edit(edit) => self.edit(&ctx, edit, stdin).await?,
+            Command::Remove(target) => {
+                let i = ctx.integration(target)?;
+                self.store.delete_integration(i.id).await?;
+                self.changed().await?;
+                Answer::ok(
+                    format!("removed integration {}\n", i.name),
+                    json!({"ok": true, "removed": i.name}),
+                )
+            }
+            Command::Rename { target, new_name } => {
+                let i = ctx.integration(target)?;
+                if ctx.name_taken(i.owner, new_name) {
+                    return Err(ExecError::Conflict(format!(
+                        "an integration named {new_name} already exists; pick another name or remove that one first"
+                    )));
+                }
+                let mut renamed = i.clone();
+                renamed.name = new_name.clone();
+                self.store.update_integration(&renamed, Vec::new()).await?;
+                self.changed().await?;
+                let view = integration_json(&renamed, &ctx.domain, ctx.team_name(renamed.owner));
+                let text = format!(
+                    "renamed {} to {new_name}; VMs now reach it at {}\n",
+                    i.name,
+                    view["hostname"].as_str().unwrap_or("")
+                );
+                Answer::ok(text, json!({"ok": true, "integration": view}))
+            }
+            Command::Attach { target, spec } => {
+                let i = ctx.integration(target)?;
+                if i.attachments.contains(spec) {
+                    return Err(ExecError::Conflict(format!(
+                        "{} is already attached to {spec}",
+                        i.name
+                    )));
+                }
+                ctx.check_attachment(i.owner, spec)?;
+                let mut changed = i.clone();
+                changed.attachments.push(spec.clone());
+                self.store.update_integration(&changed, Vec::new()).await?;
+                self.changed().await?;
+                let view = integration_json(&changed, &ctx.domain, ctx.team_name(changed.owner));
+                Answer::ok(
+                    format!("attached {} to {spec}\n", i.name),
+                    json!({"ok": true, "integration": view}),
+                )
+            }
+            Command::Detach { target, spec } => {
+                let i = ctx.integration(target)?;
+                if !i.attachments.contains(spec) {
+                    let now = render::attachments_text(&i.attachments);
+                    return Err(ExecError::NotFound(format!(
+                        "{} is not attached to {spec}; it is attached to: {now}",
+                        i.name
+                    )));
+                }
+                let mut changed = i.clone();
+                changed.attachments.retain(|a| a != spec);
+                self.store.update_integration(&changed, Vec::new()).await?;
+                self.changed().await?;
+                let view = integration_json(&changed, &ctx.domain, ctx.team_name(changed.owner));
+                Answer::ok(
+                    format!("detached {} from {spec}\n", i.name),
+                    json!({"ok": true, "integration": view}),
+                )
+            }
+            Command::Test { target, provider } => self.test(&ctx, target, *provider).await?,
+            Command::SetupChatgpt(setup) => self.chatgpt(&ctx, setup).await?,
+            Command::Tag { delete, vm, tags } => self.tag(&ctx, *delete, vm, tags).await?,
+            other => {
+                return Err(ExecError::Usage(format!(
+                    "`{other}` is not supported by this server"
+                )))
+            }
+        };
+        Ok(answer)
+    }
+
+    async fn changed(&self) -> Result<(), ExecError> {
+        self.live.reload(true).await.map_err(|e| {
+            tracing::error!(error = %e, "configuration saved but the snapshot could not be reloaded");
+            ExecError::Unavailable("the change was saved but could not be loaded yet; it takes effect within seconds".into())
+        })?;
+        Ok(())
+    }
+
+    fn seal_key(&self, provider: Provider, key: &SecretString) -> Result<NewCredential, ExecError> {
+        let text = key.expose_secret().trim();
+        if text.is_empty() {
+            return Err(ExecError::Usage(format!(
+                "the {provider} key is empty; give the key itself"
+            )));
+        }
+        if text.chars().any(char::is_control) || text.contains(' ') {
+            return Err(ExecError::Usage(format!(
+                "the {provider} key contains spaces or control characters; give the key alone, without quotes or newlines"
+            )));
+        }
+        let sealed = self
+            .key
+            .seal(text.as_bytes(), purpose::API_KEY)
+            .map_err(|e| ExecError::Unavailable(e.to_string()))?;
+        Ok(NewCredential {
+            provider,
+            sealed,
+            hint: KeyHint::of(&SecretString::from(text.to_owned())),
+        })
+    }
+
+    /// Applies provider choices to `settings`, returning the keys to store.
+    async fn apply_providers(
+        &self,
+        ctx: &Ctx,
+        owner: Owner,
+        settings: &mut LlmSettings,
+        choices: &ProviderChoices,
+        stdin: &Option<SecretString>,
+        name: &str,
+    ) -> Result<Vec<NewCredential>, ExecError> {
+        let mut keys = Vec::new();
+        for provider in Provider::ALL {
+            let Some(choice) = choices.get(provider) else {
+                continue;
+            };
+            let source = match choice {
+                SourceChoice::Gateway => Source::Gateway,
+                SourceChoice::Disabled => Source::Disabled,
+                SourceChoice::Byok(Some(input)) => {
+                    let key = match input {
+                        KeyInput::Value(k) => k.clone(),
+                        KeyInput::Stdin => stdin.clone().ok_or_else(|| ExecError::Usage("no key on standard input".into()))?,
+                    };
+                    keys.push(self.seal_key(provider, &key)?);
+                    // Replaced by the stored key's id in the same transaction.
+                    Source::Byok { credential: CredentialId(0), hint: KeyHint::from_last4(None) }
+                }
+                SourceChoice::Byok(None) => match settings.source(provider) {
+                    existing @ Source::Byok { .. } => existing.clone(),
+                    _ => {
+                        return Err(ExecError::Usage(format!(
+                            "--{provider}=byok needs the key: {name} has no stored {provider} key; add --{provider}-key=KEY \
+or --{provider}-key=- to read it from standard input"
+                        )))
+                    }
+                },
+                SourceChoice::Chatgpt(account) => {
+                    if let Owner::Team(_) = owner {
+                        return Err(ExecError::Usage(
+                            "--openai=chatgpt: team integrations cannot use a ChatGPT subscription; use --openai=gateway or --openai=byok"
+                                .into(),
+                        ));
+                    }
+                    let accounts = self.store.chatgpt_accounts(ctx.user).await?;
+                    if !accounts.iter().any(|(a, _)| a == account) {
+                        return Err(ExecError::NotFound(format!(
+                            "you have no ChatGPT account named {account}; connect it first with \
+`integrations setup chatgpt --name {account}`"
+                        )));
+                    }
+                    Source::Chatgpt { account: account.clone() }
+                }
+            };
+            *settings.source_mut(provider) = source;
+        }
+        Ok(keys)
+    }
+
+    async fn add_llm(
+        &self,
+        ctx: &Ctx,
+        add: &AddLlm,
+        stdin: Option<SecretString>,
+    ) -> Result<Answer, ExecError> {
+        let owner = ctx.owner(add.team.as_ref())?;
+        if ctx.name_taken(owner, &add.name) {
+            return Err(ExecError::Conflict(format!(
+                "an integration named {0} already exists; pick another --name, or change it with `integrations edit {0}`",
+                add.name
+            )));
+        }
+        for spec in &add.attach {
+            ctx.check_attachment(owner, spec)?;
+        }
+        let mut settings = LlmSettings::all_gateway();
+        let keys = self
+            .apply_providers(
+                ctx,
+                owner,
+                &mut settings,
+                &add.providers,
+                &stdin,
+                add.name.as_str(),
+            )
+            .await?;
+        let mut integration = IntegrationConfig {
+            id: IntegrationId(0),
+            owner,
+            name: add.name.clone(),
+            comment: add.comment.clone().unwrap_or_default(),
+            kind: IntegrationKind::Llm(settings),
+            attachments: add.attach.clone(),
+        };
+        integration.id = self.store.insert_integration(&integration, keys).await?;
+        self.added(ctx, integration.id, "llm").await
+    }
+
+    async fn add_reflection(&self, ctx: &Ctx, add: &AddReflection) -> Result<Answer, ExecError> {
+        let owner = ctx.owner(add.team.as_ref())?;
+        if ctx.name_taken(owner, &add.name) {
+            return Err(ExecError::Conflict(format!(
+                "an integration named {0} already exists; pick another --name, or change it with `integrations edit {0}`",
+                add.name
+            )));
+        }
+        for spec in &add.attach {
+            ctx.check_attachment(owner, spec)?;
+        }
+        let integration = IntegrationConfig {
+            id: IntegrationId(0),
+            owner,
+            name: add.name.clone(),
+            comment: add.comment.clone().unwrap_or_default(),
+            kind: IntegrationKind::Reflection(ReflectionSettings { fields: add.fields }),
+            attachments: add.attach.clone(),
+        };
+        let id = self
+            .store
+            .insert_integration(&integration, Vec::new())
+            .await?;
+        self.added(ctx, id, "reflection").await
+    }
+
+    async fn added(&self, ctx: &Ctx, id: IntegrationId, kind: &str) -> Result<Answer, ExecError> {
+        self.changed().await?;
+        let snapshot = self.live.snapshot();
+        let integration = snapshot.integration(id).ok_or_else(|| {
+            ExecError::Unavailable("the integration was added but is not loaded yet".into())
+        })?;
+        let view = integration_json(integration, &ctx.domain, ctx.team_name(integration.owner));
+        let mut text = format!(
+            "added {kind} integration {}\n\n{}",
+            integration.name,
+            render::show_text(&view)
+        );
+        if integration.attachments.is_empty() {
+            text.push_str(&format!(
+                "\nIt is not attached to any VM yet: `integrations attach {} vm:NAME` (or tag:NAME, auto:all).\n",
+                integration.name
+            ));
+        }
+        Ok(Answer::ok(text, json!({"ok": true, "integration": view})))
+    }
+
+    async fn edit(
+        &self,
+        ctx: &Ctx,
+        edit: &Edit,
+        stdin: Option<SecretString>,
+    ) -> Result<Answer, ExecError> {
+        let current = ctx.integration(&edit.target)?;
+        let mut changed = current.clone();
+        let mut keys = Vec::new();
+        match &mut changed.kind {
+            IntegrationKind::Llm(settings) => {
+                if edit.fields.is_some() {
+                    return Err(ExecError::Usage(format!(
+                        "--fields applies to reflection integrations; {} is an llm integration",
+                        current.name
+                    )));
+                }
+                keys = self
+                    .apply_providers(
+                        ctx,
+                        current.owner,
+                        settings,
+                        &edit.providers,
+                        &stdin,
+                        current.name.as_str(),
+                    )
+                    .await?;
+            }
+            IntegrationKind::Reflection(settings) => {
+                if !edit.providers.is_empty() {
+                    return Err(ExecError::Usage(format!(
+                        "provider flags apply to llm integrations; {} is a reflection integration (use --fields)",
+                        current.name
+                    )));
+                }
+                if let Some(fields) = edit.fields {
+                    settings.fields = fields;
+                }
+            }
+        }
+        if let Some(comment) = &edit.comment {
+            changed.comment.clone_from(comment);
+        }
+        self.store.update_integration(&changed, keys).await?;
+        self.changed().await?;
+        let snapshot = self.live.snapshot();
+        let updated = snapshot.integration(current.id).unwrap_or(&changed);
+        let view = integration_json(updated, &ctx.domain, ctx.team_name(updated.owner));
+        Ok(Answer::ok(
+            format!("updated {}\n\n{}", current.name, render::show_text(&view)),
+            json!({"ok": true, "integration": view}),
+        ))
+    }
+
+    async fn test(
+        &self,
+        ctx: &Ctx,
+        target: &IntegrationRef,
+        only: Option<Provider>,
+    ) -> Result<Answer, ExecError> {
+        let i = ctx.integration(target)?;
+        let IntegrationKind::Llm(settings) = &i.kind else {
+            return Err(ExecError::Usage(format!(
+                "{} is a reflection integration; only llm integrations have keys to test",
+                i.name
+            )));
+        };
+        let providers: Vec<Provider> = only
+            .map(|p| vec![p])
+            .unwrap_or_else(|| Provider::ALL.to_vec());
+        let mut lines = Vec::new();
+        let mut results = serde_json::Map::new();
+        let mut failed = false;
+        let mut tested = 0;
+        for provider in providers {
+            let (status, detail) = match settings.source(provider) {
+                Source::Byok { credential, .. } => {
+                    tested += 1;
+                    let sealed = self.store.sealed_credential(*credential).await?.ok_or_else(|| {
+                        ExecError::Unavailable(format!("the stored {provider} key is missing from the store"))
+                    })?;
+                    let key = self.key.open(&sealed, purpose::API_KEY).map_err(|e| ExecError::Unavailable(e.to_string()))?;
+                    let key = SecretString::from(String::from_utf8_lossy(&key).into_owned());
+                    match self.check.check(provider, &key).await {
+                        Ok(detail) => ("ok", detail),
+                        Err(detail) => {
+                            failed = true;
+                            ("failed", detail)
+                        }
+                    }
+                }
+                Source::Gateway => ("skipped", "uses the platform's gateway credentials; no stored key to test".to_owned()),
+                Source::Chatgpt { account } => ("skipped", format!("uses ChatGPT account {account}; check it with `integrations setup chatgpt --verify`")),
+                Source::Disabled => ("skipped", "disabled".to_owned()),
+            };
+            lines.push(format!("{provider}: {status}: {detail}"));
+            results.insert(
+                provider.to_string(),
+                json!({"status": status, "detail": detail}),
+            );
+        }
+        if tested == 0 && only.is_some() {
+            let p = only.unwrap_or(Provider::OpenAi);
+            return Err(ExecError::Usage(format!(
+                "{}'s {p} source is {}, not byok; there is no stored key to test",
+                i.name,
+                llm_integration_core::ProviderSource::kind(settings.source(p))
+            )));
+        }
+        let text = lines.join("\n") + "\n";
+        Ok(Answer {
+            text,
+            json: json!({"ok": !failed, "integration": i.name, "providers": results}),
+            failed,
+        })
+    }
+
+    async fn chatgpt(&self, ctx: &Ctx, setup: &ChatgptSetup) -> Result<Answer, ExecError> {
+        match setup {
+            ChatgptSetup::List => {
+                let accounts = self.store.chatgpt_accounts(ctx.user).await?;
+                let text = if accounts.is_empty() {
+                    "no ChatGPT accounts connected; connect one with `integrations setup chatgpt --name ACCOUNT`\n".to_owned()
+                } else {
+                    accounts.iter().map(|(n, s)| format!("{n}\t{s}\n")).collect()
+                };
+                let list: Vec<Value> = accounts.iter().map(|(n, s)| json!({"name": n, "status": s})).collect();
+                Ok(Answer::ok(text, json!({"accounts": list})))
+            }
+            ChatgptSetup::Delete(name) => {
+                self.store.delete_chatgpt_account(ctx.user, name).await?;
+                self.changed().await?;
+                Ok(Answer::ok(format!("disconnected ChatGPT account {name}\n"), json!({"ok": true, "deleted": name})))
+            }
+            ChatgptSetup::Connect(_) | ChatgptSetup::Verify => Err(ExecError::Unavailable(
+                "ChatGPT device-code login is not available on this server yet; use --openai=gateway or --openai=byok".into(),
+            )),
+        }
+    }
+
+    async fn tag(
+        &self,
+        ctx: &Ctx,
+        delete: bool,
+        vm: &llm_integration_core::VmName,
+        tags: &[llm_integration_core::TagName],
+    ) -> Result<Answer, ExecError> {
+        let Some(current) = ctx
+            .records
+            .vms
+            .iter()
+            .find(|v| v.name == *vm && v.owner == ctx.user)
+        else {
+            return Err(ExecError::NotFound(format!("you have no VM named {vm}")));
+        };
+        let mut changed = current.clone();
+        for tag in tags {
+            if delete {
+                if !changed.tags.remove(tag) {
+                    return Err(ExecError::NotFound(format!(
+                        "VM {vm} has no tag {tag}; its tags: {}",
+                        render::tags_text(&current.tags)
+                    )));
+                }
+            } else {
+                changed.tags.insert(tag.clone());
+            }
+        }
+        self.store.update_vm(&changed).await?;
+        self.changed().await?;
+        let list: Vec<&str> = changed.tags.iter().map(|t| t.as_str()).collect();
+        Ok(Answer::ok(
+            format!("VM {vm} tags: {}\n", render::tags_text(&changed.tags)),
+            json!({"ok": true, "vm": vm, "tags": list}),
+        ))
+    }
+}

@@ -1,0 +1,185 @@
+//! Opening the store, bootstrapping a first user, and serving.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use llm_integration_core::seams::{ConfigStore, ControlStore, StoreError};
+use llm_integration_core::{SnapshotOptions, Vm, VmId};
+use tokio::net::TcpListener;
+
+use crate::admin::provision_user;
+use crate::config::Config;
+use crate::crypto::{write_private, KeyError, KeySource, MasterKey};
+use crate::exec_http::{self, AdminState};
+use crate::executor::{ExecError, Executor};
+use crate::live::LiveConfig;
+use crate::provider_check::ProviderCheck;
+use crate::store::SqliteStore;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The master key is missing, malformed or wrong.
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    /// Bootstrapping the first user failed.
+    #[error("cannot create the first user: {0}")]
+    Bootstrap(#[from] ExecError),
+    /// Something else (I/O, HTTP client).
+    #[error("{0}")]
+    Other(String),
+}
+
+const KEY_CHECK: &str = "master_key_check";
+
+/// Opens the store at `database` and unlocks it with the master key from
+/// `source`: a new database gets a new key (file created 0600 if absent);
+/// an existing one must be opened with the key it was created with.
+pub async fn open_store(
+    database: &std::path::Path,
+    source: &KeySource,
+) -> Result<(Arc<SqliteStore>, Arc<MasterKey>), StartError> {
+    if let Some(dir) = database.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StartError::Other(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let store = SqliteStore::open(database).await?;
+    let check = store.meta(KEY_CHECK).await?;
+    let (key, created) = MasterKey::load(source, check.is_none())?;
+    match check {
+        Some(stored) if !key.matches_check(&stored) => {
+            return Err(StartError::Key(KeyError::Mismatch(format!(
+                "the master key from {} is not the key the database {} was created with; nothing was changed. \
+Start with the original key (file or LLM_INTEGRATION_MASTER_KEY)",
+                source.describe(),
+                database.display()
+            ))))
+        }
+        Some(_) => {}
+        None => {
+            store.init_meta(KEY_CHECK, &key.key_check()?).await?;
+            if created {
+                tracing::info!(key = %source.describe(), "generated a new master key");
+            }
+        }
+    }
+    Ok((Arc::new(store), Arc::new(key)))
+}
+
+/// A running server's parts, for the binary, tests and embedders.
+pub struct App {
+    /// The resolved configuration.
+    pub config: Config,
+    /// The store.
+    pub store: Arc<SqliteStore>,
+    /// The live snapshot.
+    pub live: Arc<LiveConfig>,
+    /// The command executor.
+    pub executor: Arc<Executor>,
+}
+
+/// What the first start created.
+#[derive(Debug, Clone)]
+pub struct Bootstrapped {
+    /// The first user's email.
+    pub email: String,
+    /// Where their access token was written.
+    pub token_file: PathBuf,
+}
+
+impl App {
+    /// Opens the store and loads the configuration.
+    pub async fn open(config: Config) -> Result<App, StartError> {
+        let (store, key) = open_store(&config.database, &config.master_key).await?;
+        let options = SnapshotOptions::default().with_domain(&config.domain);
+        let live =
+            Arc::new(LiveConfig::load(store.clone() as Arc<dyn ConfigStore>, options).await?);
+        let check = ProviderCheck::new(config.upstreams.clone())
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        let executor = Arc::new(Executor::new(
+            store.clone() as Arc<dyn ControlStore>,
+            live.clone(),
+            key,
+            check,
+        ));
+        Ok(App {
+            config,
+            store,
+            live,
+            executor,
+        })
+    }
+
+    /// On a store with no users: creates the first user (with the default
+    /// integrations), registers this machine (127.0.0.1, ::1) as their VM
+    /// `local`, and writes their access token to `DATA_DIR/owner.token`.
+    pub async fn bootstrap(&self) -> Result<Option<Bootstrapped>, StartError> {
+        if !self.store.accounts().await?.is_empty() {
+            return Ok(None);
+        }
+        let email = self.config.bootstrap_email.clone();
+        let (user, token) = provision_user(self.store.as_ref(), &email, true).await?;
+        let mut vm = Vm::new(
+            VmId(0),
+            "local"
+                .parse()
+                .map_err(|e: llm_integration_core::Error| StartError::Other(e.to_string()))?,
+            user,
+        );
+        vm.addresses = vec![
+            IpAddr::from([127, 0, 0, 1]),
+            IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ];
+        vm.comment = "this machine".into();
+        self.store.create_vm(&vm).await?;
+        let token_file = self.config.data_dir.join("owner.token");
+        if token_file.exists() {
+            // A token file left from an earlier database is useless now.
+            std::fs::remove_file(&token_file).map_err(|e| {
+                StartError::Other(format!("cannot replace {}: {e}", token_file.display()))
+            })?;
+        }
+        write_private(&token_file, token.as_bytes())?;
+        self.live.reload(true).await?;
+        Ok(Some(Bootstrapped { email, token_file }))
+    }
+
+    /// Serves the admin listener until `shutdown` resolves, then finishes
+    /// in-flight requests.
+    pub async fn serve(
+        self,
+        admin: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let poller = {
+            let live = self.live.clone();
+            let mut rx = stop_rx.clone();
+            tokio::spawn(live.poll(self.config.config_poll, async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }))
+        };
+        let state = AdminState {
+            executor: self.executor.clone(),
+            store: self.store.clone() as Arc<dyn ControlStore>,
+        };
+        let app = exec_http::router(state);
+        let mut rx = stop_rx;
+        let served = axum::serve(admin, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+            .await;
+        let _ = poller.await;
+        self.store.close().await;
+        served.map_err(|e| StartError::Other(format!("admin listener failed: {e}")))
+    }
+}
