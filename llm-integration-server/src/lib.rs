@@ -16,5 +16,6 @@ pub mod live;
 pub mod provider_check;
 pub mod server;
 pub mod store;
+pub mod testing;
 
 pub use server::{App, Bootstrapped, StartError};

@@ -11,8 +11,16 @@ use tracing_subscriber::EnvFilter;
 
 /// The LLM integration gateway server. With no command, `serve`.
 #[derive(Debug, Parser)]
-#[command(name = "llm-integration-server", version, about)]
+#[command(
+    name = "llm-integration-server",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
+    /// `serve` flags, also accepted without the word `serve`.
+    #[command(flatten)]
+    serve: ServeArgs,
     #[command(subcommand)]
     command: Option<Top>,
 }
@@ -48,7 +56,7 @@ fn init_logs(json: bool) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command.unwrap_or(Top::Serve(ServeArgs::default())) {
+    let result = match cli.command.unwrap_or(Top::Serve(cli.serve)) {
         Top::Serve(args) => serve(args).await,
         Top::Admin { store, command } => run_admin(store, command).await,
     };

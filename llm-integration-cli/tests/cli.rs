@@ -1,0 +1,263 @@
+//! The `llm-integration` binary against a real server (in-process, on
+//! 127.0.0.1:0): the seed's command forms, exit codes, `-` keys from
+//! standard input, `--json`, `login` and completions.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use llm_integration_server::testing::{Dirs, Server};
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn cli(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Out {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let stdin = stdin.map(str::to_owned);
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_llm-integration"));
+        cmd.args(&args)
+            .env_remove("LLM_INTEGRATION_TOKEN")
+            .env_remove("LLM_INTEGRATION_SERVER")
+            .env("LLM_INTEGRATION_CLI_CONFIG", "/nonexistent/cli.toml")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).unwrap();
+        }
+        drop(input);
+        let output = child.wait_with_output().unwrap();
+        Out {
+            code: output.status.code().unwrap(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+const KEY: &str = "sk-cli-test-0123456789abcdefWXYZ";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_forms_and_exit_codes() {
+    let dirs = Dirs::new();
+    let s = Server::start(&dirs, "http://127.0.0.1:9").await;
+    let env = [
+        ("LLM_INTEGRATION_SERVER", s.url.as_str()),
+        ("LLM_INTEGRATION_TOKEN", s.token.as_str()),
+    ];
+
+    let out = cli(&["integrations", "list"], &env, None).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("llm.int.exe.xyz"), "{}", out.stdout);
+
+    // The seed's form: the key on standard input, never in the arguments.
+    let out = cli(
+        &[
+            "integrations",
+            "add",
+            "llm",
+            "--name",
+            "openai-key",
+            "--openai=byok",
+            "--openai-key=-",
+            "--anthropic=disabled",
+            "--fireworks=disabled",
+            "--attach",
+            "tag:llm",
+        ],
+        &env,
+        Some(&format!("{KEY}\n")),
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("set (…WXYZ)"), "{}", out.stdout);
+    assert!(!out.stdout.contains(KEY) && !out.stderr.contains(KEY));
+
+    // --json passes through, before or after the command.
+    for args in [
+        vec!["--json", "integrations", "show", "openai-key"],
+        vec!["integrations", "show", "openai-key", "--json"],
+    ] {
+        let out = cli(&args, &env, None).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(v["providers"]["openai"]["source"], "byok");
+    }
+
+    // Usage errors: exit 2, decided locally (even with no server at all).
+    let nowhere = [
+        ("LLM_INTEGRATION_SERVER", "http://127.0.0.1:9"),
+        ("LLM_INTEGRATION_TOKEN", "x"),
+    ];
+    for args in [
+        vec![
+            "integrations",
+            "add",
+            "llm",
+            "--name",
+            "x",
+            "--anthropic=chatgpt",
+        ],
+        vec!["integrations", "add", "llm", "--name", "x", "--bogus"],
+        vec!["integrations", "attach", "llm", "somewhere"],
+    ] {
+        let out = cli(&args, &nowhere, None).await;
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.starts_with("error:"), "{}", out.stderr);
+    }
+    // Empty standard input for a `-` key.
+    let out = cli(
+        &[
+            "integrations",
+            "edit",
+            "llm",
+            "--openai=byok",
+            "--openai-key=-",
+        ],
+        &env,
+        Some(""),
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("standard input is empty"),
+        "{}",
+        out.stderr
+    );
+    // Server-side errors: exit 1 (404), 2 (400).
+    let out = cli(&["integrations", "show", "ghost"], &env, None).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("no integration named ghost"),
+        "{}",
+        out.stderr
+    );
+    let out = cli(
+        &["integrations", "edit", "llm", "--openai=byok"],
+        &env,
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    // A command that reports a failure: exit 1, output on stdout.
+    let out = cli(&["integrations", "test", "openai-key"], &env, None).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stdout.contains("openai: failed"), "{}", out.stdout);
+    // No token, bad token, no server.
+    let out = cli(
+        &["integrations", "list"],
+        &[("LLM_INTEGRATION_SERVER", s.url.as_str())],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("no access token"), "{}", out.stderr);
+    let out = cli(
+        &["integrations", "list"],
+        &[
+            ("LLM_INTEGRATION_SERVER", s.url.as_str()),
+            ("LLM_INTEGRATION_TOKEN", "lli_x"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("invalid access token"),
+        "{}",
+        out.stderr
+    );
+    let out = cli(&["integrations", "list"], &nowhere, None).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("cannot reach the server"),
+        "{}",
+        out.stderr
+    );
+
+    // Help everywhere, exit 0.
+    for args in [
+        vec!["--help"],
+        vec!["integrations", "--help"],
+        vec!["integrations", "add", "llm", "--help"],
+        vec!["tag", "--help"],
+    ] {
+        let out = cli(&args, &nowhere, None).await;
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        assert!(out.stdout.contains("Usage"), "{args:?}: {}", out.stdout);
+    }
+    let out = cli(&["integrations", "add", "llm", "--help"], &nowhere, None).await;
+    assert!(out.stdout.contains("--openai-key"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_then_commands_and_completions() {
+    let dirs = Dirs::new();
+    let s = Server::start(&dirs, "http://127.0.0.1:9").await;
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("cli.toml");
+    let token_file = dirs.data.path().join("owner.token");
+    let env = [("LLM_INTEGRATION_CLI_CONFIG", config.to_str().unwrap())];
+    let out = cli(
+        &[
+            "--server",
+            &s.url,
+            "login",
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ],
+        &env,
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let out = cli(&["integrations", "list"], &env, None).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("reflection"));
+    // A wrong token is refused and nothing is saved.
+    let other = home.path().join("other.toml");
+    let out = cli(
+        &["--server", &s.url, "login"],
+        &[("LLM_INTEGRATION_CLI_CONFIG", other.to_str().unwrap())],
+        Some("lli_wrong\n"),
+    )
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("refused the token"), "{}", out.stderr);
+    assert!(!other.exists());
+
+    let out = cli(&["completions", "bash"], &env, None).await;
+    assert_eq!(out.code, 0);
+    assert!(
+        out.stdout.contains("integrations") && out.stdout.contains("--openai-key"),
+        "{}",
+        &out.stdout[..200.min(out.stdout.len())]
+    );
+    let out = cli(&["completions", "tcsh"], &env, None).await;
+    assert_eq!(out.code, 2);
+    s.stop().await;
+}

@@ -1,0 +1,180 @@
+//! A server on 127.0.0.1:0 with its store in temporary directories, for
+//! tests (this crate's, the CLI's) and for embedders' own tests.
+//!
+//! Not for production use: it panics on setup failures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use crate::admin::{self, AdminCommand};
+use crate::config::{ServeArgs, StoreArgs};
+use crate::live::LiveConfig;
+use crate::store::SqliteStore;
+use crate::App;
+
+/// A running test server.
+pub struct Server {
+    /// See the field name.
+    pub url: String,
+    /// See the field name.
+    pub token: String,
+    /// See the field name.
+    pub store: Arc<SqliteStore>,
+    /// See the field name.
+    pub live: Arc<LiveConfig>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// An HTTP client.
+    pub http: reqwest::Client,
+}
+
+/// Temporary directories: data (database, token) and keys (master key), apart.
+pub struct Dirs {
+    /// The data directory.
+    pub data: tempfile::TempDir,
+    /// The master key's directory.
+    pub keys: tempfile::TempDir,
+}
+
+impl Dirs {
+    /// New empty directories.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Dirs {
+            data: tempfile::tempdir().unwrap(),
+            keys: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+impl Server {
+    /// Starts a server (bootstrapping on a new store) with every provider at `upstream`.
+    pub async fn start(dirs: &Dirs, upstream: &str) -> Server {
+        let args = ServeArgs {
+            store: StoreArgs {
+                data_dir: Some(dirs.data.path().to_owned()),
+                master_key_file: Some(dirs.keys.path().join("master.key")),
+                ..StoreArgs::default()
+            },
+            anthropic_base_url: Some(upstream.into()),
+            openai_base_url: Some(upstream.into()),
+            fireworks_base_url: Some(upstream.into()),
+            ..ServeArgs::default()
+        };
+        let app = App::open(args.resolve().unwrap()).await.unwrap();
+        app.bootstrap().await.unwrap();
+        let token = std::fs::read_to_string(dirs.data.path().join("owner.token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let (store, live) = (app.store.clone(), app.live.clone());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.serve(listener, async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Server {
+            url: format!("http://{addr}"),
+            token,
+            store,
+            live,
+            stop: Some(tx),
+            task: Some(task),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Stops the server gracefully.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+
+    /// A second user with their token.
+    pub async fn user(&self, email: &str) -> String {
+        let (_, token) = admin::provision_user(self.store.as_ref(), email, false)
+            .await
+            .unwrap();
+        self.live.reload(true).await.unwrap();
+        token.to_string()
+    }
+
+    /// Runs an operator command.
+    pub async fn admin(&self, command: AdminCommand) {
+        admin::run(self.store.as_ref(), command).await.unwrap();
+        self.live.reload(true).await.unwrap();
+    }
+
+    /// Posts `body` to /exec; returns status, body and outcome header.
+    pub async fn raw(
+        &self,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, String, String) {
+        let mut request = self
+            .http
+            .post(format!("{}/exec", self.url))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let outcome = response
+            .headers()
+            .get("llm-integration-outcome")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, response.text().await.unwrap(), outcome)
+    }
+
+    /// Runs a command line as `token`'s user.
+    pub async fn run_as(&self, token: &str, line: &str) -> (StatusCode, String) {
+        let (s, b, _) = self
+            .raw(Some(token), "text/plain", line.as_bytes().to_vec())
+            .await;
+        (s, b)
+    }
+
+    /// Runs a command line as the first user.
+    pub async fn run(&self, line: &str) -> (StatusCode, String) {
+        self.run_as(&self.token.clone(), line).await
+    }
+
+    /// Runs a command line that must succeed; returns its answer.
+    pub async fn ok(&self, line: &str) -> String {
+        let (status, body) = self.run(line).await;
+        assert_eq!(status, StatusCode::OK, "{line}: {body}");
+        body
+    }
+
+    /// Runs a command line with --json that must succeed.
+    pub async fn json(&self, line: &str) -> Value {
+        serde_json::from_str(&self.ok(&format!("{line} --json")).await).unwrap()
+    }
+
+    /// Runs a command line with standard input.
+    pub async fn with_stdin(&self, line: &str, stdin: &str) -> (StatusCode, String) {
+        let body = json!({"command": line, "stdin": stdin}).to_string();
+        let (s, b, _) = self
+            .raw(
+                Some(&self.token.clone()),
+                "application/json",
+                body.into_bytes(),
+            )
+            .await;
+        (s, b)
+    }
+}

@@ -1,0 +1,219 @@
+//! The real `llm-integration-server` binary: the README's first set-up
+//! command (no arguments, fresh directory), graceful shutdown on SIGTERM,
+//! and a leak scan of every answer, the whole log and the database files.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+/// A recognisable key: none of its 8-character pieces may appear anywhere.
+const KEY: &str = "sk-LEAKCHECK-7f3a9c2e5b1d8f4a6c0e2b9d7a5f3c1e";
+
+struct Running {
+    child: Child,
+    url: String,
+    log: std::path::PathBuf,
+}
+
+fn start(dir: &Path) -> Running {
+    let log = dir.join(format!(
+        "server-{}.log",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"))
+        .current_dir(dir)
+        .env("LLM_INTEGRATION_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("LLM_INTEGRATION_LOG", "debug")
+        .env("LLM_INTEGRATION_OPENAI_BASE_URL", "http://127.0.0.1:9")
+        .env("LLM_INTEGRATION_ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+        .env("LLM_INTEGRATION_FIREWORKS_BASE_URL", "http://127.0.0.1:9")
+        .env_remove("LLM_INTEGRATION_MASTER_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut printed = String::new();
+    let url = loop {
+        assert!(Instant::now() < deadline, "no admin URL printed: {printed}");
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            panic!("server exited before printing its admin URL: {printed}");
+        }
+        printed.push_str(&line);
+        if let Some(url) = line.trim().strip_prefix("Admin API (POST /exec): ") {
+            break url.to_owned();
+        }
+    };
+    // Keep reading stdout so the server never blocks on it.
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = stdout.read_to_string(&mut rest);
+    });
+    assert!(
+        printed.contains("Created the first user")
+            || dir.join("llm-integration-data/owner.token").exists(),
+        "{printed}"
+    );
+    Running { child, url, log }
+}
+
+fn terminate(mut running: Running) -> String {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(running.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = running.child.wait().unwrap();
+    let log = std::fs::read_to_string(&running.log).unwrap();
+    assert!(exit.success(), "exit {exit:?}; log:\n{log}");
+    log
+}
+
+fn pieces(secret: &str) -> Vec<&str> {
+    (0..=secret.len() - 8).map(|i| &secret[i..i + 8]).collect()
+}
+
+fn assert_clean(what: &str, text: &str) {
+    for piece in pieces(KEY) {
+        assert!(
+            !text.contains(piece),
+            "{what} contains {piece:?} of the key:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn first_start_commands_shutdown_and_no_leaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path());
+    let token =
+        std::fs::read_to_string(dir.path().join("llm-integration-data/owner.token")).unwrap();
+    let client = reqwest::blocking::Client::new();
+    let exec = |body: serde_json::Value| {
+        let r = client
+            .post(format!("{}/exec", running.url))
+            .bearer_auth(token.trim())
+            .json(&body)
+            .send()
+            .unwrap();
+        (r.status(), r.text().unwrap())
+    };
+    let mut answers = String::new();
+    let stdin_commands = [
+        "integrations add llm --name leak --openai=byok --openai-key=- --attach auto:all",
+        "integrations edit llm --anthropic=byok --anthropic-key=-",
+    ];
+    for line in stdin_commands {
+        let (status, body) = exec(json!({"command": line, "stdin": KEY}));
+        assert!(status.is_success(), "{line}: {body}");
+        answers.push_str(&body);
+    }
+    // A key given inline, and a command that fails with a key in it.
+    let inline =
+        format!("integrations add llm --name inline --fireworks=byok --fireworks-key={KEY}");
+    let failing =
+        format!("integrations add llm --name bad --fireworks=gateway --fireworks-key={KEY}");
+    let unknown_flag =
+        format!("integrations add llm --name bad2 --bogus --openai=byok --openai-key={KEY}");
+    for line in [inline.as_str(), failing.as_str(), unknown_flag.as_str()] {
+        for json in [false, true] {
+            let line = if json {
+                format!("{line} --json")
+            } else {
+                line.to_owned()
+            };
+            answers.push_str(&exec(json!({"command": line})).1);
+        }
+    }
+    let reads = [
+        "integrations list",
+        "integrations show leak",
+        "integrations show llm",
+        "integrations show inline",
+        "integrations test leak",
+        "integrations test llm",
+        "integrations test inline",
+        "integrations setup chatgpt --list",
+    ];
+    let writes = [
+        "integrations attach leak tag:x",
+        "integrations detach leak tag:x --json",
+        "integrations attach leak vm:local --json",
+        "integrations detach leak vm:local",
+        "integrations rename leak leak2 --json",
+        "integrations edit leak2 --comment renamed",
+        "integrations edit leak2 --fireworks=disabled --json",
+        "tag local a",
+        "tag -d local a --json",
+        "integrations remove inline",
+    ];
+    let reads_twice = reads
+        .iter()
+        .flat_map(|l| [l.to_string(), format!("{l} --json")]);
+    for line in reads_twice.chain(writes.iter().map(|l| l.to_string())) {
+        let (status, body) = exec(json!({"command": line}));
+        assert!(status.is_success(), "{line}: {body}");
+        answers.push_str(&body);
+    }
+    assert!(answers.contains("set (…3c1e)"), "the hint is shown");
+    assert_clean("the answers", &answers);
+
+    let log = terminate(running);
+    assert!(log.contains("exec"), "the log records commands:\n{log}");
+    assert!(log.contains("shutting down"), "{log}");
+    assert_clean("the server log", &log);
+    for file in ["llm-integration.db", "llm-integration.db-wal"] {
+        let path = dir.path().join("llm-integration-data").join(file);
+        if let Ok(bytes) = std::fs::read(&path) {
+            assert_clean(file, &String::from_utf8_lossy(&bytes));
+        }
+    }
+
+    // A second start keeps everything and creates no second user.
+    let running = start(dir.path());
+    let token2 =
+        std::fs::read_to_string(dir.path().join("llm-integration-data/owner.token")).unwrap();
+    assert_eq!(token, token2);
+    let r = client
+        .post(format!("{}/exec", running.url))
+        .bearer_auth(token.trim())
+        .body("integrations show leak2")
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    assert!(r.text().unwrap().contains("renamed"));
+    terminate(running);
+}
+
+#[test]
+fn refuses_to_start_with_a_wrong_master_key() {
+    let dir = tempfile::tempdir().unwrap();
+    terminate(start(dir.path()));
+    let db = dir.path().join("llm-integration-data/llm-integration.db");
+    let before = std::fs::read(&db).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"))
+        .current_dir(dir.path())
+        .env("LLM_INTEGRATION_ADMIN_LISTEN", "127.0.0.1:0")
+        .env(
+            "LLM_INTEGRATION_MASTER_KEY",
+            "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is not the key the database"), "{stderr}");
+    assert!(stderr.contains("LLM_INTEGRATION_MASTER_KEY"), "{stderr}");
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}
