@@ -76,6 +76,16 @@ pub struct FileConfig {
     bootstrap_email: Option<String>,
     log_format: Option<String>,
     config_poll_ms: Option<u64>,
+    max_body_bytes: Option<usize>,
+    connect_timeout_secs: Option<u64>,
+    upstream_timeout_secs: Option<u64>,
+    idle_stream_timeout_secs: Option<u64>,
+    header_read_timeout_secs: Option<u64>,
+    models_cache_secs: Option<u64>,
+    shutdown_drain_secs: Option<u64>,
+    #[serde(default)]
+    trusted_proxies: Vec<std::net::IpAddr>,
+    client_ip_header: Option<String>,
     #[serde(default)]
     upstreams: FileUpstreams,
 }
@@ -192,6 +202,14 @@ pub struct Config {
     pub log_json: bool,
     /// How often the store's version is polled for outside changes.
     pub config_poll: Duration,
+    /// Data-plane limits and timeouts.
+    pub limits: crate::dataplane::Limits,
+    /// Front proxies whose client-address header is believed.
+    pub trusted: crate::dataplane::TrustedProxies,
+    /// How long upstream model lists are cached.
+    pub models_ttl: Duration,
+    /// How long in-flight requests may run after a shutdown signal.
+    pub drain: Duration,
 }
 
 /// A configuration that cannot be used.
@@ -337,7 +355,33 @@ impl ServeArgs {
             .or(file.bootstrap_email.clone())
             .unwrap_or_else(|| "owner@localhost".into());
         crate::admin::check_email(&bootstrap_email).map_err(ConfigError)?;
+        let defaults = crate::dataplane::Limits::default();
+        let secs = |v: Option<u64>, d: Duration| v.map(Duration::from_secs).unwrap_or(d);
+        let limits = crate::dataplane::Limits {
+            max_body: file.max_body_bytes.unwrap_or(defaults.max_body),
+            connect: secs(file.connect_timeout_secs, defaults.connect),
+            upstream_response: secs(file.upstream_timeout_secs, defaults.upstream_response),
+            idle_stream: secs(file.idle_stream_timeout_secs, defaults.idle_stream),
+            header_read: secs(file.header_read_timeout_secs, defaults.header_read),
+        };
+        let header = match &file.client_ip_header {
+            Some(name) => Some(
+                http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+                    .map_err(|_| ConfigError(format!("invalid client_ip_header {name:?}: use a header name such as x-forwarded-for")))?,
+            ),
+            None => None,
+        };
+        if header.is_some() && file.trusted_proxies.is_empty() {
+            return Err(ConfigError("client_ip_header is set but trusted_proxies is empty; list the front proxies whose header is believed".into()));
+        }
         Ok(Config {
+            limits,
+            trusted: crate::dataplane::TrustedProxies {
+                addresses: file.trusted_proxies.clone(),
+                header,
+            },
+            models_ttl: Duration::from_secs(file.models_cache_secs.unwrap_or(300)),
+            drain: Duration::from_secs(file.shutdown_drain_secs.unwrap_or(30)),
             listen: self
                 .listen
                 .or(file.listen)

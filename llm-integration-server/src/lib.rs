@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod config;
 pub mod crypto;
+pub mod dataplane;
 pub mod exec_http;
 pub mod executor;
 pub mod live;

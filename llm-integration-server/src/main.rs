@@ -72,11 +72,17 @@ async fn main() -> ExitCode {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
     init_logs(config.log_json);
+    let shutdown = shutdown_signal()?;
     let admin_addr = config.admin_listen;
+    let data_addr = config.listen;
     let app = App::open(config).await?;
     let admin = tokio::net::TcpListener::bind(admin_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {admin_addr} (admin): {e}; pick another address with --admin-listen"))?;
+    let data = tokio::net::TcpListener::bind(data_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {data_addr} (data plane): {e}; pick another address with --listen"))?;
+    let data_url = format!("http://{}", data.local_addr()?);
     let admin_url = format!("http://{}", admin.local_addr()?);
     if let Some(first) = app.bootstrap().await? {
         println!(
@@ -86,6 +92,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("Their access token is in {}.", first.token_file.display());
     }
     let token_file = app.config.data_dir.join("owner.token");
+    println!("Data plane (what VMs call): {data_url}");
     println!("Admin API (POST /exec): {admin_url}");
     println!("Database: {}", app.config.database.display());
     if token_file.exists() {
@@ -95,32 +102,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             token_file.display()
         );
     }
-    tracing::info!(admin = %admin_url, "serving");
-    app.serve(admin, shutdown_signal()).await?;
+    tracing::info!(admin = %admin_url, data = %data_url, "serving");
+    app.serve(admin, Some(data), shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers the shutdown signals now (so a signal that arrives before
+/// serving starts is not lost) and resolves when one arrives.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    #[cfg(unix)]
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down");
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
 }
 
 async fn run_admin(store_args: StoreArgs, command: AdminCommand) -> anyhow::Result<()> {

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::admin::provision_user;
 use crate::config::Config;
 use crate::crypto::{write_private, KeyError, KeySource, MasterKey};
+use crate::dataplane::{serve_data, DataPlane, ServerCredentials};
 use crate::exec_http::{self, AdminState};
 use crate::executor::{ExecError, Executor};
 use crate::live::LiveConfig;
@@ -82,6 +83,8 @@ pub struct App {
     pub live: Arc<LiveConfig>,
     /// The command executor.
     pub executor: Arc<Executor>,
+    /// The data plane.
+    pub data_plane: Arc<DataPlane>,
 }
 
 /// What the first start created.
@@ -105,14 +108,28 @@ impl App {
         let executor = Arc::new(Executor::new(
             store.clone() as Arc<dyn ControlStore>,
             live.clone(),
-            key,
+            key.clone(),
             check,
+        ));
+        let credentials = Arc::new(ServerCredentials::new(
+            config.gateway_keys.clone(),
+            store.clone() as Arc<dyn ControlStore>,
+            key,
+        ));
+        let data_plane = Arc::new(DataPlane::new(
+            live.clone(),
+            config.upstreams.clone(),
+            credentials,
+            config.limits.clone(),
+            config.trusted.clone(),
+            config.models_ttl,
         ));
         Ok(App {
             config,
             store,
             live,
             executor,
+            data_plane,
         })
     }
 
@@ -150,11 +167,13 @@ impl App {
         Ok(Some(Bootstrapped { email, token_file }))
     }
 
-    /// Serves the admin listener until `shutdown` resolves, then finishes
-    /// in-flight requests.
+    /// Serves the admin listener and, when given, the data plane until
+    /// `shutdown` resolves, then finishes in-flight requests (within the
+    /// configured drain time).
     pub async fn serve(
         self,
         admin: TcpListener,
+        data: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -165,6 +184,22 @@ impl App {
                 let _ = rx.wait_for(|stop| *stop).await;
             }))
         };
+        let data_task = data.map(|listener| {
+            let plane = self.data_plane.clone();
+            let mut rx = stop_rx.clone();
+            let drain = self.config.drain;
+            tokio::spawn(async move {
+                serve_data(
+                    listener,
+                    plane,
+                    async move {
+                        let _ = rx.wait_for(|stop| *stop).await;
+                    },
+                    drain,
+                )
+                .await;
+            })
+        });
         let state = AdminState {
             executor: self.executor.clone(),
             store: self.store.clone() as Arc<dyn ControlStore>,
@@ -178,6 +213,9 @@ impl App {
                 let _ = rx.wait_for(|stop| *stop).await;
             })
             .await;
+        if let Some(task) = data_task {
+            let _ = task.await;
+        }
         let _ = poller.await;
         self.store.close().await;
         served.map_err(|e| StartError::Other(format!("admin listener failed: {e}")))

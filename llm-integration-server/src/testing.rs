@@ -12,15 +12,27 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::admin::{self, AdminCommand};
-use crate::config::{ServeArgs, StoreArgs};
+use crate::config::{Config, GatewayKeys, ServeArgs, StoreArgs};
 use crate::live::LiveConfig;
 use crate::store::SqliteStore;
 use crate::App;
+use llm_integration_core::SecretString;
+
+/// The gateway keys a test server injects for `gateway` sources
+/// (Anthropic, OpenAI, Fireworks).
+pub const GATEWAY_KEYS: [&str; 3] = [
+    "gw-anthropic-0123456789abcdef",
+    "gw-openai-0123456789abcdef",
+    "gw-fireworks-0123456789abcdef",
+];
 
 /// A running test server.
 pub struct Server {
-    /// See the field name.
+    /// The admin URL.
     pub url: String,
+    /// The data plane's address (it listens on every local address, so
+    /// clients may connect from 127.0.0.2, 127.0.0.3, … to be other VMs).
+    pub data: SocketAddr,
     /// See the field name.
     pub token: String,
     /// See the field name.
@@ -55,6 +67,17 @@ impl Dirs {
 impl Server {
     /// Starts a server (bootstrapping on a new store) with every provider at `upstream`.
     pub async fn start(dirs: &Dirs, upstream: &str) -> Server {
+        Self::start_with(dirs, upstream, |_| {}).await
+    }
+
+    /// Like [`Server::start`], with a chance to change the configuration
+    /// (limits, per-provider base URLs, …) first. Gateway keys are
+    /// [`GATEWAY_KEYS`].
+    pub async fn start_with(
+        dirs: &Dirs,
+        upstream: &str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Server {
         let args = ServeArgs {
             store: StoreArgs {
                 data_dir: Some(dirs.data.path().to_owned()),
@@ -66,7 +89,14 @@ impl Server {
             fireworks_base_url: Some(upstream.into()),
             ..ServeArgs::default()
         };
-        let app = App::open(args.resolve().unwrap()).await.unwrap();
+        let mut config = args.resolve().unwrap();
+        config.gateway_keys = GatewayKeys {
+            anthropic: Some(SecretString::from(GATEWAY_KEYS[0])),
+            openai: Some(SecretString::from(GATEWAY_KEYS[1])),
+            fireworks: Some(SecretString::from(GATEWAY_KEYS[2])),
+        };
+        adjust(&mut config);
+        let app = App::open(config).await.unwrap();
         app.bootstrap().await.unwrap();
         let token = std::fs::read_to_string(dirs.data.path().join("owner.token"))
             .unwrap()
@@ -74,10 +104,12 @@ impl Server {
             .to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
+        let data = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let data_addr = SocketAddr::from(([127, 0, 0, 1], data.local_addr().unwrap().port()));
         let (store, live) = (app.store.clone(), app.live.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            app.serve(listener, async move {
+            app.serve(listener, Some(data), async move {
                 let _ = rx.await;
             })
             .await
@@ -85,6 +117,7 @@ impl Server {
         });
         Server {
             url: format!("http://{addr}"),
+            data: data_addr,
             token,
             store,
             live,
@@ -163,6 +196,22 @@ impl Server {
     /// Runs a command line with --json that must succeed.
     pub async fn json(&self, line: &str) -> Value {
         serde_json::from_str(&self.ok(&format!("{line} --json")).await).unwrap()
+    }
+
+    /// A client that connects to the data plane from `source` (a loopback
+    /// address, to act as the VM registered there), resolving every host in
+    /// `hosts` to the data plane.
+    pub fn vm_client(&self, source: std::net::IpAddr, hosts: &[&str]) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder().local_address(source).no_proxy();
+        for host in hosts {
+            builder = builder.resolve(host, self.data);
+        }
+        builder.build().unwrap()
+    }
+
+    /// The data-plane URL of `host` (`http://HOST:PORT`).
+    pub fn data_url(&self, host: &str) -> String {
+        format!("http://{host}:{}", self.data.port())
     }
 
     /// Runs a command line with standard input.

@@ -30,6 +30,7 @@ fn start(dir: &Path) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"))
         .current_dir(dir)
         .env("LLM_INTEGRATION_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("LLM_INTEGRATION_LISTEN", "127.0.0.1:0")
         .env("LLM_INTEGRATION_LOG", "debug")
         .env("LLM_INTEGRATION_OPENAI_BASE_URL", "http://127.0.0.1:9")
         .env("LLM_INTEGRATION_ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
@@ -205,6 +206,7 @@ fn refuses_to_start_with_a_wrong_master_key() {
     let output = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"))
         .current_dir(dir.path())
         .env("LLM_INTEGRATION_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("LLM_INTEGRATION_LISTEN", "127.0.0.1:0")
         .env(
             "LLM_INTEGRATION_MASTER_KEY",
             "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",

@@ -1,0 +1,603 @@
+//! A mock upstream that speaks enough of Anthropic's, OpenAI's and
+//! Fireworks' APIs for tests, examples and benchmarks: the endpoints
+//! clients use, streaming and not, with realistic usage fields.
+//!
+//! It records every request it receives (method, path, headers, body) so
+//! tests can assert what arrived, and takes per-request knobs as headers,
+//! which a gateway forwards unchanged:
+//!
+//! | header | effect |
+//! |---|---|
+//! | `x-mock-chunks: N` | N content deltas in a stream (default 3) |
+//! | `x-mock-delay-ms: N` | N ms between stream events |
+//! | `x-mock-first-byte-delay-ms: N` | N ms before the response head |
+//! | `x-mock-status: 429` (or 401, 500, 529, …) | an error in the provider's shape; 429 carries `retry-after` |
+//! | `x-mock-fail: reset` | the stream breaks after the first event |
+//! | `x-mock-fail: garbage` | 200 with a body that is not JSON |
+//! | `x-mock-fail: hang` | never answers |
+//! | `x-mock-tool: NAME` | the answer is a call of tool NAME (Messages, Chat Completions, Responses) |
+//!
+//! Which provider a `/v1/models` call is for is told by its auth header:
+//! `x-api-key` → Anthropic's list, otherwise OpenAI's; paths under
+//! `/inference/` are Fireworks'.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+/// One request as the mock received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Every header.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Recorded {
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as JSON, if it is.
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    requests: Mutex<Vec<Recorded>>,
+    counter: AtomicU64,
+    record: bool,
+}
+
+/// A running mock upstream on 127.0.0.1.
+pub struct MockUpstream {
+    addr: SocketAddr,
+    state: Arc<State>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl MockUpstream {
+    /// Starts on an ephemeral port of 127.0.0.1, recording requests.
+    pub async fn start() -> std::io::Result<Self> {
+        Self::start_on(
+            "127.0.0.1:0"
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))),
+            true,
+        )
+        .await
+    }
+
+    /// Starts on `addr`; `record` keeps every request (turn it off for benchmarks).
+    pub async fn start_on(addr: SocketAddr, record: bool) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            record,
+            ..State::default()
+        });
+        let (stop, mut stopped) = oneshot::channel();
+        let serving = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = &mut stopped => return,
+                    a = listener.accept() => a,
+                };
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let state = serving.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(MockUpstream {
+            addr,
+            state,
+            stop: Some(stop),
+        })
+    }
+
+    /// The base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    /// The last request received.
+    pub fn last(&self) -> Option<Recorded> {
+        self.requests().pop()
+    }
+
+    /// How many requests were received.
+    pub fn count(&self) -> u64 {
+        self.state.counter.load(Ordering::Relaxed)
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear(&self) {
+        if let Ok(mut r) = self.state.requests.lock() {
+            r.clear();
+        }
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A response body: a whole buffer, or frames from a channel.
+pub enum MockBody {
+    /// One buffer.
+    Full(Option<Bytes>),
+    /// Frames as they are sent (SSE).
+    Channel(mpsc::Receiver<Result<Bytes, std::io::Error>>),
+}
+
+impl Body for MockBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            MockBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            MockBody::Channel(rx) => rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data))),
+        }
+    }
+}
+
+fn header_num(headers: &HeaderMap, name: &str, default: u64) -> u64 {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn json_response(status: StatusCode, value: &Value, request_id: &str) -> Response<MockBody> {
+    let mut r = Response::new(MockBody::Full(Some(Bytes::from(value.to_string()))));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(request_id) {
+        h.insert("request-id", v.clone());
+        h.insert("x-request-id", v);
+    }
+    h.insert(
+        "anthropic-ratelimit-requests-remaining",
+        http::HeaderValue::from_static("999"),
+    );
+    h.insert(
+        "x-ratelimit-remaining-requests",
+        http::HeaderValue::from_static("999"),
+    );
+    r
+}
+
+/// Which API a path is, after an optional Fireworks `/inference` prefix.
+fn api_path(path: &str) -> (bool, &str) {
+    let path = path.split('?').next().unwrap_or("");
+    match path.strip_prefix("/inference") {
+        Some(rest) => (true, rest),
+        None => (false, path),
+    }
+}
+
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<MockBody>, Infallible> {
+    let n = state.counter.fetch_add(1, Ordering::Relaxed) + 1;
+    let request_id = format!("req_mock_{n}");
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    if state.record {
+        if let Ok(mut r) = state.requests.lock() {
+            r.push(Recorded {
+                method: parts.method.to_string(),
+                path: path.clone(),
+                headers: parts.headers.clone(),
+                body: body.clone(),
+            });
+        }
+    }
+    let headers = &parts.headers;
+    let first_delay = header_num(headers, "x-mock-first-byte-delay-ms", 0);
+    if first_delay > 0 {
+        tokio::time::sleep(Duration::from_millis(first_delay)).await;
+    }
+    let fail = headers
+        .get("x-mock-fail")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if fail == "hang" {
+        std::future::pending::<()>().await;
+    }
+    let (fireworks, api) = api_path(&path);
+    let anthropic_api = api.starts_with("/v1/messages")
+        || (api == "/v1/models" && headers.contains_key("x-api-key") && !fireworks);
+    if let Some(status) = headers
+        .get("x-mock-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u16>().ok())
+    {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = if anthropic_api {
+            json!({"type": "error", "error": {"type": anthropic_error_type(status), "message": format!("mock {} error", status.as_u16())}, "request_id": request_id})
+        } else {
+            json!({"error": {"message": format!("mock {} error", status.as_u16()), "type": "server_error", "param": null, "code": null}})
+        };
+        let mut r = json_response(status, &body, &request_id);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            r.headers_mut()
+                .insert("retry-after", http::HeaderValue::from_static("7"));
+            r.headers_mut()
+                .insert("x-should-retry", http::HeaderValue::from_static("true"));
+        }
+        return Ok(r);
+    }
+    if fail == "garbage" {
+        let mut r = Response::new(MockBody::Full(Some(Bytes::from_static(
+            b"<html>not json</html>",
+        ))));
+        r.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("application/json"),
+        );
+        return Ok(r);
+    }
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let model = request["model"].as_str().unwrap_or("mock-model").to_owned();
+    let stream = request["stream"].as_bool().unwrap_or(false);
+    let chunks = header_num(headers, "x-mock-chunks", 3);
+    let delay = Duration::from_millis(header_num(headers, "x-mock-delay-ms", 0));
+    let tool = headers
+        .get("x-mock-tool")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let reset = fail == "reset";
+    let response = match (parts.method.as_str(), api) {
+        ("GET", "/v1/models") => json_response(
+            StatusCode::OK,
+            &models(fireworks, anthropic_api),
+            &request_id,
+        ),
+        ("POST", "/v1/messages/count_tokens") => {
+            json_response(StatusCode::OK, &json!({"input_tokens": 12}), &request_id)
+        }
+        ("POST", "/v1/messages") if stream => sse(
+            anthropic_events(&model, chunks, tool.as_deref()),
+            delay,
+            reset,
+            &request_id,
+        ),
+        ("POST", "/v1/messages") => json_response(
+            StatusCode::OK,
+            &anthropic_message(&model, chunks, tool.as_deref()),
+            &request_id,
+        ),
+        ("POST", "/v1/chat/completions") if stream => {
+            let usage = request["stream_options"]["include_usage"]
+                .as_bool()
+                .unwrap_or(false);
+            sse(
+                chat_events(&model, chunks, usage, tool.as_deref()),
+                delay,
+                reset,
+                &request_id,
+            )
+        }
+        ("POST", "/v1/chat/completions") => json_response(
+            StatusCode::OK,
+            &chat_completion(&model, chunks, tool.as_deref()),
+            &request_id,
+        ),
+        ("POST", "/v1/responses") if stream => sse(
+            responses_events(&model, chunks, tool.as_deref()),
+            delay,
+            reset,
+            &request_id,
+        ),
+        ("POST", "/v1/responses") => json_response(
+            StatusCode::OK,
+            &response_object(&model, chunks, tool.as_deref()),
+            &request_id,
+        ),
+        ("POST", "/v1/completions") => json_response(
+            StatusCode::OK,
+            &json!({"id": "cmpl-mock", "object": "text_completion", "created": 1_700_000_000, "model": model,
+                     "choices": [{"text": "Hello from the mock.", "index": 0, "finish_reason": "stop"}],
+                     "usage": {"prompt_tokens": 12, "completion_tokens": chunks, "total_tokens": 12 + chunks}}),
+            &request_id,
+        ),
+        ("POST", "/v1/embeddings") => json_response(
+            StatusCode::OK,
+            &json!({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+                     "model": model, "usage": {"prompt_tokens": 5, "total_tokens": 5}}),
+            &request_id,
+        ),
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": {"message": format!("mock: no route {} {path}", parts.method), "type": "invalid_request_error", "param": null, "code": null}}),
+            &request_id,
+        ),
+    };
+    Ok(response)
+}
+
+fn anthropic_error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        _ => "api_error",
+    }
+}
+
+fn models(fireworks: bool, anthropic: bool) -> Value {
+    if fireworks {
+        return json!({"object": "list", "data": [
+            {"id": "accounts/fireworks/models/kimi-k2-instruct", "object": "model", "created": 1_700_000_000, "owned_by": "fireworks"},
+            {"id": "accounts/fireworks/models/deepseek-v3p2", "object": "model", "created": 1_700_000_000, "owned_by": "fireworks"}]});
+    }
+    if anthropic {
+        return json!({"data": [
+            {"type": "model", "id": "claude-opus-4-6", "display_name": "Claude Opus 4.6", "created_at": "2026-02-01T00:00:00Z"},
+            {"type": "model", "id": "claude-sonnet-4-6", "display_name": "Claude Sonnet 4.6", "created_at": "2026-01-01T00:00:00Z"}],
+            "has_more": false, "first_id": "claude-opus-4-6", "last_id": "claude-sonnet-4-6"});
+    }
+    json!({"object": "list", "data": [
+        {"id": "gpt-5.5", "object": "model", "created": 1_700_000_000, "owned_by": "openai"},
+        {"id": "text-embedding-3-small", "object": "model", "created": 1_700_000_000, "owned_by": "openai"}]})
+}
+
+fn tokens(chunks: u64) -> Vec<String> {
+    (0..chunks).map(|i| format!("tok{i} ")).collect()
+}
+
+fn anthropic_message(model: &str, chunks: u64, tool: Option<&str>) -> Value {
+    let content = match tool {
+        Some(name) => {
+            json!([{"type": "tool_use", "id": "toolu_mock", "name": name, "input": {"command": "echo mock"}}])
+        }
+        None => json!([{"type": "text", "text": tokens(chunks).concat()}]),
+    };
+    json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": content,
+           "stop_reason": if tool.is_some() { "tool_use" } else { "end_turn" }, "stop_sequence": null,
+           "usage": {"input_tokens": 12, "output_tokens": chunks, "cache_creation_input_tokens": 2, "cache_read_input_tokens": 3}})
+}
+
+fn anthropic_events(model: &str, chunks: u64, tool: Option<&str>) -> Vec<String> {
+    let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let mut out = vec![ev(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_mock", "type": "message", "role": "assistant",
+        "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+        "usage": {"input_tokens": 12, "output_tokens": 1, "cache_creation_input_tokens": 2, "cache_read_input_tokens": 3}}}),
+    )];
+    match tool {
+        Some(name) => {
+            out.push(ev("content_block_start", json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "tool_use", "id": "toolu_mock", "name": name, "input": {}}})));
+            out.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "input_json_delta", "partial_json": "{\"command\": \"echo mock\"}"}})));
+        }
+        None => {
+            out.push(ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
+            out.push(ev("ping", json!({"type": "ping"})));
+            for t in tokens(chunks) {
+                out.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}})));
+            }
+        }
+    }
+    out.push(ev(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    out.push(ev("message_delta", json!({"type": "message_delta",
+        "delta": {"stop_reason": if tool.is_some() { "tool_use" } else { "end_turn" }, "stop_sequence": null},
+        "usage": {"output_tokens": chunks}})));
+    out.push(ev("message_stop", json!({"type": "message_stop"})));
+    out
+}
+
+fn chat_completion(model: &str, chunks: u64, tool: Option<&str>) -> Value {
+    let message = match tool {
+        Some(name) => {
+            json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_mock", "type": "function",
+            "function": {"name": name, "arguments": "{\"command\":\"echo mock\"}"}}]})
+        }
+        None => json!({"role": "assistant", "content": tokens(chunks).concat()}),
+    };
+    json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": 1_700_000_000, "model": model,
+           "choices": [{"index": 0, "message": message, "finish_reason": if tool.is_some() { "tool_calls" } else { "stop" }}],
+           "usage": {"prompt_tokens": 12, "completion_tokens": chunks, "total_tokens": 12 + chunks,
+                     "prompt_tokens_details": {"cached_tokens": 3}}})
+}
+
+fn chat_events(model: &str, chunks: u64, usage: bool, tool: Option<&str>) -> Vec<String> {
+    let chunk = |delta: Value, finish: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000,
+            "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+    };
+    let mut out = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
+    match tool {
+        Some(name) => out.push(chunk(
+            json!({"tool_calls": [{"index": 0, "id": "call_mock", "type": "function",
+            "function": {"name": name, "arguments": "{\"command\":\"echo mock\"}"}}]}),
+            Value::Null,
+        )),
+        None => out.extend(
+            tokens(chunks)
+                .into_iter()
+                .map(|t| chunk(json!({"content": t}), Value::Null)),
+        ),
+    }
+    out.push(chunk(
+        json!({}),
+        json!(if tool.is_some() { "tool_calls" } else { "stop" }),
+    ));
+    if usage {
+        out.push(format!("data: {}\n\n", json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000,
+            "model": model, "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": chunks, "total_tokens": 12 + chunks}})));
+    }
+    out.push("data: [DONE]\n\n".to_owned());
+    out
+}
+
+fn response_object(model: &str, chunks: u64, tool: Option<&str>) -> Value {
+    let output = match tool {
+        Some(name) => {
+            json!([{"type": "function_call", "id": "fc_mock", "call_id": "call_mock", "name": name,
+            "arguments": "{\"command\":[\"echo\",\"mock\"]}", "status": "completed"}])
+        }
+        None => {
+            json!([{"type": "message", "id": "msg_mock", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": tokens(chunks).concat(), "annotations": []}]}])
+        }
+    };
+    json!({"id": "resp_mock", "object": "response", "created_at": 1_700_000_000, "status": "completed", "model": model,
+           "output": output,
+           "usage": {"input_tokens": 12, "input_tokens_details": {"cached_tokens": 3}, "output_tokens": chunks,
+                     "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 12 + chunks}})
+}
+
+fn responses_events(model: &str, chunks: u64, tool: Option<&str>) -> Vec<String> {
+    let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let done = response_object(model, chunks, tool);
+    let mut created = done.clone();
+    created["status"] = json!("in_progress");
+    created["output"] = json!([]);
+    created["usage"] = Value::Null;
+    let mut out = vec![ev(
+        "response.created",
+        json!({"type": "response.created", "sequence_number": 0, "response": created}),
+    )];
+    let item = done["output"][0].clone();
+    out.push(ev(
+        "response.output_item.added",
+        json!({"type": "response.output_item.added", "output_index": 0, "item": item}),
+    ));
+    if tool.is_none() {
+        for t in tokens(chunks) {
+            out.push(ev(
+                "response.output_text.delta",
+                json!({"type": "response.output_text.delta", "item_id": "msg_mock",
+                "output_index": 0, "content_index": 0, "delta": t}),
+            ));
+        }
+    }
+    out.push(ev(
+        "response.output_item.done",
+        json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+    ));
+    out.push(ev(
+        "response.completed",
+        json!({"type": "response.completed", "response": done}),
+    ));
+    out
+}
+
+fn sse(events: Vec<String>, delay: Duration, reset: bool, request_id: &str) -> Response<MockBody> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        for (i, event) in events.into_iter().enumerate() {
+            if i > 0 && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if reset && i == 1 {
+                // Let the first event reach the client before the connection breaks.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = tx
+                    .send(Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "mock reset",
+                    )))
+                    .await;
+                return;
+            }
+            if tx.send(Ok(Bytes::from(event))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut r = Response::new(MockBody::Channel(rx));
+    let h = r.headers_mut();
+    h.insert(
+        "content-type",
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert("cache-control", http::HeaderValue::from_static("no-cache"));
+    if let Ok(v) = http::HeaderValue::from_str(request_id) {
+        h.insert("request-id", v.clone());
+        h.insert("x-request-id", v);
+    }
+    r
+}

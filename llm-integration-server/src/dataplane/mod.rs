@@ -1,0 +1,582 @@
+//! The data plane: what VMs call.
+//!
+//! Per request: find the calling VM from the connection (the peer address,
+//! or a trusted front proxy's forwarding header), route with the core
+//! against the current snapshot (no store round trip), read the body only
+//! when the provider depends on its `model`, obtain the source's
+//! credential, and forward with hyper's pooled client, relaying the answer
+//! frame by frame.
+
+mod body;
+mod credentials;
+mod headers;
+mod listener;
+mod models;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use llm_integration_core::router::{
+    Decision, Plan, ReflectionPath, ReflectionRoute, RouteRequest, Router,
+};
+use llm_integration_core::seams::{ConnectionInfo, CredentialError, CredentialResolver};
+use llm_integration_core::wire::errors::{error_body, ErrorClass};
+use llm_integration_core::{
+    Dialect, Integration, Provider, ProviderSource, ReflectionField, Refused, Snapshot,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub use body::{sse_error_event, ProxyBody, RelayBody};
+pub use credentials::ServerCredentials;
+pub use listener::serve_data;
+pub use models::ModelLists;
+
+use crate::config::Upstreams;
+use crate::live::LiveConfig;
+
+/// The body type sent upstream: a buffered body (when the model was read)
+/// or the client's body streamed through, within the size limit.
+pub type UpstreamBody = Either<Full<Bytes>, Limited<Incoming>>;
+
+/// The pooled upstream client (HTTP/1.1 and HTTP/2 over rustls, or plain HTTP).
+pub type UpstreamClient =
+    hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, UpstreamBody>;
+
+/// The data plane's limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body (413 past it).
+    pub max_body: usize,
+    /// Upstream TCP connect timeout.
+    pub connect: Duration,
+    /// Time allowed until the upstream's response head (504 past it).
+    pub upstream_response: Duration,
+    /// Time allowed between two frames of a response body.
+    pub idle_stream: Duration,
+    /// Time allowed to read a request head.
+    pub header_read: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: 32 * 1024 * 1024,
+            connect: Duration::from_secs(10),
+            upstream_response: Duration::from_secs(600),
+            idle_stream: Duration::from_secs(300),
+            header_read: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Who may say where a connection really comes from.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies {
+    /// Peers whose forwarding header is believed.
+    pub addresses: Vec<IpAddr>,
+    /// The header carrying the original client address (e.g. `x-forwarded-for`;
+    /// its last entry is used).
+    pub header: Option<HeaderName>,
+}
+
+/// Builds the upstream client.
+pub fn upstream_client(limits: &Limits) -> UpstreamClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(limits.connect));
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(http);
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(https)
+}
+
+/// The data plane.
+pub struct DataPlane {
+    live: Arc<LiveConfig>,
+    client: UpstreamClient,
+    upstreams: Upstreams,
+    credentials: Arc<dyn CredentialResolver>,
+    models: ModelLists,
+    limits: Limits,
+    trusted: TrustedProxies,
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// A gateway-generated error in `dialect`.
+pub fn error_response(
+    dialect: Dialect,
+    class: ErrorClass,
+    code: &str,
+    message: &str,
+) -> Response<ProxyBody> {
+    json_response(class.status(), error_body(dialect, class, code, message))
+}
+
+fn refused(r: &Refused) -> Response<ProxyBody> {
+    json_response(r.status(), r.body())
+}
+
+#[derive(Deserialize)]
+struct ModelProbe {
+    #[serde(default)]
+    model: Option<Value>,
+}
+
+impl DataPlane {
+    /// A data plane routing on `live`.
+    pub fn new(
+        live: Arc<LiveConfig>,
+        upstreams: Upstreams,
+        credentials: Arc<dyn CredentialResolver>,
+        limits: Limits,
+        trusted: TrustedProxies,
+        models_ttl: Duration,
+    ) -> Self {
+        DataPlane {
+            client: upstream_client(&limits),
+            live,
+            upstreams,
+            credentials,
+            models: ModelLists::new(models_ttl),
+            limits,
+            trusted,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn connection_info(&self, peer: SocketAddr, headers: &http::HeaderMap) -> ConnectionInfo {
+        let original = match &self.trusted.header {
+            Some(name) if self.trusted.addresses.contains(&peer.ip()) => headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .last()
+                .and_then(|a| a.trim().parse::<IpAddr>().ok()),
+            _ => None,
+        };
+        ConnectionInfo { peer, original }
+    }
+
+    /// Answers one request from `peer`.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        let snapshot = self.live.snapshot();
+        let info = self.connection_info(peer, req.headers());
+        let caller = snapshot.vm_by_address(info.client_address());
+        let host = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                req.headers()
+                    .get(HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        let target = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_owned();
+        let anthropic_client = req.headers().contains_key("anthropic-version")
+            || req.headers().contains_key("x-api-key");
+        let method = req.method().clone();
+        let request = RouteRequest::new(caller, &host, &method, &target)
+            .with_anthropic_client(anthropic_client);
+        let plan = match snapshot.route(&request) {
+            Ok(plan) => plan,
+            Err(r) => {
+                tracing::debug!(refusal = ?r.refusal, %host, path = %target, "refused");
+                return refused(&r);
+            }
+        };
+        let dialect = match &plan {
+            Plan::NeedsModel(p) => p.dialect(),
+            Plan::Ready(Decision::Forward(f)) => f.dialect,
+            Plan::Ready(Decision::ListModels(l)) => l.dialect,
+            Plan::Ready(_) => Dialect::OpenAi,
+        };
+        if req
+            .headers()
+            .get(http::header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        {
+            let mut r = error_response(
+                dialect,
+                ErrorClass::InvalidRequest,
+                "websocket_not_supported",
+                "WebSocket is not served by this gateway; use HTTP (POST /v1/responses with stream: true)",
+            );
+            *r.status_mut() = StatusCode::UPGRADE_REQUIRED;
+            return r;
+        }
+        let (parts, body) = req.into_parts();
+        let (decision, upstream_body) = match plan {
+            Plan::Ready(decision) => (
+                decision,
+                Either::Right(Limited::new(body, self.limits.max_body)),
+            ),
+            Plan::NeedsModel(pending) => {
+                let bytes = match self.read_body(&parts.headers, body, dialect).await {
+                    Ok(b) => b,
+                    Err(response) => return response,
+                };
+                let model = match serde_json::from_slice::<ModelProbe>(&bytes) {
+                    Ok(probe) => probe.model,
+                    Err(e) => {
+                        return error_response(
+                            dialect,
+                            ErrorClass::InvalidRequest,
+                            "invalid_json",
+                            &format!("the request body is not a valid JSON object: {e}"),
+                        )
+                    }
+                };
+                let decision =
+                    match snapshot.resolve_model(pending, model.as_ref().and_then(Value::as_str)) {
+                        Ok(d) => d,
+                        Err(r) => return refused(&r),
+                    };
+                let bytes = match &decision {
+                    Decision::Forward(f) if f.upstream_model.is_some() => {
+                        rewrite_model(&bytes, f.upstream_model.as_deref())
+                    }
+                    _ => bytes,
+                };
+                (decision, Either::Left(Full::new(bytes)))
+            }
+        };
+        match decision {
+            Decision::Forward(forward) => {
+                self.forward(&snapshot, forward, parts, upstream_body).await
+            }
+            Decision::ListModels(listing) => {
+                let answer = self
+                    .models
+                    .answer(
+                        &self.client,
+                        &self.upstreams,
+                        self.credentials.as_ref(),
+                        &listing,
+                    )
+                    .await;
+                json_response(StatusCode::OK, answer.to_string())
+            }
+            Decision::Reflection(route) => {
+                reflection(&snapshot, &route, parts.method == Method::HEAD)
+            }
+            Decision::Liveness if parts.method == Method::HEAD => Response::new(ProxyBody::empty()),
+            Decision::Liveness => {
+                json_response(StatusCode::OK, json!({"status": "ok"}).to_string())
+            }
+            _ => error_response(
+                dialect,
+                ErrorClass::NotFound,
+                "route_not_found",
+                "no such route",
+            ),
+        }
+    }
+
+    async fn read_body(
+        &self,
+        headers: &http::HeaderMap,
+        body: Incoming,
+        dialect: Dialect,
+    ) -> Result<Bytes, Response<ProxyBody>> {
+        let too_large = || {
+            error_response(
+                dialect,
+                ErrorClass::TooLarge,
+                "request_too_large",
+                &format!(
+                    "the request body is over the gateway's limit of {} bytes",
+                    self.limits.max_body
+                ),
+            )
+        };
+        let declared = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.limits.max_body as u64) {
+            return Err(too_large());
+        }
+        match tokio::time::timeout(
+            self.limits.upstream_response,
+            Limited::new(body, self.limits.max_body).collect(),
+        )
+        .await
+        {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(e))
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                Err(too_large())
+            }
+            Ok(Err(e)) => Err(error_response(
+                dialect,
+                ErrorClass::InvalidRequest,
+                "body_read_failed",
+                &format!("the request body could not be read: {e}"),
+            )),
+            Err(_) => Err(error_response(
+                dialect,
+                ErrorClass::Timeout,
+                "body_timeout",
+                "the request body took too long to arrive",
+            )),
+        }
+    }
+
+    async fn forward(
+        &self,
+        snapshot: &Snapshot,
+        forward: llm_integration_core::Forward<'_>,
+        mut parts: http::request::Parts,
+        body: UpstreamBody,
+    ) -> Response<ProxyBody> {
+        let dialect = forward.dialect;
+        let provider = forward.provider;
+        let Some(reference) = forward.source.credential(provider) else {
+            return error_response(
+                dialect,
+                ErrorClass::NotFound,
+                "provider_disabled",
+                "the provider is disabled",
+            );
+        };
+        let credential = match self
+            .credentials
+            .resolve(forward.integration.owner, provider, reference)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => return credential_error(dialect, provider, &e),
+        };
+        let uri = format!("{}{}", self.upstreams.base(provider), forward.upstream_path);
+        let Ok(uri) = uri.parse::<Uri>() else {
+            return error_response(
+                dialect,
+                ErrorClass::InvalidRequest,
+                "invalid_path",
+                "the request path cannot be forwarded",
+            );
+        };
+        headers::to_upstream(
+            &mut parts.headers,
+            provider,
+            &credential,
+            self.trusted.header.as_ref(),
+        );
+        drop(credential);
+        let mut builder = Request::builder()
+            .method(parts.method)
+            .uri(uri)
+            .version(http::Version::HTTP_11);
+        if let Some(h) = builder.headers_mut() {
+            *h = std::mem::take(&mut parts.headers);
+        }
+        let request = match builder.body(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return error_response(
+                    dialect,
+                    ErrorClass::Internal,
+                    "internal",
+                    &format!("cannot build the upstream request: {e}"),
+                )
+            }
+        };
+        let _ = snapshot;
+        let response =
+            match tokio::time::timeout(self.limits.upstream_response, self.client.request(request))
+                .await
+            {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return upstream_error(dialect, provider, &e),
+                Err(_) => {
+                    return error_response(
+                        dialect,
+                        ErrorClass::Timeout,
+                        "upstream_timeout",
+                        &format!(
+                            "{provider} did not answer within {} s",
+                            self.limits.upstream_response.as_secs()
+                        ),
+                    )
+                }
+            };
+        let (mut head, incoming) = response.into_parts();
+        headers::to_client(&mut head.headers);
+        let sse = head
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let relay = RelayBody::new(incoming, self.limits.idle_stream, sse, dialect);
+        Response::from_parts(head, ProxyBody::Relay(Box::new(relay)))
+    }
+}
+
+fn rewrite_model(bytes: &Bytes, model: Option<&str>) -> Bytes {
+    let (Ok(mut value), Some(model)) = (serde_json::from_slice::<Value>(bytes), model) else {
+        return bytes.clone();
+    };
+    value["model"] = Value::String(model.to_owned());
+    serde_json::to_vec(&value)
+        .map(Bytes::from)
+        .unwrap_or_else(|_| bytes.clone())
+}
+
+fn credential_error(
+    dialect: Dialect,
+    provider: Provider,
+    e: &CredentialError,
+) -> Response<ProxyBody> {
+    match e {
+        CredentialError::NotConfigured(what) => error_response(
+            dialect,
+            ErrorClass::Unavailable,
+            "credential_not_configured",
+            &format!("no credential is configured for {what}"),
+        ),
+        CredentialError::NeedsOwner(message) => error_response(
+            dialect,
+            ErrorClass::Permission,
+            "credential_needs_owner",
+            message,
+        ),
+        _ => {
+            tracing::error!(%provider, error = %e, "credential unavailable");
+            error_response(
+                dialect,
+                ErrorClass::Unavailable,
+                "credential_unavailable",
+                "the credential is temporarily unavailable; retry",
+            )
+        }
+    }
+}
+
+fn upstream_error(
+    dialect: Dialect,
+    provider: Provider,
+    e: &hyper_util::client::legacy::Error,
+) -> Response<ProxyBody> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            return error_response(
+                dialect,
+                ErrorClass::TooLarge,
+                "request_too_large",
+                "the request body is over the gateway's limit",
+            );
+        }
+        source = s.source();
+    }
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
+    tracing::warn!(%provider, error = %detail, "upstream request failed");
+    let what = if e.is_connect() {
+        "could not be reached"
+    } else {
+        "failed"
+    };
+    error_response(
+        dialect,
+        ErrorClass::BadGateway,
+        "upstream_unreachable",
+        &format!("the upstream {provider} {what}: {detail}"),
+    )
+}
+
+/// Reflection answers (SPEC §8).
+fn reflection(snapshot: &Snapshot, route: &ReflectionRoute<'_>, head: bool) -> Response<ProxyBody> {
+    let vm = route.vm;
+    let describe = |f: ReflectionField| match f {
+        ReflectionField::Email => "the email of this VM's owner",
+        ReflectionField::Integrations => {
+            "every integration attached to this VM, with how to use it"
+        }
+        ReflectionField::Tags => "this VM's tags",
+        ReflectionField::Comment => "this VM's comment",
+        ReflectionField::DefaultPort => "this VM's default port",
+    };
+    let value = match route.path {
+        ReflectionPath::Index => {
+            let paths: Vec<Value> = route
+                .settings
+                .fields
+                .iter()
+                .map(|f| json!({"path": format!("/{}", f.as_str()), "description": describe(f)}))
+                .collect();
+            json!({"paths": paths})
+        }
+        ReflectionPath::Field(ReflectionField::Email) => {
+            json!({"email": snapshot.user(vm.owner).map(|u| u.email.as_str())})
+        }
+        ReflectionPath::Field(ReflectionField::Integrations) => {
+            let list: Vec<Value> = snapshot
+                .attached_to(vm.id)
+                .into_iter()
+                .map(|(scope, i)| {
+                    let host = llm_integration_core::host::hostname(i.name.as_str(), scope, snapshot.domain());
+                    json!({"name": i.name, "type": i.kind.type_name(), "scope": scope, "hostname": host,
+                           "comment": i.comment, "help": i.kind.help(&host)})
+                })
+                .collect();
+            json!({"integrations": list})
+        }
+        ReflectionPath::Field(ReflectionField::Tags) => json!({"tags": vm.tags}),
+        ReflectionPath::Field(ReflectionField::Comment) => json!({"comment": vm.comment}),
+        ReflectionPath::Field(ReflectionField::DefaultPort) => {
+            json!({"default_port": vm.default_port})
+        }
+    };
+    let mut r = json_response(StatusCode::OK, value.to_string());
+    if head {
+        *r.body_mut() = ProxyBody::empty();
+    }
+    r
+}
