@@ -239,7 +239,7 @@ fn login(cli: &Cli, args: &[String]) -> Result<ExitCode, Failure> {
                 .to_owned(),
         ),
         (None, Some(t)) => Zeroizing::new(t.clone()),
-        (None, None) => read_key()?,
+        (None, None) => read_key("Access token")?,
     };
     let server = cli
         .server

@@ -58,6 +58,12 @@ pub struct ServeArgs {
     /// Fireworks base URL [default: https://api.fireworks.ai].
     #[arg(long, env = "LLM_INTEGRATION_FIREWORKS_BASE_URL", value_name = "URL")]
     pub fireworks_base_url: Option<String>,
+    /// TLS certificate chain (PEM) for the data plane; with --tls-key.
+    #[arg(long, env = "LLM_INTEGRATION_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for the data plane; with --tls-cert.
+    #[arg(long, env = "LLM_INTEGRATION_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "LLM_INTEGRATION_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -86,6 +92,10 @@ pub struct FileConfig {
     #[serde(default)]
     trusted_proxies: Vec<std::net::IpAddr>,
     client_ip_header: Option<String>,
+    #[serde(default)]
+    proxy_protocol: bool,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     #[serde(default)]
     upstreams: FileUpstreams,
 }
@@ -210,6 +220,10 @@ pub struct Config {
     pub models_ttl: Duration,
     /// How long in-flight requests may run after a shutdown signal.
     pub drain: Duration,
+    /// Read a PROXY protocol header on connections from the trusted proxies.
+    pub proxy_protocol: bool,
+    /// TLS certificate chain and key (PEM) for the data plane.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// A configuration that cannot be used.
@@ -374,7 +388,24 @@ impl ServeArgs {
         if header.is_some() && file.trusted_proxies.is_empty() {
             return Err(ConfigError("client_ip_header is set but trusted_proxies is empty; list the front proxies whose header is believed".into()));
         }
+        let tls = match (
+            self.tls_cert.clone().or(file.tls_cert.clone()),
+            self.tls_key.clone().or(file.tls_key.clone()),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError(
+                    "give both tls_cert and tls_key (PEM files), or neither".into(),
+                ))
+            }
+        };
+        if file.proxy_protocol && file.trusted_proxies.is_empty() {
+            return Err(ConfigError("proxy_protocol is on but trusted_proxies is empty; list the front proxies that send the header".into()));
+        }
         Ok(Config {
+            proxy_protocol: file.proxy_protocol,
+            tls,
             limits,
             trusted: crate::dataplane::TrustedProxies {
                 addresses: file.trusted_proxies.clone(),

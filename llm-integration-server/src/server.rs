@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::admin::provision_user;
 use crate::config::Config;
 use crate::crypto::{write_private, KeyError, KeySource, MasterKey};
-use crate::dataplane::{serve_data, DataPlane, ServerCredentials};
+use crate::dataplane::{serve_data, tls_acceptor, Accept, DataPlane, ServerCredentials};
 use crate::exec_http::{self, AdminState};
 use crate::executor::{ExecError, Executor};
 use crate::live::LiveConfig;
@@ -85,6 +85,8 @@ pub struct App {
     pub executor: Arc<Executor>,
     /// The data plane.
     pub data_plane: Arc<DataPlane>,
+    /// How the data plane accepts connections (TLS, PROXY protocol).
+    pub accept: Accept,
 }
 
 /// What the first start created.
@@ -124,12 +126,24 @@ impl App {
             config.trusted.clone(),
             config.models_ttl,
         ));
+        let accept = Accept {
+            tls: match &config.tls {
+                Some((cert, key)) => Some(tls_acceptor(cert, key).map_err(StartError::Other)?),
+                None => None,
+            },
+            proxy_protocol_from: if config.proxy_protocol {
+                config.trusted.addresses.clone()
+            } else {
+                Vec::new()
+            },
+        };
         Ok(App {
             config,
             store,
             live,
             executor,
             data_plane,
+            accept,
         })
     }
 
@@ -188,10 +202,12 @@ impl App {
             let plane = self.data_plane.clone();
             let mut rx = stop_rx.clone();
             let drain = self.config.drain;
+            let accept = self.accept.clone();
             tokio::spawn(async move {
                 serve_data(
                     listener,
                     plane,
+                    accept,
                     async move {
                         let _ = rx.wait_for(|stop| *stop).await;
                     },

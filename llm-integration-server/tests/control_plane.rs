@@ -243,6 +243,29 @@ async fn every_command_works() {
         .await;
     assert_eq!(g["integration"]["providers"]["openai"]["source"], "gateway");
 
+    // Several keys from standard input: one line each, anthropic first.
+    let (status, body) = s
+        .with_stdin(
+            "integrations add llm --name two --openai=byok --openai-key=- --anthropic=byok --anthropic-key=-",
+            "sk-ant-aaaaaaaaaaaaaaaa1111\nsk-oai-bbbbbbbbbbbbbbbb2222\n",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let two = s.json("integrations show two").await;
+    assert_eq!(two["providers"]["anthropic"]["key"], "set (…1111)");
+    assert_eq!(two["providers"]["openai"]["key"], "set (…2222)");
+    let (status, body) = s
+        .with_stdin(
+            "integrations edit two --openai=byok --openai-key=- --anthropic=byok --anthropic-key=-",
+            "sk-only-one-line-here-0000",
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("one line each in the order anthropic, openai"),
+        "{body}"
+    );
+
     // ChatGPT accounts: none yet.
     assert!(s
         .ok("integrations setup chatgpt --list")

@@ -234,12 +234,22 @@ impl ProviderChoices {
 
     /// Whether some key is to be read from standard input.
     pub fn reads_stdin(&self) -> bool {
-        Provider::ALL.iter().any(|p| {
-            matches!(
-                self.get(*p),
-                Some(SourceChoice::Byok(Some(KeyInput::Stdin)))
-            )
-        })
+        !self.stdin_providers().is_empty()
+    }
+
+    /// The providers whose key is read from standard input, in the order
+    /// their lines are read (anthropic, openai, fireworks): one key alone
+    /// is the whole input; several are one line each.
+    pub fn stdin_providers(&self) -> Vec<Provider> {
+        Provider::ALL
+            .into_iter()
+            .filter(|p| {
+                matches!(
+                    self.get(*p),
+                    Some(SourceChoice::Byok(Some(KeyInput::Stdin)))
+                )
+            })
+            .collect()
     }
 }
 
@@ -302,10 +312,15 @@ pub enum ChatgptSetup {
 impl Command {
     /// Whether executing this command reads standard input (a `-` key).
     pub fn reads_stdin(&self) -> bool {
+        !self.stdin_providers().is_empty()
+    }
+
+    /// The providers whose keys are read from standard input, in line order.
+    pub fn stdin_providers(&self) -> Vec<Provider> {
         match self {
-            Command::AddLlm(a) => a.providers.reads_stdin(),
-            Command::Edit(e) => e.providers.reads_stdin(),
-            _ => false,
+            Command::AddLlm(a) => a.providers.stdin_providers(),
+            Command::Edit(e) => e.providers.stdin_providers(),
+            _ => Vec::new(),
         }
     }
 
@@ -475,7 +490,8 @@ fn push_providers(a: &mut Vec<String>, p: &ProviderChoices) {
 impl fmt::Display for Command {
     /// The canonical command line, shell-quoted. Never shows a key.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&shell_words::join(self.to_args()))
+        let words: Vec<String> = self.to_args().iter().map(|w| quote_word(w)).collect();
+        f.write_str(&words.join(" "))
     }
 }
 
@@ -493,6 +509,20 @@ impl fmt::Display for CommandLine {
 /// completions (the CLI adds its own flags to it).
 pub fn grammar() -> clap::Command {
     <grammar::Cli as clap::CommandFactory>::command()
+}
+
+/// Quotes `word` for a shell only when it needs it (`--name=x` stays bare).
+fn quote_word(word: &str) -> String {
+    let bare = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,@+%".contains(&b))
+        && !word.starts_with('=');
+    if bare {
+        word.to_owned()
+    } else {
+        shell_words::quote(word).into_owned()
+    }
 }
 
 /// Parses one command line (shell-style quoting: `'…'`, `"…"`, `\`).
@@ -525,25 +555,40 @@ pub fn parse_args(mut args: Vec<String>) -> Result<Parsed, CommandError> {
     outcome
 }
 
-/// Removes from `message` every value given to a `--*-key` flag.
+/// Whether a word looks like a credential: a known key prefix, or a long
+/// unbroken token (clap may echo a mistyped argument verbatim).
+fn looks_like_secret(word: &str) -> bool {
+    const PREFIXES: [&str; 5] = ["sk-", "fw_", "fw-", "lli_", "sess-"];
+    let token = word.len() >= 24 && !word.chars().any(char::is_whitespace);
+    PREFIXES.iter().any(|p| word.starts_with(p)) || token
+}
+
+/// Removes from `message` every value given to a `--*-key` flag, and every
+/// argument that looks like a credential, wherever it was typed.
 fn redact_keys(message: &str, args: &[String]) -> String {
     let mut out = message.to_owned();
-    let mut values = Vec::new();
+    let mut values: Vec<&str> = Vec::new();
     let mut iter = args.iter().peekable();
     while let Some(arg) = iter.next() {
-        for provider in Provider::ALL {
-            let flag = format!("--{provider}-key");
-            if let Some(v) = arg.strip_prefix(&format!("{flag}=")) {
-                values.push(v.to_owned());
-            } else if *arg == flag {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v)),
+            _ => (arg.as_str(), None),
+        };
+        let key_flag = flag.starts_with("--") && flag.ends_with("-key");
+        match inline {
+            Some(v) if key_flag || looks_like_secret(v) => values.push(v),
+            None if key_flag => {
                 if let Some(v) = iter.peek() {
-                    values.push((*v).clone());
+                    values.push(v.as_str());
                 }
             }
+            _ if looks_like_secret(arg) => values.push(arg.as_str()),
+            _ => {}
         }
     }
-    for v in values.iter().filter(|v| v.len() > 1) {
-        out = out.replace(v.as_str(), "[REDACTED]");
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for v in values.into_iter().filter(|v| v.len() > 1 && *v != "-") {
+        out = out.replace(v, "[REDACTED]");
     }
     out
 }
@@ -591,7 +636,6 @@ fn provider_choices(
     } = args;
     let mut out = ProviderChoices::default();
     let mut account = openai_account;
-    let mut stdin_keys = 0;
     for (provider, kind, key) in [
         (Provider::Anthropic, anthropic, anthropic_key),
         (Provider::OpenAi, openai, openai_key),
@@ -603,10 +647,7 @@ fn provider_choices(
                     "--{provider}-key is empty; give the key, or - to read it from standard input"
                 )))
             }
-            Some(k) if k == "-" => {
-                stdin_keys += 1;
-                Some(KeyInput::Stdin)
-            }
+            Some(k) if k == "-" => Some(KeyInput::Stdin),
             Some(k) => Some(KeyInput::Value(SecretString::from(k))),
             None => None,
         };
@@ -667,11 +708,6 @@ connect an account first with `integrations setup chatgpt --name ACCOUNT`",
     if account.is_some() {
         return Err(CommandError::new(
             "--openai-account is only used with --openai=chatgpt; add --openai=chatgpt or remove --openai-account",
-        ));
-    }
-    if stdin_keys > 1 {
-        return Err(CommandError::new(
-            "only one key can be read from standard input (-); give the others as --PROVIDER-key=KEY or set them with a second edit",
         ));
     }
     Ok(out)

@@ -13,7 +13,7 @@ mod headers;
 mod listener;
 mod models;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +38,7 @@ use serde_json::{json, Value};
 
 pub use body::{sse_error_event, ProxyBody, RelayBody};
 pub use credentials::ServerCredentials;
-pub use listener::serve_data;
+pub use listener::{serve_data, tls_acceptor, Accept};
 pub use models::ModelLists;
 
 use crate::config::Upstreams;
@@ -172,7 +172,15 @@ impl DataPlane {
         &self.limits
     }
 
-    fn connection_info(&self, peer: SocketAddr, headers: &http::HeaderMap) -> ConnectionInfo {
+    fn connection_info(
+        &self,
+        connection: ConnectionInfo,
+        headers: &http::HeaderMap,
+    ) -> ConnectionInfo {
+        if connection.original.is_some() {
+            return connection;
+        }
+        let peer = connection.peer;
         let original = match &self.trusted.header {
             Some(name) if self.trusted.addresses.contains(&peer.ip()) => headers
                 .get_all(name)
@@ -186,10 +194,14 @@ impl DataPlane {
         ConnectionInfo { peer, original }
     }
 
-    /// Answers one request from `peer`.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+    /// Answers one request on `connection`.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        connection: ConnectionInfo,
+    ) -> Response<ProxyBody> {
         let snapshot = self.live.snapshot();
-        let info = self.connection_info(peer, req.headers());
+        let info = self.connection_info(connection, req.headers());
         let caller = snapshot.vm_by_address(info.client_address());
         let host = req
             .uri()

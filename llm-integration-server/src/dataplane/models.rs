@@ -38,10 +38,13 @@ enum CacheKey {
     ApiKey(CredentialId),
 }
 
+/// A provider's list and when it was fetched.
+type Cached = (Instant, Arc<Vec<ModelEntry>>);
+
 /// Cached model lists.
 pub struct ModelLists {
     ttl: Duration,
-    cache: Mutex<HashMap<CacheKey, (Instant, Arc<Vec<ModelEntry>>)>>,
+    cache: Mutex<HashMap<CacheKey, Cached>>,
 }
 
 impl ModelLists {

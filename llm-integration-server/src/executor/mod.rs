@@ -127,6 +127,39 @@ impl std::fmt::Debug for Executor {
     }
 }
 
+/// The key of `provider` from standard input: the whole input when one key
+/// is read, else its line (keys are read in the order anthropic, openai,
+/// fireworks, one per line).
+fn stdin_key(
+    choices: &ProviderChoices,
+    stdin: &Option<SecretString>,
+    provider: Provider,
+) -> Result<SecretString, ExecError> {
+    let text = stdin.as_ref().map(|s| s.expose_secret()).unwrap_or("");
+    let wanted = choices.stdin_providers();
+    if wanted.len() == 1 {
+        return Ok(SecretString::from(
+            text.trim_end_matches(['\r', '\n']).to_owned(),
+        ));
+    }
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.len() != wanted.len() {
+        let order: Vec<&str> = wanted.iter().map(|p| p.as_str()).collect();
+        return Err(ExecError::Usage(format!(
+            "{} keys are read from standard input, one line each in the order {}, but it holds {} non-empty line(s)",
+            wanted.len(),
+            order.join(", "),
+            lines.len()
+        )));
+    }
+    let index = wanted.iter().position(|p| *p == provider).unwrap_or(0);
+    Ok(SecretString::from(lines[index].to_owned()))
+}
+
 /// What a command sees of the world: the records, loaded fresh, and who runs it.
 struct Ctx {
     records: ConfigRecords,
@@ -396,7 +429,7 @@ printf '%s' \"$OPENAI_API_KEY\" | llm-integration integrations edit NAME --opena
                 SourceChoice::Byok(Some(input)) => {
                     let key = match input {
                         KeyInput::Value(k) => k.clone(),
-                        KeyInput::Stdin => stdin.clone().ok_or_else(|| ExecError::Usage("no key on standard input".into()))?,
+                        KeyInput::Stdin => stdin_key(choices, stdin, provider)?,
                     };
                     keys.push(self.seal_key(provider, &key)?);
                     // Replaced by the stored key's id in the same transaction.
