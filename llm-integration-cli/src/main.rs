@@ -127,10 +127,19 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Ok(Parsed::Command(line)) => line,
         Err(e) => return Err(Failure::Usage(e.message)),
     };
-    let stdin = if line.command.reads_stdin() {
-        Some(read_key()?)
-    } else {
-        None
+    let stdin = match line.command.stdin_providers().as_slice() {
+        [] => None,
+        [_] => Some(read_key("Key")?),
+        several if std::io::stdin().is_terminal() => {
+            // One prompt per key; sent as one line each, in the same order.
+            let mut keys = Zeroizing::new(String::new());
+            for provider in several {
+                keys.push_str(&read_key(&format!("{provider} key"))?);
+                keys.push('\n');
+            }
+            Some(keys)
+        }
+        _ => Some(read_key("Keys")?),
     };
     let saved = load_saved();
     let server = cli
@@ -146,10 +155,10 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     send(&server, &token, body.as_str())
 }
 
-fn read_key() -> Result<Zeroizing<String>, Failure> {
+fn read_key(prompt: &str) -> Result<Zeroizing<String>, Failure> {
     let key = if std::io::stdin().is_terminal() {
         Zeroizing::new(
-            rpassword::prompt_password("Key (not echoed): ")
+            rpassword::prompt_password(format!("{prompt} (not echoed): "))
                 .map_err(|e| Failure::Error(format!("cannot read the key: {e}")))?,
         )
     } else {
