@@ -68,6 +68,8 @@ impl Recorded {
 struct State {
     requests: Mutex<Vec<Recorded>>,
     counter: AtomicU64,
+    /// Streams whose reader went away before the last event.
+    abandoned: AtomicU64,
     record: bool,
 }
 
@@ -151,6 +153,12 @@ impl MockUpstream {
     /// How many requests were received.
     pub fn count(&self) -> u64 {
         self.state.counter.load(Ordering::Relaxed)
+    }
+
+    /// How many streams were abandoned by their reader (the gateway dropped
+    /// the upstream request) before their last event.
+    pub fn abandoned_streams(&self) -> u64 {
+        self.state.abandoned.load(Ordering::Relaxed)
     }
 
     /// Forgets the recorded requests.
@@ -324,6 +332,7 @@ async fn handle(
             json_response(StatusCode::OK, &json!({"input_tokens": 12}), &request_id)
         }
         ("POST", "/v1/messages") if stream => sse(
+            &state,
             anthropic_events(&model, chunks, tool.as_deref()),
             delay,
             reset,
@@ -339,6 +348,7 @@ async fn handle(
                 .as_bool()
                 .unwrap_or(false);
             sse(
+                &state,
                 chat_events(&model, chunks, usage, tool.as_deref()),
                 delay,
                 reset,
@@ -351,6 +361,7 @@ async fn handle(
             &request_id,
         ),
         ("POST", "/v1/responses") if stream => sse(
+            &state,
             responses_events(&model, chunks, tool.as_deref()),
             delay,
             reset,
@@ -565,8 +576,15 @@ fn responses_events(model: &str, chunks: u64, tool: Option<&str>) -> Vec<String>
     out
 }
 
-fn sse(events: Vec<String>, delay: Duration, reset: bool, request_id: &str) -> Response<MockBody> {
+fn sse(
+    state: &Arc<State>,
+    events: Vec<String>,
+    delay: Duration,
+    reset: bool,
+    request_id: &str,
+) -> Response<MockBody> {
     let (tx, rx) = mpsc::channel(4);
+    let state = state.clone();
     tokio::spawn(async move {
         for (i, event) in events.into_iter().enumerate() {
             if i > 0 && !delay.is_zero() {
@@ -584,6 +602,7 @@ fn sse(events: Vec<String>, delay: Duration, reset: bool, request_id: &str) -> R
                 return;
             }
             if tx.send(Ok(Bytes::from(event))).await.is_err() {
+                state.abandoned.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         }
