@@ -1,0 +1,69 @@
+"""Calls the gateway with the official OpenAI and Anthropic Python SDKs.
+
+Configured as a VM would be: a placeholder key, the integration as base URL.
+The gateway is reached on GATEWAY (http://127.0.0.1:PORT) with the Host header
+of the integration (HOST), since the test machine resolves no *.int names.
+Prints one JSON object with what each call returned.
+"""
+
+import json
+import os
+import sys
+
+import anthropic
+import openai
+
+gateway = os.environ["GATEWAY"]
+host = os.environ["HOST"]
+headers = {"Host": host}
+out = {"openai_version": openai.__version__, "anthropic_version": anthropic.__version__}
+
+oa = openai.OpenAI(api_key="implicit", base_url=f"{gateway}/v1", default_headers=headers, max_retries=0)
+chat = oa.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
+out["chat"] = chat.choices[0].message.content
+stream = oa.chat.completions.create(
+    model="gpt-5.5", messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True}
+)
+parts, usage = [], None
+for chunk in stream:
+    if chunk.choices and chunk.choices[0].delta.content:
+        parts.append(chunk.choices[0].delta.content)
+    if chunk.usage:
+        usage = chunk.usage.completion_tokens
+out["chat_stream"] = "".join(parts)
+out["chat_stream_usage"] = usage
+tool = oa.chat.completions.create(
+    model="gpt-5.5",
+    messages=[{"role": "user", "content": "run it"}],
+    tools=[{"type": "function", "function": {"name": "shell", "parameters": {"type": "object"}}}],
+    extra_headers={"x-mock-tool": "shell"},
+)
+out["chat_tool"] = tool.choices[0].message.tool_calls[0].function.name
+resp = oa.responses.create(model="gpt-5.5", input="hi")
+out["responses"] = resp.output_text
+with oa.responses.stream(model="gpt-5.5", input="hi") as s:
+    final = s.get_final_response()
+out["responses_stream"] = final.output_text
+out["responses_stream_usage"] = final.usage.output_tokens
+out["embedding_len"] = len(oa.embeddings.create(model="text-embedding-3-small", input="x").data[0].embedding)
+out["openai_models"] = sorted(m.id for m in oa.models.list())
+
+an = anthropic.Anthropic(api_key="implicit", base_url=gateway, default_headers=headers, max_retries=0)
+msg = an.messages.create(model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "hi"}])
+out["messages"] = msg.content[0].text
+out["messages_usage"] = [msg.usage.input_tokens, msg.usage.output_tokens]
+with an.messages.stream(model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "hi"}]) as s:
+    out["messages_stream"] = s.get_final_text()
+tool_msg = an.messages.create(
+    model="claude-sonnet-4-6",
+    max_tokens=64,
+    messages=[{"role": "user", "content": "run it"}],
+    tools=[{"name": "shell", "input_schema": {"type": "object"}}],
+    extra_headers={"x-mock-tool": "shell"},
+)
+out["messages_tool"] = tool_msg.content[0].name
+out["count_tokens"] = an.messages.count_tokens(
+    model="claude-sonnet-4-6", messages=[{"role": "user", "content": "hi"}]
+).input_tokens
+out["anthropic_models"] = sorted(m.id for m in an.models.list())
+json.dump(out, sys.stdout)
