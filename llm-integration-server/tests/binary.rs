@@ -19,6 +19,16 @@ struct Running {
     log: std::path::PathBuf,
 }
 
+impl Drop for Running {
+    /// A failing test must not leave a server behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn start(dir: &Path) -> Running {
     let log = dir.join(format!(
         "server-{}.log",
