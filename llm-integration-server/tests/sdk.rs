@@ -15,7 +15,10 @@ use llm_integration_server::testing::{Dirs, Server, GATEWAY_KEYS};
 use serde_json::Value;
 
 fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 fn python() -> PathBuf {
@@ -39,15 +42,31 @@ async fn official_python_sdks_work_through_the_gateway() {
     let script = workspace().join("tests/sdk/sdk_check.py");
     let python = python();
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(python).arg(script).env("GATEWAY", gateway).env("HOST", "llm.int.exe.xyz").output().unwrap()
+        Command::new(python)
+            .arg(script)
+            .env("GATEWAY", gateway)
+            .env("HOST", "llm.int.exe.xyz")
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();
-    assert!(output.status.success(), "sdk_check.py failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "sdk_check.py failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let v: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(v["openai_version"], "3.57.0");
     assert_eq!(v["anthropic_version"], "2.14.0");
-    for key in ["chat", "chat_stream", "responses", "responses_stream", "messages", "messages_stream"] {
+    for key in [
+        "chat",
+        "chat_stream",
+        "responses",
+        "responses_stream",
+        "messages",
+        "messages_stream",
+    ] {
         assert_eq!(v[key], "tok0 tok1 tok2 ", "{key}: {v}");
     }
     assert_eq!(v["chat_stream_usage"], 3);
@@ -57,31 +76,80 @@ async fn official_python_sdks_work_through_the_gateway() {
     assert_eq!(v["messages_usage"], serde_json::json!([12, 3]));
     assert_eq!(v["count_tokens"], 12);
     assert_eq!(v["embedding_len"], 3);
-    let openai_models: Vec<&str> = v["openai_models"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
-    assert!(openai_models.contains(&"gpt-5.5") && openai_models.contains(&"claude-opus-4-6"), "{openai_models:?}");
-    let anthropic_models: Vec<&str> = v["anthropic_models"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
-    assert!(anthropic_models.contains(&"claude-opus-4-6") && !anthropic_models.contains(&"gpt-5.5"), "{anthropic_models:?}");
+    let openai_models: Vec<&str> = v["openai_models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert!(
+        openai_models.contains(&"gpt-5.5") && openai_models.contains(&"claude-opus-4-6"),
+        "{openai_models:?}"
+    );
+    let anthropic_models: Vec<&str> = v["anthropic_models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert!(
+        anthropic_models.contains(&"claude-opus-4-6") && !anthropic_models.contains(&"gpt-5.5"),
+        "{anthropic_models:?}"
+    );
 
     // What the upstream received: real credentials, no placeholder, SDK headers intact.
     let requests = mock.requests();
     assert!(requests.len() >= 10, "{}", requests.len());
     for r in &requests {
-        let all: String = r.headers.iter().map(|(k, v)| format!("{k}: {}\n", v.to_str().unwrap_or(""))).collect();
-        assert!(!all.contains("implicit"), "the placeholder reached the upstream:\n{all}");
+        let all: String = r
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {}\n", v.to_str().unwrap_or("")))
+            .collect();
+        assert!(
+            !all.contains("implicit"),
+            "the placeholder reached the upstream:\n{all}"
+        );
         if r.path.starts_with("/inference/") {
-            assert_eq!(r.header("authorization"), Some(format!("Bearer {}", GATEWAY_KEYS[2]).as_str()), "{} {all}", r.path);
+            assert_eq!(
+                r.header("authorization"),
+                Some(format!("Bearer {}", GATEWAY_KEYS[2]).as_str()),
+                "{} {all}",
+                r.path
+            );
         } else if r.path.starts_with("/v1/messages") || r.header("anthropic-version").is_some() {
-            assert_eq!(r.header("x-api-key"), Some(GATEWAY_KEYS[0]), "{} {all}", r.path);
+            assert_eq!(
+                r.header("x-api-key"),
+                Some(GATEWAY_KEYS[0]),
+                "{} {all}",
+                r.path
+            );
         } else {
-            assert_eq!(r.header("authorization"), Some(format!("Bearer {}", GATEWAY_KEYS[1]).as_str()), "{} {all}", r.path);
+            assert_eq!(
+                r.header("authorization"),
+                Some(format!("Bearer {}", GATEWAY_KEYS[1]).as_str()),
+                "{} {all}",
+                r.path
+            );
         }
         if r.path.contains("/v1/models") {
             // The gateway's own list fetches, cached and merged.
-            assert!(r.header("user-agent").is_some_and(|ua| ua.starts_with("llm-integration/")), "{all}");
+            assert!(
+                r.header("user-agent")
+                    .is_some_and(|ua| ua.starts_with("llm-integration/")),
+                "{all}"
+            );
             continue;
         }
-        assert!(r.header("user-agent").is_some_and(|ua| ua.contains("Python")), "{all}");
-        assert!(r.header("x-stainless-lang").is_some(), "SDK headers pass: {all}");
+        assert!(
+            r.header("user-agent")
+                .is_some_and(|ua| ua.contains("Python")),
+            "{all}"
+        );
+        assert!(
+            r.header("x-stainless-lang").is_some(),
+            "SDK headers pass: {all}"
+        );
     }
     s.stop().await;
 }

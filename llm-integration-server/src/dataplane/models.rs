@@ -113,10 +113,10 @@ impl ModelLists {
                     url.push_str(a);
                 }
             }
-            let mut request = Request::builder()
-                .method(Method::GET)
-                .uri(&url)
-                .header("user-agent", concat!("llm-integration/", env!("CARGO_PKG_VERSION")));
+            let mut request = Request::builder().method(Method::GET).uri(&url).header(
+                "user-agent",
+                concat!("llm-integration/", env!("CARGO_PKG_VERSION")),
+            );
             request = match provider {
                 Provider::Anthropic => request
                     .header("x-api-key", credential.secret.expose_secret())
