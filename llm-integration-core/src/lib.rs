@@ -62,12 +62,14 @@ pub mod integration;
 pub mod model_id;
 pub mod names;
 pub mod path;
+pub mod pricing;
 pub mod provider;
 pub mod router;
 pub mod seams;
 pub mod secret;
 pub mod snapshot;
 pub mod source;
+pub mod usage;
 pub mod wire;
 
 pub use attachment::{Attachment, AttachmentSpec};

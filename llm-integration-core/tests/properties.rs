@@ -4,6 +4,8 @@
 
 use http::Method;
 use llm_integration_core::path::check_path;
+use llm_integration_core::seams::TokenUsage;
+use llm_integration_core::usage::UsageMeter;
 use llm_integration_core::{
     Attachment, AttachmentSpec, ConfigRecords, CredentialId, Decision, IntegrationConfig,
     IntegrationId, IntegrationKind, KeyHint, LlmSettings, Owner, Provider, ProviderSource,
@@ -266,4 +268,72 @@ fn disabled_providers_are_never_listed() {
         l.providers.iter().collect::<Vec<_>>(),
         vec![Provider::OpenAi]
     );
+}
+
+/// Recorded streams (from the mock upstream) and the usage each carries.
+const STREAMS: [(&str, &str, bool, TokenUsage); 4] = [
+    (
+        "anthropic_messages.sse",
+        include_str!("fixtures/anthropic_messages.sse"),
+        true,
+        TokenUsage {
+            input: 12,
+            output: 5,
+            cache_creation: 2,
+            cache_read: 3,
+        },
+    ),
+    (
+        "openai_chat.sse",
+        include_str!("fixtures/openai_chat.sse"),
+        true,
+        TokenUsage {
+            input: 12,
+            output: 5,
+            cache_creation: 0,
+            cache_read: 0,
+        },
+    ),
+    (
+        "openai_responses.sse",
+        include_str!("fixtures/openai_responses.sse"),
+        true,
+        TokenUsage {
+            input: 9,
+            output: 5,
+            cache_creation: 0,
+            cache_read: 3,
+        },
+    ),
+    (
+        "anthropic_messages.json",
+        include_str!("fixtures/anthropic_messages.json"),
+        false,
+        TokenUsage {
+            input: 12,
+            output: 3,
+            cache_creation: 2,
+            cache_read: 3,
+        },
+    ),
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any split of a recorded stream into chunks yields the same usage.
+    #[test]
+    fn usage_is_the_same_for_any_split(cuts in prop::collection::vec(0usize..4096, 0..40), which in 0usize..4) {
+        let (name, body, sse, expected) = STREAMS[which];
+        let bytes = body.as_bytes();
+        let mut points: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
+        points.sort_unstable();
+        let mut meter = UsageMeter::new(sse);
+        let mut last = 0;
+        for p in points.into_iter().chain(std::iter::once(bytes.len())) {
+            meter.feed(&bytes[last..p]);
+            last = p;
+        }
+        prop_assert_eq!(meter.finish(), Some(expected), "{}", name);
+    }
 }

@@ -1,0 +1,403 @@
+//! Reading token usage out of provider responses, streaming or not.
+//!
+//! [`UsageMeter`] is fed the response body chunk by chunk, exactly as it is
+//! relayed, and gives the same answer whatever the split (a property test
+//! checks it). It never holds the stream: for an event stream it keeps the
+//! current line only (and parses only lines that carry usage); for a JSON
+//! body it keeps a bounded tail, since every API puts `usage` at the end.
+//!
+//! Rules (PROTOCOLS §1.5, §2.1, §2.2.3, §3.5): Anthropic streams take input
+//! and cache counts from `message_start`, overridden by any in the last
+//! `message_delta`, and output from the last `message_delta`; Chat
+//! Completions streams from the chunk with a non-null `usage` (Fireworks
+//! puts it on the final chunk); Responses streams from
+//! `response.completed` (or `.incomplete`, `.failed`); JSON bodies from the
+//! top-level `usage`. OpenAI's `prompt_tokens` include cached tokens, which
+//! are counted apart here.
+
+use serde_json::Value;
+
+use crate::seams::TokenUsage;
+
+/// The largest SSE line kept for parsing (a `response.completed` event
+/// carries the whole response).
+const MAX_LINE: usize = 16 * 1024 * 1024;
+/// The tail of a JSON body kept to find its `usage`.
+const JSON_TAIL: usize = 256 * 1024;
+
+/// Accumulates usage from a response body.
+#[derive(Debug, Clone, Default)]
+pub struct UsageMeter {
+    sse: bool,
+    /// The current, unfinished line (SSE) or the body's tail (JSON).
+    buffer: Vec<u8>,
+    /// The line in `buffer` was too long and is being skipped.
+    skipping: bool,
+    usage: TokenUsage,
+    seen: bool,
+    model: Option<String>,
+}
+
+impl UsageMeter {
+    /// A meter for an event stream (`sse`) or a JSON body.
+    pub fn new(sse: bool) -> Self {
+        UsageMeter {
+            sse,
+            ..Self::default()
+        }
+    }
+
+    /// Feeds the next chunk of the body.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if !self.sse {
+            self.buffer.extend_from_slice(chunk);
+            if self.buffer.len() > 2 * JSON_TAIL {
+                let cut = self.buffer.len() - JSON_TAIL;
+                self.buffer.drain(..cut);
+            }
+            return;
+        }
+        let mut rest = chunk;
+        while let Some(newline) = rest.iter().position(|b| *b == b'\n') {
+            let (part, after) = rest.split_at(newline);
+            if !self.skipping {
+                if self.buffer.is_empty() {
+                    self.line(part);
+                } else {
+                    self.buffer.extend_from_slice(part);
+                    let line = std::mem::take(&mut self.buffer);
+                    self.line(&line);
+                }
+            }
+            self.buffer.clear();
+            self.skipping = false;
+            rest = &after[1..];
+        }
+        if !self.skipping {
+            self.buffer.extend_from_slice(rest);
+            if self.buffer.len() > MAX_LINE {
+                self.buffer = Vec::new();
+                self.skipping = true;
+            }
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(data) = line.strip_prefix(b"data:") else {
+            return;
+        };
+        if !contains(data, b"usage") && !contains(data, b"\"model\"") {
+            return;
+        }
+        if let Ok(value) = serde_json::from_slice::<Value>(data) {
+            self.event(&value);
+        }
+    }
+
+    fn event(&mut self, v: &Value) {
+        match v["type"].as_str() {
+            Some("message_start") => {
+                let message = &v["message"];
+                self.note_model(&message["model"]);
+                self.apply_anthropic(&message["usage"]);
+            }
+            Some("message_delta") => self.apply_anthropic(&v["usage"]),
+            Some("response.completed" | "response.incomplete" | "response.failed") => {
+                self.note_model(&v["response"]["model"]);
+                self.apply(&v["response"]["usage"]);
+            }
+            _ => {
+                self.note_model(&v["model"]);
+                self.apply(&v["usage"]);
+            }
+        }
+    }
+
+    fn note_model(&mut self, model: &Value) {
+        if self.model.is_none() {
+            if let Some(m) = model.as_str() {
+                self.model = Some(m.to_owned());
+            }
+        }
+    }
+
+    /// Anthropic counts: each present field replaces the previous value.
+    fn apply_anthropic(&mut self, u: &Value) {
+        if !u.is_object() {
+            return;
+        }
+        self.seen = true;
+        let set = |field: &str, slot: &mut u64| {
+            if let Some(n) = u[field].as_u64() {
+                *slot = n;
+            }
+        };
+        set("input_tokens", &mut self.usage.input);
+        set("output_tokens", &mut self.usage.output);
+        set(
+            "cache_creation_input_tokens",
+            &mut self.usage.cache_creation,
+        );
+        set("cache_read_input_tokens", &mut self.usage.cache_read);
+    }
+
+    /// Any provider's `usage` object.
+    fn apply(&mut self, u: &Value) {
+        if !u.is_object() {
+            return;
+        }
+        if u.get("prompt_tokens").is_some() || u.get("completion_tokens").is_some() {
+            // OpenAI Chat Completions, Completions, Embeddings; Fireworks.
+            let cached = u["prompt_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap_or(0);
+            let written = u["prompt_tokens_details"]["cache_write_tokens"]
+                .as_u64()
+                .unwrap_or(0);
+            let prompt = u["prompt_tokens"].as_u64().unwrap_or(0);
+            self.usage = TokenUsage {
+                input: prompt.saturating_sub(cached + written),
+                output: u["completion_tokens"].as_u64().unwrap_or(0),
+                cache_creation: written,
+                cache_read: cached,
+            };
+            self.seen = true;
+        } else if u.get("cache_creation_input_tokens").is_some()
+            || u.get("cache_read_input_tokens").is_some()
+        {
+            self.apply_anthropic(u);
+        } else if u.get("input_tokens").is_some() || u.get("output_tokens").is_some() {
+            // Responses (input includes cached tokens); Anthropic without cache fields.
+            let cached = u["input_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap_or(0);
+            let written = u["input_tokens_details"]["cache_write_tokens"]
+                .as_u64()
+                .unwrap_or(0);
+            let input = u["input_tokens"].as_u64().unwrap_or(0);
+            self.usage = TokenUsage {
+                input: input.saturating_sub(cached + written),
+                output: u["output_tokens"].as_u64().unwrap_or(0),
+                cache_creation: written,
+                cache_read: cached,
+            };
+            self.seen = true;
+        }
+    }
+
+    /// The usage found so far (call when the body ended, was cut off or
+    /// failed). `None` when the body carried none.
+    pub fn finish(&mut self) -> Option<TokenUsage> {
+        if !self.sse {
+            self.json_tail();
+        } else if !self.buffer.is_empty() && !self.skipping {
+            let line = std::mem::take(&mut self.buffer);
+            self.line(&line);
+        }
+        self.seen.then_some(self.usage)
+    }
+
+    /// The model named by the response, when it names one.
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    fn json_tail(&mut self) {
+        let tail = std::mem::take(&mut self.buffer);
+        if let Ok(whole) = serde_json::from_slice::<Value>(&tail) {
+            self.note_model(&whole["model"]);
+            self.apply(&whole["usage"]);
+            return;
+        }
+        // The body was longer than the tail: parse the last `"usage"` object.
+        let Some(at) = rfind(&tail, b"\"usage\"") else {
+            return;
+        };
+        let after = &tail[at + 7..];
+        let Some(colon) = after.iter().position(|b| !b.is_ascii_whitespace()) else {
+            return;
+        };
+        if after[colon] != b':' {
+            return;
+        }
+        let mut values =
+            serde_json::Deserializer::from_slice(&after[colon + 1..]).into_iter::<Value>();
+        if let Some(Ok(usage)) = values.next() {
+            self.apply(&usage);
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).rposition(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meter(sse: bool, body: &str) -> Option<TokenUsage> {
+        let mut m = UsageMeter::new(sse);
+        m.feed(body.as_bytes());
+        m.finish()
+    }
+
+    const ANTHROPIC_STREAM: &str = "event: message_start\n\
+data: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"usage\":{\"input_tokens\":12,\"output_tokens\":1,\"cache_creation_input_tokens\":2,\"cache_read_input_tokens\":3}}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"usage is a word\"}}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":57}}\n\n\
+event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+    #[test]
+    fn anthropic_stream() {
+        let mut m = UsageMeter::new(true);
+        m.feed(ANTHROPIC_STREAM.as_bytes());
+        assert_eq!(
+            m.finish(),
+            Some(TokenUsage {
+                input: 12,
+                output: 57,
+                cache_creation: 2,
+                cache_read: 3
+            })
+        );
+        assert_eq!(m.model(), Some("claude-x"));
+    }
+
+    #[test]
+    fn anthropic_delta_overrides_input() {
+        let body = "data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\r\n\r\n\
+data: {\"type\":\"message_delta\",\"usage\":{\"input_tokens\":15,\"output_tokens\":9}}\r\n\r\n";
+        assert_eq!(
+            meter(true, body),
+            Some(TokenUsage {
+                input: 15,
+                output: 9,
+                cache_creation: 0,
+                cache_read: 0
+            })
+        );
+    }
+
+    #[test]
+    fn chat_stream_usage_chunk_and_fireworks_final_chunk() {
+        let body = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n\
+data: {\"choices\":[],\"usage\":{\"prompt_tokens\":20,\"completion_tokens\":5,\"prompt_tokens_details\":{\"cached_tokens\":8}}}\n\n\
+data: [DONE]\n\n";
+        assert_eq!(
+            meter(true, body),
+            Some(TokenUsage {
+                input: 12,
+                output: 5,
+                cache_creation: 0,
+                cache_read: 8
+            })
+        );
+        let fireworks = "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}\n\n";
+        assert_eq!(
+            meter(true, fireworks),
+            Some(TokenUsage {
+                input: 7,
+                output: 3,
+                cache_creation: 0,
+                cache_read: 0
+            })
+        );
+    }
+
+    #[test]
+    fn responses_stream() {
+        let body = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"usage\":null}}\n\n\
+event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"model\":\"gpt-5.5\",\"usage\":{\"input_tokens\":30,\"input_tokens_details\":{\"cached_tokens\":10},\"output_tokens\":4}}}\n\n";
+        let mut m = UsageMeter::new(true);
+        m.feed(body.as_bytes());
+        assert_eq!(
+            m.finish(),
+            Some(TokenUsage {
+                input: 20,
+                output: 4,
+                cache_creation: 0,
+                cache_read: 10
+            })
+        );
+        assert_eq!(m.model(), Some("gpt-5.5"));
+    }
+
+    #[test]
+    fn json_bodies() {
+        let anthropic = r#"{"id":"m","model":"claude-x","usage":{"input_tokens":12,"output_tokens":3,"cache_creation_input_tokens":2,"cache_read_input_tokens":3}}"#;
+        assert_eq!(
+            meter(false, anthropic),
+            Some(TokenUsage {
+                input: 12,
+                output: 3,
+                cache_creation: 2,
+                cache_read: 3
+            })
+        );
+        let embeddings =
+            r#"{"object":"list","data":[],"usage":{"prompt_tokens":5,"total_tokens":5}}"#;
+        assert_eq!(
+            meter(false, embeddings),
+            Some(TokenUsage {
+                input: 5,
+                output: 0,
+                cache_creation: 0,
+                cache_read: 0
+            })
+        );
+        let responses = r#"{"object":"response","usage":{"input_tokens":9,"output_tokens":2,"input_tokens_details":{"cached_tokens":0}}}"#;
+        assert_eq!(
+            meter(false, responses),
+            Some(TokenUsage {
+                input: 9,
+                output: 2,
+                cache_creation: 0,
+                cache_read: 0
+            })
+        );
+        assert_eq!(meter(false, "<html>not json</html>"), None);
+        assert_eq!(meter(true, "data: [DONE]\n\n"), None);
+    }
+
+    #[test]
+    fn long_json_bodies_keep_only_a_tail() {
+        let filler = "0.125,".repeat(200_000);
+        let body = format!(
+            r#"{{"data":[{{"embedding":[{filler}0.5]}}],"model":"m","usage":{{"prompt_tokens":77,"total_tokens":77}}}}"#
+        );
+        let mut m = UsageMeter::new(false);
+        for chunk in body.as_bytes().chunks(8192) {
+            m.feed(chunk);
+            assert!(m.buffer.len() <= 2 * JSON_TAIL + 8192);
+        }
+        assert_eq!(
+            m.finish(),
+            Some(TokenUsage {
+                input: 77,
+                output: 0,
+                cache_creation: 0,
+                cache_read: 0
+            })
+        );
+    }
+
+    #[test]
+    fn a_cut_stream_keeps_what_it_saw() {
+        let cut = &ANTHROPIC_STREAM[..ANTHROPIC_STREAM.find("event: message_delta").unwrap() + 30];
+        assert_eq!(
+            meter(true, cut),
+            Some(TokenUsage {
+                input: 12,
+                output: 1,
+                cache_creation: 2,
+                cache_read: 3
+            })
+        );
+    }
+}
