@@ -158,6 +158,30 @@ pub trait ControlStore: ConfigStore {
         user: UserId,
         name: &AccountName,
     ) -> Result<(), StoreError>;
+    /// An owner's allocation balance in micro-dollars (`None`: never set,
+    /// the server's default applies).
+    async fn allocation(&self, owner: Owner) -> Result<Option<i64>, StoreError>;
+    /// Sets an owner's balance.
+    async fn set_allocation(&self, owner: Owner, micros: i64) -> Result<(), StoreError>;
+    /// Adds `micros` to an owner's balance (starting from `default` when
+    /// never set); returns the new balance.
+    async fn grant_allocation(
+        &self,
+        owner: Owner,
+        micros: i64,
+        default: i64,
+    ) -> Result<i64, StoreError>;
+    /// Appends usage records to the ledger and debits the cost of metered
+    /// ones from their owners' balances (starting from `default`), in one
+    /// transaction.
+    async fn record_usage(&self, records: &[UsageRecord], default: i64) -> Result<(), StoreError>;
+    /// Usage of `owners` since `since`, summed per group.
+    async fn usage_summary(
+        &self,
+        owners: &[Owner],
+        since: SystemTime,
+        by: UsageGrouping,
+    ) -> Result<Vec<UsageRow>, StoreError>;
     /// A value of the store's own metadata (e.g. the master key check).
     async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Sets a metadata value if it is not set yet; returns whether it was set.
@@ -302,6 +326,37 @@ pub struct UsageRecord {
     pub duration: Duration,
     /// Until the first response byte.
     pub time_to_first_byte: Option<Duration>,
+}
+
+/// How usage is summed in reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageGrouping {
+    /// One line in all.
+    Total,
+    /// Per VM.
+    Vm,
+    /// Per integration.
+    Integration,
+    /// Per model.
+    Model,
+    /// Per provider.
+    Provider,
+}
+
+/// One line of a usage report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UsageRow {
+    /// The group's key (a VM or integration id, a model, a provider; empty for the total).
+    pub key: String,
+    /// Requests.
+    pub requests: u64,
+    /// Token counts.
+    pub tokens: TokenUsage,
+    /// Cost of all of them, in micro-dollars.
+    pub cost_micros: u64,
+    /// Cost debited (gateway sources), in micro-dollars.
+    pub debited_micros: u64,
 }
 
 /// Where usage records go. `record` must not block: implementations queue

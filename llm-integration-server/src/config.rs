@@ -96,6 +96,8 @@ pub struct FileConfig {
     proxy_protocol: bool,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    prices: Option<PathBuf>,
+    default_allocation_usd: Option<f64>,
     #[serde(default)]
     upstreams: FileUpstreams,
 }
@@ -224,6 +226,10 @@ pub struct Config {
     pub proxy_protocol: bool,
     /// TLS certificate chain and key (PEM) for the data plane.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Prices (the embedded defaults unless a `prices` file is given).
+    pub prices: llm_integration_core::pricing::PriceTable,
+    /// The allocation of an owner never given one, in micro-dollars.
+    pub default_allocation: i64,
 }
 
 /// A configuration that cannot be used.
@@ -403,7 +409,28 @@ impl ServeArgs {
         if file.proxy_protocol && file.trusted_proxies.is_empty() {
             return Err(ConfigError("proxy_protocol is on but trusted_proxies is empty; list the front proxies that send the header".into()));
         }
+        let prices = match &file.prices {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!(
+                        "cannot read the price table {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                llm_integration_core::pricing::PriceTable::parse(&text)
+                    .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?
+            }
+            None => llm_integration_core::pricing::PriceTable::default(),
+        };
+        let allocation_usd = file.default_allocation_usd.unwrap_or(10.0);
+        if !(0.0..=1e9).contains(&allocation_usd) {
+            return Err(ConfigError(format!(
+                "default_allocation_usd must be between 0 and 1e9 dollars, not {allocation_usd}"
+            )));
+        }
         Ok(Config {
+            prices,
+            default_allocation: (allocation_usd * 1e6).round() as i64,
             proxy_protocol: file.proxy_protocol,
             tls,
             limits,

@@ -37,6 +37,8 @@ pub struct AdminState {
     pub executor: Arc<Executor>,
     /// For auth and readiness.
     pub store: Arc<dyn ControlStore>,
+    /// Served at `/metrics`.
+    pub metrics: Arc<crate::metering::Metrics>,
 }
 
 /// The admin router.
@@ -45,6 +47,12 @@ pub fn router(state: AdminState) -> Router {
         .route("/exec", post(exec))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
+        .route(
+            "/metrics",
+            get(|State(state): State<AdminState>| async move {
+                ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
+            }),
+        )
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such path; the admin listener serves POST /exec, GET /healthz and GET /readyz\n") })
         .layer(DefaultBodyLimit::max(MAX_EXEC_BODY))
         .with_state(state)

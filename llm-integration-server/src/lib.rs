@@ -14,6 +14,7 @@ pub mod dataplane;
 pub mod exec_http;
 pub mod executor;
 pub mod live;
+pub mod metering;
 pub mod provider_check;
 pub mod server;
 pub mod store;

@@ -16,6 +16,7 @@ use crate::dataplane::{serve_data, tls_acceptor, Accept, DataPlane, ServerCreden
 use crate::exec_http::{self, AdminState};
 use crate::executor::{ExecError, Executor};
 use crate::live::LiveConfig;
+use crate::metering::{Allocator, Ledger, LedgerWriter, Metering, Metrics};
 use crate::provider_check::ProviderCheck;
 use crate::store::SqliteStore;
 
@@ -87,6 +88,10 @@ pub struct App {
     pub data_plane: Arc<DataPlane>,
     /// How the data plane accepts connections (TLS, PROXY protocol).
     pub accept: Accept,
+    /// Prices, allocations, the ledger and metrics.
+    pub metering: Arc<Metering>,
+    /// The ledger's writer, flushed at shutdown.
+    pub ledger_writer: LedgerWriter,
 }
 
 /// What the first start created.
@@ -118,6 +123,19 @@ impl App {
             store.clone() as Arc<dyn ControlStore>,
             key,
         ));
+        let allocator = Arc::new(Allocator::new(
+            store.clone() as Arc<dyn ControlStore>,
+            config.default_allocation,
+        ));
+        let (ledger, ledger_writer) =
+            Ledger::start(store.clone() as Arc<dyn ControlStore>, allocator.clone());
+        let metrics = Arc::new(Metrics::new());
+        let metering = Arc::new(Metering {
+            prices: config.prices.clone(),
+            allocator,
+            ledger,
+            metrics: metrics.clone(),
+        });
         let data_plane = Arc::new(DataPlane::new(
             live.clone(),
             config.upstreams.clone(),
@@ -125,6 +143,7 @@ impl App {
             config.limits.clone(),
             config.trusted.clone(),
             config.models_ttl,
+            metering.clone(),
         ));
         let accept = Accept {
             tls: match &config.tls {
@@ -144,6 +163,8 @@ impl App {
             executor,
             data_plane,
             accept,
+            metering,
+            ledger_writer,
         })
     }
 
@@ -219,6 +240,7 @@ impl App {
         let state = AdminState {
             executor: self.executor.clone(),
             store: self.store.clone() as Arc<dyn ControlStore>,
+            metrics: self.metering.metrics.clone(),
         };
         let app = exec_http::router(state);
         let mut rx = stop_rx;
@@ -233,6 +255,9 @@ impl App {
             let _ = task.await;
         }
         let _ = poller.await;
+        // Every response has ended (or was cut at the deadline): write what they used.
+        self.metering.ledger.close();
+        self.ledger_writer.finished().await;
         self.store.close().await;
         served.map_err(|e| StartError::Other(format!("admin listener failed: {e}")))
     }

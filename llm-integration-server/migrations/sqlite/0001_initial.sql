@@ -108,7 +108,7 @@ CREATE TABLE allocations (
 -- One record per proxied request.
 CREATE TABLE usage_ledger (
     id                     INTEGER PRIMARY KEY,
-    started_at             TEXT NOT NULL,
+    started_at_ms          INTEGER NOT NULL,
     owner_kind             TEXT NOT NULL,
     owner_id               INTEGER NOT NULL,
     vm_id                  INTEGER NOT NULL,
@@ -125,7 +125,7 @@ CREATE TABLE usage_ledger (
     duration_ms            INTEGER NOT NULL,
     ttfb_ms                INTEGER
 );
-CREATE INDEX usage_ledger_owner_time ON usage_ledger (owner_kind, owner_id, started_at);
+CREATE INDEX usage_ledger_owner_time ON usage_ledger (owner_kind, owner_id, started_at_ms);
 
 -- The store's own metadata (master key check, ...).
 CREATE TABLE meta (

@@ -14,12 +14,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use llm_integration_core::wire::errors::{error_body, ErrorClass};
 use llm_integration_core::Dialect;
 use tokio::time::{Instant, Sleep};
+
+use crate::metering::Metered;
 
 /// The error type of data-plane bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -78,6 +80,11 @@ impl Body for ProxyBody {
 /// An upstream body relayed to the client.
 pub struct RelayBody {
     inner: Incoming,
+    /// Usage metering, finished when the body ends, fails or is dropped.
+    metered: Option<Metered>,
+    /// Drop the usage-only chunk the gateway asked for (Chat Completions);
+    /// holds the partial event not yet complete.
+    strip: Option<BytesMut>,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
     /// The response is an event stream: failures become an `error` event.
@@ -91,6 +98,8 @@ impl RelayBody {
     pub fn new(inner: Incoming, idle: Duration, sse: bool, dialect: Dialect) -> Self {
         RelayBody {
             inner,
+            metered: None,
+            strip: None,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
             sse,
@@ -99,8 +108,24 @@ impl RelayBody {
         }
     }
 
-    fn fail(&mut self, message: &str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    /// Meters the body; with `strip_usage`, drops the usage-only chunk.
+    pub fn metered(mut self, metered: Metered, strip_usage: bool) -> Self {
+        self.metered = Some(metered);
+        if strip_usage && self.sse {
+            self.strip = Some(BytesMut::new());
+        }
+        self
+    }
+
+    fn end(&mut self) {
         self.done = true;
+        if let Some(m) = self.metered.as_mut() {
+            m.finish(None);
+        }
+    }
+
+    fn fail(&mut self, message: &str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.end();
         if self.sse {
             return Poll::Ready(Some(Ok(Frame::data(sse_error_event(
                 self.dialect,
@@ -109,6 +134,29 @@ impl RelayBody {
         }
         Poll::Ready(Some(Err(message.to_owned().into())))
     }
+
+    /// Passes complete events except a usage-only chunk; keeps a partial one.
+    fn filter(&mut self, data: Bytes) -> Bytes {
+        let Some(pending) = self.strip.as_mut() else {
+            return data;
+        };
+        pending.extend_from_slice(&data);
+        let mut out = BytesMut::new();
+        while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+            let event = pending.split_to(end + 2);
+            if !is_usage_only_chunk(&event) {
+                out.extend_from_slice(&event);
+            }
+        }
+        out.freeze()
+    }
+}
+
+/// A Chat Completions chunk with `"choices":[]` and a usage object: the one
+/// `stream_options.include_usage` adds.
+fn is_usage_only_chunk(event: &[u8]) -> bool {
+    let has = |needle: &[u8]| event.windows(needle.len()).any(|w| w == needle);
+    has(b"\"choices\":[]") && has(b"\"usage\":{")
 }
 
 /// One SSE `error` event in `dialect`.
@@ -130,32 +178,52 @@ impl Body for RelayBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                let deadline = Instant::now() + self.idle;
-                self.timer.as_mut().reset(deadline);
-                Poll::Ready(Some(Ok(frame)))
+        loop {
+            if self.done {
+                return Poll::Ready(None);
             }
-            Poll::Ready(Some(Err(e))) => {
-                tracing::warn!(error = %e, "upstream failed mid-response");
-                self.fail("the upstream connection failed mid-response; the answer is incomplete")
-            }
-            Poll::Ready(None) => {
-                self.done = true;
-                Poll::Ready(None)
-            }
-            Poll::Pending => {
-                if self.timer.as_mut().poll(cx).is_ready() {
-                    let idle = self.idle.as_secs();
-                    tracing::warn!(idle_secs = idle, "upstream stream idle; closing it");
-                    return self.fail(&format!(
-                        "the upstream sent nothing for {idle} s; the stream was closed"
-                    ));
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let deadline = Instant::now() + self.idle;
+                    self.timer.as_mut().reset(deadline);
+                    let data = match frame.into_data() {
+                        Ok(data) => data,
+                        Err(other) => return Poll::Ready(Some(Ok(other))),
+                    };
+                    if let Some(m) = self.metered.as_mut() {
+                        m.feed(&data);
+                    }
+                    let kept = self.filter(data);
+                    if kept.is_empty() {
+                        continue; // nothing complete to pass yet
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(kept))));
                 }
-                Poll::Pending
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "upstream failed mid-response");
+                    return self.fail(
+                        "the upstream connection failed mid-response; the answer is incomplete",
+                    );
+                }
+                Poll::Ready(None) => {
+                    self.end();
+                    return match self.strip.take() {
+                        Some(rest) if !rest.is_empty() => {
+                            Poll::Ready(Some(Ok(Frame::data(rest.freeze()))))
+                        }
+                        _ => Poll::Ready(None),
+                    };
+                }
+                Poll::Pending => {
+                    if self.timer.as_mut().poll(cx).is_ready() {
+                        let idle = self.idle.as_secs();
+                        tracing::warn!(idle_secs = idle, "upstream stream idle; closing it");
+                        return self.fail(&format!(
+                            "the upstream sent nothing for {idle} s; the stream was closed"
+                        ));
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }

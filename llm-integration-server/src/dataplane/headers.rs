@@ -81,6 +81,9 @@ pub fn to_upstream(
     }
     headers.remove(HOST);
     headers.remove(http::header::CONTENT_LENGTH);
+    // Usage is read from the response as it is relayed, so it must not be
+    // compressed; the client still gets exactly what the upstream sent.
+    headers.remove(http::header::ACCEPT_ENCODING);
     let secret = credential.secret.expose_secret();
     match provider {
         Provider::Anthropic => {

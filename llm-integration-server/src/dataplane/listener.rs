@@ -145,6 +145,7 @@ pub async fn serve_data(
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let accept = Arc::new(accept);
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -165,7 +166,8 @@ pub async fn serve_data(
             graceful.watcher(),
             accept.clone(),
         );
-        tokio::spawn(async move {
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
             let header_timeout = plane.limits().header_read;
             let mut stream = stream;
             let mut info = ConnectionInfo {

@@ -31,7 +31,7 @@ use llm_integration_core::router::{
 use llm_integration_core::seams::{ConnectionInfo, CredentialError, CredentialResolver};
 use llm_integration_core::wire::errors::{error_body, ErrorClass};
 use llm_integration_core::{
-    Dialect, Integration, Provider, ProviderSource, ReflectionField, Refused, Snapshot,
+    Dialect, Integration, Provider, ProviderSource, ReflectionField, Refused, Snapshot, VmId,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -43,6 +43,8 @@ pub use models::ModelLists;
 
 use crate::config::Upstreams;
 use crate::live::LiveConfig;
+use crate::metering::{Metered, Metering, RequestFacts, DEFAULT_OUTPUT_RESERVATION};
+use std::time::{Instant, SystemTime};
 
 /// The body type sent upstream: a buffered body (when the model was read)
 /// or the client's body streamed through, within the size limit.
@@ -116,6 +118,7 @@ pub struct DataPlane {
     models: ModelLists,
     limits: Limits,
     trusted: TrustedProxies,
+    metering: Arc<Metering>,
 }
 
 fn json_response(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -155,8 +158,10 @@ impl DataPlane {
         limits: Limits,
         trusted: TrustedProxies,
         models_ttl: Duration,
+        metering: Arc<Metering>,
     ) -> Self {
         DataPlane {
+            metering,
             client: upstream_client(&limits),
             live,
             upstreams,
@@ -229,6 +234,7 @@ impl DataPlane {
             Ok(plan) => plan,
             Err(r) => {
                 tracing::debug!(refusal = ?r.refusal, %host, path = %target, "refused");
+                self.metering.metrics.refused(r.refusal.code());
                 return refused(&r);
             }
         };
@@ -254,6 +260,7 @@ impl DataPlane {
             return r;
         }
         let (parts, body) = req.into_parts();
+        let mut request_model: Option<String> = None;
         let (decision, upstream_body) = match plan {
             Plan::Ready(decision) => (
                 decision,
@@ -275,11 +282,14 @@ impl DataPlane {
                         )
                     }
                 };
-                let decision =
-                    match snapshot.resolve_model(pending, model.as_ref().and_then(Value::as_str)) {
-                        Ok(d) => d,
-                        Err(r) => return refused(&r),
-                    };
+                request_model = model.as_ref().and_then(Value::as_str).map(str::to_owned);
+                let decision = match snapshot.resolve_model(pending, request_model.as_deref()) {
+                    Ok(d) => d,
+                    Err(r) => {
+                        self.metering.metrics.refused(r.refusal.code());
+                        return refused(&r);
+                    }
+                };
                 let bytes = match &decision {
                     Decision::Forward(f) if f.upstream_model.is_some() => {
                         rewrite_model(&bytes, f.upstream_model.as_deref())
@@ -291,7 +301,9 @@ impl DataPlane {
         };
         match decision {
             Decision::Forward(forward) => {
-                self.forward(&snapshot, forward, parts, upstream_body).await
+                let model = forward.upstream_model.clone().or(request_model);
+                self.forward(caller, forward, parts, upstream_body, model)
+                    .await
             }
             Decision::ListModels(listing) => {
                 let answer = self
@@ -375,13 +387,149 @@ impl DataPlane {
 
     async fn forward(
         &self,
-        snapshot: &Snapshot,
+        caller: Option<VmId>,
         forward: llm_integration_core::Forward<'_>,
         mut parts: http::request::Parts,
         body: UpstreamBody,
+        model: Option<String>,
     ) -> Response<ProxyBody> {
         let dialect = forward.dialect;
         let provider = forward.provider;
+        let started = Instant::now();
+        let metered_source = forward.source.is_metered();
+        let path = forward.upstream_path.split('?').next().unwrap_or("");
+        let chat = path.ends_with("/v1/chat/completions");
+        // Metering a gateway source needs the body (its output limit); a
+        // chat stream needs it to ask for usage. Others stream through.
+        let (bytes, streamed) = match body {
+            Either::Left(full) => (
+                Some(
+                    full.collect()
+                        .await
+                        .map(|c| c.to_bytes())
+                        .unwrap_or_default(),
+                ),
+                None,
+            ),
+            Either::Right(limited) if metered_source || chat => match limited.collect().await {
+                Ok(c) => (Some(c.to_bytes()), None),
+                Err(e)
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some() =>
+                {
+                    return error_response(
+                        dialect,
+                        ErrorClass::TooLarge,
+                        "request_too_large",
+                        &format!(
+                            "the request body is over the gateway's limit of {} bytes",
+                            self.limits.max_body
+                        ),
+                    )
+                }
+                Err(e) => {
+                    return error_response(
+                        dialect,
+                        ErrorClass::InvalidRequest,
+                        "body_read_failed",
+                        &format!("the request body could not be read: {e}"),
+                    )
+                }
+            },
+            Either::Right(limited) => (None, Some(limited)),
+        };
+        let mut model = model;
+        let mut max_output: Option<u64> = None;
+        let mut strip_usage = false;
+        let bytes = match bytes {
+            Some(b) => {
+                let mut value: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+                if model.is_none() {
+                    model = value["model"].as_str().map(str::to_owned);
+                }
+                max_output = ["max_tokens", "max_output_tokens", "max_completion_tokens"]
+                    .iter()
+                    .find_map(|k| value[*k].as_u64());
+                let wants_usage = value["stream_options"]["include_usage"].as_bool() == Some(true);
+                if chat
+                    && provider == Provider::OpenAi
+                    && value["stream"].as_bool() == Some(true)
+                    && !wants_usage
+                    && value.is_object()
+                {
+                    // Ask for the usage chunk, and keep it from the client, who did not.
+                    if !value["stream_options"].is_object() {
+                        value["stream_options"] = json!({});
+                    }
+                    value["stream_options"]["include_usage"] = Value::Bool(true);
+                    strip_usage = true;
+                    Some(serde_json::to_vec(&value).map(Bytes::from).unwrap_or(b))
+                } else {
+                    Some(b)
+                }
+            }
+            None => None,
+        };
+        let reservation = if metered_source {
+            let price = self.metering.prices.price(provider, model.as_deref());
+            let output = max_output.unwrap_or(if path.ends_with("/embeddings") {
+                0
+            } else {
+                DEFAULT_OUTPUT_RESERVATION
+            });
+            let input_bytes = bytes.as_ref().map_or(0, |b| b.len() as u64);
+            let ceiling = price.ceiling_micros(input_bytes, output);
+            match self
+                .metering
+                .allocator
+                .reserve(forward.integration.owner, ceiling)
+                .await
+            {
+                Ok(Ok(r)) => Some(r),
+                Ok(Err(exhausted)) => {
+                    self.metering.metrics.allocation_refused();
+                    return error_response(
+                        dialect,
+                        ErrorClass::RateLimited,
+                        "allocation_exhausted",
+                        &format!(
+                            "the LLM allocation of this integration's owner is exhausted: ${:.4} left, and this request may cost up to ${:.4}; \
+ask an operator for more allocation, lower max_tokens, or use your own key (`integrations edit {} --{provider}=byok`)",
+                            exhausted.available as f64 / 1e6,
+                            exhausted.needed as f64 / 1e6,
+                            forward.integration.name
+                        ),
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "allocation unavailable");
+                    return error_response(
+                        dialect,
+                        ErrorClass::Unavailable,
+                        "allocation_unavailable",
+                        "the allocation cannot be checked right now; retry",
+                    );
+                }
+            }
+        } else {
+            None
+        };
+        let facts = RequestFacts {
+            started,
+            started_at: SystemTime::now(),
+            owner: forward.integration.owner,
+            vm: caller.unwrap_or(VmId(0)),
+            integration: forward.integration.id,
+            provider,
+            source: forward.source.kind(),
+            model: model.clone(),
+        };
+        let mut metered = Metered::new(self.metering.clone(), facts, reservation);
+        let body: UpstreamBody = match (bytes, streamed) {
+            (Some(b), _) => Either::Left(Full::new(b)),
+            (None, Some(l)) => Either::Right(l),
+            (None, None) => Either::Left(Full::new(Bytes::new())),
+        };
         let Some(reference) = forward.source.credential(provider) else {
             return error_response(
                 dialect,
@@ -396,7 +544,11 @@ impl DataPlane {
             .await
         {
             Ok(c) => c,
-            Err(e) => return credential_error(dialect, provider, &e),
+            Err(e) => {
+                let response = credential_error(dialect, provider, &e);
+                metered.finish(Some(response.status().as_u16()));
+                return response;
+            }
         };
         let uri = format!("{}{}", self.upstreams.base(provider), forward.upstream_path);
         let Ok(uri) = uri.parse::<Uri>() else {
@@ -432,14 +584,18 @@ impl DataPlane {
                 )
             }
         };
-        let _ = snapshot;
         let response =
             match tokio::time::timeout(self.limits.upstream_response, self.client.request(request))
                 .await
             {
                 Ok(Ok(r)) => r,
-                Ok(Err(e)) => return upstream_error(dialect, provider, &e),
+                Ok(Err(e)) => {
+                    let response = upstream_error(dialect, provider, &e);
+                    metered.finish(Some(response.status().as_u16()));
+                    return response;
+                }
                 Err(_) => {
+                    metered.finish(Some(StatusCode::GATEWAY_TIMEOUT.as_u16()));
                     return error_response(
                         dialect,
                         ErrorClass::Timeout,
@@ -448,7 +604,7 @@ impl DataPlane {
                             "{provider} did not answer within {} s",
                             self.limits.upstream_response.as_secs()
                         ),
-                    )
+                    );
                 }
             };
         let (mut head, incoming) = response.into_parts();
@@ -458,7 +614,9 @@ impl DataPlane {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
-        let relay = RelayBody::new(incoming, self.limits.idle_stream, sse, dialect);
+        metered.response(head.status.as_u16(), sse);
+        let relay = RelayBody::new(incoming, self.limits.idle_stream, sse, dialect)
+            .metered(metered, strip_usage);
         Response::from_parts(head, ProxyBody::Relay(Box::new(relay)))
     }
 }

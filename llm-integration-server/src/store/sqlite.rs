@@ -9,6 +9,8 @@ use async_trait::async_trait;
 use llm_integration_core::seams::{
     Account, ConfigStore, ControlStore, NewCredential, SealedSecret, StoreError,
 };
+use llm_integration_core::seams::{TokenUsage, UsageGrouping, UsageRecord, UsageRow};
+use llm_integration_core::SourceKind;
 use llm_integration_core::{
     AccountName, ConfigRecords, CredentialId, IntegrationConfig, IntegrationId, IntegrationKind,
     LlmSettings, Owner, Provider, ReflectionSettings, Source, Team, TeamId, TeamName, User, UserId,
@@ -18,6 +20,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
+use std::time::SystemTime;
 
 use super::owner_parts;
 
@@ -236,6 +239,12 @@ async fn write_vm_details(
             .map_err(conflict("that address already belongs to another VM"))?;
     }
     Ok(())
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 fn parse<T: FromStr>(what: &str, value: &str) -> Result<T, StoreError>
@@ -732,6 +741,157 @@ impl ControlStore for SqliteStore {
             )));
         }
         commit(tx).await
+    }
+
+    async fn allocation(&self, owner: Owner) -> Result<Option<i64>, StoreError> {
+        let (kind, id) = owner_parts(owner);
+        sqlx::query_scalar(
+            "SELECT balance_micros FROM allocations WHERE owner_kind = $1 AND owner_id = $2",
+        )
+        .bind(kind)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)
+    }
+
+    async fn set_allocation(&self, owner: Owner, micros: i64) -> Result<(), StoreError> {
+        let (kind, id) = owner_parts(owner);
+        sqlx::query(
+            "INSERT INTO allocations (owner_kind, owner_id, balance_micros) VALUES ($1, $2, $3) \
+             ON CONFLICT (owner_kind, owner_id) DO UPDATE SET balance_micros = excluded.balance_micros",
+        )
+        .bind(kind)
+        .bind(id)
+        .bind(micros)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn grant_allocation(
+        &self,
+        owner: Owner,
+        micros: i64,
+        default: i64,
+    ) -> Result<i64, StoreError> {
+        let (kind, id) = owner_parts(owner);
+        sqlx::query_scalar(
+            "INSERT INTO allocations (owner_kind, owner_id, balance_micros) VALUES ($1, $2, $3 + $4) \
+             ON CONFLICT (owner_kind, owner_id) DO UPDATE SET balance_micros = allocations.balance_micros + $4 \
+             RETURNING balance_micros",
+        )
+        .bind(kind)
+        .bind(id)
+        .bind(default)
+        .bind(micros)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)
+    }
+
+    async fn record_usage(&self, records: &[UsageRecord], default: i64) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for r in records {
+            let (kind, id) = owner_parts(r.owner);
+            let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            sqlx::query(
+                "INSERT INTO usage_ledger (started_at_ms, owner_kind, owner_id, vm_id, integration_id, provider, source, model, \
+                 input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, cost_micros, status, duration_ms, ttfb_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            )
+            .bind(unix_ms(r.started_at))
+            .bind(kind)
+            .bind(id)
+            .bind(r.vm.0)
+            .bind(r.integration.0)
+            .bind(r.provider.as_str())
+            .bind(r.source.as_str())
+            .bind(r.model.as_deref())
+            .bind(as_i64(r.tokens.input))
+            .bind(as_i64(r.tokens.output))
+            .bind(as_i64(r.tokens.cache_creation))
+            .bind(as_i64(r.tokens.cache_read))
+            .bind(as_i64(r.cost_micros))
+            .bind(i64::from(r.status))
+            .bind(i64::try_from(r.duration.as_millis()).unwrap_or(i64::MAX))
+            .bind(r.time_to_first_byte.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if r.source == SourceKind::Gateway && r.cost_micros > 0 {
+                sqlx::query(
+                    "INSERT INTO allocations (owner_kind, owner_id, balance_micros) VALUES ($1, $2, $3 - $4) \
+                     ON CONFLICT (owner_kind, owner_id) DO UPDATE SET balance_micros = allocations.balance_micros - $4",
+                )
+                .bind(kind)
+                .bind(id)
+                .bind(default)
+                .bind(as_i64(r.cost_micros))
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn usage_summary(
+        &self,
+        owners: &[Owner],
+        since: SystemTime,
+        by: UsageGrouping,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let key = match by {
+            UsageGrouping::Total => "''",
+            UsageGrouping::Vm => "CAST(vm_id AS TEXT)",
+            UsageGrouping::Integration => "CAST(integration_id AS TEXT)",
+            UsageGrouping::Model => "COALESCE(model, '')",
+            UsageGrouping::Provider => "provider",
+        };
+        let mut rows = Vec::new();
+        for owner in owners {
+            let (kind, id) = owner_parts(*owner);
+            let sql = format!(
+                "SELECT {key} AS k, COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), \
+                 COALESCE(SUM(cache_creation_tokens), 0), COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cost_micros), 0), \
+                 COALESCE(SUM(CASE WHEN source = 'gateway' THEN cost_micros ELSE 0 END), 0) \
+                 FROM usage_ledger WHERE owner_kind = $1 AND owner_id = $2 AND started_at_ms >= $3 GROUP BY k ORDER BY k"
+            );
+            for r in sqlx::query(&sql)
+                .bind(kind)
+                .bind(id)
+                .bind(unix_ms(since))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?
+            {
+                let n = |i: usize| -> Result<u64, StoreError> {
+                    Ok(r.try_get::<i64, _>(i).map_err(unavailable)?.max(0) as u64)
+                };
+                let key: String = r.try_get(0).map_err(unavailable)?;
+                if n(1)? == 0 {
+                    continue;
+                }
+                rows.push(UsageRow {
+                    key,
+                    requests: n(1)?,
+                    tokens: TokenUsage {
+                        input: n(2)?,
+                        output: n(3)?,
+                        cache_creation: n(4)?,
+                        cache_read: n(5)?,
+                    },
+                    cost_micros: n(6)?,
+                    debited_micros: n(7)?,
+                });
+            }
+        }
+        Ok(rows)
     }
 
     async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -1,0 +1,183 @@
+//! LLM allocations: reserve before an upstream call, settle after.
+//!
+//! The balance of an owner, as this process sees it, is the store's
+//! balance, minus the debits not yet written, minus what in-flight
+//! requests have reserved. A request is refused when its reservation (the
+//! most it can cost, see `Price::ceiling_micros`) exceeds what is left, so
+//! concurrent requests can never together reserve more than the balance.
+//! When a request ends it releases its reservation and debits its real
+//! cost.
+//!
+//! *Bound on overspend*: a request that states its output limit
+//! (`max_tokens`, `max_output_tokens`, `max_completion_tokens`) and sends
+//! text cannot cost more than it reserved, so those never overspend. A
+//! request without a limit reserves [`DEFAULT_OUTPUT_RESERVATION`] output
+//! tokens; only the output beyond that, summed over such requests in
+//! flight at once, can take a balance below zero. The balance is re-read
+//! from the store every second to see operator grants; several replicas
+//! (each reserving against the same store balance) are a later backend's
+//! concern.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use llm_integration_core::seams::{ControlStore, StoreError};
+use llm_integration_core::Owner;
+
+/// Output tokens reserved for a request that states no output limit.
+pub const DEFAULT_OUTPUT_RESERVATION: u64 = 32_768;
+
+/// How long a balance read from the store is trusted.
+const REFRESH: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Default)]
+struct Account {
+    /// The store's balance when last read.
+    stored: i64,
+    /// Debits settled here but not yet written to the store.
+    unwritten: i64,
+    /// Reserved by requests in flight.
+    reserved: i64,
+    read_at: Option<Instant>,
+}
+
+impl Account {
+    fn available(&self) -> i64 {
+        self.stored - self.unwritten - self.reserved
+    }
+}
+
+/// A held reservation; settle it with [`Allocator::settle`].
+#[derive(Debug)]
+pub struct Reservation {
+    owner: Owner,
+    micros: i64,
+}
+
+/// The allocation was not enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exhausted {
+    /// What was left, in micro-dollars (may be negative).
+    pub available: i64,
+    /// What the request needed.
+    pub needed: i64,
+}
+
+/// Reserves and settles allocations.
+pub struct Allocator {
+    store: Arc<dyn ControlStore>,
+    default: i64,
+    accounts: Mutex<HashMap<Owner, Account>>,
+    /// Bumped by every ledger write, so a balance read across a write is retried.
+    writes: AtomicU64,
+}
+
+impl Allocator {
+    /// An allocator over `store`'s balances; owners never set have `default`.
+    pub fn new(store: Arc<dyn ControlStore>, default: i64) -> Self {
+        Allocator {
+            store,
+            default,
+            accounts: Mutex::new(HashMap::new()),
+            writes: AtomicU64::new(0),
+        }
+    }
+
+    /// The default balance of an owner never set.
+    pub fn default_balance(&self) -> i64 {
+        self.default
+    }
+
+    async fn refresh(&self, owner: Owner) -> Result<(), StoreError> {
+        let fresh = self
+            .accounts
+            .lock()
+            .map(|a| {
+                a.get(&owner)
+                    .and_then(|x| x.read_at)
+                    .is_some_and(|t| t.elapsed() < REFRESH)
+            })
+            .unwrap_or(false);
+        if fresh {
+            return Ok(());
+        }
+        for _ in 0..3 {
+            let before = self.writes.load(Ordering::SeqCst);
+            let stored = self.store.allocation(owner).await?.unwrap_or(self.default);
+            if self.writes.load(Ordering::SeqCst) != before {
+                continue; // a ledger write landed meanwhile; read again
+            }
+            if let Ok(mut accounts) = self.accounts.lock() {
+                let account = accounts.entry(owner).or_default();
+                account.stored = stored;
+                account.read_at = Some(Instant::now());
+            }
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    /// Reserves `micros` for a request of `owner`.
+    pub async fn reserve(
+        &self,
+        owner: Owner,
+        micros: u64,
+    ) -> Result<Result<Reservation, Exhausted>, StoreError> {
+        self.refresh(owner).await?;
+        let micros = i64::try_from(micros).unwrap_or(i64::MAX);
+        let Ok(mut accounts) = self.accounts.lock() else {
+            return Err(StoreError::Unavailable("allocation state poisoned".into()));
+        };
+        let account = accounts.entry(owner).or_default();
+        let available = account.available();
+        if available < micros {
+            return Ok(Err(Exhausted {
+                available,
+                needed: micros,
+            }));
+        }
+        account.reserved += micros;
+        Ok(Ok(Reservation { owner, micros }))
+    }
+
+    /// Releases `reservation` and debits `cost` (to be written by the ledger).
+    pub fn settle(&self, reservation: Reservation, cost: u64) {
+        if let Ok(mut accounts) = self.accounts.lock() {
+            let account = accounts.entry(reservation.owner).or_default();
+            account.reserved -= reservation.micros;
+            account.unwritten += i64::try_from(cost).unwrap_or(i64::MAX);
+        }
+    }
+
+    /// The ledger wrote these debits to the store.
+    pub fn written(&self, debits: &[(Owner, u64)]) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut accounts) = self.accounts.lock() {
+            for (owner, cost) in debits {
+                let account = accounts.entry(*owner).or_default();
+                let cost = i64::try_from(*cost).unwrap_or(i64::MAX);
+                account.unwritten -= cost;
+                account.stored -= cost;
+            }
+        }
+    }
+
+    /// Forgets the stored balance of `owner` (after an operator change).
+    pub fn invalidate(&self, owner: Owner) {
+        if let Ok(mut accounts) = self.accounts.lock() {
+            if let Some(a) = accounts.get_mut(&owner) {
+                a.read_at = None;
+            }
+        }
+    }
+
+    /// Reserved by requests in flight, over all owners (for tests and metrics).
+    pub fn reserved_total(&self) -> i64 {
+        self.accounts
+            .lock()
+            .map(|a| a.values().map(|x| x.reserved).sum())
+            .unwrap_or(0)
+    }
+}

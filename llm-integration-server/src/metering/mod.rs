@@ -1,0 +1,168 @@
+//! Metering: usage read from every response, priced, debited from the
+//! owner's allocation for `gateway` sources, recorded in the ledger for
+//! every source, and counted in metrics.
+//!
+//! A [`Metered`] travels with each forwarded request. It holds the
+//! allocation reservation and the usage meter; it is finished exactly once,
+//! when the response body ends, fails, or is dropped because the client
+//! went away, so no request goes unrecorded.
+
+pub mod allocation;
+pub mod ledger;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use llm_integration_core::pricing::PriceTable;
+use llm_integration_core::seams::{TokenUsage, UsageRecord, UsageSink};
+use llm_integration_core::usage::UsageMeter;
+use llm_integration_core::{IntegrationId, Owner, Provider, SourceKind, VmId};
+
+pub use allocation::{Allocator, Exhausted, Reservation, DEFAULT_OUTPUT_RESERVATION};
+pub use ledger::{Ledger, LedgerWriter};
+pub use metrics::Metrics;
+
+/// Everything metering needs, shared by all requests.
+pub struct Metering {
+    /// Prices.
+    pub prices: PriceTable,
+    /// Allocations.
+    pub allocator: Arc<Allocator>,
+    /// Where records go.
+    pub ledger: Ledger,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Who and what a request was, for its record.
+#[derive(Debug, Clone)]
+pub struct RequestFacts {
+    /// When it started.
+    pub started: Instant,
+    /// The same, as wall-clock time.
+    pub started_at: SystemTime,
+    /// The owner charged or informed.
+    pub owner: Owner,
+    /// The calling VM.
+    pub vm: VmId,
+    /// The integration.
+    pub integration: IntegrationId,
+    /// The provider.
+    pub provider: Provider,
+    /// The source kind.
+    pub source: SourceKind,
+    /// The model the request named (the response may name it too).
+    pub model: Option<String>,
+}
+
+/// One request's metering: finished exactly once.
+pub struct Metered {
+    metering: Arc<Metering>,
+    facts: RequestFacts,
+    reservation: Option<Reservation>,
+    meter: UsageMeter,
+    status: u16,
+    ttfb: Option<Duration>,
+    relaying: bool,
+    done: bool,
+}
+
+impl Metered {
+    /// Starts metering a request.
+    pub fn new(
+        metering: Arc<Metering>,
+        facts: RequestFacts,
+        reservation: Option<Reservation>,
+    ) -> Self {
+        Metered {
+            metering,
+            facts,
+            reservation,
+            meter: UsageMeter::new(false),
+            status: 0,
+            ttfb: None,
+            relaying: false,
+            done: false,
+        }
+    }
+
+    /// The upstream answered `status` with an event stream or not.
+    pub fn response(&mut self, status: u16, sse: bool) {
+        self.status = status;
+        self.ttfb = Some(self.facts.started.elapsed());
+        self.meter = UsageMeter::new(sse);
+        self.relaying = true;
+        self.metering.metrics.stream_started();
+    }
+
+    /// A chunk of the response body, as relayed.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        self.meter.feed(chunk);
+    }
+
+    /// The request ended (body complete, cut, failed, or no response at all
+    /// with `status`). Idempotent.
+    pub fn finish(&mut self, status: Option<u16>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        if let Some(s) = status {
+            self.status = s;
+        }
+        if self.relaying {
+            self.metering.metrics.stream_ended();
+        }
+        let tokens = self.meter.finish().unwrap_or_default();
+        let model = self
+            .meter
+            .model()
+            .map(str::to_owned)
+            .or_else(|| self.facts.model.clone());
+        let price = self
+            .metering
+            .prices
+            .price(self.facts.provider, model.as_deref());
+        let cost = price.cost_micros(&tokens);
+        if let Some(reservation) = self.reservation.take() {
+            self.metering.allocator.settle(reservation, cost);
+        }
+        let duration = self.facts.started.elapsed();
+        self.metering.metrics.finished(
+            self.facts.provider.as_str(),
+            self.facts.source.as_str(),
+            self.status,
+            duration.as_secs_f64(),
+            self.ttfb.map(|t| t.as_secs_f64()),
+            &tokens,
+            cost,
+        );
+        self.metering.ledger.record(UsageRecord {
+            started_at: self.facts.started_at,
+            owner: self.facts.owner,
+            vm: self.facts.vm,
+            integration: self.facts.integration,
+            provider: self.facts.provider,
+            source: self.facts.source,
+            model,
+            tokens,
+            cost_micros: cost,
+            status: self.status,
+            duration,
+            time_to_first_byte: self.ttfb,
+        });
+    }
+
+    /// Usage read so far (for tests).
+    pub fn usage_so_far(&self) -> TokenUsage {
+        self.meter.clone().finish().unwrap_or_default()
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        // The client went away (or the server is stopping): record what was used.
+        self.finish(None);
+    }
+}
