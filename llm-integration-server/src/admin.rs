@@ -8,7 +8,8 @@
 use std::net::IpAddr;
 
 use clap::{Args, Subcommand};
-use llm_integration_core::seams::ControlStore;
+use llm_integration_core::command::{Since, UsageBy};
+use llm_integration_core::seams::{ControlStore, UsageGrouping};
 use llm_integration_core::{
     IntegrationConfig, IntegrationId, Owner, TagName, TeamName, UserId, Vm, VmId, VmName,
 };
@@ -29,6 +30,86 @@ pub enum AdminCommand {
     /// VMs, their owners, teams, tags and addresses.
     #[command(subcommand)]
     Vms(VmsCommand),
+    /// LLM allocations, in US dollars.
+    #[command(subcommand)]
+    Allocations(AllocationsCommand),
+    /// Any owner's usage.
+    Usage {
+        /// user:EMAIL or team:NAME.
+        owner: OwnerArg,
+        /// From when: 30m, 24h, 7d, or a date (2026-11-01).
+        #[arg(long, default_value = "30d")]
+        since: Since,
+        /// Sum per vm, integration, model or provider.
+        #[arg(long)]
+        by: Option<UsageBy>,
+    },
+}
+
+/// `admin allocations …`
+#[derive(Debug, Subcommand)]
+pub enum AllocationsCommand {
+    /// Show an owner's balance.
+    Show {
+        /// user:EMAIL or team:NAME.
+        owner: OwnerArg,
+    },
+    /// Set an owner's balance.
+    Set {
+        /// user:EMAIL or team:NAME.
+        owner: OwnerArg,
+        /// US dollars.
+        usd: f64,
+    },
+    /// Add to an owner's balance (negative to take away).
+    Grant {
+        /// user:EMAIL or team:NAME.
+        owner: OwnerArg,
+        /// US dollars.
+        #[arg(allow_hyphen_values = true)]
+        usd: f64,
+    },
+}
+
+/// An owner named on the command line: `user:EMAIL` or `team:NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerArg {
+    /// A user by email.
+    User(String),
+    /// A team by name.
+    Team(TeamName),
+}
+
+impl std::str::FromStr for OwnerArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            Some(("user", email)) => check_email(email).map(|()| OwnerArg::User(email.to_owned())),
+            Some(("team", name)) => name
+                .parse()
+                .map(OwnerArg::Team)
+                .map_err(|e: llm_integration_core::Error| e.to_string()),
+            _ => Err(format!(
+                "{s:?} is not an owner; use user:EMAIL or team:NAME"
+            )),
+        }
+    }
+}
+
+async fn owner_of(store: &dyn ControlStore, owner: &OwnerArg) -> Result<Owner, ExecError> {
+    Ok(match owner {
+        OwnerArg::User(email) => Owner::User(user_id(store, email).await?),
+        OwnerArg::Team(name) => Owner::Team(team_id(store, name).await?),
+    })
+}
+
+fn usd_to_micros(usd: f64) -> Result<i64, ExecError> {
+    if !usd.is_finite() || usd.abs() > 1e9 {
+        return Err(ExecError::Usage(format!(
+            "{usd} is not an amount in US dollars"
+        )));
+    }
+    Ok((usd * 1e6).round() as i64)
 }
 
 /// `admin users …`
@@ -242,8 +323,69 @@ async fn vm_named(store: &dyn ControlStore, name: &VmName) -> Result<Vm, ExecErr
 }
 
 /// Runs an operator command and returns its text answer.
-pub async fn run(store: &dyn ControlStore, command: AdminCommand) -> Result<String, ExecError> {
+/// `default_allocation` is the balance of an owner never given one.
+pub async fn run(
+    store: &dyn ControlStore,
+    command: AdminCommand,
+    default_allocation: i64,
+) -> Result<String, ExecError> {
+    let dollars = |micros: i64| format!("${:.6}", micros as f64 / 1e6);
     match command {
+        AdminCommand::Allocations(AllocationsCommand::Show { owner }) => {
+            let o = owner_of(store, &owner).await?;
+            let balance = store.allocation(o).await?;
+            Ok(match balance {
+                Some(b) => format!("{}\n", dollars(b)),
+                None => format!("{} (the default; never set)\n", dollars(default_allocation)),
+            })
+        }
+        AdminCommand::Allocations(AllocationsCommand::Set { owner, usd }) => {
+            let o = owner_of(store, &owner).await?;
+            let micros = usd_to_micros(usd)?;
+            store.set_allocation(o, micros).await?;
+            Ok(format!("allocation set to {}\n", dollars(micros)))
+        }
+        AdminCommand::Allocations(AllocationsCommand::Grant { owner, usd }) => {
+            let o = owner_of(store, &owner).await?;
+            let balance = store
+                .grant_allocation(o, usd_to_micros(usd)?, default_allocation)
+                .await?;
+            Ok(format!("allocation now {}\n", dollars(balance)))
+        }
+        AdminCommand::Usage { owner, since, by } => {
+            let o = owner_of(store, &owner).await?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let from =
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(since.unix_seconds(now));
+            let grouping = match by {
+                None => UsageGrouping::Total,
+                Some(UsageBy::Vm) => UsageGrouping::Vm,
+                Some(UsageBy::Integration) => UsageGrouping::Integration,
+                Some(UsageBy::Model) => UsageGrouping::Model,
+                Some(UsageBy::Provider) => UsageGrouping::Provider,
+            };
+            let mut out = String::new();
+            for r in store.usage_summary(&[o], from, grouping).await? {
+                out.push_str(&format!(
+                    "{}\trequests={}\tinput={}\toutput={}\tcache_write={}\tcache_read={}\tcost={}\tdebited={}\n",
+                    if r.key.is_empty() { "total" } else { &r.key },
+                    r.requests,
+                    r.tokens.input,
+                    r.tokens.output,
+                    r.tokens.cache_creation,
+                    r.tokens.cache_read,
+                    dollars(r.cost_micros as i64),
+                    dollars(r.debited_micros as i64)
+                ));
+            }
+            if out.is_empty() {
+                out.push_str("(no requests)\n");
+            }
+            Ok(out)
+        }
         AdminCommand::Users(UsersCommand::Add { email, operator }) => {
             let (_, token) = provision_user(store, &email, operator).await?;
             Ok(format!(

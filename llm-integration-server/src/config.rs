@@ -309,6 +309,12 @@ impl StoreArgs {
         (data_dir, database, KeySource::from_env_or(key_file))
     }
 
+    /// The default allocation in micro-dollars (file key `default_allocation_usd`, default $10).
+    pub fn default_allocation(&self) -> Result<i64, ConfigError> {
+        let file = self.file()?;
+        Ok((file.default_allocation_usd.unwrap_or(10.0) * 1e6).round() as i64)
+    }
+
     /// Just the store part of the configuration (for operator commands).
     pub fn store_config(&self) -> Result<(PathBuf, PathBuf, KeySource), ConfigError> {
         let file = self.file()?;

@@ -136,7 +136,7 @@ async fn run_admin(store_args: StoreArgs, command: AdminCommand) -> anyhow::Resu
         );
     }
     let (store, _key) = open_store(&database, &key).await?;
-    let out = admin::run(store.as_ref(), command).await?;
+    let out = admin::run(store.as_ref(), command, store_args.default_allocation()?).await?;
     print!("{out}");
     store.close().await;
     Ok(())

@@ -117,6 +117,7 @@ impl App {
             live.clone(),
             key.clone(),
             check,
+            config.default_allocation,
         ));
         let credentials = Arc::new(ServerCredentials::new(
             config.gateway_keys.clone(),

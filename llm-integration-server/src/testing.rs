@@ -43,6 +43,10 @@ pub struct Server {
     task: Option<tokio::task::JoinHandle<()>>,
     /// An HTTP client.
     pub http: reqwest::Client,
+    /// The allocation of owners never given one.
+    pub default_allocation: i64,
+    /// Metering (allocations, ledger, metrics).
+    pub metering: Arc<crate::metering::Metering>,
 }
 
 /// Temporary directories: data (database, token) and keys (master key), apart.
@@ -107,6 +111,7 @@ impl Server {
         let data = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
         let data_addr = SocketAddr::from(([127, 0, 0, 1], data.local_addr().unwrap().port()));
         let (store, live) = (app.store.clone(), app.live.clone());
+        let (default_allocation, metering) = (app.config.default_allocation, app.metering.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             app.serve(listener, Some(data), async move {
@@ -124,6 +129,8 @@ impl Server {
             stop: Some(tx),
             task: Some(task),
             http: reqwest::Client::new(),
+            default_allocation,
+            metering,
         }
     }
 
@@ -144,7 +151,9 @@ impl Server {
 
     /// Runs an operator command.
     pub async fn admin(&self, command: AdminCommand) {
-        admin::run(self.store.as_ref(), command).await.unwrap();
+        admin::run(self.store.as_ref(), command, self.default_allocation)
+            .await
+            .unwrap();
         self.live.reload(true).await.unwrap();
     }
 

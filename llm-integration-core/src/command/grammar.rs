@@ -34,6 +34,24 @@ pub(super) enum Top {
     /// Add tags to a VM, or remove them with -d.
     #[command(after_help = "Examples:\n  tag devbox llm gpu\n  tag -d devbox gpu")]
     Tag(TagArgs),
+    /// Show LLM usage and what is left of the allocation.
+    #[command(
+        after_help = "Examples:\n  usage\n  usage --since 7d --by model\n  usage --since 2026-11-01 --by vm --team core --json"
+    )]
+    Usage(UsageArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct UsageArgs {
+    /// From when: a duration back from now (30m, 24h, 7d) or a date (2026-11-01, UTC).
+    #[arg(long, value_name = "WHEN", default_value = "30d")]
+    pub since: super::Since,
+    /// Sum per vm, integration, model or provider (default: one total).
+    #[arg(long, value_name = "GROUP")]
+    pub by: Option<super::UsageBy>,
+    /// A team's usage instead of yours.
+    #[arg(long, value_name = "TEAM")]
+    pub team: Option<TeamName>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -40,6 +40,113 @@ use crate::provider::Provider;
 use crate::secret::SecretString;
 use crate::source::SourceKind;
 
+/// `usage --since`: a duration back from now, or a UTC date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// This many seconds before now.
+    Ago(u64),
+    /// Midnight UTC of this date.
+    Date {
+        /// Year.
+        year: i32,
+        /// Month, 1 to 12.
+        month: u8,
+        /// Day, 1 to 31.
+        day: u8,
+    },
+}
+
+impl Since {
+    /// The time it names, given the current Unix time in seconds.
+    pub fn unix_seconds(&self, now: u64) -> u64 {
+        match *self {
+            Since::Ago(secs) => now.saturating_sub(secs),
+            Since::Date { year, month, day } => {
+                // Days from civil (Howard Hinnant's algorithm).
+                let y = i64::from(year) - i64::from(month <= 2);
+                let era = y.div_euclid(400);
+                let yoe = y - era * 400;
+                let m = i64::from(month);
+                let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+                let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+                let days = era * 146_097 + doe - 719_468;
+                u64::try_from(days * 86_400).unwrap_or(0)
+            }
+        }
+    }
+}
+
+impl fmt::Display for Since {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Since::Ago(s) if s % 86_400 == 0 => write!(f, "{}d", s / 86_400),
+            Since::Ago(s) if s % 3600 == 0 => write!(f, "{}h", s / 3600),
+            Since::Ago(s) if s % 60 == 0 => write!(f, "{}m", s / 60),
+            Since::Ago(s) => write!(f, "{s}s"),
+            Since::Date { year, month, day } => write!(f, "{year:04}-{month:02}-{day:02}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Since {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a duration (30m, 24h, 7d) or a date (2026-11-01)");
+        if let Some((unit_at, unit)) = s.char_indices().last() {
+            let mult = match unit {
+                's' => Some(1),
+                'm' => Some(60),
+                'h' => Some(3600),
+                'd' => Some(86_400),
+                _ => None,
+            };
+            if let (Some(mult), Ok(n)) = (mult, s[..unit_at].parse::<u64>()) {
+                return n.checked_mul(mult).map(Since::Ago).ok_or_else(bad);
+            }
+        }
+        let parts: Vec<&str> = s.split('-').collect();
+        if let [y, m, d] = parts.as_slice() {
+            if let (Ok(year), Ok(month), Ok(day)) =
+                (y.parse::<i32>(), m.parse::<u8>(), d.parse::<u8>())
+            {
+                if (1970..=9999).contains(&year)
+                    && (1..=12).contains(&month)
+                    && (1..=31).contains(&day)
+                    && y.len() == 4
+                {
+                    return Ok(Since::Date { year, month, day });
+                }
+            }
+        }
+        Err(bad())
+    }
+}
+
+/// `usage --by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UsageBy {
+    /// Per VM.
+    Vm,
+    /// Per integration.
+    Integration,
+    /// Per model.
+    Model,
+    /// Per provider.
+    Provider,
+}
+
+impl UsageBy {
+    /// The name as typed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageBy::Vm => "vm",
+            UsageBy::Integration => "integration",
+            UsageBy::Model => "model",
+            UsageBy::Provider => "provider",
+        }
+    }
+}
+
 /// The longest comment accepted.
 pub const MAX_COMMENT_CHARS: usize = 500;
 
@@ -123,6 +230,15 @@ pub enum Command {
     },
     /// `integrations setup chatgpt …`
     SetupChatgpt(ChatgptSetup),
+    /// `usage [--since WHEN] [--by GROUP] [--team TEAM]`
+    Usage {
+        /// From when.
+        since: Since,
+        /// How to group.
+        by: Option<UsageBy>,
+        /// A team's usage instead of the user's.
+        team: Option<TeamName>,
+    },
     /// `tag [-d] VM TAG...`
     Tag {
         /// Remove instead of add.
@@ -324,11 +440,12 @@ impl Command {
         }
     }
 
-    /// Whether the command only reads (list, show, test, setup --list/--verify).
+    /// Whether the command only reads (list, show, test, usage, setup --list/--verify).
     pub fn is_read_only(&self) -> bool {
         matches!(
             self,
-            Command::List
+            Command::Usage { .. }
+                | Command::List
                 | Command::Show(_)
                 | Command::Test { .. }
                 | Command::SetupChatgpt(ChatgptSetup::List | ChatgptSetup::Verify)
@@ -435,6 +552,13 @@ impl Command {
                     ChatgptSetup::Verify => a.push("--verify".into()),
                     ChatgptSetup::Delete(n) => a.extend([format!("--name={n}"), "--delete".into()]),
                 }
+            }
+            Command::Usage { since, by, team: t } => {
+                a.extend(["usage".into(), format!("--since={since}")]);
+                if let Some(by) = by {
+                    a.push(format!("--by={}", by.as_str()));
+                }
+                team(&mut a, t);
             }
             Command::Tag { delete, vm, tags } => {
                 a.push("tag".into());
@@ -718,6 +842,7 @@ fn convert(cli: grammar::Cli) -> Result<CommandLine, CommandError> {
     let reference = |name, team| IntegrationRef { name, team };
     let command = match cli.command {
         Top::Tag(t) => Command::Tag { delete: t.delete, vm: t.vm, tags: t.tags },
+        Top::Usage(u) => Command::Usage { since: u.since, by: u.by, team: u.team },
         Top::Integrations(i) => match i {
             Integrations::List => Command::List,
             Integrations::Show(t) => Command::Show(reference(t.name, t.team)),

@@ -116,6 +116,8 @@ pub struct Executor {
     live: Arc<LiveConfig>,
     key: Arc<MasterKey>,
     check: ProviderCheck,
+    /// The allocation of an owner never given one (for `usage`).
+    default_allocation: i64,
     /// One configuration change at a time: each command reads, decides and
     /// writes without another command's write in between.
     write_lock: tokio::sync::Mutex<()>,
@@ -252,12 +254,14 @@ impl Executor {
         live: Arc<LiveConfig>,
         key: Arc<MasterKey>,
         check: ProviderCheck,
+        default_allocation: i64,
     ) -> Self {
         Executor {
             store,
             live,
             key,
             check,
+            default_allocation,
             write_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -368,6 +372,9 @@ printf '%s' \"$OPENAI_API_KEY\" | llm-integration integrations edit NAME --opena
             Command::Test { target, provider } => self.test(&ctx, target, *provider).await?,
             Command::SetupChatgpt(setup) => self.chatgpt(&ctx, setup).await?,
             Command::Tag { delete, vm, tags } => self.tag(&ctx, *delete, vm, tags).await?,
+            Command::Usage { since, by, team } => {
+                self.usage(&ctx, *since, *by, team.as_ref()).await?
+            }
             other => {
                 return Err(ExecError::Usage(format!(
                     "`{other}` is not supported by this server"
@@ -690,6 +697,99 @@ or --{provider}-key=- to read it from standard input"
                 "ChatGPT device-code login is not available on this server yet; use --openai=gateway or --openai=byok".into(),
             )),
         }
+    }
+
+    async fn usage(
+        &self,
+        ctx: &Ctx,
+        since: llm_integration_core::command::Since,
+        by: Option<llm_integration_core::command::UsageBy>,
+        team: Option<&llm_integration_core::TeamName>,
+    ) -> Result<Answer, ExecError> {
+        use llm_integration_core::command::UsageBy;
+        use llm_integration_core::seams::UsageGrouping;
+        let owner = ctx.owner(team)?;
+        let now = std::time::SystemTime::now();
+        let now_secs = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let from =
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(since.unix_seconds(now_secs));
+        let grouping = match by {
+            None => UsageGrouping::Total,
+            Some(UsageBy::Vm) => UsageGrouping::Vm,
+            Some(UsageBy::Integration) => UsageGrouping::Integration,
+            Some(UsageBy::Model) => UsageGrouping::Model,
+            Some(UsageBy::Provider) => UsageGrouping::Provider,
+        };
+        let rows = self.store.usage_summary(&[owner], from, grouping).await?;
+        let name_of = |key: &str| -> String {
+            let id: Option<i64> = key.parse().ok();
+            match (by, id) {
+                (Some(UsageBy::Vm), Some(id)) => ctx
+                    .records
+                    .vms
+                    .iter()
+                    .find(|v| v.id.0 == id)
+                    .map_or_else(|| format!("vm #{id} (removed)"), |v| v.name.to_string()),
+                (Some(UsageBy::Integration), Some(id)) => ctx
+                    .records
+                    .integrations
+                    .iter()
+                    .find(|i| i.id.0 == id)
+                    .map_or_else(
+                        || format!("integration #{id} (removed)"),
+                        |i| i.name.to_string(),
+                    ),
+                _ if key.is_empty() => "total".to_owned(),
+                _ => key.to_owned(),
+            }
+        };
+        let balance = self
+            .store
+            .allocation(owner)
+            .await?
+            .unwrap_or(self.default_allocation);
+        let usd = |micros: i64| format!("${:.6}", micros as f64 / 1e6);
+        let mut text = format!("usage since {since}\n");
+        text.push_str(&format!(
+            "{:<40} {:>8} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}\n",
+            "", "requests", "input", "output", "cache_w", "cache_r", "cost", "debited"
+        ));
+        let mut list = Vec::new();
+        for r in &rows {
+            let name = name_of(&r.key);
+            text.push_str(&format!(
+                "{:<40} {:>8} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}\n",
+                name,
+                r.requests,
+                r.tokens.input,
+                r.tokens.output,
+                r.tokens.cache_creation,
+                r.tokens.cache_read,
+                usd(r.cost_micros as i64),
+                usd(r.debited_micros as i64)
+            ));
+            list.push(json!({
+                "key": name,
+                "requests": r.requests,
+                "input_tokens": r.tokens.input,
+                "output_tokens": r.tokens.output,
+                "cache_creation_tokens": r.tokens.cache_creation,
+                "cache_read_tokens": r.tokens.cache_read,
+                "cost_micros": r.cost_micros,
+                "debited_micros": r.debited_micros,
+            }));
+        }
+        if rows.is_empty() {
+            text.push_str("(no requests)\n");
+        }
+        text.push_str(&format!("allocation left: {}\n", usd(balance)));
+        Ok(Answer::ok(
+            text,
+            json!({"since": since.to_string(), "rows": list, "allocation_micros": balance}),
+        ))
     }
 
     async fn tag(
