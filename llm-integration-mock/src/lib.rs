@@ -349,7 +349,7 @@ async fn handle(
                 .unwrap_or(false);
             sse(
                 &state,
-                chat_events(&model, chunks, usage, tool.as_deref()),
+                chat_events(&model, chunks, usage, fireworks, tool.as_deref()),
                 delay,
                 reset,
                 &request_id,
@@ -487,7 +487,15 @@ fn chat_completion(model: &str, chunks: u64, tool: Option<&str>) -> Value {
                      "prompt_tokens_details": {"cached_tokens": 3}}})
 }
 
-fn chat_events(model: &str, chunks: u64, usage: bool, tool: Option<&str>) -> Vec<String> {
+/// Chat Completions events. OpenAI adds a usage-only chunk when asked
+/// (`include_usage`); Fireworks puts usage on the final chunk always.
+fn chat_events(
+    model: &str,
+    chunks: u64,
+    usage: bool,
+    fireworks: bool,
+    tool: Option<&str>,
+) -> Vec<String> {
     let chunk = |delta: Value, finish: Value| {
         format!(
             "data: {}\n\n",
@@ -511,11 +519,15 @@ fn chat_events(model: &str, chunks: u64, usage: bool, tool: Option<&str>) -> Vec
                 .map(|t| chunk(json!({"content": t}), Value::Null)),
         ),
     }
-    out.push(chunk(
-        json!({}),
-        json!(if tool.is_some() { "tool_calls" } else { "stop" }),
-    ));
-    if usage {
+    let finish = json!(if tool.is_some() { "tool_calls" } else { "stop" });
+    if fireworks {
+        out.push(format!("data: {}\n\n", json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000,
+            "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": chunks, "total_tokens": 12 + chunks}})));
+    } else {
+        out.push(chunk(json!({}), finish));
+    }
+    if usage && !fireworks {
         out.push(format!("data: {}\n\n", json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000,
             "model": model, "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": chunks, "total_tokens": 12 + chunks}})));
     }

@@ -206,6 +206,14 @@ pub async fn serve_data(
             "in-flight requests cut at the shutdown deadline"
         );
     }
+    // Cut what is left now, so every response body is dropped (and its
+    // usage recorded) before the ledger's last flush.
+    connections.abort_all();
+    let mut cut = 0;
+    while connections.join_next().await.is_some() {
+        cut += 1;
+    }
+    tracing::debug!(cut, "data-plane connections closed");
 }
 
 async fn serve_connection<IO>(

@@ -108,6 +108,7 @@ impl Metered {
             return;
         }
         self.done = true;
+        tracing::debug!(status = ?status, "request metered");
         if let Some(s) = status {
             self.status = s;
         }

@@ -1,0 +1,177 @@
+//! SIGTERM with streams in flight, on the real binary: streams finish (or
+//! are cut at the drain deadline) and every usage record is in the store
+//! when the process has exited.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use llm_integration_mock::MockUpstream;
+use serde_json::json;
+
+struct Running {
+    child: Child,
+    data: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn server(dir: &Path, mock: &str, drain_secs: u64) -> Running {
+    std::fs::write(
+        dir.join("config.toml"),
+        format!("shutdown_drain_secs = {drain_secs}\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"))
+        .current_dir(dir)
+        .args(["--config", "config.toml"])
+        .env("LLM_INTEGRATION_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("LLM_INTEGRATION_LISTEN", "127.0.0.1:0")
+        .env("LLM_INTEGRATION_ANTHROPIC_BASE_URL", mock)
+        .env("LLM_INTEGRATION_GATEWAY_ANTHROPIC_KEY", "gw-test-key")
+        .env("LLM_INTEGRATION_LOG", "info,llm_integration_server=debug")
+        .env_remove("LLM_INTEGRATION_MASTER_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join("server.log")).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let data = loop {
+        assert!(Instant::now() < deadline);
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the server exited early"
+        );
+        if let Some(url) = line.trim().strip_prefix("Data plane (what VMs call): ") {
+            break url.to_owned();
+        }
+    };
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut sink);
+    });
+    Running { child, data }
+}
+
+fn sigterm(child: &Child) {
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+fn admin_usage(dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"))
+        .current_dir(dir)
+        .args(["admin", "usage", "user:owner@localhost", "--by", "model"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn stream(data: &str, model: &str, chunks: u32, delay_ms: u32) -> reqwest::Response {
+    let port = data.rsplit(':').next().unwrap();
+    let client = reqwest::Client::builder()
+        .resolve(
+            "llm.int.exe.xyz",
+            format!("127.0.0.1:{port}").parse().unwrap(),
+        )
+        .build()
+        .unwrap();
+    client
+        .post(format!("http://llm.int.exe.xyz:{port}/v1/messages"))
+        .header("x-mock-chunks", chunks.to_string())
+        .header("x-mock-delay-ms", delay_ms.to_string())
+        .json(&json!({"model": model, "max_tokens": 100, "stream": true}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_streams_and_keeps_every_record() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = server(dir.path(), &mock.url(), 30);
+    // Two streams of ~1.2 s each are in flight when SIGTERM arrives.
+    let mut a = stream(&running.data, "claude-sonnet-4-6-a", 6, 200).await;
+    let mut b = stream(&running.data, "claude-sonnet-4-6-b", 6, 200).await;
+    assert!(a.chunk().await.unwrap().is_some() && b.chunk().await.unwrap().is_some());
+    sigterm(&running.child);
+    let mut rest_a = Vec::new();
+    while let Some(c) = a.chunk().await.unwrap() {
+        rest_a.extend_from_slice(&c);
+    }
+    let mut rest_b = Vec::new();
+    while let Some(c) = b.chunk().await.unwrap() {
+        rest_b.extend_from_slice(&c);
+    }
+    assert!(
+        String::from_utf8_lossy(&rest_a).contains("message_stop"),
+        "stream a finished"
+    );
+    assert!(
+        String::from_utf8_lossy(&rest_b).contains("message_stop"),
+        "stream b finished"
+    );
+    let status = tokio::task::spawn_blocking(move || running.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+    let usage = admin_usage(dir.path());
+    for model in ["claude-sonnet-4-6-a", "claude-sonnet-4-6-b"] {
+        let line = usage
+            .lines()
+            .find(|l| l.starts_with(model))
+            .unwrap_or_else(|| panic!("{model} missing:\n{usage}"));
+        assert!(line.contains("requests=1\tinput=12\toutput=6"), "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_cut_at_the_drain_deadline_is_still_recorded() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = server(dir.path(), &mock.url(), 1);
+    // A 10 s stream against a 1 s drain.
+    let mut long = stream(&running.data, "claude-sonnet-4-6-long", 50, 200).await;
+    assert!(long.chunk().await.unwrap().is_some());
+    sigterm(&running.child);
+    let started = Instant::now();
+    while let Ok(Some(_)) = long.chunk().await {}
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "cut at the deadline, not run to its end"
+    );
+    let status = tokio::task::spawn_blocking(move || running.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+    let usage = admin_usage(dir.path());
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    let line = usage
+        .lines()
+        .find(|l| l.starts_with("claude-sonnet-4-6-long"))
+        .unwrap_or_else(|| panic!("missing:\n{usage}\n{log}"));
+    assert!(line.contains("requests=1\tinput=12\toutput=1"), "{line}");
+}
