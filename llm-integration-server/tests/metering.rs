@@ -10,6 +10,7 @@ use std::time::Duration;
 use llm_integration_core::seams::{ControlStore, UsageGrouping};
 use llm_integration_core::Owner;
 use llm_integration_mock::MockUpstream;
+use llm_integration_server::admin::{AdminCommand, AllocationsCommand, TeamsCommand};
 use llm_integration_server::testing::{Dirs, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -338,6 +339,40 @@ async fn allocations_are_never_overspent_under_concurrency() {
         0,
         "every reservation settled"
     );
+
+    // Operators grant and set allocations; users see what is left.
+    s.admin(AdminCommand::Allocations(AllocationsCommand::Grant {
+        owner: "user:owner@localhost".parse().unwrap(),
+        usd: 1.5,
+    }))
+    .await;
+    let after_grant = s.json("usage").await["allocation_micros"].as_i64().unwrap();
+    assert_eq!(after_grant, balance + 1_500_000);
+    s.admin(AdminCommand::Allocations(AllocationsCommand::Set {
+        owner: "user:owner@localhost".parse().unwrap(),
+        usd: 2.0,
+    }))
+    .await;
+    assert_eq!(s.json("usage").await["allocation_micros"], 2_000_000);
+    let text = s.ok("usage --by provider --since 1h").await;
+    assert!(
+        text.contains("anthropic") && text.contains("allocation left: $2.000000"),
+        "{text}"
+    );
+    // Team usage is the team's, for members only.
+    s.admin(AdminCommand::Teams(TeamsCommand::Add {
+        name: "core".parse().unwrap(),
+    }))
+    .await;
+    assert_eq!(s.run("usage --team core").await.0, StatusCode::NOT_FOUND);
+    s.admin(AdminCommand::Teams(TeamsCommand::AddMember {
+        team: "core".parse().unwrap(),
+        email: "owner@localhost".into(),
+    }))
+    .await;
+    let team = s.json("usage --team core").await;
+    assert_eq!(team["rows"], json!([]));
+    assert_eq!(team["allocation_micros"], s.default_allocation);
 
     // Exhausted: refused before any upstream call.
     s.store.set_allocation(owner, 100).await.unwrap();
