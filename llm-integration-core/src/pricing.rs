@@ -79,7 +79,7 @@ struct FileEntry {
 }
 
 fn nanos(usd_per_mtok: f64, what: &str) -> Result<u64, PriceError> {
-    if !usd_per_mtok.is_finite() || usd_per_mtok < 0.0 || usd_per_mtok > 1_000_000.0 {
+    if !usd_per_mtok.is_finite() || !(0.0..=1_000_000.0).contains(&usd_per_mtok) {
         return Err(PriceError(format!(
             "{what} must be a price in dollars per million tokens, not {usd_per_mtok}"
         )));
@@ -143,7 +143,7 @@ impl PriceTable {
             let what = format!("{} {}", e.provider, e.model);
             entries.push((e.provider, e.model.clone(), price(e.provider, p, &what)?));
         }
-        entries.sort_by(|a, b| b.1.len().cmp(&a.1.len()));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.1.len()));
         Ok(PriceTable { defaults, entries })
     }
 
