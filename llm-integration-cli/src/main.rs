@@ -201,10 +201,15 @@ fn send(server: &str, token: &str, body: &str) -> Result<ExitCode, Failure> {
             ))
         })?;
     let status = response.status();
-    let failed = response
+    let outcome = response
         .headers()
         .get("llm-integration-outcome")
-        .is_some_and(|v| v.as_bytes() == b"failed");
+        .map(|v| v.as_bytes().to_vec())
+        .unwrap_or_default();
+    let failed = outcome == b"failed";
+    if status.is_success() && outcome == b"stream" {
+        return relay_stream(response);
+    }
     let text = response
         .text()
         .map_err(|e| Failure::Error(format!("the server's answer could not be read: {e}")))?;
@@ -221,6 +226,45 @@ fn send(server: &str, token: &str, body: &str) -> Result<ExitCode, Failure> {
         ExitCode::from(2)
     } else {
         ExitCode::from(1)
+    })
+}
+
+/// Prints a streamed answer as it arrives (e.g. the ChatGPT login: the
+/// code first, the outcome when it comes); its last line says whether it
+/// failed.
+fn relay_stream(mut response: reqwest::blocking::Response) -> Result<ExitCode, Failure> {
+    use std::io::Write;
+    let mut buffer = [0u8; 4096];
+    let mut last_line = Vec::new();
+    let mut stdout = std::io::stdout();
+    loop {
+        let n = response
+            .read(&mut buffer)
+            .map_err(|e| Failure::Error(format!("the server's answer broke off: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        let _ = stdout.write_all(&buffer[..n]);
+        let _ = stdout.flush();
+        for b in &buffer[..n] {
+            if *b == b'\n' {
+                if !last_line.is_empty() {
+                    last_line.push(b'\n');
+                }
+            } else {
+                if last_line.ends_with(b"\n") {
+                    last_line.clear();
+                }
+                last_line.push(*b);
+            }
+        }
+    }
+    let last = String::from_utf8_lossy(&last_line);
+    let failed = last.starts_with("error:") || last.contains("\"event\":\"error\"");
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 

@@ -261,3 +261,60 @@ async fn login_then_commands_and_completions() {
     assert_eq!(out.code, 2);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chatgpt_login_shows_its_progress() {
+    use llm_integration_mock::chatgpt::{ChatGptBehaviour, MockChatGpt};
+    let chatgpt = MockChatGpt::start(ChatGptBehaviour {
+        pending_polls: 1,
+        ..ChatGptBehaviour::default()
+    })
+    .await
+    .unwrap();
+    let dirs = Dirs::new();
+    let endpoints = llm_integration_server::chatgpt::ChatGptEndpoints {
+        auth: chatgpt.auth_url(),
+        backend: chatgpt.backend_url(),
+    };
+    let s = Server::start_with(&dirs, "http://127.0.0.1:9", move |c| c.chatgpt = endpoints).await;
+    let env = [
+        ("LLM_INTEGRATION_SERVER", s.url.as_str()),
+        ("LLM_INTEGRATION_TOKEN", s.token.as_str()),
+    ];
+    let out = cli(
+        &["integrations", "setup", "chatgpt", "--name", "work"],
+        &env,
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let code_at = out.stdout.find("MOCK-CODE").unwrap();
+    let waiting_at = out.stdout.find("Waiting for authorization...").unwrap();
+    let done_at = out.stdout.find("Connected ChatGPT account work").unwrap();
+    assert!(
+        code_at < waiting_at && waiting_at < done_at,
+        "{}",
+        out.stdout
+    );
+    chatgpt.set(|b| b.deny = true);
+    let out = cli(
+        &["integrations", "setup", "chatgpt", "--name", "other"],
+        &env,
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("error: the authorization was denied"),
+        "{}",
+        out.stdout
+    );
+    let out = cli(&["integrations", "setup", "chatgpt", "--list"], &env, None).await;
+    assert!(
+        out.stdout
+            .contains("work\tconnected\tsomeone@example.com\tplan plus"),
+        "{}",
+        out.stdout
+    );
+    s.stop().await;
+}

@@ -81,6 +81,19 @@ pub struct NewCredential {
     pub hint: KeyHint,
 }
 
+/// A connected ChatGPT account as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatGptAccountRecord {
+    /// The tokens (JSON), sealed.
+    pub sealed: SealedSecret,
+    /// `connected`, or `needs_login` after a refresh was refused.
+    pub status: String,
+    /// The account's email, when known.
+    pub email: Option<String>,
+    /// The ChatGPT plan, when known.
+    pub plan: Option<String>,
+}
+
 /// A user account as the control plane sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -152,6 +165,19 @@ pub trait ControlStore: ConfigStore {
         &self,
         user: UserId,
     ) -> Result<Vec<(AccountName, String)>, StoreError>;
+    /// One connected ChatGPT account, with its sealed tokens.
+    async fn chatgpt_account(
+        &self,
+        user: UserId,
+        name: &AccountName,
+    ) -> Result<Option<ChatGptAccountRecord>, StoreError>;
+    /// Stores (or replaces) a ChatGPT account's sealed tokens and what is known of it.
+    async fn save_chatgpt_account(
+        &self,
+        user: UserId,
+        name: &AccountName,
+        account: &ChatGptAccountRecord,
+    ) -> Result<(), StoreError>;
     /// Disconnects a ChatGPT account; `NotFound` if there is none of that name.
     async fn delete_chatgpt_account(
         &self,

@@ -21,6 +21,8 @@
 //! `x-api-key` → Anthropic's list, otherwise OpenAI's; paths under
 //! `/inference/` are Fireworks'.
 
+pub mod chatgpt;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -550,6 +552,11 @@ fn response_object(model: &str, chunks: u64, tool: Option<&str>) -> Value {
            "output": output,
            "usage": {"input_tokens": 12, "input_tokens_details": {"cached_tokens": 3}, "output_tokens": chunks,
                      "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 12 + chunks}})
+}
+
+/// The Responses stream events the mock sends, for other mocks.
+pub fn responses_events_for(model: &str, chunks: u64) -> Vec<String> {
+    responses_events(model, chunks, None)
 }
 
 fn responses_events(model: &str, chunks: u64, tool: Option<&str>) -> Vec<String> {

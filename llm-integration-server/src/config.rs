@@ -64,6 +64,12 @@ pub struct ServeArgs {
     /// TLS private key (PEM) for the data plane; with --tls-cert.
     #[arg(long, env = "LLM_INTEGRATION_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// ChatGPT's auth server [default: https://auth.openai.com].
+    #[arg(long, env = "LLM_INTEGRATION_CHATGPT_AUTH_URL", value_name = "URL")]
+    pub chatgpt_auth_url: Option<String>,
+    /// The ChatGPT (Codex) backend [default: https://chatgpt.com/backend-api/codex].
+    #[arg(long, env = "LLM_INTEGRATION_CHATGPT_BACKEND_URL", value_name = "URL")]
+    pub chatgpt_backend_url: Option<String>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "LLM_INTEGRATION_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -98,6 +104,8 @@ pub struct FileConfig {
     tls_key: Option<PathBuf>,
     prices: Option<PathBuf>,
     default_allocation_usd: Option<f64>,
+    chatgpt_auth_url: Option<String>,
+    chatgpt_backend_url: Option<String>,
     #[serde(default)]
     upstreams: FileUpstreams,
 }
@@ -230,6 +238,8 @@ pub struct Config {
     pub prices: llm_integration_core::pricing::PriceTable,
     /// The allocation of an owner never given one, in micro-dollars.
     pub default_allocation: i64,
+    /// ChatGPT's auth server and backend.
+    pub chatgpt: crate::chatgpt::ChatGptEndpoints,
 }
 
 /// A configuration that cannot be used.
@@ -434,7 +444,25 @@ impl ServeArgs {
                 "default_allocation_usd must be between 0 and 1e9 dollars, not {allocation_usd}"
             )));
         }
+        let defaults = crate::chatgpt::ChatGptEndpoints::default();
+        let chatgpt = crate::chatgpt::ChatGptEndpoints {
+            auth: check_url(
+                "chatgpt auth",
+                self.chatgpt_auth_url
+                    .clone()
+                    .or(file.chatgpt_auth_url.clone())
+                    .unwrap_or(defaults.auth),
+            )?,
+            backend: check_url(
+                "chatgpt backend",
+                self.chatgpt_backend_url
+                    .clone()
+                    .or(file.chatgpt_backend_url.clone())
+                    .unwrap_or(defaults.backend),
+            )?,
+        };
         Ok(Config {
+            chatgpt,
             prices,
             default_allocation: (allocation_usd * 1e6).round() as i64,
             proxy_protocol: file.proxy_protocol,

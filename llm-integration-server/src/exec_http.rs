@@ -18,7 +18,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use llm_integration_core::command::{parse_args, parse_command_line, CommandError, Parsed};
+use llm_integration_core::command::{
+    parse_args, parse_command_line, ChatgptSetup, Command, CommandError, Parsed,
+};
 use llm_integration_core::seams::ControlStore;
 use llm_integration_core::SecretString;
 use serde::Deserialize;
@@ -168,6 +170,33 @@ async fn exec(
         Parsed::Command(line) => line,
     };
     let json = line.json || json_hint;
+    if let Command::SetupChatgpt(ChatgptSetup::Connect(name)) = &line.command {
+        // The login happens while the answer streams: the code first, the outcome last.
+        return match state
+            .executor
+            .connect_chatgpt(user, name.clone(), json)
+            .await
+        {
+            Ok(lines) => {
+                tracing::info!(user = user.0, command = %line.command, "exec (streaming)");
+                let content_type = if json {
+                    "application/x-ndjson"
+                } else {
+                    "text/plain; charset=utf-8"
+                };
+                let mut response = Response::new(axum::body::Body::new(LineBody(lines)));
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                response.headers_mut().insert(
+                    "llm-integration-outcome",
+                    HeaderValue::from_static("stream"),
+                );
+                response
+            }
+            Err(e) => Failure::from(e).into_response(json),
+        };
+    }
     let result = state.executor.execute(user, &line, stdin).await;
     let (status, outcome) = match &result {
         Ok(a) if a.failed => (StatusCode::OK, "failed"),
@@ -205,6 +234,23 @@ async fn exec(
 }
 
 type Parsed3 = (Parsed, Option<SecretString>, bool);
+
+/// A body made of lines sent as they happen.
+struct LineBody(tokio::sync::mpsc::Receiver<String>);
+
+impl http_body::Body for LineBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|line| line.map(|l| Ok(http_body::Frame::data(Bytes::from(l)))))
+    }
+}
 
 fn parse_request(body: &[u8], is_json: bool) -> Result<Parsed3, (Failure, bool)> {
     let bad = |m: &str| {

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod chatgpt;
 pub mod config;
 pub mod crypto;
 pub mod dataplane;

@@ -10,6 +10,7 @@ use llm_integration_core::{SnapshotOptions, Vm, VmId};
 use tokio::net::TcpListener;
 
 use crate::admin::provision_user;
+use crate::chatgpt::ChatGpt;
 use crate::config::Config;
 use crate::crypto::{write_private, KeyError, KeySource, MasterKey};
 use crate::dataplane::{serve_data, tls_acceptor, Accept, DataPlane, ServerCredentials};
@@ -112,17 +113,27 @@ impl App {
             Arc::new(LiveConfig::load(store.clone() as Arc<dyn ConfigStore>, options).await?);
         let check = ProviderCheck::new(config.upstreams.clone())
             .map_err(|e| StartError::Other(e.to_string()))?;
+        let chatgpt = Arc::new(
+            ChatGpt::new(
+                config.chatgpt.clone(),
+                store.clone() as Arc<dyn ControlStore>,
+                key.clone(),
+            )
+            .map_err(StartError::Other)?,
+        );
         let executor = Arc::new(Executor::new(
             store.clone() as Arc<dyn ControlStore>,
             live.clone(),
             key.clone(),
             check,
             config.default_allocation,
+            chatgpt.clone(),
         ));
         let credentials = Arc::new(ServerCredentials::new(
             config.gateway_keys.clone(),
             store.clone() as Arc<dyn ControlStore>,
             key,
+            chatgpt.clone(),
         ));
         let allocator = Arc::new(Allocator::new(
             store.clone() as Arc<dyn ControlStore>,
@@ -145,6 +156,7 @@ impl App {
             config.trusted.clone(),
             config.models_ttl,
             metering.clone(),
+            chatgpt,
         ));
         let accept = Accept {
             tls: match &config.tls {

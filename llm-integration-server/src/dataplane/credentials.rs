@@ -21,6 +21,7 @@ use crate::crypto::{purpose, MasterKey};
 /// Resolves credentials for the data plane.
 pub struct ServerCredentials {
     gateway: GatewayKeys,
+    chatgpt: Arc<crate::chatgpt::ChatGpt>,
     store: Arc<dyn ControlStore>,
     key: Arc<MasterKey>,
     sealed: RwLock<HashMap<CredentialId, SealedSecret>>,
@@ -28,9 +29,15 @@ pub struct ServerCredentials {
 
 impl ServerCredentials {
     /// A resolver over `store`'s keys and the `gateway` keys.
-    pub fn new(gateway: GatewayKeys, store: Arc<dyn ControlStore>, key: Arc<MasterKey>) -> Self {
+    pub fn new(
+        gateway: GatewayKeys,
+        store: Arc<dyn ControlStore>,
+        key: Arc<MasterKey>,
+        chatgpt: Arc<crate::chatgpt::ChatGpt>,
+    ) -> Self {
         ServerCredentials {
             gateway,
+            chatgpt,
             store,
             key,
             sealed: RwLock::new(HashMap::new()),
@@ -62,7 +69,7 @@ impl ServerCredentials {
 impl CredentialResolver for ServerCredentials {
     async fn resolve(
         &self,
-        _owner: Owner,
+        owner: Owner,
         provider: Provider,
         source: CredentialRef<'_>,
     ) -> Result<Credential, CredentialError> {
@@ -83,10 +90,12 @@ impl CredentialResolver for ServerCredentials {
                 let text = std::str::from_utf8(&plain).map_err(|_| CredentialError::Unavailable("a stored key is not UTF-8".into()))?;
                 Ok(Credential { secret: SecretString::from(text.to_owned()), account_id: None })
             }
-            CredentialRef::ChatGpt(account) => Err(CredentialError::NeedsOwner(format!(
-                "OpenAI on this integration uses ChatGPT account {account}, and ChatGPT subscriptions are not served by this server yet; \
-switch the source with `integrations edit NAME --openai=gateway` (or byok)"
-            ))),
+            CredentialRef::ChatGpt(account) => match owner {
+                Owner::User(user) => self.chatgpt.credential(user, account).await,
+                Owner::Team(_) => Err(CredentialError::NeedsOwner(
+                    "team integrations cannot use a ChatGPT subscription; use --openai=gateway or --openai=byok".into(),
+                )),
+            },
         }
     }
 }

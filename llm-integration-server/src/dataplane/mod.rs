@@ -31,7 +31,8 @@ use llm_integration_core::router::{
 use llm_integration_core::seams::{ConnectionInfo, CredentialError, CredentialResolver};
 use llm_integration_core::wire::errors::{error_body, ErrorClass};
 use llm_integration_core::{
-    Dialect, Integration, Provider, ProviderSource, ReflectionField, Refused, Snapshot, VmId,
+    Dialect, Integration, Provider, ProviderSource, ReflectionField, Refused, Snapshot, Source,
+    VmId,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -119,6 +120,7 @@ pub struct DataPlane {
     limits: Limits,
     trusted: TrustedProxies,
     metering: Arc<Metering>,
+    chatgpt: Arc<crate::chatgpt::ChatGpt>,
 }
 
 fn json_response(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -151,6 +153,7 @@ struct ModelProbe {
 
 impl DataPlane {
     /// A data plane routing on `live`.
+    #[allow(clippy::too_many_arguments)] // each part is independent; a builder would only rename them
     pub fn new(
         live: Arc<LiveConfig>,
         upstreams: Upstreams,
@@ -159,8 +162,10 @@ impl DataPlane {
         trusted: TrustedProxies,
         models_ttl: Duration,
         metering: Arc<Metering>,
+        chatgpt: Arc<crate::chatgpt::ChatGpt>,
     ) -> Self {
         DataPlane {
+            chatgpt,
             metering,
             client: upstream_client(&limits),
             live,
@@ -312,6 +317,7 @@ impl DataPlane {
                         &self.client,
                         &self.upstreams,
                         self.credentials.as_ref(),
+                        &self.chatgpt,
                         &listing,
                     )
                     .await;
@@ -401,6 +407,19 @@ impl DataPlane {
         let chat = path.ends_with("/v1/chat/completions");
         // Metering a gateway source needs the body (its output limit); a
         // chat stream needs it to ask for usage. Others stream through.
+        let chatgpt_source = matches!(forward.source, Source::Chatgpt { .. });
+        if chatgpt_source && path != "/v1/responses" {
+            return error_response(
+                dialect,
+                ErrorClass::InvalidRequest,
+                "unsupported_endpoint",
+                &format!(
+                    "OpenAI on integration {} is a ChatGPT subscription, which serves the Responses API only \
+(POST /v1/responses, as Codex uses it); for {path} use --openai=gateway or --openai=byok",
+                    forward.integration.name
+                ),
+            );
+        }
         let (bytes, streamed) = match body {
             Either::Left(full) => (
                 Some(
@@ -411,31 +430,33 @@ impl DataPlane {
                 ),
                 None,
             ),
-            Either::Right(limited) if metered_source || chat => match limited.collect().await {
-                Ok(c) => (Some(c.to_bytes()), None),
-                Err(e)
-                    if e.downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some() =>
-                {
-                    return error_response(
-                        dialect,
-                        ErrorClass::TooLarge,
-                        "request_too_large",
-                        &format!(
-                            "the request body is over the gateway's limit of {} bytes",
-                            self.limits.max_body
-                        ),
-                    )
+            Either::Right(limited) if metered_source || chat || chatgpt_source => {
+                match limited.collect().await {
+                    Ok(c) => (Some(c.to_bytes()), None),
+                    Err(e)
+                        if e.downcast_ref::<http_body_util::LengthLimitError>()
+                            .is_some() =>
+                    {
+                        return error_response(
+                            dialect,
+                            ErrorClass::TooLarge,
+                            "request_too_large",
+                            &format!(
+                                "the request body is over the gateway's limit of {} bytes",
+                                self.limits.max_body
+                            ),
+                        )
+                    }
+                    Err(e) => {
+                        return error_response(
+                            dialect,
+                            ErrorClass::InvalidRequest,
+                            "body_read_failed",
+                            &format!("the request body could not be read: {e}"),
+                        )
+                    }
                 }
-                Err(e) => {
-                    return error_response(
-                        dialect,
-                        ErrorClass::InvalidRequest,
-                        "body_read_failed",
-                        &format!("the request body could not be read: {e}"),
-                    )
-                }
-            },
+            }
             Either::Right(limited) => (None, Some(limited)),
         };
         let mut model = model;
@@ -469,6 +490,45 @@ impl DataPlane {
                 }
             }
             None => None,
+        };
+        // The Codex backend's rules (PROTOCOLS §4.4): stored nothing, streamed
+        // always, only the parameters it accepts.
+        let mut client_streams = true;
+        let bytes = match (chatgpt_source, bytes) {
+            (true, Some(b)) => {
+                let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&b) else {
+                    return error_response(
+                        dialect,
+                        ErrorClass::InvalidRequest,
+                        "invalid_json",
+                        "the request body must be a JSON object",
+                    );
+                };
+                client_streams = body.get("stream").and_then(Value::as_bool) == Some(true);
+                const ACCEPTED: [&str; 14] = [
+                    "model",
+                    "instructions",
+                    "input",
+                    "tools",
+                    "tool_choice",
+                    "parallel_tool_calls",
+                    "reasoning",
+                    "store",
+                    "stream",
+                    "include",
+                    "prompt_cache_key",
+                    "text",
+                    "client_metadata",
+                    "previous_response_id",
+                ];
+                body.retain(|k, _| ACCEPTED.contains(&k.as_str()));
+                body.insert("store".into(), Value::Bool(false));
+                body.insert("stream".into(), Value::Bool(true));
+                body.entry("instructions")
+                    .or_insert_with(|| Value::String(String::new()));
+                Some(serde_json::to_vec(&body).map(Bytes::from).unwrap_or(b))
+            }
+            (_, bytes) => bytes,
         };
         let reservation = if metered_source {
             let price = self.metering.prices.price(provider, model.as_deref());
@@ -550,7 +610,11 @@ ask an operator for more allocation, lower max_tokens, or use your own key (`int
                 return response;
             }
         };
-        let uri = format!("{}{}", self.upstreams.base(provider), forward.upstream_path);
+        let uri = if chatgpt_source {
+            format!("{}/responses", self.chatgpt.backend())
+        } else {
+            format!("{}{}", self.upstreams.base(provider), forward.upstream_path)
+        };
         let Ok(uri) = uri.parse::<Uri>() else {
             return error_response(
                 dialect,
@@ -566,6 +630,17 @@ ask an operator for more allocation, lower max_tokens, or use your own key (`int
             self.trusted.header.as_ref(),
         );
         drop(credential);
+        if chatgpt_source {
+            if !parts.headers.contains_key("originator") {
+                parts
+                    .headers
+                    .insert("originator", HeaderValue::from_static("codex_cli_rs"));
+            }
+            parts.headers.insert(
+                http::header::ACCEPT,
+                HeaderValue::from_static("text/event-stream"),
+            );
+        }
         let mut builder = Request::builder()
             .method(parts.method)
             .uri(uri)
@@ -615,9 +690,64 @@ ask an operator for more allocation, lower max_tokens, or use your own key (`int
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         metered.response(head.status.as_u16(), sse);
+        if chatgpt_source && !client_streams && sse && head.status.is_success() {
+            return self
+                .collect_response(head, incoming, metered, dialect)
+                .await;
+        }
         let relay = RelayBody::new(incoming, self.limits.idle_stream, sse, dialect)
             .metered(metered, strip_usage);
         Response::from_parts(head, ProxyBody::Relay(Box::new(relay)))
+    }
+
+    /// For a client that did not stream, on a backend that only streams:
+    /// reads the events up to `response.completed` and answers its response
+    /// object.
+    async fn collect_response(
+        &self,
+        mut head: http::response::Parts,
+        incoming: Incoming,
+        mut metered: Metered,
+        dialect: Dialect,
+    ) -> Response<ProxyBody> {
+        let collected =
+            match tokio::time::timeout(self.limits.upstream_response, incoming.collect()).await {
+                Ok(Ok(c)) => c.to_bytes(),
+                _ => {
+                    metered.finish(Some(StatusCode::BAD_GATEWAY.as_u16()));
+                    return error_response(
+                        dialect,
+                        ErrorClass::BadGateway,
+                        "upstream_stream_error",
+                        "the ChatGPT backend's answer broke off",
+                    );
+                }
+            };
+        metered.feed(&collected);
+        metered.finish(None);
+        let text = String::from_utf8_lossy(&collected);
+        let completed = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(|v| {
+                matches!(
+                    v["type"].as_str(),
+                    Some("response.completed" | "response.incomplete" | "response.failed")
+                )
+            });
+        let Some(event) = completed else {
+            return error_response(
+                dialect,
+                ErrorClass::BadGateway,
+                "upstream_stream_error",
+                "the ChatGPT backend's answer ended without response.completed",
+            );
+        };
+        head.headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        head.headers.remove(http::header::CONTENT_LENGTH);
+        Response::from_parts(head, ProxyBody::full(event["response"].to_string()))
     }
 }
 

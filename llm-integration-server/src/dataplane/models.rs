@@ -36,6 +36,7 @@ pub struct ModelEntry {
 enum CacheKey {
     Gateway(Provider),
     ApiKey(CredentialId),
+    ChatGpt(Owner, llm_integration_core::AccountName),
 }
 
 /// A provider's list and when it was fetched.
@@ -71,11 +72,13 @@ impl ModelLists {
     }
 
     /// The list of `provider` on `source`, from the cache or the upstream.
+    #[allow(clippy::too_many_arguments)] // the answer's context, passed through
     async fn list(
         &self,
         client: &UpstreamClient,
         upstreams: &Upstreams,
         credentials: &dyn CredentialResolver,
+        chatgpt: &crate::chatgpt::ChatGpt,
         owner: Owner,
         provider: Provider,
         source: &Source,
@@ -83,9 +86,8 @@ impl ModelLists {
         let key = match source {
             Source::Gateway => CacheKey::Gateway(provider),
             Source::Byok { credential, .. } => CacheKey::ApiKey(*credential),
-            Source::Chatgpt { .. } | Source::Disabled => {
-                return Err("this source has no model list here".into())
-            }
+            Source::Chatgpt { account } => CacheKey::ChatGpt(owner, account.clone()),
+            Source::Disabled => return Err("the provider is disabled".into()),
         };
         if let Some(list) = self.cached(&key) {
             return Ok(list);
@@ -97,6 +99,23 @@ impl ModelLists {
             .resolve(owner, provider, reference)
             .await
             .map_err(|e| e.to_string())?;
+        if let Source::Chatgpt { .. } = source {
+            // The Codex backend's catalog: the models this subscription offers.
+            let slugs = chatgpt.models(&credential).await?;
+            let list: Arc<Vec<ModelEntry>> = Arc::new(
+                slugs
+                    .into_iter()
+                    .map(|id| ModelEntry {
+                        id,
+                        created: 0,
+                        display_name: None,
+                        created_at: None,
+                    })
+                    .collect(),
+            );
+            self.store(key, list.clone());
+            return Ok(list);
+        }
         let mut entries = Vec::new();
         let mut after: Option<String> = None;
         // Anthropic pages its list; 10 pages of 1000 is far beyond any real list.
@@ -173,6 +192,7 @@ impl ModelLists {
         client: &UpstreamClient,
         upstreams: &Upstreams,
         credentials: &dyn CredentialResolver,
+        chatgpt: &crate::chatgpt::ChatGpt,
         listing: &ModelListing<'_>,
     ) -> Value {
         let owner = listing.integration.owner;
@@ -184,7 +204,15 @@ impl ModelLists {
             }
             let source = listing.settings.source(provider);
             match self
-                .list(client, upstreams, credentials, owner, provider, source)
+                .list(
+                    client,
+                    upstreams,
+                    credentials,
+                    chatgpt,
+                    owner,
+                    provider,
+                    source,
+                )
                 .await
             {
                 Ok(list) => lists.push((provider, list)),

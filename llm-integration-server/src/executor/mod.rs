@@ -118,6 +118,8 @@ pub struct Executor {
     check: ProviderCheck,
     /// The allocation of an owner never given one (for `usage`).
     default_allocation: i64,
+    /// ChatGPT logins and tokens.
+    chatgpt: Arc<crate::chatgpt::ChatGpt>,
     /// One configuration change at a time: each command reads, decides and
     /// writes without another command's write in between.
     write_lock: tokio::sync::Mutex<()>,
@@ -126,6 +128,50 @@ pub struct Executor {
 impl std::fmt::Debug for Executor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Executor").finish_non_exhaustive()
+    }
+}
+
+/// Polls until the device code is approved, denied or expired, then
+/// stores the tokens. Gives up when the client goes away.
+async fn wait_for_login(
+    chatgpt: &crate::chatgpt::ChatGpt,
+    device: &crate::chatgpt::DeviceCode,
+    user: UserId,
+    name: &llm_integration_core::AccountName,
+    progress: &tokio::sync::mpsc::Sender<String>,
+) -> Result<String, String> {
+    use crate::chatgpt::Poll;
+    let deadline = tokio::time::Instant::now() + crate::chatgpt::DEVICE_CODE_LIFETIME;
+    let mut interval = device.interval;
+    loop {
+        tokio::time::sleep(interval).await;
+        if progress.is_closed() {
+            return Err("the client went away".into());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("timed out waiting for authorization; run `integrations setup chatgpt --name {name}` again"));
+        }
+        match chatgpt.poll(device).await? {
+            Poll::Pending => {}
+            Poll::SlowDown => interval += std::time::Duration::from_secs(5),
+            Poll::Expired => {
+                return Err(format!("the code expired before it was approved; run `integrations setup chatgpt --name {name}` again"))
+            }
+            Poll::Denied => {
+                return Err(format!(
+                    "the authorization was denied in ChatGPT; run `integrations setup chatgpt --name {name}` again and approve it"
+                ))
+            }
+            Poll::Approved { code, verifier } => {
+                let tokens = chatgpt.exchange(&code, &verifier).await?;
+                chatgpt.save(user, name, &tokens, "connected").await?;
+                return Ok(format!(
+                    "plan {}, {}",
+                    tokens.plan.as_deref().unwrap_or("unknown"),
+                    tokens.email.as_deref().unwrap_or("email unknown")
+                ));
+            }
+        }
     }
 }
 
@@ -255,8 +301,10 @@ impl Executor {
         key: Arc<MasterKey>,
         check: ProviderCheck,
         default_allocation: i64,
+        chatgpt: Arc<crate::chatgpt::ChatGpt>,
     ) -> Self {
         Executor {
+            chatgpt,
             store,
             live,
             key,
@@ -680,25 +728,109 @@ or --{provider}-key=- to read it from standard input"
         match setup {
             ChatgptSetup::List => {
                 let accounts = self.store.chatgpt_accounts(ctx.user).await?;
-                let text = if accounts.is_empty() {
-                    "no ChatGPT accounts connected; connect one with `integrations setup chatgpt --name ACCOUNT`\n".to_owned()
-                } else {
-                    accounts.iter().map(|(n, s)| format!("{n}\t{s}\n")).collect()
-                };
-                let list: Vec<Value> = accounts.iter().map(|(n, s)| json!({"name": n, "status": s})).collect();
+                let mut text = String::new();
+                let mut list = Vec::new();
+                for (name, status) in &accounts {
+                    let record = self.store.chatgpt_account(ctx.user, name).await?;
+                    let email = record.as_ref().and_then(|r| r.email.clone());
+                    let plan = record.as_ref().and_then(|r| r.plan.clone());
+                    text.push_str(&format!(
+                        "{name}\t{status}\t{}\t{}\n",
+                        email.as_deref().unwrap_or("-"),
+                        plan.as_deref().map(|p| format!("plan {p}")).unwrap_or_else(|| "-".into())
+                    ));
+                    list.push(json!({"name": name, "status": status, "email": email, "plan": plan}));
+                }
+                if accounts.is_empty() {
+                    text.push_str("no ChatGPT accounts connected; connect one with `integrations setup chatgpt --name ACCOUNT`\n");
+                }
                 Ok(Answer::ok(text, json!({"accounts": list})))
+            }
+            ChatgptSetup::Verify => {
+                let accounts = self.store.chatgpt_accounts(ctx.user).await?;
+                if accounts.is_empty() {
+                    return Err(ExecError::NotFound(
+                        "no ChatGPT accounts connected; connect one with `integrations setup chatgpt --name ACCOUNT`".into(),
+                    ));
+                }
+                let mut text = String::new();
+                let mut list = Vec::new();
+                let mut failed = false;
+                for (name, _) in &accounts {
+                    match self.chatgpt.tokens(ctx.user, name, true).await {
+                        Ok(t) => {
+                            let detail = format!(
+                                "ok (refreshed; plan {}, {})",
+                                t.plan.as_deref().unwrap_or("unknown"),
+                                t.email.as_deref().unwrap_or("email unknown")
+                            );
+                            text.push_str(&format!("{name}: {detail}\n"));
+                            list.push(json!({"name": name, "ok": true, "detail": detail}));
+                        }
+                        Err(e) => {
+                            failed = true;
+                            text.push_str(&format!("{name}: failed: {e}\n"));
+                            list.push(json!({"name": name, "ok": false, "detail": e.to_string()}));
+                        }
+                    }
+                }
+                Ok(Answer { text, json: json!({"accounts": list}), failed })
             }
             ChatgptSetup::Delete(name) => {
                 self.store.delete_chatgpt_account(ctx.user, name).await?;
+                self.chatgpt.forget(ctx.user, name);
                 self.changed().await?;
                 Ok(Answer::ok(format!("disconnected ChatGPT account {name}\n"), json!({"ok": true, "deleted": name})))
             }
-            ChatgptSetup::Connect(_) | ChatgptSetup::Verify => Err(ExecError::Unavailable(
-                "ChatGPT device-code login is not available on this server yet; use --openai=gateway or --openai=byok".into(),
-            )),
+            ChatgptSetup::Connect(name) => Err(ExecError::Usage(format!(
+                "`integrations setup chatgpt --name {name}` waits for the login as it happens; this door cannot show that"
+            ))),
         }
     }
 
+    /// `integrations setup chatgpt --name ACCOUNT`: starts ChatGPT's
+    /// device-code login and returns the lines to show as they happen (the
+    /// URL and code first, then the outcome). A last line starting with
+    /// `error:` (or a JSON event `error`) means the login failed.
+    pub async fn connect_chatgpt(
+        &self,
+        user: UserId,
+        name: llm_integration_core::AccountName,
+        json_lines: bool,
+    ) -> Result<tokio::sync::mpsc::Receiver<String>, ExecError> {
+        let device = self.chatgpt.start().await.map_err(ExecError::Unavailable)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let first = if json_lines {
+            json!({"event": "code", "verification_url": device.verification_url, "user_code": device.user_code,
+                   "expires_in": crate::chatgpt::DEVICE_CODE_LIFETIME.as_secs()})
+                .to_string()
+                + "\n"
+        } else {
+            format!(
+                "Open this URL to authorize ChatGPT:\n  {}\n\nEnter this code:\n  {}\n\n\
+Device codes are a common phishing target. Never share this code.\n\nWaiting for authorization...\n",
+                device.verification_url, device.user_code
+            )
+        };
+        let _ = tx.send(first).await;
+        let chatgpt = self.chatgpt.clone();
+        tokio::spawn(async move {
+            let outcome = wait_for_login(&chatgpt, &device, user, &name, &tx).await;
+            let line = match (outcome, json_lines) {
+                (Ok(detail), false) => format!("Connected ChatGPT account {name} ({detail}).\n"),
+                (Ok(detail), true) => {
+                    json!({"event": "connected", "account": name, "detail": detail}).to_string()
+                        + "\n"
+                }
+                (Err(message), false) => format!("error: {message}\n"),
+                (Err(message), true) => {
+                    json!({"event": "error", "message": message}).to_string() + "\n"
+                }
+            };
+            let _ = tx.send(line).await;
+        });
+        Ok(rx)
+    }
     async fn usage(
         &self,
         ctx: &Ctx,

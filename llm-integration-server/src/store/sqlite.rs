@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use llm_integration_core::seams::{
     Account, ConfigStore, ControlStore, NewCredential, SealedSecret, StoreError,
 };
-use llm_integration_core::seams::{TokenUsage, UsageGrouping, UsageRecord, UsageRow};
+use llm_integration_core::seams::{
+    ChatGptAccountRecord, TokenUsage, UsageGrouping, UsageRecord, UsageRow,
+};
 use llm_integration_core::SourceKind;
 use llm_integration_core::{
     AccountName, ConfigRecords, CredentialId, IntegrationConfig, IntegrationId, IntegrationKind,
@@ -721,6 +723,57 @@ impl ControlStore for SqliteStore {
                 ))
             })
             .collect()
+    }
+
+    async fn chatgpt_account(
+        &self,
+        user: UserId,
+        name: &AccountName,
+    ) -> Result<Option<ChatGptAccountRecord>, StoreError> {
+        let row = sqlx::query("SELECT nonce, ciphertext, status, email, plan FROM chatgpt_accounts WHERE user_id = $1 AND name = $2")
+            .bind(user.0)
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| {
+            Ok(ChatGptAccountRecord {
+                sealed: SealedSecret {
+                    nonce: r.try_get(0)?,
+                    ciphertext: r.try_get(1)?,
+                },
+                status: r.try_get(2)?,
+                email: r.try_get(3)?,
+                plan: r.try_get(4)?,
+            })
+        })
+        .transpose()
+        .map_err(unavailable)
+    }
+
+    async fn save_chatgpt_account(
+        &self,
+        user: UserId,
+        name: &AccountName,
+        account: &ChatGptAccountRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO chatgpt_accounts (user_id, name, nonce, ciphertext, email, plan, status) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (user_id, name) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, \
+             email = COALESCE(excluded.email, chatgpt_accounts.email), plan = COALESCE(excluded.plan, chatgpt_accounts.plan), status = excluded.status",
+        )
+        .bind(user.0)
+        .bind(name.as_str())
+        .bind(&account.sealed.nonce)
+        .bind(&account.sealed.ciphertext)
+        .bind(account.email.as_deref())
+        .bind(account.plan.as_deref())
+        .bind(&account.status)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        commit(tx).await
     }
 
     async fn delete_chatgpt_account(

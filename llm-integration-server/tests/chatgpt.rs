@@ -1,0 +1,517 @@
+//! The ChatGPT subscription source against a mock of ChatGPT's login
+//! service and Codex backend: device-code login (approved, slow_down,
+//! expired, denied), requests with the account's token, refresh (one per
+//! account however many requests wait), refresh failure, and tokens never
+//! shown.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use llm_integration_mock::chatgpt::{ChatGptBehaviour, MockChatGpt, ACCOUNT_ID};
+use llm_integration_mock::MockUpstream;
+use llm_integration_server::chatgpt::ChatGptEndpoints;
+use llm_integration_server::testing::{Dirs, Server};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+async fn start(behaviour: ChatGptBehaviour) -> (MockChatGpt, MockUpstream, Dirs, Server) {
+    let chatgpt = MockChatGpt::start(behaviour).await.unwrap();
+    let upstream = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::new();
+    let endpoints = ChatGptEndpoints {
+        auth: chatgpt.auth_url(),
+        backend: chatgpt.backend_url(),
+    };
+    let s = Server::start_with(&dirs, &upstream.url(), move |c| c.chatgpt = endpoints).await;
+    (chatgpt, upstream, dirs, s)
+}
+
+/// Runs `setup chatgpt --name NAME` and returns (first chunk, whole answer, outcome header).
+async fn connect(s: &Server, name: &str, json: bool) -> (StatusCode, String, String) {
+    let line = format!(
+        "integrations setup chatgpt --name {name}{}",
+        if json { " --json" } else { "" }
+    );
+    let mut r = s
+        .http
+        .post(format!("{}/exec", s.url))
+        .bearer_auth(&s.token)
+        .body(line)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let mut first = String::new();
+    let mut all = String::new();
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        if first.is_empty() {
+            first = String::from_utf8_lossy(&chunk).into_owned();
+        }
+        all.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    (status, first, all)
+}
+
+#[tokio::test]
+async fn device_code_login_approved_and_used() {
+    let (chatgpt, _upstream, _dirs, s) = start(ChatGptBehaviour {
+        pending_polls: 2,
+        ..ChatGptBehaviour::default()
+    })
+    .await;
+    let (status, first, all) = connect(&s, "work", false).await;
+    assert_eq!(status, StatusCode::OK);
+    // The URL and code arrive before the login completes.
+    assert!(
+        first.contains("Open this URL to authorize ChatGPT:") && first.contains("/codex/device"),
+        "{first}"
+    );
+    assert!(
+        first.contains("Enter this code:\n  MOCK-CODE")
+            && first.contains("Waiting for authorization..."),
+        "{first}"
+    );
+    assert!(!first.contains("Connected"), "{first}");
+    assert!(
+        all.trim_end()
+            .ends_with("Connected ChatGPT account work (plan plus, someone@example.com)."),
+        "{all}"
+    );
+    assert_eq!(chatgpt.polls(), 3, "two pending answers, then approval");
+    let list = s.json("integrations setup chatgpt --list").await;
+    assert_eq!(
+        list["accounts"],
+        json!([{"name": "work", "status": "connected", "email": "someone@example.com", "plan": "plus"}])
+    );
+
+    // The seed's integration, then a Codex-like request from the VM.
+    s.ok("integrations add llm --name chatgpt-llm --openai=chatgpt --openai-account=work --anthropic=disabled --fireworks=disabled --attach auto:all").await;
+    let vm = s.vm_client(
+        "127.0.0.1".parse::<IpAddr>().unwrap(),
+        &["chatgpt-llm.int.exe.xyz"],
+    );
+    let url = |p: &str| format!("{}{p}", s.data_url("chatgpt-llm.int.exe.xyz"));
+    let r = vm
+        .post(url("/v1/responses"))
+        .header("authorization", "Bearer implicit")
+        .header("session-id", "s-1")
+        .json(&json!({"model": "gpt-5.5", "input": "hi", "stream": true, "store": true, "max_output_tokens": 100, "temperature": 0.2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["x-codex-primary-used-percent"],
+        "12",
+        "rate-limit headers pass"
+    );
+    let body = r.text().await.unwrap();
+    assert!(body.contains("response.completed"), "{body}");
+    let seen = chatgpt.backend_requests().pop().unwrap();
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("Bearer {}", chatgpt.issued_tokens()[0]).as_str())
+    );
+    assert_eq!(seen.header("chatgpt-account-id"), Some(ACCOUNT_ID));
+    assert_eq!(seen.header("originator"), Some("codex_cli_rs"));
+    assert_eq!(seen.header("session-id"), Some("s-1"));
+    let sent = seen.json().unwrap();
+    assert_eq!(
+        (sent["store"].clone(), sent["stream"].clone()),
+        (json!(false), json!(true))
+    );
+    assert!(
+        sent.get("max_output_tokens").is_none() && sent.get("temperature").is_none(),
+        "{sent}"
+    );
+    // A client that does not stream gets the response object.
+    let r = vm
+        .post(url("/v1/responses"))
+        .json(&json!({"model": "gpt-5.5", "input": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["object"], "response");
+    assert_eq!(v["status"], "completed");
+    // Models come from the backend's catalog; hidden ones are left out.
+    let v: Value = vm
+        .get(url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gpt-5.5", "gpt-5.3-codex"]);
+    // The backend serves Responses only: other routes get a clear error.
+    let r = vm
+        .post(url("/v1/chat/completions"))
+        .json(&json!({"model": "gpt-5.5", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("Responses API only") && text.contains("/v1/responses"),
+        "{text}"
+    );
+    // Usage is recorded, not debited.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let u = s.json("usage --by provider").await;
+        if let Some(row) = u["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == "openai")
+        {
+            assert_eq!(row["debited_micros"], 0);
+            assert!(row["output_tokens"].as_u64().unwrap() >= 6, "{row}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // No token in any answer.
+    let answers = [
+        s.ok("integrations setup chatgpt --list").await,
+        s.ok("integrations show chatgpt-llm --json").await,
+        all,
+    ];
+    for token in chatgpt.issued_tokens() {
+        for a in &answers {
+            assert!(!a.contains(&token[..40]), "a token leaked: {a}");
+        }
+    }
+    assert!(answers.iter().all(|a| !a.contains("rt-mock")));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn slow_down_expired_and_denied() {
+    let (chatgpt, _u, _d, s) = start(ChatGptBehaviour {
+        slow_down_first: true,
+        pending_polls: 0,
+        ..ChatGptBehaviour::default()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let (_, _, all) = connect(&s, "slow", true).await;
+    // First poll after 1 s answers slow_down; the next waits 1 + 5 s.
+    assert!(
+        started.elapsed() >= Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    let events: Vec<Value> = all
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events[0]["event"], "code");
+    assert_eq!(events[0]["user_code"], "MOCK-CODE");
+    assert_eq!(events.last().unwrap()["event"], "connected", "{all}");
+    assert_eq!(chatgpt.polls(), 2);
+
+    chatgpt.set(|b| b.expire = true);
+    let (_, _, all) = connect(&s, "late", false).await;
+    assert!(
+        all.trim_end()
+            .ends_with("run `integrations setup chatgpt --name late` again"),
+        "{all}"
+    );
+    assert!(all.contains("error: the code expired"), "{all}");
+    chatgpt.set(|b| {
+        b.expire = false;
+        b.deny = true;
+    });
+    let (_, _, all) = connect(&s, "nope", false).await;
+    assert!(all.contains("error: the authorization was denied"), "{all}");
+    let list = s.json("integrations setup chatgpt --list").await;
+    assert_eq!(
+        list["accounts"].as_array().unwrap().len(),
+        1,
+        "failed logins store nothing: {list}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn refresh_once_for_many_waiting_requests_and_refresh_failure() {
+    let (chatgpt, _u, _d, s) = start(ChatGptBehaviour {
+        pending_polls: 0,
+        access_lifetime_secs: -10,
+        refresh_delay: Duration::from_millis(300),
+        ..ChatGptBehaviour::default()
+    })
+    .await;
+    connect(&s, "work", false).await;
+    chatgpt.set(|b| b.access_lifetime_secs = 3600);
+    s.ok("integrations add llm --name c --openai=chatgpt --openai-account=work --attach auto:all")
+        .await;
+    let vm = s.vm_client("127.0.0.1".parse::<IpAddr>().unwrap(), &["c.int.exe.xyz"]);
+    // The stored token has expired: 20 requests at once cause one refresh.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let vm = vm.clone();
+        let url = format!("{}/v1/responses", s.data_url("c.int.exe.xyz"));
+        tasks.push(tokio::spawn(async move {
+            vm.post(url)
+                .json(&json!({"model": "gpt-5.5", "input": "hi", "stream": true}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(chatgpt.refreshes(), 1);
+    let used: Vec<String> = chatgpt
+        .backend_requests()
+        .iter()
+        .map(|r| r.header("authorization").unwrap().to_owned())
+        .collect();
+    assert!(
+        used.iter()
+            .all(|a| *a == format!("Bearer {}", chatgpt.issued_tokens()[1])),
+        "every request used the refreshed token"
+    );
+
+    // --verify refreshes each account and reports it.
+    let v = s.json("integrations setup chatgpt --verify").await;
+    assert_eq!(v["accounts"][0]["ok"], true, "{v}");
+    assert_eq!(chatgpt.refreshes(), 2);
+
+    // A refused refresh: the VM is told what to do, and --verify shows it.
+    chatgpt.set(|b| b.refresh_fails = true);
+    let (status, body, outcome) = s
+        .raw(
+            Some(&s.token),
+            "text/plain",
+            b"integrations setup chatgpt --verify".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (status, outcome.as_str()),
+        (StatusCode::OK, "failed"),
+        "{body}"
+    );
+    assert!(
+        body.contains("work: failed") && body.contains("integrations setup chatgpt --name work"),
+        "{body}"
+    );
+    let r = vm
+        .post(format!("{}/v1/responses", s.data_url("c.int.exe.xyz")))
+        .json(&json!({"model": "gpt-5.5", "input": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("must be connected again")
+            && text.contains("integrations setup chatgpt --name work"),
+        "{text}"
+    );
+    let list = s.json("integrations setup chatgpt --list").await;
+    assert_eq!(list["accounts"][0]["status"], "needs_login");
+    // Connecting again fixes it.
+    chatgpt.set(|b| b.refresh_fails = false);
+    let (_, _, all) = connect(&s, "work", false).await;
+    assert!(all.contains("Connected ChatGPT account work"), "{all}");
+    let r = vm
+        .post(format!("{}/v1/responses", s.data_url("c.int.exe.xyz")))
+        .json(&json!({"model": "gpt-5.5", "input": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Deleting the account.
+    s.ok("integrations setup chatgpt --name work --delete")
+        .await;
+    assert_eq!(
+        s.run("integrations setup chatgpt --name work --delete")
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn chatgpt_is_refused_where_it_cannot_apply() {
+    let (_c, _u, _d, s) = start(ChatGptBehaviour {
+        pending_polls: 0,
+        ..ChatGptBehaviour::default()
+    })
+    .await;
+    connect(&s, "work", false).await;
+    s.admin(llm_integration_server::admin::AdminCommand::Teams(
+        llm_integration_server::admin::TeamsCommand::Add {
+            name: "core".parse().unwrap(),
+        },
+    ))
+    .await;
+    s.admin(llm_integration_server::admin::AdminCommand::Teams(
+        llm_integration_server::admin::TeamsCommand::AddMember {
+            team: "core".parse().unwrap(),
+            email: "owner@localhost".into(),
+        },
+    ))
+    .await;
+    for (line, status, needle) in [
+        (
+            "integrations add llm --name t --team core --openai=chatgpt --openai-account=work",
+            StatusCode::BAD_REQUEST,
+            "team integrations",
+        ),
+        (
+            "integrations add llm --name a --anthropic=chatgpt",
+            StatusCode::BAD_REQUEST,
+            "only be the openai source",
+        ),
+        (
+            "integrations add llm --name x --openai=chatgpt --openai-account=home",
+            StatusCode::NOT_FOUND,
+            "no ChatGPT account named home",
+        ),
+        (
+            "integrations add llm --name y --openai=chatgpt",
+            StatusCode::BAD_REQUEST,
+            "--openai-account=ACCOUNT",
+        ),
+    ] {
+        let (got, body) = s.run(line).await;
+        assert_eq!(got, status, "{line}: {body}");
+        assert!(body.contains(needle), "{line}: {body}");
+    }
+    s.ok("integrations add llm --name z --team core").await;
+    let (got, body) = s
+        .run("integrations edit z --team core --openai=chatgpt --openai-account=work")
+        .await;
+    assert_eq!(got, StatusCode::BAD_REQUEST, "{body}");
+    s.stop().await;
+}
+
+/// The real binary with debug logs: no token, code or verifier in its log.
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_never_reach_the_log() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let chatgpt = MockChatGpt::start(ChatGptBehaviour {
+        pending_polls: 1,
+        access_lifetime_secs: -10,
+        ..ChatGptBehaviour::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"))
+        .current_dir(dir.path())
+        .env("LLM_INTEGRATION_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("LLM_INTEGRATION_LISTEN", "127.0.0.1:0")
+        .env("LLM_INTEGRATION_LOG", "debug")
+        .env("LLM_INTEGRATION_CHATGPT_AUTH_URL", chatgpt.auth_url())
+        .env("LLM_INTEGRATION_CHATGPT_BACKEND_URL", chatgpt.backend_url())
+        .env_remove("LLM_INTEGRATION_MASTER_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (mut admin, mut data) = (String::new(), String::new());
+    while admin.is_empty() {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "server exited");
+        if let Some(u) = line.trim().strip_prefix("Data plane (what VMs call): ") {
+            data = u.to_owned();
+        }
+        if let Some(u) = line.trim().strip_prefix("Admin API (POST /exec): ") {
+            admin = u.to_owned();
+        }
+    }
+    let token =
+        std::fs::read_to_string(dir.path().join("llm-integration-data/owner.token")).unwrap();
+    let http = reqwest::Client::new();
+    let exec = |line: &str| {
+        http.post(format!("{admin}/exec"))
+            .bearer_auth(token.trim())
+            .body(line.to_owned())
+            .send()
+    };
+    let answer = exec("integrations setup chatgpt --name work")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(answer.contains("Connected"), "{answer}");
+    chatgpt.set(|b| b.access_lifetime_secs = 3600);
+    exec("integrations add llm --name c --openai=chatgpt --openai-account=work --attach auto:all")
+        .await
+        .unwrap();
+    let port = data.rsplit(':').next().unwrap().to_owned();
+    let vm = reqwest::Client::builder()
+        .resolve(
+            "c.int.exe.xyz",
+            format!("127.0.0.1:{port}").parse().unwrap(),
+        )
+        .build()
+        .unwrap();
+    let r = vm
+        .post(format!("http://c.int.exe.xyz:{port}/v1/responses"))
+        .json(&json!({"model": "gpt-5.5", "input": "hi", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(chatgpt.refreshes() >= 1);
+    let verify = exec("integrations setup chatgpt --verify --json")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("ChatGPT tokens refreshed"), "{log}");
+    let mut secrets: Vec<String> = chatgpt
+        .issued_tokens()
+        .iter()
+        .map(|t| t[t.len() - 20..].to_owned())
+        .collect();
+    secrets.extend([
+        "rt-mock-".into(),
+        "code-mock".into(),
+        "verifier-mock".into(),
+    ]);
+    for secret in &secrets {
+        for (what, text) in [
+            ("log", &log),
+            ("setup answer", &answer),
+            ("verify answer", &verify),
+        ] {
+            assert!(!text.contains(secret.as_str()), "{what} contains {secret}");
+        }
+    }
+}
