@@ -72,6 +72,8 @@ struct State {
     counter: AtomicU64,
     /// Streams whose reader went away before the last event.
     abandoned: AtomicU64,
+    /// Answer requests that carry no tool result with a call of this tool.
+    tool: Mutex<Option<String>>,
     record: bool,
 }
 
@@ -161,6 +163,15 @@ impl MockUpstream {
     /// the upstream request) before their last event.
     pub fn abandoned_streams(&self) -> u64 {
         self.state.abandoned.load(Ordering::Relaxed)
+    }
+
+    /// From now on, answers every request that carries no tool result with
+    /// a call of `tool` (a client then runs it and sends the result back);
+    /// `None` turns it off.
+    pub fn set_tool_scenario(&self, tool: Option<&str>) {
+        if let Ok(mut t) = self.state.tool.lock() {
+            *t = tool.map(str::to_owned);
+        }
     }
 
     /// Forgets the recorded requests.
@@ -322,7 +333,16 @@ async fn handle(
     let tool = headers
         .get("x-mock-tool")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .map(str::to_owned)
+        .or_else(|| {
+            let scenario = state.tool.lock().ok().and_then(|t| t.clone())?;
+            // A request that brings a tool's result gets text; others get the call.
+            let text = String::from_utf8_lossy(&body);
+            let has_result = text.contains("\"tool_result\"")
+                || text.contains("\"function_call_output\"")
+                || text.contains("\"role\":\"tool\"");
+            (!has_result).then_some(scenario)
+        });
     let reset = fail == "reset";
     let response = match (parts.method.as_str(), api) {
         ("GET", "/v1/models") => json_response(
@@ -432,7 +452,7 @@ fn tokens(chunks: u64) -> Vec<String> {
 fn anthropic_message(model: &str, chunks: u64, tool: Option<&str>) -> Value {
     let content = match tool {
         Some(name) => {
-            json!([{"type": "tool_use", "id": "toolu_mock", "name": name, "input": {"command": "echo mock"}}])
+            json!([{"type": "tool_use", "id": "toolu_mock", "name": name, "input": {"command": "echo $((6*7))"}}])
         }
         None => json!([{"type": "text", "text": tokens(chunks).concat()}]),
     };
@@ -454,7 +474,7 @@ fn anthropic_events(model: &str, chunks: u64, tool: Option<&str>) -> Vec<String>
             out.push(ev("content_block_start", json!({"type": "content_block_start", "index": 0,
                 "content_block": {"type": "tool_use", "id": "toolu_mock", "name": name, "input": {}}})));
             out.push(ev("content_block_delta", json!({"type": "content_block_delta", "index": 0,
-                "delta": {"type": "input_json_delta", "partial_json": "{\"command\": \"echo mock\"}"}})));
+                "delta": {"type": "input_json_delta", "partial_json": "{\"command\": \"echo $((6*7))\"}"}})));
         }
         None => {
             out.push(ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
@@ -479,7 +499,7 @@ fn chat_completion(model: &str, chunks: u64, tool: Option<&str>) -> Value {
     let message = match tool {
         Some(name) => {
             json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_mock", "type": "function",
-            "function": {"name": name, "arguments": "{\"command\":\"echo mock\"}"}}]})
+            "function": {"name": name, "arguments": "{\"command\":\"echo $((6*7))\"}"}}]})
         }
         None => json!({"role": "assistant", "content": tokens(chunks).concat()}),
     };
@@ -512,7 +532,7 @@ fn chat_events(
     match tool {
         Some(name) => out.push(chunk(
             json!({"tool_calls": [{"index": 0, "id": "call_mock", "type": "function",
-            "function": {"name": name, "arguments": "{\"command\":\"echo mock\"}"}}]}),
+            "function": {"name": name, "arguments": "{\"command\":\"echo $((6*7))\"}"}}]}),
             Value::Null,
         )),
         None => out.extend(
@@ -541,7 +561,7 @@ fn response_object(model: &str, chunks: u64, tool: Option<&str>) -> Value {
     let output = match tool {
         Some(name) => {
             json!([{"type": "function_call", "id": "fc_mock", "call_id": "call_mock", "name": name,
-            "arguments": "{\"command\":[\"echo\",\"mock\"]}", "status": "completed"}])
+            "arguments": "{\"command\":[\"bash\",\"-lc\",\"echo $((6*7))\"]}", "status": "completed"}])
         }
         None => {
             json!([{"type": "message", "id": "msg_mock", "status": "completed", "role": "assistant",

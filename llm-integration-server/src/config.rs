@@ -70,6 +70,11 @@ pub struct ServeArgs {
     /// The ChatGPT (Codex) backend [default: https://chatgpt.com/backend-api/codex].
     #[arg(long, env = "LLM_INTEGRATION_CHATGPT_BACKEND_URL", value_name = "URL")]
     pub chatgpt_backend_url: Option<String>,
+    /// The integration hostname assumed for requests that name the gateway by
+    /// address or as localhost (e.g. llm.int.exe.xyz), for clients on a machine
+    /// without DNS for the domain.
+    #[arg(long, env = "LLM_INTEGRATION_DEFAULT_HOST", value_name = "HOST")]
+    pub default_host: Option<String>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "LLM_INTEGRATION_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -106,6 +111,7 @@ pub struct FileConfig {
     default_allocation_usd: Option<f64>,
     chatgpt_auth_url: Option<String>,
     chatgpt_backend_url: Option<String>,
+    default_host: Option<String>,
     #[serde(default)]
     upstreams: FileUpstreams,
 }
@@ -240,6 +246,8 @@ pub struct Config {
     pub default_allocation: i64,
     /// ChatGPT's auth server and backend.
     pub chatgpt: crate::chatgpt::ChatGptEndpoints,
+    /// The integration hostname for requests naming the gateway by address.
+    pub default_host: Option<String>,
 }
 
 /// A configuration that cannot be used.
@@ -461,7 +469,16 @@ impl ServeArgs {
                     .unwrap_or(defaults.backend),
             )?,
         };
+        let default_host = self.default_host.clone().or(file.default_host.clone());
+        if let Some(h) = &default_host {
+            if llm_integration_core::host::parse_host(h, &domain).is_none() {
+                return Err(ConfigError(format!(
+                    "default_host {h:?} is not an integration hostname of the domain {domain}; use NAME.int.{domain} or NAME.team.{domain}"
+                )));
+            }
+        }
         Ok(Config {
+            default_host,
             chatgpt,
             prices,
             default_allocation: (allocation_usd * 1e6).round() as i64,

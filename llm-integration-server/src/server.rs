@@ -148,16 +148,19 @@ impl App {
             ledger,
             metrics: metrics.clone(),
         });
-        let data_plane = Arc::new(DataPlane::new(
-            live.clone(),
-            config.upstreams.clone(),
-            credentials,
-            config.limits.clone(),
-            config.trusted.clone(),
-            config.models_ttl,
-            metering.clone(),
-            chatgpt,
-        ));
+        let data_plane = Arc::new(
+            DataPlane::new(
+                live.clone(),
+                config.upstreams.clone(),
+                credentials,
+                config.limits.clone(),
+                config.trusted.clone(),
+                config.models_ttl,
+                metering.clone(),
+                chatgpt,
+            )
+            .with_default_host(config.default_host.clone()),
+        );
         let accept = Accept {
             tls: match &config.tls {
                 Some((cert, key)) => Some(tls_acceptor(cert, key).map_err(StartError::Other)?),

@@ -121,6 +121,9 @@ pub struct DataPlane {
     trusted: TrustedProxies,
     metering: Arc<Metering>,
     chatgpt: Arc<crate::chatgpt::ChatGpt>,
+    /// The integration hostname assumed when a request names the gateway by
+    /// address (`127.0.0.1:7700`, `localhost`) instead of by integration.
+    default_host: Option<String>,
 }
 
 fn json_response(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -165,6 +168,7 @@ impl DataPlane {
         chatgpt: Arc<crate::chatgpt::ChatGpt>,
     ) -> Self {
         DataPlane {
+            default_host: None,
             chatgpt,
             metering,
             client: upstream_client(&limits),
@@ -177,9 +181,43 @@ impl DataPlane {
         }
     }
 
+    /// Serves `host` (e.g. `llm.int.exe.xyz`) to requests that name the
+    /// gateway by address or as `localhost`, so clients on a machine without
+    /// DNS for the integration domain can use `http://127.0.0.1:PORT`.
+    #[must_use]
+    pub fn with_default_host(mut self, host: Option<String>) -> Self {
+        self.default_host = host;
+        self
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    fn effective_host(&self, host: String) -> String {
+        let Some(default) = &self.default_host else {
+            return host;
+        };
+        let bare = match host.rsplit_once(':') {
+            Some((h, port))
+                if port.bytes().all(|b| b.is_ascii_digit())
+                    && !h.ends_with(']')
+                    && !h.contains(':') =>
+            {
+                h
+            }
+            _ => host.as_str(),
+        };
+        let bare = bare.trim_start_matches('[').trim_end_matches(']');
+        if bare.is_empty()
+            || bare.eq_ignore_ascii_case("localhost")
+            || bare.parse::<IpAddr>().is_ok()
+        {
+            default.clone()
+        } else {
+            host
+        }
     }
 
     fn connection_info(
@@ -224,6 +262,7 @@ impl DataPlane {
                     .map(str::to_owned)
             })
             .unwrap_or_default();
+        let host = self.effective_host(host);
         let target = req
             .uri()
             .path_and_query()
