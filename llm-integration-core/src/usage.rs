@@ -205,9 +205,19 @@ impl UsageMeter {
 
     fn json_tail(&mut self) {
         let tail = std::mem::take(&mut self.buffer);
-        if let Ok(whole) = serde_json::from_slice::<Value>(&tail) {
-            self.note_model(&whole["model"]);
-            self.apply(&whole["usage"]);
+        /// The two fields wanted; the rest of the body is skipped, not built.
+        #[derive(serde::Deserialize)]
+        struct Probe {
+            #[serde(default)]
+            model: Option<String>,
+            #[serde(default)]
+            usage: Value,
+        }
+        if let Ok(whole) = serde_json::from_slice::<Probe>(&tail) {
+            if self.model.is_none() {
+                self.model = whole.model;
+            }
+            self.apply(&whole.usage);
             return;
         }
         // The body was longer than the tail: parse the last `"usage"` object.

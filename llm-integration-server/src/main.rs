@@ -53,8 +53,27 @@ fn init_logs(json: bool) {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // LLM_INTEGRATION_WORKER_THREADS sets the runtime's worker threads
+    // (default: one per core), e.g. 1 for a gateway pinned to one core.
+    let threads = std::env::var("LLM_INTEGRATION_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = builder.enable_all().build();
+    match runtime {
+        Ok(rt) => rt.block_on(run()),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Top::Serve(cli.serve)) {
         Top::Serve(args) => serve(args).await,

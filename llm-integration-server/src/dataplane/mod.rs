@@ -148,6 +148,24 @@ fn refused(r: &Refused) -> Response<ProxyBody> {
     json_response(r.status(), r.body())
 }
 
+/// What metering reads of a request body.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct BodyFacts {
+    model: Option<String>,
+    max_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
 #[derive(Deserialize)]
 struct ModelProbe {
     #[serde(default)]
@@ -503,27 +521,33 @@ impl DataPlane {
         let mut strip_usage = false;
         let bytes = match bytes {
             Some(b) => {
-                let mut value: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+                // Only the fields metering needs, without building the whole document.
+                let facts: BodyFacts = serde_json::from_slice(&b).unwrap_or_default();
                 if model.is_none() {
-                    model = value["model"].as_str().map(str::to_owned);
+                    model = facts.model;
                 }
-                max_output = ["max_tokens", "max_output_tokens", "max_completion_tokens"]
-                    .iter()
-                    .find_map(|k| value[*k].as_u64());
-                let wants_usage = value["stream_options"]["include_usage"].as_bool() == Some(true);
+                max_output = facts
+                    .max_tokens
+                    .or(facts.max_output_tokens)
+                    .or(facts.max_completion_tokens);
+                let wants_usage = facts.stream_options.and_then(|o| o.include_usage) == Some(true);
                 if chat
                     && provider == Provider::OpenAi
-                    && value["stream"].as_bool() == Some(true)
+                    && facts.stream == Some(true)
                     && !wants_usage
-                    && value.is_object()
                 {
                     // Ask for the usage chunk, and keep it from the client, who did not.
-                    if !value["stream_options"].is_object() {
-                        value["stream_options"] = json!({});
+                    match serde_json::from_slice::<Value>(&b) {
+                        Ok(mut value) if value.is_object() => {
+                            if !value["stream_options"].is_object() {
+                                value["stream_options"] = json!({});
+                            }
+                            value["stream_options"]["include_usage"] = Value::Bool(true);
+                            strip_usage = true;
+                            Some(serde_json::to_vec(&value).map(Bytes::from).unwrap_or(b))
+                        }
+                        _ => Some(b),
                     }
-                    value["stream_options"]["include_usage"] = Value::Bool(true);
-                    strip_usage = true;
-                    Some(serde_json::to_vec(&value).map(Bytes::from).unwrap_or(b))
                 } else {
                     Some(b)
                 }

@@ -848,47 +848,63 @@ impl ControlStore for SqliteStore {
         if records.is_empty() {
             return Ok(());
         }
+        let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let mut tx = self.begin().await?;
-        for r in records {
-            let (kind, id) = owner_parts(r.owner);
-            let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-            sqlx::query(
+        // Multi-row inserts: one statement per 500 records, not one per record.
+        for chunk in records.chunks(500) {
+            let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
                 "INSERT INTO usage_ledger (started_at_ms, owner_kind, owner_id, vm_id, integration_id, provider, source, model, \
-                 input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, cost_micros, status, duration_ms, ttfb_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            )
-            .bind(unix_ms(r.started_at))
-            .bind(kind)
-            .bind(id)
-            .bind(r.vm.0)
-            .bind(r.integration.0)
-            .bind(r.provider.as_str())
-            .bind(r.source.as_str())
-            .bind(r.model.as_deref())
-            .bind(as_i64(r.tokens.input))
-            .bind(as_i64(r.tokens.output))
-            .bind(as_i64(r.tokens.cache_creation))
-            .bind(as_i64(r.tokens.cache_read))
-            .bind(as_i64(r.cost_micros))
-            .bind(i64::from(r.status))
-            .bind(i64::try_from(r.duration.as_millis()).unwrap_or(i64::MAX))
-            .bind(r.time_to_first_byte.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            if r.source == SourceKind::Gateway && r.cost_micros > 0 {
-                sqlx::query(
-                    "INSERT INTO allocations (owner_kind, owner_id, balance_micros) VALUES ($1, $2, $3 - $4) \
-                     ON CONFLICT (owner_kind, owner_id) DO UPDATE SET balance_micros = allocations.balance_micros - $4",
-                )
-                .bind(kind)
-                .bind(id)
-                .bind(default)
-                .bind(as_i64(r.cost_micros))
+                 input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, cost_micros, status, duration_ms, ttfb_ms) ",
+            );
+            insert.push_values(chunk, |mut row, r| {
+                let (kind, id) = owner_parts(r.owner);
+                row.push_bind(unix_ms(r.started_at))
+                    .push_bind(kind)
+                    .push_bind(id)
+                    .push_bind(r.vm.0)
+                    .push_bind(r.integration.0)
+                    .push_bind(r.provider.as_str())
+                    .push_bind(r.source.as_str())
+                    .push_bind(r.model.clone())
+                    .push_bind(as_i64(r.tokens.input))
+                    .push_bind(as_i64(r.tokens.output))
+                    .push_bind(as_i64(r.tokens.cache_creation))
+                    .push_bind(as_i64(r.tokens.cache_read))
+                    .push_bind(as_i64(r.cost_micros))
+                    .push_bind(i64::from(r.status))
+                    .push_bind(i64::try_from(r.duration.as_millis()).unwrap_or(i64::MAX))
+                    .push_bind(
+                        r.time_to_first_byte
+                            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                    );
+            });
+            insert
+                .build()
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            }
+        }
+        // One debit per owner.
+        let mut debits: HashMap<Owner, i64> = HashMap::new();
+        for r in records
+            .iter()
+            .filter(|r| r.source == SourceKind::Gateway && r.cost_micros > 0)
+        {
+            *debits.entry(r.owner).or_default() += as_i64(r.cost_micros);
+        }
+        for (owner, cost) in debits {
+            let (kind, id) = owner_parts(owner);
+            sqlx::query(
+                "INSERT INTO allocations (owner_kind, owner_id, balance_micros) VALUES ($1, $2, $3 - $4) \
+                 ON CONFLICT (owner_kind, owner_id) DO UPDATE SET balance_micros = allocations.balance_micros - $4",
+            )
+            .bind(kind)
+            .bind(id)
+            .bind(default)
+            .bind(cost)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         }
         tx.commit().await.map_err(unavailable)
     }

@@ -1,0 +1,613 @@
+//! The gateway against a direct call, in one run: what a proxy hop costs.
+//!
+//! `cargo run --release --example bench` (add `-- --smoke` for a seconds-long
+//! run, `-- --json PATH` to choose where the figures go; default
+//! `target/bench.json`).
+//!
+//! It starts a fast mock upstream (in this process) and the real gateway
+//! (`target/release/llm-integration-server`, built first if missing) with
+//! metering on. The gateway runs on core 1 (`taskset -c 1`, one Tokio
+//! worker); this process, the load generator and the mock, on core 0.
+//! Direct and gateway runs alternate in rounds, so machine noise hits both
+//! alike. Measured: non-streaming requests at concurrency 1 and 64
+//! (requests/s, p50, p99, p99.9); streams of 20 events plus usage (time to
+//! first event, total time, body frames received); the gateway's memory
+//! idle, after load and holding 10,000 open streams; its CPU time per
+//! request; a routing decision alone.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use llm_integration_mock::MockUpstream;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+
+struct Settings {
+    smoke: bool,
+    rounds: usize,
+    slice: Duration,
+    streams_c1: usize,
+    streams_c64: usize,
+    open_streams: usize,
+    json: PathBuf,
+}
+
+fn settings() -> Settings {
+    let args: Vec<String> = std::env::args().collect();
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let json = args
+        .iter()
+        .position(|a| a == "--json")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("bench.json"));
+    if smoke {
+        Settings {
+            smoke,
+            rounds: 1,
+            slice: Duration::from_millis(300),
+            streams_c1: 20,
+            streams_c64: 128,
+            open_streams: 200,
+            json,
+        }
+    } else {
+        Settings {
+            smoke,
+            rounds: 5,
+            slice: Duration::from_secs(2),
+            streams_c1: 300,
+            streams_c64: 3200,
+            open_streams: 10_000,
+            json,
+        }
+    }
+}
+
+fn target_dir() -> PathBuf {
+    // target/release/examples/bench → target/release
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(|p| p.parent())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/release"))
+}
+
+fn gateway_binary() -> PathBuf {
+    let path = target_dir().join("llm-integration-server");
+    if !path.exists() {
+        let profile = if target_dir().ends_with("release") {
+            vec!["--release"]
+        } else {
+            vec![]
+        };
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "-p",
+                "llm-integration-server",
+                "--bin",
+                "llm-integration-server",
+            ])
+            .args(profile)
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the server failed");
+    }
+    path
+}
+
+struct Gateway {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gateway(mock: &str) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "default_allocation_usd = 1000000000.0\nshutdown_drain_secs = 1\n",
+    )
+    .unwrap();
+    let mut cmd = if Command::new("taskset").arg("-V").output().is_ok() {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1"]).arg(gateway_binary());
+        c
+    } else {
+        Command::new(gateway_binary())
+    };
+    let mut child = cmd
+        .args(["--config", "config.toml"])
+        .current_dir(dir.path())
+        .env("LLM_INTEGRATION_WORKER_THREADS", "1")
+        .env("LLM_INTEGRATION_LISTEN", "127.0.0.1:0")
+        .env("LLM_INTEGRATION_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("LLM_INTEGRATION_DEFAULT_HOST", "llm.int.exe.xyz")
+        .env("LLM_INTEGRATION_LOG", "warn")
+        .env("LLM_INTEGRATION_ANTHROPIC_BASE_URL", mock)
+        .env("LLM_INTEGRATION_OPENAI_BASE_URL", mock)
+        .env("LLM_INTEGRATION_FIREWORKS_BASE_URL", mock)
+        .env("LLM_INTEGRATION_GATEWAY_OPENAI_KEY", "bench-key")
+        .env("LLM_INTEGRATION_GATEWAY_ANTHROPIC_KEY", "bench-key")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the gateway exited"
+        );
+        if let Some(url) = line
+            .trim()
+            .strip_prefix("Data plane (what VMs call): http://")
+        {
+            break url.parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut sink);
+    });
+    Gateway {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// User + system CPU time of `pid`, in microseconds (clock ticks of 10 ms).
+fn cpu_us(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) * 10_000
+}
+
+const BODY: &str =
+    r#"{"model":"gpt-5.5","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16}"#;
+
+fn request(stream: bool) -> hyper::Request<Full<Bytes>> {
+    let body = if stream {
+        r#"{"model":"gpt-5.5","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16,"stream":true,"stream_options":{"include_usage":true}}"#
+    } else {
+        BODY
+    };
+    let mut r = hyper::Request::builder()
+        .method("POST")
+        .uri("/v1/chat/completions")
+        .header("host", "llm.int.exe.xyz")
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer implicit");
+    if stream {
+        r = r
+            .header("x-mock-chunks", "20")
+            .header("x-mock-delay-ms", "1");
+    }
+    r.body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap()
+}
+
+async fn http1(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+/// Non-streaming requests on `concurrency` keep-alive connections for `slice`.
+async fn load(addr: SocketAddr, concurrency: usize, slice: Duration) -> (Vec<u32>, Duration) {
+    let started = Instant::now();
+    let deadline = started + slice;
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        tasks.push(tokio::spawn(async move {
+            let mut send = http1(addr).await;
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let response = send.send_request(request(false)).await.unwrap();
+                assert!(response.status().is_success(), "{}", response.status());
+                response.into_body().collect().await.unwrap();
+                latencies.push(t.elapsed().as_nanos() as u32);
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    (all, started.elapsed())
+}
+
+struct StreamRun {
+    ttfe: Vec<u32>,
+    total: Vec<u32>,
+    frames: Vec<usize>,
+}
+
+/// `count` streams, `concurrency` at a time.
+async fn streams(addr: SocketAddr, concurrency: usize, count: usize) -> StreamRun {
+    let per = count.div_ceil(concurrency);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        tasks.push(tokio::spawn(async move {
+            let mut send = http1(addr).await;
+            let mut out = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..per {
+                let t = Instant::now();
+                let response = send.send_request(request(true)).await.unwrap();
+                assert!(response.status().is_success());
+                let mut body = response.into_body();
+                let mut first = None;
+                let mut frames = 0;
+                let mut text = Vec::new();
+                while let Some(frame) = body.frame().await {
+                    let frame = frame.unwrap();
+                    if let Some(data) = frame.data_ref() {
+                        frames += 1;
+                        if first.is_none() {
+                            first = Some(t.elapsed());
+                        }
+                        text.extend_from_slice(data);
+                    }
+                }
+                assert!(text.ends_with(b"data: [DONE]\n\n"));
+                out.0.push(first.unwrap_or_default().as_nanos() as u32);
+                out.1.push(t.elapsed().as_nanos() as u32);
+                out.2.push(frames);
+            }
+            out
+        }));
+    }
+    let mut run = StreamRun {
+        ttfe: Vec::new(),
+        total: Vec::new(),
+        frames: Vec::new(),
+    };
+    for t in tasks {
+        let (a, b, c) = t.await.unwrap();
+        run.ttfe.extend(a);
+        run.total.extend(b);
+        run.frames.extend(c);
+    }
+    run
+}
+
+/// Opens `count` streams to the gateway over HTTP/2 that stay open (the
+/// mock waits between events); returns once each has its first event.
+async fn open_streams(addr: SocketAddr, count: usize) -> Vec<hyper::body::Incoming> {
+    let connections = count.div_ceil(100);
+    let mut senders = Vec::new();
+    for _ in 0..connections {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        senders.push(send);
+    }
+    let mut tasks = Vec::new();
+    for i in 0..count {
+        let mut send = senders[i % connections].clone();
+        tasks.push(tokio::spawn(async move {
+            let r = hyper::Request::builder()
+                .method("POST")
+                .uri("http://llm.int.exe.xyz/v1/chat/completions")
+                .header("content-type", "application/json")
+                .header("x-mock-chunks", "2")
+                .header("x-mock-delay-ms", "600000")
+                .body(Full::new(Bytes::from_static(
+                    br#"{"model":"gpt-5.5","messages":[],"max_tokens":16,"stream":true,"stream_options":{"include_usage":true}}"#,
+                )))
+                .unwrap();
+            send.ready().await.unwrap();
+            let response = send.send_request(r).await.unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+            let mut body = response.into_body();
+            let _first = body.frame().await;
+            body
+        }));
+    }
+    let mut bodies = Vec::new();
+    for t in tasks {
+        bodies.push(t.await.unwrap());
+    }
+    bodies
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+#[derive(Default)]
+struct Summary {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+}
+
+fn summarize(mut latencies: Vec<u32>, elapsed: Duration) -> Summary {
+    let n = latencies.len();
+    latencies.sort_unstable();
+    Summary {
+        rps: n as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&latencies, 0.5),
+        p99: percentile(&latencies, 0.99),
+        p999: percentile(&latencies, 0.999),
+    }
+}
+
+fn routing_ns() -> f64 {
+    use llm_integration::{
+        ConfigRecords, IntegrationConfig, IntegrationId, Owner, RouteRequest, Router, Snapshot,
+        SnapshotOptions, User, UserId, Vm, VmId,
+    };
+    let mut records = ConfigRecords::default();
+    for i in 0..10_000 {
+        records
+            .users
+            .push(User::new(UserId(i), format!("u{i}@example.com")));
+        records.vms.push(Vm::new(
+            VmId(i),
+            format!("vm{i}").parse().unwrap(),
+            UserId(i),
+        ));
+        records.integrations.push(IntegrationConfig::default_llm(
+            IntegrationId(i),
+            Owner::User(UserId(i)),
+        ));
+    }
+    let snapshot = Snapshot::build(records, SnapshotOptions::default());
+    let method = http::Method::POST;
+    let n = 1_000_000;
+    let t = Instant::now();
+    for i in 0..n {
+        let req = RouteRequest::new(
+            Some(VmId(i % 10_000)),
+            "llm.int.exe.xyz",
+            &method,
+            "/v1/chat/completions",
+        );
+        std::hint::black_box(snapshot.route_with_model(&req, Some("gpt-5.5")).unwrap());
+    }
+    t.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn main() {
+    let s = settings();
+    // This process (load generator and mock) on core 0; the gateway on core 1.
+    let pinned = Command::new("taskset")
+        .args(["-cp", "0", &std::process::id().to_string()])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(s, pinned));
+}
+
+async fn run(s: Settings, pinned: bool) {
+    let mock = MockUpstream::start_on("127.0.0.1:0".parse().unwrap(), false)
+        .await
+        .unwrap();
+    let gateway = start_gateway(&mock.url());
+    let pid = gateway.child.id();
+    let direct = mock.addr();
+    let via = gateway.addr;
+    println!(
+        "llm-integration benchmark{}: gateway pid {pid} {}; load generator and mock {}",
+        if s.smoke { " (smoke)" } else { "" },
+        if pinned {
+            "on core 1, one worker"
+        } else {
+            "(not pinned: taskset unavailable)"
+        },
+        if pinned { "on core 0" } else { "unpinned" }
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_idle = rss_kib(pid);
+    // Warm up both paths.
+    load(direct, 8, Duration::from_millis(200)).await;
+    load(via, 8, Duration::from_millis(200)).await;
+
+    let mut results: Vec<(String, Summary, Summary)> = Vec::new();
+    let mut cpu_per_request = 0.0;
+    for concurrency in [1usize, 64] {
+        let (mut d_lat, mut g_lat) = (Vec::new(), Vec::new());
+        let (mut d_time, mut g_time) = (Duration::ZERO, Duration::ZERO);
+        let cpu_before = cpu_us(pid);
+        let mut gateway_requests = 0;
+        for _ in 0..s.rounds {
+            let (l, t) = load(direct, concurrency, s.slice).await;
+            d_lat.extend(l);
+            d_time += t;
+            let (l, t) = load(via, concurrency, s.slice).await;
+            gateway_requests += l.len();
+            g_lat.extend(l);
+            g_time += t;
+        }
+        if concurrency == 64 {
+            cpu_per_request = (cpu_us(pid) - cpu_before) as f64 / gateway_requests.max(1) as f64;
+        }
+        results.push((
+            format!("non-streaming, concurrency {concurrency}"),
+            summarize(d_lat, d_time),
+            summarize(g_lat, g_time),
+        ));
+    }
+    let rss_after_load = rss_kib(pid);
+
+    let mut stream_results = Vec::new();
+    for (concurrency, count) in [(1usize, s.streams_c1), (64, s.streams_c64)] {
+        let d = streams(direct, concurrency, count).await;
+        let g = streams(via, concurrency, count).await;
+        stream_results.push((concurrency, d, g));
+    }
+
+    let open = open_streams(via, s.open_streams).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_open = rss_kib(pid);
+    drop(open);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let rss_after_open = rss_kib(pid);
+    let route = routing_ns();
+
+    // The table.
+    println!();
+    println!(
+        "{:<34} {:>12} {:>12} {:>8} {:>12}",
+        "", "direct", "gateway", "ratio", "added"
+    );
+    let mut json_rows = Vec::new();
+    for (name, d, g) in &results {
+        println!("{name}");
+        for (label, dv, gv, unit) in [
+            ("  requests/s", d.rps, g.rps, ""),
+            ("  p50", d.p50, g.p50, "µs"),
+            ("  p99", d.p99, g.p99, "µs"),
+            ("  p99.9", d.p999, g.p999, "µs"),
+        ] {
+            let added = if unit.is_empty() {
+                String::new()
+            } else {
+                format!("{:+.1} µs", gv - dv)
+            };
+            println!(
+                "{label:<34} {dv:>12.1} {gv:>12.1} {:>8.2} {added:>12}",
+                gv / dv
+            );
+        }
+        json_rows.push(json!({"case": name,
+            "direct": {"rps": d.rps, "p50_us": d.p50, "p99_us": d.p99, "p999_us": d.p999},
+            "gateway": {"rps": g.rps, "p50_us": g.p50, "p99_us": g.p99, "p999_us": g.p999}}));
+    }
+    let mut stream_json = Vec::new();
+    for (concurrency, d, g) in &mut stream_results {
+        d.ttfe.sort_unstable();
+        g.ttfe.sort_unstable();
+        d.total.sort_unstable();
+        g.total.sort_unstable();
+        let frames =
+            |r: &StreamRun| r.frames.iter().sum::<usize>() as f64 / r.frames.len().max(1) as f64;
+        println!(
+            "streams of 20 events + usage, concurrency {concurrency} ({} each)",
+            d.total.len()
+        );
+        for (label, dv, gv) in [
+            (
+                "  first event p50",
+                percentile(&d.ttfe, 0.5),
+                percentile(&g.ttfe, 0.5),
+            ),
+            (
+                "  first event p99",
+                percentile(&d.ttfe, 0.99),
+                percentile(&g.ttfe, 0.99),
+            ),
+            (
+                "  whole stream p50",
+                percentile(&d.total, 0.5),
+                percentile(&g.total, 0.5),
+            ),
+        ] {
+            println!(
+                "{label:<34} {dv:>12.1} {gv:>12.1} {:>8.2} {:>12}",
+                gv / dv,
+                format!("{:+.1} µs", gv - dv)
+            );
+        }
+        println!(
+            "{:<34} {:>12.1} {:>12.1}",
+            "  body frames per stream",
+            frames(d),
+            frames(g)
+        );
+        stream_json.push(json!({"concurrency": concurrency,
+            "direct": {"ttfe_p50_us": percentile(&d.ttfe, 0.5), "ttfe_p99_us": percentile(&d.ttfe, 0.99), "total_p50_us": percentile(&d.total, 0.5), "frames": frames(d)},
+            "gateway": {"ttfe_p50_us": percentile(&g.ttfe, 0.5), "ttfe_p99_us": percentile(&g.ttfe, 0.99), "total_p50_us": percentile(&g.total, 0.5), "frames": frames(g)}}));
+    }
+    println!("gateway memory (RSS)");
+    println!("{:<34} {:>12.1} MiB", "  idle", rss_idle as f64 / 1024.0);
+    println!(
+        "{:<34} {:>12.1} MiB",
+        "  after the load above",
+        rss_after_load as f64 / 1024.0
+    );
+    println!(
+        "{:<34} {:>12.1} MiB",
+        format!("  holding {} open streams", s.open_streams),
+        rss_open as f64 / 1024.0
+    );
+    println!(
+        "{:<34} {:>12.1} MiB",
+        "  after they closed",
+        rss_after_open as f64 / 1024.0
+    );
+    println!(
+        "{:<34} {:>12.1} µs",
+        "gateway CPU per request (c=64)", cpu_per_request
+    );
+    println!("{:<34} {:>12.1} ns", "routing decision (10,000 VMs)", route);
+    let figures = json!({
+        "smoke": s.smoke,
+        "pinned": pinned,
+        "non_streaming": json_rows,
+        "streaming": stream_json,
+        "rss_mib": {"idle": rss_idle as f64 / 1024.0, "after_load": rss_after_load as f64 / 1024.0,
+                    "open_streams": rss_open as f64 / 1024.0, "open_stream_count": s.open_streams, "after_close": rss_after_open as f64 / 1024.0},
+        "cpu_us_per_request": cpu_per_request,
+        "routing_ns": route,
+    });
+    if let Some(dir) = s.json.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(&s.json, serde_json::to_string_pretty(&figures).unwrap()).unwrap();
+    println!("\nfigures written to {}", s.json.display());
+    let _: Value = figures;
+}
