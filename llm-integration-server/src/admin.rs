@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use clap::{Args, Subcommand};
 use llm_integration_core::command::{Since, UsageBy};
-use llm_integration_core::seams::{ControlStore, UsageGrouping};
+use llm_integration_core::seams::ControlStore;
 use llm_integration_core::{
     IntegrationConfig, IntegrationId, Owner, TagName, TeamName, UserId, Vm, VmId, VmName,
 };
@@ -354,19 +354,8 @@ pub async fn run(
         }
         AdminCommand::Usage { owner, since, by } => {
             let o = owner_of(store, &owner).await?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let from =
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(since.unix_seconds(now));
-            let grouping = match by {
-                None => UsageGrouping::Total,
-                Some(UsageBy::Vm) => UsageGrouping::Vm,
-                Some(UsageBy::Integration) => UsageGrouping::Integration,
-                Some(UsageBy::Model) => UsageGrouping::Model,
-                Some(UsageBy::Provider) => UsageGrouping::Provider,
-            };
+            let from = since.time(std::time::SystemTime::now());
+            let grouping = UsageBy::grouping(by);
             let mut out = String::new();
             for r in store.usage_summary(&[o], from, grouping).await? {
                 out.push_str(&format!(

@@ -57,6 +57,15 @@ pub enum Since {
 }
 
 impl Since {
+    /// The time it names, `now` being the current time.
+    pub fn time(&self, now: std::time::SystemTime) -> std::time::SystemTime {
+        let secs = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.unix_seconds(secs))
+    }
+
     /// The time it names, given the current Unix time in seconds.
     pub fn unix_seconds(&self, now: u64) -> u64 {
         match *self {
@@ -136,6 +145,18 @@ pub enum UsageBy {
 }
 
 impl UsageBy {
+    /// How a report grouped `by` (or not) is summed.
+    pub fn grouping(by: Option<UsageBy>) -> crate::seams::UsageGrouping {
+        use crate::seams::UsageGrouping;
+        match by {
+            None => UsageGrouping::Total,
+            Some(UsageBy::Vm) => UsageGrouping::Vm,
+            Some(UsageBy::Integration) => UsageGrouping::Integration,
+            Some(UsageBy::Model) => UsageGrouping::Model,
+            Some(UsageBy::Provider) => UsageGrouping::Provider,
+        }
+    }
+
     /// The name as typed.
     pub fn as_str(self) -> &'static str {
         match self {

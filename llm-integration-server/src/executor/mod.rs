@@ -252,6 +252,26 @@ impl Ctx {
             })
     }
 
+    /// The owner of a new integration named `name`, once its name is free and
+    /// its attachments are in scope.
+    fn new_integration(
+        &self,
+        team: Option<&llm_integration_core::TeamName>,
+        name: &llm_integration_core::IntegrationName,
+        attach: &[AttachmentSpec],
+    ) -> Result<Owner, ExecError> {
+        let owner = self.owner(team)?;
+        if self.name_taken(owner, name) {
+            return Err(ExecError::Conflict(format!(
+                "an integration named {name} already exists; pick another --name, or change it with `integrations edit {name}`"
+            )));
+        }
+        for spec in attach {
+            self.check_attachment(owner, spec)?;
+        }
+        Ok(owner)
+    }
+
     fn name_taken(&self, owner: Owner, name: &llm_integration_core::IntegrationName) -> bool {
         self.records
             .integrations
@@ -527,16 +547,7 @@ or --{provider}-key=- to read it from standard input"
         add: &AddLlm,
         stdin: Option<SecretString>,
     ) -> Result<Answer, ExecError> {
-        let owner = ctx.owner(add.team.as_ref())?;
-        if ctx.name_taken(owner, &add.name) {
-            return Err(ExecError::Conflict(format!(
-                "an integration named {0} already exists; pick another --name, or change it with `integrations edit {0}`",
-                add.name
-            )));
-        }
-        for spec in &add.attach {
-            ctx.check_attachment(owner, spec)?;
-        }
+        let owner = ctx.new_integration(add.team.as_ref(), &add.name, &add.attach)?;
         let mut settings = LlmSettings::all_gateway();
         let keys = self
             .apply_providers(
@@ -561,16 +572,7 @@ or --{provider}-key=- to read it from standard input"
     }
 
     async fn add_reflection(&self, ctx: &Ctx, add: &AddReflection) -> Result<Answer, ExecError> {
-        let owner = ctx.owner(add.team.as_ref())?;
-        if ctx.name_taken(owner, &add.name) {
-            return Err(ExecError::Conflict(format!(
-                "an integration named {0} already exists; pick another --name, or change it with `integrations edit {0}`",
-                add.name
-            )));
-        }
-        for spec in &add.attach {
-            ctx.check_attachment(owner, spec)?;
-        }
+        let owner = ctx.new_integration(add.team.as_ref(), &add.name, &add.attach)?;
         let integration = IntegrationConfig {
             id: IntegrationId(0),
             owner,
@@ -839,22 +841,9 @@ Device codes are a common phishing target. Never share this code.\n\nWaiting for
         team: Option<&llm_integration_core::TeamName>,
     ) -> Result<Answer, ExecError> {
         use llm_integration_core::command::UsageBy;
-        use llm_integration_core::seams::UsageGrouping;
         let owner = ctx.owner(team)?;
-        let now = std::time::SystemTime::now();
-        let now_secs = now
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let from =
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(since.unix_seconds(now_secs));
-        let grouping = match by {
-            None => UsageGrouping::Total,
-            Some(UsageBy::Vm) => UsageGrouping::Vm,
-            Some(UsageBy::Integration) => UsageGrouping::Integration,
-            Some(UsageBy::Model) => UsageGrouping::Model,
-            Some(UsageBy::Provider) => UsageGrouping::Provider,
-        };
+        let from = since.time(std::time::SystemTime::now());
+        let grouping = UsageBy::grouping(by);
         let rows = self.store.usage_summary(&[owner], from, grouping).await?;
         let name_of = |key: &str| -> String {
             let id: Option<i64> = key.parse().ok();
