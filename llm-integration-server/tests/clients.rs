@@ -366,3 +366,153 @@ async fn codex_through_a_chatgpt_subscription() {
     assert!(mock.requests().is_empty(), "nothing went to the OpenAI API");
     s.stop().await;
 }
+
+/// The whole path with the real binaries: `llm-integration-server` started
+/// as an operator would, an integration configured with the
+/// `llm-integration` CLI, then Claude Code and Codex through it.
+#[tokio::test(flavor = "multi_thread")]
+async fn real_binaries_end_to_end() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mock = MockUpstream::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"))
+        .current_dir(dir.path())
+        .env("LLM_INTEGRATION_LISTEN", "127.0.0.1:0")
+        .env("LLM_INTEGRATION_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("LLM_INTEGRATION_DEFAULT_HOST", "clients.int.exe.xyz")
+        .env("LLM_INTEGRATION_ANTHROPIC_BASE_URL", mock.url())
+        .env("LLM_INTEGRATION_OPENAI_BASE_URL", mock.url())
+        .env("LLM_INTEGRATION_FIREWORKS_BASE_URL", mock.url())
+        .env_remove("LLM_INTEGRATION_MASTER_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    /// Kills the server if the test fails before stopping it.
+    struct Guard(u32);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+    let guard = Guard(server.id());
+    let (mut admin, mut data) = (String::new(), String::new());
+    while admin.is_empty() {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the server exited"
+        );
+        if let Some(u) = line.trim().strip_prefix("Data plane (what VMs call): ") {
+            data = u.to_owned();
+        }
+        if let Some(u) = line.trim().strip_prefix("Admin API (POST /exec): ") {
+            admin = u.to_owned();
+        }
+    }
+    // Configure with the CLI: keys from standard input, never in arguments.
+    let cli = PathBuf::from(env!("CARGO_BIN_EXE_llm-integration-server"))
+        .with_file_name("llm-integration");
+    assert!(
+        cli.exists(),
+        "{} is missing: `cargo test --workspace` builds it (or cargo build -p llm-integration-cli)",
+        cli.display()
+    );
+    let token =
+        std::fs::read_to_string(dir.path().join("llm-integration-data/owner.token")).unwrap();
+    let mut add = Command::new(&cli);
+    add.env("LLM_INTEGRATION_SERVER", &admin)
+        .env("LLM_INTEGRATION_TOKEN", token.trim())
+        .args([
+            "integrations",
+            "add",
+            "llm",
+            "--name",
+            "clients",
+            "--anthropic=byok",
+            "--anthropic-key=-",
+            "--openai=byok",
+            "--openai-key=-",
+            "--fireworks=disabled",
+            "--attach",
+            "vm:local",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = add.spawn().unwrap();
+        std::io::Write::write_all(
+            &mut child.stdin.take().unwrap(),
+            b"sk-ant-e2e-00000000000000aaaa\nsk-oai-e2e-000000000000000bbbb\n",
+        )
+        .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("set (…aaaa)"),
+        "{}",
+        text(&out)
+    );
+
+    let home = tempfile::tempdir().unwrap();
+    let mut claude = Command::new(client("claude"));
+    quiet(&mut claude, home.path());
+    claude
+        .env("ANTHROPIC_BASE_URL", &data)
+        .env("ANTHROPIC_API_KEY", "implicit")
+        .args(["-p", "Say hello", "--model", "claude-sonnet-4-6"]);
+    let out = run(claude).await;
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("tok0 tok1 tok2"),
+        "{}",
+        text(&out)
+    );
+    let seen = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path.starts_with("/v1/messages"))
+        .unwrap();
+    assert_eq!(
+        seen.header("x-api-key"),
+        Some("sk-ant-e2e-00000000000000aaaa"),
+        "the stored key was injected"
+    );
+
+    mock.clear();
+    let mut codex = codex(home.path(), &data, true);
+    codex.arg("Say hello");
+    let out = run(codex).await;
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("tok0 tok1 tok2"),
+        "{}",
+        text(&out)
+    );
+    let seen = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/responses")
+        .unwrap();
+    assert_eq!(
+        seen.header("authorization"),
+        Some("Bearer sk-oai-e2e-000000000000000bbbb")
+    );
+
+    assert!(Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::spawn_blocking(move || server.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+    std::mem::forget(guard);
+}
