@@ -458,3 +458,33 @@ async fn usage_survives_disconnects_and_upstream_failures() {
     assert_eq!(s.metering.allocator.reserved_total(), 0);
     s.stop().await;
 }
+
+/// SPEC §10.5: with the store gone, the data plane keeps serving on its
+/// last snapshot and last balances; configuration writes fail loudly.
+#[tokio::test]
+async fn the_data_plane_outlives_its_store() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::new();
+    let s = Server::start(&dirs, &mock.url()).await;
+    let ask = || {
+        post(
+            &s,
+            "llm.int.exe.xyz",
+            "/v1/messages",
+            json!({"model": "claude-sonnet-4-6", "max_tokens": 10}),
+            &[],
+        )
+    };
+    assert_eq!(ask().await.0, StatusCode::OK);
+    s.store.close().await;
+    // Past the allocation's refresh interval: its balance cannot be read again.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for _ in 0..3 {
+        let (status, body) = ask().await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) = s.run("integrations add llm --name later").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("unavailable"), "{body}");
+    // The server is dropped, not stopped: its ledger would wait for the store.
+}

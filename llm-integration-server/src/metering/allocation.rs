@@ -103,18 +103,33 @@ impl Allocator {
         if fresh {
             return Ok(());
         }
+        let known = self
+            .accounts
+            .lock()
+            .map(|a| a.get(&owner).is_some_and(|x| x.read_at.is_some()))
+            .unwrap_or(false);
+        let mut last = None;
         for _ in 0..3 {
             let before = self.writes.load(Ordering::SeqCst);
-            let stored = self.store.allocation(owner).await?.unwrap_or(self.default);
-            if self.writes.load(Ordering::SeqCst) != before {
-                continue; // a ledger write landed meanwhile; read again
+            match self.store.allocation(owner).await {
+                Ok(stored) => {
+                    last = Some(stored.unwrap_or(self.default));
+                    if self.writes.load(Ordering::SeqCst) == before {
+                        break; // no ledger write landed meanwhile
+                    }
+                }
+                // The store is unavailable: keep serving on the last balance read.
+                Err(e) if known => {
+                    tracing::warn!(error = %e, "allocation unreadable; using the last balance read");
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
             }
-            if let Ok(mut accounts) = self.accounts.lock() {
-                let account = accounts.entry(owner).or_default();
-                account.stored = stored;
-                account.read_at = Some(Instant::now());
-            }
-            return Ok(());
+        }
+        if let (Some(stored), Ok(mut accounts)) = (last, self.accounts.lock()) {
+            let account = accounts.entry(owner).or_default();
+            account.stored = stored;
+            account.read_at = Some(Instant::now());
         }
         Ok(())
     }
