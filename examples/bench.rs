@@ -7,7 +7,9 @@
 //! It starts a fast mock upstream (in this process) and the real gateway
 //! (`target/release/llm-integration-server`, built first if missing) with
 //! metering on. The gateway runs on core 1 (`taskset -c 1`, one Tokio
-//! worker); this process, the load generator and the mock, on core 0.
+//! worker); this process, the load generator and the mock, on core 0
+//! (`BENCH_GATEWAY_CORE=0` puts the gateway on their core, to see what
+//! crossing cores costs).
 //! Direct and gateway runs alternate in rounds, so machine noise hits both
 //! alike. Measured: non-streaming requests at concurrency 1 and 64
 //! (requests/s, p50, p99, p99.9); streams of 20 events plus usage (time to
@@ -126,7 +128,13 @@ fn start_gateway(mock: &str) -> Gateway {
     .unwrap();
     let mut cmd = if Command::new("taskset").arg("-V").output().is_ok() {
         let mut c = Command::new("taskset");
-        c.args(["-c", "1"]).arg(gateway_binary());
+        c.args([
+            "-c",
+            std::env::var("BENCH_GATEWAY_CORE")
+                .as_deref()
+                .unwrap_or("1"),
+        ])
+        .arg(gateway_binary());
         c
     } else {
         Command::new(gateway_binary())
