@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 use crate::attachment::AttachmentSpec;
 use crate::error::Error;
+use crate::host::Scope;
 use crate::names::{IntegrationName, TagName, TeamName, VmName};
 use crate::provider::Provider;
 use crate::source::Source;
@@ -164,6 +165,19 @@ impl IntegrationConfig {
             kind: IntegrationKind::Llm(LlmSettings::all_gateway()),
             attachments: vec![AttachmentSpec::AutoAll],
         }
+    }
+
+    /// Personal (`NAME.int.DOMAIN`) or team (`NAME.team.DOMAIN`).
+    pub fn scope(&self) -> Scope {
+        match self.owner {
+            Owner::User(_) => Scope::Personal,
+            Owner::Team(_) => Scope::Team,
+        }
+    }
+
+    /// The hostname VMs reach it at under `domain`.
+    pub fn hostname(&self, domain: &str) -> String {
+        crate::host::hostname(self.name.as_str(), self.scope(), domain)
     }
 
     /// The default `reflection` integration of a new account, attached

@@ -15,7 +15,7 @@ use crate::attachment::Attachment;
 use crate::domain::{
     ConfigRecords, IntegrationConfig, IntegrationId, Owner, Team, TeamId, User, UserId, Vm, VmId,
 };
-use crate::host::{hostname, Scope};
+use crate::host::Scope;
 use crate::model_id::ModelCatalog;
 
 /// What a snapshot is built with besides the records.
@@ -228,11 +228,7 @@ impl Snapshot {
 
     /// The hostname VMs use for `integration`.
     pub fn hostname_of(&self, integration: &IntegrationConfig) -> String {
-        let scope = match integration.owner {
-            Owner::User(_) => Scope::Personal,
-            Owner::Team(_) => Scope::Team,
-        };
-        hostname(integration.name.as_str(), scope, &self.domain)
+        integration.hostname(&self.domain)
     }
 }
 

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 
-use llm_integration_core::host::{hostname, Scope};
 use llm_integration_core::{
     AttachmentSpec, IntegrationConfig, IntegrationKind, Owner, Provider, Source, TagName,
 };
@@ -13,10 +12,6 @@ use super::{Answer, Ctx};
 
 /// The JSON view of an integration (also the source of its text view).
 pub fn integration_json(i: &IntegrationConfig, domain: &str, team: Option<String>) -> Value {
-    let scope = match i.owner {
-        Owner::User(_) => Scope::Personal,
-        Owner::Team(_) => Scope::Team,
-    };
     let owner = match (&i.owner, team) {
         (Owner::User(_), _) => json!({"kind": "user"}),
         (Owner::Team(_), Some(name)) => json!({"kind": "team", "team": name}),
@@ -24,8 +19,8 @@ pub fn integration_json(i: &IntegrationConfig, domain: &str, team: Option<String
     };
     let mut v = json!({
         "name": i.name,
-        "type": i.kind.type_name_str(),
-        "hostname": hostname(i.name.as_str(), scope, domain),
+        "type": i.kind.type_name(),
+        "hostname": i.hostname(domain),
         "owner": owner,
         "comment": i.comment,
         "attachments": i.attachments.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -43,19 +38,6 @@ pub fn integration_json(i: &IntegrationConfig, domain: &str, team: Option<String
         }
     }
     v
-}
-
-trait TypeName {
-    fn type_name_str(&self) -> &'static str;
-}
-
-impl TypeName for IntegrationKind {
-    fn type_name_str(&self) -> &'static str {
-        match self {
-            IntegrationKind::Llm(_) => "llm",
-            IntegrationKind::Reflection(_) => "reflection",
-        }
-    }
 }
 
 fn source_json(source: &Source) -> Value {

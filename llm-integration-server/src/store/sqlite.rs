@@ -106,15 +106,8 @@ fn settings_json(kind: &IntegrationKind) -> Result<(&'static str, String), Store
         IntegrationKind::Reflection(s) => serde_json::to_string(s),
     };
     encoded
-        .map(|json| (kind_name(kind), json))
+        .map(|json| (kind.type_name(), json))
         .map_err(|e| corrupt("settings", e))
-}
-
-fn kind_name(kind: &IntegrationKind) -> &'static str {
-    match kind {
-        IntegrationKind::Llm(_) => "llm",
-        IntegrationKind::Reflection(_) => "reflection",
-    }
 }
 
 /// Stores `keys` for integration `id` and points `kind`'s sources at them.
