@@ -63,9 +63,6 @@ pub enum ExecError {
     /// It would break a uniqueness rule (409).
     #[error("{0}")]
     Conflict(String),
-    /// The user may not do it (403).
-    #[error("{0}")]
-    Forbidden(String),
     /// The store or a dependency is unavailable (503).
     #[error("{0}")]
     Unavailable(String),
@@ -78,7 +75,6 @@ impl ExecError {
             ExecError::Usage(_) => http::StatusCode::BAD_REQUEST,
             ExecError::NotFound(_) => http::StatusCode::NOT_FOUND,
             ExecError::Conflict(_) => http::StatusCode::CONFLICT,
-            ExecError::Forbidden(_) => http::StatusCode::FORBIDDEN,
             ExecError::Unavailable(_) => http::StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -89,7 +85,6 @@ impl ExecError {
             ExecError::Usage(_) => "usage",
             ExecError::NotFound(_) => "not_found",
             ExecError::Conflict(_) => "conflict",
-            ExecError::Forbidden(_) => "forbidden",
             ExecError::Unavailable(_) => "unavailable",
         }
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use llm_integration_core::pricing::PriceTable;
-use llm_integration_core::seams::{TokenUsage, UsageRecord, UsageSink};
+use llm_integration_core::seams::{UsageRecord, UsageSink};
 use llm_integration_core::usage::UsageMeter;
 use llm_integration_core::{IntegrationId, Owner, Provider, SourceKind, VmId};
 
@@ -153,11 +153,6 @@ impl Metered {
             duration,
             time_to_first_byte: self.ttfb,
         });
-    }
-
-    /// Usage read so far (for tests).
-    pub fn usage_so_far(&self) -> TokenUsage {
-        self.meter.clone().finish().unwrap_or_default()
     }
 }
 
