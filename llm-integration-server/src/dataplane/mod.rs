@@ -148,28 +148,47 @@ fn refused(r: &Refused) -> Response<ProxyBody> {
     json_response(r.status(), r.body())
 }
 
-/// What metering reads of a request body.
+/// The fields of a request body the data plane reads: the model to route
+/// on and what metering needs. Read once per request, leniently (a field
+/// of an unexpected type is simply absent), without building the rest of
+/// the document.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct BodyFacts {
-    model: Option<String>,
-    max_tokens: Option<u64>,
-    max_output_tokens: Option<u64>,
-    max_completion_tokens: Option<u64>,
-    stream: Option<bool>,
-    stream_options: Option<StreamOptions>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct StreamOptions {
-    include_usage: Option<bool>,
-}
-
-#[derive(Deserialize)]
-struct ModelProbe {
-    #[serde(default)]
     model: Option<Value>,
+    max_tokens: Option<Value>,
+    max_output_tokens: Option<Value>,
+    max_completion_tokens: Option<Value>,
+    stream: Option<Value>,
+    stream_options: Option<Value>,
+}
+
+impl BodyFacts {
+    fn model(&self) -> Option<&str> {
+        self.model.as_ref().and_then(Value::as_str)
+    }
+
+    /// The request's output limit, in any API's spelling.
+    fn max_output(&self) -> Option<u64> {
+        [
+            &self.max_tokens,
+            &self.max_output_tokens,
+            &self.max_completion_tokens,
+        ]
+        .into_iter()
+        .find_map(|v| v.as_ref().and_then(Value::as_u64))
+    }
+
+    fn streams(&self) -> bool {
+        self.stream.as_ref().and_then(Value::as_bool) == Some(true)
+    }
+
+    fn wants_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .map(|o| o["include_usage"].as_bool() == Some(true))
+            .unwrap_or(false)
+    }
 }
 
 impl DataPlane {
@@ -323,6 +342,7 @@ impl DataPlane {
         }
         let (parts, body) = req.into_parts();
         let mut request_model: Option<String> = None;
+        let mut request_facts: Option<BodyFacts> = None;
         let (decision, upstream_body) = match plan {
             Plan::Ready(decision) => (
                 decision,
@@ -333,8 +353,8 @@ impl DataPlane {
                     Ok(b) => b,
                     Err(response) => return response,
                 };
-                let model = match serde_json::from_slice::<ModelProbe>(&bytes) {
-                    Ok(probe) => probe.model,
+                let facts = match serde_json::from_slice::<BodyFacts>(&bytes) {
+                    Ok(facts) => facts,
                     Err(e) => {
                         return error_response(
                             dialect,
@@ -344,7 +364,8 @@ impl DataPlane {
                         )
                     }
                 };
-                request_model = model.as_ref().and_then(Value::as_str).map(str::to_owned);
+                request_model = facts.model().map(str::to_owned);
+                request_facts = Some(facts);
                 let decision = match snapshot.resolve_model(pending, request_model.as_deref()) {
                     Ok(d) => d,
                     Err(r) => {
@@ -364,7 +385,7 @@ impl DataPlane {
         match decision {
             Decision::Forward(forward) => {
                 let model = forward.upstream_model.clone().or(request_model);
-                self.forward(caller, forward, parts, upstream_body, model)
+                self.forward(caller, forward, parts, upstream_body, model, request_facts)
                     .await
             }
             Decision::ListModels(listing) => {
@@ -455,6 +476,7 @@ impl DataPlane {
         mut parts: http::request::Parts,
         body: UpstreamBody,
         model: Option<String>,
+        facts: Option<BodyFacts>,
     ) -> Response<ProxyBody> {
         let dialect = forward.dialect;
         let provider = forward.provider;
@@ -521,21 +543,16 @@ impl DataPlane {
         let mut strip_usage = false;
         let bytes = match bytes {
             Some(b) => {
-                // Only the fields metering needs, without building the whole document.
-                let facts: BodyFacts = serde_json::from_slice(&b).unwrap_or_default();
+                // Read when routing needed the model; else read here, once.
+                let facts = match &facts {
+                    Some(f) => f,
+                    None => &serde_json::from_slice::<BodyFacts>(&b).unwrap_or_default(),
+                };
                 if model.is_none() {
-                    model = facts.model;
+                    model = facts.model().map(str::to_owned);
                 }
-                max_output = facts
-                    .max_tokens
-                    .or(facts.max_output_tokens)
-                    .or(facts.max_completion_tokens);
-                let wants_usage = facts.stream_options.and_then(|o| o.include_usage) == Some(true);
-                if chat
-                    && provider == Provider::OpenAi
-                    && facts.stream == Some(true)
-                    && !wants_usage
-                {
+                max_output = facts.max_output();
+                if chat && provider == Provider::OpenAi && facts.streams() && !facts.wants_usage() {
                     // Ask for the usage chunk, and keep it from the client, who did not.
                     match serde_json::from_slice::<Value>(&b) {
                         Ok(mut value) if value.is_object() => {
