@@ -22,7 +22,6 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -109,24 +108,7 @@ impl MockChatGpt {
             behaviour: Mutex::new(behaviour),
             ..State::default()
         });
-        let (stop, mut stopped) = oneshot::channel();
-        let serving = state.clone();
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    _ = &mut stopped => return,
-                    a = listener.accept() => a,
-                };
-                let Ok((stream, _)) = accepted else { continue };
-                let state = serving.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let stop = crate::serve(listener, state.clone(), handle);
         Ok(MockChatGpt {
             addr,
             state,

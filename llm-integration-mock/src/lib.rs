@@ -77,6 +77,39 @@ struct State {
     record: bool,
 }
 
+/// Serves `listener` with `handler` (given `state`) until the returned
+/// sender is dropped or used.
+pub(crate) fn serve<S, F, Fut>(
+    listener: TcpListener,
+    state: Arc<S>,
+    handler: F,
+) -> oneshot::Sender<()>
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, Request<Incoming>) -> Fut + Copy + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Response<MockBody>, Infallible>> + Send + 'static,
+{
+    let (stop, mut stopped) = oneshot::channel();
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut stopped => return,
+                a = listener.accept() => a,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            let _ = stream.set_nodelay(true);
+            let state = state.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| handler(state.clone(), req));
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    stop
+}
+
 /// A running mock upstream on 127.0.0.1.
 pub struct MockUpstream {
     addr: SocketAddr,
@@ -104,25 +137,7 @@ impl MockUpstream {
             record,
             ..State::default()
         });
-        let (stop, mut stopped) = oneshot::channel();
-        let serving = state.clone();
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    _ = &mut stopped => return,
-                    a = listener.accept() => a,
-                };
-                let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                let state = serving.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let stop = serve(listener, state.clone(), handle);
         Ok(MockUpstream {
             addr,
             state,
