@@ -236,3 +236,108 @@ impl Server {
         (s, b)
     }
 }
+
+/// A `llm-integration-server` process started as an operator starts it, for
+/// tests of the real binary: both listeners on `127.0.0.1:0`, no master key
+/// from the environment, its log in a file. Killed if still running when
+/// dropped, so a failing test leaves no server behind.
+pub struct Process {
+    child: std::process::Child,
+    /// The admin URL it printed.
+    pub admin: String,
+    /// The data-plane URL it printed.
+    pub data: String,
+    /// Everything it printed until both URLs.
+    pub printed: String,
+    /// Where its log (standard error) goes.
+    pub log: std::path::PathBuf,
+}
+
+impl Process {
+    /// Runs `command` (the binary with the test's own arguments and
+    /// environment) in `dir` and waits until it prints both URLs.
+    pub fn start(mut command: std::process::Command, dir: &std::path::Path) -> Process {
+        use std::io::{BufRead, BufReader, Read};
+        use std::process::Stdio;
+        static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = dir.join(format!("server-{}-{n}.log", std::process::id()));
+        let mut child = command
+            .current_dir(dir)
+            .env("LLM_INTEGRATION_LISTEN", "127.0.0.1:0")
+            .env("LLM_INTEGRATION_ADMIN_LISTEN", "127.0.0.1:0")
+            .env_remove("LLM_INTEGRATION_MASTER_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let (mut admin, mut data, mut printed) = (String::new(), String::new(), String::new());
+        while admin.is_empty() || data.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no URLs printed: {printed}"
+            );
+            let mut line = String::new();
+            let read = stdout.read_line(&mut line).unwrap();
+            assert!(
+                read > 0,
+                "the server exited before printing its URLs: {printed}"
+            );
+            printed.push_str(&line);
+            if let Some(u) = line.trim().strip_prefix("Data plane (what VMs call): ") {
+                data = u.to_owned();
+            }
+            if let Some(u) = line.trim().strip_prefix("Admin API (POST /exec): ") {
+                admin = u.to_owned();
+            }
+        }
+        // Keep reading its output so it never blocks on it.
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = stdout.read_to_string(&mut rest);
+        });
+        Process {
+            child,
+            admin,
+            data,
+            printed,
+            log,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM (a graceful shutdown).
+    pub fn sigterm(&self) {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Waits for it to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

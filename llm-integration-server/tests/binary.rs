@@ -3,90 +3,37 @@
 //! and a leak scan of every answer, the whole log and the database files.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+use llm_integration_server::testing::Process;
 
 use serde_json::json;
 
 /// A recognisable key: none of its 8-character pieces may appear anywhere.
 const KEY: &str = "sk-LEAKCHECK-7f3a9c2e5b1d8f4a6c0e2b9d7a5f3c1e";
 
-struct Running {
-    child: Child,
-    url: String,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Running {
-    /// A failing test must not leave a server behind.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn start(dir: &Path) -> Running {
-    let log = dir.join(format!(
-        "server-{}.log",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"))
-        .current_dir(dir)
-        .env("LLM_INTEGRATION_ADMIN_LISTEN", "127.0.0.1:0")
-        .env("LLM_INTEGRATION_LISTEN", "127.0.0.1:0")
+fn start(dir: &Path) -> Process {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"));
+    command
         .env("LLM_INTEGRATION_LOG", "debug")
         .env("LLM_INTEGRATION_OPENAI_BASE_URL", "http://127.0.0.1:9")
         .env("LLM_INTEGRATION_ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
-        .env("LLM_INTEGRATION_FIREWORKS_BASE_URL", "http://127.0.0.1:9")
-        .env_remove("LLM_INTEGRATION_MASTER_KEY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut printed = String::new();
-    let url = loop {
-        assert!(Instant::now() < deadline, "no admin URL printed: {printed}");
-        let mut line = String::new();
-        if stdout.read_line(&mut line).unwrap() == 0 {
-            panic!("server exited before printing its admin URL: {printed}");
-        }
-        printed.push_str(&line);
-        if let Some(url) = line.trim().strip_prefix("Admin API (POST /exec): ") {
-            break url.to_owned();
-        }
-    };
-    // Keep reading stdout so the server never blocks on it.
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = stdout.read_to_string(&mut rest);
-    });
+        .env("LLM_INTEGRATION_FIREWORKS_BASE_URL", "http://127.0.0.1:9");
+    let running = Process::start(command, dir);
     assert!(
-        printed.contains("Created the first user")
+        running.printed.contains("Created the first user")
             || dir.join("llm-integration-data/owner.token").exists(),
-        "{printed}"
+        "{}",
+        running.printed
     );
-    Running { child, url, log }
+    running
 }
 
-fn terminate(mut running: Running) -> String {
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(running.child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = running.child.wait().unwrap();
-    let log = std::fs::read_to_string(&running.log).unwrap();
+fn terminate(mut running: Process) -> String {
+    running.sigterm();
+    let exit = running.wait();
+    let log = running.log_text();
     assert!(exit.success(), "exit {exit:?}; log:\n{log}");
     log
 }
@@ -113,7 +60,7 @@ fn first_start_commands_shutdown_and_no_leaks() {
     let client = reqwest::blocking::Client::new();
     let exec = |body: serde_json::Value| {
         let r = client
-            .post(format!("{}/exec", running.url))
+            .post(format!("{}/exec", running.admin))
             .bearer_auth(token.trim())
             .json(&body)
             .send()
@@ -197,7 +144,7 @@ fn first_start_commands_shutdown_and_no_leaks() {
         std::fs::read_to_string(dir.path().join("llm-integration-data/owner.token")).unwrap();
     assert_eq!(token, token2);
     let r = client
-        .post(format!("{}/exec", running.url))
+        .post(format!("{}/exec", running.admin))
         .bearer_auth(token.trim())
         .body("integrations show leak2")
         .send()

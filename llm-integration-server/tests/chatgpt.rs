@@ -11,7 +11,7 @@ use std::time::Duration;
 use llm_integration_mock::chatgpt::{ChatGptBehaviour, MockChatGpt, ACCOUNT_ID};
 use llm_integration_mock::MockUpstream;
 use llm_integration_server::chatgpt::ChatGptEndpoints;
-use llm_integration_server::testing::{Dirs, Server};
+use llm_integration_server::testing::{Dirs, Process, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -407,8 +407,7 @@ async fn chatgpt_is_refused_where_it_cannot_apply() {
 /// The real binary with debug logs: no token, code or verifier in its log.
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_never_reach_the_log() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let chatgpt = MockChatGpt::start(ChatGptBehaviour {
         pending_polls: 1,
         access_lifetime_secs: -10,
@@ -417,31 +416,13 @@ async fn tokens_never_reach_the_log() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let log_path = dir.path().join("server.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"))
-        .current_dir(dir.path())
-        .env("LLM_INTEGRATION_ADMIN_LISTEN", "127.0.0.1:0")
-        .env("LLM_INTEGRATION_LISTEN", "127.0.0.1:0")
+    let mut command = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"));
+    command
         .env("LLM_INTEGRATION_LOG", "debug")
         .env("LLM_INTEGRATION_CHATGPT_AUTH_URL", chatgpt.auth_url())
-        .env("LLM_INTEGRATION_CHATGPT_BACKEND_URL", chatgpt.backend_url())
-        .env_remove("LLM_INTEGRATION_MASTER_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let (mut admin, mut data) = (String::new(), String::new());
-    while admin.is_empty() {
-        let mut line = String::new();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "server exited");
-        if let Some(u) = line.trim().strip_prefix("Data plane (what VMs call): ") {
-            data = u.to_owned();
-        }
-        if let Some(u) = line.trim().strip_prefix("Admin API (POST /exec): ") {
-            admin = u.to_owned();
-        }
-    }
+        .env("LLM_INTEGRATION_CHATGPT_BACKEND_URL", chatgpt.backend_url());
+    let mut server = Process::start(command, dir.path());
+    let (admin, data) = (server.admin.clone(), server.data.clone());
     let token =
         std::fs::read_to_string(dir.path().join("llm-integration-data/owner.token")).unwrap();
     let http = reqwest::Client::new();
@@ -484,16 +465,11 @@ async fn tokens_never_reach_the_log() {
         .text()
         .await
         .unwrap();
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+    server.sigterm();
+    let (status, log) = tokio::task::spawn_blocking(move || (server.wait(), server.log_text()))
         .await
         .unwrap();
     assert!(status.success());
-    let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("ChatGPT tokens refreshed"), "{log}");
     let mut secrets: Vec<String> = chatgpt
         .issued_tokens()

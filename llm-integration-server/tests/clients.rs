@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use llm_integration_mock::MockUpstream;
-use llm_integration_server::testing::{Dirs, Server, GATEWAY_KEYS};
+use llm_integration_server::testing::{Dirs, Process, Server, GATEWAY_KEYS};
 
 fn client(name: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -372,48 +372,17 @@ async fn codex_through_a_chatgpt_subscription() {
 /// `llm-integration` CLI, then Claude Code and Codex through it.
 #[tokio::test(flavor = "multi_thread")]
 async fn real_binaries_end_to_end() {
-    use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let mock = MockUpstream::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"))
-        .current_dir(dir.path())
-        .env("LLM_INTEGRATION_LISTEN", "127.0.0.1:0")
-        .env("LLM_INTEGRATION_ADMIN_LISTEN", "127.0.0.1:0")
+    let mut command = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"));
+    command
         .env("LLM_INTEGRATION_DEFAULT_HOST", "clients.int.exe.xyz")
         .env("LLM_INTEGRATION_ANTHROPIC_BASE_URL", mock.url())
         .env("LLM_INTEGRATION_OPENAI_BASE_URL", mock.url())
-        .env("LLM_INTEGRATION_FIREWORKS_BASE_URL", mock.url())
-        .env_remove("LLM_INTEGRATION_MASTER_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(server.stdout.take().unwrap());
-    /// Kills the server if the test fails before stopping it.
-    struct Guard(u32);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &self.0.to_string()])
-                .status();
-        }
-    }
-    let guard = Guard(server.id());
-    let (mut admin, mut data) = (String::new(), String::new());
-    while admin.is_empty() {
-        let mut line = String::new();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "the server exited"
-        );
-        if let Some(u) = line.trim().strip_prefix("Data plane (what VMs call): ") {
-            data = u.to_owned();
-        }
-        if let Some(u) = line.trim().strip_prefix("Admin API (POST /exec): ") {
-            admin = u.to_owned();
-        }
-    }
+        .env("LLM_INTEGRATION_FIREWORKS_BASE_URL", mock.url());
+    let mut server = Process::start(command, dir.path());
+    let (admin, data) = (server.admin.clone(), server.data.clone());
     // Configure with the CLI: keys from standard input, never in arguments.
     let cli = PathBuf::from(env!("CARGO_BIN_EXE_llm-integration-server"))
         .with_file_name("llm-integration");
@@ -505,14 +474,9 @@ async fn real_binaries_end_to_end() {
         Some("Bearer sk-oai-e2e-000000000000000bbbb")
     );
 
-    assert!(Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let status = tokio::task::spawn_blocking(move || server.wait().unwrap())
+    server.sigterm();
+    let status = tokio::task::spawn_blocking(move || server.wait())
         .await
         .unwrap();
     assert!(status.success());
-    std::mem::forget(guard);
 }

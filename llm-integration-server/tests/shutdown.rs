@@ -3,76 +3,27 @@
 //! when the process has exited.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use llm_integration_mock::MockUpstream;
+use llm_integration_server::testing::Process;
 use serde_json::json;
 
-struct Running {
-    child: Child,
-    data: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn server(dir: &Path, mock: &str, drain_secs: u64) -> Running {
+fn server(dir: &Path, mock: &str, drain_secs: u64) -> Process {
     std::fs::write(
         dir.join("config.toml"),
         format!("shutdown_drain_secs = {drain_secs}\n"),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"))
-        .current_dir(dir)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"));
+    command
         .args(["--config", "config.toml"])
-        .env("LLM_INTEGRATION_ADMIN_LISTEN", "127.0.0.1:0")
-        .env("LLM_INTEGRATION_LISTEN", "127.0.0.1:0")
         .env("LLM_INTEGRATION_ANTHROPIC_BASE_URL", mock)
         .env("LLM_INTEGRATION_GATEWAY_ANTHROPIC_KEY", "gw-test-key")
-        .env("LLM_INTEGRATION_LOG", "info,llm_integration_server=debug")
-        .env_remove("LLM_INTEGRATION_MASTER_KEY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(
-            std::fs::File::create(dir.join("server.log")).unwrap(),
-        ))
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let data = loop {
-        assert!(Instant::now() < deadline);
-        let mut line = String::new();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "the server exited early"
-        );
-        if let Some(url) = line.trim().strip_prefix("Data plane (what VMs call): ") {
-            break url.to_owned();
-        }
-    };
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = std::io::Read::read_to_string(&mut stdout, &mut sink);
-    });
-    Running { child, data }
-}
-
-fn sigterm(child: &Child) {
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+        .env("LLM_INTEGRATION_LOG", "info,llm_integration_server=debug");
+    Process::start(command, dir)
 }
 
 fn admin_usage(dir: &Path) -> String {
@@ -117,7 +68,7 @@ async fn sigterm_drains_streams_and_keeps_every_record() {
     let mut a = stream(&running.data, "claude-sonnet-4-6-a", 6, 200).await;
     let mut b = stream(&running.data, "claude-sonnet-4-6-b", 6, 200).await;
     assert!(a.chunk().await.unwrap().is_some() && b.chunk().await.unwrap().is_some());
-    sigterm(&running.child);
+    running.sigterm();
     let mut rest_a = Vec::new();
     while let Some(c) = a.chunk().await.unwrap() {
         rest_a.extend_from_slice(&c);
@@ -134,7 +85,7 @@ async fn sigterm_drains_streams_and_keeps_every_record() {
         String::from_utf8_lossy(&rest_b).contains("message_stop"),
         "stream b finished"
     );
-    let status = tokio::task::spawn_blocking(move || running.child.wait().unwrap())
+    let status = tokio::task::spawn_blocking(move || running.wait())
         .await
         .unwrap();
     assert!(status.success());
@@ -156,19 +107,18 @@ async fn a_stream_cut_at_the_drain_deadline_is_still_recorded() {
     // A 10 s stream against a 1 s drain.
     let mut long = stream(&running.data, "claude-sonnet-4-6-long", 50, 200).await;
     assert!(long.chunk().await.unwrap().is_some());
-    sigterm(&running.child);
+    running.sigterm();
     let started = Instant::now();
     while let Ok(Some(_)) = long.chunk().await {}
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "cut at the deadline, not run to its end"
     );
-    let status = tokio::task::spawn_blocking(move || running.child.wait().unwrap())
+    let (status, log) = tokio::task::spawn_blocking(move || (running.wait(), running.log_text()))
         .await
         .unwrap();
     assert!(status.success());
     let usage = admin_usage(dir.path());
-    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
     let line = usage
         .lines()
         .find(|l| l.starts_with("claude-sonnet-4-6-long"))
