@@ -157,6 +157,21 @@ impl Server {
         self.live.reload(true).await.unwrap();
     }
 
+    /// Creates team `name` with these members (by email).
+    pub async fn team(&self, name: &str, members: &[&str]) {
+        self.admin(AdminCommand::Teams(admin::TeamsCommand::Add {
+            name: name.parse().unwrap(),
+        }))
+        .await;
+        for email in members {
+            let member = admin::TeamsCommand::AddMember {
+                team: name.parse().unwrap(),
+                email: (*email).to_owned(),
+            };
+            self.admin(AdminCommand::Teams(member)).await;
+        }
+    }
+
     /// Posts `body` to /exec; returns status, body and outcome header.
     pub async fn raw(
         &self,

@@ -357,19 +357,7 @@ async fn chatgpt_is_refused_where_it_cannot_apply() {
     })
     .await;
     connect(&s, "work", false).await;
-    s.admin(llm_integration_server::admin::AdminCommand::Teams(
-        llm_integration_server::admin::TeamsCommand::Add {
-            name: "core".parse().unwrap(),
-        },
-    ))
-    .await;
-    s.admin(llm_integration_server::admin::AdminCommand::Teams(
-        llm_integration_server::admin::TeamsCommand::AddMember {
-            team: "core".parse().unwrap(),
-            email: "owner@localhost".into(),
-        },
-    ))
-    .await;
+    s.team("core", &["owner@localhost"]).await;
     for (line, status, needle) in [
         (
             "integrations add llm --name t --team core --openai=chatgpt --openai-account=work",

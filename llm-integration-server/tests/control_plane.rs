@@ -289,17 +289,7 @@ async fn teams_and_permissions() {
         ("core", vec!["owner@localhost", "bob@example.com"]),
         ("other", vec!["carol@example.com"]),
     ] {
-        s.admin(AdminCommand::Teams(TeamsCommand::Add {
-            name: team.parse().unwrap(),
-        }))
-        .await;
-        for m in members {
-            s.admin(AdminCommand::Teams(TeamsCommand::AddMember {
-                team: team.parse().unwrap(),
-                email: m.into(),
-            }))
-            .await;
-        }
+        s.team(team, &members).await;
     }
     s.admin(AdminCommand::Vms(VmsCommand::Add(VmAddArgs {
         name: "bobs".parse().unwrap(),
@@ -391,15 +381,7 @@ async fn bad_inputs_get_clear_answers() {
     let dirs = Dirs::new();
     let s = Server::start(&dirs, &upstream).await;
     let bob = s.user("bob@example.com").await;
-    s.admin(AdminCommand::Teams(TeamsCommand::Add {
-        name: "core".parse().unwrap(),
-    }))
-    .await;
-    s.admin(AdminCommand::Teams(TeamsCommand::AddMember {
-        team: "core".parse().unwrap(),
-        email: "owner@localhost".into(),
-    }))
-    .await;
+    s.team("core", &["owner@localhost"]).await;
     s.ok("integrations add llm --name taken").await;
     s.ok("integrations add reflection --name refl").await;
     s.run_as(&bob, "integrations add llm --name bobs").await;

@@ -8,7 +8,7 @@ use std::net::{IpAddr, TcpStream};
 use std::time::Duration;
 
 use llm_integration_mock::MockUpstream;
-use llm_integration_server::admin::{AdminCommand, TeamsCommand, VmAddArgs, VmsCommand};
+use llm_integration_server::admin::{AdminCommand, VmAddArgs, VmsCommand};
 use llm_integration_server::testing::{Dirs, Server, GATEWAY_KEYS};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -55,17 +55,8 @@ async fn setup(upstream: &str) -> (Dirs, Server) {
 
 async fn setup_config(s: &Server) {
     s.user("bob@example.com").await;
-    s.admin(AdminCommand::Teams(TeamsCommand::Add {
-        name: "core".parse().unwrap(),
-    }))
-    .await;
-    for m in ["owner@localhost", "bob@example.com"] {
-        s.admin(AdminCommand::Teams(TeamsCommand::AddMember {
-            team: "core".parse().unwrap(),
-            email: m.into(),
-        }))
+    s.team("core", &["owner@localhost", "bob@example.com"])
         .await;
-    }
     vm(
         s,
         "tagged",

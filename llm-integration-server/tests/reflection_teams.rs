@@ -39,17 +39,7 @@ async fn setup(upstream: &str) -> (Dirs, Server, String, String) {
         ),
         ("other", vec!["carol@example.com"]),
     ] {
-        s.admin(AdminCommand::Teams(TeamsCommand::Add {
-            name: team.parse().unwrap(),
-        }))
-        .await;
-        for m in members {
-            s.admin(AdminCommand::Teams(TeamsCommand::AddMember {
-                team: team.parse().unwrap(),
-                email: m.into(),
-            }))
-            .await;
-        }
+        s.team(team, &members).await;
     }
     for (name, owner, address, team) in [
         ("alicebox", "alice@example.com", "127.0.0.4", Some("core")),
