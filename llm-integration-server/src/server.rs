@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use llm_integration_core::seams::{ConfigStore, ControlStore, StoreError};
 use llm_integration_core::{SnapshotOptions, Vm, VmId};
@@ -147,6 +148,7 @@ impl App {
             allocator,
             ledger,
             metrics: metrics.clone(),
+            in_flight: Default::default(),
         });
         let data_plane = Arc::new(
             DataPlane::new(
@@ -271,7 +273,19 @@ impl App {
             let _ = task.await;
         }
         let _ = poller.await;
-        // Every response has ended (or was cut at the deadline): write what they used.
+        // Every response has ended or was cut at the deadline; a cut HTTP/2
+        // stream may record its usage a moment after its connection closed.
+        let in_flight = &self.metering.in_flight;
+        if tokio::time::timeout(Duration::from_secs(5), in_flight.none())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                requests = in_flight.count(),
+                "requests still unrecorded 5 s after the data plane stopped; their usage is lost"
+            );
+        }
+        // Write what they used.
         self.metering.ledger.close();
         self.ledger_writer.finished().await;
         self.store.close().await;

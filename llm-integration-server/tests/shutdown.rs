@@ -12,6 +12,15 @@ use llm_integration_server::testing::Process;
 use serde_json::json;
 
 fn server(dir: &Path, mock: &str, drain_secs: u64) -> Process {
+    server_with(dir, mock, drain_secs, |_| {})
+}
+
+fn server_with(
+    dir: &Path,
+    mock: &str,
+    drain_secs: u64,
+    more: impl FnOnce(&mut Command),
+) -> Process {
     std::fs::write(
         dir.join("config.toml"),
         format!("shutdown_drain_secs = {drain_secs}\n"),
@@ -23,6 +32,7 @@ fn server(dir: &Path, mock: &str, drain_secs: u64) -> Process {
         .env("LLM_INTEGRATION_ANTHROPIC_BASE_URL", mock)
         .env("LLM_INTEGRATION_GATEWAY_ANTHROPIC_KEY", "gw-test-key")
         .env("LLM_INTEGRATION_LOG", "info,llm_integration_server=debug");
+    more(&mut command);
     Process::start(command, dir)
 }
 
@@ -124,4 +134,59 @@ async fn a_stream_cut_at_the_drain_deadline_is_still_recorded() {
         .find(|l| l.starts_with("claude-sonnet-4-6-long"))
         .unwrap_or_else(|| panic!("missing:\n{usage}\n{log}"));
     assert!(line.contains("requests=1\tinput=12\toutput=1"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_streams_cut_at_the_deadline_are_all_recorded() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // One worker: the cut streams' tasks queue behind each other while
+    // the shutdown goes on.
+    let mut running = server_with(dir.path(), &mock.url(), 1, |c| {
+        c.env("LLM_INTEGRATION_WORKER_THREADS", "1");
+    });
+    let port = running.data.rsplit(':').next().unwrap().to_owned();
+    // One HTTP/2 connection carrying many streams: each stream is its own
+    // task, which ends a moment after the connection is cut.
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .resolve(
+            "llm.int.exe.xyz",
+            format!("127.0.0.1:{port}").parse().unwrap(),
+        )
+        .build()
+        .unwrap();
+    const STREAMS: usize = 150;
+    let mut open = Vec::new();
+    for _ in 0..STREAMS {
+        let mut response = client
+            .post(format!("http://llm.int.exe.xyz:{port}/v1/messages"))
+            .header("x-mock-chunks", "50")
+            .header("x-mock-delay-ms", "200")
+            .json(&json!({"model": "claude-sonnet-4-6-h2", "max_tokens": 100, "stream": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        assert!(response.chunk().await.unwrap().is_some());
+        open.push(response);
+    }
+    running.sigterm();
+    for mut response in open {
+        while let Ok(Some(_)) = response.chunk().await {}
+    }
+    let (status, log) = tokio::task::spawn_blocking(move || (running.wait(), running.log_text()))
+        .await
+        .unwrap();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("is lost"), "{log}");
+    let usage = admin_usage(dir.path());
+    let line = usage
+        .lines()
+        .find(|l| l.starts_with("claude-sonnet-4-6-h2"))
+        .unwrap_or_else(|| panic!("missing:\n{usage}\n{log}"));
+    assert!(
+        line.contains(&format!("requests={STREAMS}\t")),
+        "every stream recorded: {line}\n{log}"
+    );
 }

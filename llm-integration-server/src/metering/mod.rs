@@ -11,8 +11,11 @@ pub mod allocation;
 pub mod ledger;
 pub mod metrics;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Notify;
 
 use llm_integration_core::pricing::PriceTable;
 use llm_integration_core::seams::{UsageRecord, UsageSink};
@@ -33,6 +36,50 @@ pub struct Metering {
     pub ledger: Ledger,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Requests being metered now; shutdown waits for them before the
+    /// ledger's last flush.
+    pub in_flight: InFlight,
+}
+
+/// A count of requests not yet recorded, and a way to wait until none is.
+///
+/// At shutdown, responses still streaming are cut; an HTTP/2 stream's task
+/// may end (and record its usage) a moment after its connection did, so
+/// the ledger closes only once this count is zero.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    count: AtomicUsize,
+    none: Notify,
+}
+
+impl InFlight {
+    /// How many requests are being metered.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    fn enter(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn leave(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.none.notify_waiters();
+        }
+    }
+
+    /// Resolves when no request is being metered.
+    pub async fn none(&self) {
+        loop {
+            let notified = self.none.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// Who and what a request was, for its record.
@@ -75,6 +122,7 @@ impl Metered {
         facts: RequestFacts,
         reservation: Option<Reservation>,
     ) -> Self {
+        metering.in_flight.enter();
         Metered {
             metering,
             facts,
@@ -160,5 +208,6 @@ impl Drop for Metered {
     fn drop(&mut self) {
         // The client went away (or the server is stopping): record what was used.
         self.finish(None);
+        self.metering.in_flight.leave();
     }
 }
