@@ -1,15 +1,16 @@
 //! The gateway against a direct call, in one run: what a proxy hop costs.
 //!
 //! `cargo run --release --example bench` (add `-- --smoke` for a seconds-long
-//! run, `-- --json PATH` to choose where the figures go; default
-//! `target/bench.json`).
+//! run, `-- --memory` for the gateway's memory figures alone, `-- --json
+//! PATH` to choose where the figures go; default `target/release/bench.json`).
 //!
 //! It starts a fast mock upstream (in this process) and the real gateway
 //! (`target/release/llm-integration-server`, built first if missing) with
 //! metering on. The gateway runs on core 1 (`taskset -c 1`, one Tokio
 //! worker); this process, the load generator and the mock, on core 0
 //! (`BENCH_GATEWAY_CORE=0` puts the gateway on their core, to see what
-//! crossing cores costs).
+//! crossing cores costs; `BENCH_GATEWAY_WRAPPER="perf record -g --"` runs it
+//! under a profiler).
 //! Direct and gateway runs alternate in rounds, so machine noise hits both
 //! alike. Measured: non-streaming requests at concurrency 1 and 64
 //! (requests/s, p50, p99, p99.9); streams of 20 events plus usage (time to
@@ -33,6 +34,8 @@ use tokio::net::TcpStream;
 
 struct Settings {
     smoke: bool,
+    /// Only the gateway's memory: idle, after load, holding open streams.
+    memory_only: bool,
     rounds: usize,
     slice: Duration,
     streams_c1: usize,
@@ -44,6 +47,7 @@ struct Settings {
 fn settings() -> Settings {
     let args: Vec<String> = std::env::args().collect();
     let smoke = args.iter().any(|a| a == "--smoke");
+    let memory_only = args.iter().any(|a| a == "--memory");
     let json = args
         .iter()
         .position(|a| a == "--json")
@@ -53,6 +57,7 @@ fn settings() -> Settings {
     if smoke {
         Settings {
             smoke,
+            memory_only,
             rounds: 1,
             slice: Duration::from_millis(300),
             streams_c1: 20,
@@ -63,6 +68,7 @@ fn settings() -> Settings {
     } else {
         Settings {
             smoke,
+            memory_only,
             rounds: 5,
             slice: Duration::from_secs(2),
             streams_c1: 300,
@@ -114,6 +120,17 @@ struct Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        // A graceful stop first, so a profiler around the gateway writes
+        // its report.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -126,19 +143,10 @@ fn start_gateway(mock: &str) -> Gateway {
         "default_allocation_usd = 1000000000.0\nshutdown_drain_secs = 1\n",
     )
     .unwrap();
-    let mut cmd = if Command::new("taskset").arg("-V").output().is_ok() {
-        let mut c = Command::new("taskset");
-        c.args([
-            "-c",
-            std::env::var("BENCH_GATEWAY_CORE")
-                .as_deref()
-                .unwrap_or("1"),
-        ])
-        .arg(gateway_binary());
-        c
-    } else {
-        Command::new(gateway_binary())
-    };
+    let wrapper: Vec<String> = std::env::var("BENCH_GATEWAY_WRAPPER")
+        .map(|w| w.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let mut cmd = pinned_command(&gateway_binary(), &wrapper);
     let mut child = cmd
         .args(["--config", "config.toml"])
         .current_dir(dir.path())
@@ -179,6 +187,101 @@ fn start_gateway(mock: &str) -> Gateway {
         addr,
         _dir: dir,
     }
+}
+
+/// A plain nginx reverse proxy in front of the same mock, pinned like the
+/// gateway: the reference for what a proxy hop costs on this machine.
+struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+    /// The same proxy over HTTP/2 (prior knowledge), for the open streams.
+    h2: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nginx_binary() -> Option<PathBuf> {
+    [
+        "/usr/sbin/nginx",
+        "/usr/local/sbin/nginx",
+        "/usr/local/nginx/sbin/nginx",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+}
+
+fn start_nginx(mock: SocketAddr) -> Option<Nginx> {
+    let binary = nginx_binary()?;
+    let dir = tempfile::tempdir().unwrap();
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, h2_port) = (free_port(), free_port());
+    let d = dir.path().display();
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+error_log stderr warn;\nworker_rlimit_nofile 30000;\nevents {{ worker_connections 25000; }}\n\
+http {{\n  access_log off;\n  keepalive_requests 100000000;\n  keepalive_timeout 600s;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+  upstream mock {{ server {mock}; keepalive 256; keepalive_requests 100000000; }}\n\
+  server {{\n    listen 127.0.0.1:{port};\n    listen 127.0.0.1:{h2_port} http2;\n    http2_max_concurrent_streams 128;\n\
+    location / {{\n      proxy_pass http://mock;\n\
+      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n    }}\n  }}\n}}\n"
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    let mut cmd = pinned_command(&binary, &[]);
+    let child = cmd
+        .args(["-e", "stderr", "-p"])
+        .arg(dir.path())
+        .arg("-c")
+        .arg(dir.path().join("nginx.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .ok()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut nginx = Nginx {
+        child,
+        addr,
+        h2: ([127, 0, 0, 1], h2_port).into(),
+        _dir: dir,
+    };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Some(nginx);
+        }
+        if nginx.child.try_wait().ok().flatten().is_some() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// `program` on the gateway's core, when `taskset` is there, under
+/// `wrapper` (a profiler: `BENCH_GATEWAY_WRAPPER="perf record -g --"`).
+fn pinned_command(program: &std::path::Path, wrapper: &[String]) -> Command {
+    let mut line: Vec<std::ffi::OsString> = Vec::new();
+    if Command::new("taskset").arg("-V").output().is_ok() {
+        let core = std::env::var("BENCH_GATEWAY_CORE").unwrap_or_else(|_| "1".into());
+        line.extend(["taskset".into(), "-c".into(), core.into()]);
+    }
+    line.extend(wrapper.iter().map(Into::into));
+    line.push(program.into());
+    let mut c = Command::new(&line[0]);
+    c.args(&line[1..]);
+    c
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -363,6 +466,18 @@ async fn open_streams(addr: SocketAddr, count: usize) -> Vec<hyper::body::Incomi
     bodies
 }
 
+/// nginx's RSS before and while holding `count` open streams (KiB).
+async fn nginx_memory(nginx: &Nginx, count: usize) -> (u64, u64) {
+    let pid = nginx.child.id();
+    let before = rss_kib(pid);
+    let open = open_streams(nginx.h2, count).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let holding = rss_kib(pid);
+    drop(open);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (before, holding)
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -440,53 +555,139 @@ fn main() {
     runtime.block_on(run(s, pinned));
 }
 
+/// One row of the table: a figure direct, through the gateway and through
+/// nginx (when there is one).
+fn row(label: &str, d: f64, g: f64, n: Option<f64>, unit: &str) {
+    let added = |v: f64| {
+        if unit == "µs" {
+            format!("{:+.1} µs", v - d)
+        } else {
+            format!("{:.2}×", v / d)
+        }
+    };
+    let nginx = n.map_or_else(
+        || format!("{:>12} {:>12}", "-", ""),
+        |n| format!("{n:>12.1} {:>12}", added(n)),
+    );
+    println!("{label:<34} {d:>12.1} {g:>12.1} {:>12} {nginx}", added(g));
+}
+
+fn stream_json(r: &StreamRun) -> Value {
+    json!({"ttfe_p50_us": percentile(&r.ttfe, 0.5), "ttfe_p99_us": percentile(&r.ttfe, 0.99),
+           "total_p50_us": percentile(&r.total, 0.5), "frames": frames(r)})
+}
+
+fn frames(r: &StreamRun) -> f64 {
+    r.frames.iter().sum::<usize>() as f64 / r.frames.len().max(1) as f64
+}
+
 async fn run(s: Settings, pinned: bool) {
     let mock = MockUpstream::start_on("127.0.0.1:0".parse().unwrap(), false)
         .await
         .unwrap();
     let gateway = start_gateway(&mock.url());
+    let nginx = start_nginx(mock.addr());
     let pid = gateway.child.id();
     let direct = mock.addr();
     let via = gateway.addr;
+    let core = std::env::var("BENCH_GATEWAY_CORE").unwrap_or_else(|_| "1".into());
     println!(
         "llm-integration benchmark{}: gateway pid {pid} {}; load generator and mock {}",
         if s.smoke { " (smoke)" } else { "" },
         if pinned {
-            "on core 1, one worker"
+            format!("on core {core}, one worker")
         } else {
-            "(not pinned: taskset unavailable)"
+            "(not pinned: taskset unavailable)".into()
         },
         if pinned { "on core 0" } else { "unpinned" }
     );
+    match &nginx {
+        Some(_) => println!(
+            "reference: nginx reverse proxy, one worker, pinned like the gateway, keep-alive to the mock, proxy_buffering off"
+        ),
+        None => println!("reference: nginx not installed (apt-get install nginx-light adds its column)"),
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_idle = rss_kib(pid);
-    // Warm up both paths.
+    if s.memory_only {
+        for _ in 0..s.rounds {
+            load(via, 64, s.slice).await;
+        }
+        let after_load = rss_kib(pid);
+        streams(via, 64, s.streams_c64).await;
+        let after_streams = rss_kib(pid);
+        println!(
+            "gateway RSS after {} streams at concurrency 64: {:.1} MiB ({})",
+            s.streams_c64,
+            after_streams as f64 / 1024.0,
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with("Rss"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let open = open_streams(via, s.open_streams).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let holding = rss_kib(pid);
+        drop(open);
+        println!(
+            "gateway RSS: idle {:.1} MiB, after the concurrency-64 load {:.1} MiB, holding {} open streams {:.1} MiB",
+            rss_idle as f64 / 1024.0,
+            after_load as f64 / 1024.0,
+            s.open_streams,
+            holding as f64 / 1024.0
+        );
+        if let Some(n) = &nginx {
+            let (before, holding) = nginx_memory(n, s.open_streams).await;
+            println!(
+                "nginx RSS: {:.1} MiB, holding {} open streams {:.1} MiB",
+                before as f64 / 1024.0,
+                s.open_streams,
+                holding as f64 / 1024.0
+            );
+        }
+        return;
+    }
+    // Warm up every path.
     load(direct, 8, Duration::from_millis(200)).await;
     load(via, 8, Duration::from_millis(200)).await;
+    if let Some(n) = &nginx {
+        load(n.addr, 8, Duration::from_millis(200)).await;
+    }
 
-    let mut results: Vec<(String, Summary, Summary)> = Vec::new();
+    let mut results: Vec<(String, Summary, Summary, Option<Summary>)> = Vec::new();
     let mut cpu_per_request = 0.0;
+    let mut nginx_cpu_per_request = None;
+    let nginx_pid = nginx.as_ref().map(|n| n.child.id());
     for concurrency in [1usize, 64] {
-        let (mut d_lat, mut g_lat) = (Vec::new(), Vec::new());
-        let (mut d_time, mut g_time) = (Duration::ZERO, Duration::ZERO);
+        let mut lat: [Vec<u32>; 3] = Default::default();
+        let mut time = [Duration::ZERO; 3];
         let cpu_before = cpu_us(pid);
-        let mut gateway_requests = 0;
+        let nginx_cpu_before = nginx_pid.map(cpu_us);
         for _ in 0..s.rounds {
-            let (l, t) = load(direct, concurrency, s.slice).await;
-            d_lat.extend(l);
-            d_time += t;
-            let (l, t) = load(via, concurrency, s.slice).await;
-            gateway_requests += l.len();
-            g_lat.extend(l);
-            g_time += t;
+            let targets = [Some(direct), Some(via), nginx.as_ref().map(|n| n.addr)];
+            for (i, target) in targets.into_iter().enumerate() {
+                let Some(addr) = target else { continue };
+                let (l, t) = load(addr, concurrency, s.slice).await;
+                lat[i].extend(l);
+                time[i] += t;
+            }
         }
+        let [d_lat, g_lat, n_lat] = lat;
         if concurrency == 64 {
-            cpu_per_request = (cpu_us(pid) - cpu_before) as f64 / gateway_requests.max(1) as f64;
+            cpu_per_request = (cpu_us(pid) - cpu_before) as f64 / g_lat.len().max(1) as f64;
+            if let (Some(npid), Some(before)) = (nginx_pid, nginx_cpu_before) {
+                nginx_cpu_per_request =
+                    Some((cpu_us(npid) - before) as f64 / n_lat.len().max(1) as f64);
+            }
         }
+        let n = nginx.as_ref().map(|_| summarize(n_lat, time[2]));
         results.push((
             format!("non-streaming, concurrency {concurrency}"),
-            summarize(d_lat, d_time),
-            summarize(g_lat, g_time),
+            summarize(d_lat, time[0]),
+            summarize(g_lat, time[1]),
+            n,
         ));
     }
     let rss_after_load = rss_kib(pid);
@@ -495,7 +696,11 @@ async fn run(s: Settings, pinned: bool) {
     for (concurrency, count) in [(1usize, s.streams_c1), (64, s.streams_c64)] {
         let d = streams(direct, concurrency, count).await;
         let g = streams(via, concurrency, count).await;
-        stream_results.push((concurrency, d, g));
+        let n = match &nginx {
+            Some(n) => Some(streams(n.addr, concurrency, count).await),
+            None => None,
+        };
+        stream_results.push((concurrency, d, g, n));
     }
 
     let open = open_streams(via, s.open_streams).await;
@@ -504,81 +709,76 @@ async fn run(s: Settings, pinned: bool) {
     drop(open);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let rss_after_open = rss_kib(pid);
+    let nginx_rss = match &nginx {
+        Some(n) => Some(nginx_memory(n, s.open_streams).await),
+        None => None,
+    };
     let route = routing_ns();
 
     // The table.
     println!();
     println!(
-        "{:<34} {:>12} {:>12} {:>8} {:>12}",
-        "", "direct", "gateway", "ratio", "added"
+        "{:<34} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "", "direct", "gateway", "added", "nginx", "added"
     );
     let mut json_rows = Vec::new();
-    for (name, d, g) in &results {
+    for (name, d, g, n) in &results {
         println!("{name}");
-        for (label, dv, gv, unit) in [
-            ("  requests/s", d.rps, g.rps, ""),
-            ("  p50", d.p50, g.p50, "µs"),
-            ("  p99", d.p99, g.p99, "µs"),
-            ("  p99.9", d.p999, g.p999, "µs"),
-        ] {
-            let added = if unit.is_empty() {
-                String::new()
-            } else {
-                format!("{:+.1} µs", gv - dv)
-            };
-            println!(
-                "{label:<34} {dv:>12.1} {gv:>12.1} {:>8.2} {added:>12}",
-                gv / dv
-            );
-        }
-        json_rows.push(json!({"case": name,
-            "direct": {"rps": d.rps, "p50_us": d.p50, "p99_us": d.p99, "p999_us": d.p999},
-            "gateway": {"rps": g.rps, "p50_us": g.p50, "p99_us": g.p99, "p999_us": g.p999}}));
+        row("  requests/s", d.rps, g.rps, n.as_ref().map(|n| n.rps), "");
+        row("  p50", d.p50, g.p50, n.as_ref().map(|n| n.p50), "µs");
+        row("  p99", d.p99, g.p99, n.as_ref().map(|n| n.p99), "µs");
+        row("  p99.9", d.p999, g.p999, n.as_ref().map(|n| n.p999), "µs");
+        let summary = |s: &Summary| json!({"rps": s.rps, "p50_us": s.p50, "p99_us": s.p99, "p999_us": s.p999});
+        json_rows.push(
+            json!({"case": name, "direct": summary(d), "gateway": summary(g),
+            "nginx": n.as_ref().map(summary)}),
+        );
     }
-    let mut stream_json = Vec::new();
-    for (concurrency, d, g) in &mut stream_results {
-        d.ttfe.sort_unstable();
-        g.ttfe.sort_unstable();
-        d.total.sort_unstable();
-        g.total.sort_unstable();
-        let frames =
-            |r: &StreamRun| r.frames.iter().sum::<usize>() as f64 / r.frames.len().max(1) as f64;
+    let mut streams_json = Vec::new();
+    for (concurrency, d, g, n) in &mut stream_results {
+        for r in [Some(&mut *d), Some(&mut *g), n.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            r.ttfe.sort_unstable();
+            r.total.sort_unstable();
+        }
         println!(
             "streams of 20 events + usage, concurrency {concurrency} ({} each)",
             d.total.len()
         );
-        for (label, dv, gv) in [
-            (
-                "  first event p50",
-                percentile(&d.ttfe, 0.5),
-                percentile(&g.ttfe, 0.5),
-            ),
-            (
-                "  first event p99",
-                percentile(&d.ttfe, 0.99),
-                percentile(&g.ttfe, 0.99),
-            ),
-            (
-                "  whole stream p50",
-                percentile(&d.total, 0.5),
-                percentile(&g.total, 0.5),
-            ),
-        ] {
-            println!(
-                "{label:<34} {dv:>12.1} {gv:>12.1} {:>8.2} {:>12}",
-                gv / dv,
-                format!("{:+.1} µs", gv - dv)
-            );
-        }
+        let n = n.as_ref();
+        row(
+            "  first event p50",
+            percentile(&d.ttfe, 0.5),
+            percentile(&g.ttfe, 0.5),
+            n.map(|n| percentile(&n.ttfe, 0.5)),
+            "µs",
+        );
+        row(
+            "  first event p99",
+            percentile(&d.ttfe, 0.99),
+            percentile(&g.ttfe, 0.99),
+            n.map(|n| percentile(&n.ttfe, 0.99)),
+            "µs",
+        );
+        row(
+            "  whole stream p50",
+            percentile(&d.total, 0.5),
+            percentile(&g.total, 0.5),
+            n.map(|n| percentile(&n.total, 0.5)),
+            "µs",
+        );
         println!(
-            "{:<34} {:>12.1} {:>12.1}",
+            "{:<34} {:>12.1} {:>12.1} {:>12} {:>12}",
             "  body frames per stream",
             frames(d),
-            frames(g)
+            frames(g),
+            "",
+            n.map_or("-".into(), |n| format!("{:.1}", frames(n)))
         );
-        stream_json.push(json!({"concurrency": concurrency,
-            "direct": {"ttfe_p50_us": percentile(&d.ttfe, 0.5), "ttfe_p99_us": percentile(&d.ttfe, 0.99), "total_p50_us": percentile(&d.total, 0.5), "frames": frames(d)},
-            "gateway": {"ttfe_p50_us": percentile(&g.ttfe, 0.5), "ttfe_p99_us": percentile(&g.ttfe, 0.99), "total_p50_us": percentile(&g.total, 0.5), "frames": frames(g)}}));
+        streams_json.push(json!({"concurrency": concurrency, "direct": stream_json(d),
+            "gateway": stream_json(g), "nginx": n.map(stream_json)}));
     }
     println!("gateway memory (RSS)");
     println!("{:<34} {:>12.1} MiB", "  idle", rss_idle as f64 / 1024.0);
@@ -597,19 +797,32 @@ async fn run(s: Settings, pinned: bool) {
         "  after they closed",
         rss_after_open as f64 / 1024.0
     );
+    if let Some((idle, holding)) = nginx_rss {
+        println!(
+            "nginx memory (RSS): {:.1} MiB before the open streams, {:.1} MiB holding them",
+            idle as f64 / 1024.0,
+            holding as f64 / 1024.0
+        );
+    }
     println!(
         "{:<34} {:>12.1} µs",
         "gateway CPU per request (c=64)", cpu_per_request
     );
+    if let Some(n) = nginx_cpu_per_request {
+        println!("{:<34} {:>12.1} µs", "nginx CPU per request (c=64)", n);
+    }
     println!("{:<34} {:>12.1} ns", "routing decision (10,000 VMs)", route);
     let figures = json!({
         "smoke": s.smoke,
         "pinned": pinned,
+        "gateway_core": core,
         "non_streaming": json_rows,
-        "streaming": stream_json,
+        "streaming": streams_json,
         "rss_mib": {"idle": rss_idle as f64 / 1024.0, "after_load": rss_after_load as f64 / 1024.0,
                     "open_streams": rss_open as f64 / 1024.0, "open_stream_count": s.open_streams, "after_close": rss_after_open as f64 / 1024.0},
+        "nginx_rss_mib": nginx_rss.map(|(idle, holding)| json!({"before_open_streams": idle as f64 / 1024.0, "open_streams": holding as f64 / 1024.0})),
         "cpu_us_per_request": cpu_per_request,
+        "nginx_cpu_us_per_request": nginx_cpu_per_request,
         "routing_ns": route,
     });
     if let Some(dir) = s.json.parent() {
@@ -617,5 +830,4 @@ async fn run(s: Settings, pinned: bool) {
     }
     std::fs::write(&s.json, serde_json::to_string_pretty(&figures).unwrap()).unwrap();
     println!("\nfigures written to {}", s.json.display());
-    let _: Value = figures;
 }

@@ -226,9 +226,12 @@ async fn serve_connection<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer: SocketAddr = info.peer;
+    // The request's future is boxed: an HTTP/2 stream's task then holds a
+    // pointer while the body streams, not the whole finished future (about
+    // 5 KiB per open stream).
     let service = hyper::service::service_fn(move |req| {
         let plane = plane.clone();
-        async move { Ok::<_, std::convert::Infallible>(plane.handle(req, info).await) }
+        Box::pin(async move { Ok::<_, std::convert::Infallible>(plane.handle(req, info).await) })
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let watched = watcher.watch(connection.into_owned());

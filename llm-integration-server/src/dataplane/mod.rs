@@ -48,10 +48,12 @@ use crate::metering::{Metered, Metering, RequestFacts, DEFAULT_OUTPUT_RESERVATIO
 use std::time::{Instant, SystemTime};
 
 /// The body type sent upstream: a buffered body (when the model was read)
-/// or the client's body streamed through, within the size limit.
-pub type UpstreamBody = Either<Full<Bytes>, Limited<Incoming>>;
+/// or the client's body streamed through, within the size limit. The
+/// streamed one is boxed to keep the request small: each upstream
+/// connection's request queue holds 32 of them.
+pub type UpstreamBody = Either<Full<Bytes>, Box<Limited<Incoming>>>;
 
-/// The pooled upstream client (HTTP/1.1 and HTTP/2 over rustls, or plain HTTP).
+/// The pooled upstream client (HTTP/1.1, over rustls or plain).
 pub type UpstreamClient =
     hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, UpstreamBody>;
 
@@ -101,11 +103,18 @@ pub fn upstream_client(limits: &Limits) -> UpstreamClient {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
         .https_or_http()
-        .enable_all_versions()
+        // HTTP/1.1 only: the pool opens a connection per concurrent request.
+        // Over HTTP/2 it would share one connection per provider, and
+        // requests beyond the provider's stream limit (100 to 256) would
+        // wait, for minutes behind long streams.
+        .enable_http1()
         .wrap_connector(http);
     hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_timer(TokioTimer::new())
+        // Reads of 4 KiB: an SSE event is far smaller, and a connection
+        // holds its read buffer for as long as it lives (one per open stream).
+        .http1_read_buf_exact_size(4096)
         .timer(TokioTimer::new())
         .build(https)
 }
@@ -346,7 +355,7 @@ impl DataPlane {
         let (decision, upstream_body) = match plan {
             Plan::Ready(decision) => (
                 decision,
-                Either::Right(Limited::new(body, self.limits.max_body)),
+                Either::Right(Box::new(Limited::new(body, self.limits.max_body))),
             ),
             Plan::NeedsModel(pending) => {
                 let bytes = match self.read_body(&parts.headers, body, dialect).await {
