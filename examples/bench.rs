@@ -295,6 +295,17 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The `Rss*` lines of `pid` (anonymous, file-backed, shared), joined.
+fn rss_parts(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("Rss"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// User + system CPU time of `pid`, in microseconds (clock ticks of 10 ms).
 fn cpu_us(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -620,12 +631,7 @@ async fn run(s: Settings, pinned: bool) {
             "gateway RSS after {} streams at concurrency 64: {:.1} MiB ({})",
             s.streams_c64,
             after_streams as f64 / 1024.0,
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .unwrap_or_default()
-                .lines()
-                .filter(|l| l.starts_with("Rss"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            rss_parts(pid)
         );
         let open = open_streams(via, s.open_streams).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -691,6 +697,7 @@ async fn run(s: Settings, pinned: bool) {
         ));
     }
     let rss_after_load = rss_kib(pid);
+    let rss_after_load_parts = rss_parts(pid);
 
     let mut stream_results = Vec::new();
     for (concurrency, count) in [(1usize, s.streams_c1), (64, s.streams_c64)] {
@@ -787,6 +794,7 @@ async fn run(s: Settings, pinned: bool) {
         "  after the load above",
         rss_after_load as f64 / 1024.0
     );
+    println!("{:<34} {rss_after_load_parts}", "");
     println!(
         "{:<34} {:>12.1} MiB",
         format!("  holding {} open streams", s.open_streams),

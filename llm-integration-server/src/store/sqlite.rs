@@ -871,8 +871,12 @@ impl ControlStore for SqliteStore {
                             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
                     );
             });
+            // Not kept in the connection's statement cache: each batch size
+            // is its own statement, and a cached one of hundreds of rows
+            // holds hundreds of KiB.
             insert
                 .build()
+                .persistent(false)
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
