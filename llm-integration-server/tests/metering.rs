@@ -459,6 +459,53 @@ async fn usage_survives_disconnects_and_upstream_failures() {
     s.stop().await;
 }
 
+/// A balance more than a second old is re-read off the request path: a
+/// request it allows goes on at once, one it would refuse waits for the
+/// fresh read, so an operator's grant is never missed.
+#[tokio::test]
+async fn stale_balances_are_reread_without_holding_requests_and_grants_are_never_missed() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::new();
+    let s = Server::start(&dirs, &mock.url()).await;
+    let snapshot = s.live.snapshot();
+    let caller = snapshot
+        .vm_by_address("127.0.0.1".parse().unwrap())
+        .unwrap();
+    let owner = Owner::User(snapshot.vm(caller).unwrap().owner);
+    let ask = || {
+        post(
+            &s,
+            "llm.int.exe.xyz",
+            "/v1/chat/completions",
+            json!({"model": "gpt-5.5", "max_tokens": 50}),
+            &[],
+        )
+    };
+    assert_eq!(ask().await.0, StatusCode::OK);
+    // Lowered by another process: the first request after a second is
+    // served on the balance read before, and starts the re-read.
+    s.store.set_allocation(owner, 100).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = ask().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut refused = false;
+    for _ in 0..40 {
+        if ask().await.0 == StatusCode::TOO_MANY_REQUESTS {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "the lowered balance is seen");
+    // Granted by another process: the first request after a second waits
+    // for the fresh read instead of being refused on the old balance.
+    s.store.set_allocation(owner, 10_000_000).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = ask().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    s.stop().await;
+}
+
 /// SPEC §10.5: with the store gone, the data plane keeps serving on its
 /// last snapshot and last balances; configuration writes fail loudly.
 #[tokio::test]

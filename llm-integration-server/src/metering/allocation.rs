@@ -14,7 +14,9 @@
 //! request without a limit reserves [`DEFAULT_OUTPUT_RESERVATION`] output
 //! tokens; only the output beyond that, summed over such requests in
 //! flight at once, can take a balance below zero. The balance is re-read
-//! from the store every second to see operator grants; several replicas
+//! from the store when more than a second old, off the request path (a
+//! request it would refuse waits for the read), to see operator grants
+//! and changes made by other processes; several replicas
 //! (each reserving against the same store balance) are a later backend's
 //! concern.
 
@@ -41,6 +43,18 @@ struct Account {
     /// Reserved by requests in flight.
     reserved: i64,
     read_at: Option<Instant>,
+    /// A read of the stored balance is under way in the background.
+    refreshing: bool,
+}
+
+/// How recent an owner's balance is.
+enum Freshness {
+    /// Read within [`REFRESH`].
+    Fresh,
+    /// Read before.
+    Stale,
+    /// Never read.
+    Unknown,
 }
 
 impl Account {
@@ -90,19 +104,44 @@ impl Allocator {
         self.default
     }
 
-    async fn refresh(&self, owner: Owner) -> Result<(), StoreError> {
-        let fresh = self
+    fn freshness(&self, owner: Owner) -> Freshness {
+        let read_at = self
             .accounts
             .lock()
-            .map(|a| {
-                a.get(&owner)
-                    .and_then(|x| x.read_at)
-                    .is_some_and(|t| t.elapsed() < REFRESH)
-            })
-            .unwrap_or(false);
-        if fresh {
-            return Ok(());
+            .ok()
+            .and_then(|a| a.get(&owner).and_then(|x| x.read_at));
+        match read_at {
+            Some(t) if t.elapsed() < REFRESH => Freshness::Fresh,
+            Some(_) => Freshness::Stale,
+            None => Freshness::Unknown,
         }
+    }
+
+    /// Re-reads `owner`'s stored balance off the request path (one read at
+    /// a time per owner).
+    fn refresh_in_background(self: &Arc<Self>, owner: Owner) {
+        let start = self.accounts.lock().is_ok_and(|mut a| {
+            let account = a.entry(owner).or_default();
+            !std::mem::replace(&mut account.refreshing, true)
+        });
+        if !start {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.refresh(owner).await {
+                tracing::warn!(error = %e, "allocation unreadable; using the last balance read");
+            }
+            if let Ok(mut a) = this.accounts.lock() {
+                if let Some(account) = a.get_mut(&owner) {
+                    account.refreshing = false;
+                }
+            }
+        });
+    }
+
+    /// Reads `owner`'s stored balance.
+    async fn refresh(&self, owner: Owner) -> Result<(), StoreError> {
         let known = self
             .accounts
             .lock()
@@ -135,13 +174,41 @@ impl Allocator {
     }
 
     /// Reserves `micros` for a request of `owner`.
+    ///
+    /// The balance is read from the store the first time, and re-read off
+    /// the request path when more than a second old; a request that the
+    /// older balance would refuse waits for a fresh read first, so a grant
+    /// is never missed.
     pub async fn reserve(
-        &self,
+        self: &Arc<Self>,
         owner: Owner,
         micros: u64,
     ) -> Result<Result<Reservation, Exhausted>, StoreError> {
-        self.refresh(owner).await?;
         let micros = i64::try_from(micros).unwrap_or(i64::MAX);
+        match self.freshness(owner) {
+            Freshness::Fresh => self.try_reserve(owner, micros),
+            Freshness::Unknown => {
+                self.refresh(owner).await?;
+                self.try_reserve(owner, micros)
+            }
+            Freshness::Stale => match self.try_reserve(owner, micros)? {
+                Ok(reservation) => {
+                    self.refresh_in_background(owner);
+                    Ok(Ok(reservation))
+                }
+                Err(_) => {
+                    self.refresh(owner).await?;
+                    self.try_reserve(owner, micros)
+                }
+            },
+        }
+    }
+
+    fn try_reserve(
+        &self,
+        owner: Owner,
+        micros: i64,
+    ) -> Result<Result<Reservation, Exhausted>, StoreError> {
         let Ok(mut accounts) = self.accounts.lock() else {
             return Err(StoreError::Unavailable("allocation state poisoned".into()));
         };
