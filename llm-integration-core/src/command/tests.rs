@@ -1956,8 +1956,12 @@ mod round_trip {
             for key in key_values(&cmd) {
                 let shown = cmd.to_string();
                 let debug = format!("{cmd:?}");
-                prop_assert!(!shown.contains(&key), "Display shows the key: {}", shown);
-                prop_assert!(!debug.contains(&key), "Debug shows the key: {}", debug);
+                // A key of a few characters ("an", "RE") is found in the
+                // command's own words; from 8 on, finding it means a leak.
+                if key.len() >= 8 {
+                    prop_assert!(!shown.contains(&key), "Display shows the key: {}", shown);
+                    prop_assert!(!debug.contains(&key), "Debug shows the key: {}", debug);
+                }
                 prop_assert!(shown.contains("-key=-"), "{}", shown);
             }
             // A command reads stdin after redaction exactly when it holds a key.
