@@ -15,9 +15,57 @@
 //! top-level `usage`. OpenAI's `prompt_tokens` include cached tokens, which
 //! are counted apart here.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::seams::TokenUsage;
+
+/// The fields of an event that carry usage or the model; the rest of the
+/// event (the content deltas) is skipped by the parser, not built.
+#[derive(Deserialize, Default)]
+struct EventProbe<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    usage: Value,
+    /// Anthropic's `message_start`.
+    #[serde(borrow, default)]
+    message: Option<MaybeNested<'a>>,
+    /// The Responses API's final events.
+    #[serde(borrow, default)]
+    response: Option<MaybeNested<'a>>,
+}
+
+/// An object with `model` and `usage`, or anything else under that name
+/// (an error's `message` string), which is ignored.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MaybeNested<'a> {
+    Nested(#[serde(borrow)] Nested<'a>),
+    Other(serde::de::IgnoredAny),
+}
+
+impl<'a> MaybeNested<'a> {
+    fn into_nested(self) -> Nested<'a> {
+        match self {
+            MaybeNested::Nested(n) => n,
+            MaybeNested::Other(_) => Nested::default(),
+        }
+    }
+}
+
+/// `model` and `usage` one level down.
+#[derive(Deserialize, Default)]
+struct Nested<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    usage: Value,
+}
 
 /// The largest SSE line kept for parsing (a `response.completed` event
 /// carries the whole response).
@@ -58,7 +106,7 @@ impl UsageMeter {
             return;
         }
         let mut rest = chunk;
-        while let Some(newline) = rest.iter().position(|b| *b == b'\n') {
+        while let Some(newline) = memchr::memchr(b'\n', rest) {
             let (part, after) = rest.split_at(newline);
             if !self.skipping {
                 if self.buffer.is_empty() {
@@ -90,35 +138,34 @@ impl UsageMeter {
         if !contains(data, b"usage") && !contains(data, b"\"model\"") {
             return;
         }
-        if let Ok(value) = serde_json::from_slice::<Value>(data) {
-            self.event(&value);
+        if let Ok(event) = serde_json::from_slice::<EventProbe<'_>>(data) {
+            self.event(event);
         }
     }
 
-    fn event(&mut self, v: &Value) {
-        match v["type"].as_str() {
+    fn event(&mut self, e: EventProbe<'_>) {
+        match e.kind.as_deref() {
             Some("message_start") => {
-                let message = &v["message"];
-                self.note_model(&message["model"]);
-                self.apply_anthropic(&message["usage"]);
+                let message = e.message.map(MaybeNested::into_nested).unwrap_or_default();
+                self.note_model(message.model);
+                self.apply_anthropic(&message.usage);
             }
-            Some("message_delta") => self.apply_anthropic(&v["usage"]),
+            Some("message_delta") => self.apply_anthropic(&e.usage),
             Some("response.completed" | "response.incomplete" | "response.failed") => {
-                self.note_model(&v["response"]["model"]);
-                self.apply(&v["response"]["usage"]);
+                let response = e.response.map(MaybeNested::into_nested).unwrap_or_default();
+                self.note_model(response.model);
+                self.apply(&response.usage);
             }
             _ => {
-                self.note_model(&v["model"]);
-                self.apply(&v["usage"]);
+                self.note_model(e.model);
+                self.apply(&e.usage);
             }
         }
     }
 
-    fn note_model(&mut self, model: &Value) {
+    fn note_model(&mut self, model: Option<Cow<'_, str>>) {
         if self.model.is_none() {
-            if let Some(m) = model.as_str() {
-                self.model = Some(m.to_owned());
-            }
+            self.model = model.map(Cow::into_owned);
         }
     }
 
@@ -214,9 +261,7 @@ impl UsageMeter {
             usage: Value,
         }
         if let Ok(whole) = serde_json::from_slice::<Probe>(&tail) {
-            if self.model.is_none() {
-                self.model = whole.model;
-            }
+            self.note_model(whole.model.map(Cow::Owned));
             self.apply(&whole.usage);
             return;
         }
@@ -240,11 +285,11 @@ impl UsageMeter {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).rposition(|w| w == needle)
+    memchr::memmem::rfind(haystack, needle)
 }
 
 #[cfg(test)]
@@ -395,6 +440,18 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
                 cache_read: 0
             })
         );
+    }
+
+    #[test]
+    fn events_with_odd_fields_still_count() {
+        // A top-level `message` string, an escaped model name, an object
+        // under `response`: only `model` and `usage` matter.
+        let body = "data: {\"message\":\"hi\",\"model\":\"m\\u0031\",\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n";
+        let mut m = UsageMeter::new(true);
+        m.feed(body.as_bytes());
+        let usage = m.finish().unwrap();
+        assert_eq!((usage.input, usage.output), (3, 4));
+        assert_eq!(m.model(), Some("m1"));
     }
 
     #[test]

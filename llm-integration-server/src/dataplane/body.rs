@@ -142,7 +142,7 @@ impl RelayBody {
         };
         pending.extend_from_slice(&data);
         let mut out = BytesMut::new();
-        while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+        while let Some(end) = memchr::memmem::find(pending, b"\n\n") {
             let event = pending.split_to(end + 2);
             if !is_usage_only_chunk(&event) {
                 out.extend_from_slice(&event);
@@ -155,7 +155,7 @@ impl RelayBody {
 /// A Chat Completions chunk with `"choices":[]` and a usage object: the one
 /// `stream_options.include_usage` adds.
 fn is_usage_only_chunk(event: &[u8]) -> bool {
-    let has = |needle: &[u8]| event.windows(needle.len()).any(|w| w == needle);
+    let has = |needle: &[u8]| memchr::memmem::find(event, needle).is_some();
     has(b"\"choices\":[]") && has(b"\"usage\":{")
 }
 
