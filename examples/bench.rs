@@ -700,11 +700,20 @@ async fn run(s: Settings, pinned: bool) {
     let rss_after_load_parts = rss_parts(pid);
 
     let mut stream_results = Vec::new();
+    let (mut cpu_per_stream, mut nginx_cpu_per_stream) = (0.0, None);
     for (concurrency, count) in [(1usize, s.streams_c1), (64, s.streams_c64)] {
         let d = streams(direct, concurrency, count).await;
+        let before = cpu_us(pid);
         let g = streams(via, concurrency, count).await;
+        cpu_per_stream = (cpu_us(pid) - before) as f64 / g.total.len().max(1) as f64;
         let n = match &nginx {
-            Some(n) => Some(streams(n.addr, concurrency, count).await),
+            Some(n) => {
+                let before = cpu_us(n.child.id());
+                let run = streams(n.addr, concurrency, count).await;
+                nginx_cpu_per_stream =
+                    Some((cpu_us(n.child.id()) - before) as f64 / run.total.len().max(1) as f64);
+                Some(run)
+            }
             None => None,
         };
         stream_results.push((concurrency, d, g, n));
@@ -819,6 +828,13 @@ async fn run(s: Settings, pinned: bool) {
     if let Some(n) = nginx_cpu_per_request {
         println!("{:<34} {:>12.1} µs", "nginx CPU per request (c=64)", n);
     }
+    println!(
+        "{:<34} {:>12.1} µs",
+        "gateway CPU per stream (c=64)", cpu_per_stream
+    );
+    if let Some(n) = nginx_cpu_per_stream {
+        println!("{:<34} {:>12.1} µs", "nginx CPU per stream (c=64)", n);
+    }
     println!("{:<34} {:>12.1} ns", "routing decision (10,000 VMs)", route);
     let figures = json!({
         "smoke": s.smoke,
@@ -831,6 +847,8 @@ async fn run(s: Settings, pinned: bool) {
         "nginx_rss_mib": nginx_rss.map(|(idle, holding)| json!({"before_open_streams": idle as f64 / 1024.0, "open_streams": holding as f64 / 1024.0})),
         "cpu_us_per_request": cpu_per_request,
         "nginx_cpu_us_per_request": nginx_cpu_per_request,
+        "cpu_us_per_stream": cpu_per_stream,
+        "nginx_cpu_us_per_stream": nginx_cpu_per_stream,
         "routing_ns": route,
     });
     if let Some(dir) = s.json.parent() {
