@@ -481,12 +481,19 @@ async fn open_streams(addr: SocketAddr, count: usize) -> Vec<hyper::body::Incomi
 async fn nginx_memory(nginx: &Nginx, count: usize) -> (u64, u64) {
     let pid = nginx.child.id();
     let before = rss_kib(pid);
-    let open = open_streams(nginx.h2, count).await;
+    let holding = rss_holding_streams(nginx.h2, pid, count).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (before, holding)
+}
+
+/// The RSS of `pid` (KiB) while `count` streams through `addr` stay open;
+/// they are closed on return.
+async fn rss_holding_streams(addr: SocketAddr, pid: u32, count: usize) -> u64 {
+    let open = open_streams(addr, count).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let holding = rss_kib(pid);
     drop(open);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    (before, holding)
+    holding
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -633,10 +640,7 @@ async fn run(s: Settings, pinned: bool) {
             after_streams as f64 / 1024.0,
             rss_parts(pid)
         );
-        let open = open_streams(via, s.open_streams).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let holding = rss_kib(pid);
-        drop(open);
+        let holding = rss_holding_streams(via, pid, s.open_streams).await;
         println!(
             "gateway RSS: idle {:.1} MiB, after the concurrency-64 load {:.1} MiB, holding {} open streams {:.1} MiB",
             rss_idle as f64 / 1024.0,
@@ -719,10 +723,7 @@ async fn run(s: Settings, pinned: bool) {
         stream_results.push((concurrency, d, g, n));
     }
 
-    let open = open_streams(via, s.open_streams).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_open = rss_kib(pid);
-    drop(open);
+    let rss_open = rss_holding_streams(via, pid, s.open_streams).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let rss_after_open = rss_kib(pid);
     let nginx_rss = match &nginx {
@@ -764,27 +765,16 @@ async fn run(s: Settings, pinned: bool) {
             d.total.len()
         );
         let n = n.as_ref();
-        row(
-            "  first event p50",
-            percentile(&d.ttfe, 0.5),
-            percentile(&g.ttfe, 0.5),
-            n.map(|n| percentile(&n.ttfe, 0.5)),
-            "µs",
-        );
-        row(
-            "  first event p99",
-            percentile(&d.ttfe, 0.99),
-            percentile(&g.ttfe, 0.99),
-            n.map(|n| percentile(&n.ttfe, 0.99)),
-            "µs",
-        );
-        row(
-            "  whole stream p50",
-            percentile(&d.total, 0.5),
-            percentile(&g.total, 0.5),
-            n.map(|n| percentile(&n.total, 0.5)),
-            "µs",
-        );
+        let ttfe: fn(&StreamRun) -> &[u32] = |r| &r.ttfe;
+        let total: fn(&StreamRun) -> &[u32] = |r| &r.total;
+        for (label, times, p) in [
+            ("  first event p50", ttfe, 0.5),
+            ("  first event p99", ttfe, 0.99),
+            ("  whole stream p50", total, 0.5),
+        ] {
+            let at = |r: &StreamRun| percentile(times(r), p);
+            row(label, at(d), at(g), n.map(at), "µs");
+        }
         println!(
             "{:<34} {:>12.1} {:>12.1} {:>12} {:>12}",
             "  body frames per stream",

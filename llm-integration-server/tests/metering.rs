@@ -17,6 +17,15 @@ use serde_json::{json, Value};
 
 const HOSTS: [&str; 2] = ["llm.int.exe.xyz", "byok.int.exe.xyz"];
 
+/// The owner of the VM the tests call from (127.0.0.1).
+fn local_owner(s: &Server) -> Owner {
+    let snapshot = s.live.snapshot();
+    let caller = snapshot
+        .vm_by_address("127.0.0.1".parse().unwrap())
+        .unwrap();
+    Owner::User(snapshot.vm(caller).unwrap().owner)
+}
+
 fn client(s: &Server) -> reqwest::Client {
     s.vm_client("127.0.0.1".parse::<IpAddr>().unwrap(), &HOSTS)
 }
@@ -272,17 +281,7 @@ async fn allocations_are_never_overspent_under_concurrency() {
     let mock = MockUpstream::start().await.unwrap();
     let dirs = Dirs::new();
     let s = Server::start(&dirs, &mock.url()).await;
-    let owner = Owner::User(
-        s.live
-            .snapshot()
-            .vm(s
-                .live
-                .snapshot()
-                .vm_by_address("127.0.0.1".parse().unwrap())
-                .unwrap())
-            .unwrap()
-            .owner,
-    );
+    let owner = local_owner(&s);
     // Each request may cost up to about 15,500 micro-dollars (max_tokens 1000 at $15 per million,
     // plus its bytes as input): 50,000 covers three at once.
     s.store.set_allocation(owner, 50_000).await.unwrap();
@@ -438,17 +437,7 @@ async fn usage_survives_disconnects_and_upstream_failures() {
         assert!(rows[model]["debited_micros"].as_u64().unwrap() > 0);
     }
     assert_eq!(tokens(&rows["claude-sonnet-4-6-429"]), [0, 0, 0, 0]);
-    let owner = Owner::User(
-        s.live
-            .snapshot()
-            .vm(s
-                .live
-                .snapshot()
-                .vm_by_address("127.0.0.1".parse().unwrap())
-                .unwrap())
-            .unwrap()
-            .owner,
-    );
+    let owner = local_owner(&s);
     let all = s
         .store
         .usage_summary(&[owner], std::time::UNIX_EPOCH, UsageGrouping::Total)
@@ -467,11 +456,7 @@ async fn stale_balances_are_reread_without_holding_requests_and_grants_are_never
     let mock = MockUpstream::start().await.unwrap();
     let dirs = Dirs::new();
     let s = Server::start(&dirs, &mock.url()).await;
-    let snapshot = s.live.snapshot();
-    let caller = snapshot
-        .vm_by_address("127.0.0.1".parse().unwrap())
-        .unwrap();
-    let owner = Owner::User(snapshot.vm(caller).unwrap().owner);
+    let owner = local_owner(&s);
     let ask = || {
         post(
             &s,

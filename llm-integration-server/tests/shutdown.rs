@@ -50,17 +50,28 @@ fn admin_usage(dir: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-async fn stream(data: &str, model: &str, chunks: u32, delay_ms: u32) -> reqwest::Response {
+/// A client that reaches the integration host at the data plane `data`
+/// (`127.0.0.1:PORT`), over HTTP/2 with prior knowledge when `http2`; and
+/// the `/v1/messages` address there.
+fn client(data: &str, http2: bool) -> (reqwest::Client, String) {
     let port = data.rsplit(':').next().unwrap();
-    let client = reqwest::Client::builder()
-        .resolve(
-            "llm.int.exe.xyz",
-            format!("127.0.0.1:{port}").parse().unwrap(),
-        )
-        .build()
-        .unwrap();
+    let mut builder = reqwest::Client::builder().resolve(
+        "llm.int.exe.xyz",
+        format!("127.0.0.1:{port}").parse().unwrap(),
+    );
+    if http2 {
+        builder = builder.http2_prior_knowledge();
+    }
+    (
+        builder.build().unwrap(),
+        format!("http://llm.int.exe.xyz:{port}/v1/messages"),
+    )
+}
+
+async fn stream(data: &str, model: &str, chunks: u32, delay_ms: u32) -> reqwest::Response {
+    let (client, url) = client(data, false);
     client
-        .post(format!("http://llm.int.exe.xyz:{port}/v1/messages"))
+        .post(url)
         .header("x-mock-chunks", chunks.to_string())
         .header("x-mock-delay-ms", delay_ms.to_string())
         .json(&json!({"model": model, "max_tokens": 100, "stream": true}))
@@ -145,22 +156,14 @@ async fn http2_streams_cut_at_the_deadline_are_all_recorded() {
     let mut running = server_with(dir.path(), &mock.url(), 1, |c| {
         c.env("LLM_INTEGRATION_WORKER_THREADS", "1");
     });
-    let port = running.data.rsplit(':').next().unwrap().to_owned();
     // One HTTP/2 connection carrying many streams: each stream is its own
     // task, which ends a moment after the connection is cut.
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .resolve(
-            "llm.int.exe.xyz",
-            format!("127.0.0.1:{port}").parse().unwrap(),
-        )
-        .build()
-        .unwrap();
+    let (client, url) = client(&running.data, true);
     const STREAMS: usize = 150;
     let mut open = Vec::new();
     for _ in 0..STREAMS {
         let mut response = client
-            .post(format!("http://llm.int.exe.xyz:{port}/v1/messages"))
+            .post(&url)
             .header("x-mock-chunks", "50")
             .header("x-mock-delay-ms", "200")
             .json(&json!({"model": "claude-sonnet-4-6-h2", "max_tokens": 100, "stream": true}))
