@@ -83,7 +83,7 @@ pub use host::{HostTarget, Scope};
 pub use integration::Integration;
 pub use model_id::{ModelCatalog, ModelError, ModelRoute};
 pub use names::{AccountName, IntegrationName, TagName, TeamName, VmName};
-pub use provider::{Dialect, Provider, ProviderSet};
+pub use provider::{Dialect, PerProvider, Provider, ProviderSet};
 pub use router::{
     Decision, Forward, ModelListing, ModelsShape, PendingModel, Plan, ReflectionPath,
     ReflectionRoute, Refusal, Refused, RouteRequest, Router,

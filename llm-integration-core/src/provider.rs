@@ -131,6 +131,57 @@ impl FromIterator<Provider> for ProviderSet {
     }
 }
 
+/// One value per provider, indexed by [`Provider`]: base URLs, keys,
+/// catalogs, counters. Replaces a struct with one field per provider, so
+/// adding a provider is a change to [`Provider`] alone.
+///
+/// ```
+/// use llm_integration_core::{PerProvider, Provider};
+///
+/// let mut bases = PerProvider::from_fn(|p| p.default_base_url().to_owned());
+/// bases[Provider::OpenAi] = "http://127.0.0.1:7800".to_owned();
+/// assert_eq!(bases[Provider::Anthropic], "https://api.anthropic.com");
+/// assert_eq!(bases.iter().count(), 3);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct PerProvider<T>([T; 3]);
+
+impl<T> PerProvider<T> {
+    /// A value for each provider, from `f`.
+    pub fn from_fn(mut f: impl FnMut(Provider) -> T) -> Self {
+        PerProvider(Provider::ALL.map(&mut f))
+    }
+
+    /// Each provider with its value, in [`Provider::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (Provider, &T)> {
+        Provider::ALL.into_iter().zip(self.0.iter())
+    }
+
+    /// The values transformed by `f`.
+    pub fn map<U>(self, mut f: impl FnMut(Provider, T) -> U) -> PerProvider<U> {
+        let mut index = 0;
+        PerProvider(self.0.map(|v| {
+            // The array is in `ALL` order, and `map` visits it in order.
+            let p = Provider::ALL[index];
+            index += 1;
+            f(p, v)
+        }))
+    }
+}
+
+impl<T> std::ops::Index<Provider> for PerProvider<T> {
+    type Output = T;
+    fn index(&self, provider: Provider) -> &T {
+        &self.0[provider.index()]
+    }
+}
+
+impl<T> std::ops::IndexMut<Provider> for PerProvider<T> {
+    fn index_mut(&mut self, provider: Provider) -> &mut T {
+        &mut self.0[provider.index()]
+    }
+}
+
 /// The shape of errors a client understands on a given endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dialect {
@@ -153,6 +204,17 @@ mod tests {
             "OpenAI".parse::<Provider>(),
             Err(Error::UnknownProvider(_))
         ));
+    }
+
+    #[test]
+    fn per_provider() {
+        let mut counts = PerProvider::from_fn(|p| p.index() * 10);
+        counts[Provider::Fireworks] += 1;
+        assert_eq!(counts[Provider::Fireworks], 21);
+        let names = counts.map(|p, n| format!("{p}:{n}"));
+        assert_eq!(names[Provider::OpenAi], "openai:10");
+        let order: Vec<Provider> = names.iter().map(|(p, _)| p).collect();
+        assert_eq!(order, Provider::ALL.to_vec());
     }
 
     #[test]
