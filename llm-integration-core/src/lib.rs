@@ -53,10 +53,13 @@
 #![forbid(unsafe_code)]
 
 pub mod attachment;
+pub mod body;
 pub mod command;
 pub mod domain;
 pub mod error;
 pub mod fuzzing;
+pub mod gateway_error;
+pub mod headers;
 pub mod host;
 pub mod integration;
 pub mod model_id;
@@ -64,11 +67,14 @@ pub mod names;
 pub mod path;
 pub mod pricing;
 pub mod provider;
+pub mod relay;
 pub mod router;
 pub mod seams;
 pub mod secret;
 pub mod snapshot;
 pub mod source;
+pub mod sse;
+pub mod upstream;
 pub mod usage;
 pub mod wire;
 

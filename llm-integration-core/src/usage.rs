@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::seams::TokenUsage;
+use crate::sse::SseFramer;
 
 /// The fields of an event that carry usage or the model; the rest of the
 /// event (the content deltas) is skipped by the parser, not built.
@@ -67,9 +68,6 @@ struct Nested<'a> {
     usage: Value,
 }
 
-/// The largest SSE line kept for parsing (a `response.completed` event
-/// carries the whole response).
-const MAX_LINE: usize = 16 * 1024 * 1024;
 /// The tail of a JSON body kept to find its `usage`.
 const JSON_TAIL: usize = 256 * 1024;
 
@@ -77,10 +75,10 @@ const JSON_TAIL: usize = 256 * 1024;
 #[derive(Debug, Clone, Default)]
 pub struct UsageMeter {
     sse: bool,
-    /// The current, unfinished line (SSE) or the body's tail (JSON).
+    /// Frames an event stream fed with [`UsageMeter::feed`].
+    framer: SseFramer,
+    /// The body's tail (JSON).
     buffer: Vec<u8>,
-    /// The line in `buffer` was too long and is being skipped.
-    skipping: bool,
     usage: TokenUsage,
     seen: bool,
     model: Option<String>,
@@ -105,45 +103,29 @@ impl UsageMeter {
             }
             return;
         }
-        let mut rest = chunk;
-        while let Some(newline) = memchr::memchr(b'\n', rest) {
-            let (part, after) = rest.split_at(newline);
-            if !self.skipping {
-                if self.buffer.is_empty() {
-                    self.line(part);
-                } else {
-                    self.buffer.extend_from_slice(part);
-                    let line = std::mem::take(&mut self.buffer);
-                    self.line(&line);
-                }
+        let mut framer = std::mem::take(&mut self.framer);
+        framer.feed(chunk, &mut |e| {
+            if e.has_data && !e.oversize {
+                self.event(e.data);
             }
-            self.buffer.clear();
-            self.skipping = false;
-            rest = &after[1..];
-        }
-        if !self.skipping {
-            self.buffer.extend_from_slice(rest);
-            if self.buffer.len() > MAX_LINE {
-                self.buffer = Vec::new();
-                self.skipping = true;
-            }
-        }
+        });
+        self.framer = framer;
     }
 
-    fn line(&mut self, line: &[u8]) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(data) = line.strip_prefix(b"data:") else {
-            return;
-        };
-        if !contains(data, b"usage") && !contains(data, b"\"model\"") {
+    /// One event of a stream, by its data (for a caller that frames the
+    /// stream itself, such as [`crate::relay::ResponseRelay`]).
+    pub fn event(&mut self, data: &[u8]) {
+        // Only events that can carry usage or the model are parsed; a key
+        // spelt with escapes is parsed too.
+        if !contains(data, b"usage") && !contains(data, b"\"model\"") && !contains(data, b"\\u") {
             return;
         }
         if let Ok(event) = serde_json::from_slice::<EventProbe<'_>>(data) {
-            self.event(event);
+            self.probe(event);
         }
     }
 
-    fn event(&mut self, e: EventProbe<'_>) {
+    fn probe(&mut self, e: EventProbe<'_>) {
         match e.kind.as_deref() {
             Some("message_start") => {
                 let message = e.message.map(MaybeNested::into_nested).unwrap_or_default();
@@ -238,9 +220,14 @@ impl UsageMeter {
     pub fn finish(&mut self) -> Option<TokenUsage> {
         if !self.sse {
             self.json_tail();
-        } else if !self.buffer.is_empty() && !self.skipping {
-            let line = std::mem::take(&mut self.buffer);
-            self.line(&line);
+        } else {
+            let mut framer = std::mem::take(&mut self.framer);
+            framer.finish(&mut |e| {
+                if e.has_data && !e.oversize {
+                    self.event(e.data);
+                }
+            });
+            self.framer = framer;
         }
         self.seen.then_some(self.usage)
     }
