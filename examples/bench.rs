@@ -525,7 +525,7 @@ fn summarize(mut latencies: Vec<u32>, elapsed: Duration) -> Summary {
 
 fn routing_ns() -> f64 {
     use llm_integration::{
-        ConfigRecords, IntegrationConfig, IntegrationId, Owner, RouteRequest, Router, Snapshot,
+        ConfigRecords, IntegrationConfig, IntegrationId, Owner, RouteRequest, Snapshot,
         SnapshotOptions, User, UserId, Vm, VmId,
     };
     let mut records = ConfigRecords::default();

@@ -6,7 +6,7 @@
 use http::Method;
 use llm_integration::{
     AttachmentSpec, ConfigRecords, CredentialId, Decision, IntegrationConfig, IntegrationId,
-    IntegrationKind, KeyHint, LlmSettings, Owner, Provider, RouteRequest, Router, Snapshot,
+    IntegrationKind, KeyHint, LlmSettings, Owner, Provider, RouteRequest, Snapshot,
     SnapshotOptions, Source, Team, TeamId, User, UserId, Vm, VmId,
 };
 

@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::Method;
 use llm_integration_core::{
     AttachmentSpec, ConfigRecords, Decision, IntegrationConfig, IntegrationId, Owner, RouteRequest,
-    Router, Snapshot, SnapshotOptions, User, UserId, Vm, VmId,
+    Snapshot, SnapshotOptions, User, UserId, Vm, VmId,
 };
 
 /// `n` users, each with one VM, a default `llm` integration (auto:all) and

@@ -10,7 +10,7 @@ use crate::domain::{
     ConfigRecords, IntegrationConfig, IntegrationId, IntegrationKind, Owner, Team, TeamId, User,
     UserId, Vm, VmId,
 };
-use crate::router::{Decision, RouteRequest, Router};
+use crate::router::{Decision, RouteRequest};
 use crate::snapshot::{Snapshot, SnapshotOptions};
 use crate::source::Source;
 

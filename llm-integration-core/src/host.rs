@@ -31,6 +31,47 @@ pub struct HostTarget<'a> {
     pub scope: Scope,
 }
 
+/// The host a request is routed by: `host` itself, or `default` (an
+/// integration hostname the operator chose) when `host` names the gateway
+/// by address or as `localhost`, as clients on a machine without DNS for
+/// the integration domain do (`http://127.0.0.1:7700`).
+///
+/// ```
+/// use llm_integration_core::host::effective_host;
+///
+/// let default = Some("llm.int.exe.xyz");
+/// assert_eq!(effective_host("127.0.0.1:7700", default), "llm.int.exe.xyz");
+/// assert_eq!(effective_host("[::1]:7700", default), "llm.int.exe.xyz");
+/// assert_eq!(effective_host("localhost", default), "llm.int.exe.xyz");
+/// assert_eq!(effective_host("x.int.exe.xyz", default), "x.int.exe.xyz");
+/// assert_eq!(effective_host("127.0.0.1:7700", None), "127.0.0.1:7700");
+/// ```
+pub fn effective_host<'a>(host: &'a str, default: Option<&'a str>) -> &'a str {
+    let Some(default) = default else {
+        return host;
+    };
+    let bare = match host.rsplit_once(':') {
+        Some((h, port))
+            if port.bytes().all(|b| b.is_ascii_digit())
+                && !h.ends_with(']')
+                && !h.contains(':') =>
+        {
+            h
+        }
+        Some((h, port)) if h.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let bare = bare.trim_start_matches('[').trim_end_matches(']');
+    if bare.is_empty()
+        || bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<std::net::IpAddr>().is_ok()
+    {
+        default
+    } else {
+        host
+    }
+}
+
 /// Parses a `Host` header value against `domain` (lowercase, without a
 /// trailing dot).
 ///

@@ -39,6 +39,14 @@ impl ModelCatalog {
         self.by_model.get(model).copied().unwrap_or_default()
     }
 
+    /// The models known to be served by `provider`.
+    pub fn models_of(&self, provider: Provider) -> impl Iterator<Item = &str> {
+        self.by_model
+            .iter()
+            .filter(move |(_, set)| set.contains(provider))
+            .map(|(model, _)| model.as_ref())
+    }
+
     /// How many model IDs are known.
     pub fn len(&self) -> usize {
         self.by_model.len()

@@ -23,32 +23,48 @@ use crate::snapshot::{Snapshot, VmEntry};
 use crate::source::{ProviderSource, Source};
 use crate::wire::errors::{error_body, ErrorClass};
 
-/// Decides where requests go. Implemented by [`Snapshot`]; embedders may
-/// wrap it (to add their own routes) behind the same trait.
-pub trait Router {
+/// Decides where requests go, on a configuration [`Snapshot`].
+///
+/// [`SnapshotRouter`] applies the product's rules; an embedder plugs its
+/// own policy into the data plane by implementing this trait, typically
+/// by wrapping [`SnapshotRouter`] (to refuse some models, add routes, or
+/// pin providers) and delegating the rest. Object-safe: the data plane
+/// holds it as `Arc<dyn Router>`.
+pub trait Router: Send + Sync {
     /// Routes a request head.
-    fn route<'s, 'r>(&'s self, request: &RouteRequest<'r>) -> Result<Plan<'s, 'r>, Refused>;
+    fn route<'s, 'r>(
+        &self,
+        snapshot: &'s Snapshot,
+        request: &RouteRequest<'r>,
+    ) -> Result<Plan<'s, 'r>, Refused>;
 
     /// Finishes a decision that needed the body's `model` (`None` when the
     /// body has no string `model` field).
     fn resolve_model<'s>(
-        &'s self,
+        &self,
+        snapshot: &'s Snapshot,
         pending: PendingModel<'s, '_>,
         model: Option<&str>,
     ) -> Result<Decision<'s>, Refused>;
 
     /// Both phases at once, for callers that already have the model.
     fn route_with_model<'s>(
-        &'s self,
+        &self,
+        snapshot: &'s Snapshot,
         request: &RouteRequest<'_>,
         model: Option<&str>,
     ) -> Result<Decision<'s>, Refused> {
-        match self.route(request)? {
+        match self.route(snapshot, request)? {
             Plan::Ready(decision) => Ok(decision),
-            Plan::NeedsModel(pending) => self.resolve_model(pending, model),
+            Plan::NeedsModel(pending) => self.resolve_model(snapshot, pending, model),
         }
     }
 }
+
+/// The product's routing rules (see the module documentation and
+/// README's routing section).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SnapshotRouter;
 
 /// What the router needs to know of a request.
 #[derive(Debug, Clone, Copy)]
@@ -614,16 +630,36 @@ fn route_reflection<'s, 'r>(
     })))
 }
 
-impl Router for Snapshot {
-    fn route<'s, 'r>(&'s self, request: &RouteRequest<'r>) -> Result<Plan<'s, 'r>, Refused> {
+impl Router for SnapshotRouter {
+    fn route<'s, 'r>(
+        &self,
+        snapshot: &'s Snapshot,
+        request: &RouteRequest<'r>,
+    ) -> Result<Plan<'s, 'r>, Refused> {
+        snapshot.route(request)
+    }
+
+    fn resolve_model<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        pending: PendingModel<'s, '_>,
+        model: Option<&str>,
+    ) -> Result<Decision<'s>, Refused> {
+        snapshot.resolve_model(pending, model)
+    }
+}
+
+impl Snapshot {
+    /// Routes a request head with the product's rules ([`SnapshotRouter`]).
+    pub fn route<'s, 'r>(&'s self, request: &RouteRequest<'r>) -> Result<Plan<'s, 'r>, Refused> {
         let (path, query) = split_target(request.target);
         let dialect = dialect_for(path, request.anthropic_client);
         let refuse = |refusal| Refused { refusal, dialect };
-        let target =
-            parse_host(request.host, &self.domain).ok_or_else(|| refuse(Refusal::UnknownHost))?;
+        let target = parse_host(request.host, &self.indexed.domain)
+            .ok_or_else(|| refuse(Refusal::UnknownHost))?;
         let entry = request
             .caller
-            .and_then(|id| self.vms.get(&id))
+            .and_then(|id| self.indexed.vms.get(&id))
             .ok_or_else(|| refuse(Refusal::UnknownCaller))?;
         let index = match target.scope {
             Scope::Personal => entry.personal.get(target.name.as_ref()),
@@ -632,7 +668,7 @@ impl Router for Snapshot {
         let Some(&index) = index else {
             return Err(refuse(self.not_found_reason(entry, &target)));
         };
-        let integration = &self.integrations[index as usize];
+        let integration = &self.indexed.integrations[index as usize];
         match &integration.kind {
             IntegrationKind::Llm(settings) => self
                 .route_llm(integration, settings, request, path, query, dialect)
@@ -644,7 +680,8 @@ impl Router for Snapshot {
         }
     }
 
-    fn resolve_model<'s>(
+    /// Finishes a decision that needed the body's `model`.
+    pub fn resolve_model<'s>(
         &'s self,
         pending: PendingModel<'s, '_>,
         model: Option<&str>,
@@ -677,5 +714,17 @@ impl Router for Snapshot {
             upstream_model: route.upstream_model.map(|m| m.into_owned()),
             dialect: pending.dialect,
         }))
+    }
+
+    /// Both phases at once, for callers that already have the model.
+    pub fn route_with_model<'s>(
+        &'s self,
+        request: &RouteRequest<'_>,
+        model: Option<&str>,
+    ) -> Result<Decision<'s>, Refused> {
+        match self.route(request)? {
+            Plan::Ready(decision) => Ok(decision),
+            Plan::NeedsModel(pending) => self.resolve_model(pending, model),
+        }
     }
 }

@@ -212,6 +212,8 @@ pub trait ControlStore: ConfigStore {
     async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Sets a metadata value if it is not set yet; returns whether it was set.
     async fn init_meta(&self, key: &str, value: &[u8]) -> Result<bool, StoreError>;
+    /// Closes the store's connections (at shutdown, after the last write).
+    async fn close(&self) {}
 }
 
 /// A credential ready to inject upstream.
@@ -285,30 +287,87 @@ impl ConnectionInfo {
     }
 }
 
+/// Front proxies whose word about the client's address is believed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies {
+    /// Peers whose forwarding header is believed.
+    pub addresses: Vec<IpAddr>,
+    /// The header carrying the original client address (e.g.
+    /// `x-forwarded-for`; its last entry is used, the one the trusted proxy
+    /// appended).
+    pub header: Option<http::HeaderName>,
+}
+
+impl TrustedProxies {
+    /// The address the caller is identified by: the PROXY protocol's
+    /// original address, else the trusted proxy's forwarding header (when
+    /// the peer is a trusted proxy), else the peer itself.
+    pub fn client_address(&self, connection: &ConnectionInfo, headers: &http::HeaderMap) -> IpAddr {
+        if let Some(original) = connection.original {
+            return original;
+        }
+        let peer = connection.peer.ip();
+        match &self.header {
+            Some(name) if self.addresses.contains(&peer) => headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .last()
+                .and_then(|a| a.trim().parse::<IpAddr>().ok())
+                .unwrap_or(peer),
+            _ => peer,
+        }
+    }
+}
+
+/// What a caller resolver may look at: the connection (when the server
+/// knows it) and the request head, including the extensions an
+/// embedder's own middleware attached (an authenticated identity, say).
+#[derive(Debug, Clone, Copy)]
+pub struct CallerRequest<'a> {
+    /// The connection, as the listener saw it.
+    pub connection: Option<&'a ConnectionInfo>,
+    /// The request headers (client-sent: never proof of identity by
+    /// themselves).
+    pub headers: &'a http::HeaderMap,
+    /// The request's extensions.
+    pub extensions: &'a http::Extensions,
+}
+
 /// Decides which VM is calling. Embedders with their own network identity
 /// supply their own.
 #[async_trait]
 pub trait CallerResolver: Send + Sync {
-    /// The calling VM, or `None` when the connection is from no known VM.
-    async fn resolve(&self, snapshot: &Snapshot, connection: &ConnectionInfo) -> Option<VmId>;
+    /// The calling VM, or `None` when the request is from no known VM.
+    async fn resolve(&self, snapshot: &Snapshot, request: &CallerRequest<'_>) -> Option<VmId>;
 }
 
-/// The default caller resolver: the client address through the snapshot's
-/// VM registry.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AddressResolver;
+/// The default caller resolver: the client address (see
+/// [`TrustedProxies::client_address`]) through the snapshot's VM registry.
+#[derive(Debug, Clone, Default)]
+pub struct AddressResolver {
+    /// Front proxies whose forwarding header is believed.
+    pub trusted: TrustedProxies,
+}
 
 impl AddressResolver {
+    /// A resolver believing `trusted` front proxies.
+    pub fn new(trusted: TrustedProxies) -> Self {
+        AddressResolver { trusted }
+    }
+
     /// The synchronous lookup the default resolver does.
-    pub fn lookup(snapshot: &Snapshot, connection: &ConnectionInfo) -> Option<VmId> {
-        snapshot.vm_by_address(connection.client_address())
+    pub fn lookup(&self, snapshot: &Snapshot, request: &CallerRequest<'_>) -> Option<VmId> {
+        let connection = request.connection?;
+        snapshot.vm_by_address(self.trusted.client_address(connection, request.headers))
     }
 }
 
 #[async_trait]
 impl CallerResolver for AddressResolver {
-    async fn resolve(&self, snapshot: &Snapshot, connection: &ConnectionInfo) -> Option<VmId> {
-        Self::lookup(snapshot, connection)
+    async fn resolve(&self, snapshot: &Snapshot, request: &CallerRequest<'_>) -> Option<VmId> {
+        self.lookup(snapshot, request)
     }
 }
 
@@ -406,6 +465,34 @@ mod tests {
         assert!(
             !shown.contains("very-secret") && !shown.contains("acct-123"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn forwarding_header_believed_only_from_trusted_proxies() {
+        let trusted = TrustedProxies {
+            addresses: vec!["10.0.0.1".parse().unwrap()],
+            header: Some(http::HeaderName::from_static("x-forwarded-for")),
+        };
+        let mut headers = http::HeaderMap::new();
+        headers.append("x-forwarded-for", "1.1.1.1, 127.0.0.7".parse().unwrap());
+        let from = |peer: &str| ConnectionInfo {
+            peer: peer.parse().unwrap(),
+            original: None,
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            trusted.client_address(&from("10.0.0.1:1"), &headers),
+            ip("127.0.0.7")
+        );
+        assert_eq!(
+            trusted.client_address(&from("10.0.0.2:1"), &headers),
+            ip("10.0.0.2")
+        );
+        headers.insert("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(
+            trusted.client_address(&from("10.0.0.1:1"), &headers),
+            ip("10.0.0.1")
         );
     }
 

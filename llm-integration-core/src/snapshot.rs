@@ -59,12 +59,21 @@ pub(crate) struct VmEntry {
     pub(crate) team: HashMap<Box<str>, u32>,
 }
 
-/// The immutable, indexed configuration the data plane routes on.
-#[derive(Debug)]
+/// The immutable, indexed configuration the data plane routes on, with
+/// the model catalog it routes by exact match. The indexed configuration
+/// is shared, so a snapshot with a new catalog costs one allocation
+/// ([`Snapshot::with_catalog`]).
+#[derive(Debug, Clone)]
 pub struct Snapshot {
+    pub(crate) catalog: Arc<ModelCatalog>,
+    pub(crate) indexed: Arc<Indexed>,
+}
+
+/// The configuration records, indexed.
+#[derive(Debug)]
+pub(crate) struct Indexed {
     pub(crate) domain: Box<str>,
     pub(crate) version: u64,
-    pub(crate) catalog: Arc<ModelCatalog>,
     pub(crate) integrations: Vec<IntegrationConfig>,
     pub(crate) users: HashMap<UserId, User>,
     pub(crate) teams: HashMap<TeamId, Team>,
@@ -127,10 +136,9 @@ impl Snapshot {
                 .unwrap_or_default();
             vm_index.insert(vm.id, VmEntry { vm, personal, team });
         }
-        Snapshot {
+        let indexed = Indexed {
             domain: options.domain.into_boxed_str(),
             version: options.version,
-            catalog: options.catalog,
             users: users.into_iter().map(|u| (u.id, u)).collect(),
             teams: teams.into_iter().map(|t| (t.id, t)).collect(),
             vms: vm_index,
@@ -138,17 +146,35 @@ impl Snapshot {
             by_owner,
             by_id,
             integrations,
+        };
+        Snapshot {
+            catalog: options.catalog,
+            indexed: Arc::new(indexed),
         }
+    }
+
+    /// This configuration, routing with `catalog`.
+    #[must_use]
+    pub fn with_catalog(&self, catalog: Arc<ModelCatalog>) -> Snapshot {
+        Snapshot {
+            catalog,
+            indexed: self.indexed.clone(),
+        }
+    }
+
+    /// The model catalog, shared.
+    pub fn catalog_shared(&self) -> Arc<ModelCatalog> {
+        self.catalog.clone()
     }
 
     /// The configuration version this snapshot was built at.
     pub fn version(&self) -> u64 {
-        self.version
+        self.indexed.version
     }
 
     /// The hostname domain.
     pub fn domain(&self) -> &str {
-        &self.domain
+        &self.indexed.domain
     }
 
     /// The model catalog used for routing.
@@ -159,67 +185,72 @@ impl Snapshot {
     /// The VM whose connections come from `address` (the default caller
     /// resolver).
     pub fn vm_by_address(&self, address: IpAddr) -> Option<VmId> {
-        self.by_address.get(&address).copied()
+        self.indexed.by_address.get(&address).copied()
     }
 
     /// A VM by id.
     pub fn vm(&self, id: VmId) -> Option<&Vm> {
-        self.vms.get(&id).map(|e| &e.vm)
+        self.indexed.vms.get(&id).map(|e| &e.vm)
     }
 
     /// A user by id.
     pub fn user(&self, id: UserId) -> Option<&User> {
-        self.users.get(&id)
+        self.indexed.users.get(&id)
     }
 
     /// A team by id.
     pub fn team(&self, id: TeamId) -> Option<&Team> {
-        self.teams.get(&id)
+        self.indexed.teams.get(&id)
     }
 
     /// An integration by id.
     pub fn integration(&self, id: IntegrationId) -> Option<&IntegrationConfig> {
-        self.by_id.get(&id).map(|i| &self.integrations[*i as usize])
+        self.indexed
+            .by_id
+            .get(&id)
+            .map(|i| &self.indexed.integrations[*i as usize])
     }
 
     /// An integration by owner and name, attached to anything or not.
     pub fn integration_named(&self, owner: Owner, name: &str) -> Option<&IntegrationConfig> {
-        self.by_owner
+        self.indexed
+            .by_owner
             .get(&owner)?
             .get(name)
-            .map(|i| &self.integrations[*i as usize])
+            .map(|i| &self.indexed.integrations[*i as usize])
     }
 
     /// Every integration.
     pub fn integrations(&self) -> &[IntegrationConfig] {
-        &self.integrations
+        &self.indexed.integrations
     }
 
     /// The integration named `name` in `scope` if it is attached to `vm`.
     pub fn attached(&self, vm: VmId, scope: Scope, name: &str) -> Option<&IntegrationConfig> {
-        let entry = self.vms.get(&vm)?;
+        let entry = self.indexed.vms.get(&vm)?;
         let map = match scope {
             Scope::Personal => &entry.personal,
             Scope::Team => &entry.team,
         };
-        map.get(name).map(|i| &self.integrations[*i as usize])
+        map.get(name)
+            .map(|i| &self.indexed.integrations[*i as usize])
     }
 
     /// Every integration attached to `vm`, personal first, each in name
     /// order, with its scope.
     pub fn attached_to(&self, vm: VmId) -> Vec<(Scope, &IntegrationConfig)> {
-        let Some(entry) = self.vms.get(&vm) else {
+        let Some(entry) = self.indexed.vms.get(&vm) else {
             return Vec::new();
         };
         let mut out: Vec<(Scope, &IntegrationConfig)> = entry
             .personal
             .values()
-            .map(|i| (Scope::Personal, &self.integrations[*i as usize]))
+            .map(|i| (Scope::Personal, &self.indexed.integrations[*i as usize]))
             .chain(
                 entry
                     .team
                     .values()
-                    .map(|i| (Scope::Team, &self.integrations[*i as usize])),
+                    .map(|i| (Scope::Team, &self.indexed.integrations[*i as usize])),
             )
             .collect();
         out.sort_by(|a, b| (a.0 == Scope::Team, &a.1.name).cmp(&(b.0 == Scope::Team, &b.1.name)));
@@ -228,7 +259,7 @@ impl Snapshot {
 
     /// The hostname VMs use for `integration`.
     pub fn hostname_of(&self, integration: &IntegrationConfig) -> String {
-        integration.hostname(&self.domain)
+        integration.hostname(&self.indexed.domain)
     }
 }
 

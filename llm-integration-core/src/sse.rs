@@ -18,7 +18,9 @@
 //! let mut seen = Vec::new();
 //! for chunk in ["event: ping\r\ndata: {\"a\"", ":1}\r\n\r", "\ndata: x\n", "data: y\n\n"] {
 //!     framer.feed(chunk.as_bytes(), &mut |e| {
-//!         seen.push((e.event.to_owned(), String::from_utf8_lossy(e.data).into_owned()))
+//!         if !e.tail {
+//!             seen.push((e.event.to_owned(), String::from_utf8_lossy(e.data).into_owned()))
+//!         }
 //!     });
 //! }
 //! assert_eq!(seen, [("ping".into(), "{\"a\":1}".into()), (String::new(), "x\ny".into())]);

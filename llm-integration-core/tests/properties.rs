@@ -9,8 +9,8 @@ use llm_integration_core::usage::UsageMeter;
 use llm_integration_core::{
     Attachment, AttachmentSpec, ConfigRecords, CredentialId, Decision, IntegrationConfig,
     IntegrationId, IntegrationKind, KeyHint, LlmSettings, Owner, Provider, ProviderSource,
-    ReflectionSettings, RouteRequest, Router, Snapshot, SnapshotOptions, Source, Team, TeamId,
-    User, UserId, Vm, VmId,
+    ReflectionSettings, RouteRequest, Snapshot, SnapshotOptions, Source, Team, TeamId, User,
+    UserId, Vm, VmId,
 };
 use proptest::prelude::*;
 

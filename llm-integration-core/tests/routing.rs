@@ -8,7 +8,7 @@ use llm_integration_core::{
     AttachmentSpec, ConfigRecords, CredentialId, Decision, Dialect, IntegrationConfig,
     IntegrationId, IntegrationKind, KeyHint, ModelCatalog, ModelsShape, Owner, Provider,
     ReflectionField, ReflectionFields, ReflectionPath, ReflectionSettings, Refusal, RouteRequest,
-    Router, Snapshot, SnapshotOptions, Source, Team, TeamId, User, UserId, Vm, VmId,
+    Snapshot, SnapshotOptions, Source, Team, TeamId, User, UserId, Vm, VmId,
 };
 
 const ALICE: UserId = UserId(1);

@@ -20,7 +20,7 @@ use llm_integration_core::seams::{
     ChatGptAccountRecord, ControlStore, Credential, CredentialError,
 };
 use llm_integration_core::{AccountName, SecretString, UserId};
-use secrecy::ExposeSecret;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -35,7 +35,8 @@ const EXPIRY_SKEW_SECS: i64 = 60;
 /// How long a device code lives.
 pub const DEVICE_CODE_LIFETIME: Duration = Duration::from_secs(15 * 60);
 /// The Codex version announced when listing the backend's models.
-const CLIENT_VERSION: &str = "0.171.0";
+/// The Codex version the backend is asked for its catalog as.
+pub const CLIENT_VERSION: &str = "0.171.0";
 
 /// Where ChatGPT's auth server and the Codex backend are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -521,38 +522,6 @@ impl ChatGpt {
             secret: SecretString::from(tokens.access_token.clone()),
             account_id: tokens.account_id.clone(),
         })
-    }
-
-    /// The backend's models for `credential`: slugs shown in its catalog.
-    pub async fn models(&self, credential: &Credential) -> Result<Vec<String>, String> {
-        let url = format!(
-            "{}/models?client_version={CLIENT_VERSION}",
-            self.endpoints.backend
-        );
-        let mut request = self
-            .client
-            .get(&url)
-            .bearer_auth(credential.secret.expose_secret())
-            .header("accept", "application/json");
-        if let Some(account) = &credential.account_id {
-            request = request.header("chatgpt-account-id", account);
-        }
-        let r = request
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach the ChatGPT backend: {}", e.without_url()))?;
-        let status = r.status();
-        let body: Value = r.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            return Err(error_text(status, &body));
-        }
-        Ok(body["models"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|m| m["visibility"].as_str() != Some("hide"))
-            .filter_map(|m| m["slug"].as_str().map(str::to_owned))
-            .collect())
     }
 }
 

@@ -11,14 +11,15 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use llm_integration_core::seams::{ConfigStore, StoreError};
-use llm_integration_core::{Snapshot, SnapshotOptions};
+use llm_integration_core::{ModelCatalog, Snapshot, SnapshotOptions};
 use tokio::sync::Mutex;
 
 /// The current snapshot and how to rebuild it.
 pub struct LiveConfig {
     current: ArcSwap<Snapshot>,
     store: Arc<dyn ConfigStore>,
-    base: SnapshotOptions,
+    /// The options every snapshot is built with (the catalog changes).
+    base: std::sync::RwLock<SnapshotOptions>,
     /// Serialises reloads so an older load never replaces a newer one.
     reload_lock: Mutex<()>,
 }
@@ -49,7 +50,7 @@ impl LiveConfig {
         Ok(LiveConfig {
             current: ArcSwap::from_pointee(snapshot),
             store,
-            base,
+            base: std::sync::RwLock::new(base),
             reload_lock: Mutex::new(()),
         })
     }
@@ -68,16 +69,32 @@ impl LiveConfig {
             return Ok(false);
         }
         let records = self.store.load().await?;
-        let snapshot = Snapshot::build(
-            records,
-            SnapshotOptions {
-                version,
-                ..self.base.clone()
-            },
-        );
+        let base = self
+            .base
+            .read()
+            .map(|b| b.clone())
+            .unwrap_or_else(|e| e.into_inner().clone());
+        let snapshot = Snapshot::build(records, SnapshotOptions { version, ..base });
         self.current.store(Arc::new(snapshot));
         tracing::debug!(version, "configuration snapshot swapped in");
         Ok(true)
+    }
+
+    /// The model catalog the current snapshot routes with.
+    pub fn catalog(&self) -> Arc<ModelCatalog> {
+        self.current.load().catalog_shared()
+    }
+
+    /// Routes with `catalog` from now on: the current snapshot is swapped
+    /// for one with this catalog (the configuration is shared, not
+    /// rebuilt), and later reloads keep it.
+    pub fn set_catalog(&self, catalog: Arc<ModelCatalog>) {
+        if let Ok(mut base) = self.base.write() {
+            base.catalog = catalog.clone();
+        }
+        // A reload racing this one rebuilds from `base`, which already has it.
+        self.current
+            .rcu(|current| Arc::new(current.with_catalog(catalog.clone())));
     }
 
     /// Polls the store every `interval` until `shutdown` resolves.

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use llm_integration_core::seams::{ConfigStore, ControlStore, StoreError};
-use llm_integration_core::{SnapshotOptions, Vm, VmId};
+use llm_integration_core::seams::{ControlStore, StoreError};
+use llm_integration_core::upstream::UpstreamTargets;
+use llm_integration_core::{PerProvider, SnapshotOptions, Vm, VmId};
 use tokio::net::TcpListener;
 
 use crate::admin::provision_user;
@@ -18,7 +19,7 @@ use crate::dataplane::{serve_data, tls_acceptor, Accept, DataPlane, ServerCreden
 use crate::exec_http::{self, AdminState};
 use crate::executor::{ExecError, Executor};
 use crate::live::LiveConfig;
-use crate::metering::{Allocator, Ledger, LedgerWriter, Metering, Metrics};
+use crate::metering::{Allocator, Ledger, LedgerWriter, Metering};
 use crate::provider_check::ProviderCheck;
 use crate::store::SqliteStore;
 
@@ -81,7 +82,7 @@ pub struct App {
     /// The resolved configuration.
     pub config: Config,
     /// The store.
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn ControlStore>,
     /// The live snapshot.
     pub live: Arc<LiveConfig>,
     /// The command executor.
@@ -92,6 +93,8 @@ pub struct App {
     pub accept: Accept,
     /// Prices, allocations, the ledger and metrics.
     pub metering: Arc<Metering>,
+    /// The ledger (also the metering's usage sink), closed at shutdown.
+    pub ledger: Ledger,
     /// The ledger's writer, flushed at shutdown.
     pub ledger_writer: LedgerWriter,
 }
@@ -109,21 +112,17 @@ impl App {
     /// Opens the store and loads the configuration.
     pub async fn open(config: Config) -> Result<App, StartError> {
         let (store, key) = open_store(&config.database, &config.master_key).await?;
+        let store: Arc<dyn ControlStore> = store;
         let options = SnapshotOptions::default().with_domain(&config.domain);
-        let live =
-            Arc::new(LiveConfig::load(store.clone() as Arc<dyn ConfigStore>, options).await?);
+        let live = Arc::new(LiveConfig::load(store.clone(), options).await?);
         let check = ProviderCheck::new(config.upstreams.clone())
             .map_err(|e| StartError::Other(e.to_string()))?;
         let chatgpt = Arc::new(
-            ChatGpt::new(
-                config.chatgpt.clone(),
-                store.clone() as Arc<dyn ControlStore>,
-                key.clone(),
-            )
-            .map_err(StartError::Other)?,
+            ChatGpt::new(config.chatgpt.clone(), store.clone(), key.clone())
+                .map_err(StartError::Other)?,
         );
         let executor = Arc::new(Executor::new(
-            store.clone() as Arc<dyn ControlStore>,
+            store.clone(),
             live.clone(),
             key.clone(),
             check,
@@ -132,36 +131,29 @@ impl App {
         ));
         let credentials = Arc::new(ServerCredentials::new(
             config.gateway_keys.clone(),
-            store.clone() as Arc<dyn ControlStore>,
+            store.clone(),
             key,
             chatgpt.clone(),
         ));
-        let allocator = Arc::new(Allocator::new(
-            store.clone() as Arc<dyn ControlStore>,
-            config.default_allocation,
+        let allocator = Arc::new(Allocator::new(store.clone(), config.default_allocation));
+        let (ledger, ledger_writer) = Ledger::start(store.clone(), allocator.clone());
+        let metering = Arc::new(Metering::new(
+            config.prices.clone(),
+            Some(allocator),
+            Arc::new(ledger.clone()),
         ));
-        let (ledger, ledger_writer) =
-            Ledger::start(store.clone() as Arc<dyn ControlStore>, allocator.clone());
-        let metrics = Arc::new(Metrics::new());
-        let metering = Arc::new(Metering {
-            prices: config.prices.clone(),
-            allocator,
-            ledger,
-            metrics: metrics.clone(),
-            in_flight: Default::default(),
-        });
+        let targets = UpstreamTargets {
+            base: PerProvider::from_fn(|p| config.upstreams.base(p).to_owned()),
+            chatgpt_backend: config.chatgpt.backend.clone(),
+        };
         let data_plane = Arc::new(
-            DataPlane::new(
-                live.clone(),
-                config.upstreams.clone(),
-                credentials,
-                config.limits.clone(),
-                config.trusted.clone(),
-                config.models_ttl,
-                metering.clone(),
-                chatgpt,
-            )
-            .with_default_host(config.default_host.clone()),
+            DataPlane::builder(live.clone(), credentials, metering.clone())
+                .targets(targets)
+                .limits(config.limits.clone())
+                .trusted_proxies(config.trusted.clone())
+                .models_ttl(config.models_ttl)
+                .default_host(config.default_host.clone())
+                .build(),
         );
         let accept = Accept {
             tls: match &config.tls {
@@ -182,6 +174,7 @@ impl App {
             data_plane,
             accept,
             metering,
+            ledger,
             ledger_writer,
         })
     }
@@ -237,6 +230,13 @@ impl App {
                 let _ = rx.wait_for(|stop| *stop).await;
             }))
         };
+        let catalog = {
+            let plane = self.data_plane.clone();
+            let mut rx = stop_rx.clone();
+            tokio::spawn(plane.refresh_catalog(self.config.models_ttl, async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }))
+        };
         let data_task = data.map(|listener| {
             let plane = self.data_plane.clone();
             let mut rx = stop_rx.clone();
@@ -257,7 +257,7 @@ impl App {
         });
         let state = AdminState {
             executor: self.executor.clone(),
-            store: self.store.clone() as Arc<dyn ControlStore>,
+            store: self.store.clone(),
             metrics: self.metering.metrics.clone(),
         };
         let app = exec_http::router(state);
@@ -273,6 +273,7 @@ impl App {
             let _ = task.await;
         }
         let _ = poller.await;
+        let _ = catalog.await;
         // Every response has ended or was cut at the deadline; a cut HTTP/2
         // stream may record its usage a moment after its connection closed.
         let in_flight = &self.metering.in_flight;
@@ -286,7 +287,7 @@ impl App {
             );
         }
         // Write what they used.
-        self.metering.ledger.close();
+        self.ledger.close();
         self.ledger_writer.finished().await;
         self.store.close().await;
         served.map_err(|e| StartError::Other(format!("admin listener failed: {e}")))

@@ -14,7 +14,6 @@ use tokio::sync::oneshot;
 use crate::admin::{self, AdminCommand};
 use crate::config::{Config, GatewayKeys, ServeArgs, StoreArgs};
 use crate::live::LiveConfig;
-use crate::store::SqliteStore;
 use crate::App;
 use llm_integration_core::SecretString;
 
@@ -36,7 +35,7 @@ pub struct Server {
     /// See the field name.
     pub token: String,
     /// See the field name.
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn llm_integration_core::seams::ControlStore>,
     /// See the field name.
     pub live: Arc<LiveConfig>,
     stop: Option<oneshot::Sender<()>>,
@@ -113,6 +112,7 @@ impl Server {
         let (store, live) = (app.store.clone(), app.live.clone());
         let (default_allocation, metering) = (app.config.default_allocation, app.metering.clone());
         let (tx, rx) = oneshot::channel::<()>();
+        let plane = app.data_plane.clone();
         let task = tokio::spawn(async move {
             app.serve(listener, Some(data), async move {
                 let _ = rx.await;
@@ -120,6 +120,11 @@ impl Server {
             .await
             .unwrap();
         });
+        // The catalog's first refresh reads the upstreams' model lists; wait
+        // for it so that tests see only their own requests upstream.
+        tokio::time::timeout(std::time::Duration::from_secs(30), plane.catalog_ready())
+            .await
+            .expect("the model catalog's first refresh");
         Server {
             url: format!("http://{addr}"),
             data: data_addr,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use axum::routing::get;
-use llm_integration_core::seams::{ConfigStore, ControlStore};
+
 use llm_integration_core::{IntegrationKind, Owner, Provider, Scope, Source, TeamName};
 use llm_integration_server::admin::{AdminCommand, TeamsCommand, VmAddArgs, VmsCommand};
 use llm_integration_server::testing::{Dirs, Server};

@@ -144,6 +144,19 @@ pub fn error_body(dialect: Dialect, class: ErrorClass, code: &str, message: &str
     encoded.unwrap_or_else(|_| String::from(r#"{"error":{"message":"internal error"}}"#))
 }
 
+/// One SSE `error` event in `dialect`, for a failure in the middle of a
+/// relayed stream (the head, `200`, is already sent): `event: error`, then
+/// the error body as its data.
+pub fn sse_error_event(dialect: Dialect, message: &str) -> String {
+    let body = error_body(
+        dialect,
+        ErrorClass::BadGateway,
+        "upstream_stream_error",
+        message,
+    );
+    format!("event: error\ndata: {body}\n\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,23 +1,26 @@
 //! Response bodies of the data plane: a whole buffer, or an upstream body
-//! relayed frame by frame.
+//! relayed frame by frame through the core's response transducer.
 //!
-//! The relay holds nothing: each frame is handed on as it arrives, and
-//! hyper asks for the next only when the client has taken the last, so a
-//! slow client slows the upstream read (backpressure). Dropping the body
-//! (the client went away) drops the upstream response, which closes its
-//! connection and so cancels the upstream request. An idle stream times
-//! out; an upstream failure mid-stream becomes one SSE `error` event in
-//! the endpoint's dialect, then the stream ends.
+//! The relay holds nothing of its own: each frame goes through
+//! [`ResponseRelay::feed`] (which passes it on untouched, or holds an
+//! unfinished event when events are dropped) as it arrives, and hyper asks
+//! for the next only when the client has taken the last, so a slow client
+//! slows the upstream read (backpressure). Dropping the body (the client
+//! went away) drops the upstream response, which closes its connection
+//! and so cancels the upstream request, and records the usage seen so
+//! far. An idle stream times out; an upstream failure mid-stream becomes
+//! one SSE `error` event in the endpoint's dialect, then the stream ends.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use llm_integration_core::wire::errors::{error_body, ErrorClass};
+use llm_integration_core::relay::ResponseRelay;
+use llm_integration_core::wire::errors::sse_error_event;
 use llm_integration_core::Dialect;
 use tokio::time::{Instant, Sleep};
 
@@ -71,7 +74,9 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             ProxyBody::Full(None) => SizeHint::with_exact(0),
-            ProxyBody::Relay(relay) if !relay.sse => relay.inner.size_hint(),
+            ProxyBody::Relay(relay) if !relay.sse && !relay.relay.alters_body() => {
+                relay.inner.size_hint()
+            }
             ProxyBody::Relay(_) => SizeHint::default(),
         }
     }
@@ -80,11 +85,10 @@ impl Body for ProxyBody {
 /// An upstream body relayed to the client.
 pub struct RelayBody {
     inner: Incoming,
-    /// Usage metering, finished when the body ends, fails or is dropped.
+    /// Decides what is relayed and reads the usage.
+    relay: ResponseRelay,
+    /// Finished when the body ends, fails or is dropped.
     metered: Option<Metered>,
-    /// Drop the usage-only chunk the gateway asked for (Chat Completions);
-    /// holds the partial event not yet complete.
-    strip: Option<BytesMut>,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
     /// The response is an event stream: failures become an `error` event.
@@ -94,12 +98,20 @@ pub struct RelayBody {
 }
 
 impl RelayBody {
-    /// Relays `inner`, giving up after `idle` without a frame.
-    pub fn new(inner: Incoming, idle: Duration, sse: bool, dialect: Dialect) -> Self {
+    /// Relays `inner` through `relay`, giving up after `idle` without a
+    /// frame; `metered` is finished with the usage `relay` saw.
+    pub fn new(
+        inner: Incoming,
+        relay: ResponseRelay,
+        metered: Option<Metered>,
+        idle: Duration,
+        sse: bool,
+        dialect: Dialect,
+    ) -> Self {
         RelayBody {
             inner,
-            metered: None,
-            strip: None,
+            relay,
+            metered,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
             sse,
@@ -108,66 +120,30 @@ impl RelayBody {
         }
     }
 
-    /// Meters the body; with `strip_usage`, drops the usage-only chunk.
-    pub fn metered(mut self, metered: Metered, strip_usage: bool) -> Self {
-        self.metered = Some(metered);
-        if strip_usage && self.sse {
-            self.strip = Some(BytesMut::new());
-        }
-        self
-    }
-
     fn end(&mut self) {
         self.done = true;
-        if let Some(m) = self.metered.as_mut() {
-            m.finish(None);
+        if let Some(mut m) = self.metered.take() {
+            m.finish(None, self.relay.usage(), self.relay.model());
         }
     }
 
     fn fail(&mut self, message: &str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.end();
         if self.sse {
-            return Poll::Ready(Some(Ok(Frame::data(sse_error_event(
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(sse_error_event(
                 self.dialect,
                 message,
-            )))));
+            ))))));
         }
         Poll::Ready(Some(Err(message.to_owned().into())))
     }
+}
 
-    /// Passes complete events except a usage-only chunk; keeps a partial one.
-    fn filter(&mut self, data: Bytes) -> Bytes {
-        let Some(pending) = self.strip.as_mut() else {
-            return data;
-        };
-        pending.extend_from_slice(&data);
-        let mut out = BytesMut::new();
-        while let Some(end) = memchr::memmem::find(pending, b"\n\n") {
-            let event = pending.split_to(end + 2);
-            if !is_usage_only_chunk(&event) {
-                out.extend_from_slice(&event);
-            }
-        }
-        out.freeze()
+impl Drop for RelayBody {
+    fn drop(&mut self) {
+        // The client went away (or the server is stopping): record what was used.
+        self.end();
     }
-}
-
-/// A Chat Completions chunk with `"choices":[]` and a usage object: the one
-/// `stream_options.include_usage` adds.
-fn is_usage_only_chunk(event: &[u8]) -> bool {
-    let has = |needle: &[u8]| memchr::memmem::find(event, needle).is_some();
-    has(b"\"choices\":[]") && has(b"\"usage\":{")
-}
-
-/// One SSE `error` event in `dialect`.
-pub fn sse_error_event(dialect: Dialect, message: &str) -> Bytes {
-    let body = error_body(
-        dialect,
-        ErrorClass::BadGateway,
-        "upstream_stream_error",
-        message,
-    );
-    Bytes::from(format!("event: error\ndata: {body}\n\n"))
 }
 
 impl Body for RelayBody {
@@ -190,10 +166,7 @@ impl Body for RelayBody {
                         Ok(data) => data,
                         Err(other) => return Poll::Ready(Some(Ok(other))),
                     };
-                    if let Some(m) = self.metered.as_mut() {
-                        m.feed(&data);
-                    }
-                    let kept = self.filter(data);
+                    let kept = self.relay.feed(data);
                     if kept.is_empty() {
                         continue; // nothing complete to pass yet
                     }
@@ -206,12 +179,12 @@ impl Body for RelayBody {
                     );
                 }
                 Poll::Ready(None) => {
+                    let rest = self.relay.finish();
                     self.end();
-                    return match self.strip.take() {
-                        Some(rest) if !rest.is_empty() => {
-                            Poll::Ready(Some(Ok(Frame::data(rest.freeze()))))
-                        }
-                        _ => Poll::Ready(None),
+                    return if rest.is_empty() {
+                        Poll::Ready(None)
+                    } else {
+                        Poll::Ready(Some(Ok(Frame::data(rest))))
                     };
                 }
                 Poll::Pending => {

@@ -231,7 +231,9 @@ async fn serve_connection<IO>(
     // 5 KiB per open stream).
     let service = hyper::service::service_fn(move |req| {
         let plane = plane.clone();
-        Box::pin(async move { Ok::<_, std::convert::Infallible>(plane.handle(req, info).await) })
+        Box::pin(
+            async move { Ok::<_, std::convert::Infallible>(plane.handle(req, Some(info)).await) },
+        )
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let watched = watcher.watch(connection.into_owned());

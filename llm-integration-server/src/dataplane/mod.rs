@@ -1,57 +1,78 @@
-//! The data plane: what VMs call.
+//! The data plane: what VMs call. It executes what the core decides.
 //!
-//! Per request: find the calling VM from the connection (the peer address,
-//! or a trusted front proxy's forwarding header), route with the core
-//! against the current snapshot (no store round trip), read the body only
-//! when the provider depends on its `model`, obtain the source's
-//! credential, and forward with hyper's pooled client, relaying the answer
-//! frame by frame.
+//! One request's walk (each step a core decision or an IO step here):
+//!
+//! 1. **caller**: the [`CallerResolver`] names the VM (by default the
+//!    connection's address, or a trusted front proxy's word for it);
+//! 2. **route**: the [`Router`] decides on the current snapshot: forward,
+//!    list models, reflection, liveness, or a refusal;
+//! 3. **body**: read only when the decision depends on it (the `model` of
+//!    a generic route, or a plan that needs the body), decoded as a JSON
+//!    object by the core ([`JsonObject`]);
+//! 4. **plan**: the core's [`upstream::plan`] gives the URL, the header
+//!    edits, the body splices and how to treat the answer;
+//! 5. **execute**: reserve the allocation, resolve the credential, send
+//!    with hyper's pooled client;
+//! 6. **relay**: the core's [`ResponseRelay`] says what to pass on and
+//!    what usage it saw; the answer streams back frame by frame;
+//! 7. **settle**: the usage is priced, debited and recorded.
+//!
+//! Every failure is a [`GatewayError`] and becomes a response in one
+//! place ([`DataPlane::handle`]); a failure after metering started records
+//! the request with the status the client received.
+//!
+//! The data plane is also a [`tower_service::Service`]
+//! ([`DataPlane::service`]) that an embedder mounts in its own hyper or
+//! axum application, with its own caller resolver, router, store and
+//! credentials ([`DataPlaneBuilder`]).
 
 mod body;
 mod credentials;
-mod headers;
 mod listener;
 mod models;
 
-use std::net::IpAddr;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{Method, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Either, Full, Limited};
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use llm_integration_core::router::{
-    Decision, Plan, ReflectionPath, ReflectionRoute, RouteRequest, Router,
+use llm_integration_core::body::JsonObject;
+use llm_integration_core::gateway_error::{Blame, GatewayError};
+use llm_integration_core::headers::{strip_for_client, Injected};
+use llm_integration_core::relay::ResponseRelay;
+use llm_integration_core::router::{Decision, Forward, Plan, RouteRequest, Router, SnapshotRouter};
+use llm_integration_core::seams::{
+    AddressResolver, CallerRequest, CallerResolver, ConnectionInfo, CredentialError,
+    CredentialResolver,
 };
-use llm_integration_core::seams::{ConnectionInfo, CredentialError, CredentialResolver};
-use llm_integration_core::wire::errors::{error_body, ErrorClass};
-use llm_integration_core::{
-    Dialect, Integration, Provider, ProviderSource, ReflectionField, Refused, Snapshot, Source,
-    VmId,
-};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use llm_integration_core::upstream::{self, UpstreamPlan, UpstreamTargets};
+use llm_integration_core::wire::errors::ErrorClass;
+use llm_integration_core::{reflection, Dialect, ProviderSource, VmId};
+use secrecy::ExposeSecret;
 
-pub use body::{sse_error_event, ProxyBody, RelayBody};
+pub use body::{BoxError, ProxyBody, RelayBody};
 pub use credentials::ServerCredentials;
 pub use listener::{serve_data, tls_acceptor, Accept};
-pub use models::ModelLists;
+pub use llm_integration_core::seams::TrustedProxies;
+pub use models::{ListContext, ModelLists};
 
-use crate::config::Upstreams;
 use crate::live::LiveConfig;
 use crate::metering::{Metered, Metering, RequestFacts, DEFAULT_OUTPUT_RESERVATION};
-use std::time::{Instant, SystemTime};
 
-/// The body type sent upstream: a buffered body (when the model was read)
-/// or the client's body streamed through, within the size limit. The
-/// streamed one is boxed to keep the request small: each upstream
-/// connection's request queue holds 32 of them.
-pub type UpstreamBody = Either<Full<Bytes>, Box<Limited<Incoming>>>;
+/// The body type sent upstream: a buffered body (when it was read) or the
+/// client's body streamed through, within the size limit.
+pub type UpstreamBody = Either<Full<Bytes>, UnsyncBoxBody<Bytes, BoxError>>;
 
 /// The pooled upstream client (HTTP/1.1, over rustls or plain).
 pub type UpstreamClient =
@@ -84,16 +105,6 @@ impl Default for Limits {
     }
 }
 
-/// Who may say where a connection really comes from.
-#[derive(Debug, Clone, Default)]
-pub struct TrustedProxies {
-    /// Peers whose forwarding header is believed.
-    pub addresses: Vec<IpAddr>,
-    /// The header carrying the original client address (e.g. `x-forwarded-for`;
-    /// its last entry is used).
-    pub header: Option<HeaderName>,
-}
-
 /// Builds the upstream client.
 pub fn upstream_client(limits: &Limits) -> UpstreamClient {
     let mut http = HttpConnector::new();
@@ -122,17 +133,113 @@ pub fn upstream_client(limits: &Limits) -> UpstreamClient {
 /// The data plane.
 pub struct DataPlane {
     live: Arc<LiveConfig>,
-    client: UpstreamClient,
-    upstreams: Upstreams,
+    router: Arc<dyn Router>,
+    callers: Arc<dyn CallerResolver>,
     credentials: Arc<dyn CredentialResolver>,
+    client: UpstreamClient,
+    targets: UpstreamTargets,
     models: ModelLists,
     limits: Limits,
-    trusted: TrustedProxies,
+    /// The front proxy's client-address header, removed before forwarding.
+    client_ip_header: Option<HeaderName>,
     metering: Arc<Metering>,
-    chatgpt: Arc<crate::chatgpt::ChatGpt>,
     /// The integration hostname assumed when a request names the gateway by
-    /// address (`127.0.0.1:7700`, `localhost`) instead of by integration.
+    /// address or as `localhost` instead of by integration.
     default_host: Option<String>,
+    /// How many catalog refreshes have completed.
+    catalog_refreshes: tokio::sync::watch::Sender<u64>,
+}
+
+/// Builds a [`DataPlane`]: the snapshot it routes on, the credentials it
+/// injects and where usage goes are required; the rest has defaults (the
+/// product's router, callers by address, the providers' public URLs).
+pub struct DataPlaneBuilder {
+    live: Arc<LiveConfig>,
+    credentials: Arc<dyn CredentialResolver>,
+    metering: Arc<Metering>,
+    router: Arc<dyn Router>,
+    /// `None`: an [`AddressResolver`] believing `trusted`.
+    callers: Option<Arc<dyn CallerResolver>>,
+    targets: UpstreamTargets,
+    limits: Limits,
+    trusted: TrustedProxies,
+    models_ttl: Duration,
+    default_host: Option<String>,
+}
+
+impl DataPlaneBuilder {
+    /// Routes with `router` instead of [`SnapshotRouter`].
+    #[must_use]
+    pub fn router(mut self, router: Arc<dyn Router>) -> Self {
+        self.router = router;
+        self
+    }
+
+    /// Names callers with `callers` instead of an [`AddressResolver`].
+    #[must_use]
+    pub fn callers(mut self, callers: Arc<dyn CallerResolver>) -> Self {
+        self.callers = Some(callers);
+        self
+    }
+
+    /// Sends each source's requests to `targets`.
+    #[must_use]
+    pub fn targets(mut self, targets: UpstreamTargets) -> Self {
+        self.targets = targets;
+        self
+    }
+
+    /// Limits and timeouts.
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Believes `trusted` front proxies about the client's address (with
+    /// the default caller resolver) and removes their header upstream.
+    #[must_use]
+    pub fn trusted_proxies(mut self, trusted: TrustedProxies) -> Self {
+        self.trusted = trusted;
+        self
+    }
+
+    /// How long upstream model lists are cached.
+    #[must_use]
+    pub fn models_ttl(mut self, ttl: Duration) -> Self {
+        self.models_ttl = ttl;
+        self
+    }
+
+    /// Serves `host` (e.g. `llm.int.exe.xyz`) to requests that name the
+    /// gateway by address or as `localhost`, so clients on a machine
+    /// without DNS for the integration domain can use `http://127.0.0.1:PORT`.
+    #[must_use]
+    pub fn default_host(mut self, host: Option<String>) -> Self {
+        self.default_host = host;
+        self
+    }
+
+    /// The data plane.
+    pub fn build(self) -> DataPlane {
+        let callers = self
+            .callers
+            .unwrap_or_else(|| Arc::new(AddressResolver::new(self.trusted.clone())));
+        DataPlane {
+            client: upstream_client(&self.limits),
+            live: self.live,
+            router: self.router,
+            callers,
+            credentials: self.credentials,
+            targets: self.targets,
+            models: ModelLists::new(self.models_ttl),
+            limits: self.limits,
+            client_ip_header: self.trusted.header,
+            metering: self.metering,
+            default_host: self.default_host,
+            catalog_refreshes: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 fn json_response(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -143,97 +250,43 @@ fn json_response(status: StatusCode, body: String) -> Response<ProxyBody> {
     r
 }
 
-/// A gateway-generated error in `dialect`.
-pub fn error_response(
-    dialect: Dialect,
-    class: ErrorClass,
-    code: &str,
-    message: &str,
-) -> Response<ProxyBody> {
-    json_response(class.status(), error_body(dialect, class, code, message))
+/// The response for a gateway error: its status, its body in the route's
+/// dialect, and `x-should-retry: false` when retrying cannot help. The one
+/// place a [`GatewayError`] becomes a response.
+pub fn error_response(error: &GatewayError) -> Response<ProxyBody> {
+    let mut r = json_response(error.status(), error.body());
+    if !error.retryable {
+        r.headers_mut()
+            .insert("x-should-retry", HeaderValue::from_static("false"));
+    }
+    r
 }
 
-fn refused(r: &Refused) -> Response<ProxyBody> {
-    json_response(r.status(), r.body())
-}
-
-/// The fields of a request body the data plane reads: the model to route
-/// on and what metering needs. Read once per request, leniently (a field
-/// of an unexpected type is simply absent), without building the rest of
-/// the document.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct BodyFacts {
-    model: Option<Value>,
-    max_tokens: Option<Value>,
-    max_output_tokens: Option<Value>,
-    max_completion_tokens: Option<Value>,
-    stream: Option<Value>,
-    stream_options: Option<Value>,
-}
-
-impl BodyFacts {
-    fn model(&self) -> Option<&str> {
-        self.model.as_ref().and_then(Value::as_str)
-    }
-
-    /// The request's output limit, in any API's spelling.
-    fn max_output(&self) -> Option<u64> {
-        [
-            &self.max_tokens,
-            &self.max_output_tokens,
-            &self.max_completion_tokens,
-        ]
-        .into_iter()
-        .find_map(|v| v.as_ref().and_then(Value::as_u64))
-    }
-
-    fn streams(&self) -> bool {
-        self.stream.as_ref().and_then(Value::as_bool) == Some(true)
-    }
-
-    fn wants_usage(&self) -> bool {
-        self.stream_options
-            .as_ref()
-            .map(|o| o["include_usage"].as_bool() == Some(true))
-            .unwrap_or(false)
-    }
+/// What the data plane read of a request body.
+struct ReadBody {
+    bytes: Bytes,
 }
 
 impl DataPlane {
-    /// A data plane routing on `live`.
-    #[allow(clippy::too_many_arguments)] // each part is independent; a builder would only rename them
-    pub fn new(
+    /// A builder for a data plane routing on `live`, injecting credentials
+    /// from `credentials` and metering into `metering`.
+    pub fn builder(
         live: Arc<LiveConfig>,
-        upstreams: Upstreams,
         credentials: Arc<dyn CredentialResolver>,
-        limits: Limits,
-        trusted: TrustedProxies,
-        models_ttl: Duration,
         metering: Arc<Metering>,
-        chatgpt: Arc<crate::chatgpt::ChatGpt>,
-    ) -> Self {
-        DataPlane {
-            default_host: None,
-            chatgpt,
-            metering,
-            client: upstream_client(&limits),
+    ) -> DataPlaneBuilder {
+        DataPlaneBuilder {
             live,
-            upstreams,
             credentials,
-            models: ModelLists::new(models_ttl),
-            limits,
-            trusted,
+            metering,
+            router: Arc::new(SnapshotRouter),
+            callers: None,
+            targets: UpstreamTargets::default(),
+            limits: Limits::default(),
+            trusted: TrustedProxies::default(),
+            models_ttl: Duration::from_secs(300),
+            default_host: None,
         }
-    }
-
-    /// Serves `host` (e.g. `llm.int.exe.xyz`) to requests that name the
-    /// gateway by address or as `localhost`, so clients on a machine without
-    /// DNS for the integration domain can use `http://127.0.0.1:PORT`.
-    #[must_use]
-    pub fn with_default_host(mut self, host: Option<String>) -> Self {
-        self.default_host = host;
-        self
     }
 
     /// The limits in force.
@@ -241,210 +294,236 @@ impl DataPlane {
         &self.limits
     }
 
-    fn effective_host(&self, host: String) -> String {
-        let Some(default) = &self.default_host else {
-            return host;
-        };
-        let bare = match host.rsplit_once(':') {
-            Some((h, port))
-                if port.bytes().all(|b| b.is_ascii_digit())
-                    && !h.ends_with(']')
-                    && !h.contains(':') =>
-            {
-                h
+    /// The data plane as a `tower` service, for an embedder's hyper or
+    /// axum application. The connection is read from the request's
+    /// [`ConnectionInfo`] extension when the embedder sets one (the
+    /// default caller resolver needs it; an embedder's own may not).
+    pub fn service(self: &Arc<Self>) -> DataPlaneService {
+        DataPlaneService(self.clone())
+    }
+
+    fn context(&self) -> ListContext<'_> {
+        ListContext {
+            client: &self.client,
+            targets: &self.targets,
+            credentials: self.credentials.as_ref(),
+        }
+    }
+
+    /// Refreshes the snapshot's model catalog from the providers' lists
+    /// (with the platform's gateway keys) every `every`, until `shutdown`.
+    /// A provider whose list fails keeps its last good entries.
+    pub async fn refresh_catalog(
+        self: Arc<Self>,
+        every: Duration,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut ticker = tokio::time::interval(every.max(Duration::from_secs(1)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = ticker.tick() => {}
             }
-            _ => host.as_str(),
-        };
-        let bare = bare.trim_start_matches('[').trim_end_matches(']');
-        if bare.is_empty()
-            || bare.eq_ignore_ascii_case("localhost")
-            || bare.parse::<IpAddr>().is_ok()
-        {
-            default.clone()
-        } else {
-            host
+            let previous = self.live.catalog();
+            let catalog = self.models.gateway_catalog(self.context(), &previous).await;
+            if catalog != *previous {
+                tracing::debug!(models = catalog.len(), "model catalog refreshed");
+                self.live.set_catalog(Arc::new(catalog));
+            }
+            self.catalog_refreshes.send_modify(|n| *n += 1);
         }
     }
 
-    fn connection_info(
-        &self,
-        connection: ConnectionInfo,
-        headers: &http::HeaderMap,
-    ) -> ConnectionInfo {
-        if connection.original.is_some() {
-            return connection;
-        }
-        let peer = connection.peer;
-        let original = match &self.trusted.header {
-            Some(name) if self.trusted.addresses.contains(&peer.ip()) => headers
-                .get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .last()
-                .and_then(|a| a.trim().parse::<IpAddr>().ok()),
-            _ => None,
-        };
-        ConnectionInfo { peer, original }
+    /// Resolves once the model catalog has been refreshed at least once
+    /// since the data plane started (successfully or not).
+    pub async fn catalog_ready(&self) {
+        let mut rx = self.catalog_refreshes.subscribe();
+        let _ = rx.wait_for(|n| *n > 0).await;
     }
 
-    /// Answers one request on `connection`.
-    pub async fn handle(
+    /// Answers one request on `connection` (`None` when the server does
+    /// not know it; the default caller resolver then finds no VM).
+    pub async fn handle<B>(
         &self,
-        req: Request<Incoming>,
-        connection: ConnectionInfo,
-    ) -> Response<ProxyBody> {
+        req: Request<B>,
+        connection: Option<ConnectionInfo>,
+    ) -> Response<ProxyBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        match self.serve(req, connection).await {
+            Ok(response) => response,
+            Err(error) => {
+                match error.blame {
+                    Blame::Gateway => tracing::error!(code = error.code, %error, "request failed"),
+                    Blame::Upstream => tracing::warn!(code = error.code, %error, "request failed"),
+                    Blame::Client => tracing::debug!(code = error.code, %error, "request refused"),
+                }
+                error_response(&error)
+            }
+        }
+    }
+
+    async fn serve<B>(
+        &self,
+        req: Request<B>,
+        connection: Option<ConnectionInfo>,
+    ) -> Result<Response<ProxyBody>, GatewayError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let snapshot = self.live.snapshot();
-        let info = self.connection_info(connection, req.headers());
-        let caller = snapshot.vm_by_address(info.client_address());
+        let caller = self
+            .callers
+            .resolve(
+                &snapshot,
+                &CallerRequest {
+                    connection: connection.as_ref(),
+                    headers: req.headers(),
+                    extensions: req.extensions(),
+                },
+            )
+            .await;
         let host = req
             .uri()
             .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                req.headers()
-                    .get(HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            })
+            .map(|a| a.as_str())
+            .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
             .unwrap_or_default();
-        let host = self.effective_host(host);
+        let host = llm_integration_core::host::effective_host(host, self.default_host.as_deref())
+            .to_owned();
         let target = req
             .uri()
             .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
+            .map_or("/", |p| p.as_str())
             .to_owned();
         let anthropic_client = req.headers().contains_key("anthropic-version")
             || req.headers().contains_key("x-api-key");
         let method = req.method().clone();
         let request = RouteRequest::new(caller, &host, &method, &target)
             .with_anthropic_client(anthropic_client);
-        let plan = match snapshot.route(&request) {
-            Ok(plan) => plan,
-            Err(r) => {
-                tracing::debug!(refusal = ?r.refusal, %host, path = %target, "refused");
-                self.metering.metrics.refused(r.refusal.code());
-                return refused(&r);
-            }
-        };
+        let plan = self.router.route(&snapshot, &request).map_err(|r| {
+            tracing::debug!(refusal = ?r.refusal, %host, path = %target, "refused");
+            self.metering.metrics.refused(r.refusal.code());
+            GatewayError::from(r)
+        })?;
         let dialect = match &plan {
             Plan::NeedsModel(p) => p.dialect(),
             Plan::Ready(Decision::Forward(f)) => f.dialect,
             Plan::Ready(Decision::ListModels(l)) => l.dialect,
             Plan::Ready(_) => Dialect::OpenAi,
         };
-        if req
-            .headers()
-            .get(http::header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-        {
-            let mut r = error_response(
+        if is_websocket_upgrade(req.headers()) {
+            return Err(GatewayError::new(
                 dialect,
                 ErrorClass::InvalidRequest,
                 "websocket_not_supported",
                 "WebSocket is not served by this gateway; use HTTP (POST /v1/responses with stream: true)",
-            );
-            *r.status_mut() = StatusCode::UPGRADE_REQUIRED;
-            return r;
+            )
+            .with_status(StatusCode::UPGRADE_REQUIRED));
         }
         let (parts, body) = req.into_parts();
-        let mut request_model: Option<String> = None;
-        let mut request_facts: Option<BodyFacts> = None;
-        let (decision, upstream_body) = match plan {
-            Plan::Ready(decision) => (
-                decision,
-                Either::Right(Box::new(Limited::new(body, self.limits.max_body))),
-            ),
+        let mut body = Some(body);
+        let mut read: Option<ReadBody> = None;
+        let decision = match plan {
+            Plan::Ready(decision) => decision,
             Plan::NeedsModel(pending) => {
-                let bytes = match self.read_body(&parts.headers, body, dialect).await {
-                    Ok(b) => b,
-                    Err(response) => return response,
-                };
-                let facts = match serde_json::from_slice::<BodyFacts>(&bytes) {
-                    Ok(facts) => facts,
-                    Err(e) => {
-                        return error_response(
-                            dialect,
-                            ErrorClass::InvalidRequest,
-                            "invalid_json",
-                            &format!("the request body is not a valid JSON object: {e}"),
-                        )
-                    }
-                };
-                request_model = facts.model().map(str::to_owned);
-                request_facts = Some(facts);
-                let decision = match snapshot.resolve_model(pending, request_model.as_deref()) {
-                    Ok(d) => d,
-                    Err(r) => {
+                let bytes = self.read_body(&parts.headers, body.take(), dialect).await?;
+                let object = JsonObject::parse(&bytes)
+                    .map_err(|e| GatewayError::invalid_body(dialect, &e))?;
+                let model = object.str("model");
+                let decision = self
+                    .router
+                    .resolve_model(&snapshot, pending, model.as_deref())
+                    .map_err(|r| {
                         self.metering.metrics.refused(r.refusal.code());
-                        return refused(&r);
-                    }
-                };
-                let bytes = match &decision {
-                    Decision::Forward(f) if f.upstream_model.is_some() => {
-                        rewrite_model(&bytes, f.upstream_model.as_deref())
-                    }
-                    _ => bytes,
-                };
-                (decision, Either::Left(Full::new(bytes)))
+                        GatewayError::from(r)
+                    })?;
+                drop(object);
+                read = Some(ReadBody { bytes });
+                decision
             }
         };
         match decision {
             Decision::Forward(forward) => {
-                let model = forward.upstream_model.clone().or(request_model);
-                self.forward(caller, forward, parts, upstream_body, model, request_facts)
+                if read.is_none() && upstream::reads_body(&forward) {
+                    let bytes = self.read_body(&parts.headers, body.take(), dialect).await?;
+                    read = Some(ReadBody { bytes });
+                }
+                let plan = {
+                    let object = read.as_ref().and_then(|r| JsonObject::parse(&r.bytes).ok());
+                    upstream::plan(&forward, object.as_ref(), &self.targets)?
+                };
+                let input_bytes = read.as_ref().map_or(0, |r| r.bytes.len() as u64);
+                let upstream_body: UpstreamBody = match (read, body) {
+                    (Some(r), _) => {
+                        let bytes = if plan.body.is_empty() {
+                            r.bytes
+                        } else {
+                            Bytes::from(plan.body.apply(&r.bytes))
+                        };
+                        Either::Left(Full::new(bytes))
+                    }
+                    (None, Some(b)) => {
+                        Either::Right(UnsyncBoxBody::new(Limited::new(b, self.limits.max_body)))
+                    }
+                    (None, None) => Either::Left(Full::new(Bytes::new())),
+                };
+                self.forward(caller, &forward, plan, parts, upstream_body, input_bytes)
                     .await
             }
             Decision::ListModels(listing) => {
-                let answer = self
-                    .models
-                    .answer(
-                        &self.client,
-                        &self.upstreams,
-                        self.credentials.as_ref(),
-                        &self.chatgpt,
-                        &listing,
-                    )
-                    .await;
-                json_response(StatusCode::OK, answer.to_string())
+                let answer = self.models.answer(self.context(), &listing).await;
+                Ok(json_response(StatusCode::OK, answer))
             }
             Decision::Reflection(route) => {
-                reflection(&snapshot, &route, parts.method == Method::HEAD)
+                let mut r = json_response(
+                    StatusCode::OK,
+                    reflection::answer(&snapshot, &route).to_string(),
+                );
+                if parts.method == Method::HEAD {
+                    *r.body_mut() = ProxyBody::empty();
+                }
+                Ok(r)
             }
-            Decision::Liveness if parts.method == Method::HEAD => Response::new(ProxyBody::empty()),
-            Decision::Liveness => {
-                json_response(StatusCode::OK, json!({"status": "ok"}).to_string())
+            Decision::Liveness if parts.method == Method::HEAD => {
+                Ok(Response::new(ProxyBody::empty()))
             }
-            _ => error_response(
+            Decision::Liveness => Ok(json_response(
+                StatusCode::OK,
+                r#"{"status":"ok"}"#.to_owned(),
+            )),
+            _ => Err(GatewayError::new(
                 dialect,
                 ErrorClass::NotFound,
                 "route_not_found",
                 "no such route",
-            ),
+            )),
         }
     }
 
-    async fn read_body(
+    /// Reads a request body whole, within the size limit and the upstream
+    /// timeout.
+    async fn read_body<B>(
         &self,
         headers: &http::HeaderMap,
-        body: Incoming,
+        body: Option<B>,
         dialect: Dialect,
-    ) -> Result<Bytes, Response<ProxyBody>> {
-        let too_large = || {
-            error_response(
-                dialect,
-                ErrorClass::TooLarge,
-                "request_too_large",
-                &format!(
-                    "the request body is over the gateway's limit of {} bytes",
-                    self.limits.max_body
-                ),
-            )
+    ) -> Result<Bytes, GatewayError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let Some(body) = body else {
+            return Ok(Bytes::new());
         };
+        let too_large = || GatewayError::body_too_large(dialect, self.limits.max_body);
         let declared = headers
-            .get(http::header::CONTENT_LENGTH)
+            .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.limits.max_body as u64) {
@@ -463,205 +542,76 @@ impl DataPlane {
             {
                 Err(too_large())
             }
-            Ok(Err(e)) => Err(error_response(
+            Ok(Err(e)) => Err(GatewayError::new(
                 dialect,
                 ErrorClass::InvalidRequest,
                 "body_read_failed",
-                &format!("the request body could not be read: {e}"),
+                format!("the request body could not be read: {e}"),
             )),
-            Err(_) => Err(error_response(
+            Err(_) => Err(GatewayError::new(
                 dialect,
                 ErrorClass::Timeout,
                 "body_timeout",
                 "the request body took too long to arrive",
-            )),
+            )
+            .blamed_on(Blame::Client)
+            .retryable(false)),
         }
     }
 
+    /// Executes `plan`: reserve, resolve the credential, send, relay. A
+    /// failure after metering started records the request with the status
+    /// the client receives.
     async fn forward(
         &self,
         caller: Option<VmId>,
-        forward: llm_integration_core::Forward<'_>,
-        mut parts: http::request::Parts,
+        forward: &Forward<'_>,
+        plan: UpstreamPlan,
+        parts: http::request::Parts,
         body: UpstreamBody,
-        model: Option<String>,
-        facts: Option<BodyFacts>,
-    ) -> Response<ProxyBody> {
+        input_bytes: u64,
+    ) -> Result<Response<ProxyBody>, GatewayError> {
+        let started = Instant::now();
         let dialect = forward.dialect;
         let provider = forward.provider;
-        let started = Instant::now();
-        let metered_source = forward.source.is_metered();
-        let path = forward.upstream_path.split('?').next().unwrap_or("");
-        let chat = path.ends_with("/v1/chat/completions");
-        // Metering a gateway source needs the body (its output limit); a
-        // chat stream needs it to ask for usage. Others stream through.
-        let chatgpt_source = matches!(forward.source, Source::Chatgpt { .. });
-        if chatgpt_source && path != "/v1/responses" {
-            return error_response(
-                dialect,
-                ErrorClass::InvalidRequest,
-                "unsupported_endpoint",
-                &format!(
-                    "OpenAI on integration {} is a ChatGPT subscription, which serves the Responses API only \
-(POST /v1/responses, as Codex uses it); for {path} use --openai=gateway or --openai=byok",
-                    forward.integration.name
-                ),
-            );
-        }
-        let (bytes, streamed) = match body {
-            Either::Left(full) => (
-                Some(
-                    full.collect()
-                        .await
-                        .map(|c| c.to_bytes())
-                        .unwrap_or_default(),
-                ),
-                None,
-            ),
-            Either::Right(limited) if metered_source || chat || chatgpt_source => {
-                match limited.collect().await {
-                    Ok(c) => (Some(c.to_bytes()), None),
-                    Err(e)
-                        if e.downcast_ref::<http_body_util::LengthLimitError>()
-                            .is_some() =>
-                    {
-                        return error_response(
+        let reservation = match &self.metering.allocator {
+            Some(allocator) if forward.source.is_metered() => {
+                let price = self.metering.prices.price(provider, plan.model.as_deref());
+                let output = plan.max_output.unwrap_or(if plan.produces_output {
+                    DEFAULT_OUTPUT_RESERVATION
+                } else {
+                    0
+                });
+                let ceiling = price.ceiling_micros(input_bytes, output);
+                match allocator.reserve(forward.integration.owner, ceiling).await {
+                    Ok(Ok(r)) => Some(r),
+                    Ok(Err(exhausted)) => {
+                        self.metering.metrics.allocation_refused();
+                        return Err(GatewayError::new(
                             dialect,
-                            ErrorClass::TooLarge,
-                            "request_too_large",
-                            &format!(
-                                "the request body is over the gateway's limit of {} bytes",
-                                self.limits.max_body
+                            ErrorClass::RateLimited,
+                            "allocation_exhausted",
+                            format!(
+                                "the LLM allocation of this integration's owner is exhausted: ${:.4} left, and this request may cost up to ${:.4}; \
+ask an operator for more allocation, lower max_tokens, or use your own key (`integrations edit {} --{provider}=byok`)",
+                                exhausted.available as f64 / 1e6,
+                                exhausted.needed as f64 / 1e6,
+                                forward.integration.name
                             ),
-                        )
+                        ));
                     }
                     Err(e) => {
-                        return error_response(
+                        tracing::error!(error = %e, "allocation unavailable");
+                        return Err(GatewayError::new(
                             dialect,
-                            ErrorClass::InvalidRequest,
-                            "body_read_failed",
-                            &format!("the request body could not be read: {e}"),
-                        )
+                            ErrorClass::Unavailable,
+                            "allocation_unavailable",
+                            "the allocation cannot be checked right now; retry",
+                        ));
                     }
                 }
             }
-            Either::Right(limited) => (None, Some(limited)),
-        };
-        let mut model = model;
-        let mut max_output: Option<u64> = None;
-        let mut strip_usage = false;
-        let bytes = match bytes {
-            Some(b) => {
-                // Read when routing needed the model; else read here, once.
-                let facts = match &facts {
-                    Some(f) => f,
-                    None => &serde_json::from_slice::<BodyFacts>(&b).unwrap_or_default(),
-                };
-                if model.is_none() {
-                    model = facts.model().map(str::to_owned);
-                }
-                max_output = facts.max_output();
-                if chat && provider == Provider::OpenAi && facts.streams() && !facts.wants_usage() {
-                    // Ask for the usage chunk, and keep it from the client, who did not.
-                    match serde_json::from_slice::<Value>(&b) {
-                        Ok(mut value) if value.is_object() => {
-                            if !value["stream_options"].is_object() {
-                                value["stream_options"] = json!({});
-                            }
-                            value["stream_options"]["include_usage"] = Value::Bool(true);
-                            strip_usage = true;
-                            Some(serde_json::to_vec(&value).map(Bytes::from).unwrap_or(b))
-                        }
-                        _ => Some(b),
-                    }
-                } else {
-                    Some(b)
-                }
-            }
-            None => None,
-        };
-        // The Codex backend's rules (PROTOCOLS §4.4): stored nothing, streamed
-        // always, only the parameters it accepts.
-        let mut client_streams = true;
-        let bytes = match (chatgpt_source, bytes) {
-            (true, Some(b)) => {
-                let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(&b) else {
-                    return error_response(
-                        dialect,
-                        ErrorClass::InvalidRequest,
-                        "invalid_json",
-                        "the request body must be a JSON object",
-                    );
-                };
-                client_streams = body.get("stream").and_then(Value::as_bool) == Some(true);
-                const ACCEPTED: [&str; 14] = [
-                    "model",
-                    "instructions",
-                    "input",
-                    "tools",
-                    "tool_choice",
-                    "parallel_tool_calls",
-                    "reasoning",
-                    "store",
-                    "stream",
-                    "include",
-                    "prompt_cache_key",
-                    "text",
-                    "client_metadata",
-                    "previous_response_id",
-                ];
-                body.retain(|k, _| ACCEPTED.contains(&k.as_str()));
-                body.insert("store".into(), Value::Bool(false));
-                body.insert("stream".into(), Value::Bool(true));
-                body.entry("instructions")
-                    .or_insert_with(|| Value::String(String::new()));
-                Some(serde_json::to_vec(&body).map(Bytes::from).unwrap_or(b))
-            }
-            (_, bytes) => bytes,
-        };
-        let reservation = if metered_source {
-            let price = self.metering.prices.price(provider, model.as_deref());
-            let output = max_output.unwrap_or(if path.ends_with("/embeddings") {
-                0
-            } else {
-                DEFAULT_OUTPUT_RESERVATION
-            });
-            let input_bytes = bytes.as_ref().map_or(0, |b| b.len() as u64);
-            let ceiling = price.ceiling_micros(input_bytes, output);
-            match self
-                .metering
-                .allocator
-                .reserve(forward.integration.owner, ceiling)
-                .await
-            {
-                Ok(Ok(r)) => Some(r),
-                Ok(Err(exhausted)) => {
-                    self.metering.metrics.allocation_refused();
-                    return error_response(
-                        dialect,
-                        ErrorClass::RateLimited,
-                        "allocation_exhausted",
-                        &format!(
-                            "the LLM allocation of this integration's owner is exhausted: ${:.4} left, and this request may cost up to ${:.4}; \
-ask an operator for more allocation, lower max_tokens, or use your own key (`integrations edit {} --{provider}=byok`)",
-                            exhausted.available as f64 / 1e6,
-                            exhausted.needed as f64 / 1e6,
-                            forward.integration.name
-                        ),
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "allocation unavailable");
-                    return error_response(
-                        dialect,
-                        ErrorClass::Unavailable,
-                        "allocation_unavailable",
-                        "the allocation cannot be checked right now; retry",
-                    );
-                }
-            }
-        } else {
-            None
+            _ => None,
         };
         let facts = RequestFacts {
             started,
@@ -671,122 +621,115 @@ ask an operator for more allocation, lower max_tokens, or use your own key (`int
             integration: forward.integration.id,
             provider,
             source: forward.source.kind(),
-            model: model.clone(),
+            model: plan.model.clone(),
         };
-        let mut metered = Metered::new(self.metering.clone(), facts, reservation);
-        let body: UpstreamBody = match (bytes, streamed) {
-            (Some(b), _) => Either::Left(Full::new(b)),
-            (None, Some(l)) => Either::Right(l),
-            (None, None) => Either::Left(Full::new(Bytes::new())),
-        };
-        let Some(reference) = forward.source.credential(provider) else {
-            return error_response(
+        let mut metered = Some(Metered::new(self.metering.clone(), facts, reservation));
+        let result = self.send(forward, &plan, parts, body, &mut metered).await;
+        if let (Err(e), Some(m)) = (&result, metered.as_mut()) {
+            m.finish(Some(e.status().as_u16()), None, None);
+        }
+        result
+    }
+
+    async fn send(
+        &self,
+        forward: &Forward<'_>,
+        plan: &UpstreamPlan,
+        mut parts: http::request::Parts,
+        body: UpstreamBody,
+        metered: &mut Option<Metered>,
+    ) -> Result<Response<ProxyBody>, GatewayError> {
+        let dialect = forward.dialect;
+        let provider = forward.provider;
+        let reference = forward.source.credential(provider).ok_or_else(|| {
+            GatewayError::new(
                 dialect,
                 ErrorClass::NotFound,
                 "provider_disabled",
                 "the provider is disabled",
-            );
-        };
-        let credential = match self
+            )
+        })?;
+        let credential = self
             .credentials
             .resolve(forward.integration.owner, provider, reference)
             .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                let response = credential_error(dialect, provider, &e);
-                metered.finish(Some(response.status().as_u16()));
-                return response;
-            }
-        };
-        let uri = if chatgpt_source {
-            format!("{}/responses", self.chatgpt.backend())
-        } else {
-            format!("{}{}", self.upstreams.base(provider), forward.upstream_path)
-        };
-        let Ok(uri) = uri.parse::<Uri>() else {
-            return error_response(
+            .map_err(|e| credential_error(dialect, provider, &e))?;
+        let uri = plan.url.parse::<Uri>().map_err(|_| {
+            GatewayError::new(
                 dialect,
                 ErrorClass::InvalidRequest,
                 "invalid_path",
                 "the request path cannot be forwarded",
-            );
-        };
-        headers::to_upstream(
+            )
+        })?;
+        plan.apply_headers(
             &mut parts.headers,
-            provider,
-            &credential,
-            self.trusted.header.as_ref(),
+            self.client_ip_header.as_ref(),
+            Injected {
+                secret: credential.secret.expose_secret(),
+                account_id: credential.account_id.as_deref(),
+            },
         );
         drop(credential);
-        if chatgpt_source {
-            if !parts.headers.contains_key("originator") {
-                parts
-                    .headers
-                    .insert("originator", HeaderValue::from_static("codex_cli_rs"));
-            }
-            parts.headers.insert(
-                http::header::ACCEPT,
-                HeaderValue::from_static("text/event-stream"),
-            );
-        }
-        let mut builder = Request::builder()
-            .method(parts.method)
-            .uri(uri)
-            .version(http::Version::HTTP_11);
-        if let Some(h) = builder.headers_mut() {
-            *h = std::mem::take(&mut parts.headers);
-        }
-        let request = match builder.body(body) {
-            Ok(r) => r,
-            Err(e) => {
-                return error_response(
-                    dialect,
-                    ErrorClass::Internal,
-                    "internal",
-                    &format!("cannot build the upstream request: {e}"),
-                )
-            }
-        };
+        let mut request = Request::new(body);
+        *request.method_mut() = parts.method;
+        *request.uri_mut() = uri;
+        *request.version_mut() = http::Version::HTTP_11;
+        *request.headers_mut() = std::mem::take(&mut parts.headers);
         let response =
             match tokio::time::timeout(self.limits.upstream_response, self.client.request(request))
                 .await
             {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
-                    let response = upstream_error(dialect, provider, &e);
-                    metered.finish(Some(response.status().as_u16()));
-                    return response;
+                    return Err(upstream_error(dialect, provider, &e, self.limits.max_body))
                 }
                 Err(_) => {
-                    metered.finish(Some(StatusCode::GATEWAY_TIMEOUT.as_u16()));
-                    return error_response(
+                    return Err(GatewayError::new(
                         dialect,
                         ErrorClass::Timeout,
                         "upstream_timeout",
-                        &format!(
+                        format!(
                             "{provider} did not answer within {} s",
                             self.limits.upstream_response.as_secs()
                         ),
-                    );
+                    ))
                 }
             };
         let (mut head, incoming) = response.into_parts();
-        headers::to_client(&mut head.headers);
+        strip_for_client(&mut head.headers);
         let sse = head
             .headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
-        metered.response(head.status.as_u16(), sse);
-        if chatgpt_source && !client_streams && sse && head.status.is_success() {
+        let relay = ResponseRelay::new(plan.response, sse);
+        let Some(mut metered) = metered.take() else {
+            return Err(GatewayError::new(
+                dialect,
+                ErrorClass::Internal,
+                "internal",
+                "the request's metering was lost",
+            ));
+        };
+        metered.response(head.status.as_u16());
+        if plan.response.collect_response && sse && head.status.is_success() {
             return self
-                .collect_response(head, incoming, metered, dialect)
+                .collect_response(head, incoming, relay, metered, dialect)
                 .await;
         }
-        let relay = RelayBody::new(incoming, self.limits.idle_stream, sse, dialect)
-            .metered(metered, strip_usage);
-        Response::from_parts(head, ProxyBody::Relay(Box::new(relay)))
+        if relay.alters_body() {
+            head.headers.remove(CONTENT_LENGTH);
+        }
+        let body = RelayBody::new(
+            incoming,
+            relay,
+            Some(metered),
+            self.limits.idle_stream,
+            sse,
+            dialect,
+        );
+        Ok(Response::from_parts(head, ProxyBody::Relay(Box::new(body))))
     }
 
     /// For a client that did not stream, on a backend that only streams:
@@ -795,82 +738,87 @@ ask an operator for more allocation, lower max_tokens, or use your own key (`int
     async fn collect_response(
         &self,
         mut head: http::response::Parts,
-        incoming: Incoming,
+        mut incoming: hyper::body::Incoming,
+        mut relay: ResponseRelay,
         mut metered: Metered,
         dialect: Dialect,
-    ) -> Response<ProxyBody> {
-        let collected =
-            match tokio::time::timeout(self.limits.upstream_response, incoming.collect()).await {
-                Ok(Ok(c)) => c.to_bytes(),
-                _ => {
-                    metered.finish(Some(StatusCode::BAD_GATEWAY.as_u16()));
-                    return error_response(
-                        dialect,
-                        ErrorClass::BadGateway,
-                        "upstream_stream_error",
-                        "the ChatGPT backend's answer broke off",
-                    );
-                }
-            };
-        metered.feed(&collected);
-        metered.finish(None);
-        let text = String::from_utf8_lossy(&collected);
-        let completed = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-            .find(|v| {
-                matches!(
-                    v["type"].as_str(),
-                    Some("response.completed" | "response.incomplete" | "response.failed")
-                )
-            });
-        let Some(event) = completed else {
-            return error_response(
+    ) -> Result<Response<ProxyBody>, GatewayError> {
+        let broke_off = || {
+            GatewayError::new(
                 dialect,
                 ErrorClass::BadGateway,
                 "upstream_stream_error",
-                "the ChatGPT backend's answer ended without response.completed",
-            );
+                "the ChatGPT backend's answer broke off",
+            )
         };
+        let read = async {
+            while let Some(frame) = incoming.frame().await {
+                let frame = frame.map_err(|_| broke_off())?;
+                if let Ok(data) = frame.into_data() {
+                    relay.feed(data);
+                }
+            }
+            relay.finish();
+            Ok::<(), GatewayError>(())
+        };
+        let outcome = match tokio::time::timeout(self.limits.upstream_response, read).await {
+            Ok(r) => r,
+            Err(_) => Err(broke_off()),
+        };
+        let collected = relay.collected();
+        let result = outcome.and_then(|()| {
+            collected.ok_or_else(|| {
+                GatewayError::new(
+                    dialect,
+                    ErrorClass::BadGateway,
+                    "upstream_stream_error",
+                    "the ChatGPT backend's answer ended without response.completed",
+                )
+            })
+        });
+        let status = match &result {
+            Ok(_) => head.status.as_u16(),
+            Err(e) => e.status().as_u16(),
+        };
+        metered.finish(Some(status), relay.usage(), relay.model());
+        let body = result?;
         head.headers
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        head.headers.remove(http::header::CONTENT_LENGTH);
-        Response::from_parts(head, ProxyBody::full(event["response"].to_string()))
+        head.headers.remove(CONTENT_LENGTH);
+        Ok(Response::from_parts(head, ProxyBody::full(body)))
     }
 }
 
-fn rewrite_model(bytes: &Bytes, model: Option<&str>) -> Bytes {
-    let (Ok(mut value), Some(model)) = (serde_json::from_slice::<Value>(bytes), model) else {
-        return bytes.clone();
-    };
-    value["model"] = Value::String(model.to_owned());
-    serde_json::to_vec(&value)
-        .map(Bytes::from)
-        .unwrap_or_else(|_| bytes.clone())
+fn is_websocket_upgrade(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 fn credential_error(
     dialect: Dialect,
-    provider: Provider,
+    provider: llm_integration_core::Provider,
     e: &CredentialError,
-) -> Response<ProxyBody> {
+) -> GatewayError {
     match e {
-        CredentialError::NotConfigured(what) => error_response(
+        CredentialError::NotConfigured(what) => GatewayError::new(
             dialect,
             ErrorClass::Unavailable,
             "credential_not_configured",
-            &format!("no credential is configured for {what}"),
-        ),
-        CredentialError::NeedsOwner(message) => error_response(
+            format!("no credential is configured for {what}"),
+        )
+        .retryable(false),
+        CredentialError::NeedsOwner(message) => GatewayError::new(
             dialect,
             ErrorClass::Permission,
             "credential_needs_owner",
-            message,
-        ),
+            message.clone(),
+        )
+        .blamed_on(Blame::Gateway),
         _ => {
             tracing::error!(%provider, error = %e, "credential unavailable");
-            error_response(
+            GatewayError::new(
                 dialect,
                 ErrorClass::Unavailable,
                 "credential_unavailable",
@@ -882,20 +830,16 @@ fn credential_error(
 
 fn upstream_error(
     dialect: Dialect,
-    provider: Provider,
+    provider: llm_integration_core::Provider,
     e: &hyper_util::client::legacy::Error,
-) -> Response<ProxyBody> {
+    max_body: usize,
+) -> GatewayError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = source {
         if s.downcast_ref::<http_body_util::LengthLimitError>()
             .is_some()
         {
-            return error_response(
-                dialect,
-                ErrorClass::TooLarge,
-                "request_too_large",
-                "the request body is over the gateway's limit",
-            );
+            return GatewayError::body_too_large(dialect, max_body);
         }
         source = s.source();
     }
@@ -906,66 +850,39 @@ fn upstream_error(
         detail.push_str(&s.to_string());
         source = s.source();
     }
-    tracing::warn!(%provider, error = %detail, "upstream request failed");
     let what = if e.is_connect() {
         "could not be reached"
     } else {
         "failed"
     };
-    error_response(
+    GatewayError::new(
         dialect,
         ErrorClass::BadGateway,
         "upstream_unreachable",
-        &format!("the upstream {provider} {what}: {detail}"),
+        format!("the upstream {provider} {what}: {detail}"),
     )
 }
 
-/// Reflection answers (SPEC §8).
-fn reflection(snapshot: &Snapshot, route: &ReflectionRoute<'_>, head: bool) -> Response<ProxyBody> {
-    let vm = route.vm;
-    let describe = |f: ReflectionField| match f {
-        ReflectionField::Email => "the email of this VM's owner",
-        ReflectionField::Integrations => {
-            "every integration attached to this VM, with how to use it"
-        }
-        ReflectionField::Tags => "this VM's tags",
-        ReflectionField::Comment => "this VM's comment",
-        ReflectionField::DefaultPort => "this VM's default port",
-    };
-    let value = match route.path {
-        ReflectionPath::Index => {
-            let paths: Vec<Value> = route
-                .settings
-                .fields
-                .iter()
-                .map(|f| json!({"path": format!("/{}", f.as_str()), "description": describe(f)}))
-                .collect();
-            json!({"paths": paths})
-        }
-        ReflectionPath::Field(ReflectionField::Email) => {
-            json!({"email": snapshot.user(vm.owner).map(|u| u.email.as_str())})
-        }
-        ReflectionPath::Field(ReflectionField::Integrations) => {
-            let list: Vec<Value> = snapshot
-                .attached_to(vm.id)
-                .into_iter()
-                .map(|(scope, i)| {
-                    let host = llm_integration_core::host::hostname(i.name.as_str(), scope, snapshot.domain());
-                    json!({"name": i.name, "type": i.kind.type_name(), "scope": scope, "hostname": host,
-                           "comment": i.comment, "help": i.kind.help(&host)})
-                })
-                .collect();
-            json!({"integrations": list})
-        }
-        ReflectionPath::Field(ReflectionField::Tags) => json!({"tags": vm.tags}),
-        ReflectionPath::Field(ReflectionField::Comment) => json!({"comment": vm.comment}),
-        ReflectionPath::Field(ReflectionField::DefaultPort) => {
-            json!({"default_port": vm.default_port})
-        }
-    };
-    let mut r = json_response(StatusCode::OK, value.to_string());
-    if head {
-        *r.body_mut() = ProxyBody::empty();
+/// The data plane as a `tower` service (see [`DataPlane::service`]).
+#[derive(Clone)]
+pub struct DataPlaneService(Arc<DataPlane>);
+
+impl<B> tower_service::Service<Request<B>> for DataPlaneService
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
     }
-    r
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let plane = self.0.clone();
+        let connection = req.extensions().get::<ConnectionInfo>().copied();
+        Box::pin(async move { Ok(plane.handle(req, connection).await) })
+    }
 }

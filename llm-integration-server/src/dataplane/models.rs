@@ -1,7 +1,11 @@
-//! `GET /v1/models`: the models of an integration's enabled providers,
-//! merged, each marked with its provider; fetched from the upstreams with
-//! the sources' credentials and cached for a bounded time. A provider whose
-//! list fails is reported in the answer, not fatal.
+//! `GET /v1/models`: each enabled provider's list fetched with the source's
+//! credential and cached for a bounded time, one fetch per list at a time;
+//! merged and shaped by the core ([`llm_integration_core::model_list`]).
+//! A provider whose list fails is reported in the answer, not fatal.
+//!
+//! The same lists, fetched with the platform's gateway keys, fill the
+//! snapshot's model catalog ([`ModelLists::gateway_catalog`]), so that a
+//! model a provider lists routes to it by exact match.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,43 +13,50 @@ use std::time::{Duration, Instant};
 
 use http::{Method, Request};
 use http_body_util::{BodyExt, Either, Full};
-use llm_integration_core::seams::CredentialResolver;
+use llm_integration_core::model_list::{self, ModelEntry, MAX_PAGES};
+use llm_integration_core::seams::{Credential, CredentialResolver};
+use llm_integration_core::upstream::UpstreamTargets;
 use llm_integration_core::{
-    CredentialId, ModelListing, ModelsShape, Owner, Provider, ProviderSource, Source,
+    AccountName, CredentialId, CredentialRef, ModelCatalog, ModelListing, ModelsShape, Owner,
+    Provider, ProviderSource, Source,
 };
 use secrecy::ExposeSecret;
-use serde_json::{json, Value};
 
 use super::UpstreamClient;
-use crate::config::Upstreams;
 
-/// One model of a provider's list.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelEntry {
-    /// The model ID.
-    pub id: String,
-    /// Unix seconds (OpenAI's `created`).
-    pub created: i64,
-    /// Anthropic's display name, when known.
-    pub display_name: Option<String>,
-    /// Anthropic's RFC 3339 creation time, when known.
-    pub created_at: Option<String>,
-}
+/// The ChatGPT backend's catalog is asked for as this Codex version.
+const CHATGPT_CLIENT_VERSION: &str = crate::chatgpt::CLIENT_VERSION;
+
+/// Time allowed for one list request (head and body each).
+const LIST_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum CacheKey {
     Gateway(Provider),
     ApiKey(CredentialId),
-    ChatGpt(Owner, llm_integration_core::AccountName),
+    ChatGpt(Owner, AccountName),
 }
 
 /// A provider's list and when it was fetched.
 type Cached = (Instant, Arc<Vec<ModelEntry>>);
 
+/// What fetching a list needs.
+#[derive(Clone, Copy)]
+pub struct ListContext<'a> {
+    /// The upstream client.
+    pub client: &'a UpstreamClient,
+    /// Where each source's requests go.
+    pub targets: &'a UpstreamTargets,
+    /// The credentials.
+    pub credentials: &'a dyn CredentialResolver,
+}
+
 /// Cached model lists.
 pub struct ModelLists {
     ttl: Duration,
     cache: Mutex<HashMap<CacheKey, Cached>>,
+    /// One fetch per list at a time: the others wait for its answer.
+    fetching: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl ModelLists {
@@ -54,6 +65,7 @@ impl ModelLists {
         ModelLists {
             ttl,
             cache: Mutex::new(HashMap::new()),
+            fetching: Mutex::new(HashMap::new()),
         }
     }
 
@@ -72,13 +84,9 @@ impl ModelLists {
     }
 
     /// The list of `provider` on `source`, from the cache or the upstream.
-    #[allow(clippy::too_many_arguments)] // the answer's context, passed through
     async fn list(
         &self,
-        client: &UpstreamClient,
-        upstreams: &Upstreams,
-        credentials: &dyn CredentialResolver,
-        chatgpt: &crate::chatgpt::ChatGpt,
+        ctx: ListContext<'_>,
         owner: Owner,
         provider: Provider,
         source: &Source,
@@ -92,109 +100,25 @@ impl ModelLists {
         if let Some(list) = self.cached(&key) {
             return Ok(list);
         }
+        let gate = self
+            .fetching
+            .lock()
+            .map(|mut f| f.entry(key.clone()).or_default().clone())
+            .map_err(|_| "the model list cache is unavailable".to_owned())?;
+        let _turn = gate.lock().await;
+        if let Some(list) = self.cached(&key) {
+            return Ok(list);
+        }
         let reference = source
             .credential(provider)
             .ok_or("the provider is disabled")?;
-        let credential = credentials
-            .resolve(owner, provider, reference)
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Source::Chatgpt { .. } = source {
-            // The Codex backend's catalog: the models this subscription offers.
-            let slugs = chatgpt.models(&credential).await?;
-            let list: Arc<Vec<ModelEntry>> = Arc::new(
-                slugs
-                    .into_iter()
-                    .map(|id| ModelEntry {
-                        id,
-                        created: 0,
-                        display_name: None,
-                        created_at: None,
-                    })
-                    .collect(),
-            );
-            self.store(key, list.clone());
-            return Ok(list);
-        }
-        let mut entries = Vec::new();
-        let mut after: Option<String> = None;
-        // Anthropic pages its list; 10 pages of 1000 is far beyond any real list.
-        for _ in 0..10 {
-            let mut url = format!(
-                "{}{}/v1/models",
-                upstreams.base(provider),
-                provider.upstream_prefix()
-            );
-            if provider == Provider::Anthropic {
-                url.push_str("?limit=1000");
-                if let Some(a) = &after {
-                    url.push_str("&after_id=");
-                    url.push_str(a);
-                }
-            }
-            let mut request = Request::builder().method(Method::GET).uri(&url).header(
-                "user-agent",
-                concat!("llm-integration/", env!("CARGO_PKG_VERSION")),
-            );
-            request = match provider {
-                Provider::Anthropic => request
-                    .header("x-api-key", credential.secret.expose_secret())
-                    .header("anthropic-version", "2023-06-01"),
-                _ => request.header(
-                    "authorization",
-                    format!("Bearer {}", credential.secret.expose_secret()),
-                ),
-            };
-            let request = request
-                .body(Either::Left(Full::new(bytes::Bytes::new())))
-                .map_err(|e| format!("cannot build the request: {e}"))?;
-            let response = tokio::time::timeout(Duration::from_secs(15), client.request(request))
-                .await
-                .map_err(|_| "timed out".to_owned())?
-                .map_err(|e| format!("request failed: {e}"))?;
-            let status = response.status();
-            let body =
-                tokio::time::timeout(Duration::from_secs(15), response.into_body().collect())
-                    .await
-                    .map_err(|_| "timed out".to_owned())?
-                    .map_err(|e| format!("reading the list failed: {e}"))?
-                    .to_bytes();
-            let value: Value = serde_json::from_slice(&body)
-                .map_err(|_| format!("HTTP {}: the answer is not JSON", status.as_u16()))?;
-            if !status.is_success() {
-                let message = value["error"]["message"].as_str().unwrap_or("no message");
-                return Err(format!("HTTP {}: {message}", status.as_u16()));
-            }
-            for m in value["data"].as_array().into_iter().flatten() {
-                let Some(id) = m["id"].as_str() else { continue };
-                entries.push(ModelEntry {
-                    id: id.to_owned(),
-                    created: m["created"].as_i64().unwrap_or(0),
-                    display_name: m["display_name"].as_str().map(str::to_owned),
-                    created_at: m["created_at"].as_str().map(str::to_owned),
-                });
-            }
-            match (value["has_more"].as_bool(), value["last_id"].as_str()) {
-                (Some(true), Some(last)) if provider == Provider::Anthropic => {
-                    after = Some(last.to_owned())
-                }
-                _ => break,
-            }
-        }
-        let list = Arc::new(entries);
+        let list = Arc::new(fetch(ctx, owner, provider, reference).await?);
         self.store(key, list.clone());
         Ok(list)
     }
 
-    /// The merged answer for `listing`.
-    pub async fn answer(
-        &self,
-        client: &UpstreamClient,
-        upstreams: &Upstreams,
-        credentials: &dyn CredentialResolver,
-        chatgpt: &crate::chatgpt::ChatGpt,
-        listing: &ModelListing<'_>,
-    ) -> Value {
+    /// The merged answer for `listing`, as JSON text.
+    pub async fn answer(&self, ctx: ListContext<'_>, listing: &ModelListing<'_>) -> String {
         let owner = listing.integration.owner;
         let mut lists = Vec::new();
         let mut failed = Vec::new();
@@ -203,90 +127,121 @@ impl ModelLists {
                 continue; // Anthropic clients cannot call OpenAI models.
             }
             let source = listing.settings.source(provider);
-            match self
-                .list(
-                    client,
-                    upstreams,
-                    credentials,
-                    chatgpt,
-                    owner,
-                    provider,
-                    source,
-                )
-                .await
-            {
+            match self.list(ctx, owner, provider, source).await {
                 Ok(list) => lists.push((provider, list)),
                 Err(message) => {
                     tracing::warn!(%provider, %message, "model list unavailable");
-                    failed.push(json!({"provider": provider, "message": message}));
+                    failed.push((provider, message));
                 }
             }
         }
-        let mut answer = match listing.shape {
-            ModelsShape::OpenAi => {
-                let data: Vec<Value> = lists
-                    .iter()
-                    .flat_map(|(p, list)| {
-                        list.iter().map(move |m| json!({"id": m.id, "object": "model", "created": m.created, "owned_by": p}))
-                    })
-                    .collect();
-                json!({"object": "list", "data": data})
+        let lists: Vec<(Provider, &[ModelEntry])> =
+            lists.iter().map(|(p, l)| (*p, l.as_slice())).collect();
+        model_list::render(listing.shape, &lists, &failed)
+    }
+
+    /// The models each provider lists for the platform's gateway keys, as
+    /// a routing catalog. A provider whose list cannot be read keeps its
+    /// entries from `previous` (the last good list).
+    pub async fn gateway_catalog(
+        &self,
+        ctx: ListContext<'_>,
+        previous: &ModelCatalog,
+    ) -> ModelCatalog {
+        let mut catalog = ModelCatalog::new();
+        for provider in Provider::ALL {
+            // The owner does not matter for the platform's own key.
+            let owner = Owner::User(llm_integration_core::UserId(0));
+            match self.list(ctx, owner, provider, &Source::Gateway).await {
+                Ok(list) => catalog.extend(provider, list.iter().map(|m| m.id.as_str())),
+                Err(message) => {
+                    tracing::debug!(%provider, %message, "model catalog not refreshed; keeping the last good list");
+                    catalog.extend(provider, previous.models_of(provider));
+                }
             }
-            ModelsShape::Anthropic => {
-                let data: Vec<Value> = lists
-                    .iter()
-                    .flat_map(|(p, list)| {
-                        list.iter().map(move |m| {
-                            json!({
-                                "type": "model",
-                                "id": m.id,
-                                "display_name": m.display_name.clone().unwrap_or_else(|| m.id.clone()),
-                                "created_at": m.created_at.clone().unwrap_or_else(|| rfc3339(m.created)),
-                                "owned_by": p,
-                            })
-                        })
-                    })
-                    .collect();
-                let first = data.first().map(|m| m["id"].clone()).unwrap_or(Value::Null);
-                let last = data.last().map(|m| m["id"].clone()).unwrap_or(Value::Null);
-                json!({"data": data, "has_more": false, "first_id": first, "last_id": last})
-            }
-        };
-        if !failed.is_empty() {
-            answer["failed_providers"] = Value::Array(failed);
         }
-        answer
+        catalog
     }
 }
 
-/// Unix seconds as an RFC 3339 UTC time.
-fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+/// Fetches a list from the upstream.
+async fn fetch(
+    ctx: ListContext<'_>,
+    owner: Owner,
+    provider: Provider,
+    reference: CredentialRef<'_>,
+) -> Result<Vec<ModelEntry>, String> {
+    let chatgpt = matches!(reference, CredentialRef::ChatGpt(_));
+    let credential = ctx
+        .credentials
+        .resolve(owner, provider, reference)
+        .await
+        .map_err(|e| e.to_string())?;
+    if chatgpt {
+        // The Codex backend's catalog: the models this subscription offers.
+        let url = format!(
+            "{}/models?client_version={CHATGPT_CLIENT_VERSION}",
+            ctx.targets.chatgpt_backend
+        );
+        let (status, body) = get(ctx.client, &url, Provider::OpenAi, &credential).await?;
+        return model_list::parse_chatgpt_catalog(status, &body);
+    }
+    let mut entries = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let url = model_list::page_url(provider, &ctx.targets.base[provider], after.as_deref());
+        let (status, body) = get(ctx.client, &url, provider, &credential).await?;
+        let page = model_list::parse_page(provider, status, &body)?;
+        entries.extend(page.models);
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    Ok(entries)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+/// One authenticated `GET`, within [`LIST_TIMEOUT`].
+async fn get(
+    client: &UpstreamClient,
+    url: &str,
+    provider: Provider,
+    credential: &Credential,
+) -> Result<(u16, bytes::Bytes), String> {
+    let mut request = Request::builder()
+        .method(Method::GET)
+        .uri(url)
+        .header("accept", "application/json")
+        .header(
+            "user-agent",
+            concat!("llm-integration/", env!("CARGO_PKG_VERSION")),
+        );
+    let secret = credential.secret.expose_secret();
+    request = match provider {
+        Provider::Anthropic => request
+            .header("x-api-key", secret)
+            .header("anthropic-version", "2023-06-01"),
+        Provider::OpenAi | Provider::Fireworks => {
+            request.header("authorization", format!("Bearer {secret}"))
+        }
+    };
+    if let Some(account) = &credential.account_id {
+        request = request.header("chatgpt-account-id", account);
     }
+    let request = request
+        .body(Either::Left(Full::new(bytes::Bytes::new())))
+        .map_err(|_| {
+            "the list request cannot be built (a credential is not a valid header value)".to_owned()
+        })?;
+    let response = tokio::time::timeout(LIST_TIMEOUT, client.request(request))
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = response.status().as_u16();
+    let body = tokio::time::timeout(LIST_TIMEOUT, response.into_body().collect())
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| format!("reading the list failed: {e}"))?
+        .to_bytes();
+    Ok((status, body))
 }

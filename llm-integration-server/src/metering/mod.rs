@@ -3,9 +3,10 @@
 //! every source, and counted in metrics.
 //!
 //! A [`Metered`] travels with each forwarded request. It holds the
-//! allocation reservation and the usage meter; it is finished exactly once,
-//! when the response body ends, fails, or is dropped because the client
-//! went away, so no request goes unrecorded.
+//! allocation reservation; it is finished exactly once, with the usage the
+//! core's response transducer saw, when the response body ends, fails, or
+//! is dropped because the client went away (or with the status of the
+//! error answered instead), so no request goes unrecorded.
 
 pub mod allocation;
 pub mod ledger;
@@ -18,8 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
 
 use llm_integration_core::pricing::PriceTable;
-use llm_integration_core::seams::{UsageRecord, UsageSink};
-use llm_integration_core::usage::UsageMeter;
+use llm_integration_core::seams::{TokenUsage, UsageRecord, UsageSink};
 use llm_integration_core::{IntegrationId, Owner, Provider, SourceKind, VmId};
 
 pub use allocation::{Allocator, Exhausted, Reservation, DEFAULT_OUTPUT_RESERVATION};
@@ -30,15 +30,34 @@ pub use metrics::Metrics;
 pub struct Metering {
     /// Prices.
     pub prices: PriceTable,
-    /// Allocations.
-    pub allocator: Arc<Allocator>,
-    /// Where records go.
-    pub ledger: Ledger,
+    /// Allocations, debited for `gateway` sources (`None`: nothing is
+    /// reserved or debited, as for an embedder that meters elsewhere).
+    pub allocator: Option<Arc<Allocator>>,
+    /// Where records go (the server's [`Ledger`]).
+    pub sink: Arc<dyn UsageSink>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Requests being metered now; shutdown waits for them before the
     /// ledger's last flush.
     pub in_flight: InFlight,
+}
+
+impl Metering {
+    /// Metering with `prices`, debiting through `allocator` (if any) and
+    /// recording into `sink`.
+    pub fn new(
+        prices: PriceTable,
+        allocator: Option<Arc<Allocator>>,
+        sink: Arc<dyn UsageSink>,
+    ) -> Self {
+        Metering {
+            prices,
+            allocator,
+            sink,
+            metrics: Arc::new(Metrics::new()),
+            in_flight: InFlight::default(),
+        }
+    }
 }
 
 /// A count of requests not yet recorded, and a way to wait until none is.
@@ -108,7 +127,6 @@ pub struct Metered {
     metering: Arc<Metering>,
     facts: RequestFacts,
     reservation: Option<Reservation>,
-    meter: UsageMeter,
     status: u16,
     ttfb: Option<Duration>,
     relaying: bool,
@@ -127,7 +145,6 @@ impl Metered {
             metering,
             facts,
             reservation,
-            meter: UsageMeter::new(false),
             status: 0,
             ttfb: None,
             relaying: false,
@@ -135,23 +152,18 @@ impl Metered {
         }
     }
 
-    /// The upstream answered `status` with an event stream or not.
-    pub fn response(&mut self, status: u16, sse: bool) {
+    /// The upstream answered with `status`; its body is being relayed.
+    pub fn response(&mut self, status: u16) {
         self.status = status;
         self.ttfb = Some(self.facts.started.elapsed());
-        self.meter = UsageMeter::new(sse);
         self.relaying = true;
         self.metering.metrics.stream_started();
     }
 
-    /// A chunk of the response body, as relayed.
-    pub fn feed(&mut self, chunk: &[u8]) {
-        self.meter.feed(chunk);
-    }
-
-    /// The request ended (body complete, cut, failed, or no response at all
-    /// with `status`). Idempotent.
-    pub fn finish(&mut self, status: Option<u16>) {
+    /// The request ended (body complete, cut, failed, or answered by the
+    /// gateway with `status`), having used `usage` as the answer reported
+    /// it and named `model`. Idempotent: only the first call counts.
+    pub fn finish(&mut self, status: Option<u16>, usage: Option<TokenUsage>, model: Option<&str>) {
         if self.done {
             return;
         }
@@ -163,10 +175,8 @@ impl Metered {
         if self.relaying {
             self.metering.metrics.stream_ended();
         }
-        let tokens = self.meter.finish().unwrap_or_default();
-        let model = self
-            .meter
-            .model()
+        let tokens = usage.unwrap_or_default();
+        let model = model
             .map(str::to_owned)
             .or_else(|| self.facts.model.clone());
         let price = self
@@ -174,8 +184,10 @@ impl Metered {
             .prices
             .price(self.facts.provider, model.as_deref());
         let cost = price.cost_micros(&tokens);
-        if let Some(reservation) = self.reservation.take() {
-            self.metering.allocator.settle(reservation, cost);
+        if let (Some(reservation), Some(allocator)) =
+            (self.reservation.take(), &self.metering.allocator)
+        {
+            allocator.settle(reservation, cost);
         }
         let duration = self.facts.started.elapsed();
         self.metering.metrics.finished(
@@ -187,7 +199,7 @@ impl Metered {
             &tokens,
             cost,
         );
-        self.metering.ledger.record(UsageRecord {
+        self.metering.sink.record(UsageRecord {
             started_at: self.facts.started_at,
             owner: self.facts.owner,
             vm: self.facts.vm,
@@ -206,8 +218,8 @@ impl Metered {
 
 impl Drop for Metered {
     fn drop(&mut self) {
-        // The client went away (or the server is stopping): record what was used.
-        self.finish(None);
+        // Never finished (an answer that was not relayed): record the request.
+        self.finish(None, None, None);
         self.metering.in_flight.leave();
     }
 }

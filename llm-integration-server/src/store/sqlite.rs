@@ -979,4 +979,8 @@ impl ControlStore for SqliteStore {
         .map_err(unavailable)?;
         Ok(done.rows_affected() == 1)
     }
+
+    async fn close(&self) {
+        SqliteStore::close(self).await;
+    }
 }
