@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use llm_integration_core::{Provider, SecretString};
+use llm_integration_core::Provider;
 use serde::Deserialize;
 
 use crate::crypto::KeySource;
+use crate::upstreams::{GatewayKeys, Upstreams};
 
 /// Where the store and its master key are.
 #[derive(Debug, Clone, Args, Default)]
@@ -122,85 +123,6 @@ struct FileUpstreams {
     anthropic: Option<String>,
     openai: Option<String>,
     fireworks: Option<String>,
-}
-
-/// Base URLs of the providers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upstreams {
-    /// Anthropic's base URL.
-    pub anthropic: String,
-    /// OpenAI's base URL.
-    pub openai: String,
-    /// Fireworks' base URL.
-    pub fireworks: String,
-}
-
-impl Default for Upstreams {
-    fn default() -> Self {
-        Upstreams {
-            anthropic: Provider::Anthropic.default_base_url().to_owned(),
-            openai: Provider::OpenAi.default_base_url().to_owned(),
-            fireworks: Provider::Fireworks.default_base_url().to_owned(),
-        }
-    }
-}
-
-impl Upstreams {
-    /// The base URL of `provider`.
-    pub fn base(&self, provider: Provider) -> &str {
-        match provider {
-            Provider::Anthropic => &self.anthropic,
-            Provider::OpenAi => &self.openai,
-            Provider::Fireworks => &self.fireworks,
-        }
-    }
-}
-
-/// The platform's own provider keys, for `gateway` sources, from
-/// `LLM_INTEGRATION_GATEWAY_ANTHROPIC_KEY`, `…_OPENAI_KEY`, `…_FIREWORKS_KEY`.
-#[derive(Debug, Clone, Default)]
-pub struct GatewayKeys {
-    /// Anthropic's key.
-    pub anthropic: Option<SecretString>,
-    /// OpenAI's key.
-    pub openai: Option<SecretString>,
-    /// Fireworks' key.
-    pub fireworks: Option<SecretString>,
-}
-
-impl GatewayKeys {
-    /// The environment variable holding `provider`'s gateway key.
-    pub fn env_var(provider: Provider) -> &'static str {
-        match provider {
-            Provider::Anthropic => "LLM_INTEGRATION_GATEWAY_ANTHROPIC_KEY",
-            Provider::OpenAi => "LLM_INTEGRATION_GATEWAY_OPENAI_KEY",
-            Provider::Fireworks => "LLM_INTEGRATION_GATEWAY_FIREWORKS_KEY",
-        }
-    }
-
-    /// Reads the keys from the environment.
-    pub fn from_env() -> Self {
-        let read = |p| {
-            std::env::var(Self::env_var(p))
-                .ok()
-                .filter(|v| !v.is_empty())
-                .map(SecretString::from)
-        };
-        GatewayKeys {
-            anthropic: read(Provider::Anthropic),
-            openai: read(Provider::OpenAi),
-            fireworks: read(Provider::Fireworks),
-        }
-    }
-
-    /// `provider`'s key.
-    pub fn get(&self, provider: Provider) -> Option<&SecretString> {
-        match provider {
-            Provider::Anthropic => self.anthropic.as_ref(),
-            Provider::OpenAi => self.openai.as_ref(),
-            Provider::Fireworks => self.fireworks.as_ref(),
-        }
-    }
 }
 
 /// The resolved configuration.
@@ -362,23 +284,22 @@ impl ServeArgs {
                     .unwrap_or_else(|| p.default_base_url().to_owned()),
             )
         };
-        let upstreams = Upstreams {
-            anthropic: pick(
-                &self.anthropic_base_url,
-                &file.upstreams.anthropic,
-                Provider::Anthropic,
-            )?,
-            openai: pick(
-                &self.openai_base_url,
-                &file.upstreams.openai,
-                Provider::OpenAi,
-            )?,
-            fireworks: pick(
-                &self.fireworks_base_url,
-                &file.upstreams.fireworks,
-                Provider::Fireworks,
-            )?,
-        };
+        let mut upstreams = Upstreams::default();
+        upstreams[Provider::Anthropic] = pick(
+            &self.anthropic_base_url,
+            &file.upstreams.anthropic,
+            Provider::Anthropic,
+        )?;
+        upstreams[Provider::OpenAi] = pick(
+            &self.openai_base_url,
+            &file.upstreams.openai,
+            Provider::OpenAi,
+        )?;
+        upstreams[Provider::Fireworks] = pick(
+            &self.fireworks_base_url,
+            &file.upstreams.fireworks,
+            Provider::Fireworks,
+        )?;
         let log_format = self
             .log_format
             .clone()
@@ -531,8 +452,11 @@ mod tests {
         let c = args.resolve().unwrap();
         assert_eq!(c.domain, "example.com");
         assert_eq!(c.admin_listen.port(), 9);
-        assert_eq!(c.upstreams.openai, "http://127.0.0.1:1");
-        assert_eq!(c.upstreams.anthropic, "https://api.anthropic.com");
+        assert_eq!(c.upstreams.base(Provider::OpenAi), "http://127.0.0.1:1");
+        assert_eq!(
+            c.upstreams.base(Provider::Anthropic),
+            "https://api.anthropic.com"
+        );
         args.domain = Some("flag.example".into());
         assert_eq!(args.resolve().unwrap().domain, "flag.example");
         args.domain = Some("bad domain".into());

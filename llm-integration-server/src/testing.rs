@@ -12,11 +12,12 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::admin::{self, AdminCommand};
-use crate::config::{Config, GatewayKeys, ServeArgs, StoreArgs};
+use crate::config::{Config, ServeArgs, StoreArgs};
 use crate::live::LiveConfig;
 use crate::store::SqliteStore;
+use crate::upstreams::GatewayKeys;
 use crate::App;
-use llm_integration_core::SecretString;
+use llm_integration_core::{PerProvider, SecretString};
 
 /// The gateway keys a test server injects for `gateway` sources
 /// (Anthropic, OpenAI, Fireworks).
@@ -94,11 +95,9 @@ impl Server {
             ..ServeArgs::default()
         };
         let mut config = args.resolve().unwrap();
-        config.gateway_keys = GatewayKeys {
-            anthropic: Some(SecretString::from(GATEWAY_KEYS[0])),
-            openai: Some(SecretString::from(GATEWAY_KEYS[1])),
-            fireworks: Some(SecretString::from(GATEWAY_KEYS[2])),
-        };
+        config.gateway_keys = GatewayKeys::from(PerProvider::from_fn(|p| {
+            Some(SecretString::from(GATEWAY_KEYS[p.index()]))
+        }));
         adjust(&mut config);
         let app = App::open(config).await.unwrap();
         app.bootstrap().await.unwrap();

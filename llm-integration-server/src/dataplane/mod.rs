@@ -42,9 +42,9 @@ pub use credentials::ServerCredentials;
 pub use listener::{serve_data, tls_acceptor, Accept};
 pub use models::ModelLists;
 
-use crate::config::Upstreams;
 use crate::live::LiveConfig;
 use crate::metering::{Metered, Metering, RequestFacts, DEFAULT_OUTPUT_RESERVATION};
+use crate::upstreams::Upstreams;
 use std::time::{Instant, SystemTime};
 
 /// The body type sent upstream: a buffered body (when the model was read)

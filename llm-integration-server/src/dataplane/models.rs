@@ -17,7 +17,7 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use super::UpstreamClient;
-use crate::config::Upstreams;
+use crate::upstreams::Upstreams;
 
 /// One model of a provider's list.
 #[derive(Debug, Clone, PartialEq)]
