@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::admin::{self, AdminCommand};
-use crate::config::{Config, ServeArgs, StoreArgs};
+use crate::config::{Config, ServeArgs, StoreArgs, UpstreamArgs};
 use crate::live::LiveConfig;
 use crate::store::SqliteStore;
 use crate::upstreams::GatewayKeys;
@@ -89,9 +89,11 @@ impl Server {
                 master_key_file: Some(dirs.keys.path().join("master.key")),
                 ..StoreArgs::default()
             },
-            anthropic_base_url: Some(upstream.into()),
-            openai_base_url: Some(upstream.into()),
-            fireworks_base_url: Some(upstream.into()),
+            upstreams: UpstreamArgs {
+                anthropic: Some(upstream.into()),
+                openai: Some(upstream.into()),
+                fireworks: Some(upstream.into()),
+            },
             ..ServeArgs::default()
         };
         let mut config = args.resolve().unwrap();
