@@ -668,6 +668,24 @@ mod tests {
         );
     }
 
+    /// The architecture invariant: the configuration depends on the data
+    /// plane, never the other way round.
+    #[test]
+    fn the_data_plane_does_not_import_the_configuration() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/dataplane");
+        let mut read = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(!text.contains("crate::config"), "{}", path.display());
+            read += 1;
+        }
+        assert!(read > 0);
+    }
+
     /// README's configuration table.
     #[test]
     fn flags_and_variables_are_as_documented() {
