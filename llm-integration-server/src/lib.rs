@@ -20,5 +20,6 @@ pub mod provider_check;
 pub mod server;
 pub mod store;
 pub mod testing;
+pub mod upstreams;
 
 pub use server::{App, Bootstrapped, StartError};

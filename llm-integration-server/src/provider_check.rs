@@ -6,7 +6,7 @@ use std::time::Duration;
 use llm_integration_core::{Provider, SecretString};
 use secrecy::ExposeSecret;
 
-use crate::config::Upstreams;
+use crate::upstreams::Upstreams;
 
 /// An error and its causes, on one line.
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use llm_integration_core::seams::{ControlStore, StoreError};
 use llm_integration_core::upstream::UpstreamTargets;
-use llm_integration_core::{PerProvider, SnapshotOptions, Vm, VmId};
+use llm_integration_core::{SnapshotOptions, Vm, VmId};
 use tokio::net::TcpListener;
 
 use crate::admin::provision_user;
@@ -143,7 +143,7 @@ impl App {
             Arc::new(ledger.clone()),
         ));
         let targets = UpstreamTargets {
-            base: PerProvider::from_fn(|p| config.upstreams.base(p).to_owned()),
+            base: (*config.upstreams).clone(),
             chatgpt_backend: config.chatgpt.backend.clone(),
         };
         let data_plane = Arc::new(

@@ -12,10 +12,11 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::admin::{self, AdminCommand};
-use crate::config::{Config, GatewayKeys, ServeArgs, StoreArgs};
+use crate::config::{Config, ServeArgs, StoreArgs, UpstreamArgs};
 use crate::live::LiveConfig;
+use crate::upstreams::GatewayKeys;
 use crate::App;
-use llm_integration_core::SecretString;
+use llm_integration_core::{PerProvider, SecretString};
 
 /// The gateway keys a test server injects for `gateway` sources
 /// (Anthropic, OpenAI, Fireworks).
@@ -87,17 +88,17 @@ impl Server {
                 master_key_file: Some(dirs.keys.path().join("master.key")),
                 ..StoreArgs::default()
             },
-            anthropic_base_url: Some(upstream.into()),
-            openai_base_url: Some(upstream.into()),
-            fireworks_base_url: Some(upstream.into()),
+            upstreams: UpstreamArgs {
+                anthropic: Some(upstream.into()),
+                openai: Some(upstream.into()),
+                fireworks: Some(upstream.into()),
+            },
             ..ServeArgs::default()
         };
         let mut config = args.resolve().unwrap();
-        config.gateway_keys = GatewayKeys {
-            anthropic: Some(SecretString::from(GATEWAY_KEYS[0])),
-            openai: Some(SecretString::from(GATEWAY_KEYS[1])),
-            fireworks: Some(SecretString::from(GATEWAY_KEYS[2])),
-        };
+        config.gateway_keys = GatewayKeys::from(PerProvider::from_fn(|p| {
+            Some(SecretString::from(GATEWAY_KEYS[p.index()]))
+        }));
         adjust(&mut config);
         let app = App::open(config).await.unwrap();
         app.bootstrap().await.unwrap();

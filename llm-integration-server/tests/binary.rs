@@ -176,3 +176,69 @@ fn refuses_to_start_with_a_wrong_master_key() {
     assert!(stderr.contains("LLM_INTEGRATION_MASTER_KEY"), "{stderr}");
     assert_eq!(std::fs::read(&db).unwrap(), before);
 }
+
+/// A flag wins over its environment variable, which wins over the file.
+/// Each layer gives a value that names it and that the server refuses, so
+/// the refusal says which layer was used.
+#[test]
+fn a_flag_wins_over_its_variable_which_wins_over_the_file() {
+    let cases = [
+        (
+            "domain",
+            "--domain",
+            "LLM_INTEGRATION_DOMAIN",
+            "invalid domain",
+        ),
+        (
+            "[upstreams]\nopenai",
+            "--openai-base-url",
+            "LLM_INTEGRATION_OPENAI_BASE_URL",
+            "invalid openai base URL",
+        ),
+        (
+            "log_format",
+            "--log-format",
+            "LLM_INTEGRATION_LOG_FORMAT",
+            "invalid log format",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    for (key, flag, variable, refusal) in cases {
+        std::fs::write(&file, format!("{key} = \"file value\"\n")).unwrap();
+        for (with_variable, with_flag, winner) in [
+            (false, false, "file value"),
+            (true, false, "variable value"),
+            (false, true, "flag value"),
+            (true, true, "flag value"),
+        ] {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"));
+            for (name, _) in std::env::vars_os() {
+                if name.to_string_lossy().starts_with("LLM_INTEGRATION_") {
+                    command.env_remove(name);
+                }
+            }
+            command
+                .current_dir(dir.path())
+                .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+                .arg("--config")
+                .arg(&file)
+                // Refused later than any setting tested here, so that the
+                // server never starts even if the tested value were accepted.
+                .env("LLM_INTEGRATION_TLS_CERT", "cert-without-key.pem");
+            if with_variable {
+                command.env(variable, "variable value");
+            }
+            if with_flag {
+                command.args([flag, "flag value"]);
+            }
+            let output = command.output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(1), "{stderr}");
+            assert!(
+                stderr.contains(&format!("{refusal} \"{winner}\"")),
+                "{key}, variable {with_variable}, flag {with_flag}: {stderr}"
+            );
+        }
+    }
+}

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::time::Duration;
 
+use llm_integration_core::Provider;
 use llm_integration_mock::MockUpstream;
 use llm_integration_server::admin::{AdminCommand, VmAddArgs, VmsCommand};
 use llm_integration_server::testing::{Dirs, Server, GATEWAY_KEYS};
@@ -447,7 +448,7 @@ async fn models_lists_are_merged_and_marked() {
     let dirs = Dirs::new();
     let url = mock.url();
     let s = Server::start_with(&dirs, &url, |c| {
-        c.upstreams.fireworks = "http://127.0.0.1:9".into()
+        c.upstreams[Provider::Fireworks] = "http://127.0.0.1:9".into()
     })
     .await;
     let c = client(&s, OWNER_VM);

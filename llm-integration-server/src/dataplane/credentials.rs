@@ -15,8 +15,8 @@ use llm_integration_core::seams::{
 };
 use llm_integration_core::{CredentialId, CredentialRef, Owner, Provider, SecretString};
 
-use crate::config::GatewayKeys;
 use crate::crypto::{purpose, MasterKey};
+use crate::upstreams::GatewayKeys;
 
 /// Resolves credentials for the data plane.
 pub struct ServerCredentials {
