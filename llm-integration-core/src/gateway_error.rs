@@ -14,6 +14,7 @@ use http::StatusCode;
 use crate::body::BodyError;
 use crate::provider::Dialect;
 use crate::router::Refused;
+use crate::seams::CredentialError;
 use crate::wire::errors::{error_body, ErrorClass};
 
 /// Who caused a failure.
@@ -136,6 +137,48 @@ impl GatewayError {
             "invalid_json",
             error.to_string(),
         )
+    }
+}
+
+impl GatewayError {
+    /// The answer when the source's credential cannot be produced: 503 for
+    /// a key the operator did not configure (final) or a transient failure
+    /// (retryable); 403 when the owner must act (a ChatGPT login to renew).
+    pub fn credential(dialect: Dialect, error: &CredentialError) -> Self {
+        match error {
+            CredentialError::NotConfigured(what) => GatewayError::new(
+                dialect,
+                ErrorClass::Unavailable,
+                "credential_not_configured",
+                format!("no credential is configured for {what}"),
+            )
+            .retryable(false),
+            CredentialError::NeedsOwner(message) => GatewayError::new(
+                dialect,
+                ErrorClass::Permission,
+                "credential_needs_owner",
+                message.clone(),
+            )
+            .blamed_on(Blame::Gateway),
+            _ => GatewayError::new(
+                dialect,
+                ErrorClass::Unavailable,
+                "credential_unavailable",
+                "the credential is temporarily unavailable; retry",
+            ),
+        }
+    }
+
+    /// The answer to a WebSocket upgrade (Codex's Responses over
+    /// WebSocket): 426, which makes Codex fall back to HTTP at once.
+    pub fn websocket(dialect: Dialect) -> Self {
+        GatewayError::new(
+            dialect,
+            ErrorClass::InvalidRequest,
+            "websocket_not_supported",
+            "WebSocket is not served by this gateway; use HTTP (POST /v1/responses with stream: true)",
+        )
+        .with_status(StatusCode::UPGRADE_REQUIRED)
     }
 }
 

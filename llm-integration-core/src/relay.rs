@@ -26,6 +26,15 @@ use crate::sse::{SseEvent, SseFramer};
 use crate::upstream::ResponsePlan;
 use crate::usage::UsageMeter;
 
+/// Whether a response whose `Content-Type` is `content_type` is an event
+/// stream (`text/event-stream`, any parameters, any case).
+pub fn is_event_stream(content_type: Option<&[u8]>) -> bool {
+    content_type.is_some_and(|v| {
+        let essence = v.split(|b| *b == b';').next().unwrap_or(v);
+        essence.trim_ascii().eq_ignore_ascii_case(b"text/event-stream")
+    })
+}
+
 /// Whether `data` (an event's data) is the Chat Completions usage-only
 /// chunk: a JSON object with `"choices": []` and a `usage` object.
 pub fn is_usage_only_chunk(data: &[u8]) -> bool {
@@ -213,6 +222,14 @@ mod tests {
         }
         out.extend_from_slice(&r.finish());
         (out, r)
+    }
+
+    #[test]
+    fn event_stream_content_types() {
+        assert!(is_event_stream(Some(b"text/event-stream")));
+        assert!(is_event_stream(Some(b"Text/Event-Stream; charset=utf-8")));
+        assert!(!is_event_stream(Some(b"application/json")));
+        assert!(!is_event_stream(None));
     }
 
     #[test]

@@ -192,6 +192,15 @@ pub fn reads_body(forward: &Forward<'_>) -> bool {
         || asks_for_usage(forward.provider, path_of(&forward.upstream_path))
 }
 
+/// Whether the request head asks for a WebSocket upgrade, which the
+/// gateway refuses with [`GatewayError::websocket`].
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
 /// The output limit a request states, in any API's spelling.
 pub fn max_output(body: &JsonObject<'_>) -> Option<u64> {
     ["max_tokens", "max_output_tokens", "max_completion_tokens"]

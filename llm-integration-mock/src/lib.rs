@@ -457,7 +457,9 @@ fn models(fireworks: bool, anthropic: bool) -> Value {
     }
     json!({"object": "list", "data": [
         {"id": "gpt-5.5", "object": "model", "created": 1_700_000_000, "owned_by": "openai"},
-        {"id": "text-embedding-3-small", "object": "model", "created": 1_700_000_000, "owned_by": "openai"}]})
+        {"id": "text-embedding-3-small", "object": "model", "created": 1_700_000_000, "owned_by": "openai"},
+        {"id": "sora-2", "object": "model", "created": 1_700_000_000, "owned_by": "system"},
+        {"id": "sora-2-pro", "object": "model", "created": 1_700_000_000, "owned_by": "system"}]})
 }
 
 fn tokens(chunks: u64) -> Vec<String> {

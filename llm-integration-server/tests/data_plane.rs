@@ -917,3 +917,59 @@ async fn streams_are_relayed_as_they_arrive() {
     );
     s.stop().await;
 }
+
+/// A model that only the provider's own list names (no built-in prefix
+/// matches `sora-…`) routes to that provider once the catalog is read.
+#[tokio::test]
+async fn a_model_only_the_catalog_knows_routes_to_its_provider() {
+    let mock = MockUpstream::start().await.unwrap();
+    let (_dirs, s) = setup(&mock.url()).await;
+    assert!(
+        s.live.catalog().providers_of("sora-2").contains(Provider::OpenAi),
+        "the server filled its catalog from the providers' lists"
+    );
+    let c = client(&s, OWNER_VM);
+    mock.clear();
+    let (status, _, text) = post(
+        &c,
+        &s,
+        "llm.int.exe.xyz",
+        "/v1/responses",
+        json!({"model": "sora-2", "input": "a cat"}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/v1/responses");
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {}", GATEWAY_KEYS[1]).as_str())
+    );
+    // The catalog says which provider; the endpoint still has to fit it.
+    let (status, _, text) = post(
+        &c,
+        &s,
+        "llm.int.exe.xyz",
+        "/v1/messages",
+        json!({"model": "sora-2-pro", "max_tokens": 5, "messages": []}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("served by provider openai"), "{text}");
+    // A model nobody lists is still unknown.
+    let (status, _, text) = post(
+        &c,
+        &s,
+        "llm.int.exe.xyz",
+        "/v1/responses",
+        json!({"model": "sora-9", "input": "x"}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+    assert!(text.contains("model_not_found"), "{text}");
+    s.stop().await;
+}

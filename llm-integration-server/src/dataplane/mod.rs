@@ -50,11 +50,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use llm_integration_core::body::JsonObject;
 use llm_integration_core::gateway_error::{Blame, GatewayError};
 use llm_integration_core::headers::{strip_for_client, Injected};
-use llm_integration_core::relay::ResponseRelay;
+use llm_integration_core::relay::{is_event_stream, ResponseRelay};
 use llm_integration_core::router::{Decision, Forward, Plan, RouteRequest, Router, SnapshotRouter};
 use llm_integration_core::seams::{
-    AddressResolver, CallerRequest, CallerResolver, ConnectionInfo, CredentialError,
-    CredentialResolver,
+    AddressResolver, CallerRequest, CallerResolver, ConnectionInfo, CredentialResolver,
 };
 use llm_integration_core::upstream::{self, UpstreamPlan, UpstreamTargets};
 use llm_integration_core::wire::errors::ErrorClass;
@@ -417,14 +416,8 @@ impl DataPlane {
             Plan::Ready(Decision::ListModels(l)) => l.dialect,
             Plan::Ready(_) => Dialect::OpenAi,
         };
-        if is_websocket_upgrade(req.headers()) {
-            return Err(GatewayError::new(
-                dialect,
-                ErrorClass::InvalidRequest,
-                "websocket_not_supported",
-                "WebSocket is not served by this gateway; use HTTP (POST /v1/responses with stream: true)",
-            )
-            .with_status(StatusCode::UPGRADE_REQUIRED));
+        if upstream::is_websocket_upgrade(req.headers()) {
+            return Err(GatewayError::websocket(dialect));
         }
         let (parts, body) = req.into_parts();
         let mut body = Some(body);
@@ -653,7 +646,12 @@ ask an operator for more allocation, lower max_tokens, or use your own key (`int
             .credentials
             .resolve(forward.integration.owner, provider, reference)
             .await
-            .map_err(|e| credential_error(dialect, provider, &e))?;
+            .map_err(|e| {
+                if e.is_retryable() {
+                    tracing::error!(%provider, error = %e, "credential unavailable");
+                }
+                GatewayError::credential(dialect, &e)
+            })?;
         let uri = plan.url.parse::<Uri>().map_err(|_| {
             GatewayError::new(
                 dialect,
@@ -698,11 +696,7 @@ ask an operator for more allocation, lower max_tokens, or use your own key (`int
             };
         let (mut head, incoming) = response.into_parts();
         strip_for_client(&mut head.headers);
-        let sse = head
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let sse = is_event_stream(head.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()));
         let relay = ResponseRelay::new(plan.response, sse);
         let Some(mut metered) = metered.take() else {
             return Err(GatewayError::new(
@@ -786,45 +780,6 @@ ask an operator for more allocation, lower max_tokens, or use your own key (`int
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         head.headers.remove(CONTENT_LENGTH);
         Ok(Response::from_parts(head, ProxyBody::full(body)))
-    }
-}
-
-fn is_websocket_upgrade(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-}
-
-fn credential_error(
-    dialect: Dialect,
-    provider: llm_integration_core::Provider,
-    e: &CredentialError,
-) -> GatewayError {
-    match e {
-        CredentialError::NotConfigured(what) => GatewayError::new(
-            dialect,
-            ErrorClass::Unavailable,
-            "credential_not_configured",
-            format!("no credential is configured for {what}"),
-        )
-        .retryable(false),
-        CredentialError::NeedsOwner(message) => GatewayError::new(
-            dialect,
-            ErrorClass::Permission,
-            "credential_needs_owner",
-            message.clone(),
-        )
-        .blamed_on(Blame::Gateway),
-        _ => {
-            tracing::error!(%provider, error = %e, "credential unavailable");
-            GatewayError::new(
-                dialect,
-                ErrorClass::Unavailable,
-                "credential_unavailable",
-                "the credential is temporarily unavailable; retry",
-            )
-        }
     }
 }
 
