@@ -31,7 +31,9 @@ use crate::usage::UsageMeter;
 pub fn is_event_stream(content_type: Option<&[u8]>) -> bool {
     content_type.is_some_and(|v| {
         let essence = v.split(|b| *b == b';').next().unwrap_or(v);
-        essence.trim_ascii().eq_ignore_ascii_case(b"text/event-stream")
+        essence
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"text/event-stream")
     })
 }
 

@@ -925,7 +925,10 @@ async fn a_model_only_the_catalog_knows_routes_to_its_provider() {
     let mock = MockUpstream::start().await.unwrap();
     let (_dirs, s) = setup(&mock.url()).await;
     assert!(
-        s.live.catalog().providers_of("sora-2").contains(Provider::OpenAi),
+        s.live
+            .catalog()
+            .providers_of("sora-2")
+            .contains(Provider::OpenAi),
         "the server filled its catalog from the providers' lists"
     );
     let c = client(&s, OWNER_VM);
