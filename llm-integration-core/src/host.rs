@@ -37,7 +37,7 @@ pub struct HostTarget<'a> {
 /// the integration domain do (`http://127.0.0.1:7700`).
 ///
 /// ```
-/// use llm_integration_core::host::effective_host;
+/// use llm_integration_core::effective_host;
 ///
 /// let default = Some("llm.int.exe.xyz");
 /// assert_eq!(effective_host("127.0.0.1:7700", default), "llm.int.exe.xyz");
@@ -80,7 +80,7 @@ pub fn effective_host<'a>(host: &'a str, default: Option<&'a str>) -> &'a str {
 /// literal, an invalid name) is `None`.
 ///
 /// ```
-/// use llm_integration_core::host::parse_host;
+/// use llm_integration_core::parse_host;
 /// use llm_integration_core::Scope;
 ///
 /// let t = parse_host("LLM.int.exe.xyz:443", "exe.xyz").unwrap();

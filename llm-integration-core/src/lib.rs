@@ -30,7 +30,6 @@
 //! };
 //!
 //! let alice = UserId(1);
-//! use llm_integration_core::Router;
 //!
 //! let records = ConfigRecords {
 //!     users: vec![User::new(alice, "alice@example.com")],
@@ -52,33 +51,44 @@
 //! ```
 #![forbid(unsafe_code)]
 
-pub mod attachment;
+// The model and the routing engine: every public item is at the crate root.
+mod attachment;
+mod domain;
+mod error;
+mod gateway_error;
+mod host;
+mod integration;
+mod model_id;
+mod names;
+mod provider;
+mod router;
+mod secret;
+mod snapshot;
+mod source;
+
+// The data plane's pure steps, and the seams: used by their module path.
 pub mod body;
-pub mod command;
-pub mod domain;
-pub mod error;
-pub mod fuzzing;
-pub mod gateway_error;
 pub mod headers;
-pub mod host;
-pub mod integration;
-pub mod model_id;
 pub mod model_list;
-pub mod names;
 pub mod path;
-pub mod pricing;
-pub mod provider;
 pub mod reflection;
 pub mod relay;
-pub mod router;
 pub mod seams;
-pub mod secret;
-pub mod snapshot;
-pub mod source;
 pub mod sse;
 pub mod upstream;
 pub mod usage;
 pub mod wire;
+
+/// The command language (feature `command`, on by default).
+#[cfg(feature = "command")]
+pub mod command;
+/// Entry points of the fuzz targets (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+/// The price table (feature `pricing`, on by default).
+#[cfg(feature = "pricing")]
+pub mod pricing;
 
 pub use attachment::{Attachment, AttachmentSpec};
 pub use domain::{
@@ -87,14 +97,15 @@ pub use domain::{
     VmId,
 };
 pub use error::Error;
-pub use host::{HostTarget, Scope};
+pub use gateway_error::{Blame, GatewayError};
+pub use host::{effective_host, hostname, parse_host, HostTarget, Scope};
 pub use integration::Integration;
-pub use model_id::{ModelCatalog, ModelError, ModelRoute};
+pub use model_id::{provider_by_prefix, route_model, ModelCatalog, ModelError, ModelRoute};
 pub use names::{AccountName, IntegrationName, TagName, TeamName, VmName};
 pub use provider::{Dialect, PerProvider, Provider, ProviderSet};
 pub use router::{
-    Decision, Forward, ModelListing, ModelsShape, PendingModel, Plan, ReflectionPath,
-    ReflectionRoute, Refusal, Refused, RouteRequest, Router,
+    dialect_for, Decision, Forward, ModelListing, ModelsShape, PendingModel, Plan, ReflectionPath,
+    ReflectionRoute, Refusal, Refused, RouteRequest, Router, SnapshotRouter,
 };
 pub use secret::{KeyHint, SecretString};
 pub use snapshot::{Snapshot, SnapshotOptions};

@@ -124,7 +124,7 @@ pub fn provider_by_prefix(model: &str) -> Option<Provider> {
 /// Routes `model` among the `enabled` providers, consulting `catalog`.
 ///
 /// ```
-/// use llm_integration_core::model_id::route_model;
+/// use llm_integration_core::route_model;
 /// use llm_integration_core::{ModelCatalog, Provider, ProviderSet};
 ///
 /// let all: ProviderSet = Provider::ALL.into_iter().collect();

@@ -452,7 +452,7 @@ impl Settings {
             backend: check_url("chatgpt backend", self.chatgpt_backend_url.clone())?,
         };
         if let Some(h) = &self.default_host {
-            if llm_integration_core::host::parse_host(h, &domain).is_none() {
+            if llm_integration_core::parse_host(h, &domain).is_none() {
                 return Err(ConfigError(format!(
                     "default_host {h:?} is not an integration hostname of the domain {domain}; use NAME.int.{domain} or NAME.team.{domain}"
                 )));

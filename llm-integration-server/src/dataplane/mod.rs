@@ -48,16 +48,16 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use llm_integration_core::body::JsonObject;
-use llm_integration_core::gateway_error::{Blame, GatewayError};
 use llm_integration_core::headers::{strip_for_client, Injected};
 use llm_integration_core::relay::{is_event_stream, ResponseRelay};
-use llm_integration_core::router::{Decision, Forward, Plan, RouteRequest, Router, SnapshotRouter};
 use llm_integration_core::seams::{
     AddressResolver, CallerRequest, CallerResolver, ConnectionInfo, CredentialResolver,
 };
 use llm_integration_core::upstream::{self, UpstreamPlan, UpstreamTargets};
 use llm_integration_core::wire::errors::ErrorClass;
 use llm_integration_core::{reflection, Dialect, ProviderSource, VmId};
+use llm_integration_core::{Blame, GatewayError};
+use llm_integration_core::{Decision, Forward, Plan, RouteRequest, Router, SnapshotRouter};
 use secrecy::ExposeSecret;
 
 pub use body::{BoxError, ProxyBody, RelayBody};
@@ -393,8 +393,8 @@ impl DataPlane {
             .map(|a| a.as_str())
             .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
             .unwrap_or_default();
-        let host = llm_integration_core::host::effective_host(host, self.default_host.as_deref())
-            .to_owned();
+        let host =
+            llm_integration_core::effective_host(host, self.default_host.as_deref()).to_owned();
         let target = req
             .uri()
             .path_and_query()
