@@ -126,10 +126,7 @@ impl ResponseRelay {
         };
         framer.feed(&chunk, &mut |e| state.event(e, &mut out));
         out.extend(framer.take_passed());
-        if self.plan.collect_response {
-            return Bytes::new();
-        }
-        Bytes::from(out)
+        self.relayed(out)
     }
 
     /// The answer ended: what is left to relay (an unfinished last event).
@@ -146,10 +143,16 @@ impl ResponseRelay {
         };
         let rest = framer.finish(&mut |e| state.event(e, &mut out));
         out.extend(rest);
+        self.relayed(out)
+    }
+
+    /// What of `out` reaches the client now: nothing while collecting.
+    fn relayed(&self, out: Vec<u8>) -> Bytes {
         if self.plan.collect_response {
-            return Bytes::new();
+            Bytes::new()
+        } else {
+            Bytes::from(out)
         }
-        Bytes::from(out)
     }
 
     /// With [`ResponsePlan::collect_response`], after [`finish`](Self::finish):
