@@ -67,6 +67,7 @@ mod snapshot;
 mod source;
 
 // The data plane's pure steps, and the seams: used by their module path.
+pub mod answer;
 pub mod body;
 pub mod headers;
 pub mod model_list;

@@ -216,6 +216,7 @@ mod tests {
             dialect: Dialect::OpenAi,
             strip_usage_chunk: strip,
             collect_response: collect,
+            expect: None,
         }
     }
 

@@ -53,6 +53,7 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT};
 
+use crate::answer::{expect_for, Expect};
 use crate::body::{BodyEdits, JsonObject};
 use crate::gateway_error::GatewayError;
 use crate::headers::{inject_credential, strip_for_upstream, AuthScheme, Injected};
@@ -110,6 +111,9 @@ pub struct ResponsePlan {
     /// The client did not stream but the upstream always does (the
     /// ChatGPT backend): answer the final `response` object as JSON.
     pub collect_response: bool,
+    /// What a successful answer must be (see [`crate::answer`]); `None`
+    /// for endpoints whose answers are not checked.
+    pub expect: Option<Expect>,
 }
 
 /// What to send upstream and how to treat the answer.
@@ -230,6 +234,7 @@ pub fn plan(
         dialect,
         strip_usage_chunk: false,
         collect_response: false,
+        expect: expect_for(path, body, chatgpt),
     };
     let mut set_headers = Vec::new();
     let mut default_headers = Vec::new();

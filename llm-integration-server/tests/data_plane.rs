@@ -747,9 +747,11 @@ async fn upstream_faults_become_clear_errors() {
         &[("x-mock-fail", "garbage")],
     )
     .await;
-    assert_eq!(
-        (status, body.as_str()),
-        (StatusCode::OK, "<html>not json</html>")
+    // A 200 that is not what the route speaks is the upstream's fault.
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(
+        body.contains("the upstream answered text/html where JSON was expected"),
+        "{body}"
     );
     // Reset mid-stream: an SSE error event in the endpoint's dialect.
     let (status, _, body) = post(

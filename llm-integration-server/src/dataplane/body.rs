@@ -24,6 +24,7 @@ use llm_integration_core::wire::errors::sse_error_event;
 use llm_integration_core::Dialect;
 use tokio::time::{Instant, Sleep};
 
+use super::encoding::StreamDecoder;
 use crate::metering::Metered;
 
 /// The error type of data-plane bodies.
@@ -74,10 +75,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             ProxyBody::Full(None) => SizeHint::with_exact(0),
-            ProxyBody::Relay(relay) if !relay.sse && !relay.relay.alters_body() => {
-                relay.inner.size_hint()
-            }
-            ProxyBody::Relay(_) => SizeHint::default(),
+            ProxyBody::Relay(relay) => relay.exact_size(),
         }
     }
 }
@@ -85,6 +83,14 @@ impl Body for ProxyBody {
 /// An upstream body relayed to the client.
 pub struct RelayBody {
     inner: Incoming,
+    /// Frames read before the head was relayed (raw, decoded), relayed first.
+    ahead: std::collections::VecDeque<(Bytes, Bytes)>,
+    /// The upstream body ended while reading ahead.
+    ended: bool,
+    /// Decodes a coded answer for the relay and the meter.
+    decoder: Option<StreamDecoder>,
+    /// Relay the decoded bytes (the relay changes the answer), not the raw.
+    relays_decoded: bool,
     /// Decides what is relayed and reads the usage.
     relay: ResponseRelay,
     /// Finished when the body ends, fails or is dropped.
@@ -110,6 +116,10 @@ impl RelayBody {
     ) -> Self {
         RelayBody {
             inner,
+            ahead: std::collections::VecDeque::new(),
+            ended: false,
+            decoder: None,
+            relays_decoded: false,
             relay,
             metered,
             idle,
@@ -117,6 +127,64 @@ impl RelayBody {
             sse,
             dialect,
             done: false,
+        }
+    }
+
+    /// Relays `frames` (raw and decoded) before reading on; `ended`: the
+    /// upstream body has no more.
+    #[must_use]
+    pub fn with_read_ahead(mut self, frames: Vec<(Bytes, Bytes)>, ended: bool) -> Self {
+        self.ahead = frames.into();
+        self.ended = ended;
+        self
+    }
+
+    /// Decodes the answer with `decoder` for the meter, and relays the
+    /// decoded bytes when `relays_decoded`.
+    #[must_use]
+    pub fn with_decoder(mut self, decoder: Option<StreamDecoder>, relays_decoded: bool) -> Self {
+        self.decoder = decoder;
+        self.relays_decoded = relays_decoded;
+        self
+    }
+
+    /// Passes one frame (raw, and decoded when the answer is coded)
+    /// through the relay; returns what reaches the client.
+    fn pass(&mut self, raw: Bytes, decoded: Option<Bytes>) -> Bytes {
+        let decoded = match (decoded, &mut self.decoder) {
+            (Some(d), _) => d,
+            (None, Some(decoder)) => match decoder.push(&raw) {
+                Ok(d) => Bytes::from(d),
+                Err(e) => {
+                    tracing::warn!(error = %e, "answer decoding stopped; its usage is what was read so far");
+                    Bytes::new()
+                }
+            },
+            (None, None) => return self.relay.feed(raw),
+        };
+        let kept = self.relay.feed(decoded);
+        if self.relays_decoded {
+            kept
+        } else {
+            raw
+        }
+    }
+
+    /// The exact size when the answer is relayed unchanged and the upstream
+    /// said its size.
+    fn exact_size(&self) -> SizeHint {
+        if self.sse || self.relay.alters_body() {
+            return SizeHint::default();
+        }
+        let ahead: u64 = self.ahead.iter().map(|(raw, _)| raw.len() as u64).sum();
+        let rest = if self.ended {
+            Some(0)
+        } else {
+            self.inner.size_hint().exact()
+        };
+        match rest {
+            Some(n) => SizeHint::with_exact(ahead + n),
+            None => SizeHint::default(),
         }
     }
 
@@ -158,7 +226,20 @@ impl Body for RelayBody {
             if self.done {
                 return Poll::Ready(None);
             }
-            match Pin::new(&mut self.inner).poll_frame(cx) {
+            if let Some((raw, decoded)) = self.ahead.pop_front() {
+                let decoded = self.decoder.is_some().then_some(decoded);
+                let kept = self.pass(raw, decoded);
+                if kept.is_empty() {
+                    continue;
+                }
+                return Poll::Ready(Some(Ok(Frame::data(kept))));
+            }
+            let polled = if self.ended {
+                Poll::Ready(None)
+            } else {
+                Pin::new(&mut self.inner).poll_frame(cx)
+            };
+            match polled {
                 Poll::Ready(Some(Ok(frame))) => {
                     let deadline = Instant::now() + self.idle;
                     self.timer.as_mut().reset(deadline);
@@ -166,7 +247,7 @@ impl Body for RelayBody {
                         Ok(data) => data,
                         Err(other) => return Poll::Ready(Some(Ok(other))),
                     };
-                    let kept = self.relay.feed(data);
+                    let kept = self.pass(data, None);
                     if kept.is_empty() {
                         continue; // nothing complete to pass yet
                     }
@@ -203,5 +284,9 @@ impl Body for RelayBody {
 
     fn is_end_stream(&self) -> bool {
         self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.exact_size()
     }
 }

@@ -28,6 +28,7 @@
 
 mod body;
 mod credentials;
+pub mod encoding;
 mod listener;
 mod models;
 
@@ -47,6 +48,7 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use llm_integration_core::answer::{self, Sniffed};
 use llm_integration_core::body::JsonObject;
 use llm_integration_core::headers::{strip_for_client, Injected};
 use llm_integration_core::relay::{is_event_stream, ResponseRelay};
@@ -62,6 +64,7 @@ use secrecy::ExposeSecret;
 
 pub use body::{BoxError, ProxyBody, RelayBody};
 pub use credentials::ServerCredentials;
+use encoding::StreamDecoder;
 pub use listener::{serve_data, tls_acceptor, Accept};
 pub use llm_integration_core::seams::TrustedProxies;
 pub use models::{ListContext, ModelLists};
@@ -263,7 +266,10 @@ pub fn error_response(error: &GatewayError) -> Response<ProxyBody> {
 
 /// What the data plane read of a request body.
 struct ReadBody {
-    bytes: Bytes,
+    /// As the client sent it.
+    raw: Bytes,
+    /// With its `Content-Encoding` undone (the same bytes when it has none).
+    decoded: Bytes,
 }
 
 impl DataPlane {
@@ -419,14 +425,15 @@ impl DataPlane {
         if upstream::is_websocket_upgrade(req.headers()) {
             return Err(GatewayError::websocket(dialect));
         }
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let mut body = Some(body);
         let mut read: Option<ReadBody> = None;
         let decision = match plan {
             Plan::Ready(decision) => decision,
             Plan::NeedsModel(pending) => {
                 let bytes = self.read_body(&parts.headers, body.take(), dialect).await?;
-                let object = JsonObject::parse(&bytes)
+                let bytes = self.decode_body(&parts.headers, bytes, dialect, true)?;
+                let object = JsonObject::parse(&bytes.decoded)
                     .map_err(|e| GatewayError::invalid_body(dialect, &e))?;
                 let model = object.str("model");
                 let decision = self
@@ -437,7 +444,7 @@ impl DataPlane {
                         GatewayError::from(r)
                     })?;
                 drop(object);
-                read = Some(ReadBody { bytes });
+                read = Some(bytes);
                 decision
             }
         };
@@ -445,21 +452,24 @@ impl DataPlane {
             Decision::Forward(forward) => {
                 if read.is_none() && upstream::reads_body(&forward) {
                     let bytes = self.read_body(&parts.headers, body.take(), dialect).await?;
-                    read = Some(ReadBody { bytes });
+                    read = Some(self.decode_body(&parts.headers, bytes, dialect, false)?);
                 }
                 let plan = {
-                    let object = read.as_ref().and_then(|r| JsonObject::parse(&r.bytes).ok());
+                    let object = read
+                        .as_ref()
+                        .and_then(|r| JsonObject::parse(&r.decoded).ok());
                     upstream::plan(&forward, object.as_ref(), &self.targets)?
                 };
-                let input_bytes = read.as_ref().map_or(0, |r| r.bytes.len() as u64);
+                let input_bytes = read
+                    .as_ref()
+                    .map_or(0, |r| r.decoded.len().max(r.raw.len()) as u64);
                 let upstream_body: UpstreamBody = match (read, body) {
+                    // Unchanged: as the client sent it, coded or not.
+                    (Some(r), _) if plan.body.is_empty() => Either::Left(Full::new(r.raw)),
                     (Some(r), _) => {
-                        let bytes = if plan.body.is_empty() {
-                            r.bytes
-                        } else {
-                            Bytes::from(plan.body.apply(&r.bytes))
-                        };
-                        Either::Left(Full::new(bytes))
+                        // Changed: sent decoded, without its former coding.
+                        parts.headers.remove(http::header::CONTENT_ENCODING);
+                        Either::Left(Full::new(Bytes::from(plan.body.apply(&r.decoded))))
                     }
                     (None, Some(b)) => {
                         Either::Right(UnsyncBoxBody::new(Limited::new(b, self.limits.max_body)))
@@ -549,6 +559,57 @@ impl DataPlane {
             )
             .blamed_on(Blame::Client)
             .retryable(false)),
+        }
+    }
+
+    /// Undoes a request body's `Content-Encoding`, within the body limit
+    /// (past it, 413). A body the route must read (`required`: its model
+    /// routes it) and that cannot be decoded gets a 400; another is
+    /// forwarded as sent, unread.
+    fn decode_body(
+        &self,
+        headers: &http::HeaderMap,
+        raw: Bytes,
+        dialect: Dialect,
+        required: bool,
+    ) -> Result<ReadBody, GatewayError> {
+        let unread = |raw: Bytes| ReadBody {
+            decoded: Bytes::new(),
+            raw,
+        };
+        let codings = match encoding::codings(headers) {
+            Ok(c) => c,
+            Err(_) if !required => return Ok(unread(raw)),
+            Err(e) => {
+                return Err(GatewayError::new(
+                    dialect,
+                    ErrorClass::InvalidRequest,
+                    "unsupported_encoding",
+                    e.to_string(),
+                ))
+            }
+        };
+        let Some(codings) = codings else {
+            return Ok(ReadBody {
+                decoded: raw.clone(),
+                raw,
+            });
+        };
+        match encoding::decode(&raw, &codings, self.limits.max_body) {
+            Ok(decoded) => Ok(ReadBody {
+                raw,
+                decoded: Bytes::from(decoded),
+            }),
+            Err(encoding::DecodeError::TooLarge(_)) => {
+                Err(GatewayError::body_too_large(dialect, self.limits.max_body))
+            }
+            Err(_) if !required => Ok(unread(raw)),
+            Err(e) => Err(GatewayError::new(
+                dialect,
+                ErrorClass::InvalidRequest,
+                "invalid_encoding",
+                format!("the request body could not be decoded: {e}"),
+            )),
         }
     }
 
@@ -694,9 +755,43 @@ ask an operator for more allocation, lower max_tokens, or use your own key (`int
                     ))
                 }
             };
-        let (mut head, incoming) = response.into_parts();
+        let (mut head, mut incoming) = response.into_parts();
         strip_for_client(&mut head.headers);
-        let sse = is_event_stream(head.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()));
+        let content_type = head.headers.get(CONTENT_TYPE).cloned();
+        let content_type = content_type.as_ref().map(|v| v.as_bytes());
+        let mut decoder = match encoding::codings(&head.headers) {
+            Ok(Some(codings)) => match StreamDecoder::new(&codings, DECODED_ANSWER_LIMIT) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!(%provider, error = %e, "cannot decode the answer; its usage is not read");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(%provider, error = %e, "unknown answer coding; its usage is not read");
+                None
+            }
+        };
+        let mut sse = is_event_stream(content_type);
+        let mut ahead = ReadAhead::default();
+        if let (true, Some(expect)) = (head.status.is_success(), plan.response.expect) {
+            let sniffed = self
+                .sniff(
+                    &mut incoming,
+                    &mut decoder,
+                    content_type,
+                    &mut ahead,
+                    dialect,
+                )
+                .await?;
+            answer::check(expect, &sniffed, dialect)?;
+            sse = sniffed == Sniffed::EventStream;
+            if sse && content_type.is_none() {
+                head.headers
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            }
+        }
         let relay = ResponseRelay::new(plan.response, sse);
         let Some(mut metered) = metered.take() else {
             return Err(GatewayError::new(
@@ -709,11 +804,16 @@ ask an operator for more allocation, lower max_tokens, or use your own key (`int
         metered.response(head.status.as_u16());
         if plan.response.collect_response && sse && head.status.is_success() {
             return self
-                .collect_response(head, incoming, relay, metered, dialect)
+                .collect_response(head, incoming, decoder, ahead, relay, metered, dialect)
                 .await;
         }
+        // A relay that changes the answer relays it decoded.
+        let relays_decoded = relay.alters_body() && decoder.is_some();
         if relay.alters_body() {
             head.headers.remove(CONTENT_LENGTH);
+        }
+        if relays_decoded {
+            head.headers.remove(http::header::CONTENT_ENCODING);
         }
         let body = RelayBody::new(
             incoming,
@@ -722,17 +822,70 @@ ask an operator for more allocation, lower max_tokens, or use your own key (`int
             self.limits.idle_stream,
             sse,
             dialect,
-        );
+        )
+        .with_read_ahead(ahead.frames, ahead.ended)
+        .with_decoder(decoder, relays_decoded);
         Ok(Response::from_parts(head, ProxyBody::Relay(Box::new(body))))
+    }
+
+    /// Reads the answer's first frames until its first bytes tell what it
+    /// is ([`answer::sniff`]); they are kept in `ahead` to be relayed.
+    async fn sniff(
+        &self,
+        incoming: &mut hyper::body::Incoming,
+        decoder: &mut Option<StreamDecoder>,
+        content_type: Option<&[u8]>,
+        ahead: &mut ReadAhead,
+        dialect: Dialect,
+    ) -> Result<Sniffed, GatewayError> {
+        let mut prefix = Vec::new();
+        loop {
+            let sniffed = answer::sniff(content_type, &prefix, ahead.ended);
+            if sniffed != Sniffed::Undecided {
+                return Ok(sniffed);
+            }
+            match tokio::time::timeout(self.limits.idle_stream, incoming.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    let Ok(raw) = frame.into_data() else { continue };
+                    let decoded = decode_chunk(decoder, &raw);
+                    let room = answer::MAX_SNIFF.saturating_sub(prefix.len());
+                    prefix.extend_from_slice(&decoded[..decoded.len().min(room)]);
+                    ahead.frames.push((raw, decoded));
+                }
+                Ok(None) => ahead.ended = true,
+                Ok(Some(Err(_))) => {
+                    return Err(GatewayError::new(
+                        dialect,
+                        ErrorClass::BadGateway,
+                        "upstream_stream_error",
+                        "the upstream connection failed before its answer began",
+                    ))
+                }
+                Err(_) => {
+                    return Err(GatewayError::new(
+                        dialect,
+                        ErrorClass::Timeout,
+                        "upstream_timeout",
+                        format!(
+                            "the upstream sent nothing for {} s after its answer's head",
+                            self.limits.idle_stream.as_secs()
+                        ),
+                    ))
+                }
+            }
+        }
     }
 
     /// For a client that did not stream, on a backend that only streams:
     /// reads the events up to `response.completed` and answers its response
     /// object.
+    #[allow(clippy::too_many_arguments)] // the answer's parts, handed on
     async fn collect_response(
         &self,
         mut head: http::response::Parts,
         mut incoming: hyper::body::Incoming,
+        mut decoder: Option<StreamDecoder>,
+        ahead: ReadAhead,
         mut relay: ResponseRelay,
         mut metered: Metered,
         dialect: Dialect,
@@ -745,19 +898,27 @@ ask an operator for more allocation, lower max_tokens, or use your own key (`int
                 "the ChatGPT backend's answer broke off",
             )
         };
+        for (_, decoded) in ahead.frames {
+            relay.feed(decoded);
+        }
         let read = async {
             while let Some(frame) = incoming.frame().await {
                 let frame = frame.map_err(|_| broke_off())?;
                 if let Ok(data) = frame.into_data() {
-                    relay.feed(data);
+                    relay.feed(decode_chunk(&mut decoder, &data));
                 }
             }
             relay.finish();
             Ok::<(), GatewayError>(())
         };
-        let outcome = match tokio::time::timeout(self.limits.upstream_response, read).await {
-            Ok(r) => r,
-            Err(_) => Err(broke_off()),
+        let outcome = if ahead.ended {
+            relay.finish();
+            Ok(())
+        } else {
+            match tokio::time::timeout(self.limits.upstream_response, read).await {
+                Ok(r) => r,
+                Err(_) => Err(broke_off()),
+            }
         };
         let collected = relay.collected();
         let result = outcome.and_then(|()| {
@@ -779,7 +940,35 @@ ask an operator for more allocation, lower max_tokens, or use your own key (`int
         head.headers
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         head.headers.remove(CONTENT_LENGTH);
+        head.headers.remove(http::header::CONTENT_ENCODING);
         Ok(Response::from_parts(head, ProxyBody::full(body)))
+    }
+}
+
+/// The most an answer is decoded to (for the meter, or to relay it
+/// changed): past it, the answer is relayed as received and its usage is
+/// what was read so far.
+const DECODED_ANSWER_LIMIT: usize = 1 << 30;
+
+/// Frames read before the answer's head was relayed, raw and decoded.
+#[derive(Default)]
+struct ReadAhead {
+    frames: Vec<(Bytes, Bytes)>,
+    ended: bool,
+}
+
+/// A chunk decoded, or the chunk itself when the answer is not coded
+/// (or can no longer be decoded).
+fn decode_chunk(decoder: &mut Option<StreamDecoder>, raw: &Bytes) -> Bytes {
+    match decoder {
+        Some(d) => match d.push(raw) {
+            Ok(decoded) => Bytes::from(decoded),
+            Err(e) => {
+                tracing::warn!(error = %e, "answer decoding stopped; its usage is what was read so far");
+                Bytes::new()
+            }
+        },
+        None => raw.clone(),
     }
 }
 
