@@ -341,7 +341,7 @@ async fn handle(
                     "x-codex-primary-used-percent",
                     http::HeaderValue::from_static("12"),
                 );
-                r
+                crate::shape(r, &parts.headers)
             }
         }
         _ => json_response(

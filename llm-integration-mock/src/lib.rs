@@ -14,8 +14,14 @@
 //! | `x-mock-status: 429` (or 401, 500, 529, …) | an error in the provider's shape; 429 carries `retry-after` |
 //! | `x-mock-fail: reset` | the stream breaks after the first event |
 //! | `x-mock-fail: garbage` | 200 with a body that is not JSON |
+//! | `x-mock-fail: json` | 200 with a JSON body, whatever the request asked |
+//! | `x-mock-fail: text` | 200 with a plain-text body |
 //! | `x-mock-fail: hang` | never answers |
 //! | `x-mock-tool: NAME` | the answer is a call of tool NAME (Messages, Chat Completions, Responses) |
+//! | `x-mock-framing: crlf` (or `cr`) | event-stream lines end in CRLF (or CR) instead of LF |
+//! | `x-mock-spacing: spaced` | JSON written with a space after every `:` and `,` (`"choices": []`) |
+//! | `x-mock-content-type: none` (or a type) | the answer without a `Content-Type` (or with that one) |
+//! | `x-mock-encoding: gzip` | the answer gzipped (streams flushed event by event) |
 //!
 //! Which provider a `/v1/models` call is for is told by its auth header:
 //! `x-api-key` → Anthropic's list, otherwise OpenAI's; paths under
@@ -31,7 +37,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::io::Write;
+
 use bytes::Bytes;
+use flate2::write::GzEncoder;
+use flate2::Compression;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
@@ -330,6 +340,17 @@ async fn handle(
         }
         return Ok(r);
     }
+    if fail == "json" || fail == "text" {
+        let (body, ct) = if fail == "json" {
+            (&b"{\"ok\":true}"[..], "application/json")
+        } else {
+            (&b"Internal error, try later"[..], "text/plain")
+        };
+        let mut r = Response::new(MockBody::Full(Some(Bytes::from_static(body))));
+        r.headers_mut()
+            .insert("content-type", http::HeaderValue::from_static(ct));
+        return Ok(shape(r, headers));
+    }
     if fail == "garbage" {
         let mut r = Response::new(MockBody::Full(Some(Bytes::from_static(
             b"<html>not json</html>",
@@ -428,7 +449,162 @@ async fn handle(
             &request_id,
         ),
     };
-    Ok(response)
+    Ok(shape(response, headers))
+}
+
+/// How an answer is written, from the `x-mock-framing`, `x-mock-spacing`,
+/// `x-mock-content-type` and `x-mock-encoding` knobs.
+#[derive(Clone, Copy, Default)]
+struct Shape {
+    line_end: &'static str,
+    spaced: bool,
+    gzip: bool,
+}
+
+impl Shape {
+    fn from(headers: &HeaderMap) -> Self {
+        let knob = |name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        Shape {
+            line_end: match knob("x-mock-framing") {
+                "crlf" => "\r\n",
+                "cr" => "\r",
+                _ => "\n",
+            },
+            spaced: knob("x-mock-spacing") == "spaced",
+            gzip: knob("x-mock-encoding") == "gzip",
+        }
+    }
+
+    fn is_plain(self) -> bool {
+        self.line_end == "\n" && !self.spaced
+    }
+
+    /// A chunk as this shape writes it (before any gzip).
+    fn text(self, chunk: &[u8]) -> Bytes {
+        if self.is_plain() {
+            return Bytes::copy_from_slice(chunk);
+        }
+        let text = String::from_utf8_lossy(chunk);
+        let mut out = String::with_capacity(text.len() + 16);
+        for line in text.split_inclusive('\n') {
+            let (body, ended) = match line.strip_suffix('\n') {
+                Some(b) => (b, true),
+                None => (line, false),
+            };
+            let body = match (self.spaced, body.strip_prefix("data: ")) {
+                (true, Some(json)) => format!("data: {}", spaced(json)),
+                (true, None) if body.starts_with('{') => spaced(body),
+                _ => body.to_owned(),
+            };
+            out.push_str(&body);
+            if ended {
+                out.push_str(self.line_end);
+            }
+        }
+        Bytes::from(out)
+    }
+}
+
+/// JSON text re-written with a space after every `:` and `,` (outside strings).
+fn spaced(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() + json.len() / 8);
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        out.push(c);
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if c == ':' || c == ',' {
+            out.push(' ');
+        }
+    }
+    out
+}
+
+fn gzip_chunk(encoder: &mut GzEncoder<Vec<u8>>, chunk: &[u8]) -> Bytes {
+    let _ = encoder.write_all(chunk);
+    let _ = encoder.flush();
+    Bytes::from(std::mem::take(encoder.get_mut()))
+}
+
+/// Applies the shaping knobs to an answer.
+pub(crate) fn shape(response: Response<MockBody>, headers: &HeaderMap) -> Response<MockBody> {
+    let shape = Shape::from(headers);
+    let (mut parts, body) = response.into_parts();
+    match headers
+        .get("x-mock-content-type")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("none") => {
+            parts.headers.remove("content-type");
+        }
+        Some(other) => {
+            if let Ok(v) = http::HeaderValue::from_str(other) {
+                parts.headers.insert("content-type", v);
+            }
+        }
+        None => {}
+    }
+    if shape.gzip {
+        parts
+            .headers
+            .insert("content-encoding", http::HeaderValue::from_static("gzip"));
+        parts.headers.remove("content-length");
+    }
+    if shape.is_plain() && !shape.gzip {
+        return Response::from_parts(parts, body);
+    }
+    let body = match body {
+        MockBody::Full(data) => {
+            let text = shape.text(&data.unwrap_or_default());
+            let out = if shape.gzip {
+                let mut e = GzEncoder::new(Vec::new(), Compression::default());
+                let _ = e.write_all(&text);
+                Bytes::from(e.finish().unwrap_or_default())
+            } else {
+                text
+            };
+            parts.headers.remove("content-length");
+            MockBody::Full(Some(out))
+        }
+        MockBody::Channel(mut rx) => {
+            let (tx, out) = mpsc::channel(4);
+            tokio::spawn(async move {
+                let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+                while let Some(item) = rx.recv().await {
+                    let item = item.map(|chunk| {
+                        let text = shape.text(&chunk);
+                        if shape.gzip {
+                            gzip_chunk(&mut encoder, &text)
+                        } else {
+                            text
+                        }
+                    });
+                    if tx.send(item).await.is_err() {
+                        return;
+                    }
+                }
+                if shape.gzip {
+                    if let Ok(tail) = encoder.finish() {
+                        let _ = tx.send(Ok(Bytes::from(tail))).await;
+                    }
+                }
+            });
+            MockBody::Channel(out)
+        }
+    };
+    Response::from_parts(parts, body)
 }
 
 fn anthropic_error_type(status: StatusCode) -> &'static str {

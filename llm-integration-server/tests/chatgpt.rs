@@ -136,6 +136,21 @@ async fn device_code_login_approved_and_used() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["object"], "response");
     assert_eq!(v["status"], "completed");
+    // The same when the backend's stream comes without a content type, or
+    // with CRLF line ends: the stream is recognised by its content.
+    for (knob, value) in [("x-mock-content-type", "none"), ("x-mock-framing", "crlf")] {
+        let r = vm
+            .post(url("/v1/responses"))
+            .header(knob, value)
+            .json(&json!({"model": "gpt-5.5", "input": "hi", "stream": false}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{knob}");
+        assert_eq!(r.headers()["content-type"], "application/json", "{knob}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["object"], "response", "{knob}: {v}");
+    }
     // Models come from the backend's catalog; hidden ones are left out.
     let v: Value = vm
         .get(url("/v1/models"))

@@ -69,6 +69,13 @@ async fn official_python_sdks_work_through_the_gateway() {
     ] {
         assert_eq!(v[key], "tok0 tok1 tok2 ", "{key}: {v}");
     }
+    for framing in ["crlf", "cr", "spaced", "gzip", "untyped"] {
+        assert_eq!(
+            v["framings"][framing],
+            serde_json::json!(["tok0 tok1 tok2 ", "tok0 tok1 tok2 "]),
+            "{framing}: {v}"
+        );
+    }
     assert_eq!(v["chat_stream_usage"], 3);
     assert_eq!(v["responses_stream_usage"], 3);
     assert_eq!(v["chat_tool"], "shell");

@@ -66,4 +66,27 @@ out["count_tokens"] = an.messages.count_tokens(
     model="claude-sonnet-4-6", messages=[{"role": "user", "content": "hi"}]
 ).input_tokens
 out["anthropic_models"] = sorted(m.id for m in an.models.list())
+
+# Upstream framings the SDKs must survive through the gateway: CRLF or CR
+# line ends, spaced JSON, a gzipped stream, no content type. The SDK's
+# default chat stream (no stream_options) must never see the usage chunk
+# the gateway asked for: `chunk.choices[0]` would raise IndexError.
+framings = {
+    "crlf": {"x-mock-framing": "crlf"},
+    "cr": {"x-mock-framing": "cr"},
+    "spaced": {"x-mock-spacing": "spaced"},
+    "gzip": {"x-mock-encoding": "gzip"},
+    "untyped": {"x-mock-content-type": "none"},
+}
+out["framings"] = {}
+for name, knobs in framings.items():
+    stream = oa.chat.completions.create(
+        model="gpt-5.5", messages=[{"role": "user", "content": "hi"}], stream=True, extra_headers=knobs
+    )
+    chat = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+    with an.messages.stream(
+        model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "hi"}], extra_headers=knobs
+    ) as s:
+        messages = s.get_final_text()
+    out["framings"][name] = [chat, messages]
 json.dump(out, sys.stdout)
