@@ -70,6 +70,7 @@ mod source;
 pub mod answer;
 pub mod body;
 pub mod headers;
+pub mod json_scan;
 pub mod model_list;
 pub mod path;
 pub mod reflection;

@@ -3,8 +3,11 @@
 //! [`UsageMeter`] is fed the response body chunk by chunk, exactly as it is
 //! relayed, and gives the same answer whatever the split (a property test
 //! checks it). It never holds the stream: for an event stream it keeps the
-//! current line only (and parses only lines that carry usage); for a JSON
-//! body it keeps a bounded tail, since every API puts `usage` at the end.
+//! current event only (and parses only events that can carry usage); for a
+//! JSON body it follows the document's structure
+//! ([`crate::json_scan::TopLevelScanner`]) and keeps only the response's
+//! own top-level `usage` and `model`, wherever they stand, never a member
+//! of the same name inside content the caller controls.
 //!
 //! Rules (PROTOCOLS §1.5, §2.1, §2.2.3, §3.5): Anthropic streams take input
 //! and cache counts from `message_start`, overridden by any in the last
@@ -20,6 +23,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::json_scan::TopLevelScanner;
 use crate::seams::TokenUsage;
 use crate::sse::SseFramer;
 
@@ -68,17 +72,14 @@ struct Nested<'a> {
     usage: Value,
 }
 
-/// The tail of a JSON body kept to find its `usage`.
-const JSON_TAIL: usize = 256 * 1024;
-
 /// Accumulates usage from a response body.
 #[derive(Debug, Clone, Default)]
 pub struct UsageMeter {
     sse: bool,
     /// Frames an event stream fed with [`UsageMeter::feed`].
     framer: SseFramer,
-    /// The body's tail (JSON).
-    buffer: Vec<u8>,
+    /// Finds a JSON body's top-level `usage` and `model`.
+    json: TopLevelScanner,
     usage: TokenUsage,
     seen: bool,
     model: Option<String>,
@@ -89,6 +90,7 @@ impl UsageMeter {
     pub fn new(sse: bool) -> Self {
         UsageMeter {
             sse,
+            json: TopLevelScanner::new(&["usage", "model"]),
             ..Self::default()
         }
     }
@@ -96,11 +98,7 @@ impl UsageMeter {
     /// Feeds the next chunk of the body.
     pub fn feed(&mut self, chunk: &[u8]) {
         if !self.sse {
-            self.buffer.extend_from_slice(chunk);
-            if self.buffer.len() > 2 * JSON_TAIL {
-                let cut = self.buffer.len() - JSON_TAIL;
-                self.buffer.drain(..cut);
-            }
+            self.json.feed(chunk);
             return;
         }
         let mut framer = std::mem::take(&mut self.framer);
@@ -238,45 +236,20 @@ impl UsageMeter {
     }
 
     fn json_tail(&mut self) {
-        let tail = std::mem::take(&mut self.buffer);
-        /// The two fields wanted; the rest of the body is skipped, not built.
-        #[derive(serde::Deserialize)]
-        struct Probe {
-            #[serde(default)]
-            model: Option<String>,
-            #[serde(default)]
-            usage: Value,
+        if let Some(model) = self.json.value("model") {
+            let model = serde_json::from_slice::<String>(model).ok();
+            self.note_model(model.map(Cow::Owned));
         }
-        if let Ok(whole) = serde_json::from_slice::<Probe>(&tail) {
-            self.note_model(whole.model.map(Cow::Owned));
-            self.apply(&whole.usage);
-            return;
-        }
-        // The body was longer than the tail: parse the last `"usage"` object.
-        let Some(at) = rfind(&tail, b"\"usage\"") else {
-            return;
-        };
-        let after = &tail[at + 7..];
-        let Some(colon) = after.iter().position(|b| !b.is_ascii_whitespace()) else {
-            return;
-        };
-        if after[colon] != b':' {
-            return;
-        }
-        let mut values =
-            serde_json::Deserializer::from_slice(&after[colon + 1..]).into_iter::<Value>();
-        if let Some(Ok(usage)) = values.next() {
-            self.apply(&usage);
+        if let Some(usage) = self.json.value("usage") {
+            if let Ok(usage) = serde_json::from_slice::<Value>(usage) {
+                self.apply(&usage);
+            }
         }
     }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     memchr::memmem::find(haystack, needle).is_some()
-}
-
-fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::rfind(haystack, needle)
 }
 
 #[cfg(test)]
@@ -416,7 +389,6 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
         let mut m = UsageMeter::new(false);
         for chunk in body.as_bytes().chunks(8192) {
             m.feed(chunk);
-            assert!(m.buffer.len() <= 2 * JSON_TAIL + 8192);
         }
         assert_eq!(
             m.finish(),
@@ -426,6 +398,32 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
                 cache_creation: 0,
                 cache_read: 0
             })
+        );
+    }
+
+    #[test]
+    fn json_usage_is_the_response_s_own() {
+        // As the Responses API orders it: usage, then the caller's echoed
+        // metadata, which may hold a `usage` of its own; 600 KB of output.
+        let text = "word ".repeat(120_000);
+        let body = format!(
+            r#"{{"object":"response","output":[{{"type":"message","content":[{{"type":"output_text","text":"{text}"}}]}}],"usage":{{"input_tokens":150000,"output_tokens":20,"input_tokens_details":{{"cached_tokens":0}}}},"metadata":{{"usage":"x"}}}}"#
+        );
+        for split in [4096, 65536] {
+            let mut m = UsageMeter::new(false);
+            for chunk in body.as_bytes().chunks(split) {
+                m.feed(chunk);
+            }
+            let u = m.finish().unwrap();
+            assert_eq!((u.input, u.output), (150_000, 20), "split {split}");
+        }
+        // A `usage` inside content is never read.
+        assert_eq!(
+            meter(
+                false,
+                r#"{"choices":[{"message":{"usage":{"prompt_tokens":9}}}]}"#
+            ),
+            None
         );
     }
 
