@@ -70,6 +70,8 @@ pub struct SseFramer {
     started: bool,
     /// The current line has bytes (kept in `line` unless oversize).
     partial: bool,
+    /// How many bytes of a byte order mark the stream began with so far.
+    bom_len: usize,
 }
 
 impl SseFramer {
@@ -108,12 +110,28 @@ impl SseFramer {
 
     /// Feeds the next chunk; `on_event` is called for each event it completes.
     pub fn feed(&mut self, chunk: &[u8], on_event: &mut dyn FnMut(SseEvent<'_>)) {
+        const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
         let mut rest = chunk;
-        if !self.started && !rest.is_empty() {
-            self.started = true;
-            if let Some(after) = rest.strip_prefix(b"\xEF\xBB\xBF") {
-                self.keep(&rest[..3]);
+        // A byte order mark starts the stream, in any split: its bytes are
+        // kept raw but are not part of the first line.
+        while !self.started {
+            let Some((&b, after)) = rest.split_first() else {
+                return;
+            };
+            if self.bom_len < BOM.len() && b == BOM[self.bom_len] {
+                self.keep(&[b]);
+                self.bom_len += 1;
                 rest = after;
+                if self.bom_len == BOM.len() {
+                    self.started = true;
+                }
+            } else {
+                // Not a byte order mark: what looked like one is content.
+                self.started = true;
+                if self.bom_len > 0 {
+                    self.line.extend_from_slice(&BOM[..self.bom_len]);
+                    self.partial = true;
+                }
             }
         }
         if self.after_cr {
