@@ -156,8 +156,14 @@ pub fn inject_credential(headers: &mut HeaderMap, scheme: AuthScheme, credential
     }
 }
 
-/// Removes from an upstream's response head what must not reach the client.
+/// Removes from an upstream's response head what must not reach the
+/// client. A `Content-Length` beside a `Transfer-Encoding` is dropped too:
+/// the transfer coding framed the body (RFC 9112 § 6.3), and the length
+/// would truncate what the client reads.
 pub fn strip_for_client(headers: &mut HeaderMap) {
+    if headers.contains_key(http::header::TRANSFER_ENCODING) {
+        headers.remove(CONTENT_LENGTH);
+    }
     remove_connection_listed(headers);
     for name in HOP_BY_HOP {
         headers.remove(name);
@@ -252,8 +258,13 @@ mod tests {
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         h.insert("request-id", HeaderValue::from_static("req_1"));
         h.insert("retry-after", HeaderValue::from_static("3"));
+        h.insert("content-length", HeaderValue::from_static("5"));
         strip_for_client(&mut h);
         assert!(h.get("transfer-encoding").is_none());
+        assert!(
+            h.get("content-length").is_none(),
+            "a length beside a transfer coding"
+        );
         assert_eq!(h.get("request-id").unwrap(), "req_1");
         assert_eq!(h.get("retry-after").unwrap(), "3");
     }

@@ -102,7 +102,9 @@ pub use error::Error;
 pub use gateway_error::{Blame, GatewayError};
 pub use host::{effective_host, hostname, parse_host, HostTarget, Scope};
 pub use integration::Integration;
-pub use model_id::{provider_by_prefix, route_model, ModelCatalog, ModelError, ModelRoute};
+pub use model_id::{
+    provider_by_prefix, route_model, route_model_for, ModelCatalog, ModelError, ModelRoute,
+};
 pub use names::{AccountName, IntegrationName, TagName, TeamName, VmName};
 pub use provider::{Dialect, PerProvider, Provider, ProviderSet};
 pub use router::{

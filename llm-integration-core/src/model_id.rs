@@ -137,6 +137,21 @@ pub fn route_model<'m>(
     catalog: &ModelCatalog,
     enabled: ProviderSet,
 ) -> Result<ModelRoute<'m>, ModelError> {
+    route_model_for(model, catalog, enabled, ProviderSet::ALL)
+}
+
+/// [`route_model`] for an endpoint that `serves` only some providers: a
+/// catalog match by a provider that cannot serve the endpoint does not
+/// shadow one that can, nor the well-known prefixes.
+///
+/// # Errors
+/// As [`route_model`].
+pub fn route_model_for<'m>(
+    model: &'m str,
+    catalog: &ModelCatalog,
+    enabled: ProviderSet,
+    serves: ProviderSet,
+) -> Result<ModelRoute<'m>, ModelError> {
     if model.is_empty() || model.len() > 256 || model.chars().any(char::is_control) {
         return Err(ModelError::Malformed);
     }
@@ -176,7 +191,10 @@ pub fn route_model<'m>(
         }
     }
     let listed = catalog.providers_of(model);
-    if let Some(provider) = listed.iter().find(|p| enabled.contains(*p)) {
+    if let Some(provider) = listed
+        .iter()
+        .find(|p| enabled.contains(*p) && serves.contains(*p))
+    {
         return Ok(ModelRoute {
             provider,
             upstream_model: None,
@@ -184,6 +202,12 @@ pub fn route_model<'m>(
     }
     if let Some(provider) = provider_by_prefix(model) {
         return decide(provider, None);
+    }
+    if let Some(provider) = listed.iter().find(|p| enabled.contains(*p)) {
+        return Ok(ModelRoute {
+            provider,
+            upstream_model: None,
+        });
     }
     if let Some(provider) = listed.iter().next() {
         return decide(provider, None);
@@ -201,6 +225,25 @@ mod tests {
 
     fn p(model: &str) -> Result<Provider, ModelError> {
         route_model(model, &ModelCatalog::new(), all()).map(|r| r.provider)
+    }
+
+    #[test]
+    fn a_catalog_match_that_cannot_serve_the_endpoint_does_not_shadow_one_that_can() {
+        let mut catalog = ModelCatalog::new();
+        catalog.insert(Provider::Anthropic, "shared-model");
+        catalog.insert(Provider::OpenAi, "shared-model");
+        catalog.insert(Provider::Anthropic, "gpt-odd");
+        let openai_family = ProviderSet::one(Provider::OpenAi).with(Provider::Fireworks);
+        let r = route_model_for("shared-model", &catalog, ProviderSet::ALL, openai_family).unwrap();
+        assert_eq!(r.provider, Provider::OpenAi);
+        let r = route_model_for("gpt-odd", &catalog, ProviderSet::ALL, openai_family).unwrap();
+        assert_eq!(
+            r.provider,
+            Provider::OpenAi,
+            "the prefix rule, not the other family's list"
+        );
+        let r = route_model("shared-model", &catalog, ProviderSet::ALL).unwrap();
+        assert_eq!(r.provider, Provider::Anthropic);
     }
 
     #[test]

@@ -97,6 +97,8 @@ pub struct ProviderSet(u8);
 impl ProviderSet {
     /// The empty set.
     pub const EMPTY: ProviderSet = ProviderSet(0);
+    /// Every provider.
+    pub const ALL: ProviderSet = ProviderSet(0b111);
 
     /// A set of one provider.
     pub const fn one(provider: Provider) -> Self {

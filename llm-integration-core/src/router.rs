@@ -15,7 +15,7 @@ use crate::domain::{
     Vm, VmId,
 };
 use crate::host::{parse_host, HostTarget, Scope};
-use crate::model_id::{route_model, ModelError};
+use crate::model_id::{route_model, route_model_for, ModelError};
 use crate::names::IntegrationName;
 use crate::path::{check_path, classify_path, split_target, PathError, PathRoute};
 use crate::provider::{Dialect, Provider, ProviderSet};
@@ -146,6 +146,13 @@ enum ApiFamily {
 }
 
 impl ApiFamily {
+    fn providers(self) -> ProviderSet {
+        Provider::ALL
+            .into_iter()
+            .filter(|p| self.serves(*p))
+            .collect()
+    }
+
     fn serves(self, provider: Provider) -> bool {
         match self {
             ApiFamily::Anthropic => matches!(provider, Provider::Anthropic | Provider::Fireworks),
@@ -691,8 +698,13 @@ impl Snapshot {
             dialect: pending.dialect,
         };
         let model = model.ok_or_else(|| refuse(Refusal::MissingModel))?;
-        let route = route_model(model, &self.catalog, enabled_providers(pending.settings))
-            .map_err(|e| refuse(model_refusal(e, model, pending.integration)))?;
+        let route = route_model_for(
+            model,
+            &self.catalog,
+            enabled_providers(pending.settings),
+            pending.family.providers(),
+        )
+        .map_err(|e| refuse(model_refusal(e, model, pending.integration)))?;
         if !pending.family.serves(route.provider) {
             let hint = match pending.family {
                 ApiFamily::Anthropic => {

@@ -196,6 +196,14 @@ pub fn reads_body(forward: &Forward<'_>) -> bool {
         || asks_for_usage(forward.provider, path_of(&forward.upstream_path))
 }
 
+/// Whether a body of this route, once read, must be a JSON object the
+/// gateway can read (the inference endpoints): such a body is never
+/// forwarded unread, since the output limit, the usage request and the
+/// metering depend on it. A body that is not one gets a 400.
+pub fn requires_json(forward: &Forward<'_>) -> bool {
+    crate::answer::expect_for(path_of(&forward.upstream_path), None, false).is_some()
+}
+
 /// Whether the request head asks for a WebSocket upgrade, which the
 /// gateway refuses with [`GatewayError::websocket`].
 pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
@@ -282,17 +290,23 @@ pub fn plan(
     } else {
         if let Some(body) = body {
             if asks_for_usage(provider, path) && body.bool("stream") == Some(true) {
-                let options = body.object("stream_options").ok().flatten();
-                let asked = options
-                    .as_ref()
-                    .and_then(|o| o.bool("include_usage"))
-                    .unwrap_or(false);
-                if !asked {
-                    match &options {
-                        Some(options) => edits.set_raw(options, "include_usage", b"true"),
-                        None => edits.set_raw(body, "stream_options", br#"{"include_usage":true}"#),
+                let options = body
+                    .object("stream_options")
+                    .map_err(|e| GatewayError::invalid_body(dialect, &e))?;
+                let absent = matches!(body.raw("stream_options"), None | Some(b"null"));
+                match &options {
+                    // The client asked for usage itself: it keeps the chunk.
+                    Some(o) if o.bool("include_usage") == Some(true) => {}
+                    Some(o) => {
+                        edits.set_raw(o, "include_usage", b"true");
+                        response.strip_usage_chunk = true;
                     }
-                    response.strip_usage_chunk = true;
+                    None if absent => {
+                        edits.set_raw(body, "stream_options", br#"{"include_usage":true}"#);
+                        response.strip_usage_chunk = true;
+                    }
+                    // Not an object: the provider refuses the request as sent.
+                    None => {}
                 }
             }
         }

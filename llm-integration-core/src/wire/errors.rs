@@ -25,6 +25,8 @@ pub enum ErrorClass {
     NotFound,
     /// 405: the route exists, the method does not.
     MethodNotAllowed,
+    /// 408: the client took too long to send its request.
+    RequestTimeout,
     /// 413: the body is over the limit.
     TooLarge,
     /// 429: the owner's allocation is exhausted, or a rate limit.
@@ -48,6 +50,7 @@ impl ErrorClass {
             ErrorClass::Permission => StatusCode::FORBIDDEN,
             ErrorClass::NotFound => StatusCode::NOT_FOUND,
             ErrorClass::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorClass::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorClass::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorClass::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -61,9 +64,9 @@ impl ErrorClass {
     pub const fn type_name(self, dialect: Dialect) -> &'static str {
         match dialect {
             Dialect::Anthropic => match self {
-                ErrorClass::InvalidRequest | ErrorClass::MethodNotAllowed => {
-                    "invalid_request_error"
-                }
+                ErrorClass::InvalidRequest
+                | ErrorClass::MethodNotAllowed
+                | ErrorClass::RequestTimeout => "invalid_request_error",
                 ErrorClass::Authentication => "authentication_error",
                 ErrorClass::Permission => "permission_error",
                 ErrorClass::NotFound => "not_found_error",
@@ -77,6 +80,7 @@ impl ErrorClass {
                 ErrorClass::InvalidRequest
                 | ErrorClass::NotFound
                 | ErrorClass::MethodNotAllowed
+                | ErrorClass::RequestTimeout
                 | ErrorClass::TooLarge => "invalid_request_error",
                 ErrorClass::Authentication => "authentication_error",
                 ErrorClass::Permission => "permission_error",

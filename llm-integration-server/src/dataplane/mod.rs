@@ -450,14 +450,19 @@ impl DataPlane {
         };
         match decision {
             Decision::Forward(forward) => {
+                let requires_json = upstream::requires_json(&forward);
                 if read.is_none() && upstream::reads_body(&forward) {
                     let bytes = self.read_body(&parts.headers, body.take(), dialect).await?;
-                    read = Some(self.decode_body(&parts.headers, bytes, dialect, false)?);
+                    read = Some(self.decode_body(&parts.headers, bytes, dialect, requires_json)?);
                 }
                 let plan = {
-                    let object = read
-                        .as_ref()
-                        .and_then(|r| JsonObject::parse(&r.decoded).ok());
+                    let object = match read.as_ref().map(|r| JsonObject::parse(&r.decoded)) {
+                        Some(Ok(object)) => Some(object),
+                        Some(Err(e)) if requires_json => {
+                            return Err(GatewayError::invalid_body(dialect, &e))
+                        }
+                        _ => None,
+                    };
                     upstream::plan(&forward, object.as_ref(), &self.targets)?
                 };
                 let input_bytes = read
@@ -553,12 +558,13 @@ impl DataPlane {
             )),
             Err(_) => Err(GatewayError::new(
                 dialect,
-                ErrorClass::Timeout,
+                ErrorClass::RequestTimeout,
                 "body_timeout",
-                "the request body took too long to arrive",
-            )
-            .blamed_on(Blame::Client)
-            .retryable(false)),
+                format!(
+                    "the request body took longer than {} s to arrive",
+                    self.limits.upstream_response.as_secs()
+                ),
+            )),
         }
     }
 
