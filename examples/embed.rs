@@ -8,8 +8,8 @@
 //!   connection's address, read from axum's `ConnectInfo`;
 //! - its own credential resolver (a fixed key; an embedder would read its
 //!   secret manager here);
-//! - usage records printed instead of written to a ledger, and no
-//!   allocations.
+//! - usage records kept in memory (and printed) instead of written to a
+//!   ledger, and no allocations.
 //!
 //! `cargo run --example embed` starts the mock upstream and the service on
 //! loopback, sends one streaming request through it as a VM would, prints
@@ -78,19 +78,15 @@ impl CredentialResolver for FixedKey {
     }
 }
 
-/// Usage records, printed.
-struct PrintUsage;
+/// Usage records, kept to be printed.
+#[derive(Default)]
+struct KeepUsage(std::sync::Mutex<Vec<UsageRecord>>);
 
-impl UsageSink for PrintUsage {
+impl UsageSink for KeepUsage {
     fn record(&self, r: UsageRecord) {
-        println!(
-            "usage: vm {} model {} input {} output {} status {}",
-            r.vm.0,
-            r.model.as_deref().unwrap_or("?"),
-            r.tokens.input,
-            r.tokens.output,
-            r.status
-        );
+        if let Ok(mut records) = self.0.lock() {
+            records.push(r);
+        }
     }
 }
 
@@ -117,11 +113,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let live = Arc::new(
         LiveConfig::load(Arc::new(MemoryStore(records)), SnapshotOptions::default()).await?,
     );
-    let metering = Arc::new(Metering::new(
-        PriceTable::default(),
-        None,
-        Arc::new(PrintUsage),
-    ));
+    let usage = Arc::new(KeepUsage::default());
+    let metering = Arc::new(Metering::new(PriceTable::default(), None, usage.clone()));
     let plane = Arc::new(
         DataPlane::builder(live, Arc::new(FixedKey), metering)
             .callers(Arc::new(ByConnectInfo))
@@ -189,6 +182,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             key_sent.is_some()
         )
         .into());
+    }
+    for r in usage.0.lock().map(|r| r.clone()).unwrap_or_default() {
+        println!(
+            "usage: vm {} model {} input {} output {} status {}",
+            r.vm.0,
+            r.model.as_deref().unwrap_or("?"),
+            r.tokens.input,
+            r.tokens.output,
+            r.status
+        );
     }
     println!("ok: streamed through the embedded data plane");
     Ok(())

@@ -43,6 +43,123 @@ struct EventProbe<'a> {
     /// The Responses API's final events.
     #[serde(borrow, default)]
     response: Option<MaybeNested<'a>>,
+    /// Content: Anthropic's `content_block_delta` (an object), the
+    /// Responses API's `*.delta` events (a string).
+    #[serde(borrow, default)]
+    delta: Option<Delta<'a>>,
+    /// Content: Chat Completions and Completions chunks.
+    #[serde(borrow, default)]
+    choices: Option<Vec<ChoiceProbe<'a>>>,
+}
+
+/// An event's `delta`: text (Responses API) or an object (Anthropic).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Delta<'a> {
+    Text(#[serde(borrow)] Cow<'a, str>),
+    Object(#[serde(borrow)] DeltaObject<'a>),
+    Other(serde::de::IgnoredAny),
+}
+
+/// Anthropic's content deltas: text, tool input, thinking.
+#[derive(Deserialize, Default)]
+struct DeltaObject<'a> {
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    partial_json: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    thinking: Option<Cow<'a, str>>,
+}
+
+/// A Chat Completions or Completions choice in a stream chunk.
+#[derive(Deserialize, Default)]
+struct ChoiceProbe<'a> {
+    #[serde(borrow, default)]
+    delta: Option<ChatDelta<'a>>,
+    /// Completions.
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+}
+
+/// A Chat Completions delta: text, reasoning, refusal, tool arguments.
+#[derive(Deserialize, Default)]
+struct ChatDelta<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<Vec<ToolCallProbe<'a>>>,
+}
+
+#[derive(Deserialize, Default)]
+struct ToolCallProbe<'a> {
+    #[serde(borrow, default)]
+    function: Option<FunctionProbe<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct FunctionProbe<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+/// Counts the tokens of text: a real tokenizer where one exists for the
+/// model's family (the server's), else [`RatioCounter`].
+pub trait TokenCounter: Send + Sync + std::fmt::Debug {
+    /// The tokens of `text`.
+    fn count(&self, text: &str) -> u64;
+}
+
+/// The conservative estimate where no tokenizer is at hand: one token per
+/// [`RatioCounter::BYTES_PER_TOKEN`] bytes of UTF-8, rounded up. English
+/// runs about four characters a token and code about three, and a CJK
+/// character (three bytes) is about one token, so this counts at least as
+/// many tokens as the providers' tokenizers on the texts they see.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RatioCounter;
+
+impl RatioCounter {
+    /// Bytes of UTF-8 per token.
+    pub const BYTES_PER_TOKEN: u64 = 3;
+
+    /// The tokens of `bytes` bytes of text.
+    pub const fn tokens(bytes: u64) -> u64 {
+        bytes.div_ceil(Self::BYTES_PER_TOKEN)
+    }
+}
+
+impl TokenCounter for RatioCounter {
+    fn count(&self, text: &str) -> u64 {
+        Self::tokens(text.len() as u64)
+    }
+}
+
+/// The most tokens one figure of a usage report is believed at: a larger
+/// one (from a faulty or hostile upstream) is cut to this.
+pub const MAX_TOKENS: u64 = 1_000_000_000;
+
+/// Text kept before it is counted (so the tokenizer sees whole words, and
+/// the memory of a stream stays small).
+const PENDING_TEXT: usize = 16 * 1024;
+
+/// What a request consumed, and whether the provider said so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reading {
+    /// The tokens.
+    pub tokens: TokenUsage,
+    /// Estimated: the provider's final figures never came (the client hung
+    /// up, the upstream failed, the gateway stopped), so output is counted
+    /// from what was relayed and input from the stream's early figures or
+    /// the request.
+    pub estimated: bool,
 }
 
 /// An object with `model` and `usage`, or anything else under that name
@@ -73,7 +190,7 @@ struct Nested<'a> {
 }
 
 /// Accumulates usage from a response body.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct UsageMeter {
     sse: bool,
     /// Frames an event stream fed with [`UsageMeter::feed`].
@@ -82,7 +199,26 @@ pub struct UsageMeter {
     json: TopLevelScanner,
     usage: TokenUsage,
     seen: bool,
+    /// An input figure was reported (Anthropic's `message_start` gives it
+    /// before any content).
+    input_seen: bool,
+    /// The provider's final usage arrived.
+    complete: bool,
     model: Option<String>,
+    /// Counts relayed content.
+    counter: std::sync::Arc<dyn TokenCounter>,
+    /// Relayed content not yet counted.
+    pending: String,
+    /// Tokens of the relayed content counted so far.
+    counted: u64,
+    /// Bytes of a JSON body fed so far.
+    json_bytes: u64,
+}
+
+impl Default for UsageMeter {
+    fn default() -> Self {
+        UsageMeter::new(false)
+    }
 }
 
 impl UsageMeter {
@@ -90,14 +226,59 @@ impl UsageMeter {
     pub fn new(sse: bool) -> Self {
         UsageMeter {
             sse,
+            framer: SseFramer::default(),
             json: TopLevelScanner::new(&["usage", "model"]),
-            ..Self::default()
+            usage: TokenUsage::default(),
+            seen: false,
+            input_seen: false,
+            complete: false,
+            model: None,
+            counter: std::sync::Arc::new(RatioCounter),
+            pending: String::new(),
+            counted: 0,
+            json_bytes: 0,
         }
+    }
+
+    /// The same meter, counting relayed content with `counter`.
+    #[must_use]
+    pub fn with_counter(mut self, counter: std::sync::Arc<dyn TokenCounter>) -> Self {
+        self.counter = counter;
+        self
+    }
+
+    fn content(&mut self, text: &str) {
+        self.pending.push_str(text);
+        if self.pending.len() >= PENDING_TEXT {
+            // Count up to the last whitespace, so no word is split.
+            let cut = self
+                .pending
+                .rfind(char::is_whitespace)
+                .map_or(self.pending.len(), |i| i + 1);
+            self.counted += self.counter.count(&self.pending[..cut]);
+            self.pending.drain(..cut);
+        }
+    }
+
+    /// Tokens of what was relayed so far: the content of an event stream,
+    /// or a JSON body's bytes by the conservative ratio.
+    pub fn relayed_tokens(&self) -> u64 {
+        if self.sse {
+            self.counted + self.counter.count(&self.pending)
+        } else {
+            RatioCounter::tokens(self.json_bytes)
+        }
+    }
+
+    /// Whether the provider's final usage arrived.
+    pub fn is_complete(&self) -> bool {
+        self.complete
     }
 
     /// Feeds the next chunk of the body.
     pub fn feed(&mut self, chunk: &[u8]) {
         if !self.sse {
+            self.json_bytes += chunk.len() as u64;
             self.json.feed(chunk);
             return;
         }
@@ -113,10 +294,8 @@ impl UsageMeter {
     /// One event of a stream, by its data (for a caller that frames the
     /// stream itself, such as [`crate::relay::ResponseRelay`]).
     pub fn event(&mut self, data: &[u8]) {
-        // Only events that can carry usage or the model are parsed; a key
-        // spelt with escapes is parsed too.
-        if !contains(data, b"usage") && !contains(data, b"\"model\"") && !contains(data, b"\\u") {
-            return;
+        if data.first() != Some(&b'{') {
+            return; // `[DONE]` and the like
         }
         if let Ok(event) = serde_json::from_slice::<EventProbe<'_>>(data) {
             self.probe(event);
@@ -124,20 +303,67 @@ impl UsageMeter {
     }
 
     fn probe(&mut self, e: EventProbe<'_>) {
+        match &e.delta {
+            Some(Delta::Text(text)) => self.content(text),
+            Some(Delta::Object(d)) => {
+                for text in [&d.text, &d.partial_json, &d.thinking]
+                    .into_iter()
+                    .flatten()
+                {
+                    self.content(text);
+                }
+            }
+            _ => {}
+        }
+        for choice in e.choices.iter().flatten() {
+            if let Some(text) = &choice.text {
+                self.content(text);
+            }
+            let Some(delta) = &choice.delta else { continue };
+            for text in [
+                &delta.content,
+                &delta.reasoning_content,
+                &delta.reasoning,
+                &delta.refusal,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                self.content(text);
+            }
+            for call in delta.tool_calls.iter().flatten() {
+                if let Some(f) = &call.function {
+                    for text in [&f.name, &f.arguments].into_iter().flatten() {
+                        self.content(text);
+                    }
+                }
+            }
+        }
         match e.kind.as_deref() {
             Some("message_start") => {
                 let message = e.message.map(MaybeNested::into_nested).unwrap_or_default();
                 self.note_model(message.model);
                 self.apply_anthropic(&message.usage);
             }
-            Some("message_delta") => self.apply_anthropic(&e.usage),
+            Some("message_delta") => {
+                if e.usage.is_object() {
+                    self.complete = true;
+                }
+                self.apply_anthropic(&e.usage);
+            }
             Some("response.completed" | "response.incomplete" | "response.failed") => {
                 let response = e.response.map(MaybeNested::into_nested).unwrap_or_default();
                 self.note_model(response.model);
+                if response.usage.is_object() {
+                    self.complete = true;
+                }
                 self.apply(&response.usage);
             }
             _ => {
                 self.note_model(e.model);
+                if e.usage.is_object() {
+                    self.complete = true;
+                }
                 self.apply(&e.usage);
             }
         }
@@ -157,9 +383,12 @@ impl UsageMeter {
         self.seen = true;
         let set = |field: &str, slot: &mut u64| {
             if let Some(n) = u[field].as_u64() {
-                *slot = n;
+                *slot = n.min(MAX_TOKENS);
             }
         };
+        if u["input_tokens"].is_u64() {
+            self.input_seen = true;
+        }
         set("input_tokens", &mut self.usage.input);
         set("output_tokens", &mut self.usage.output);
         set(
@@ -174,6 +403,14 @@ impl UsageMeter {
         if !u.is_object() {
             return;
         }
+        self.apply_figures(u);
+        self.usage.input = self.usage.input.min(MAX_TOKENS);
+        self.usage.output = self.usage.output.min(MAX_TOKENS);
+        self.usage.cache_creation = self.usage.cache_creation.min(MAX_TOKENS);
+        self.usage.cache_read = self.usage.cache_read.min(MAX_TOKENS);
+    }
+
+    fn apply_figures(&mut self, u: &Value) {
         if u.get("prompt_tokens").is_some() || u.get("completion_tokens").is_some() {
             // OpenAI Chat Completions, Completions, Embeddings; Fireworks.
             let cached = u["prompt_tokens_details"]["cached_tokens"]
@@ -184,12 +421,13 @@ impl UsageMeter {
                 .unwrap_or(0);
             let prompt = u["prompt_tokens"].as_u64().unwrap_or(0);
             self.usage = TokenUsage {
-                input: prompt.saturating_sub(cached + written),
+                input: prompt.saturating_sub(cached.saturating_add(written)),
                 output: u["completion_tokens"].as_u64().unwrap_or(0),
                 cache_creation: written,
                 cache_read: cached,
             };
             self.seen = true;
+            self.input_seen = true;
         } else if u.get("cache_creation_input_tokens").is_some()
             || u.get("cache_read_input_tokens").is_some()
         {
@@ -204,12 +442,13 @@ impl UsageMeter {
                 .unwrap_or(0);
             let input = u["input_tokens"].as_u64().unwrap_or(0);
             self.usage = TokenUsage {
-                input: input.saturating_sub(cached + written),
+                input: input.saturating_sub(cached.saturating_add(written)),
                 output: u["output_tokens"].as_u64().unwrap_or(0),
                 cache_creation: written,
                 cache_read: cached,
             };
             self.seen = true;
+            self.input_seen = true;
         }
     }
 
@@ -230,6 +469,31 @@ impl UsageMeter {
         self.seen.then_some(self.usage)
     }
 
+    /// What the request consumed, when the answer ended, was cut off or
+    /// failed. The provider's figures when its final usage arrived (or,
+    /// for an answer that was not a success, whatever it reported);
+    /// otherwise an estimate: output no less than the tokens of the content
+    /// relayed, input from the stream's early figures, else
+    /// `input_estimate` (the request's).
+    pub fn reading(&mut self, success: bool, input_estimate: u64) -> Option<Reading> {
+        let reported = self.finish();
+        if self.complete || !success {
+            return reported.map(|tokens| Reading {
+                tokens,
+                estimated: false,
+            });
+        }
+        let mut tokens = reported.unwrap_or_default();
+        if !self.input_seen {
+            tokens.input = input_estimate.min(MAX_TOKENS);
+        }
+        tokens.output = tokens.output.max(self.relayed_tokens().min(MAX_TOKENS));
+        Some(Reading {
+            tokens,
+            estimated: true,
+        })
+    }
+
     /// The model named by the response, when it names one.
     pub fn model(&self) -> Option<&str> {
         self.model.as_deref()
@@ -242,14 +506,13 @@ impl UsageMeter {
         }
         if let Some(usage) = self.json.value("usage") {
             if let Ok(usage) = serde_json::from_slice::<Value>(usage) {
+                if usage.is_object() {
+                    self.complete = true;
+                }
                 self.apply(&usage);
             }
         }
     }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(haystack, needle).is_some()
 }
 
 #[cfg(test)]
