@@ -88,7 +88,10 @@ pub mod command;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-/// The price table (feature `pricing`, on by default).
+/// Images and documents sized as the providers bill them (feature `pricing`).
+#[cfg(feature = "pricing")]
+pub mod media;
+/// The price table and request estimates (feature `pricing`, on by default).
 #[cfg(feature = "pricing")]
 pub mod pricing;
 

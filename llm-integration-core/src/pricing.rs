@@ -1,6 +1,15 @@
-//! Prices and costs. Costs are integers in micro-units (millionths of a US
-//! dollar); prices are kept as nano-dollars per token so that cheap models
-//! ($0.02 per million tokens) are exact.
+//! Prices, costs and what a request is expected to cost before it is sent.
+//! Costs are integers in micro-units (millionths of a US dollar); prices
+//! are kept as nano-dollars per token so that cheap models ($0.02 per
+//! million tokens) are exact.
+//!
+//! A model is priced by the entry whose `model` is the longest prefix of
+//! its ID. When that entry names a family without a generation (such as
+//! `claude-opus`) and the model names one (`claude-opus-7`), the model is
+//! priced at the family's newest listed generation ([`PriceMatch::Family`]):
+//! a new model is likelier to cost what its predecessor costs than what
+//! the first of its family did. A model no entry matches gets its
+//! provider's default (deliberately high).
 
 use std::collections::HashMap;
 
@@ -35,14 +44,91 @@ impl Price {
         u64::try_from(nanos.div_ceil(1000)).unwrap_or(u64::MAX)
     }
 
-    /// The most a request can cost: every input byte a token at the dearer
-    /// of the input and cache-write prices (text never has more tokens than
-    /// bytes), plus `max_output` tokens.
-    pub fn ceiling_micros(&self, input_bytes: u64, max_output: u64) -> u64 {
-        let nanos = u128::from(input_bytes) * u128::from(self.input.max(self.cache_write))
-            + u128::from(max_output) * u128::from(self.output);
+    /// The cost of the input of `estimate`, at the dearer of the input and
+    /// cache-write prices, in micro-dollars.
+    pub fn input_micros(&self, estimate: &RequestEstimate) -> u64 {
+        let nanos =
+            u128::from(estimate.input_tokens) * u128::from(self.input.max(self.cache_write));
         u64::try_from(nanos.div_ceil(1000)).unwrap_or(u64::MAX)
     }
+
+    /// What `estimate` is likely to cost: its input (at the dearer of the
+    /// input and cache-write prices) and its reserved output.
+    pub fn likely_micros(&self, estimate: &RequestEstimate) -> u64 {
+        let nanos = u128::from(estimate.output_tokens) * u128::from(self.output);
+        self.input_micros(estimate)
+            .saturating_add(u64::try_from(nanos.div_ceil(1000)).unwrap_or(u64::MAX))
+    }
+}
+
+/// The output reserved for a request that may produce more: a request
+/// reserves its stated limit up to this, times its choices (`n`,
+/// `best_of`). Past it, the request may cost more than it reserved (see
+/// README's bound on overspend).
+pub const LIKELY_OUTPUT: u64 = 8_192;
+
+/// The most choices (`n`, `best_of`) a request is reserved for.
+pub const MAX_CHOICES: u64 = 128;
+
+/// What a request is expected to consume, before it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RequestEstimate {
+    /// Input tokens: the body's text at the conservative ratio
+    /// ([`crate::usage::RatioCounter`]), its images and documents by the
+    /// providers' own sizing ([`crate::media`]).
+    pub input_tokens: u64,
+    /// Output tokens reserved: the stated limit (or [`LIKELY_OUTPUT`]),
+    /// capped at [`LIKELY_OUTPUT`], times the choices; 0 for calls that
+    /// produce none.
+    pub output_tokens: u64,
+    /// The images and documents found.
+    pub media: crate::media::Media,
+}
+
+/// Estimates a request: `body` is its decoded text (empty when not read),
+/// `choices` its `n` or `best_of`.
+pub fn estimate(
+    provider: Provider,
+    body: &[u8],
+    max_output: Option<u64>,
+    choices: Option<u64>,
+    produces_output: bool,
+) -> RequestEstimate {
+    let media = crate::media::scan(provider, body);
+    let text = (body.len() as u64).saturating_sub(media.bytes);
+    let output = if produces_output {
+        max_output.unwrap_or(LIKELY_OUTPUT).min(LIKELY_OUTPUT)
+            * choices.unwrap_or(1).clamp(1, MAX_CHOICES)
+    } else {
+        0
+    };
+    RequestEstimate {
+        input_tokens: crate::usage::RatioCounter::tokens(text).saturating_add(media.tokens),
+        output_tokens: output,
+        media,
+    }
+}
+
+/// How a model's price was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PriceMatch {
+    /// An entry of the table.
+    Listed,
+    /// The newest generation of the model's family (the model is newer
+    /// than the table, or a variant of it).
+    Family(String),
+    /// The provider's default (no entry matches, or no model was named).
+    Default,
+}
+
+/// The numbers of a model ID's generation, for ordering generations
+/// (`claude-opus-4-6` → `[4, 6]`, `claude-opus-5` → `[5]`).
+fn generation(model: &str) -> Vec<u64> {
+    model
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 /// Why a price table was refused.
@@ -147,24 +233,45 @@ impl PriceTable {
         Ok(PriceTable { defaults, entries })
     }
 
-    /// The price of `model` on `provider` (its provider's default when the
-    /// model is unknown or not given).
+    /// The price of `model` on `provider` (see the module documentation).
     pub fn price(&self, provider: Provider, model: Option<&str>) -> Price {
-        if let Some(model) = model {
-            if let Some((_, _, p)) = self
+        self.lookup(provider, model).0
+    }
+
+    /// The price of `model` on `provider`, and how it was found.
+    pub fn lookup(&self, provider: Provider, model: Option<&str>) -> (Price, PriceMatch) {
+        let default = || {
+            let p = self.defaults.get(&provider).copied().unwrap_or(Price {
+                input: 0,
+                output: 0,
+                cache_write: 0,
+                cache_read: 0,
+            });
+            (p, PriceMatch::Default)
+        };
+        let Some(model) = model else {
+            return default();
+        };
+        let Some((_, prefix, p)) = self
+            .entries
+            .iter()
+            .find(|(prov, prefix, _)| *prov == provider && model.starts_with(prefix.as_str()))
+        else {
+            return default();
+        };
+        let family_only = !prefix.bytes().any(|b| b.is_ascii_digit());
+        if family_only && model[prefix.len()..].bytes().any(|b| b.is_ascii_digit()) {
+            let family = format!("{prefix}-");
+            let newest = self
                 .entries
                 .iter()
-                .find(|(prov, prefix, _)| *prov == provider && model.starts_with(prefix.as_str()))
-            {
-                return *p;
+                .filter(|(prov, m, _)| *prov == provider && m.starts_with(&family))
+                .max_by_key(|(_, m, _)| generation(m));
+            if let Some((_, m, p)) = newest {
+                return (*p, PriceMatch::Family(m.clone()));
             }
         }
-        self.defaults.get(&provider).copied().unwrap_or(Price {
-            input: 0,
-            output: 0,
-            cache_write: 0,
-            cache_read: 0,
-        })
+        (*p, PriceMatch::Listed)
     }
 }
 
@@ -229,7 +336,60 @@ mod tests {
             }),
             20_000
         );
-        assert_eq!(sonnet.ceiling_micros(1000, 100), 1000 * 3750 / 1000 + 1500);
+        let estimate = RequestEstimate {
+            input_tokens: 1000,
+            output_tokens: 100,
+            ..RequestEstimate::default()
+        };
+        assert_eq!(sonnet.input_micros(&estimate), 1000 * 3750 / 1000);
+        assert_eq!(sonnet.likely_micros(&estimate), 1000 * 3750 / 1000 + 1500);
+    }
+
+    #[test]
+    fn new_generations_cost_what_the_newest_listed_does() {
+        let t = PriceTable::default();
+        let (p, how) = t.lookup(Provider::Anthropic, Some("claude-opus-5-5"));
+        assert_eq!((p.input, p.output, how), (4000, 20000, PriceMatch::Listed));
+        let (p, how) = t.lookup(Provider::Anthropic, Some("claude-opus-7"));
+        assert_eq!(
+            (p.input, how),
+            (4000, PriceMatch::Family("claude-opus-5".into()))
+        );
+        let (p, how) = t.lookup(Provider::Anthropic, Some("claude-haiku-5-1"));
+        assert_eq!(
+            (p.output, how),
+            (5000, PriceMatch::Family("claude-haiku-4".into()))
+        );
+        // Older generations keep their own price; no generation, the family's.
+        assert_eq!(
+            t.price(Provider::Anthropic, Some("claude-opus-4-20250514"))
+                .input,
+            15000
+        );
+        assert_eq!(
+            t.lookup(Provider::Anthropic, Some("claude-opus")).1,
+            PriceMatch::Listed
+        );
+        assert_eq!(
+            t.lookup(Provider::OpenAi, Some("mystery")).1,
+            PriceMatch::Default
+        );
+    }
+
+    #[test]
+    fn estimates_count_text_and_output_as_the_request_states() {
+        let body = br#"{"model":"gpt-5","max_tokens":100,"n":3,"messages":[{"role":"user","content":"hello there"}]}"#;
+        let e = estimate(Provider::OpenAi, body, Some(100), Some(3), true);
+        assert_eq!(e.input_tokens, (body.len() as u64).div_ceil(3));
+        assert_eq!(e.output_tokens, 300);
+        let e = estimate(Provider::OpenAi, body, Some(128_000), None, true);
+        assert_eq!(e.output_tokens, LIKELY_OUTPUT);
+        let e = estimate(Provider::OpenAi, body, None, Some(100_000), true);
+        assert_eq!(e.output_tokens, LIKELY_OUTPUT * MAX_CHOICES);
+        assert_eq!(
+            estimate(Provider::Anthropic, body, None, None, false).output_tokens,
+            0
+        );
     }
 
     #[test]

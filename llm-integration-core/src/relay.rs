@@ -24,7 +24,7 @@ use serde_json::value::RawValue;
 use crate::seams::TokenUsage;
 use crate::sse::{SseEvent, SseFramer};
 use crate::upstream::ResponsePlan;
-use crate::usage::UsageMeter;
+use crate::usage::{Reading, TokenCounter, UsageMeter};
 
 /// Whether a response whose `Content-Type` is `content_type` is an event
 /// stream (`text/event-stream`, any parameters, any case).
@@ -164,6 +164,21 @@ impl ResponseRelay {
     /// The usage seen so far (`None`: none reported).
     pub fn usage(&mut self) -> Option<TokenUsage> {
         self.meter.finish()
+    }
+
+    /// Counts relayed content with `counter` (a real tokenizer for the
+    /// model's family) instead of the conservative ratio.
+    #[must_use]
+    pub fn with_counter(mut self, counter: std::sync::Arc<dyn TokenCounter>) -> Self {
+        self.meter = self.meter.with_counter(counter);
+        self
+    }
+
+    /// What the request consumed (see [`UsageMeter::reading`]): the
+    /// provider's figures, or an estimate no smaller than what was relayed
+    /// when they never came. `success`: the answer's status was 2xx.
+    pub fn reading(&mut self, success: bool, input_estimate: u64) -> Option<Reading> {
+        self.meter.reading(success, input_estimate)
     }
 
     /// The model the answer names, if it names one.

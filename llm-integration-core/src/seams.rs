@@ -401,8 +401,13 @@ pub struct UsageRecord {
     pub source: SourceKind,
     /// The model, as sent upstream.
     pub model: Option<String>,
-    /// Tokens read from the response.
+    /// Tokens read from the response (or estimated, see `estimated`).
     pub tokens: TokenUsage,
+    /// The counts are the gateway's estimate: the provider's final usage
+    /// never came (the client hung up, the upstream failed, the gateway
+    /// stopped).
+    #[serde(default)]
+    pub estimated: bool,
     /// Cost in millionths of a currency unit.
     pub cost_micros: u64,
     /// The HTTP status answered to the client.
@@ -442,6 +447,9 @@ pub struct UsageRow {
     pub cost_micros: u64,
     /// Cost debited (gateway sources), in micro-dollars.
     pub debited_micros: u64,
+    /// Requests whose counts are estimates (their final usage never came).
+    #[serde(default)]
+    pub estimated: u64,
 }
 
 /// Where usage records go. `record` must not block: implementations queue

@@ -141,6 +141,8 @@ pub struct UpstreamPlan {
     /// Whether the call can produce output tokens (embeddings,
     /// moderations and token counts produce none).
     pub produces_output: bool,
+    /// How many answers the request asks for (`n`, or `best_of`).
+    pub choices: Option<u64>,
 }
 
 impl UpstreamPlan {
@@ -331,5 +333,6 @@ pub fn plan(
         model,
         max_output: body.and_then(max_output),
         produces_output: produces_output(path),
+        choices: body.and_then(|b| b.u64("n").max(b.u64("best_of"))),
     })
 }

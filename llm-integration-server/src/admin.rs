@@ -359,9 +359,10 @@ pub async fn run(
             let mut out = String::new();
             for r in store.usage_summary(&[o], from, grouping).await? {
                 out.push_str(&format!(
-                    "{}\trequests={}\tinput={}\toutput={}\tcache_write={}\tcache_read={}\tcost={}\tdebited={}\n",
+                    "{}\trequests={}\testimated={}\tinput={}\toutput={}\tcache_write={}\tcache_read={}\tcost={}\tdebited={}\n",
                     if r.key.is_empty() { "total" } else { &r.key },
                     r.requests,
+                    r.estimated,
                     r.tokens.input,
                     r.tokens.output,
                     r.tokens.cache_creation,

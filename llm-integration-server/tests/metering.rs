@@ -373,8 +373,20 @@ async fn allocations_are_never_overspent_under_concurrency() {
     assert_eq!(team["rows"], json!([]));
     assert_eq!(team["allocation_micros"], s.default_allocation);
 
-    // Exhausted: refused before any upstream call.
+    // A balance that can pay the input is used, whatever the output limit.
     s.store.set_allocation(owner, 100).await.unwrap();
+    s.metering.allocator.as_ref().unwrap().invalidate(owner);
+    let (status, body) = post(
+        &s,
+        "llm.int.exe.xyz",
+        "/v1/chat/completions",
+        json!({"model": "gpt-5.5", "max_tokens": 128000}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Exhausted (nothing usable left): refused before any upstream call.
+    s.store.set_allocation(owner, 0).await.unwrap();
     s.metering.allocator.as_ref().unwrap().invalidate(owner);
     let before = mock.count();
     let (status, body) = post(

@@ -23,6 +23,7 @@ use llm_integration_core::relay::ResponseRelay;
 use llm_integration_core::wire::errors::sse_error_event;
 use llm_integration_core::Dialect;
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::encoding::StreamDecoder;
 use crate::metering::Metered;
@@ -101,6 +102,9 @@ pub struct RelayBody {
     sse: bool,
     dialect: Dialect,
     done: bool,
+    /// Resolves when the server cuts the streams still open at its
+    /// shutdown deadline.
+    cut: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 impl RelayBody {
@@ -127,7 +131,16 @@ impl RelayBody {
             sse,
             dialect,
             done: false,
+            cut: None,
         }
+    }
+
+    /// Ends the relay with an `error` event when `cut` is cancelled (the
+    /// server's shutdown deadline).
+    #[must_use]
+    pub fn with_cut(mut self, cut: CancellationToken) -> Self {
+        self.cut = Some(Box::pin(cut.cancelled_owned()));
+        self
     }
 
     /// Relays `frames` (raw and decoded) before reading on; `ended`: the
@@ -191,7 +204,9 @@ impl RelayBody {
     fn end(&mut self) {
         self.done = true;
         if let Some(mut m) = self.metered.take() {
-            m.finish(None, self.relay.usage(), self.relay.model());
+            let success = (200..300).contains(&m.status());
+            let reading = self.relay.reading(success, m.input_estimate());
+            m.finish(None, reading, self.relay.model());
         }
     }
 
@@ -225,6 +240,17 @@ impl Body for RelayBody {
         loop {
             if self.done {
                 return Poll::Ready(None);
+            }
+            if self
+                .cut
+                .as_mut()
+                .is_some_and(|c| c.as_mut().poll(cx).is_ready())
+            {
+                self.cut = None;
+                tracing::warn!("stream cut at the shutdown deadline");
+                return self.fail(
+                    "the gateway is shutting down and cut this answer; it is incomplete, retry it",
+                );
             }
             if let Some((raw, decoded)) = self.ahead.pop_front() {
                 let decoded = self.decoder.is_some().then_some(decoded);

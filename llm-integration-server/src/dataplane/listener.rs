@@ -122,6 +122,10 @@ async fn read_proxy_header(stream: &mut TcpStream) -> Result<Option<IpAddr>, Str
     })
 }
 
+/// How long cut answers have to write their `error` event before their
+/// connections are closed.
+const CUT_GRACE: Duration = Duration::from_secs(2);
+
 /// Serves `plane` on `listener` until `shutdown` resolves; then stops
 /// accepting and lets in-flight requests finish for up to `drain`.
 pub async fn serve_data(
@@ -197,14 +201,17 @@ pub async fn serve_data(
         });
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let shutdown = graceful.shutdown();
+    tokio::pin!(shutdown);
+    if tokio::time::timeout(drain, &mut shutdown).await.is_err() {
         tracing::warn!(
             drain_secs = drain.as_secs(),
             "in-flight requests cut at the shutdown deadline"
         );
+        // Answers still streaming end with an `error` event, so clients
+        // know they are incomplete; give them a moment to be written.
+        plane.cut_streams();
+        let _ = tokio::time::timeout(CUT_GRACE, &mut shutdown).await;
     }
     // Cut what is left now, so every response body is dropped (and its
     // usage recorded) before the ledger's last flush.

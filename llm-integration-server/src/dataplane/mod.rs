@@ -70,7 +70,8 @@ pub use llm_integration_core::seams::TrustedProxies;
 pub use models::{ListContext, ModelLists};
 
 use crate::live::LiveConfig;
-use crate::metering::{Metered, Metering, RequestFacts, DEFAULT_OUTPUT_RESERVATION};
+use crate::metering::{tokens, Metered, Metering, RequestFacts};
+use llm_integration_core::pricing;
 
 /// The body type sent upstream: a buffered body (when it was read) or the
 /// client's body streamed through, within the size limit.
@@ -150,6 +151,9 @@ pub struct DataPlane {
     default_host: Option<String>,
     /// How many catalog refreshes have completed.
     catalog_refreshes: tokio::sync::watch::Sender<u64>,
+    /// Cancelled at the shutdown deadline: open streams end with an
+    /// `error` event.
+    cut: tokio_util::sync::CancellationToken,
 }
 
 /// Builds a [`DataPlane`]: the snapshot it routes on, the credentials it
@@ -240,6 +244,7 @@ impl DataPlaneBuilder {
             metering: self.metering,
             default_host: self.default_host,
             catalog_refreshes: tokio::sync::watch::Sender::new(0),
+            cut: tokio_util::sync::CancellationToken::new(),
         }
     }
 }
@@ -297,6 +302,12 @@ impl DataPlane {
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Ends every answer still being relayed with an `error` event in its
+    /// route's dialect (the shutdown deadline); their usage is recorded.
+    pub fn cut_streams(&self) {
+        self.cut.cancel();
     }
 
     /// The data plane as a `tower` service, for an embedder's hyper or
@@ -465,9 +476,18 @@ impl DataPlane {
                     };
                     upstream::plan(&forward, object.as_ref(), &self.targets)?
                 };
-                let input_bytes = read
-                    .as_ref()
-                    .map_or(0, |r| r.decoded.len().max(r.raw.len()) as u64);
+                let text: &[u8] = match &read {
+                    Some(r) if !r.decoded.is_empty() => &r.decoded,
+                    Some(r) => &r.raw,
+                    None => &[],
+                };
+                let estimate = pricing::estimate(
+                    forward.provider,
+                    text,
+                    plan.max_output,
+                    plan.choices,
+                    plan.produces_output,
+                );
                 let upstream_body: UpstreamBody = match (read, body) {
                     // Unchanged: as the client sent it, coded or not.
                     (Some(r), _) if plan.body.is_empty() => Either::Left(Full::new(r.raw)),
@@ -481,7 +501,7 @@ impl DataPlane {
                     }
                     (None, None) => Either::Left(Full::new(Bytes::new())),
                 };
-                self.forward(caller, &forward, plan, parts, upstream_body, input_bytes)
+                self.forward(caller, &forward, plan, parts, upstream_body, estimate)
                     .await
             }
             Decision::ListModels(listing) => {
@@ -629,21 +649,20 @@ impl DataPlane {
         plan: UpstreamPlan,
         parts: http::request::Parts,
         body: UpstreamBody,
-        input_bytes: u64,
+        estimate: pricing::RequestEstimate,
     ) -> Result<Response<ProxyBody>, GatewayError> {
         let started = Instant::now();
         let dialect = forward.dialect;
         let provider = forward.provider;
+        let price = self.metering.price(provider, plan.model.as_deref());
         let reservation = match &self.metering.allocator {
             Some(allocator) if forward.source.is_metered() => {
-                let price = self.metering.prices.price(provider, plan.model.as_deref());
-                let output = plan.max_output.unwrap_or(if plan.produces_output {
-                    DEFAULT_OUTPUT_RESERVATION
-                } else {
-                    0
-                });
-                let ceiling = price.ceiling_micros(input_bytes, output);
-                match allocator.reserve(forward.integration.owner, ceiling).await {
+                let likely = price.likely_micros(&estimate);
+                let minimum = price.input_micros(&estimate).max(1);
+                match allocator
+                    .reserve(forward.integration.owner, likely, minimum)
+                    .await
+                {
                     Ok(Ok(r)) => Some(r),
                     Ok(Err(exhausted)) => {
                         self.metering.metrics.allocation_refused();
@@ -652,8 +671,8 @@ impl DataPlane {
                             ErrorClass::RateLimited,
                             "allocation_exhausted",
                             format!(
-                                "the LLM allocation of this integration's owner is exhausted: ${:.4} left, and this request may cost up to ${:.4}; \
-ask an operator for more allocation, lower max_tokens, or use your own key (`integrations edit {} --{provider}=byok`)",
+                                "the LLM allocation of this integration's owner is exhausted: ${:.4} left, and this request's input alone is estimated at ${:.4}; \
+ask an operator for more allocation, or use your own key (`integrations edit {} --{provider}=byok`)",
                                 exhausted.available as f64 / 1e6,
                                 exhausted.needed as f64 / 1e6,
                                 forward.integration.name
@@ -682,6 +701,7 @@ ask an operator for more allocation, lower max_tokens, or use your own key (`int
             provider,
             source: forward.source.kind(),
             model: plan.model.clone(),
+            input_estimate: estimate.input_tokens,
         };
         let mut metered = Some(Metered::new(self.metering.clone(), facts, reservation));
         let result = self.send(forward, &plan, parts, body, &mut metered).await;
@@ -741,6 +761,9 @@ ask an operator for more allocation, lower max_tokens, or use your own key (`int
         *request.uri_mut() = uri;
         *request.version_mut() = http::Version::HTTP_11;
         *request.headers_mut() = std::mem::take(&mut parts.headers);
+        if let Some(m) = metered.as_mut() {
+            m.sent();
+        }
         let response =
             match tokio::time::timeout(self.limits.upstream_response, self.client.request(request))
                 .await
@@ -798,7 +821,8 @@ ask an operator for more allocation, lower max_tokens, or use your own key (`int
                     .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             }
         }
-        let relay = ResponseRelay::new(plan.response, sse);
+        let relay = ResponseRelay::new(plan.response, sse)
+            .with_counter(tokens::counter_for(provider, plan.model.as_deref()));
         let Some(mut metered) = metered.take() else {
             return Err(GatewayError::new(
                 dialect,
@@ -830,7 +854,8 @@ ask an operator for more allocation, lower max_tokens, or use your own key (`int
             dialect,
         )
         .with_read_ahead(ahead.frames, ahead.ended)
-        .with_decoder(decoder, relays_decoded);
+        .with_decoder(decoder, relays_decoded)
+        .with_cut(self.cut.clone());
         Ok(Response::from_parts(head, ProxyBody::Relay(Box::new(body))))
     }
 
@@ -941,7 +966,8 @@ ask an operator for more allocation, lower max_tokens, or use your own key (`int
             Ok(_) => head.status.as_u16(),
             Err(e) => e.status().as_u16(),
         };
-        metered.finish(Some(status), relay.usage(), relay.model());
+        let reading = relay.reading(true, metered.input_estimate());
+        metered.finish(Some(status), reading, relay.model());
         let body = result?;
         head.headers
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

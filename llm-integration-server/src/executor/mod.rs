@@ -870,16 +870,17 @@ Device codes are a common phishing target. Never share this code.\n\nWaiting for
         let usd = |micros: i64| format!("${:.6}", micros as f64 / 1e6);
         let mut text = format!("usage since {since}\n");
         text.push_str(&format!(
-            "{:<40} {:>8} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}\n",
-            "", "requests", "input", "output", "cache_w", "cache_r", "cost", "debited"
+            "{:<40} {:>8} {:>9} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}\n",
+            "", "requests", "estimated", "input", "output", "cache_w", "cache_r", "cost", "debited"
         ));
         let mut list = Vec::new();
         for r in &rows {
             let name = name_of(&r.key);
             text.push_str(&format!(
-                "{:<40} {:>8} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}\n",
+                "{:<40} {:>8} {:>9} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}\n",
                 name,
                 r.requests,
+                r.estimated,
                 r.tokens.input,
                 r.tokens.output,
                 r.tokens.cache_creation,
@@ -896,6 +897,7 @@ Device codes are a common phishing target. Never share this code.\n\nWaiting for
                 "cache_read_tokens": r.tokens.cache_read,
                 "cost_micros": r.cost_micros,
                 "debited_micros": r.debited_micros,
+                "estimated_requests": r.estimated,
             }));
         }
         if rows.is_empty() {

@@ -2,23 +2,23 @@
 //!
 //! The balance of an owner, as this process sees it, is the store's
 //! balance, minus the debits not yet written, minus what in-flight
-//! requests have reserved. A request is refused when its reservation (the
-//! most it can cost, see `Price::ceiling_micros`) exceeds what is left, so
-//! concurrent requests can never together reserve more than the balance.
-//! When a request ends it releases its reservation and debits its real
-//! cost.
+//! requests have reserved. A request reserves what it is likely to cost
+//! (its estimated input, its output limit up to
+//! `llm_integration_core::pricing::LIKELY_OUTPUT` tokens per choice),
+//! capped by what is left; it is refused only when what is left cannot pay
+//! even its input (nothing usable remains). When a request ends it
+//! releases its reservation and debits its real cost.
 //!
-//! *Bound on overspend*: a request that states its output limit
-//! (`max_tokens`, `max_output_tokens`, `max_completion_tokens`) and sends
-//! text cannot cost more than it reserved, so those never overspend. A
-//! request without a limit reserves [`DEFAULT_OUTPUT_RESERVATION`] output
-//! tokens; only the output beyond that, summed over such requests in
-//! flight at once, can take a balance below zero. The balance is re-read
-//! from the store when more than a second old, off the request path (a
-//! request it would refuse waits for the read), to see operator grants
-//! and changes made by other processes; several replicas
-//! (each reserving against the same store balance) are a later backend's
-//! concern.
+//! *Bound on overspend*: a request costs more than it reserved only by the
+//! output it produces beyond its reserved output, by input beyond the
+//! conservative estimate, or when its reservation was capped by what was
+//! left; the balance can go below zero by at most what the requests in
+//! flight at once consume beyond their reservations, which for a request
+//! that states an output limit is at most `(limit − reserved output) ×
+//! output price` plus the part of its likely cost the balance could not
+//! cover. The balance is re-read from the store when more than a second
+//! old, off the request path (a request it would refuse waits for the
+//! read), to see operator grants and changes made by other processes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,9 +27,6 @@ use std::time::{Duration, Instant};
 
 use llm_integration_core::seams::{ControlStore, StoreError};
 use llm_integration_core::Owner;
-
-/// Output tokens reserved for a request that states no output limit.
-pub const DEFAULT_OUTPUT_RESERVATION: u64 = 32_768;
 
 /// How long a balance read from the store is trusted.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -75,7 +72,7 @@ pub struct Reservation {
 pub struct Exhausted {
     /// What was left, in micro-dollars (may be negative).
     pub available: i64,
-    /// What the request needed.
+    /// What the request needed at the least (its input), in micro-dollars.
     pub needed: i64,
 }
 
@@ -173,7 +170,9 @@ impl Allocator {
         Ok(())
     }
 
-    /// Reserves `micros` for a request of `owner`.
+    /// Reserves for a request of `owner` what it is likely to cost
+    /// (`likely`), capped by what is left; refuses it when what is left is
+    /// less than `minimum` (its input) or nothing.
     ///
     /// The balance is read from the store the first time, and re-read off
     /// the request path when more than a second old; a request that the
@@ -182,23 +181,25 @@ impl Allocator {
     pub async fn reserve(
         self: &Arc<Self>,
         owner: Owner,
-        micros: u64,
+        likely: u64,
+        minimum: u64,
     ) -> Result<Result<Reservation, Exhausted>, StoreError> {
-        let micros = i64::try_from(micros).unwrap_or(i64::MAX);
+        let likely = i64::try_from(likely).unwrap_or(i64::MAX);
+        let minimum = i64::try_from(minimum).unwrap_or(i64::MAX).min(likely);
         match self.freshness(owner) {
-            Freshness::Fresh => self.try_reserve(owner, micros),
+            Freshness::Fresh => self.try_reserve(owner, likely, minimum),
             Freshness::Unknown => {
                 self.refresh(owner).await?;
-                self.try_reserve(owner, micros)
+                self.try_reserve(owner, likely, minimum)
             }
-            Freshness::Stale => match self.try_reserve(owner, micros)? {
+            Freshness::Stale => match self.try_reserve(owner, likely, minimum)? {
                 Ok(reservation) => {
                     self.refresh_in_background(owner);
                     Ok(Ok(reservation))
                 }
                 Err(_) => {
                     self.refresh(owner).await?;
-                    self.try_reserve(owner, micros)
+                    self.try_reserve(owner, likely, minimum)
                 }
             },
         }
@@ -207,19 +208,21 @@ impl Allocator {
     fn try_reserve(
         &self,
         owner: Owner,
-        micros: i64,
+        likely: i64,
+        minimum: i64,
     ) -> Result<Result<Reservation, Exhausted>, StoreError> {
         let Ok(mut accounts) = self.accounts.lock() else {
             return Err(StoreError::Unavailable("allocation state poisoned".into()));
         };
         let account = accounts.entry(owner).or_default();
         let available = account.available();
-        if available < micros {
+        if available <= 0 || available < minimum {
             return Ok(Err(Exhausted {
                 available,
-                needed: micros,
+                needed: minimum,
             }));
         }
+        let micros = likely.min(available);
         account.reserved += micros;
         Ok(Ok(Reservation { owner, micros }))
     }

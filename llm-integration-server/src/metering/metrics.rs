@@ -57,6 +57,15 @@ pub struct Metrics {
     cost: Family<CostLabels, Counter>,
     active_streams: Gauge,
     allocation_refusals: Counter,
+    price_fallbacks: Family<FallbackLabels, Counter>,
+    estimated: Family<ProviderLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FallbackLabels {
+    provider: &'static str,
+    /// `family` (the family's newest generation) or `default`.
+    kind: &'static str,
 }
 
 impl Default for Metrics {
@@ -114,6 +123,18 @@ impl Metrics {
             "Cost in micro-dollars by provider and source",
             cost.clone(),
         );
+        let price_fallbacks = Family::<FallbackLabels, Counter>::default();
+        registry.register(
+            "price_fallbacks",
+            "Requests priced without an entry of their own: at their family's newest generation, or the provider's default",
+            price_fallbacks.clone(),
+        );
+        let estimated = Family::<ProviderLabels, Counter>::default();
+        registry.register(
+            "estimated_usage",
+            "Requests whose usage was estimated (the provider's final figures never came)",
+            estimated.clone(),
+        );
         let active_streams = Gauge::default();
         registry.register(
             "active_responses",
@@ -136,7 +157,24 @@ impl Metrics {
             cost,
             active_streams,
             allocation_refusals,
+            price_fallbacks,
+            estimated,
         }
+    }
+
+    /// Counts a request priced without an entry of its own (`kind`:
+    /// `family` or `default`).
+    pub fn price_fallback(&self, provider: &'static str, kind: &'static str) {
+        self.price_fallbacks
+            .get_or_create(&FallbackLabels { provider, kind })
+            .inc();
+    }
+
+    /// Counts a request whose usage was estimated.
+    pub fn usage_estimated(&self, provider: &'static str) {
+        self.estimated
+            .get_or_create(&ProviderLabels { provider })
+            .inc();
     }
 
     /// Counts a refusal by its machine-readable code.

@@ -11,6 +11,7 @@
 pub mod allocation;
 pub mod ledger;
 pub mod metrics;
+pub mod tokens;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,11 +19,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Notify;
 
-use llm_integration_core::pricing::PriceTable;
+use llm_integration_core::pricing::{Price, PriceMatch, PriceTable};
 use llm_integration_core::seams::{TokenUsage, UsageRecord, UsageSink};
+use llm_integration_core::usage::Reading;
 use llm_integration_core::{IntegrationId, Owner, Provider, SourceKind, VmId};
+use std::collections::HashSet;
+use std::sync::Mutex;
 
-pub use allocation::{Allocator, Exhausted, Reservation, DEFAULT_OUTPUT_RESERVATION};
+pub use allocation::{Allocator, Exhausted, Reservation};
 pub use ledger::{Ledger, LedgerWriter};
 pub use metrics::Metrics;
 
@@ -40,9 +44,42 @@ pub struct Metering {
     /// Requests being metered now; shutdown waits for them before the
     /// ledger's last flush.
     pub in_flight: InFlight,
+    /// Models already logged as priced without an entry.
+    unpriced: Mutex<HashSet<String>>,
 }
 
+/// The most unpriced models logged (model names come from requests).
+const MAX_UNPRICED_LOGGED: usize = 1024;
+
 impl Metering {
+    /// The price of `model` on `provider`. One priced without an entry of
+    /// its own (its family's newest generation, or the provider's default)
+    /// is counted in a metric and logged, once per model.
+    pub fn price(&self, provider: Provider, model: Option<&str>) -> Price {
+        let (price, how) = self.prices.lookup(provider, model);
+        let kind = match &how {
+            PriceMatch::Listed => return price,
+            PriceMatch::Family(_) => "family",
+            PriceMatch::Default => "default",
+        };
+        self.metrics.price_fallback(provider.as_str(), kind);
+        let model = model.unwrap_or("");
+        let first = self.unpriced.lock().is_ok_and(|mut seen| {
+            seen.len() < MAX_UNPRICED_LOGGED && seen.insert(format!("{provider}/{model}"))
+        });
+        if first {
+            match how {
+                PriceMatch::Family(newest) => {
+                    tracing::warn!(%provider, model, priced_as = %newest, "model not in the price table; priced at its family's newest generation")
+                }
+                _ => {
+                    tracing::warn!(%provider, model, "model not in the price table; priced at the provider's default")
+                }
+            }
+        }
+        price
+    }
+
     /// Metering with `prices`, debiting through `allocator` (if any) and
     /// recording into `sink`.
     pub fn new(
@@ -56,6 +93,7 @@ impl Metering {
             sink,
             metrics: Arc::new(Metrics::new()),
             in_flight: InFlight::default(),
+            unpriced: Mutex::default(),
         }
     }
 }
@@ -120,6 +158,9 @@ pub struct RequestFacts {
     pub source: SourceKind,
     /// The model the request named (the response may name it too).
     pub model: Option<String>,
+    /// The request's input in tokens, as estimated from its body: what is
+    /// charged for input when the provider never says.
+    pub input_estimate: u64,
 }
 
 /// One request's metering: finished exactly once.
@@ -130,6 +171,9 @@ pub struct Metered {
     status: u16,
     ttfb: Option<Duration>,
     relaying: bool,
+    /// The request went to the provider (which may charge its input even
+    /// if no answer is relayed).
+    sent: bool,
     done: bool,
 }
 
@@ -148,8 +192,24 @@ impl Metered {
             status: 0,
             ttfb: None,
             relaying: false,
+            sent: false,
             done: false,
         }
+    }
+
+    /// The request's estimated input, in tokens.
+    pub fn input_estimate(&self) -> u64 {
+        self.facts.input_estimate
+    }
+
+    /// The status of the upstream's answer (0 before it came).
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The request is being sent to the provider.
+    pub fn sent(&mut self) {
+        self.sent = true;
     }
 
     /// The upstream answered with `status`; its body is being relayed.
@@ -161,9 +221,12 @@ impl Metered {
     }
 
     /// The request ended (body complete, cut, failed, or answered by the
-    /// gateway with `status`), having used `usage` as the answer reported
-    /// it and named `model`. Idempotent: only the first call counts.
-    pub fn finish(&mut self, status: Option<u16>, usage: Option<TokenUsage>, model: Option<&str>) {
+    /// gateway with `status`), having consumed `reading` (as the answer
+    /// reported it, or as estimated) and named `model`. A request sent to
+    /// the provider and dropped before any answer (the client went away)
+    /// is charged its estimated input. Idempotent: only the first call
+    /// counts.
+    pub fn finish(&mut self, status: Option<u16>, reading: Option<Reading>, model: Option<&str>) {
         if self.done {
             return;
         }
@@ -175,7 +238,18 @@ impl Metered {
         if self.relaying {
             self.metering.metrics.stream_ended();
         }
-        let tokens = usage.unwrap_or_default();
+        let reading = match reading {
+            Some(r) => r,
+            None if self.sent && !self.relaying && status.is_none() => Reading {
+                tokens: TokenUsage {
+                    input: self.facts.input_estimate,
+                    ..TokenUsage::default()
+                },
+                estimated: true,
+            },
+            None => Reading::default(),
+        };
+        let tokens = reading.tokens;
         let model = model
             .map(str::to_owned)
             .or_else(|| self.facts.model.clone());
@@ -183,6 +257,11 @@ impl Metered {
             .metering
             .prices
             .price(self.facts.provider, model.as_deref());
+        if reading.estimated {
+            self.metering
+                .metrics
+                .usage_estimated(self.facts.provider.as_str());
+        }
         let cost = price.cost_micros(&tokens);
         if let (Some(reservation), Some(allocator)) =
             (self.reservation.take(), &self.metering.allocator)
@@ -208,6 +287,7 @@ impl Metered {
             source: self.facts.source,
             model,
             tokens,
+            estimated: reading.estimated,
             cost_micros: cost,
             status: self.status,
             duration,

@@ -847,7 +847,7 @@ impl ControlStore for SqliteStore {
         for chunk in records.chunks(500) {
             let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
                 "INSERT INTO usage_ledger (started_at_ms, owner_kind, owner_id, vm_id, integration_id, provider, source, model, \
-                 input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, cost_micros, status, duration_ms, ttfb_ms) ",
+                 input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, cost_micros, status, duration_ms, ttfb_ms, estimated) ",
             );
             insert.push_values(chunk, |mut row, r| {
                 let (kind, id) = owner_parts(r.owner);
@@ -869,7 +869,8 @@ impl ControlStore for SqliteStore {
                     .push_bind(
                         r.time_to_first_byte
                             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-                    );
+                    )
+                    .push_bind(r.estimated);
             });
             // Not kept in the connection's statement cache: each batch size
             // is its own statement, and a cached one of hundreds of rows
@@ -925,7 +926,8 @@ impl ControlStore for SqliteStore {
             let sql = format!(
                 "SELECT {key} AS k, COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), \
                  COALESCE(SUM(cache_creation_tokens), 0), COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cost_micros), 0), \
-                 COALESCE(SUM(CASE WHEN source = 'gateway' THEN cost_micros ELSE 0 END), 0) \
+                 COALESCE(SUM(CASE WHEN source = 'gateway' THEN cost_micros ELSE 0 END), 0), \
+                 COALESCE(SUM(estimated), 0) \
                  FROM usage_ledger WHERE owner_kind = $1 AND owner_id = $2 AND started_at_ms >= $3 GROUP BY k ORDER BY k"
             );
             for r in sqlx::query(&sql)
@@ -954,6 +956,7 @@ impl ControlStore for SqliteStore {
                     },
                     cost_micros: n(6)?,
                     debited_micros: n(7)?,
+                    estimated: n(8)?,
                 });
             }
         }
