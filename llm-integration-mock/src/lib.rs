@@ -22,6 +22,12 @@
 //! | `x-mock-spacing: spaced` | JSON written with a space after every `:` and `,` (`"choices": []`) |
 //! | `x-mock-content-type: none` (or a type) | the answer without a `Content-Type` (or with that one) |
 //! | `x-mock-encoding: gzip` | the answer gzipped (streams flushed event by event) |
+//! | `x-mock-usage: input=N,output=N,cache_write=N,cache_read=N` | the usage figures reported, in each API's own terms (`input` is uncached input) |
+//! | `x-mock-pause-before-usage-ms: N` | N ms before the event that carries the final usage |
+//!
+//! A `/v1/responses` request's `metadata` is echoed after the answer's
+//! `usage`, as the real API orders it; `/v1/completions` streams (with the
+//! usage chunk when `stream_options.include_usage` asks for it).
 //!
 //! Which provider a `/v1/models` call is for is told by its auth header:
 //! `x-api-key` → Anthropic's list, otherwise OpenAI's; paths under
@@ -425,11 +431,35 @@ async fn handle(
             reset,
             &request_id,
         ),
-        ("POST", "/v1/responses") => json_response(
-            StatusCode::OK,
-            &response_object(&model, chunks, tool.as_deref()),
-            &request_id,
-        ),
+        ("POST", "/v1/responses") => {
+            let mut r = json_response(
+                StatusCode::OK,
+                &response_object(&model, chunks, tool.as_deref()),
+                &request_id,
+            );
+            // The caller's metadata comes after the usage, as the API orders it.
+            if let (Some(metadata), MockBody::Full(Some(body))) =
+                (request.get("metadata"), r.body_mut())
+            {
+                let text = String::from_utf8_lossy(body);
+                if let Some(open) = text.strip_suffix('}') {
+                    *body = Bytes::from(format!("{open},\"metadata\":{metadata}}}"));
+                }
+            }
+            r
+        }
+        ("POST", "/v1/completions") if stream => {
+            let usage = request["stream_options"]["include_usage"]
+                .as_bool()
+                .unwrap_or(false);
+            sse(
+                &state,
+                completion_events(&model, chunks, usage),
+                delay,
+                reset,
+                &request_id,
+            )
+        }
         ("POST", "/v1/completions") => json_response(
             StatusCode::OK,
             &json!({"id": "cmpl-mock", "object": "text_completion", "created": 1_700_000_000, "model": model,
@@ -452,6 +482,79 @@ async fn handle(
     Ok(shape(response, headers))
 }
 
+/// The usage figures of the `x-mock-usage` knob.
+#[derive(Clone, Copy, Default)]
+struct UsageKnob {
+    input: u64,
+    output: u64,
+    cache_write: u64,
+    cache_read: u64,
+}
+
+impl UsageKnob {
+    fn from(headers: &HeaderMap) -> Option<Self> {
+        let text = headers.get("x-mock-usage")?.to_str().ok()?;
+        let mut u = UsageKnob::default();
+        for part in text.split(',') {
+            let (k, v) = part.split_once('=')?;
+            let v: u64 = v.trim().parse().ok()?;
+            match k.trim() {
+                "input" => u.input = v,
+                "output" => u.output = v,
+                "cache_write" => u.cache_write = v,
+                "cache_read" => u.cache_read = v,
+                _ => return None,
+            }
+        }
+        Some(u)
+    }
+
+    /// Rewrites every `usage` object of `value` (and of its `message` or
+    /// `response`) in that object's own API's terms.
+    fn apply(self, value: &mut Value) {
+        if value["type"] == "message_start" {
+            // Anthropic's first event: input and cache figures, output 1.
+            if let Some(usage) = value.pointer_mut("/message/usage") {
+                *usage = json!({"input_tokens": self.input, "output_tokens": 1,
+                    "cache_creation_input_tokens": self.cache_write, "cache_read_input_tokens": self.cache_read});
+            }
+            return;
+        }
+        if let Some(inner) = value.get_mut("response") {
+            if inner.is_object() {
+                self.apply(inner);
+            }
+        }
+        let Some(usage) = value.get_mut("usage").filter(|u| u.is_object()) else {
+            return;
+        };
+        let prompt = self.input + self.cache_read + self.cache_write;
+        if usage.get("prompt_tokens").is_some() {
+            *usage = json!({"prompt_tokens": prompt, "completion_tokens": self.output,
+                "total_tokens": prompt + self.output,
+                "prompt_tokens_details": {"cached_tokens": self.cache_read}});
+        } else if usage.get("input_tokens_details").is_some() {
+            *usage = json!({"input_tokens": prompt, "input_tokens_details": {"cached_tokens": self.cache_read},
+                "output_tokens": self.output, "total_tokens": prompt + self.output});
+        } else if usage.get("input_tokens").is_some() {
+            // An Anthropic message.
+            *usage = json!({"input_tokens": self.input, "output_tokens": self.output,
+                "cache_creation_input_tokens": self.cache_write, "cache_read_input_tokens": self.cache_read});
+        } else if usage.get("output_tokens").is_some() {
+            *usage = json!({"output_tokens": self.output});
+        }
+    }
+}
+
+/// Whether an event (as the mock writes it) carries the final usage.
+fn carries_final_usage(event: &[u8]) -> bool {
+    let has = |n: &[u8]| memchr::memmem::find(event, n).is_some();
+    has(b"\"message_delta\"")
+        || has(b"response.completed")
+        || (has(b"\"usage\":{") && has(b"chat.completion.chunk"))
+        || (has(b"\"usage\":{") && has(b"text_completion"))
+}
+
 /// How an answer is written, from the `x-mock-framing`, `x-mock-spacing`,
 /// `x-mock-content-type` and `x-mock-encoding` knobs.
 #[derive(Clone, Copy, Default)]
@@ -459,6 +562,8 @@ struct Shape {
     line_end: &'static str,
     spaced: bool,
     gzip: bool,
+    usage: Option<UsageKnob>,
+    pause_before_usage: Duration,
 }
 
 impl Shape {
@@ -477,11 +582,28 @@ impl Shape {
             },
             spaced: knob("x-mock-spacing") == "spaced",
             gzip: knob("x-mock-encoding") == "gzip",
+            usage: UsageKnob::from(headers),
+            pause_before_usage: Duration::from_millis(header_num(
+                headers,
+                "x-mock-pause-before-usage-ms",
+                0,
+            )),
         }
     }
 
     fn is_plain(self) -> bool {
-        self.line_end == "\n" && !self.spaced
+        self.line_end == "\n" && !self.spaced && self.usage.is_none()
+    }
+
+    /// A JSON text with the usage knob applied.
+    fn json(self, json: &str) -> String {
+        match (self.usage, serde_json::from_str::<Value>(json)) {
+            (Some(u), Ok(mut v)) => {
+                u.apply(&mut v);
+                v.to_string()
+            }
+            _ => json.to_owned(),
+        }
     }
 
     /// A chunk as this shape writes it (before any gzip).
@@ -496,10 +618,15 @@ impl Shape {
                 Some(b) => (b, true),
                 None => (line, false),
             };
+            let body = match body.strip_prefix("data: ") {
+                Some(json) if json.starts_with('{') => format!("data: {}", self.json(json)),
+                None if body.starts_with('{') => self.json(body),
+                _ => body.to_owned(),
+            };
             let body = match (self.spaced, body.strip_prefix("data: ")) {
                 (true, Some(json)) => format!("data: {}", spaced(json)),
-                (true, None) if body.starts_with('{') => spaced(body),
-                _ => body.to_owned(),
+                (true, None) if body.starts_with('{') => spaced(&body),
+                _ => body,
             };
             out.push_str(&body);
             if ended {
@@ -562,7 +689,7 @@ pub(crate) fn shape(response: Response<MockBody>, headers: &HeaderMap) -> Respon
             .insert("content-encoding", http::HeaderValue::from_static("gzip"));
         parts.headers.remove("content-length");
     }
-    if shape.is_plain() && !shape.gzip {
+    if shape.is_plain() && !shape.gzip && shape.pause_before_usage.is_zero() {
         return Response::from_parts(parts, body);
     }
     let body = match body {
@@ -583,6 +710,11 @@ pub(crate) fn shape(response: Response<MockBody>, headers: &HeaderMap) -> Respon
             tokio::spawn(async move {
                 let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
                 while let Some(item) = rx.recv().await {
+                    if let Ok(chunk) = &item {
+                        if !shape.pause_before_usage.is_zero() && carries_final_usage(chunk) {
+                            tokio::time::sleep(shape.pause_before_usage).await;
+                        }
+                    }
                     let item = item.map(|chunk| {
                         let text = shape.text(&chunk);
                         if shape.gzip {
@@ -744,6 +876,28 @@ fn chat_events(
     }
     if usage && !fireworks {
         out.push(format!("data: {}\n\n", json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000,
+            "model": model, "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": chunks, "total_tokens": 12 + chunks}})));
+    }
+    out.push("data: [DONE]\n\n".to_owned());
+    out
+}
+
+/// Legacy Completions events, with the usage-only chunk when asked.
+fn completion_events(model: &str, chunks: u64, usage: bool) -> Vec<String> {
+    let chunk = |text: &str, finish: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "cmpl-mock", "object": "text_completion", "created": 1_700_000_000, "model": model,
+                   "choices": [{"text": text, "index": 0, "finish_reason": finish}]})
+        )
+    };
+    let mut out: Vec<String> = tokens(chunks)
+        .iter()
+        .map(|t| chunk(t, Value::Null))
+        .collect();
+    out.push(chunk("", json!("stop")));
+    if usage {
+        out.push(format!("data: {}\n\n", json!({"id": "cmpl-mock", "object": "text_completion", "created": 1_700_000_000,
             "model": model, "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": chunks, "total_tokens": 12 + chunks}})));
     }
     out.push("data: [DONE]\n\n".to_owned());

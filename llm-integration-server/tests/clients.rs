@@ -490,3 +490,44 @@ async fn real_binaries_end_to_end() {
         .unwrap();
     assert!(status.success());
 }
+
+/// Claude Code with no `--model` (its default model and output limit) on a
+/// fresh account: the default allocation and `gateway` sources are enough
+/// to complete its turn.
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_code_default_model_on_a_fresh_account() {
+    let mock = MockUpstream::start().await.unwrap();
+    let (_dirs, s) = gateway(&mock, "llm.int.exe.xyz").await;
+    let base = format!("http://127.0.0.1:{}", s.data.port());
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(client("claude"));
+    quiet(&mut cmd, home.path());
+    cmd.env("ANTHROPIC_BASE_URL", &base)
+        .env("ANTHROPIC_API_KEY", "implicit")
+        .args(["-p", "Say hello"]);
+    let out = run(cmd).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("tok0 tok1 tok2"),
+        "{}",
+        text(&out)
+    );
+    let turn = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/v1/messages"))
+        .filter_map(|r| r.json())
+        .find(|b| b["stream"] == true)
+        .expect("a streamed turn reached the upstream");
+    let model = turn["model"].as_str().unwrap_or_default().to_owned();
+    assert!(model.starts_with("claude-"), "{turn}");
+    // Priced as a model the table knows, not the provider's default.
+    let (_, how) = llm_integration_core::pricing::PriceTable::default()
+        .lookup(llm_integration_core::Provider::Anthropic, Some(&model));
+    assert_ne!(
+        how,
+        llm_integration_core::pricing::PriceMatch::Default,
+        "{model}"
+    );
+    s.stop().await;
+}

@@ -160,3 +160,72 @@ async fn official_python_sdks_work_through_the_gateway() {
     }
     s.stop().await;
 }
+
+/// A refusal that retrying cannot cure (the allocation is exhausted) is
+/// final: the official SDK, with its default retries, asks once.
+#[tokio::test(flavor = "multi_thread")]
+async fn final_refusals_are_not_retried_by_the_sdks() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::new();
+    let s = Server::start(&dirs, &mock.url()).await;
+    let snapshot = s.live.snapshot();
+    let vm = snapshot
+        .vm_by_address("127.0.0.1".parse().unwrap())
+        .unwrap();
+    let owner = llm_integration_core::Owner::User(snapshot.vm(vm).unwrap().owner);
+    s.store.set_allocation(owner, 0).await.unwrap();
+    let gateway = format!("http://127.0.0.1:{}", s.data.port());
+    let python = python();
+    let script = r#"
+import os, anthropic, openai
+an = anthropic.Anthropic(api_key="implicit", base_url=os.environ["GATEWAY"], default_headers={"Host": os.environ["HOST"]})
+try:
+    an.messages.create(model="claude-sonnet-4-6", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    print("anthropic served")
+except anthropic.RateLimitError:
+    print("anthropic refused")
+oa = openai.OpenAI(api_key="implicit", base_url=os.environ["GATEWAY"] + "/v1", default_headers={"Host": os.environ["HOST"]})
+try:
+    oa.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
+    print("openai served")
+except openai.RateLimitError:
+    print("openai refused")
+"#;
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .args(["-c", script])
+            .env("GATEWAY", gateway)
+            .env("HOST", "llm.int.exe.xyz")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("anthropic refused") && stdout.contains("openai refused"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("llm_integration_refusals_total{code=\"allocation_exhausted\"} 2"),
+        "one attempt each: {metrics}"
+    );
+    assert_eq!(
+        mock.requests()
+            .iter()
+            .filter(|r| !r.path.contains("/models"))
+            .count(),
+        0
+    );
+    s.stop().await;
+}

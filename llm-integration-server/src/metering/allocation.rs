@@ -258,6 +258,15 @@ impl Allocator {
         }
     }
 
+    /// Debits settled but not yet written to the store, over all owners
+    /// (for tests and metrics).
+    pub fn unwritten_total(&self) -> i64 {
+        self.accounts
+            .lock()
+            .map(|a| a.values().map(|x| x.unwritten).sum())
+            .unwrap_or(0)
+    }
+
     /// Reserved by requests in flight, over all owners (for tests and metrics).
     pub fn reserved_total(&self) -> i64 {
         self.accounts
