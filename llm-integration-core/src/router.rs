@@ -217,6 +217,11 @@ pub enum Decision<'s> {
     Reflection(ReflectionRoute<'s>),
     /// Answer a liveness probe (`HEAD /`, `GET /`) at once.
     Liveness,
+    /// Answer `OPTIONS` itself (204 with `Allow`): never forwarded.
+    Options {
+        /// The methods the route takes.
+        allow: &'static str,
+    },
 }
 
 /// A request to forward.
@@ -364,6 +369,18 @@ pub enum Refusal {
     },
     /// A reflection field this integration does not expose.
     FieldHidden,
+    /// The endpoint is not on the inference surface, and the source is the
+    /// platform's shared key ([`crate::surface`]).
+    NeedsOwnKey {
+        /// The provider.
+        provider: Provider,
+        /// The integration.
+        integration: IntegrationName,
+        /// The request's method.
+        method: String,
+        /// The API path asked for.
+        path: String,
+    },
 }
 
 const NOT_FOUND_HOST: &str = "no integration at this hostname is available to this VM; \
@@ -386,6 +403,7 @@ impl Refusal {
             | Refusal::MalformedModel
             | Refusal::WrongEndpoint { .. } => ErrorClass::InvalidRequest,
             Refusal::MethodNotAllowed { .. } => ErrorClass::MethodNotAllowed,
+            Refusal::NeedsOwnKey { .. } => ErrorClass::Permission,
         }
     }
 
@@ -403,6 +421,7 @@ impl Refusal {
             Refusal::MissingModel | Refusal::MalformedModel => "invalid_model",
             Refusal::UnknownModel { .. } => "model_not_found",
             Refusal::WrongEndpoint { .. } => "unsupported_endpoint",
+            Refusal::NeedsOwnKey { .. } => "needs_own_key",
         }
     }
 
@@ -433,6 +452,10 @@ GET /v1/models lists the available models"
             Refusal::WrongEndpoint { model, provider, hint } => {
                 format!("model {model:?} is served by provider {provider}, which does not serve this endpoint; {hint}")
             }
+            Refusal::NeedsOwnKey { provider, integration, method, path } => format!(
+                "{method} {path} is not served with the platform's shared {provider} key (only the inference surface is); \
+this endpoint needs your own API key: `integrations edit {integration} --{provider}=byok --{provider}-key=-`"
+            ),
         }
     }
 }
@@ -459,6 +482,27 @@ fn upstream(provider: Provider, path: &str, query: Option<&str>) -> String {
 
 const GET_ONLY: &str = "GET";
 
+/// `forward`, unless its source is the platform's shared key and the
+/// request is not on the inference surface ([`crate::surface`]).
+fn guarded<'s>(forward: Forward<'s>, method: &Method) -> Result<Forward<'s>, Refusal> {
+    if !matches!(forward.source, Source::Gateway) {
+        return Ok(forward);
+    }
+    let path = forward.upstream_path.split('?').next().unwrap_or("");
+    let api = path
+        .strip_prefix(forward.provider.upstream_prefix())
+        .unwrap_or(path);
+    if crate::surface::is_inference(forward.provider, method, api) {
+        return Ok(forward);
+    }
+    Err(Refusal::NeedsOwnKey {
+        provider: forward.provider,
+        integration: forward.integration.name.clone(),
+        method: method.as_str().to_owned(),
+        path: api.to_owned(),
+    })
+}
+
 impl Snapshot {
     fn not_found_reason(&self, entry: &VmEntry, target: &HostTarget<'_>) -> Refusal {
         let owner = match target.scope {
@@ -481,6 +525,11 @@ impl Snapshot {
         dialect: Dialect,
     ) -> Result<Plan<'s, 'r>, Refusal> {
         let method = request.method;
+        if method == Method::OPTIONS {
+            return Ok(Plan::Ready(Decision::Options {
+                allow: "GET, HEAD, POST, OPTIONS",
+            }));
+        }
         let disabled = |provider| Refusal::ProviderDisabled {
             provider,
             integration: integration.name.clone(),
@@ -512,14 +561,18 @@ impl Snapshot {
                         dialect,
                     })));
                 }
-                Ok(Plan::Ready(Decision::Forward(Forward {
-                    integration,
-                    provider,
-                    source,
-                    upstream_path: upstream(provider, rest, query),
-                    upstream_model: None,
-                    dialect,
-                })))
+                guarded(
+                    Forward {
+                        integration,
+                        provider,
+                        source,
+                        upstream_path: upstream(provider, rest, query),
+                        upstream_model: None,
+                        dialect,
+                    },
+                    method,
+                )
+                .map(|f| Plan::Ready(Decision::Forward(f)))
             }
             PathRoute::Generic => {
                 if path == "/v1/models" || path == "/v1/models/" {
@@ -546,14 +599,18 @@ impl Snapshot {
                         Some(m) => upstream(route.provider, &format!("/v1/models/{m}"), query),
                         None => upstream(route.provider, path, query),
                     };
-                    return Ok(Plan::Ready(Decision::Forward(Forward {
-                        integration,
-                        provider: route.provider,
-                        source: settings.source(route.provider),
-                        upstream_path,
-                        upstream_model: None,
-                        dialect,
-                    })));
+                    return guarded(
+                        Forward {
+                            integration,
+                            provider: route.provider,
+                            source: settings.source(route.provider),
+                            upstream_path,
+                            upstream_model: None,
+                            dialect,
+                        },
+                        method,
+                    )
+                    .map(|f| Plan::Ready(Decision::Forward(f)));
                 }
                 if let Some(family) = model_endpoint(path) {
                     if method == Method::POST {
@@ -577,14 +634,18 @@ impl Snapshot {
                 if !source.is_enabled() {
                     return Err(disabled(provider));
                 }
-                Ok(Plan::Ready(Decision::Forward(Forward {
-                    integration,
-                    provider,
-                    source,
-                    upstream_path: upstream(provider, path, query),
-                    upstream_model: None,
-                    dialect,
-                })))
+                guarded(
+                    Forward {
+                        integration,
+                        provider,
+                        source,
+                        upstream_path: upstream(provider, path, query),
+                        upstream_model: None,
+                        dialect,
+                    },
+                    method,
+                )
+                .map(|f| Plan::Ready(Decision::Forward(f)))
             }
         }
     }
@@ -612,6 +673,11 @@ fn route_reflection<'s, 'r>(
     path: &str,
 ) -> Result<Plan<'s, 'r>, Refusal> {
     check_path(path).map_err(Refusal::BadPath)?;
+    if method == Method::OPTIONS {
+        return Ok(Plan::Ready(Decision::Options {
+            allow: "GET, HEAD, OPTIONS",
+        }));
+    }
     let path = match path {
         "/" => ReflectionPath::Index,
         other => {
@@ -718,14 +784,19 @@ impl Snapshot {
                 hint,
             }));
         }
-        Ok(Decision::Forward(Forward {
-            integration: pending.integration,
-            provider: route.provider,
-            source: pending.settings.source(route.provider),
-            upstream_path: upstream(route.provider, pending.path, pending.query),
-            upstream_model: route.upstream_model.map(|m| m.into_owned()),
-            dialect: pending.dialect,
-        }))
+        guarded(
+            Forward {
+                integration: pending.integration,
+                provider: route.provider,
+                source: pending.settings.source(route.provider),
+                upstream_path: upstream(route.provider, pending.path, pending.query),
+                upstream_model: route.upstream_model.map(|m| m.into_owned()),
+                dialect: pending.dialect,
+            },
+            &Method::POST,
+        )
+        .map(Decision::Forward)
+        .map_err(refuse)
     }
 
     /// Both phases at once, for callers that already have the model.

@@ -255,11 +255,7 @@ fn prefix_routes_force_the_provider() {
             Provider::OpenAi,
             "/v1/chat/completions",
         ),
-        (
-            "/openai/v1/files/file-abc",
-            Provider::OpenAi,
-            "/v1/files/file-abc",
-        ),
+        ("/openai/v1/embeddings", Provider::OpenAi, "/v1/embeddings"),
         (
             "/fireworks/inference/v1/chat/completions",
             Provider::Fireworks,
@@ -380,25 +376,54 @@ fn liveness_and_unknown_routes() {
             .0,
         Refusal::NoSuchRoute
     );
-    // Generic routes without a model in the body go by path family, then by client.
+    // Generic routes without a model in the body go by path family, then by
+    // client; on the platform's shared key only the inference surface is
+    // reachable, on the owner's own key everything.
     assert_eq!(
-        forward(&s, DEVBOX, "llm.int.exe.xyz", "/v1/files", None).0,
+        forward(&s, DEVBOX, "keyed.int.exe.xyz", "/v1/files", None).0,
         Provider::OpenAi
     );
-    assert_eq!(
-        forward(&s, DEVBOX, "llm.int.exe.xyz", "/v1/messages/batches", None).0,
-        Provider::Anthropic
-    );
+    for (target, provider, dialect) in [
+        ("/v1/files", Provider::OpenAi, Dialect::OpenAi),
+        (
+            "/v1/messages/batches",
+            Provider::Anthropic,
+            Dialect::Anthropic,
+        ),
+    ] {
+        let (e, d) = route(&s, DEVBOX, "llm.int.exe.xyz", Method::POST, target, None).unwrap_err();
+        assert!(
+            matches!(&e, Refusal::NeedsOwnKey { provider: p, .. } if *p == provider),
+            "{target}: {e:?}"
+        );
+        assert_eq!(d, dialect);
+        assert!(e.message().contains("--openai=byok") || e.message().contains("--anthropic=byok"));
+        assert_eq!(e.class().status().as_u16(), 403);
+    }
     let m = Method::GET;
     let req = RouteRequest::new(Some(DEVBOX), "llm.int.exe.xyz", &m, "/v1/files")
         .with_anthropic_client(true);
-    let Ok(Decision::Forward(f)) = s.route_with_model(&req, None) else {
-        panic!()
-    };
-    assert_eq!(
-        (f.provider, f.dialect),
-        (Provider::Anthropic, Dialect::Anthropic)
-    );
+    let refused = s.route_with_model(&req, None).unwrap_err();
+    assert!(matches!(
+        refused.refusal,
+        Refusal::NeedsOwnKey {
+            provider: Provider::Anthropic,
+            ..
+        }
+    ));
+    assert_eq!(refused.dialect, Dialect::Anthropic);
+    // OPTIONS is the gateway's own to answer, on every source.
+    assert!(matches!(
+        route(
+            &s,
+            DEVBOX,
+            "llm.int.exe.xyz",
+            Method::OPTIONS,
+            "/v1/messages",
+            None
+        ),
+        Ok(Decision::Options { .. })
+    ));
 }
 
 #[test]

@@ -303,7 +303,15 @@ async fn request_bodies_reach_the_provider_byte_for_byte() {
             assert!(mock.requests().is_empty(), "{path}: forwarded");
         }
     }
-    // Other forced routes carry what they carry (a multipart upload, say).
+    // Other forced routes carry what they carry (a multipart upload, say),
+    // on the owner's own key (the platform's reaches inference only).
+    let (status, out) = s
+        .with_stdin(
+            "integrations edit llm --openai=byok --openai-key=-",
+            "sk-own-openai-0123456789abcdef",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
     mock.clear();
     let upload = b"--x\r\nnot json".to_vec();
     let answer = send(&s, "/openai/v1/audio/transcriptions", upload.clone(), &[]).await;

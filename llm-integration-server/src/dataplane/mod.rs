@@ -422,6 +422,14 @@ impl DataPlane {
         let method = req.method().clone();
         let request = RouteRequest::new(caller, &host, &method, &target)
             .with_anthropic_client(anthropic_client);
+        if upstream::is_websocket_upgrade(req.headers()) {
+            // Codex's Responses over WebSocket: 426 makes it fall back to HTTP.
+            let (path, _) = llm_integration_core::path::split_target(&target);
+            return Err(GatewayError::websocket(llm_integration_core::dialect_for(
+                path,
+                anthropic_client,
+            )));
+        }
         let plan = self.router.route(&snapshot, &request).map_err(|r| {
             tracing::debug!(refusal = ?r.refusal, %host, path = %target, "refused");
             self.metering.metrics.refused(r.refusal.code());
@@ -433,9 +441,6 @@ impl DataPlane {
             Plan::Ready(Decision::ListModels(l)) => l.dialect,
             Plan::Ready(_) => Dialect::OpenAi,
         };
-        if upstream::is_websocket_upgrade(req.headers()) {
-            return Err(GatewayError::websocket(dialect));
-        }
         let (mut parts, body) = req.into_parts();
         let mut body = Some(body);
         let mut read: Option<ReadBody> = None;
@@ -516,6 +521,13 @@ impl DataPlane {
                 if parts.method == Method::HEAD {
                     *r.body_mut() = ProxyBody::empty();
                 }
+                Ok(r)
+            }
+            Decision::Options { allow } => {
+                let mut r = Response::new(ProxyBody::empty());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                r.headers_mut()
+                    .insert(http::header::ALLOW, HeaderValue::from_static(allow));
                 Ok(r)
             }
             Decision::Liveness if parts.method == Method::HEAD => {

@@ -1,0 +1,129 @@
+//! Text the gateway composes from what an upstream said (its errors, the
+//! `failed_providers` of a model list, log lines) never repeats a
+//! credential, even when the upstream echoes one back: every such text
+//! passes through [`Redactor::redact`], which removes the credentials the
+//! request used and anything shaped like a key or token.
+//!
+//! Shapes: the providers' key prefixes (`sk-`, `sk_`, `fw_`, `xai-`, …)
+//! followed by at least 16 key characters; JSON Web Tokens (ChatGPT access
+//! tokens: `eyJ…` in three dot-separated parts); and whatever follows
+//! `Bearer `.
+
+use std::borrow::Cow;
+
+/// What replaces a credential.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Prefixes of provider keys.
+const KEY_PREFIXES: [&str; 7] = ["sk-", "sk_", "fw_", "fw-", "xai-", "pk-", "rk-"];
+
+fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+/// Removes credentials from text.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor<'a> {
+    secrets: Vec<&'a str>,
+}
+
+impl<'a> Redactor<'a> {
+    /// A redactor removing `secrets` (the credentials of the request; ones
+    /// shorter than 8 bytes are too common to search for and are left to
+    /// the shape rules) and key-shaped text.
+    pub fn new(secrets: impl IntoIterator<Item = &'a str>) -> Self {
+        Redactor {
+            secrets: secrets.into_iter().filter(|s| s.len() >= 8).collect(),
+        }
+    }
+
+    /// `text` without credentials.
+    pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let mut out = Cow::Borrowed(text);
+        for secret in &self.secrets {
+            if out.contains(secret) {
+                out = Cow::Owned(out.replace(secret, REDACTED));
+            }
+        }
+        if needs_shape_pass(&out) {
+            out = Cow::Owned(redact_shapes(&out));
+        }
+        out
+    }
+}
+
+fn needs_shape_pass(text: &str) -> bool {
+    KEY_PREFIXES.iter().any(|p| text.contains(p))
+        || text.contains("eyJ")
+        || text.contains("Bearer ")
+}
+
+fn is_jwt(token: &str) -> bool {
+    let parts: Vec<&str> = token.split('.').collect();
+    parts.len() == 3 && token.starts_with("eyJ") && parts.iter().all(|p| p.len() >= 4)
+}
+
+fn redact_shapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut after_bearer = false;
+    let mut rest = text;
+    while !rest.is_empty() {
+        // The next run of token characters (dots included, for JWTs).
+        let start = rest
+            .find(|c: char| is_key_char(c) || c == '.')
+            .unwrap_or(rest.len());
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let end = rest
+            .find(|c: char| !(is_key_char(c) || c == '.'))
+            .unwrap_or(rest.len());
+        let word = &rest[..end];
+        let token = word.trim_end_matches('.');
+        let keyish = KEY_PREFIXES.iter().any(|p| {
+            token.starts_with(p)
+                && token.len() >= p.len() + 16
+                && token[p.len()..].chars().all(is_key_char)
+        });
+        if !token.is_empty() && (keyish || is_jwt(token) || (after_bearer && token.len() >= 8)) {
+            out.push_str(REDACTED);
+            out.push_str(&word[token.len()..]);
+        } else {
+            out.push_str(word);
+        }
+        after_bearer = token.eq_ignore_ascii_case("bearer");
+        rest = &rest[end..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_and_key_shapes() {
+        let r = Redactor::new(["gw-openai-0123456789abcdef", "short"]);
+        let text = "Incorrect API key provided: gw-openai-0123456789abcdef. Also sk-proj-AAAAAAAAAAAAAAAAAAAAAAAA and fw_ZZZZZZZZZZZZZZZZZZZZ; \
+header Authorization: Bearer abcdefgh12345678; token eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl; short stays; model gpt-5.5 and req_123 stay; sk-x stays.";
+        let out = r.redact(text);
+        for gone in [
+            "gw-openai-0123456789abcdef",
+            "sk-proj-AAAA",
+            "fw_ZZZZ",
+            "abcdefgh12345678",
+            "eyJhbGciOi",
+        ] {
+            assert!(!out.contains(gone), "{gone} in {out}");
+        }
+        for kept in [
+            "short stays",
+            "gpt-5.5",
+            "req_123",
+            "sk-x stays",
+            "Incorrect API key provided",
+        ] {
+            assert!(out.contains(kept), "{kept} missing from {out}");
+        }
+        assert!(matches!(r.redact("nothing here"), Cow::Borrowed(_)));
+    }
+}
