@@ -31,6 +31,65 @@ pub struct HostTarget<'a> {
     pub scope: Scope,
 }
 
+/// Why a request's host is ambiguous (RFC 9112 § 3.2, RFC 9113 § 8.3.1):
+/// answered 400, never guessed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// More than one `Host` header.
+    #[error("the request has more than one Host header; send one")]
+    Several,
+    /// An HTTP/1.1 request without `Host`.
+    #[error(
+        "an HTTP/1.1 request must have a Host header naming the integration (NAME.int.DOMAIN)"
+    )]
+    Missing,
+    /// The request target's authority (or HTTP/2 `:authority`) and `Host`
+    /// name different hosts.
+    #[error("the request's authority and its Host header name different hosts; send one host")]
+    Disagree,
+    /// A `Host` header that is not text.
+    #[error("the Host header is not a valid host name")]
+    Malformed,
+}
+
+/// The host a request names: its target's authority (HTTP/2 `:authority`,
+/// or an absolute-form target), else its one `Host` header. Several
+/// `Host` headers, an authority and a `Host` that disagree, or an
+/// HTTP/1.1 request with neither, are refused.
+///
+/// ```
+/// use http::{HeaderValue, Version};
+/// use llm_integration_core::{request_host, HostError};
+///
+/// let h = HeaderValue::from_static("llm.int.exe.xyz");
+/// assert_eq!(request_host(None, [&h], Version::HTTP_11), Ok("llm.int.exe.xyz"));
+/// assert_eq!(request_host(Some("llm.int.exe.xyz"), [&h], Version::HTTP_2), Ok("llm.int.exe.xyz"));
+/// assert_eq!(request_host(Some("other.int.exe.xyz"), [&h], Version::HTTP_2), Err(HostError::Disagree));
+/// assert_eq!(request_host(None, [&h, &h], Version::HTTP_11), Err(HostError::Several));
+/// assert_eq!(request_host(None, [], Version::HTTP_11), Err(HostError::Missing));
+/// assert_eq!(request_host(None, [], Version::HTTP_10), Ok(""));
+/// ```
+pub fn request_host<'a>(
+    authority: Option<&'a str>,
+    hosts: impl IntoIterator<Item = &'a http::HeaderValue>,
+    version: http::Version,
+) -> Result<&'a str, HostError> {
+    let mut hosts = hosts.into_iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(HostError::Several),
+        (Some(h), None) => Some(h.to_str().map_err(|_| HostError::Malformed)?),
+        (None, _) => None,
+    };
+    match (authority, host) {
+        (Some(a), Some(h)) if !a.eq_ignore_ascii_case(h) => Err(HostError::Disagree),
+        (Some(a), _) => Ok(a),
+        (None, Some(h)) => Ok(h),
+        (None, None) if version == http::Version::HTTP_11 => Err(HostError::Missing),
+        (None, None) => Ok(""),
+    }
+}
+
 /// The host a request is routed by: `host` itself, or `default` (an
 /// integration hostname the operator chose) when `host` names the gateway
 /// by address or as `localhost`, as clients on a machine without DNS for

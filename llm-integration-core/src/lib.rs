@@ -105,7 +105,7 @@ pub use domain::{
 };
 pub use error::Error;
 pub use gateway_error::{Blame, GatewayError};
-pub use host::{effective_host, hostname, parse_host, HostTarget, Scope};
+pub use host::{effective_host, hostname, parse_host, request_host, HostError, HostTarget, Scope};
 pub use integration::Integration;
 pub use model_id::{
     provider_by_prefix, route_model, route_model_for, ModelCatalog, ModelError, ModelRoute,

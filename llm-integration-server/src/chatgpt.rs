@@ -199,6 +199,7 @@ fn error_text(status: reqwest::StatusCode, body: &Value) -> String {
         .or_else(|| body["error"].as_str())
         .or_else(|| body["detail"].as_str())
         .unwrap_or("no details");
+    let detail = llm_integration_core::redact::Redactor::default().redact(detail);
     format!("HTTP {}: {detail}", status.as_u16())
 }
 

@@ -168,6 +168,14 @@ pub struct Settings {
     pub idle_stream_timeout_secs: u64,
     /// Time allowed to read a request head.
     pub header_read_timeout_secs: u64,
+    /// Time a connection may stay open with no request in flight.
+    pub idle_connection_timeout_secs: u64,
+    /// Open data-plane connections at most, in all.
+    pub max_connections: usize,
+    /// Open data-plane connections at most from one peer address.
+    pub max_connections_per_peer: usize,
+    /// Request bodies held in memory at once at most, in bytes.
+    pub max_buffered_body_bytes: usize,
     /// How long upstream model lists are cached.
     pub models_cache_secs: u64,
     /// How long in-flight requests may run after a shutdown signal.
@@ -217,6 +225,10 @@ impl Default for Settings {
             upstream_timeout_secs: limits.upstream_response.as_secs(),
             idle_stream_timeout_secs: limits.idle_stream.as_secs(),
             header_read_timeout_secs: limits.header_read.as_secs(),
+            idle_connection_timeout_secs: limits.idle_connection.as_secs(),
+            max_connections: limits.max_connections,
+            max_connections_per_peer: limits.max_connections_per_peer,
+            max_buffered_body_bytes: limits.max_buffered_body,
             models_cache_secs: 300,
             shutdown_drain_secs: 30,
             trusted_proxies: Vec::new(),
@@ -388,6 +400,10 @@ impl Settings {
             upstream_response: Duration::from_secs(self.upstream_timeout_secs),
             idle_stream: Duration::from_secs(self.idle_stream_timeout_secs),
             header_read: Duration::from_secs(self.header_read_timeout_secs),
+            idle_connection: Duration::from_secs(self.idle_connection_timeout_secs),
+            max_connections: self.max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
+            max_buffered_body: self.max_buffered_body_bytes,
         }
     }
 
@@ -396,6 +412,23 @@ impl Settings {
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let (data_dir, database, master_key) = self.store();
         let limits = self.limits();
+        if limits.header_read.is_zero() || limits.idle_connection.is_zero() {
+            return Err(ConfigError(
+                "header_read_timeout_secs and idle_connection_timeout_secs must be at least 1"
+                    .into(),
+            ));
+        }
+        if limits.max_connections == 0 || limits.max_connections_per_peer == 0 {
+            return Err(ConfigError(
+                "max_connections and max_connections_per_peer must be at least 1".into(),
+            ));
+        }
+        if limits.max_buffered_body < limits.max_body {
+            return Err(ConfigError(format!(
+                "max_buffered_body_bytes ({}) must be at least max_body_bytes ({}), or no body could be read",
+                limits.max_buffered_body, limits.max_body
+            )));
+        }
         let default_allocation = self.default_allocation()?;
         let domain = check_domain(&self.domain)?;
         let mut upstreams = self.upstreams;
@@ -749,6 +782,10 @@ mod tests {
             upstream_timeout_secs = 10
             idle_stream_timeout_secs = 11
             header_read_timeout_secs = 12
+            idle_connection_timeout_secs = 15
+            max_connections = 16
+            max_connections_per_peer = 17
+            max_buffered_body_bytes = 18
             models_cache_secs = 13
             shutdown_drain_secs = 14
             trusted_proxies = ["10.0.0.1"]

@@ -43,6 +43,22 @@ pub struct AdminState {
     pub metrics: Arc<crate::metering::Metrics>,
 }
 
+/// Answers one admin request with `app`, refusing an ambiguous host (400)
+/// as every listener does.
+pub async fn handle(mut app: Router, req: axum::http::Request<hyper::body::Incoming>) -> Response {
+    if let Err(e) = llm_integration_core::request_host(
+        req.uri().authority().map(|a| a.as_str()),
+        req.headers().get_all(header::HOST),
+        req.version(),
+    ) {
+        return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+    }
+    match tower_service::Service::call(&mut app, req).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
 /// The admin router.
 pub fn router(state: AdminState) -> Router {
     Router::new()

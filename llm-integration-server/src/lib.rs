@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod dataplane;
 pub mod exec_http;
 pub mod executor;
+pub mod listen;
 pub mod live;
 pub mod metering;
 pub mod provider_check;

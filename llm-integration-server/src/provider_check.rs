@@ -53,7 +53,11 @@ impl ProviderCheck {
                 .header("anthropic-version", "2023-06-01"),
             Provider::OpenAi | Provider::Fireworks => request.bearer_auth(key.expose_secret()),
         };
-        let redact = |text: String| text.replace(key.expose_secret(), "[REDACTED]");
+        let redact = |text: String| {
+            llm_integration_core::redact::Redactor::new([key.expose_secret()])
+                .redact(&text)
+                .into_owned()
+        };
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {

@@ -77,6 +77,11 @@ Start with the original key (file or LLM_INTEGRATION_MASTER_KEY)",
     Ok((Arc::new(store), Arc::new(key)))
 }
 
+/// Open admin connections at most, in all.
+const ADMIN_MAX_CONNECTIONS: usize = 1024;
+/// Open admin connections at most from one peer address.
+const ADMIN_MAX_PER_PEER: usize = 64;
+
 /// A running server's parts, for the binary, tests and embedders.
 pub struct App {
     /// The resolved configuration.
@@ -261,14 +266,45 @@ impl App {
             metrics: self.metering.metrics.clone(),
         };
         let app = exec_http::router(state);
-        let mut rx = stop_rx;
-        let served = axum::serve(admin, app)
-            .with_graceful_shutdown(async move {
+        let limits = self.config.limits.connections(&[]);
+        let admin_limits = crate::listen::ConnectionLimits {
+            max_connections: ADMIN_MAX_CONNECTIONS,
+            max_per_peer: ADMIN_MAX_PER_PEER,
+            ..limits
+        };
+        let metrics = self.metering.metrics.clone();
+        let builder = Arc::new(crate::listen::builder(&admin_limits));
+        let serving_limits = admin_limits.clone();
+        crate::listen::accept_loop(
+            admin,
+            admin_limits,
+            metrics.clone(),
+            async move {
                 shutdown.await;
                 let _ = stop_tx.send(true);
-                let _ = rx.wait_for(|stop| *stop).await;
-            })
-            .await;
+            },
+            self.config.drain,
+            Duration::ZERO,
+            || {},
+            move |stream, peer, counted, stop| {
+                let (app, builder, limits, metrics) = (
+                    app.clone(),
+                    builder.clone(),
+                    serving_limits.clone(),
+                    metrics.clone(),
+                );
+                async move {
+                    let _counted = counted;
+                    let handler = move |req| exec_http::handle(app.clone(), req);
+                    crate::listen::serve_connection(
+                        stream, peer, &builder, &limits, &metrics, stop, handler,
+                    )
+                    .await;
+                }
+            },
+        )
+        .await;
+        drop(stop_rx);
         if let Some(task) = data_task {
             let _ = task.await;
         }
@@ -290,6 +326,6 @@ impl App {
         self.ledger.close();
         self.ledger_writer.finished().await;
         self.store.close().await;
-        served.map_err(|e| StartError::Other(format!("admin listener failed: {e}")))
+        Ok(())
     }
 }

@@ -645,9 +645,22 @@ async fn isolation_matrix() {
     );
     let answer = raw(absolute).await.unwrap();
     assert!(
-        answer.starts_with("HTTP/1.1 404"),
-        "the absolute-form authority wins over Host: {answer}"
+        answer.starts_with("HTTP/1.1 400") && answer.contains("different hosts"),
+        "an authority and a Host that disagree are ambiguous: {answer}"
     );
+    for (request, says) in [
+        (
+            format!("POST /v1/messages HTTP/1.1\r\nhost: llm.int.exe.xyz\r\nhost: nope.int.exe.xyz\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{payload}", payload.len()),
+            "more than one Host",
+        ),
+        (
+            format!("POST /v1/messages HTTP/1.1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{payload}", payload.len()),
+            "must have a Host header",
+        ),
+    ] {
+        let answer = raw(request).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400") && answer.contains(says), "{answer}");
+    }
     // Sent raw: an HTTP library would resolve the encoded dots itself.
     let dots = "GET /openai/v1/%2e%2e/%2e%2e/admin HTTP/1.1\r\nhost: llm.int.exe.xyz\r\nconnection: close\r\n\r\n".to_owned();
     let answer = raw(dots).await.unwrap();

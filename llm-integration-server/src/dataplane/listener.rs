@@ -4,22 +4,20 @@
 //! shutdown.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use llm_integration_core::seams::ConnectionInfo;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use super::DataPlane;
+use crate::listen;
 
 /// How connections are accepted.
 #[derive(Clone, Default)]
@@ -127,7 +125,9 @@ async fn read_proxy_header(stream: &mut TcpStream) -> Result<Option<IpAddr>, Str
 const CUT_GRACE: Duration = Duration::from_secs(2);
 
 /// Serves `plane` on `listener` until `shutdown` resolves; then stops
-/// accepting and lets in-flight requests finish for up to `drain`.
+/// accepting and lets in-flight requests finish for up to `drain`, ends
+/// the answers still streaming with an `error` event, and closes the rest.
+/// Connections are bounded by the plane's limits ([`crate::listen`]).
 pub async fn serve_data(
     listener: TcpListener,
     plane: Arc<DataPlane>,
@@ -135,116 +135,71 @@ pub async fn serve_data(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(plane.limits().header_read)
-        .keep_alive(true)
-        .max_buf_size(1024 * 1024);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(256 * 1024);
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    let limits = plane.connection_limits(&accept.proxy_protocol_from);
+    let builder = Arc::new(listen::builder(&limits));
+    let metrics = plane.metrics();
     let accept = Arc::new(accept);
-    let mut connections = tokio::task::JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let (plane, builder, watcher, accept) = (
-            plane.clone(),
-            builder.clone(),
-            graceful.watcher(),
-            accept.clone(),
-        );
-        while connections.try_join_next().is_some() {}
-        connections.spawn(async move {
-            let header_timeout = plane.limits().header_read;
-            let mut stream = stream;
-            let mut info = ConnectionInfo {
-                peer,
-                original: None,
-            };
-            if accept.proxy_protocol_from.contains(&peer.ip()) {
-                match tokio::time::timeout(header_timeout, read_proxy_header(&mut stream)).await {
-                    Ok(Ok(original)) => info.original = original,
-                    Ok(Err(e)) => {
-                        tracing::warn!(%peer, error = %e, "closing a connection with a bad PROXY header");
-                        return;
+    let cut = plane.clone();
+    listen::accept_loop(
+        listener,
+        limits.clone(),
+        metrics.clone(),
+        shutdown,
+        drain,
+        CUT_GRACE,
+        move || {
+            tracing::warn!(
+                drain_secs = drain.as_secs(),
+                "in-flight requests cut at the shutdown deadline"
+            );
+            cut.cut_streams();
+        },
+        move |stream, peer, counted, stop| {
+            let (plane, builder, accept, limits, metrics) = (
+                plane.clone(),
+                builder.clone(),
+                accept.clone(),
+                limits.clone(),
+                metrics.clone(),
+            );
+            async move {
+                let _counted = counted;
+                let header_timeout = limits.header_read;
+                let mut stream = stream;
+                let mut info = ConnectionInfo {
+                    peer,
+                    original: None,
+                };
+                if accept.proxy_protocol_from.contains(&peer.ip()) {
+                    match tokio::time::timeout(header_timeout, read_proxy_header(&mut stream)).await {
+                        Ok(Ok(original)) => info.original = original,
+                        Ok(Err(e)) => {
+                            tracing::warn!(%peer, error = %e, "closing a connection with a bad PROXY header");
+                            return;
+                        }
+                        Err(_) => return,
                     }
-                    Err(_) => return,
+                }
+                let handler = move |req| {
+                    let plane = plane.clone();
+                    async move { plane.handle(req, Some(info)).await }
+                };
+                match &accept.tls {
+                    Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            listen::serve_connection(tls_stream, peer, &builder, &limits, &metrics, stop, handler)
+                                .await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    },
+                    None => {
+                        listen::serve_connection(stream, peer, &builder, &limits, &metrics, stop, handler)
+                            .await
+                    }
                 }
             }
-            match &accept.tls {
-                Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
-                    Ok(Ok(tls_stream)) => {
-                        serve_connection(tls_stream, info, plane, &builder, watcher).await
-                    }
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                },
-                None => serve_connection(stream, info, plane, &builder, watcher).await,
-            }
-        });
-    }
-    drop(listener);
-    let shutdown = graceful.shutdown();
-    tokio::pin!(shutdown);
-    if tokio::time::timeout(drain, &mut shutdown).await.is_err() {
-        tracing::warn!(
-            drain_secs = drain.as_secs(),
-            "in-flight requests cut at the shutdown deadline"
-        );
-        // Answers still streaming end with an `error` event, so clients
-        // know they are incomplete; give them a moment to be written.
-        plane.cut_streams();
-        let _ = tokio::time::timeout(CUT_GRACE, &mut shutdown).await;
-    }
-    // Cut what is left now, so every response body is dropped (and its
-    // usage recorded) before the ledger's last flush.
-    connections.abort_all();
-    let mut cut = 0;
-    while connections.join_next().await.is_some() {
-        cut += 1;
-    }
-    tracing::debug!(cut, "data-plane connections closed");
-}
-
-async fn serve_connection<IO>(
-    io: IO,
-    info: ConnectionInfo,
-    plane: Arc<DataPlane>,
-    builder: &Builder<TokioExecutor>,
-    watcher: Watcher,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let peer: SocketAddr = info.peer;
-    // The request's future is boxed: an HTTP/2 stream's task then holds a
-    // pointer while the body streams, not the whole finished future (about
-    // 5 KiB per open stream).
-    let service = hyper::service::service_fn(move |req| {
-        let plane = plane.clone();
-        Box::pin(
-            async move { Ok::<_, std::convert::Infallible>(plane.handle(req, Some(info)).await) },
-        )
-    });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    let watched = watcher.watch(connection.into_owned());
-    if let Err(e) = watched.await {
-        tracing::debug!(error = %e, %peer, "connection ended with an error");
-    }
+        },
+    )
+    .await;
 }

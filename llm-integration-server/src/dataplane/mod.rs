@@ -34,6 +34,7 @@ mod models;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -51,6 +52,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use llm_integration_core::answer::{self, Sniffed};
 use llm_integration_core::body::JsonObject;
 use llm_integration_core::headers::{strip_for_client, Injected};
+use llm_integration_core::redact::Redactor;
 use llm_integration_core::relay::{is_event_stream, ResponseRelay};
 use llm_integration_core::seams::{
     AddressResolver, CallerRequest, CallerResolver, ConnectionInfo, CredentialResolver,
@@ -92,8 +94,19 @@ pub struct Limits {
     pub upstream_response: Duration,
     /// Time allowed between two frames of a response body.
     pub idle_stream: Duration,
-    /// Time allowed to read a request head.
+    /// Time allowed to read a request head (and for a connection's first
+    /// one to arrive), and between two frames of a request body.
     pub header_read: Duration,
+    /// Time a connection may stay open with no request in flight.
+    pub idle_connection: Duration,
+    /// Open connections at most, in all.
+    pub max_connections: usize,
+    /// Open connections at most from one peer address (trusted front
+    /// proxies are exempt).
+    pub max_connections_per_peer: usize,
+    /// Request bodies held in memory at once at most, in bytes, in all
+    /// (a quarter of it per peer address): past it, 503.
+    pub max_buffered_body: usize,
 }
 
 impl Default for Limits {
@@ -104,6 +117,24 @@ impl Default for Limits {
             upstream_response: Duration::from_secs(600),
             idle_stream: Duration::from_secs(300),
             header_read: Duration::from_secs(30),
+            idle_connection: Duration::from_secs(75),
+            max_connections: 20_000,
+            max_connections_per_peer: 2_000,
+            max_buffered_body: 512 * 1024 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// What a data-plane connection may hold; `exempt` (trusted front
+    /// proxies) is not capped per peer.
+    pub fn connections(&self, exempt: &[IpAddr]) -> crate::listen::ConnectionLimits {
+        crate::listen::ConnectionLimits {
+            header_read: self.header_read,
+            idle: self.idle_connection,
+            max_connections: self.max_connections,
+            max_per_peer: self.max_connections_per_peer,
+            exempt: exempt.to_vec(),
         }
     }
 }
@@ -145,6 +176,8 @@ pub struct DataPlane {
     limits: Limits,
     /// The front proxy's client-address header, removed before forwarding.
     client_ip_header: Option<HeaderName>,
+    /// Trusted front proxies (exempt from the per-peer connection cap).
+    trusted_addresses: Vec<IpAddr>,
     metering: Arc<Metering>,
     /// The integration hostname assumed when a request names the gateway by
     /// address or as `localhost` instead of by integration.
@@ -240,6 +273,7 @@ impl DataPlaneBuilder {
             targets: self.targets,
             models: ModelLists::new(self.models_ttl),
             limits: self.limits,
+            trusted_addresses: self.trusted.addresses.clone(),
             client_ip_header: self.trusted.header,
             metering: self.metering,
             default_host: self.default_host,
@@ -302,6 +336,20 @@ impl DataPlane {
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// What a connection may hold on this plane's listener; trusted front
+    /// proxies (the default caller resolver's, and `also`) are exempt from
+    /// the per-peer cap.
+    pub fn connection_limits(&self, also: &[IpAddr]) -> crate::listen::ConnectionLimits {
+        let mut exempt = self.trusted_addresses.clone();
+        exempt.extend_from_slice(also);
+        self.limits.connections(&exempt)
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> Arc<crate::metering::Metrics> {
+        self.metering.metrics.clone()
     }
 
     /// Ends every answer still being relayed with an `error` event in its
@@ -404,14 +452,6 @@ impl DataPlane {
                 },
             )
             .await;
-        let host = req
-            .uri()
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
-            .unwrap_or_default();
-        let host =
-            llm_integration_core::effective_host(host, self.default_host.as_deref()).to_owned();
         let target = req
             .uri()
             .path_and_query()
@@ -419,6 +459,22 @@ impl DataPlane {
             .to_owned();
         let anthropic_client = req.headers().contains_key("anthropic-version")
             || req.headers().contains_key("x-api-key");
+        let host = llm_integration_core::request_host(
+            req.uri().authority().map(|a| a.as_str()),
+            req.headers().get_all(HOST),
+            req.version(),
+        )
+        .map_err(|e| {
+            let (path, _) = llm_integration_core::path::split_target(&target);
+            GatewayError::new(
+                llm_integration_core::dialect_for(path, anthropic_client),
+                ErrorClass::InvalidRequest,
+                "ambiguous_host",
+                e.to_string(),
+            )
+        })?;
+        let host =
+            llm_integration_core::effective_host(host, self.default_host.as_deref()).to_owned();
         let method = req.method().clone();
         let request = RouteRequest::new(caller, &host, &method, &target)
             .with_anthropic_client(anthropic_client);
@@ -1043,6 +1099,7 @@ fn upstream_error(
     } else {
         "failed"
     };
+    let detail = Redactor::default().redact(&detail).into_owned();
     GatewayError::new(
         dialect,
         ErrorClass::BadGateway,

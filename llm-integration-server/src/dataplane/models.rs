@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use http::{Method, Request};
 use http_body_util::{BodyExt, Either, Full};
 use llm_integration_core::model_list::{self, ModelEntry, MAX_PAGES};
+use llm_integration_core::redact::Redactor;
 use llm_integration_core::seams::{Credential, CredentialResolver};
 use llm_integration_core::upstream::UpstreamTargets;
 use llm_integration_core::{
@@ -177,20 +178,35 @@ async fn fetch(
         .resolve(owner, provider, reference)
         .await
         .map_err(|e| e.to_string())?;
+    let secret = credential.secret.expose_secret();
+    // Whatever the upstream says is repeated to the VM (`failed_providers`)
+    // and in logs: never with the credential it was sent, should it echo it.
+    let redactor = Redactor::new([secret]);
+    fetch_with(ctx, provider, &credential, chatgpt)
+        .await
+        .map_err(|m| redactor.redact(&m).into_owned())
+}
+
+async fn fetch_with(
+    ctx: ListContext<'_>,
+    provider: Provider,
+    credential: &Credential,
+    chatgpt: bool,
+) -> Result<Vec<ModelEntry>, String> {
     if chatgpt {
         // The Codex backend's catalog: the models this subscription offers.
         let url = format!(
             "{}/models?client_version={CHATGPT_CLIENT_VERSION}",
             ctx.targets.chatgpt_backend
         );
-        let (status, body) = get(ctx.client, &url, Provider::OpenAi, &credential).await?;
+        let (status, body) = get(ctx.client, &url, Provider::OpenAi, credential).await?;
         return model_list::parse_chatgpt_catalog(status, &body);
     }
     let mut entries = Vec::new();
     let mut after: Option<String> = None;
     for _ in 0..MAX_PAGES {
         let url = model_list::page_url(provider, &ctx.targets.base[provider], after.as_deref());
-        let (status, body) = get(ctx.client, &url, provider, &credential).await?;
+        let (status, body) = get(ctx.client, &url, provider, credential).await?;
         let page = model_list::parse_page(provider, status, &body)?;
         entries.extend(page.models);
         match page.next_after {

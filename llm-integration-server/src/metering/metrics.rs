@@ -59,6 +59,14 @@ pub struct Metrics {
     allocation_refusals: Counter,
     price_fallbacks: Family<FallbackLabels, Counter>,
     estimated: Family<ProviderLabels, Counter>,
+    connections: Gauge,
+    connections_refused: Family<ReasonLabels, Counter>,
+    connections_closed: Family<ReasonLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -135,6 +143,24 @@ impl Metrics {
             "Requests whose usage was estimated (the provider's final figures never came)",
             estimated.clone(),
         );
+        let connections = Gauge::default();
+        registry.register(
+            "connections",
+            "Open connections, on every listener",
+            connections.clone(),
+        );
+        let connections_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed at once, past the total or per-peer cap",
+            connections_refused.clone(),
+        );
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections the gateway closed because they held nothing: no request head in time, or idle",
+            connections_closed.clone(),
+        );
         let active_streams = Gauge::default();
         registry.register(
             "active_responses",
@@ -159,7 +185,37 @@ impl Metrics {
             allocation_refusals,
             price_fallbacks,
             estimated,
+            connections,
+            connections_refused,
+            connections_closed,
         }
+    }
+
+    /// A connection was admitted.
+    pub fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    /// A connection closed; `reason` when the gateway closed it for holding
+    /// nothing (`header_timeout`, `idle`).
+    pub fn connection_closed(&self, reason: Option<&'static str>) {
+        match reason {
+            Some(reason) => {
+                self.connections_closed
+                    .get_or_create(&ReasonLabels { reason })
+                    .inc();
+            }
+            None => {
+                self.connections.dec();
+            }
+        }
+    }
+
+    /// A connection was refused past a cap (`total`, `per_peer`).
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// Counts a request priced without an entry of its own (`kind`:
