@@ -140,7 +140,9 @@ fn start_gateway(mock: &str) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("config.toml"),
-        "default_allocation_usd = 1000000000.0\nshutdown_drain_secs = 1\n",
+        // The load comes from one address: the per-peer cap is lifted.
+        "default_allocation_usd = 1000000000.0\nshutdown_drain_secs = 1\n\
+max_connections = 100000\nmax_connections_per_peer = 100000\n",
     )
     .unwrap();
     let wrapper: Vec<String> = std::env::var("BENCH_GATEWAY_WRAPPER")
@@ -151,6 +153,7 @@ fn start_gateway(mock: &str) -> Gateway {
         .args(["--config", "config.toml"])
         .current_dir(dir.path())
         .env("LLM_INTEGRATION_WORKER_THREADS", "1")
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
         .env("LLM_INTEGRATION_LISTEN", "127.0.0.1:0")
         .env("LLM_INTEGRATION_ADMIN_LISTEN", "127.0.0.1:0")
         .env("LLM_INTEGRATION_DEFAULT_HOST", "llm.int.exe.xyz")

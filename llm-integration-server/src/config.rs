@@ -150,7 +150,10 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// The SQLite database file; none means `DATA_DIR/llm-integration.db`.
     pub database: Option<PathBuf>,
-    /// The master key file; none means `DATA_DIR/master.key`.
+    /// The master key file; none means the user's configuration directory
+    /// (`$XDG_CONFIG_HOME/llm-integration/master.key`, else
+    /// `~/.config/llm-integration/master.key`), or `DATA_DIR/master.key`
+    /// for an installation that already keeps it there.
     pub master_key_file: Option<PathBuf>,
     /// Email of the first user, created on the first start.
     pub bootstrap_email: String,
@@ -377,7 +380,7 @@ impl Settings {
         let key_file = self
             .master_key_file
             .clone()
-            .unwrap_or_else(|| data_dir.join("master.key"));
+            .unwrap_or_else(|| crate::crypto::default_key_file(&data_dir));
         (data_dir, database, KeySource::from_env_or(key_file))
     }
 

@@ -214,8 +214,16 @@ restore the original key file (or set {MASTER_KEY_ENV}) and start again",
 /// Writes a new file readable by its owner only. Never overwrites.
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
     if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)
+        if !dir.as_os_str().is_empty() && !dir.exists() {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                builder.mode(0o700);
+            }
+            builder
+                .create(dir)
                 .map_err(|e| KeyError::Io(format!("cannot create {}: {e}", dir.display())))?;
         }
     }
@@ -233,6 +241,89 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
         .and_then(|()| file.write_all(b"\n"))
         .and_then(|()| file.sync_all())
         .map_err(|e| KeyError::Io(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Where the master key is kept when no file is configured: the invoking
+/// user's configuration directory (`$XDG_CONFIG_HOME/llm-integration/`,
+/// else `~/.config/llm-integration/`), apart from the database and its
+/// backups. An installation that already keeps `master.key` in its data
+/// directory goes on using it (and is warned at start); without a home
+/// directory, the data directory is the only place left.
+pub fn default_key_file(data_dir: &Path) -> PathBuf {
+    let beside = data_dir.join("master.key");
+    if beside.exists() {
+        return beside;
+    }
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .map(|h| h.join(".config"))
+        });
+    match config {
+        Some(dir) => dir.join("llm-integration").join("master.key"),
+        None => beside,
+    }
+}
+
+/// What is unsafe about where the master key is kept: beside the database
+/// (a backup of the data directory would hold both), or readable by other
+/// users. Empty when nothing is.
+pub fn key_file_warnings(source: &KeySource, data_dir: &Path) -> Vec<String> {
+    let KeySource::File(path) = source else {
+        return Vec::new();
+    };
+    let mut warnings = Vec::new();
+    let inside = |p: &Path| {
+        let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+        canon(p).starts_with(canon(data_dir))
+    };
+    if inside(path) {
+        warnings.push(format!(
+            "the master key {} is inside the data directory {}: a copy of the directory holds both the secrets and their key; \
+move it elsewhere (--master-key-file) or give it in LLM_INTEGRATION_MASTER_KEY",
+            path.display(),
+            data_dir.display()
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                warnings.push(format!(
+                    "the master key {} can be read by other users (mode {:o}); run `chmod 600 {}`",
+                    path.display(),
+                    meta.permissions().mode() & 0o777,
+                    path.display()
+                ));
+            }
+        }
+    }
+    warnings
+}
+
+/// Makes `path` (and, for a database, its `-wal` and `-shm` files)
+/// readable by its owner only.
+pub fn restrict_to_owner(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let p = PathBuf::from(p);
+            if p.exists() {
+                if let Err(e) = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                {
+                    tracing::warn!(path = %p.display(), error = %e, "cannot make the database file private");
+                }
+            }
+        }
+    }
 }
 
 /// A new access token (`lli_…`, 256 random bits) and its stored hash.

@@ -28,10 +28,10 @@ use crate::store::SqliteStore;
 #[non_exhaustive]
 pub enum StartError {
     /// The store could not be opened.
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
     /// The master key is missing, malformed or wrong.
-    #[error("{0}")]
+    #[error(transparent)]
     Key(#[from] KeyError),
     /// Bootstrapping the first user failed.
     #[error("cannot create the first user: {0}")]
@@ -51,10 +51,21 @@ pub async fn open_store(
     source: &KeySource,
 ) -> Result<(Arc<SqliteStore>, Arc<MasterKey>), StartError> {
     if let Some(dir) = database.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StartError::Other(format!("cannot create {}: {e}", dir.display())))?;
+        if !dir.exists() {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                builder.mode(0o700);
+            }
+            builder
+                .create(dir)
+                .map_err(|e| StartError::Other(format!("cannot create {}: {e}", dir.display())))?;
+        }
     }
     let store = SqliteStore::open(database).await?;
+    crate::crypto::restrict_to_owner(database);
     let check = store.meta(KEY_CHECK).await?;
     let (key, created) = MasterKey::load(source, check.is_none())?;
     match check {
@@ -117,6 +128,9 @@ impl App {
     /// Opens the store and loads the configuration.
     pub async fn open(config: Config) -> Result<App, StartError> {
         let (store, key) = open_store(&config.database, &config.master_key).await?;
+        for warning in crate::crypto::key_file_warnings(&config.master_key, &config.data_dir) {
+            tracing::warn!("{warning}");
+        }
         let store: Arc<dyn ControlStore> = store;
         let options = SnapshotOptions::default().with_domain(&config.domain);
         let live = Arc::new(LiveConfig::load(store.clone(), options).await?);
@@ -214,6 +228,7 @@ impl App {
             })?;
         }
         write_private(&token_file, token.as_bytes())?;
+        crate::crypto::restrict_to_owner(&self.config.database);
         self.live.reload(true).await?;
         Ok(Some(Bootstrapped { email, token_file }))
     }

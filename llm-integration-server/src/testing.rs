@@ -288,6 +288,8 @@ impl Process {
             .env("LLM_INTEGRATION_LISTEN", "127.0.0.1:0")
             .env("LLM_INTEGRATION_ADMIN_LISTEN", "127.0.0.1:0")
             .env_remove("LLM_INTEGRATION_MASTER_KEY")
+            // The master key's default home: inside the test's directory.
+            .env("XDG_CONFIG_HOME", dir.join("config"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))

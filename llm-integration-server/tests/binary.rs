@@ -242,3 +242,37 @@ fn a_flag_wins_over_its_variable_which_wins_over_the_file() {
         }
     }
 }
+
+/// The README's first start keeps the master key apart from the data
+/// directory (in the user's configuration directory), and the database
+/// files private; a key left inside the data directory is warned about.
+#[test]
+fn the_master_key_is_kept_apart_from_the_database() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path());
+    let data = dir.path().join("llm-integration-data");
+    assert!(
+        !data.join("master.key").exists(),
+        "the key is not beside the database"
+    );
+    let key = dir.path().join("config/llm-integration/master.key");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&key), 0o600, "{}", key.display());
+    assert_eq!(mode(&data.join("llm-integration.db")), 0o600);
+    assert_eq!(mode(&data), 0o700);
+    let log = terminate(running);
+    assert!(!log.contains("inside the data directory"), "{log}");
+    // An installation that kept its key in the data directory goes on
+    // using it, warned.
+    std::fs::rename(&key, data.join("master.key")).unwrap();
+    std::fs::set_permissions(
+        data.join("master.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let running = start(dir.path());
+    let log = terminate(running);
+    assert!(log.contains("inside the data directory"), "{log}");
+    assert!(log.contains("can be read by other users"), "{log}");
+}

@@ -39,6 +39,7 @@ fn server_with(
 fn admin_usage(dir: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"))
         .current_dir(dir)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
         .args(["admin", "usage", "user:owner@localhost", "--by", "model"])
         .output()
         .unwrap();

@@ -178,6 +178,8 @@ pub struct DataPlane {
     client_ip_header: Option<HeaderName>,
     /// Trusted front proxies (exempt from the per-peer connection cap).
     trusted_addresses: Vec<IpAddr>,
+    /// Request bodies held in memory.
+    bodies: Arc<BodyBudget>,
     metering: Arc<Metering>,
     /// The integration hostname assumed when a request names the gateway by
     /// address or as `localhost` instead of by integration.
@@ -264,6 +266,12 @@ impl DataPlaneBuilder {
         let callers = self
             .callers
             .unwrap_or_else(|| Arc::new(AddressResolver::new(self.trusted.clone())));
+        let bodies = Arc::new(BodyBudget {
+            total: Default::default(),
+            per_peer: Default::default(),
+            max_total: self.limits.max_buffered_body,
+            max_per_peer: (self.limits.max_buffered_body / 4).max(self.limits.max_body),
+        });
         DataPlane {
             client: upstream_client(&self.limits),
             live: self.live,
@@ -274,6 +282,7 @@ impl DataPlaneBuilder {
             models: ModelLists::new(self.models_ttl),
             limits: self.limits,
             trusted_addresses: self.trusted.addresses.clone(),
+            bodies,
             client_ip_header: self.trusted.header,
             metering: self.metering,
             default_host: self.default_host,
@@ -301,6 +310,76 @@ pub fn error_response(error: &GatewayError) -> Response<ProxyBody> {
             .insert("x-should-retry", HeaderValue::from_static("false"));
     }
     r
+}
+
+/// Request bodies held in memory, in all and per peer address.
+#[derive(Debug)]
+struct BodyBudget {
+    total: std::sync::atomic::AtomicUsize,
+    per_peer: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
+    max_total: usize,
+    max_per_peer: usize,
+}
+
+/// One request's share of [`BodyBudget`], released when dropped.
+struct BodyHold {
+    budget: Arc<BodyBudget>,
+    peer: Option<IpAddr>,
+    bytes: usize,
+}
+
+impl BodyBudget {
+    fn hold(self: &Arc<Self>, peer: Option<IpAddr>) -> BodyHold {
+        BodyHold {
+            budget: self.clone(),
+            peer,
+            bytes: 0,
+        }
+    }
+}
+
+impl BodyHold {
+    /// Holds `n` more bytes, if the budget allows.
+    fn grow(&mut self, n: usize) -> Result<(), ()> {
+        use std::sync::atomic::Ordering;
+        let b = &self.budget;
+        if b.total.fetch_add(n, Ordering::AcqRel) + n > b.max_total {
+            b.total.fetch_sub(n, Ordering::AcqRel);
+            return Err(());
+        }
+        if let Some(peer) = self.peer {
+            let Ok(mut map) = b.per_peer.lock() else {
+                b.total.fetch_sub(n, Ordering::AcqRel);
+                return Err(());
+            };
+            let used = map.entry(peer).or_default();
+            if *used + n > b.max_per_peer {
+                b.total.fetch_sub(n, Ordering::AcqRel);
+                return Err(());
+            }
+            *used += n;
+        }
+        self.bytes += n;
+        Ok(())
+    }
+}
+
+impl Drop for BodyHold {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.bytes == 0 {
+            return;
+        }
+        self.budget.total.fetch_sub(self.bytes, Ordering::AcqRel);
+        if let (Some(peer), Ok(mut map)) = (self.peer, self.budget.per_peer.lock()) {
+            if let Some(used) = map.get_mut(&peer) {
+                *used = used.saturating_sub(self.bytes);
+                if *used == 0 {
+                    map.remove(&peer);
+                }
+            }
+        }
+    }
 }
 
 /// What the data plane read of a request body.
@@ -499,11 +578,15 @@ impl DataPlane {
         };
         let (mut parts, body) = req.into_parts();
         let mut body = Some(body);
+        // Memory held for this request's body, released when it is sent.
+        let mut hold = self.bodies.hold(connection.map(|c| c.client_address()));
         let mut read: Option<ReadBody> = None;
         let decision = match plan {
             Plan::Ready(decision) => decision,
             Plan::NeedsModel(pending) => {
-                let bytes = self.read_body(&parts.headers, body.take(), dialect).await?;
+                let bytes = self
+                    .read_body(&parts.headers, body.take(), dialect, &mut hold)
+                    .await?;
                 let bytes = self.decode_body(&parts.headers, bytes, dialect, true)?;
                 let object = JsonObject::parse(&bytes.decoded)
                     .map_err(|e| GatewayError::invalid_body(dialect, &e))?;
@@ -524,7 +607,9 @@ impl DataPlane {
             Decision::Forward(forward) => {
                 let requires_json = upstream::requires_json(&forward);
                 if read.is_none() && upstream::reads_body(&forward) {
-                    let bytes = self.read_body(&parts.headers, body.take(), dialect).await?;
+                    let bytes = self
+                        .read_body(&parts.headers, body.take(), dialect, &mut hold)
+                        .await?;
                     read = Some(self.decode_body(&parts.headers, bytes, dialect, requires_json)?);
                 }
                 let plan = {
@@ -609,6 +694,7 @@ impl DataPlane {
         headers: &http::HeaderMap,
         body: Option<B>,
         dialect: Dialect,
+        budget: &mut BodyHold,
     ) -> Result<Bytes, GatewayError>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -617,43 +703,65 @@ impl DataPlane {
         let Some(body) = body else {
             return Ok(Bytes::new());
         };
-        let too_large = || GatewayError::body_too_large(dialect, self.limits.max_body);
+        let max = self.limits.max_body;
+        let too_large = || GatewayError::body_too_large(dialect, max);
         let declared = headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.limits.max_body as u64) {
+        if declared.is_some_and(|n| n > max as u64) {
             return Err(too_large());
         }
-        match tokio::time::timeout(
-            self.limits.upstream_response,
-            Limited::new(body, self.limits.max_body).collect(),
-        )
-        .await
-        {
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(e))
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                Err(too_large())
-            }
-            Ok(Err(e)) => Err(GatewayError::new(
-                dialect,
-                ErrorClass::InvalidRequest,
-                "body_read_failed",
-                format!("the request body could not be read: {e}"),
-            )),
-            Err(_) => Err(GatewayError::new(
+        let late = |secs: u64| {
+            GatewayError::new(
                 dialect,
                 ErrorClass::RequestTimeout,
                 "body_timeout",
                 format!(
-                    "the request body took longer than {} s to arrive",
+                    "the request body stopped arriving (nothing for {secs} s, or past {} s in all)",
                     self.limits.upstream_response.as_secs()
                 ),
-            )),
-        }
+            )
+        };
+        let read = async {
+            let mut body = std::pin::pin!(body);
+            let mut buf = bytes::BytesMut::with_capacity(declared.map_or(8192, |n| n as usize));
+            // Each frame within the header timeout: a body that stops
+            // arriving does not hold its connection and memory for long.
+            loop {
+                let frame = tokio::time::timeout(self.limits.header_read, body.as_mut().frame())
+                    .await
+                    .map_err(|_| late(self.limits.header_read.as_secs()))?;
+                let Some(frame) = frame else { break };
+                let frame = frame.map_err(|e| {
+                    GatewayError::new(
+                        dialect,
+                        ErrorClass::InvalidRequest,
+                        "body_read_failed",
+                        format!("the request body could not be read: {}", e.into()),
+                    )
+                })?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if buf.len() + data.len() > max {
+                    return Err(too_large());
+                }
+                budget.grow(data.len()).map_err(|()| {
+                    GatewayError::new(
+                        dialect,
+                        ErrorClass::Unavailable,
+                        "busy",
+                        "the gateway is holding as many request bodies as it may; retry shortly",
+                    )
+                })?;
+                buf.extend_from_slice(&data);
+            }
+            Ok(buf.freeze())
+        };
+        tokio::time::timeout(self.limits.upstream_response, read)
+            .await
+            .map_err(|_| late(self.limits.header_read.as_secs()))?
     }
 
     /// Undoes a request body's `Content-Encoding`, within the body limit
@@ -823,6 +931,8 @@ ask an operator for more allocation, or use your own key (`integrations edit {} 
                 account_id: credential.account_id.as_deref(),
             },
         );
+        // Kept to remove from an error answer that echoes it.
+        let secret = credential.secret.clone();
         drop(credential);
         let mut request = Request::new(body);
         *request.method_mut() = parts.method;
@@ -872,6 +982,29 @@ ask an operator for more allocation, or use your own key (`integrations edit {} 
         };
         let mut sse = is_event_stream(content_type);
         let mut ahead = ReadAhead::default();
+        if !head.status.is_success() && decoder.is_none() {
+            // An error answer is relayed as the provider wrote it, except
+            // for the credential it was sent, should it echo it.
+            if self.read_error_answer(&mut incoming, &mut ahead).await {
+                let whole: Vec<u8> = ahead
+                    .frames
+                    .iter()
+                    .flat_map(|(raw, _)| raw.to_vec())
+                    .collect();
+                let text = secret.expose_secret().as_bytes();
+                if !text.is_empty() && memchr::memmem::find(&whole, text).is_some() {
+                    let cleaned = String::from_utf8_lossy(&whole).replace(
+                        secret.expose_secret(),
+                        llm_integration_core::redact::REDACTED,
+                    );
+                    tracing::warn!(%provider, "the upstream echoed the credential in its error; removed");
+                    let cleaned = Bytes::from(cleaned);
+                    ahead.frames = vec![(cleaned.clone(), cleaned)];
+                    head.headers.remove(CONTENT_LENGTH);
+                }
+            }
+        }
+        drop(secret);
         if let (true, Some(expect)) = (head.status.is_success(), plan.response.expect) {
             let sniffed = self
                 .sniff(
@@ -925,6 +1058,34 @@ ask an operator for more allocation, or use your own key (`integrations edit {} 
         .with_decoder(decoder, relays_decoded)
         .with_cut(self.cut.clone());
         Ok(Response::from_parts(head, ProxyBody::Relay(Box::new(body))))
+    }
+
+    /// Reads a (small) error answer whole into `ahead`; false when it is
+    /// larger than [`ERROR_ANSWER_MAX`] or does not end in time (what was
+    /// read is relayed first, the rest as it comes).
+    async fn read_error_answer(
+        &self,
+        incoming: &mut hyper::body::Incoming,
+        ahead: &mut ReadAhead,
+    ) -> bool {
+        let mut size = 0;
+        loop {
+            match tokio::time::timeout(self.limits.idle_stream, incoming.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    let Ok(raw) = frame.into_data() else { continue };
+                    size += raw.len();
+                    ahead.frames.push((raw.clone(), raw));
+                    if size > ERROR_ANSWER_MAX {
+                        return false;
+                    }
+                }
+                Ok(None) => {
+                    ahead.ended = true;
+                    return true;
+                }
+                Ok(Some(Err(_))) | Err(_) => return false,
+            }
+        }
     }
 
     /// Reads the answer's first frames until its first bytes tell what it
@@ -1049,6 +1210,9 @@ ask an operator for more allocation, or use your own key (`integrations edit {} 
 /// changed): past it, the answer is relayed as received and its usage is
 /// what was read so far.
 const DECODED_ANSWER_LIMIT: usize = 1 << 30;
+
+/// The largest error answer read whole (to remove an echoed credential).
+const ERROR_ANSWER_MAX: usize = 1024 * 1024;
 
 /// Frames read before the answer's head was relayed, raw and decoded.
 #[derive(Default)]

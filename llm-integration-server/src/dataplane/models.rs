@@ -38,8 +38,12 @@ enum CacheKey {
     ChatGpt(Owner, AccountName),
 }
 
-/// A provider's list and when it was fetched.
-type Cached = (Instant, Arc<Vec<ModelEntry>>);
+/// A provider's list (or why it could not be read) and when it was fetched.
+type Cached = (Instant, Result<Arc<Vec<ModelEntry>>, String>);
+
+/// How long a failed list is remembered: requests in a burst get the same
+/// answer instead of each asking the upstream again.
+const FAILURE_TTL: Duration = Duration::from_secs(10);
 
 /// What fetching a list needs.
 #[derive(Clone, Copy)]
@@ -70,15 +74,15 @@ impl ModelLists {
         }
     }
 
-    fn cached(&self, key: &CacheKey) -> Option<Arc<Vec<ModelEntry>>> {
+    fn cached(&self, key: &CacheKey) -> Option<Result<Arc<Vec<ModelEntry>>, String>> {
         let cache = self.cache.lock().ok()?;
         cache
             .get(key)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .filter(|(at, list)| at.elapsed() < if list.is_ok() { self.ttl } else { FAILURE_TTL })
             .map(|(_, list)| list.clone())
     }
 
-    fn store(&self, key: CacheKey, list: Arc<Vec<ModelEntry>>) {
+    fn store(&self, key: CacheKey, list: Result<Arc<Vec<ModelEntry>>, String>) {
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(key, (Instant::now(), list));
         }
@@ -99,7 +103,7 @@ impl ModelLists {
             Source::Disabled => return Err("the provider is disabled".into()),
         };
         if let Some(list) = self.cached(&key) {
-            return Ok(list);
+            return list;
         }
         let gate = self
             .fetching
@@ -108,14 +112,14 @@ impl ModelLists {
             .map_err(|_| "the model list cache is unavailable".to_owned())?;
         let _turn = gate.lock().await;
         if let Some(list) = self.cached(&key) {
-            return Ok(list);
+            return list;
         }
         let reference = source
             .credential(provider)
             .ok_or("the provider is disabled")?;
-        let list = Arc::new(fetch(ctx, owner, provider, reference).await?);
+        let list = fetch(ctx, owner, provider, reference).await.map(Arc::new);
         self.store(key, list.clone());
-        Ok(list)
+        list
     }
 
     /// The merged answer for `listing`, as JSON text.

@@ -1,0 +1,530 @@
+//! A hostile tenant and a hostile upstream, through real sockets: the
+//! platform's shared key reaches the inference surface only, path by path;
+//! credentials an upstream echoes never reach a VM, a log or a metric;
+//! connections that hold nothing are closed in time and capped per peer;
+//! a burst of model lists asks the upstream once; identity headers never
+//! reach a provider; the gateway answers OPTIONS itself.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use llm_integration_mock::MockUpstream;
+use llm_integration_server::testing::{Dirs, Process, Server, GATEWAY_KEYS};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const OWN_KEY: &str = "sk-own-openai-0123456789abcdef";
+const HOSTS: [&str; 2] = ["llm.int.exe.xyz", "own.int.exe.xyz"];
+
+fn client(s: &Server) -> reqwest::Client {
+    s.vm_client("127.0.0.1".parse::<IpAddr>().unwrap(), &HOSTS)
+}
+
+async fn own_integration(s: &Server) {
+    let (status, out) = s
+        .with_stdin(
+            "integrations add llm --name own --openai=byok --openai-key=- --anthropic=disabled --fireworks=disabled --attach auto:all",
+            OWN_KEY,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+}
+
+#[tokio::test]
+async fn the_shared_key_reaches_the_inference_surface_only() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::new();
+    let s = Server::start(&dirs, &mock.url()).await;
+    own_integration(&s).await;
+    let c = client(&s);
+    let body = json!({"model": "gpt-5.5", "messages": []});
+    // (method, path): refused on the shared key, forwarded on the owner's.
+    let account = [
+        ("GET", "/openai/v1/files"),
+        ("DELETE", "/openai/v1/files/file-abc"),
+        ("POST", "/openai/v1/files"),
+        ("GET", "/openai/v1/batches"),
+        ("POST", "/openai/v1/vector_stores"),
+        ("GET", "/openai/v1/responses/resp_abc"),
+        ("DELETE", "/openai/v1/responses/resp_abc"),
+        ("GET", "/openai/v1/chat/completions"),
+        ("GET", "/openai/v1/chat/completions/chatcmpl-1"),
+        ("POST", "/openai/v1/fine_tuning/jobs"),
+        ("GET", "/openai/v1/organization/costs"),
+        ("POST", "/openai/v1/containers"),
+        ("DELETE", "/openai/v1/models/ft:gpt-4o:acme"),
+        ("GET", "/v1/files"),
+        ("DELETE", "/v1/files/file-abc"),
+        ("GET", "/v1/batches"),
+        ("POST", "/openai/v1/Files"),
+        ("POST", "/openai/v1/chat/completions/"),
+        ("GET", "/openai/v1/%66iles"),
+    ];
+    for (method, path) in account {
+        mock.clear();
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = c
+            .request(
+                m.clone(),
+                format!("{}{path}", s.data_url("llm.int.exe.xyz")),
+            )
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let retry = r.headers().get("x-should-retry").cloned();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {text}");
+        assert!(
+            text.contains("integrations edit llm --openai=byok"),
+            "{method} {path}: {text}"
+        );
+        assert_eq!(retry.unwrap(), "false");
+        assert!(
+            mock.requests().is_empty(),
+            "{method} {path} reached the provider"
+        );
+        // The owner's own key: forwarded (the mock answers what it answers).
+        mock.clear();
+        let r = c
+            .request(m, format!("{}{path}", s.data_url("own.int.exe.xyz")))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(r.status(), StatusCode::FORBIDDEN, "{method} {path} on byok");
+        let seen = mock
+            .last()
+            .unwrap_or_else(|| panic!("{method} {path} on byok was not forwarded"));
+        assert_eq!(
+            seen.header("authorization"),
+            Some(format!("Bearer {OWN_KEY}").as_str())
+        );
+    }
+    // Anthropic's account surface, in Anthropic's dialect.
+    for (method, path) in [
+        ("GET", "/anthropic/v1/messages/batches"),
+        ("POST", "/v1/messages/batches"),
+        ("GET", "/anthropic/v1/files"),
+    ] {
+        let r = c
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}{path}", s.data_url("llm.int.exe.xyz")),
+            )
+            .header("anthropic-version", "2023-06-01")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{method} {path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["type"], "error", "{v}");
+        assert_eq!(v["error"]["type"], "permission_error");
+    }
+    // The inference surface passes on the shared key.
+    mock.clear();
+    for (path, body) in [
+        (
+            "/openai/v1/chat/completions",
+            json!({"model": "gpt-5.5", "messages": []}),
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": "text-embedding-3-small", "input": "x"}),
+        ),
+        (
+            "/anthropic/v1/messages/count_tokens",
+            json!({"model": "claude-sonnet-4-6", "messages": []}),
+        ),
+        (
+            "/fireworks/inference/v1/chat/completions",
+            json!({"model": "accounts/fireworks/models/x", "messages": []}),
+        ),
+    ] {
+        let r = c
+            .post(format!("{}{path}", s.data_url("llm.int.exe.xyz")))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "{path}: {}",
+            r.text().await.unwrap()
+        );
+    }
+    let r = c
+        .get(format!(
+            "{}/openai/v1/models/gpt-5.5",
+            s.data_url("llm.int.exe.xyz")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), StatusCode::FORBIDDEN);
+    // OPTIONS is the gateway's own: answered, never forwarded or metered.
+    mock.clear();
+    let before = s.json("usage").await["rows"].clone();
+    for path in ["/v1/messages", "/v1/responses", "/openai/v1/files"] {
+        let r = c
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}{path}", s.data_url("llm.int.exe.xyz")),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "{path}");
+        assert!(r.headers()["allow"].to_str().unwrap().contains("POST"));
+    }
+    assert!(mock.requests().is_empty());
+    assert_eq!(s.json("usage").await["rows"], before);
+    s.stop().await;
+}
+
+/// An upstream that answers every request with a 401 quoting the credential
+/// it received.
+async fn echoing_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).to_lowercase();
+                let key = text
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("x-api-key: ")
+                            .or_else(|| l.strip_prefix("authorization: bearer "))
+                    })
+                    .unwrap_or("none")
+                    .trim()
+                    .to_owned();
+                // The key as received, in the provider's own casing.
+                let key = GATEWAY_KEYS
+                    .iter()
+                    .find(|k| k.to_lowercase() == key)
+                    .map_or(key, |k| (*k).to_owned());
+                let body = json!({"error": {"message": format!("Incorrect API key provided: {key}. You can find your API key at https://platform.example/keys."), "type": "invalid_request_error"}}).to_string();
+                let answer = format!(
+                    "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_echoed_by_an_upstream_never_reach_the_vm_a_log_or_a_metric() {
+    let upstream = echoing_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_llm-integration-server"));
+    let url = format!("http://{upstream}");
+    command
+        .env("LLM_INTEGRATION_LOG", "trace")
+        .env("LLM_INTEGRATION_DEFAULT_HOST", "llm.int.exe.xyz")
+        .env("LLM_INTEGRATION_ANTHROPIC_BASE_URL", &url)
+        .env("LLM_INTEGRATION_OPENAI_BASE_URL", &url)
+        .env("LLM_INTEGRATION_FIREWORKS_BASE_URL", &url)
+        .env("LLM_INTEGRATION_GATEWAY_ANTHROPIC_KEY", GATEWAY_KEYS[0])
+        .env("LLM_INTEGRATION_GATEWAY_OPENAI_KEY", GATEWAY_KEYS[1])
+        .env("LLM_INTEGRATION_GATEWAY_FIREWORKS_KEY", GATEWAY_KEYS[2]);
+    let mut running = Process::start(command, dir.path());
+    let http = reqwest::Client::new();
+    let data = &running.data;
+    let mut answers = Vec::new();
+    for (path, body) in [
+        ("/v1/models", None),
+        (
+            "/v1/chat/completions",
+            Some(json!({"model": "gpt-5.5", "messages": []})),
+        ),
+        (
+            "/v1/messages",
+            Some(json!({"model": "claude-sonnet-4-6", "max_tokens": 5, "messages": []})),
+        ),
+        (
+            "/v1/chat/completions",
+            Some(json!({"model": "accounts/fireworks/models/x", "messages": []})),
+        ),
+    ] {
+        let r = match body {
+            Some(b) => http
+                .post(format!("{data}{path}"))
+                .json(&b)
+                .send()
+                .await
+                .unwrap(),
+            None => http.get(format!("{data}{path}")).send().await.unwrap(),
+        };
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        if path != "/v1/models" {
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{path}: the upstream's status passes"
+            );
+            assert!(
+                text.contains("Incorrect API key provided: [REDACTED]."),
+                "{path}: {text}"
+            );
+        } else {
+            assert!(text.contains("failed_providers"), "{text}");
+        }
+        answers.push(text);
+    }
+    let metrics = http
+        .get(format!("{}/metrics", running.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    running.sigterm();
+    running.wait();
+    let log = running.log_text();
+    for key in GATEWAY_KEYS {
+        for (what, text) in answers
+            .iter()
+            .map(|a| ("an answer", a.as_str()))
+            .chain([("the log", log.as_str()), ("the metrics", metrics.as_str())])
+        {
+            assert!(!text.contains(key), "{what} holds a gateway key:\n{text}");
+        }
+    }
+}
+
+/// Connects from `from` and sends `bytes`; returns how long the gateway
+/// took to close the connection (`None`: still open after `wait`).
+fn closed_after(to: SocketAddr, from: &str, bytes: &[u8], wait: Duration) -> Option<Duration> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::new(from.parse().unwrap(), 0).into())
+        .unwrap();
+    socket.connect(&to.into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    stream.write_all(bytes).unwrap();
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => continue, // an answer (a 408, a GOAWAY), then the close
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(start.elapsed())
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// An empty SETTINGS frame.
+const H2_SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_that_hold_nothing_are_closed_and_capped() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::new();
+    let s = Server::start_with(&dirs, &mock.url(), |c| {
+        c.limits.header_read = Duration::from_secs(1);
+        c.limits.idle_connection = Duration::from_secs(2);
+        c.limits.max_connections_per_peer = 5;
+    })
+    .await;
+    let data = s.data;
+    let admin: SocketAddr = s.url.trim_start_matches("http://").parse().unwrap();
+    let mut h2_half_headers = [H2_PREFACE, H2_SETTINGS].concat();
+    // HEADERS on stream 1 without END_HEADERS (flags 0), one byte of block.
+    h2_half_headers.extend_from_slice(&[0, 0, 1, 1, 0, 0, 0, 0, 1, 0x82]);
+    let cases: Vec<(&str, Vec<u8>, SocketAddr)> = vec![
+        ("silent TCP", Vec::new(), data),
+        (
+            "half a request head",
+            b"POST /v1/messages HTTP/1.1\r\nHost: llm.int.exe.xyz\r\n".to_vec(),
+            data,
+        ),
+        (
+            "HTTP/2 preface only",
+            [H2_PREFACE, H2_SETTINGS].concat(),
+            data,
+        ),
+        ("HTTP/2 HEADERS without END_HEADERS", h2_half_headers, data),
+        ("silent TCP on the admin listener", Vec::new(), admin),
+    ];
+    let checks = cases.into_iter().map(|(what, bytes, to)| {
+        tokio::task::spawn_blocking(move || {
+            (
+                what,
+                closed_after(to, "127.0.0.9", &bytes, Duration::from_secs(8)),
+            )
+        })
+    });
+    for check in checks {
+        let (what, closed) = check.await.unwrap();
+        let after = closed.unwrap_or_else(|| panic!("{what}: still open after 8 s"));
+        assert!(
+            after < Duration::from_secs(4),
+            "{what}: closed after {after:?}"
+        );
+    }
+    // Idle connections, after their request: HTTP/1.1 keep-alive (the wait
+    // for a next head is bounded by the header timeout too) and HTTP/2.
+    let mut h2_request = [H2_PREFACE, H2_SETTINGS].concat();
+    // HEADERS, stream 1, END_STREAM | END_HEADERS: GET http://llm.int.exe.xyz/.
+    let block = [&[0x82u8, 0x86, 0x84, 0x41, 15][..], b"llm.int.exe.xyz"].concat();
+    h2_request.extend_from_slice(&[0, 0, block.len() as u8, 1, 5, 0, 0, 0, 1]);
+    h2_request.extend_from_slice(&block);
+    for (what, request) in [
+        (
+            "HTTP/1.1 keep-alive",
+            b"GET / HTTP/1.1\r\nHost: llm.int.exe.xyz\r\n\r\n".to_vec(),
+        ),
+        ("HTTP/2", h2_request),
+    ] {
+        let closed = tokio::task::spawn_blocking(move || {
+            closed_after(data, "127.0.0.1", &request, Duration::from_secs(8))
+        })
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{what}: an idle connection is closed"));
+        assert!(
+            closed >= Duration::from_millis(900) && closed < Duration::from_secs(4),
+            "{what}: {closed:?}"
+        );
+    }
+    // Five connections from one peer are held; the sixth is closed at once,
+    // while another peer is still served.
+    let held: Vec<TcpStream> = (0..5)
+        .map(|_| {
+            let socket =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            socket
+                .bind(&SocketAddr::new("127.0.0.7".parse().unwrap(), 0).into())
+                .unwrap();
+            socket.connect(&data.into()).unwrap();
+            socket.into()
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sixth = tokio::task::spawn_blocking(move || {
+        closed_after(data, "127.0.0.7", b"", Duration::from_secs(3))
+    })
+    .await
+    .unwrap()
+    .expect("the sixth connection is refused");
+    assert!(sixth < Duration::from_millis(500), "{sixth:?}");
+    let other = s.vm_client("127.0.0.1".parse().unwrap(), &HOSTS);
+    let r = other
+        .head(s.data_url("llm.int.exe.xyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    drop(held);
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("llm_integration_connections_refused_total{reason=\"per_peer\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("llm_integration_connections_closed_total{reason=\"header_timeout\"}"),
+        "{metrics}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_model_lists_asks_the_upstream_once() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::new();
+    let s = Server::start(&dirs, &mock.url()).await;
+    own_integration(&s).await;
+    mock.clear();
+    let c = client(&s);
+    let url = format!("{}/v1/models", s.data_url("own.int.exe.xyz"));
+    let burst: Vec<_> = (0..200)
+        .map(|_| {
+            let (c, url) = (c.clone(), url.clone());
+            tokio::spawn(async move { c.get(url).send().await.unwrap().status() })
+        })
+        .collect();
+    for r in burst {
+        assert_eq!(r.await.unwrap(), StatusCode::OK);
+    }
+    let lists = mock
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/v1/models"))
+        .count();
+    assert_eq!(lists, 1, "one upstream call for the owner's key's list");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn identity_headers_never_reach_the_provider() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::new();
+    let s = Server::start(&dirs, &mock.url()).await;
+    let identity = [
+        ("x-exedev-source-vm", "someone-else"),
+        ("true-client-ip", "10.1.2.3"),
+        ("cf-connecting-ip", "10.1.2.3"),
+        ("x-cluster-client-ip", "10.1.2.3"),
+        ("x-original-forwarded-for", "10.1.2.3"),
+        ("x-forwarded-for", "10.1.2.3"),
+        ("x-real-ip", "10.1.2.3"),
+        ("forwarded", "for=10.1.2.3"),
+        ("via", "1.1 someone"),
+        ("fastly-client-ip", "10.1.2.3"),
+    ];
+    let mut r = client(&s).post(format!(
+        "{}/v1/chat/completions",
+        s.data_url("llm.int.exe.xyz")
+    ));
+    for (k, v) in identity {
+        r = r.header(k, v);
+    }
+    let r = r
+        .json(&json!({"model": "gpt-5.5", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the VM is still recognised");
+    let seen = mock.last().unwrap();
+    for (k, _) in identity {
+        assert_eq!(seen.header(k), None, "{k} reached the provider");
+    }
+    s.stop().await;
+}
