@@ -14,8 +14,15 @@
 //! - **Documents (PDF)**: [`PDF_PAGE_TOKENS`] per page (the text of a dense
 //!   page and the page's image), pages counted in the file.
 //! - An image whose size cannot be read counts as [`UNKNOWN_IMAGE_TOKENS`];
-//!   a document whose pages cannot be counted, by its decoded bytes at the
-//!   conservative text ratio.
+//!   a document whose pages cannot be counted (its page objects are in
+//!   compressed object streams), by its size: a page per
+//!   [`PDF_BYTES_PER_PAGE`] bytes, or its stated page count if larger.
+//! - Media the request only refers to (a URL, a `file_id`) count as an
+//!   image of [`UNKNOWN_IMAGE_TOKENS`] or a document of
+//!   [`REFERENCED_DOCUMENT_TOKENS`]; context held by the provider
+//!   (`previous_response_id`, `conversation`, a stored `prompt`) as
+//!   [`REFERENCED_CONTEXT_TOKENS`]: the gateway cannot see their size, so
+//!   it assumes a large one.
 
 use base64::Engine;
 use serde_json::Value;
@@ -29,6 +36,16 @@ pub const PDF_PAGE_TOKENS: u64 = 4_600;
 /// Tokens of an image whose size cannot be read: the most either provider
 /// bills for one image at its default sizes.
 pub const UNKNOWN_IMAGE_TOKENS: u64 = 1_600;
+
+/// Bytes of a PDF per page, where its pages cannot be counted.
+pub const PDF_BYTES_PER_PAGE: u64 = 20_000;
+
+/// Tokens of a document the request refers to by URL or file id.
+pub const REFERENCED_DOCUMENT_TOKENS: u64 = 100 * PDF_PAGE_TOKENS;
+
+/// Tokens of context the provider holds for the request (a previous
+/// response, a conversation, a stored prompt).
+pub const REFERENCED_CONTEXT_TOKENS: u64 = 128_000;
 
 /// The base64 characters decoded to read an image's size (its header).
 const IMAGE_HEAD: usize = 64 * 1024;
@@ -94,30 +111,99 @@ fn pdf_pages(pdf: &[u8]) -> u64 {
     pages
 }
 
+/// The largest `/Count N` a PDF states (its page tree's page count).
+fn pdf_stated_count(pdf: &[u8]) -> u64 {
+    let mut most = 0;
+    for (at, _) in pdf.windows(6).enumerate().filter(|(_, w)| *w == b"/Count") {
+        let rest = &pdf[at + 6..];
+        let digits: String = rest
+            .iter()
+            .skip_while(|b| b.is_ascii_whitespace())
+            .take_while(|b| b.is_ascii_digit())
+            .take(7)
+            .map(|b| *b as char)
+            .collect();
+        most = most.max(digits.parse().unwrap_or(0));
+    }
+    most
+}
+
 fn document_tokens(b64: &str) -> u64 {
     match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
-        Ok(pdf) => match pdf_pages(&pdf) {
-            0 => RatioCounter::tokens(pdf.len() as u64),
-            n => n * PDF_PAGE_TOKENS,
-        },
+        Ok(pdf) => {
+            let found = pdf_pages(&pdf).max(pdf_stated_count(&pdf));
+            // Page objects packed in compressed object streams are not
+            // visible: count by size then.
+            let hidden = memchr::memmem::find(&pdf, b"/ObjStm").is_some();
+            let pages = if hidden || found == 0 {
+                found.max((pdf.len() as u64).div_ceil(PDF_BYTES_PER_PAGE))
+            } else {
+                found
+            };
+            pages * PDF_PAGE_TOKENS
+        }
         Err(_) => RatioCounter::tokens(b64.len() as u64),
     }
+}
+
+/// Whether `v` is a URL a provider fetches (not inline data).
+fn is_remote(v: &Value) -> bool {
+    let url = v.as_str().or_else(|| v.get("url").and_then(Value::as_str));
+    url.is_some_and(|u| !u.starts_with("data:"))
 }
 
 /// The media of a request body (decoded JSON text), for `provider`.
 pub fn scan(provider: Provider, body: &[u8]) -> Media {
     let mut media = Media::default();
-    if memchr::memmem::find(body, b"base64").is_none() {
+    let any = [
+        &b"base64"[..],
+        b"\"url\"",
+        b"file_",
+        b"image_url",
+        b"previous_response_id",
+        b"\"conversation\"",
+        b"\"prompt\"",
+    ];
+    if !any.iter().any(|n| memchr::memmem::find(body, n).is_some()) {
         return media;
     }
     let Ok(value) = serde_json::from_slice::<Value>(body) else {
         return media;
     };
+    // A previous response or a conversation (by id), or a stored prompt
+    // (an object; a Completions `prompt` is the request's own text).
+    let held = value
+        .get("previous_response_id")
+        .is_some_and(Value::is_string)
+        || value.get("conversation").is_some_and(|v| !v.is_null())
+        || value.get("prompt").is_some_and(Value::is_object);
+    if held {
+        media.count += 1;
+        media.tokens += REFERENCED_CONTEXT_TOKENS;
+    }
     let mut stack = vec![&value];
     while let Some(v) = stack.pop() {
         match v {
             Value::Object(map) => {
                 let kind = map.get("type").and_then(Value::as_str);
+                // Media referred to, not sent: the provider fetches them.
+                let source = map.get("source");
+                let referred = source.is_some_and(|s| {
+                    matches!(s.get("type").and_then(Value::as_str), Some("url" | "file"))
+                }) || map.contains_key("file_id")
+                    || map.contains_key("file_url")
+                    || map.get("image_url").is_some_and(is_remote);
+                if referred {
+                    media.count += 1;
+                    let image =
+                        kind.is_some_and(|k| k.contains("image")) || map.contains_key("image_url");
+                    media.tokens += if image {
+                        UNKNOWN_IMAGE_TOKENS
+                    } else {
+                        REFERENCED_DOCUMENT_TOKENS
+                    };
+                    continue;
+                }
                 let data = map.get("data").and_then(Value::as_str);
                 if let (Some("base64"), Some(data)) = (kind, data) {
                     let mime = map.get("media_type").and_then(Value::as_str).unwrap_or("");
@@ -187,6 +273,26 @@ mod tests {
         assert_eq!(m.tokens, 765, "{m:?}");
         let m = scan(Provider::OpenAi, br#"{"x":"data:image/png;base64,!!!"}"#);
         assert_eq!(m.tokens, UNKNOWN_IMAGE_TOKENS);
+        // Referred to, not sent: assumed large.
+        let m = scan(
+            Provider::Anthropic,
+            br#"{"messages":[{"content":[{"type":"image","source":{"type":"url","url":"https://x/y.png"}},
+              {"type":"document","source":{"type":"file","file_id":"file_1"}}]}]}"#,
+        );
+        assert_eq!(
+            m.tokens,
+            UNKNOWN_IMAGE_TOKENS + REFERENCED_DOCUMENT_TOKENS,
+            "{m:?}"
+        );
+        let m = scan(
+            Provider::OpenAi,
+            br#"{"input":[{"content":[{"type":"input_image","image_url":"https://x/y.png"},{"type":"input_file","file_id":"file-1"}]}],"previous_response_id":"resp_1"}"#,
+        );
+        assert_eq!(
+            m.tokens,
+            UNKNOWN_IMAGE_TOKENS + REFERENCED_DOCUMENT_TOKENS + REFERENCED_CONTEXT_TOKENS,
+            "{m:?}"
+        );
     }
 
     #[test]
@@ -204,7 +310,32 @@ mod tests {
             r#"{{"messages":[{{"content":[{{"type":"document","source":{{"type":"base64","media_type":"application/pdf","data":"{b64}"}}}}]}}]}}"#
         );
         let m = scan(Provider::Anthropic, body.as_bytes());
-        assert_eq!(m.tokens, 4 * PDF_PAGE_TOKENS);
+        assert_eq!(m.tokens, 4 * PDF_PAGE_TOKENS, "pages visible: as counted");
+        // Pages counted, no object streams: as counted.
+        let mut small =
+            b"%PDF-1.7\n1 0 obj << /Type /Pages /Count 3 >>\n2 0 obj << /Type /Page >>\n".to_vec();
+        small.resize(30_000, b' ');
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&small);
+        let body = format!(
+            r#"{{"source":{{"type":"base64","media_type":"application/pdf","data":"{b64}"}}}}"#
+        );
+        assert_eq!(
+            scan(Provider::Anthropic, body.as_bytes()).tokens,
+            3 * PDF_PAGE_TOKENS,
+            "the stated count"
+        );
+        // Page objects hidden in object streams: by size.
+        let mut packed =
+            b"%PDF-1.7\n1 0 obj << /Type /ObjStm /N 100 >>\n2 0 obj << /Type /Page >>\n".to_vec();
+        packed.resize(2_000_000, b' ');
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&packed);
+        let body = format!(
+            r#"{{"source":{{"type":"base64","media_type":"application/pdf","data":"{b64}"}}}}"#
+        );
+        assert_eq!(
+            scan(Provider::Anthropic, body.as_bytes()).tokens,
+            100 * PDF_PAGE_TOKENS
+        );
         assert_eq!(
             scan(Provider::Anthropic, b"{\"text\":\"no media\"}"),
             Media::default()

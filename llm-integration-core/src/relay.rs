@@ -161,6 +161,11 @@ impl ResponseRelay {
         self.collected.take().map(Bytes::from)
     }
 
+    /// Whether the provider's final usage has come.
+    pub fn is_complete(&self) -> bool {
+        self.meter.is_complete()
+    }
+
     /// The usage seen so far (`None`: none reported).
     pub fn usage(&mut self) -> Option<TokenUsage> {
         self.meter.finish()
@@ -177,8 +182,13 @@ impl ResponseRelay {
     /// What the request consumed (see [`UsageMeter::reading`]): the
     /// provider's figures, or an estimate no smaller than what was relayed
     /// when they never came. `success`: the answer's status was 2xx.
-    pub fn reading(&mut self, success: bool, input_estimate: u64) -> Option<Reading> {
-        self.meter.reading(success, input_estimate)
+    pub fn reading(
+        &mut self,
+        success: bool,
+        input_estimate: u64,
+        output_floor: u64,
+    ) -> Option<Reading> {
+        self.meter.reading(success, input_estimate, output_floor)
     }
 
     /// The model the answer names, if it names one.

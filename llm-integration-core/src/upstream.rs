@@ -215,11 +215,26 @@ pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
-/// The output limit a request states, in any API's spelling.
+/// A count a request states, read leniently (as providers that accept
+/// loose types would): an integer, a number (rounded up), or a numeric
+/// string; `None` for anything else or a negative.
+fn count(body: &JsonObject<'_>, name: &str) -> Option<u64> {
+    let v: serde_json::Value = body.get(name)?;
+    let f = match &v {
+        serde_json::Value::Number(n) => n.as_f64()?,
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    (f.is_finite() && f >= 0.0).then(|| f.ceil().min(u64::MAX as f64) as u64)
+}
+
+/// The output limit a request states, in any API's spelling (the largest,
+/// when it states several).
 pub fn max_output(body: &JsonObject<'_>) -> Option<u64> {
     ["max_tokens", "max_output_tokens", "max_completion_tokens"]
         .into_iter()
-        .find_map(|name| body.u64(name))
+        .filter_map(|name| count(body, name))
+        .max()
 }
 
 /// Plans the upstream request for `forward`. `body` is the request body
@@ -333,6 +348,6 @@ pub fn plan(
         model,
         max_output: body.and_then(max_output),
         produces_output: produces_output(path),
-        choices: body.and_then(|b| b.u64("n").max(b.u64("best_of"))),
+        choices: body.and_then(|b| count(b, "n").max(count(b, "best_of"))),
     })
 }

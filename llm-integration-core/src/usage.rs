@@ -143,8 +143,22 @@ impl TokenCounter for RatioCounter {
 }
 
 /// The most tokens one figure of a usage report is believed at: a larger
-/// one (from a faulty or hostile upstream) is cut to this.
-pub const MAX_TOKENS: u64 = 1_000_000_000;
+/// one (from a faulty or hostile upstream) is cut to this (ten million:
+/// more than any model's context or output).
+pub const MAX_TOKENS: u64 = 10_000_000;
+
+/// A usage figure: a non-negative count (a whole number, or a float
+/// rounded up, as some compatible servers write them), cut to
+/// [`MAX_TOKENS`]; `None` for anything else (a negative, a string).
+fn figure(v: &Value) -> Option<u64> {
+    if let Some(n) = v.as_u64() {
+        return Some(n.min(MAX_TOKENS));
+    }
+    match v.as_f64() {
+        Some(f) if f.is_finite() && f >= 0.0 => Some((f.ceil().min(MAX_TOKENS as f64)) as u64),
+        _ => None,
+    }
+}
 
 /// Text kept before it is counted (so the tokenizer sees whole words, and
 /// the memory of a stream stays small).
@@ -346,25 +360,25 @@ impl UsageMeter {
                 self.apply_anthropic(&message.usage);
             }
             Some("message_delta") => {
-                if e.usage.is_object() {
+                if self.apply_anthropic(&e.usage) {
                     self.complete = true;
                 }
-                self.apply_anthropic(&e.usage);
             }
             Some("response.completed" | "response.incomplete" | "response.failed") => {
                 let response = e.response.map(MaybeNested::into_nested).unwrap_or_default();
                 self.note_model(response.model);
-                if response.usage.is_object() {
+                if self.apply(&response.usage) {
                     self.complete = true;
                 }
-                self.apply(&response.usage);
             }
-            _ => {
+            // Only the events that carry usage in each API: a `usage`
+            // elsewhere (a ping, a content event) is not read.
+            Some(_) => self.note_model(e.model),
+            None => {
                 self.note_model(e.model);
-                if e.usage.is_object() {
+                if self.apply(&e.usage) {
                     self.complete = true;
                 }
-                self.apply(&e.usage);
             }
         }
     }
@@ -375,80 +389,126 @@ impl UsageMeter {
         }
     }
 
-    /// Anthropic counts: each present field replaces the previous value.
-    fn apply_anthropic(&mut self, u: &Value) {
+    /// Anthropic counts (`message_start`, `message_delta`, a message).
+    /// Returns whether the report was readable.
+    fn apply_anthropic(&mut self, u: &Value) -> bool {
         if !u.is_object() {
-            return;
+            return false;
         }
+        let fields = [
+            u.get("input_tokens"),
+            u.get("output_tokens"),
+            u.get("cache_creation_input_tokens"),
+            u.get("cache_read_input_tokens"),
+        ];
+        // A report is read only if every figure it gives is a count.
+        if fields.iter().flatten().any(|v| figure(v).is_none())
+            || fields.iter().all(Option::is_none)
+        {
+            return false;
+        }
+        let [input, output, written, read] = fields.map(|f| f.and_then(figure));
+        if input.is_some() {
+            self.input_seen = true;
+        }
+        self.merge(TokenUsage {
+            input: input.unwrap_or(0),
+            output: output.unwrap_or(0),
+            cache_creation: written.unwrap_or(0),
+            cache_read: read.unwrap_or(0),
+        });
+        true
+    }
+
+    /// Keeps the larger of each figure: a provider's counts only grow over
+    /// a stream, and a second, smaller report (a duplicate, a figure in the
+    /// wrong event) cannot lower what was reported.
+    fn merge(&mut self, u: TokenUsage) {
         self.seen = true;
-        let set = |field: &str, slot: &mut u64| {
-            if let Some(n) = u[field].as_u64() {
-                *slot = n.min(MAX_TOKENS);
-            }
-        };
-        if u["input_tokens"].is_u64() {
-            self.input_seen = true;
-        }
-        set("input_tokens", &mut self.usage.input);
-        set("output_tokens", &mut self.usage.output);
-        set(
-            "cache_creation_input_tokens",
-            &mut self.usage.cache_creation,
-        );
-        set("cache_read_input_tokens", &mut self.usage.cache_read);
+        self.usage.input = self.usage.input.max(u.input);
+        self.usage.output = self.usage.output.max(u.output);
+        self.usage.cache_creation = self.usage.cache_creation.max(u.cache_creation);
+        self.usage.cache_read = self.usage.cache_read.max(u.cache_read);
     }
 
-    /// Any provider's `usage` object.
-    fn apply(&mut self, u: &Value) {
+    /// Any provider's `usage` object. Returns whether it was readable.
+    fn apply(&mut self, u: &Value) -> bool {
         if !u.is_object() {
-            return;
+            return false;
         }
-        self.apply_figures(u);
-        self.usage.input = self.usage.input.min(MAX_TOKENS);
-        self.usage.output = self.usage.output.min(MAX_TOKENS);
-        self.usage.cache_creation = self.usage.cache_creation.min(MAX_TOKENS);
-        self.usage.cache_read = self.usage.cache_read.min(MAX_TOKENS);
-    }
-
-    fn apply_figures(&mut self, u: &Value) {
-        if u.get("prompt_tokens").is_some() || u.get("completion_tokens").is_some() {
-            // OpenAI Chat Completions, Completions, Embeddings; Fireworks.
-            let cached = u["prompt_tokens_details"]["cached_tokens"]
-                .as_u64()
-                .unwrap_or(0);
-            let written = u["prompt_tokens_details"]["cache_write_tokens"]
-                .as_u64()
-                .unwrap_or(0);
-            let prompt = u["prompt_tokens"].as_u64().unwrap_or(0);
-            self.usage = TokenUsage {
-                input: prompt.saturating_sub(cached.saturating_add(written)),
-                output: u["completion_tokens"].as_u64().unwrap_or(0),
-                cache_creation: written,
-                cache_read: cached,
-            };
-            self.seen = true;
-            self.input_seen = true;
-        } else if u.get("cache_creation_input_tokens").is_some()
+        let get = |path: &[&str]| -> Result<Option<u64>, ()> {
+            let mut v = u;
+            for key in path {
+                match v.get(key) {
+                    Some(next) => v = next,
+                    None => return Ok(None),
+                }
+            }
+            if v.is_null() {
+                return Ok(None);
+            }
+            figure(v).map(Some).ok_or(())
+        };
+        let read = || -> Result<Option<(TokenUsage, bool)>, ()> {
+            if u.get("prompt_tokens").is_some() || u.get("completion_tokens").is_some() {
+                // OpenAI Chat Completions, Completions, Embeddings; Fireworks.
+                let cached = get(&["prompt_tokens_details", "cached_tokens"])?.unwrap_or(0);
+                let written = get(&["prompt_tokens_details", "cache_write_tokens"])?.unwrap_or(0);
+                let prompt = get(&["prompt_tokens"])?;
+                let output = get(&["completion_tokens"])?.unwrap_or(0);
+                return Ok(Some((
+                    TokenUsage {
+                        input: prompt
+                            .unwrap_or(0)
+                            .saturating_sub(cached.saturating_add(written)),
+                        output,
+                        cache_creation: written,
+                        cache_read: cached,
+                    },
+                    prompt.is_some(),
+                )));
+            }
+            if u.get("input_tokens").is_some() || u.get("output_tokens").is_some() {
+                // Responses (input includes cached tokens).
+                let cached = get(&["input_tokens_details", "cached_tokens"])?.unwrap_or(0);
+                let written = get(&["input_tokens_details", "cache_write_tokens"])?.unwrap_or(0);
+                let input = get(&["input_tokens"])?;
+                let output = get(&["output_tokens"])?.unwrap_or(0);
+                return Ok(Some((
+                    TokenUsage {
+                        input: input
+                            .unwrap_or(0)
+                            .saturating_sub(cached.saturating_add(written)),
+                        output,
+                        cache_creation: written,
+                        cache_read: cached,
+                    },
+                    input.is_some(),
+                )));
+            }
+            Ok(None)
+        };
+        if u.get("cache_creation_input_tokens").is_some()
             || u.get("cache_read_input_tokens").is_some()
         {
-            self.apply_anthropic(u);
-        } else if u.get("input_tokens").is_some() || u.get("output_tokens").is_some() {
-            // Responses (input includes cached tokens); Anthropic without cache fields.
-            let cached = u["input_tokens_details"]["cached_tokens"]
-                .as_u64()
-                .unwrap_or(0);
-            let written = u["input_tokens_details"]["cache_write_tokens"]
-                .as_u64()
-                .unwrap_or(0);
-            let input = u["input_tokens"].as_u64().unwrap_or(0);
-            self.usage = TokenUsage {
-                input: input.saturating_sub(cached.saturating_add(written)),
-                output: u["output_tokens"].as_u64().unwrap_or(0),
-                cache_creation: written,
-                cache_read: cached,
-            };
-            self.seen = true;
-            self.input_seen = true;
+            return self.apply_anthropic(u);
+        }
+        if u.get("input_tokens").is_some()
+            && u.get("input_tokens_details").is_none()
+            && u.get("output_tokens").is_some()
+        {
+            // Anthropic without cache fields (input excludes cache reads).
+            return self.apply_anthropic(u);
+        }
+        match read() {
+            Ok(Some((usage, input))) => {
+                if input {
+                    self.input_seen = true;
+                }
+                self.merge(usage);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -473,9 +533,15 @@ impl UsageMeter {
     /// failed. The provider's figures when its final usage arrived (or,
     /// for an answer that was not a success, whatever it reported);
     /// otherwise an estimate: output no less than the tokens of the content
-    /// relayed, input from the stream's early figures, else
-    /// `input_estimate` (the request's).
-    pub fn reading(&mut self, success: bool, input_estimate: u64) -> Option<Reading> {
+    /// relayed nor `output_floor` (the caller's bound for what may have been
+    /// generated unseen, such as hidden reasoning), input from the stream's
+    /// early figures, else `input_estimate` (the request's).
+    pub fn reading(
+        &mut self,
+        success: bool,
+        input_estimate: u64,
+        output_floor: u64,
+    ) -> Option<Reading> {
         let reported = self.finish();
         if self.complete || !success {
             return reported.map(|tokens| Reading {
@@ -487,7 +553,9 @@ impl UsageMeter {
         if !self.input_seen {
             tokens.input = input_estimate.min(MAX_TOKENS);
         }
-        tokens.output = tokens.output.max(self.relayed_tokens().min(MAX_TOKENS));
+        tokens.output = tokens
+            .output
+            .max(self.relayed_tokens().max(output_floor).min(MAX_TOKENS));
         Some(Reading {
             tokens,
             estimated: true,
@@ -506,10 +574,9 @@ impl UsageMeter {
         }
         if let Some(usage) = self.json.value("usage") {
             if let Ok(usage) = serde_json::from_slice::<Value>(usage) {
-                if usage.is_object() {
+                if self.apply(&usage) {
                     self.complete = true;
                 }
-                self.apply(&usage);
             }
         }
     }
@@ -662,6 +729,36 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
                 cache_read: 0
             })
         );
+    }
+
+    #[test]
+    fn malformed_or_duplicated_figures_never_lower_a_charge() {
+        // Floats round up; figures past any model are cut.
+        let u = meter(true, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1000.2,\"completion_tokens\":1e30}}\n\n").unwrap();
+        assert_eq!((u.input, u.output), (1001, MAX_TOKENS));
+        // A negative or a string is not a report: the stream stays
+        // unfinished, and is estimated.
+        for bad in ["-5", "\"300\"", "null"] {
+            let body = format!(
+                "data: {{\"choices\":[{{\"delta\":{{\"content\":\"hello there friend\"}}}}]}}\n\ndata: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":10,\"completion_tokens\":{bad}}}}}\n\n"
+            );
+            let mut m = UsageMeter::new(true);
+            m.feed(body.as_bytes());
+            let r = m.reading(true, 77, 0).unwrap();
+            if bad == "null" {
+                assert!(!r.estimated, "a null figure is absent, the rest reported");
+            } else {
+                assert!(r.estimated, "{bad}");
+                assert!(r.tokens.output >= 6, "{bad}: {r:?}");
+            }
+        }
+        // A usage in a ping, or a second smaller report, cannot lower it.
+        let body = "data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":1000,\"output_tokens\":1}}}\n\n\
+data: {\"type\":\"ping\",\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}\n\n\
+data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":30000}}\n\n\
+data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":1}}\n\n";
+        let u = meter(true, body).unwrap();
+        assert_eq!((u.input, u.output), (1000, 30000));
     }
 
     #[test]

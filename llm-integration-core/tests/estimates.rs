@@ -86,6 +86,7 @@ proptest! {
         which in 0..STREAMS.len(),
         cut in 0.0f64..1.0,
         splits in prop::collection::vec(1usize..64, 1..32),
+        floor in 0u64..5_000,
     ) {
         let stream = STREAMS[which].as_bytes();
         let cut = (stream.len() as f64 * cut) as usize;
@@ -99,9 +100,10 @@ proptest! {
             at += n;
             i += 1;
         }
-        let reading = relay.reading(true, 1234).unwrap();
+        let reading = relay.reading(true, 1234, floor).unwrap();
         let relayed = RatioCounter::tokens(relayed_content(prefix).len() as u64);
         if reading.estimated {
+            prop_assert!(reading.tokens.output >= floor, "the floor for unseen output holds");
             prop_assert!(
                 reading.tokens.output >= relayed,
                 "output {} < relayed {} at cut {} of stream {}", reading.tokens.output, relayed, cut, which
@@ -122,7 +124,7 @@ fn a_whole_stream_is_charged_as_reported() {
         let mut relay = ResponseRelay::new(plan(), true);
         relay.feed(Bytes::copy_from_slice(stream.as_bytes()));
         relay.finish();
-        let reading = relay.reading(true, 1234).unwrap();
+        let reading = relay.reading(true, 1234, 0).unwrap();
         assert!(!reading.estimated, "stream {which} reports its usage");
     }
     // An error answer is not estimated: the provider charges nothing.
@@ -130,5 +132,5 @@ fn a_whole_stream_is_charged_as_reported() {
     relay.feed(Bytes::from_static(
         br#"{"type":"error","error":{"type":"overloaded_error"}}"#,
     ));
-    assert_eq!(relay.reading(false, 1234), None);
+    assert_eq!(relay.reading(false, 1234, 0), None);
 }

@@ -94,52 +94,126 @@ fn tokens(r: &Value) -> [u64; 4] {
     .map(|k| r[k].as_u64().unwrap())
 }
 
+/// An integration `own` on the owner's own OpenAI and Anthropic keys.
+async fn own_keys(s: &Server) {
+    for (line, key) in [
+        ("integrations add llm --name own --openai=byok --openai-key=- --fireworks=disabled --attach auto:all", "sk-own-openai-0123456789abcdef"),
+        ("integrations edit own --anthropic=byok --anthropic-key=-", "sk-own-anthropic-0123456789abcdef"),
+    ] {
+        let (status, out) = s.with_stdin(line, key).await;
+        assert_eq!(status, StatusCode::OK, "{out}");
+    }
+}
+
+async fn post_to(
+    s: &Server,
+    host: &str,
+    path: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut r = s
+        .vm_client("127.0.0.1".parse::<IpAddr>().unwrap(), &[host])
+        .post(format!("{}{path}", s.data_url(host)))
+        .json(body);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    r.send().await.unwrap()
+}
+
 #[tokio::test]
 async fn hanging_up_early_is_charged_what_was_relayed() {
     let mock = MockUpstream::start().await.unwrap();
     let dirs = Dirs::new();
     let s = Server::start(&dirs, &mock.url()).await;
+    own_keys(&s).await;
     let slow = [("x-mock-chunks", "300"), ("x-mock-delay-ms", "5")];
-    // Chat Completions, hung up after 100 content chunks.
+    // On the platform's key and on the owner's own alike.
+    for host in ["llm.int.exe.xyz", "own.int.exe.xyz"] {
+        // Chat Completions, hung up after 100 content chunks.
+        let model = format!("gpt-5.5-cut-{}", &host[..3]);
+        let r = post_to(
+            &s,
+            host,
+            "/v1/chat/completions",
+            &json!({"model": model, "max_tokens": 300, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+            &slow,
+        )
+        .await;
+        let read = read_then_hang_up(r, |t| t.matches("\"content\":\"tok").count() >= 100).await;
+        let relayed = read.matches("\"content\":\"tok").count() as u64;
+        let r = row(&s, &model).await;
+        let [input, _, _, output] = tokens(&r);
+        assert_eq!(r["estimated_requests"], 1, "{r}");
+        assert!(input > 0, "input estimated from the request: {r}");
+        assert!(
+            output >= relayed,
+            "output {output} for {relayed} relayed chunks: {r}"
+        );
+        assert!(output <= 300, "never past the request's limit: {r}");
+        assert!(r["cost_micros"].as_u64().unwrap() > 0);
+
+        // Messages, hung up right after the last content_block_stop.
+        let model = format!("claude-sonnet-4-6-cut-{}", &host[..3]);
+        let r = post_to(
+            &s,
+            host,
+            "/v1/messages",
+            &json!({"model": model, "max_tokens": 300, "stream": true, "messages": []}),
+            &slow,
+        )
+        .await;
+        let read = read_then_hang_up(r, |t| t.contains("content_block_stop")).await;
+        assert_eq!(
+            read.matches("text_delta").count(),
+            300,
+            "the whole answer was read"
+        );
+        let r = row(&s, &model).await;
+        let [input, cache_w, cache_r, output] = tokens(&r);
+        assert_eq!(
+            (input, cache_w, cache_r),
+            (12, 2, 3),
+            "input from message_start: {r}"
+        );
+        assert!(output >= 300, "the 300-token answer is charged, not 1: {r}");
+        assert_eq!(r["estimated_requests"], 1, "{r}");
+    }
+    s.stop().await;
+}
+
+/// Output the client never sees (hidden reasoning) is charged too: an
+/// answer cut before its final usage is charged at least 100 tokens a
+/// second since its head, up to its limit.
+#[tokio::test]
+async fn hidden_output_is_charged_by_the_time_it_had() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::new();
+    let s = Server::start(&dirs, &mock.url()).await;
+    // One visible event, then 2 s of nothing (the model "reasons"), then
+    // the client leaves.
     let r = post(
         &s,
         "/v1/chat/completions",
-        &json!({"model": "gpt-5.5-cut", "max_tokens": 300, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
-        &slow,
+        &json!({"model": "o3-hidden", "max_tokens": 30000, "stream": true, "messages": []}),
+        &[("x-mock-chunks", "3"), ("x-mock-delay-ms", "2000")],
     )
     .await;
-    let read = read_then_hang_up(r, |t| t.matches("\"content\":\"tok").count() >= 100).await;
-    let relayed = read.matches("\"content\":\"tok").count() as u64;
-    let r = row(&s, "gpt-5.5-cut").await;
-    assert_eq!(r["estimated_requests"], 1, "{r}");
-    let [input, _, _, output] = tokens(&r);
-    assert!(input > 0, "input estimated from the request: {r}");
+    let mut r = r;
+    let _first = r.chunk().await.unwrap();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(r);
+    let waited = started.elapsed().as_millis() as u64;
+    let row = row(&s, "o3-hidden").await;
+    let output = row["output_tokens"].as_u64().unwrap();
+    assert_eq!(row["estimated_requests"], 1);
     assert!(
-        output >= relayed,
-        "output {output} for {relayed} relayed chunks: {r}"
+        output >= waited / 10,
+        "{output} tokens for {waited} ms: {row}"
     );
-    assert!(r["cost_micros"].as_u64().unwrap() > 0);
-
-    // Messages, hung up right after the last content_block_stop.
-    let r = post(
-        &s,
-        "/v1/messages",
-        &json!({"model": "claude-sonnet-4-6-cut", "max_tokens": 300, "stream": true, "messages": []}),
-        &slow,
-    )
-    .await;
-    let read = read_then_hang_up(r, |t| t.contains("content_block_stop")).await;
-    let relayed = read.matches("text_delta").count() as u64;
-    assert_eq!(relayed, 300, "the whole answer was read");
-    let r = row(&s, "claude-sonnet-4-6-cut").await;
-    let [input, cache_w, cache_r, output] = tokens(&r);
-    assert_eq!(
-        (input, cache_w, cache_r),
-        (12, 2, 3),
-        "input from message_start: {r}"
-    );
-    assert!(output >= 300, "the 300-token answer is charged, not 1: {r}");
-    assert_eq!(r["estimated_requests"], 1);
+    assert!(output <= 30000);
     s.stop().await;
 }
 
@@ -223,6 +297,27 @@ async fn a_cut_between_the_content_and_the_final_usage() {
         "hung up in the pause"
     );
     let r = row(&s, "claude-sonnet-4-6-pause").await;
+    let [input, cache_w, cache_r, output] = tokens(&r);
+    assert_eq!((input, cache_w, cache_r), (1200, 3000, 40000), "{r}");
+    // 50 deltas of "tokN " (5 or 6 bytes): at least one token each.
+    assert!(output >= 50, "{r}");
+    assert_eq!(r["estimated_requests"], 1);
+    // The same on the owner's own key.
+    own_keys(&s).await;
+    let r = post_to(
+        &s,
+        "own.int.exe.xyz",
+        "/v1/messages",
+        &json!({"model": "claude-sonnet-4-6-pause-own", "max_tokens": 600, "stream": true, "messages": []}),
+        &[
+            ("x-mock-chunks", "50"),
+            ("x-mock-usage", "input=1200,cache_write=3000,cache_read=40000,output=500"),
+            ("x-mock-pause-before-usage-ms", "3000"),
+        ],
+    )
+    .await;
+    read_then_hang_up(r, |t| t.contains("content_block_stop")).await;
+    let r = row(&s, "claude-sonnet-4-6-pause-own").await;
     let [input, cache_w, cache_r, output] = tokens(&r);
     assert_eq!((input, cache_w, cache_r), (1200, 3000, 40000), "{r}");
     // 50 deltas of "tokN " (5 or 6 bytes): at least one token each.

@@ -83,7 +83,8 @@ impl Body for ProxyBody {
 
 /// An upstream body relayed to the client.
 pub struct RelayBody {
-    inner: Incoming,
+    /// `None` once handed to a drain after the client left.
+    inner: Option<Incoming>,
     /// Frames read before the head was relayed (raw, decoded), relayed first.
     ahead: std::collections::VecDeque<(Bytes, Bytes)>,
     /// The upstream body ended while reading ahead.
@@ -119,7 +120,7 @@ impl RelayBody {
         dialect: Dialect,
     ) -> Self {
         RelayBody {
-            inner,
+            inner: Some(inner),
             ahead: std::collections::VecDeque::new(),
             ended: false,
             decoder: None,
@@ -190,10 +191,9 @@ impl RelayBody {
             return SizeHint::default();
         }
         let ahead: u64 = self.ahead.iter().map(|(raw, _)| raw.len() as u64).sum();
-        let rest = if self.ended {
-            Some(0)
-        } else {
-            self.inner.size_hint().exact()
+        let rest = match (&self.inner, self.ended) {
+            (Some(inner), false) => inner.size_hint().exact(),
+            _ => Some(0),
         };
         match rest {
             Some(n) => SizeHint::with_exact(ahead + n),
@@ -205,7 +205,9 @@ impl RelayBody {
         self.done = true;
         if let Some(mut m) = self.metered.take() {
             let success = (200..300).contains(&m.status());
-            let reading = self.relay.reading(success, m.input_estimate());
+            let reading = self
+                .relay
+                .reading(success, m.input_estimate(), m.output_floor());
             m.finish(None, reading, self.relay.model());
         }
     }
@@ -224,7 +226,8 @@ impl RelayBody {
 
 impl Drop for RelayBody {
     fn drop(&mut self) {
-        // The client went away (or the server is stopping): record what was used.
+        // The client went away (or the server is stopping): the upstream
+        // request is cancelled with the body, and what it consumed recorded.
         self.end();
     }
 }
@@ -260,10 +263,10 @@ impl Body for RelayBody {
                 }
                 return Poll::Ready(Some(Ok(Frame::data(kept))));
             }
-            let polled = if self.ended {
-                Poll::Ready(None)
-            } else {
-                Pin::new(&mut self.inner).poll_frame(cx)
+            let ended = self.ended;
+            let polled = match self.inner.as_mut() {
+                Some(inner) if !ended => Pin::new(inner).poll_frame(cx),
+                _ => Poll::Ready(None),
             };
             match polled {
                 Poll::Ready(Some(Ok(frame))) => {

@@ -140,6 +140,7 @@ pub async fn serve_data(
     let metrics = plane.metrics();
     let accept = Arc::new(accept);
     let cut = plane.clone();
+    let after = plane.clone();
     listen::accept_loop(
         listener,
         limits.clone(),
@@ -202,4 +203,7 @@ pub async fn serve_data(
         },
     )
     .await;
+    // Answers still being read after their clients left stop now, with an
+    // estimate, so that they are recorded before the ledger's last flush.
+    after.cut_streams();
 }

@@ -878,6 +878,10 @@ ask an operator for more allocation, or use your own key (`integrations edit {} 
             source: forward.source.kind(),
             model: plan.model.clone(),
             input_estimate: estimate.input_tokens,
+            output_cap: plan
+                .max_output
+                .unwrap_or(pricing::LIKELY_OUTPUT)
+                .saturating_mul(plan.choices.unwrap_or(1).clamp(1, pricing::MAX_CHOICES)),
         };
         let mut metered = Some(Metered::new(self.metering.clone(), facts, reservation));
         let result = self.send(forward, &plan, parts, body, &mut metered).await;
@@ -1195,7 +1199,7 @@ ask an operator for more allocation, or use your own key (`integrations edit {} 
             Ok(_) => head.status.as_u16(),
             Err(e) => e.status().as_u16(),
         };
-        let reading = relay.reading(true, metered.input_estimate());
+        let reading = relay.reading(true, metered.input_estimate(), 0);
         metered.finish(Some(status), reading, relay.model());
         let body = result?;
         head.headers

@@ -161,7 +161,16 @@ pub struct RequestFacts {
     /// The request's input in tokens, as estimated from its body: what is
     /// charged for input when the provider never says.
     pub input_estimate: u64,
+    /// The most output the request may produce (its stated limit times its
+    /// choices), in tokens: the bound of [`Metered::output_floor`].
+    pub output_cap: u64,
 }
+
+/// Output tokens a model is assumed to generate per second of an answer
+/// cut before its final usage: hidden reasoning is billed although it is
+/// never relayed, so a cut answer is charged at least this rate over its
+/// time since the answer's head (up to the request's output limit).
+pub const GENERATION_RATE: u64 = 100;
 
 /// One request's metering: finished exactly once.
 pub struct Metered {
@@ -195,6 +204,16 @@ impl Metered {
             sent: false,
             done: false,
         }
+    }
+
+    /// The least output to charge an answer cut now before its final usage:
+    /// [`GENERATION_RATE`] tokens per second since the answer's head, up to
+    /// the request's output limit.
+    pub fn output_floor(&self) -> u64 {
+        let Some(head) = self.ttfb else { return 0 };
+        let since = self.facts.started.elapsed().saturating_sub(head);
+        let tokens = (since.as_millis() as u64).saturating_mul(GENERATION_RATE) / 1000;
+        tokens.min(self.facts.output_cap)
     }
 
     /// The request's estimated input, in tokens.
