@@ -102,7 +102,12 @@ fn now() -> i64 {
 impl MockChatGpt {
     /// Starts on 127.0.0.1 with `behaviour`.
     pub async fn start(behaviour: ChatGptBehaviour) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), behaviour).await
+    }
+
+    /// Starts on `addr` with `behaviour`.
+    pub async fn start_on(addr: SocketAddr, behaviour: ChatGptBehaviour) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             behaviour: Mutex::new(behaviour),

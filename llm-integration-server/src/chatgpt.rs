@@ -231,6 +231,29 @@ impl ChatGpt {
         &self.endpoints.backend
     }
 
+    /// The message for a login service that cannot be reached: the URL,
+    /// the cause, and the flag that sets it; logged too.
+    fn unreachable(&self, url: &str, e: &reqwest::Error) -> String {
+        let mut cause = String::new();
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !text.is_empty() && !cause.contains(&text) {
+                if !cause.is_empty() {
+                    cause.push_str(": ");
+                }
+                cause.push_str(&text);
+            }
+            source = s.source();
+        }
+        let message = format!(
+            "cannot reach ChatGPT's login service at {url} ({cause}); check this machine's network, or --chatgpt-auth-url (now {})",
+            self.endpoints.auth
+        );
+        tracing::warn!(%message, "ChatGPT login service unreachable");
+        message
+    }
+
     /// Asks for a device code.
     pub async fn start(&self) -> Result<DeviceCode, String> {
         let url = format!("{}/api/accounts/deviceauth/usercode", self.endpoints.auth);
@@ -240,11 +263,27 @@ impl ChatGpt {
             .json(&serde_json::json!({"client_id": CLIENT_ID}))
             .send()
             .await
-            .map_err(|e| format!("cannot reach ChatGPT's login service: {}", e.without_url()))?;
+            .map_err(|e| self.unreachable(&url, &e))?;
         let status = r.status();
-        let body: Value = r.json().await.unwrap_or(Value::Null);
+        let text = r.bytes().await.unwrap_or_default();
+        let body: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
         if status == reqwest::StatusCode::NOT_FOUND {
-            return Err("ChatGPT refused to start a device-code login: device code login is not enabled; enable it in your ChatGPT security settings (or ask your workspace admin), then try again".into());
+            let message = if body.is_null() && !text.is_empty() {
+                format!(
+                    "{url} answered 404 with a page that is not ChatGPT's login service; check --chatgpt-auth-url (now {})",
+                    self.endpoints.auth
+                )
+            } else {
+                format!(
+                    "{url} answered 404: device code login is not enabled for this ChatGPT account (enable it in ChatGPT's security settings, or ask your workspace admin), \
+or {} is not ChatGPT's login service (check --chatgpt-auth-url)",
+                    self.endpoints.auth
+                )
+            };
+            tracing::warn!(%message, "ChatGPT login refused");
+            return Err(format!(
+                "ChatGPT refused to start a device-code login: {message}"
+            ));
         }
         if !status.is_success() {
             return Err(format!(
@@ -281,7 +320,7 @@ impl ChatGpt {
             .json(&serde_json::json!({"device_auth_id": device.device_auth_id, "user_code": device.user_code}))
             .send()
             .await
-            .map_err(|e| format!("cannot reach ChatGPT's login service: {}", e.without_url()))?;
+            .map_err(|e| self.unreachable(&url, &e))?;
         let status = r.status();
         let body: Value = r.json().await.unwrap_or(Value::Null);
         if status.is_success() {

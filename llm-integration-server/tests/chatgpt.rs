@@ -494,3 +494,40 @@ async fn tokens_never_reach_the_log() {
         }
     }
 }
+
+/// A login service that cannot be reached, or a URL that is not ChatGPT's,
+/// is named with the flag that sets it.
+#[tokio::test]
+async fn wrong_login_service_is_named_with_its_flag() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let not_chatgpt = MockUpstream::start().await.unwrap();
+    for (auth, needles) in [
+        (
+            format!("http://{closed}"),
+            vec![
+                "cannot reach ChatGPT's login service",
+                "/api/accounts/deviceauth/usercode",
+                "--chatgpt-auth-url",
+            ],
+        ),
+        (not_chatgpt.url(), vec!["404", "--chatgpt-auth-url"]),
+    ] {
+        let dirs = Dirs::new();
+        let endpoints = ChatGptEndpoints {
+            auth: auth.clone(),
+            backend: auth.clone(),
+        };
+        let s = Server::start_with(&dirs, &upstream.url(), move |c| c.chatgpt = endpoints).await;
+        let (status, _first, all) = connect(&s, "work", false).await;
+        assert!(!status.is_success(), "{status}: {all}");
+        for needle in needles {
+            assert!(all.contains(needle), "{auth}: missing {needle:?} in {all}");
+        }
+        assert!(all.contains(&auth), "{auth}: the URL is named: {all}");
+        s.stop().await;
+    }
+}
