@@ -450,6 +450,17 @@ pub struct UsageRow {
     /// Requests whose counts are estimates (their final usage never came).
     #[serde(default)]
     pub estimated: u64,
+    /// Requests answered below 400 (a 2xx, or a 1xx or 3xx passed on).
+    #[serde(default)]
+    pub ok: u64,
+    /// Requests answered with a 4xx status (refused by the gateway or the
+    /// provider).
+    #[serde(default)]
+    pub refused: u64,
+    /// Requests answered with a 5xx status, or with none (the connection
+    /// ended first).
+    #[serde(default)]
+    pub failed: u64,
 }
 
 /// Where usage records go. `record` must not block: implementations queue

@@ -96,6 +96,15 @@ impl std::str::FromStr for OwnerArg {
     }
 }
 
+impl std::fmt::Display for OwnerArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OwnerArg::User(email) => write!(f, "user:{email}"),
+            OwnerArg::Team(name) => write!(f, "team:{name}"),
+        }
+    }
+}
+
 async fn owner_of(store: &dyn ControlStore, owner: &OwnerArg) -> Result<Owner, ExecError> {
     Ok(match owner {
         OwnerArg::User(email) => Owner::User(user_id(store, email).await?),
@@ -329,14 +338,17 @@ pub async fn run(
     command: AdminCommand,
     default_allocation: i64,
 ) -> Result<String, ExecError> {
-    let dollars = |micros: i64| format!("${:.6}", micros as f64 / 1e6);
+    use crate::usage_report::dollars;
     match command {
         AdminCommand::Allocations(AllocationsCommand::Show { owner }) => {
             let o = owner_of(store, &owner).await?;
             let balance = store.allocation(o).await?;
             Ok(match balance {
-                Some(b) => format!("{}\n", dollars(b)),
-                None => format!("{} (the default; never set)\n", dollars(default_allocation)),
+                Some(b) => format!("allocation left for {owner}: {}\n", dollars(b)),
+                None => format!(
+                    "allocation left for {owner}: {} (the default; never set)\n",
+                    dollars(default_allocation)
+                ),
             })
         }
         AdminCommand::Allocations(AllocationsCommand::Set { owner, usd }) => {
@@ -356,25 +368,18 @@ pub async fn run(
             let o = owner_of(store, &owner).await?;
             let from = since.time(std::time::SystemTime::now());
             let grouping = UsageBy::grouping(by);
-            let mut out = String::new();
-            for r in store.usage_summary(&[o], from, grouping).await? {
-                out.push_str(&format!(
-                    "{}\trequests={}\testimated={}\tinput={}\toutput={}\tcache_write={}\tcache_read={}\tcost={}\tdebited={}\n",
-                    if r.key.is_empty() { "total" } else { &r.key },
-                    r.requests,
-                    r.estimated,
-                    r.tokens.input,
-                    r.tokens.output,
-                    r.tokens.cache_creation,
-                    r.tokens.cache_read,
-                    dollars(r.cost_micros as i64),
-                    dollars(r.debited_micros as i64)
-                ));
-            }
-            if out.is_empty() {
-                out.push_str("(no requests)\n");
-            }
-            Ok(out)
+            let rows = store.usage_summary(&[o], from, grouping).await?;
+            let records = store.load().await?;
+            let column = crate::usage_report::KeyColumn::of(by);
+            let named: Vec<(String, &llm_integration_core::seams::UsageRow)> = rows
+                .iter()
+                .map(|r| (column.name(&records, &r.key), r))
+                .collect();
+            Ok(crate::usage_report::table(
+                &format!("usage of {owner} since {since}"),
+                column,
+                &named,
+            ))
         }
         AdminCommand::Users(UsersCommand::Add { email, operator }) => {
             let (_, token) = provision_user(store, &email, operator).await?;

@@ -23,5 +23,6 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod upstreams;
+pub mod usage_report;
 
 pub use server::{App, Bootstrapped, StartError};

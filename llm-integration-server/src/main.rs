@@ -97,10 +97,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app = App::open(config).await?;
     let admin = tokio::net::TcpListener::bind(admin_addr)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {admin_addr} (admin): {e}; pick another address with --admin-listen"))?;
+        .map_err(|e| anyhow::anyhow!("cannot listen on {admin_addr} (admin): {e}; {}pick another address with --admin-listen", in_use_hint(&e)))?;
     let data = tokio::net::TcpListener::bind(data_addr)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {data_addr} (data plane): {e}; pick another address with --listen"))?;
+        .map_err(|e| anyhow::anyhow!("cannot listen on {data_addr} (data plane): {e}; {}pick another address with --listen", in_use_hint(&e)))?;
     let data_url = format!("http://{}", data.local_addr()?);
     let admin_url = format!("http://{}", admin.local_addr()?);
     if let Some(first) = app.bootstrap().await? {
@@ -117,14 +117,38 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if token_file.exists() {
         println!("Try:");
         println!(
-            "  LLM_INTEGRATION_TOKEN=$(cat {}) cargo run -q -p llm-integration-cli -- --server {admin_url} integrations list",
-            token_file.display()
+            "  LLM_INTEGRATION_TOKEN=$(cat {}) {} --server {admin_url} integrations list",
+            token_file.display(),
+            cli_command()
         );
     }
     tracing::info!(admin = %admin_url, data = %data_url, "serving");
     app.serve(admin, Some(data), shutdown).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How to run the CLI that was built beside this binary: its path when it
+/// is there (`target/release/llm-integration` after `cargo build
+/// --release`), else the installed name.
+fn cli_command() -> String {
+    std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name(format!("llm-integration{}", std::env::consts::EXE_SUFFIX)))
+        .filter(|cli| cli.exists())
+        .map_or_else(
+            || "llm-integration".to_owned(),
+            |cli| cli.display().to_string(),
+        )
+}
+
+/// For an address in use, the likely cause: another server already running.
+fn in_use_hint(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        "another process holds it (is a server already running? stop it with Ctrl-C), or "
+    } else {
+        ""
+    }
 }
 
 /// Registers the shutdown signals now (so a signal that arrives before

@@ -140,22 +140,25 @@ impl App {
             ChatGpt::new(config.chatgpt.clone(), store.clone(), key.clone())
                 .map_err(StartError::Other)?,
         );
-        let executor = Arc::new(Executor::new(
-            store.clone(),
-            live.clone(),
-            key.clone(),
-            check,
-            config.default_allocation,
-            chatgpt.clone(),
-        ));
         let credentials = Arc::new(ServerCredentials::new(
             config.gateway_keys.clone(),
             store.clone(),
-            key,
+            key.clone(),
             chatgpt.clone(),
         ));
         let allocator = Arc::new(Allocator::new(store.clone(), config.default_allocation));
         let (ledger, ledger_writer) = Ledger::start(store.clone(), allocator.clone());
+        let executor = Arc::new(
+            Executor::new(
+                store.clone(),
+                live.clone(),
+                key,
+                check,
+                config.default_allocation,
+                chatgpt.clone(),
+            )
+            .with_ledger(ledger.clone()),
+        );
         let metering = Arc::new(Metering::new(
             config.prices.clone(),
             Some(allocator),

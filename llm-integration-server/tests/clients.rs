@@ -25,7 +25,7 @@ fn client(name: &str) -> PathBuf {
         .join(name);
     assert!(
         path.exists(),
-        "{} is missing: run .ci/run (it runs `npm ci` in tests/clients)",
+        "{} is missing: run .ci/install (it runs `npm ci` in tests/clients)",
         path.display()
     );
     path

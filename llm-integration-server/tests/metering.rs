@@ -442,7 +442,51 @@ async fn usage_survives_disconnects_and_upstream_failures() {
         &[("x-mock-status", "429")],
     )
     .await;
-    let rows = usage_by_model(&s, 3).await;
+    post(
+        &s,
+        "llm.int.exe.xyz",
+        "/v1/messages",
+        json!({"model": "claude-sonnet-4-6-503", "max_tokens": 1}),
+        &[("x-mock-status", "503")],
+    )
+    .await;
+    let rows = usage_by_model(&s, 4).await;
+    // Requests by outcome: answered, refused (4xx), failed (5xx).
+    for (model, outcome) in [
+        ("claude-sonnet-4-6-reset", [1, 0, 0]),
+        ("claude-sonnet-4-6-429", [0, 1, 0]),
+        ("claude-sonnet-4-6-503", [0, 0, 1]),
+    ] {
+        let got = ["ok_requests", "refused_requests", "failed_requests"]
+            .map(|k| rows[model][k].as_u64().unwrap());
+        assert_eq!(got, outcome, "{model}: {}", rows[model]);
+    }
+    let text = s.ok("usage --by model").await;
+    let header = text.lines().nth(1).unwrap();
+    for column in [
+        "MODEL",
+        "REQUESTS",
+        "OK",
+        "REFUSED",
+        "FAILED",
+        "ESTIMATED",
+        "INPUT",
+        "CACHE WRITE",
+        "CACHE READ",
+        "OUTPUT",
+        "COST",
+        "DEBITED",
+    ] {
+        assert!(header.contains(column), "{column}: {text}");
+    }
+    let row_429: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("claude-sonnet-4-6-429 "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row_429[1..5], ["1", "0", "1", "0"], "{text}");
+    assert!(text.contains("input is uncached input"), "{text}");
     for model in ["claude-sonnet-4-6-gone", "claude-sonnet-4-6-reset"] {
         // message_start's input and cache counts; output estimated (at
         // least message_start's 1), as the stream was cut.
@@ -459,7 +503,7 @@ async fn usage_survives_disconnects_and_upstream_failures() {
         .usage_summary(&[owner], std::time::UNIX_EPOCH, UsageGrouping::Total)
         .await
         .unwrap();
-    assert_eq!(all[0].requests, 3);
+    assert_eq!(all[0].requests, 4);
     assert_eq!(s.metering.allocator.as_ref().unwrap().reserved_total(), 0);
     s.stop().await;
 }

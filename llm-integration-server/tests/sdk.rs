@@ -27,7 +27,7 @@ fn python() -> PathBuf {
         .unwrap_or_else(|| workspace().join(".venv/bin/python"));
     assert!(
         path.exists(),
-        "{} does not exist: the Python SDKs are not installed; run .ci/run (it creates .venv from tests/sdk/requirements.txt)",
+        "{} does not exist: the Python SDKs are not installed; run .ci/install (it creates .venv from tests/sdk/requirements.txt)",
         path.display()
     );
     path

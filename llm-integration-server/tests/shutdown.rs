@@ -51,6 +51,40 @@ fn admin_usage(dir: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The figures of `model`'s row in an `admin usage --by model` table, by
+/// column: requests, ok, refused, failed, estimated, input, cache_write,
+/// cache_read, output, cost, debited.
+fn usage_row(usage: &str, model: &str) -> std::collections::HashMap<&'static str, String> {
+    const COLUMNS: [&str; 11] = [
+        "requests",
+        "ok",
+        "refused",
+        "failed",
+        "estimated",
+        "input",
+        "cache_write",
+        "cache_read",
+        "output",
+        "cost",
+        "debited",
+    ];
+    let header = usage.lines().nth(1).unwrap_or_default();
+    assert!(
+        header.starts_with("MODEL") && header.contains("CACHE WRITE"),
+        "{usage}"
+    );
+    let line = usage
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(model))
+        .unwrap_or_else(|| panic!("{model} missing:\n{usage}"));
+    let figures: Vec<&str> = line.split_whitespace().skip(1).collect();
+    assert_eq!(figures.len(), COLUMNS.len(), "{line}");
+    COLUMNS
+        .into_iter()
+        .zip(figures.into_iter().map(str::to_owned))
+        .collect()
+}
+
 /// A client that reaches the integration host at the data plane `data`
 /// (`127.0.0.1:PORT`), over HTTP/2 with prior knowledge when `http2`; and
 /// the `/v1/messages` address there.
@@ -113,14 +147,9 @@ async fn sigterm_drains_streams_and_keeps_every_record() {
     assert!(status.success());
     let usage = admin_usage(dir.path());
     for model in ["claude-sonnet-4-6-a", "claude-sonnet-4-6-b"] {
-        let line = usage
-            .lines()
-            .find(|l| l.starts_with(model))
-            .unwrap_or_else(|| panic!("{model} missing:\n{usage}"));
-        assert!(
-            line.contains("requests=1\testimated=0\tinput=12\toutput=6"),
-            "{line}"
-        );
+        let row = usage_row(&usage, model);
+        let figures = ["requests", "ok", "estimated", "input", "output"].map(|c| row[c].as_str());
+        assert_eq!(figures, ["1", "1", "0", "12", "6"], "{usage}");
     }
 }
 
@@ -154,22 +183,16 @@ async fn a_stream_cut_at_the_drain_deadline_is_still_recorded() {
         .unwrap();
     assert!(status.success());
     let usage = admin_usage(dir.path());
-    let line = usage
-        .lines()
-        .find(|l| l.starts_with("claude-sonnet-4-6-long"))
-        .unwrap_or_else(|| panic!("missing:\n{usage}\n{log}"));
+    let row = usage_row(&usage, "claude-sonnet-4-6-long");
     // Input from message_start; output estimated from what was relayed
     // ("tokN " a delta), not the 1 that message_start reported.
-    assert!(
-        line.contains("requests=1\testimated=1\tinput=12\t"),
-        "{line}"
+    assert_eq!(
+        ["requests", "estimated", "input"].map(|c| row[c].as_str()),
+        ["1", "1", "12"],
+        "{usage}\n{log}"
     );
-    let output: u64 = line
-        .split('\t')
-        .find_map(|f| f.strip_prefix("output="))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let output: u64 = row["output"].parse().unwrap();
+    let line = &usage;
     assert!(
         output >= deltas,
         "output {output} for {deltas} deltas: {line}"
@@ -213,12 +236,10 @@ async fn http2_streams_cut_at_the_deadline_are_all_recorded() {
     assert!(status.success(), "{log}");
     assert!(!log.contains("is lost"), "{log}");
     let usage = admin_usage(dir.path());
-    let line = usage
-        .lines()
-        .find(|l| l.starts_with("claude-sonnet-4-6-h2"))
-        .unwrap_or_else(|| panic!("missing:\n{usage}\n{log}"));
-    assert!(
-        line.contains(&format!("requests={STREAMS}\t")),
-        "every stream recorded: {line}\n{log}"
+    let row = usage_row(&usage, "claude-sonnet-4-6-h2");
+    assert_eq!(
+        row["requests"],
+        STREAMS.to_string(),
+        "every stream recorded: {usage}\n{log}"
     );
 }

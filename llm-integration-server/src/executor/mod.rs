@@ -118,6 +118,8 @@ pub struct Executor {
     /// One configuration change at a time: each command reads, decides and
     /// writes without another command's write in between.
     write_lock: tokio::sync::Mutex<()>,
+    /// The usage ledger, flushed before a usage report is read.
+    ledger: Option<crate::metering::Ledger>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -326,7 +328,15 @@ impl Executor {
             check,
             default_allocation,
             write_lock: tokio::sync::Mutex::new(()),
+            ledger: None,
         }
+    }
+
+    /// Flushes `ledger` before every usage report, so `usage` counts every
+    /// request that has finished.
+    pub fn with_ledger(mut self, ledger: crate::metering::Ledger) -> Self {
+        self.ledger = Some(ledger);
+        self
     }
 
     /// Runs `line` as `user`. `stdin` is what the door read from standard
@@ -837,73 +847,46 @@ Device codes are a common phishing target. Never share this code.\n\nWaiting for
     ) -> Result<Answer, ExecError> {
         use llm_integration_core::command::UsageBy;
         let owner = ctx.owner(team)?;
+        if let Some(ledger) = &self.ledger {
+            ledger.flush().await;
+        }
         let from = since.time(std::time::SystemTime::now());
         let grouping = UsageBy::grouping(by);
         let rows = self.store.usage_summary(&[owner], from, grouping).await?;
-        let name_of = |key: &str| -> String {
-            let id: Option<i64> = key.parse().ok();
-            match (by, id) {
-                (Some(UsageBy::Vm), Some(id)) => ctx
-                    .records
-                    .vms
-                    .iter()
-                    .find(|v| v.id.0 == id)
-                    .map_or_else(|| format!("vm #{id} (removed)"), |v| v.name.to_string()),
-                (Some(UsageBy::Integration), Some(id)) => ctx
-                    .records
-                    .integrations
-                    .iter()
-                    .find(|i| i.id.0 == id)
-                    .map_or_else(
-                        || format!("integration #{id} (removed)"),
-                        |i| i.name.to_string(),
-                    ),
-                _ if key.is_empty() => "total".to_owned(),
-                _ => key.to_owned(),
-            }
-        };
+        let column = crate::usage_report::KeyColumn::of(by);
         let balance = self
             .store
             .allocation(owner)
             .await?
             .unwrap_or(self.default_allocation);
-        let usd = |micros: i64| format!("${:.6}", micros as f64 / 1e6);
-        let mut text = format!("usage since {since}\n");
+        let named: Vec<(String, &llm_integration_core::seams::UsageRow)> = rows
+            .iter()
+            .map(|r| (column.name(&ctx.records, &r.key), r))
+            .collect();
+        let mut text = crate::usage_report::table(&format!("usage since {since}"), column, &named);
         text.push_str(&format!(
-            "{:<40} {:>8} {:>9} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}\n",
-            "", "requests", "estimated", "input", "output", "cache_w", "cache_r", "cost", "debited"
+            "allocation left: {} (spent on the platform's keys)\n",
+            crate::usage_report::dollars(balance)
         ));
-        let mut list = Vec::new();
-        for r in &rows {
-            let name = name_of(&r.key);
-            text.push_str(&format!(
-                "{:<40} {:>8} {:>9} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12}\n",
-                name,
-                r.requests,
-                r.estimated,
-                r.tokens.input,
-                r.tokens.output,
-                r.tokens.cache_creation,
-                r.tokens.cache_read,
-                usd(r.cost_micros as i64),
-                usd(r.debited_micros as i64)
-            ));
-            list.push(json!({
-                "key": name,
-                "requests": r.requests,
-                "input_tokens": r.tokens.input,
-                "output_tokens": r.tokens.output,
-                "cache_creation_tokens": r.tokens.cache_creation,
-                "cache_read_tokens": r.tokens.cache_read,
-                "cost_micros": r.cost_micros,
-                "debited_micros": r.debited_micros,
-                "estimated_requests": r.estimated,
-            }));
-        }
-        if rows.is_empty() {
-            text.push_str("(no requests)\n");
-        }
-        text.push_str(&format!("allocation left: {}\n", usd(balance)));
+        let list: Vec<Value> = named
+            .iter()
+            .map(|(name, r)| {
+                json!({
+                    "key": name,
+                    "requests": r.requests,
+                    "ok_requests": r.ok,
+                    "refused_requests": r.refused,
+                    "failed_requests": r.failed,
+                    "estimated_requests": r.estimated,
+                    "input_tokens": r.tokens.input,
+                    "cache_creation_tokens": r.tokens.cache_creation,
+                    "cache_read_tokens": r.tokens.cache_read,
+                    "output_tokens": r.tokens.output,
+                    "cost_micros": r.cost_micros,
+                    "debited_micros": r.debited_micros,
+                })
+            })
+            .collect();
         Ok(Answer::ok(
             text,
             json!({"since": since.to_string(), "rows": list, "allocation_micros": balance}),

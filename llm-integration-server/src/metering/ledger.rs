@@ -19,6 +19,8 @@ use super::allocation::Allocator;
 
 enum Message {
     Record(Box<UsageRecord>),
+    /// Write what is queued now, then answer.
+    Flush(tokio::sync::oneshot::Sender<()>),
     Close,
 }
 
@@ -51,6 +53,16 @@ impl Ledger {
         (Ledger { tx }, LedgerWriter { task })
     }
 
+    /// Waits until every record queued before this call is written, so a
+    /// usage report read afterwards counts every finished request. Returns
+    /// at once if the writer has stopped.
+    pub async fn flush(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Message::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Asks the writer to write everything queued so far, then stop.
     pub fn close(&self) {
         let _ = self.tx.send(Message::Close);
@@ -73,17 +85,24 @@ async fn write_loop(
     let mut closing = false;
     loop {
         let mut batch: Vec<UsageRecord> = Vec::new();
+        let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
         if !closing {
             match rx.recv().await {
                 Some(Message::Record(r)) => batch.push(*r),
+                Some(Message::Flush(done)) => waiting.push(done),
                 Some(Message::Close) | None => closing = true,
             }
-            if !closing {
-                // Gather what arrives in the next 100 ms, up to 512 records.
+            if !closing && waiting.is_empty() {
+                // Gather what arrives in the next 100 ms, up to 512 records,
+                // unless someone waits for the write.
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
                 while batch.len() < 512 {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
                         Ok(Some(Message::Record(r))) => batch.push(*r),
+                        Ok(Some(Message::Flush(done))) => {
+                            waiting.push(done);
+                            break;
+                        }
                         Ok(Some(Message::Close)) | Ok(None) => {
                             closing = true;
                             break;
@@ -97,6 +116,7 @@ async fn write_loop(
             while batch.len() < 4096 {
                 match rx.try_recv() {
                     Ok(Message::Record(r)) => batch.push(*r),
+                    Ok(Message::Flush(done)) => waiting.push(done),
                     Ok(Message::Close) => {}
                     Err(_) => break,
                 }
@@ -104,6 +124,9 @@ async fn write_loop(
         }
         if !batch.is_empty() {
             write(&store, &allocator, &batch).await;
+        }
+        for done in waiting {
+            let _ = done.send(());
         }
         if closing && rx.is_empty() {
             return;

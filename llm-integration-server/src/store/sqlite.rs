@@ -927,7 +927,10 @@ impl ControlStore for SqliteStore {
                 "SELECT {key} AS k, COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), \
                  COALESCE(SUM(cache_creation_tokens), 0), COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cost_micros), 0), \
                  COALESCE(SUM(CASE WHEN source = 'gateway' THEN cost_micros ELSE 0 END), 0), \
-                 COALESCE(SUM(estimated), 0) \
+                 COALESCE(SUM(estimated), 0), \
+                 COALESCE(SUM(CASE WHEN status BETWEEN 100 AND 399 THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN status BETWEEN 400 AND 499 THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN status >= 500 OR status < 100 THEN 1 ELSE 0 END), 0) \
                  FROM usage_ledger WHERE owner_kind = $1 AND owner_id = $2 AND started_at_ms >= $3 GROUP BY k ORDER BY k"
             );
             for r in sqlx::query(&sql)
@@ -957,6 +960,9 @@ impl ControlStore for SqliteStore {
                     cost_micros: n(6)?,
                     debited_micros: n(7)?,
                     estimated: n(8)?,
+                    ok: n(9)?,
+                    refused: n(10)?,
+                    failed: n(11)?,
                 });
             }
         }
