@@ -51,6 +51,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
+/// The crate's README, compiled as a doctest so its example stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 // The model and the routing engine: every public item is at the crate root.
 mod attachment;
 mod domain;

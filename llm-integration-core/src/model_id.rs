@@ -1,4 +1,4 @@
-//! Routing by model ID (SPEC §6): which provider serves a model.
+//! Routing by model ID: which provider serves a model.
 //!
 //! Order: Fireworks resource names (`accounts/…`), then an explicit
 //! `provider/model` form (the prefix is stripped before forwarding), then
@@ -88,7 +88,7 @@ pub enum ModelError {
     Malformed,
 }
 
-/// The provider a model ID names by its shape alone (SPEC §6 prefixes).
+/// The provider a model ID names by its shape alone (its prefix).
 pub fn provider_by_prefix(model: &str) -> Option<Provider> {
     const OPENAI: [&str; 13] = [
         "gpt-",

@@ -9,7 +9,7 @@
 //! own top-level `usage` and `model`, wherever they stand, never a member
 //! of the same name inside content the caller controls.
 //!
-//! Rules (PROTOCOLS §1.5, §2.1, §2.2.3, §3.5): Anthropic streams take input
+//! Rules (from the providers' API references): Anthropic streams take input
 //! and cache counts from `message_start`, overridden by any in the last
 //! `message_delta`, and output from the last `message_delta`; Chat
 //! Completions streams from the chunk with a non-null `usage` (Fireworks

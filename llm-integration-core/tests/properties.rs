@@ -1,5 +1,5 @@
 //! Property tests over random configurations and requests: the routing
-//! invariants of SPEC §10.2 hold whatever the configuration.
+//! isolation invariants hold whatever the configuration.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use http::Method;

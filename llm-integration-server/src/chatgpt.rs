@@ -2,7 +2,7 @@
 //! account's tokens (sealed in the store), refresh with one refresh in
 //! flight per account, and the Codex backend's model list.
 //!
-//! Protocol as Codex does it (PROTOCOLS §4): a user code from
+//! Protocol as Codex CLI does it: a user code from
 //! `/api/accounts/deviceauth/usercode`, polls of
 //! `/api/accounts/deviceauth/token` until approval (which returns an
 //! authorization code and its PKCE verifier), the code exchanged at

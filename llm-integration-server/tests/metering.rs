@@ -551,7 +551,7 @@ async fn stale_balances_are_reread_without_holding_requests_and_grants_are_never
     s.stop().await;
 }
 
-/// SPEC §10.5: with the store gone, the data plane keeps serving on its
+/// With the store gone, the data plane keeps serving on its
 /// last snapshot and last balances; configuration writes fail loudly.
 #[tokio::test]
 async fn the_data_plane_outlives_its_store() {

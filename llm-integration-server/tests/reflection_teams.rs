@@ -1,4 +1,4 @@
-//! Reflection and team integrations end to end (SPEC §2, §3, §8): every
+//! Reflection and team integrations end to end: every
 //! reflection path, `--fields`, and the team scoping matrix through the
 //! data plane, reflection and `/v1/models`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]

@@ -1,4 +1,4 @@
-//! The command language (SPEC §7): one grammar for every door.
+//! The command language: one grammar for every door.
 //!
 //! A command line (shell-style quoting) is parsed with clap into the typed
 //! [`Command`], then validated (a key flag only with `byok`, `chatgpt`

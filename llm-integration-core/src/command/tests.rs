@@ -1,4 +1,4 @@
-//! Tests of the command language (SPEC §7): every command parses into the
+//! Tests of the command language: every command parses into the
 //! expected typed [`Command`], bad input is refused with a message naming the
 //! flag and the fix, help is help, keys never show, and every valid command
 //! prints back as a line that parses to the same (redacted) command.
@@ -148,7 +148,7 @@ fn assert_no_secret(text: &str, secret: &str, context: &str) {
 const BOOLEAN_FLAGS: [&str; 6] = ["--json", "--list", "--verify", "--delete", "-d", "--help"];
 
 // ---------------------------------------------------------------------------
-// 1. Happy path: every command of SPEC §7
+// 1. Happy path: every command of the language
 // ---------------------------------------------------------------------------
 
 fn happy_cases() -> Vec<(&'static str, Command)> {
@@ -1623,8 +1623,8 @@ fn two_key_values_round_trip() {
 }
 
 /// A key given to the wrong flag, or separated from `--P-key=` by a space,
-/// is echoed in the error message (SPEC §10.1: no error message ever
-/// contains a key).
+/// is never echoed in the error message: no error message ever contains a
+/// key.
 #[test]
 fn misplaced_key_is_not_echoed() {
     for line in [
