@@ -127,6 +127,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "/v1/messages",
             Some("claude-sonnet-4-6"),
         ),
+        ("127.0.0.1:7700", Method::GET, "/v1/models", None),
     ];
     for (host, method, target, model) in samples {
         let request = RouteRequest::new(Some(VmId(1)), host, method, target);
