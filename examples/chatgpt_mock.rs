@@ -2,39 +2,46 @@
 //! that a ChatGPT subscription can be connected and used offline.
 //!
 //! `cargo run --release --example chatgpt_mock -- [ADDR]` (default
-//! `127.0.0.1:7810`). Start the server with
+//! `127.0.0.1:7810`; `--help` says more). Start the server with
 //! `--chatgpt-auth-url http://ADDR --chatgpt-backend-url http://ADDR/backend-api/codex`;
 //! `integrations setup chatgpt --name NAME` then shows a code, which this
-//! mock approves by itself after a few polls (there is no page to open),
+//! mock approves by itself after two polls (there is no page to open),
 //! and Codex requests on a `--openai=chatgpt` integration are answered by
 //! its backend (three tokens, `tok0 tok1 tok2`).
 
+use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
+use clap::Parser;
 use llm_integration_mock::chatgpt::{ChatGptBehaviour, MockChatGpt};
 
-const USAGE: &str = "usage: chatgpt_mock [ADDR]
+/// A mock of ChatGPT's device-code login service and of its Codex backend:
+/// a ChatGPT subscription is connected and used through the gateway with
+/// no network. It approves a login code by itself after two polls, and
+/// answers the backend's Responses API with three tokens, until Ctrl-C.
+#[derive(Debug, Parser)]
+#[command(
+    name = "chatgpt_mock",
+    after_help = "Point the gateway at it (README, Quick start):\n  \
+llm-integration-server --chatgpt-auth-url http://127.0.0.1:7810 \\\n      \
+--chatgpt-backend-url http://127.0.0.1:7810/backend-api/codex\n\
+then: llm-integration integrations setup chatgpt --name work"
+)]
+struct Args {
+    /// The address to listen on, IP:PORT (port 0 picks a free one).
+    #[arg(value_name = "ADDR", default_value = "127.0.0.1:7810", value_parser = socket_address)]
+    addr: SocketAddr,
+}
 
-Runs a mock of ChatGPT's device-code login and Codex backend until Ctrl-C.
-
-  ADDR   the address to listen on [default: 127.0.0.1:7810]
-
-Point the server at it:
-  llm-integration-server --chatgpt-auth-url http://ADDR --chatgpt-backend-url http://ADDR/backend-api/codex
-The mock approves a login code by itself after two polls.";
+fn socket_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:7810".to_owned())
+}
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let arg = std::env::args().nth(1);
-    if matches!(arg.as_deref(), Some("--help" | "-h")) {
-        println!("{USAGE}");
-        return std::process::ExitCode::SUCCESS;
-    }
-    let text = arg.unwrap_or_else(|| "127.0.0.1:7810".into());
-    let Ok(addr) = text.parse::<SocketAddr>() else {
-        eprintln!("error: {text:?} is not an address; give one such as 127.0.0.1:7810\n\n{USAGE}");
-        return std::process::ExitCode::from(2);
-    };
+async fn main() -> ExitCode {
+    let Args { addr } = Args::parse();
     let behaviour = ChatGptBehaviour {
         pending_polls: 2,
         ..ChatGptBehaviour::default()
@@ -42,8 +49,19 @@ async fn main() -> std::process::ExitCode {
     let mock = match MockChatGpt::start_on(addr, behaviour).await {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("error: cannot listen on {addr} ({e}); pass another address: chatgpt_mock 127.0.0.1:PORT");
-            return std::process::ExitCode::FAILURE;
+            let another = SocketAddr::new(addr.ip(), addr.port().wrapping_add(1));
+            let fix = format!(
+                "pick another address, e.g. chatgpt_mock {another} (and point the server's \
+--chatgpt-auth-url and --chatgpt-backend-url at it)"
+            );
+            match e.kind() {
+                ErrorKind::AddrInUse => eprintln!(
+                    "error: {addr} is already in use (a chatgpt_mock already running?); \
+stop what listens there, or {fix}"
+                ),
+                kind => eprintln!("error: cannot listen on {addr} ({kind}: {e}); {fix}"),
+            }
+            return ExitCode::FAILURE;
         }
     };
     println!("ChatGPT mock listening on {}", mock.auth_url());
@@ -52,7 +70,10 @@ async fn main() -> std::process::ExitCode {
         "  Codex backend: --chatgpt-backend-url {}",
         mock.backend_url()
     );
-    println!("codes are approved by themselves after two polls");
-    let _ = tokio::signal::ctrl_c().await;
-    std::process::ExitCode::SUCCESS
+    println!("login codes are approved by themselves after two polls; Ctrl-C stops it");
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("error: cannot wait for Ctrl-C ({e}); the ChatGPT mock stops now");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }

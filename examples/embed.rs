@@ -16,10 +16,12 @@
 //! the events and the usage record, and exits (non-zero if anything is off).
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::extract::ConnectInfo;
+use clap::Parser;
 use llm_integration::pricing::PriceTable;
 use llm_integration::seams::{
     CallerRequest, CallerResolver, ConfigStore, Credential, CredentialError, CredentialResolver,
@@ -90,12 +92,35 @@ impl UsageSink for KeepUsage {
     }
 }
 
+/// Runs the gateway's data plane inside a small axum service (an
+/// in-memory store, its own caller resolver, credentials and usage sink)
+/// against the mock upstream, on loopback; sends one streaming request
+/// through it as a VM would, prints the events and the usage record, and
+/// exits (non-zero if anything is off).
+#[derive(Debug, Parser)]
+#[command(name = "embed", bin_name = "cargo run --example embed")]
+struct Args {}
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if std::env::args().any(|a| a == "--help" || a == "-h") {
-        println!("usage: cargo run --example embed\n\nRuns the data plane inside a small axum service against the mock upstream, sends one streaming request through it and exits.");
-        return Ok(());
+async fn main() -> ExitCode {
+    let Args {} = Args::parse();
+    match embed().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // What failed, then each cause, on one line.
+            let mut message = e.to_string();
+            let mut source = e.source();
+            while let Some(cause) = source {
+                message = format!("{message}: {cause}");
+                source = cause.source();
+            }
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+async fn embed() -> Result<(), Box<dyn std::error::Error>> {
     let mock = MockUpstream::start().await?;
 
     let alice = UserId(1);

@@ -1,8 +1,11 @@
 //! Prints routing decisions, and refusals with their error bodies, for
 //! sample requests against an in-memory configuration.
 //!
-//! `cargo run --example route`
+//! `cargo run --example route` (no arguments; `--help` says what it shows)
 
+use std::process::ExitCode;
+
+use clap::Parser;
 use http::Method;
 use llm_integration::{
     AttachmentSpec, ConfigRecords, CredentialId, Decision, IntegrationConfig, IntegrationId,
@@ -10,7 +13,28 @@ use llm_integration::{
     SnapshotOptions, Source, Team, TeamId, User, UserId, Vm, VmId,
 };
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Shows how the routing engine decides, without a network: for sample
+/// requests from one VM (devbox: owner alice, team core, tag llm) to its
+/// integrations (llm, openai-key, reflection and the team's shared), it
+/// prints where each goes (provider, upstream path, source) or the refusal
+/// a client would receive, with its error body in the endpoint's dialect
+/// (Anthropic's or OpenAI's).
+#[derive(Debug, Parser)]
+#[command(name = "route", bin_name = "cargo run --example route")]
+struct Args {}
+
+fn main() -> ExitCode {
+    let Args {} = Args::parse();
+    match show_routes() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn show_routes() -> Result<(), Box<dyn std::error::Error>> {
     let alice = UserId(1);
     let team = TeamId(1);
     let mut devbox = Vm::new(VmId(1), "devbox".parse()?, alice);
@@ -127,6 +151,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "/v1/messages",
             Some("claude-sonnet-4-6"),
         ),
+        ("127.0.0.1:7700", Method::GET, "/v1/models", None),
     ];
     for (host, method, target, model) in samples {
         let request = RouteRequest::new(Some(VmId(1)), host, method, target);

@@ -185,17 +185,21 @@ async fn seed_forms_and_exit_codes() {
     let out = cli(&["integrations", "list"], &nowhere, None).await;
     assert_eq!(out.code, 1);
     assert!(
-        out.stderr.contains("cannot reach the server"),
+        out.stderr.starts_with(
+            "error: cannot reach the server at http://127.0.0.1:9 (connection refused); start it"
+        ),
         "{}",
         out.stderr
     );
 
-    // Help everywhere, exit 0.
+    // Help everywhere, exit 0 (every command: tests/help.rs).
     for args in [
         vec!["--help"],
         vec!["integrations", "--help"],
         vec!["integrations", "add", "llm", "--help"],
         vec!["tag", "--help"],
+        vec!["login", "--help"],
+        vec!["completions", "--help"],
     ] {
         let out = cli(&args, &nowhere, None).await;
         assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
@@ -259,6 +263,57 @@ async fn login_then_commands_and_completions() {
     );
     let out = cli(&["completions", "tcsh"], &env, None).await;
     assert_eq!(out.code, 2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pointed_at_the_data_plane_it_says_so() {
+    let dirs = Dirs::new();
+    let s = Server::start(&dirs, "http://127.0.0.1:9").await;
+    let data_plane = format!("http://{}", s.data);
+    let expected = format!(
+        "error: the server at {data_plane} did not answer as the admin API (POST /exec); \
+is that the data-plane port? The admin listener is 127.0.0.1:7701 by default \
+(--server / LLM_INTEGRATION_SERVER)\n"
+    );
+    let env = [
+        ("LLM_INTEGRATION_SERVER", data_plane.as_str()),
+        ("LLM_INTEGRATION_TOKEN", s.token.as_str()),
+    ];
+    let out = cli(&["integrations", "list"], &env, None).await;
+    assert_eq!(out.code, 1);
+    assert_eq!(out.stderr, expected);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    // `login` checks the token there first, and saves nothing.
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("cli.toml");
+    let out = cli(
+        &["--server", &data_plane, "--token", &s.token, "login"],
+        &[("LLM_INTEGRATION_CLI_CONFIG", config.to_str().unwrap())],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1);
+    assert_eq!(out.stderr, expected);
+    assert!(!config.exists());
+    // A server address without a scheme is not a URL: named, with the form to use.
+    let out = cli(
+        &["integrations", "list"],
+        &[
+            ("LLM_INTEGRATION_SERVER", "127.0.0.1:7701"),
+            ("LLM_INTEGRATION_TOKEN", "x"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.starts_with(
+            "error: the server URL \"127.0.0.1:7701\" is not a URL; give it as http://HOST:PORT"
+        ),
+        "{}",
+        out.stderr
+    );
     s.stop().await;
 }
 

@@ -106,29 +106,35 @@ pub fn request_host<'a>(
 /// assert_eq!(effective_host("127.0.0.1:7700", None), "127.0.0.1:7700");
 /// ```
 pub fn effective_host<'a>(host: &'a str, default: Option<&'a str>) -> &'a str {
-    let Some(default) = default else {
-        return host;
-    };
-    let bare = match host.rsplit_once(':') {
-        Some((h, port))
-            if port.bytes().all(|b| b.is_ascii_digit())
-                && !h.ends_with(']')
-                && !h.contains(':') =>
-        {
-            h
+    match default {
+        Some(default) if split_port(host).0.is_empty() || gateway_address(host).is_some() => {
+            default
         }
-        Some((h, port)) if h.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => host,
+    }
+}
+
+/// When `host` names the gateway by address (an IP literal or
+/// `localhost`, with or without a port) rather than by an integration
+/// hostname: the address (without brackets) and the port, if any.
+pub(crate) fn gateway_address(host: &str) -> Option<(&str, Option<&str>)> {
+    let (bare, port) = split_port(host);
+    let address =
+        bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok();
+    address.then_some((bare, port))
+}
+
+/// `host` without its brackets and `:port` (an empty port, as in
+/// `127.0.0.1:`, is allowed, as RFC 3986 allows it), and the port.
+fn split_port(host: &str) -> (&str, Option<&str>) {
+    let digits = |port: &str| port.bytes().all(|b| b.is_ascii_digit());
+    let (bare, port) = match host.rsplit_once(':') {
+        Some((h, port)) if digits(port) && !h.ends_with(']') && !h.contains(':') => (h, Some(port)),
+        Some((h, port)) if h.ends_with(']') && digits(port) => (h, Some(port)),
+        _ => (host, None),
     };
     let bare = bare.trim_start_matches('[').trim_end_matches(']');
-    if bare.is_empty()
-        || bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<std::net::IpAddr>().is_ok()
-    {
-        default
-    } else {
-        host
-    }
+    (bare, port.filter(|p| !p.is_empty()))
 }
 
 /// Parses a `Host` header value against `domain` (lowercase, without a
@@ -243,6 +249,23 @@ mod tests {
             "llm.intexe.xyz",
         ] {
             assert_eq!(p(h), None, "{h}");
+        }
+    }
+
+    #[test]
+    fn gateway_addresses() {
+        for (host, expected) in [
+            ("127.0.0.1:7700", Some(("127.0.0.1", Some("7700")))),
+            ("127.0.0.1", Some(("127.0.0.1", None))),
+            ("[::1]:7700", Some(("::1", Some("7700")))),
+            ("[::1]", Some(("::1", None))),
+            ("LocalHost:80", Some(("LocalHost", Some("80")))),
+            ("llm.int.exe.xyz:7700", None),
+            ("", None),
+            ("127.0.0.1:", Some(("127.0.0.1", None))),
+            ("127.0.0.1:port", None),
+        ] {
+            assert_eq!(gateway_address(host), expected, "{host:?}");
         }
     }
 

@@ -14,7 +14,7 @@ use crate::domain::{
     IntegrationConfig, IntegrationKind, LlmSettings, Owner, ReflectionField, ReflectionSettings,
     Vm, VmId,
 };
-use crate::host::{parse_host, HostTarget, Scope};
+use crate::host::{gateway_address, parse_host, HostTarget, Scope};
 use crate::model_id::{route_model, route_model_for, ModelError};
 use crate::names::IntegrationName;
 use crate::path::{check_path, classify_path, split_target, PathError, PathRoute};
@@ -325,6 +325,15 @@ impl Refused {
 pub enum Refusal {
     /// The `Host` is not `NAME.int.DOMAIN` or `NAME.team.DOMAIN`.
     UnknownHost,
+    /// The `Host` names the gateway by address (an IP literal or
+    /// `localhost`), as a client does without DNS for the domain. An
+    /// address names no integration, so the answer may say how to name one.
+    HostIsAddress {
+        /// The host as the request named it (`127.0.0.1:7700`).
+        host: String,
+        /// The integration domain.
+        domain: String,
+    },
     /// The connection does not come from a known VM.
     UnknownCaller,
     /// The caller's owner (or team) has no integration of that name.
@@ -391,6 +400,7 @@ impl Refusal {
     pub fn class(&self) -> ErrorClass {
         match self {
             Refusal::UnknownHost
+            | Refusal::HostIsAddress { .. }
             | Refusal::UnknownCaller
             | Refusal::UnknownIntegration
             | Refusal::NotAttached
@@ -411,6 +421,7 @@ impl Refusal {
     pub fn code(&self) -> &'static str {
         match self {
             Refusal::UnknownHost
+            | Refusal::HostIsAddress { .. }
             | Refusal::UnknownCaller
             | Refusal::UnknownIntegration
             | Refusal::NotAttached => "integration_not_found",
@@ -431,6 +442,7 @@ impl Refusal {
             Refusal::UnknownHost | Refusal::UnknownCaller | Refusal::UnknownIntegration | Refusal::NotAttached => {
                 NOT_FOUND_HOST.to_owned()
             }
+            Refusal::HostIsAddress { host, domain } => host_is_address(host, domain),
             Refusal::BadPath(e) => format!("invalid request path: {e}"),
             Refusal::NoSuchRoute => {
                 "no such route; LLM integrations serve /v1/..., /anthropic/v1/..., /openai/v1/... and /fireworks/inference/v1/...".to_owned()
@@ -458,6 +470,31 @@ this endpoint needs your own API key: `integrations edit {integration} --{provid
             ),
         }
     }
+}
+
+/// The message for a request that named the gateway by address: the
+/// address, how integrations are named, and a command that names one.
+fn host_is_address(host: &str, domain: &str) -> String {
+    let (address, port) = gateway_address(host).unwrap_or((host, None));
+    let ip = if address.eq_ignore_ascii_case("localhost") {
+        "127.0.0.1".to_owned()
+    } else if address.contains(':') {
+        format!("[{address}]")
+    } else {
+        address.to_owned()
+    };
+    let example = format!("llm.int.{domain}");
+    let authority = match port {
+        Some(port) => format!("{example}:{port}"),
+        None => example.clone(),
+    };
+    format!(
+        "this request named the gateway by its address ({host}), not by an integration's hostname; \
+integrations are reached at NAME.int.{domain} (yours) or NAME.team.{domain} (your team's), e.g. \
+`curl --resolve {example}:{}:{ip} http://{authority}/v1/models` where DNS does not resolve them, \
+or the gateway can be started with `--default-host {example}` to serve that integration at its address",
+        port.unwrap_or("80")
+    )
 }
 
 fn enabled_providers(settings: &LlmSettings) -> ProviderSet {
@@ -728,8 +765,15 @@ impl Snapshot {
         let (path, query) = split_target(request.target);
         let dialect = dialect_for(path, request.anthropic_client);
         let refuse = |refusal| Refused { refusal, dialect };
-        let target = parse_host(request.host, &self.indexed.domain)
-            .ok_or_else(|| refuse(Refusal::UnknownHost))?;
+        let target = parse_host(request.host, &self.indexed.domain).ok_or_else(|| {
+            refuse(match gateway_address(request.host) {
+                Some(_) => Refusal::HostIsAddress {
+                    host: request.host.to_owned(),
+                    domain: self.indexed.domain.to_string(),
+                },
+                None => Refusal::UnknownHost,
+            })
+        })?;
         let entry = request
             .caller
             .and_then(|id| self.indexed.vms.get(&id))

@@ -551,8 +551,6 @@ fn scope_and_attachment_isolation() {
         "llm.int.exe.xyz.evil",
         "llm.int.evil.com",
         "x.llm.int.exe.xyz",
-        "127.0.0.1:8080",
-        "[::1]",
     ] {
         assert_eq!(not_found(DEVBOX, host), Refusal::UnknownHost, "{host:?}");
     }
@@ -597,6 +595,87 @@ fn refusals_look_identical_whatever_the_reason() {
     assert!(bodies.iter().all(|b| b == &bodies[0]), "{bodies:#?}");
     assert_eq!(bodies[0].0, StatusCode::NOT_FOUND);
     assert!(!bodies[0].1.contains("alice") && !bodies[0].1.contains("keyed"));
+}
+
+#[test]
+fn a_request_naming_the_gateway_by_address_is_told_how_to_name_an_integration() {
+    let s = snapshot();
+    let m = Method::GET;
+    for (caller, host, resolve, url) in [
+        (
+            DEVBOX,
+            "127.0.0.1:7700",
+            "--resolve llm.int.exe.xyz:7700:127.0.0.1",
+            "http://llm.int.exe.xyz:7700/v1/models",
+        ),
+        (
+            DEVBOX,
+            "[::1]:7700",
+            "--resolve llm.int.exe.xyz:7700:[::1]",
+            "http://llm.int.exe.xyz:7700/v1/models",
+        ),
+        (
+            DEVBOX,
+            "localhost:8080",
+            "--resolve llm.int.exe.xyz:8080:127.0.0.1",
+            "http://llm.int.exe.xyz:8080/v1/models",
+        ),
+        (
+            DEVBOX,
+            "10.0.0.1",
+            "--resolve llm.int.exe.xyz:80:10.0.0.1",
+            "http://llm.int.exe.xyz/v1/models",
+        ),
+        // An address names no integration: an unknown caller learns nothing more.
+        (
+            VmId(99),
+            "127.0.0.1:7700",
+            "--resolve llm.int.exe.xyz:7700:127.0.0.1",
+            "http://llm.int.exe.xyz:7700/v1/models",
+        ),
+    ] {
+        let refused = s
+            .route(&RouteRequest::new(Some(caller), host, &m, "/v1/models"))
+            .unwrap_err();
+        assert_eq!(
+            refused.refusal,
+            Refusal::HostIsAddress {
+                host: host.into(),
+                domain: "exe.xyz".into()
+            }
+        );
+        assert_eq!(refused.status(), StatusCode::NOT_FOUND);
+        let body: serde_json::Value = serde_json::from_str(&refused.body()).unwrap();
+        assert_eq!(body["error"]["code"], "integration_not_found", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        for part in [
+            &format!("named the gateway by its address ({host})"),
+            "NAME.int.exe.xyz",
+            &format!("`curl {resolve} {url}`"),
+            "`--default-host llm.int.exe.xyz`",
+        ] {
+            assert!(message.contains(part), "{host}: {part:?} not in {message}");
+        }
+    }
+    // The domain is the snapshot's.
+    let other = Snapshot::build(
+        ConfigRecords::default(),
+        SnapshotOptions::default().with_domain("example.com"),
+    );
+    let refused = other
+        .route(&RouteRequest::new(Some(DEVBOX), "127.0.0.1:80", &m, "/"))
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("`--default-host llm.int.example.com`"),
+        "{refused}"
+    );
+    // A hostname that is not an integration's still answers as any unknown name.
+    let refused = s
+        .route(&RouteRequest::new(Some(DEVBOX), "gateway.example", &m, "/"))
+        .unwrap_err();
+    assert_eq!(refused.refusal, Refusal::UnknownHost);
 }
 
 #[test]

@@ -37,7 +37,7 @@ pub struct StoreArgs {
     #[arg(long, env = "LLM_INTEGRATION_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Directory for the database, master key and first user's token [default: llm-integration-data].
+    /// Directory for the database and the first user's token [default: llm-integration-data].
     #[arg(long, env = "LLM_INTEGRATION_DATA_DIR", value_name = "DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
@@ -45,7 +45,7 @@ pub struct StoreArgs {
     #[arg(long, env = "LLM_INTEGRATION_DATABASE", value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<PathBuf>,
-    /// The master key file [default: DATA_DIR/master.key]; LLM_INTEGRATION_MASTER_KEY (base64) takes precedence.
+    /// The master key file [default: $XDG_CONFIG_HOME/llm-integration/master.key, else ~/.config/llm-integration/master.key; DATA_DIR/master.key if one is already there]; LLM_INTEGRATION_MASTER_KEY (base64) takes precedence.
     #[arg(long, env = "LLM_INTEGRATION_MASTER_KEY_FILE", value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub master_key_file: Option<PathBuf>,
@@ -146,7 +146,7 @@ pub struct Settings {
     pub admin_listen: SocketAddr,
     /// Hostname domain: integrations are `NAME.int.DOMAIN`.
     pub domain: String,
-    /// Directory for the database, master key and first user's token.
+    /// Directory for the database and the first user's token.
     pub data_dir: PathBuf,
     /// The SQLite database file; none means `DATA_DIR/llm-integration.db`.
     pub database: Option<PathBuf>,
@@ -679,8 +679,8 @@ mod tests {
                 continue;
             };
             let value = rest.split(']').next().unwrap_or_default();
-            if value.starts_with("DATA_DIR/") {
-                continue; // Derived from the data directory.
+            if value.starts_with("DATA_DIR/") || value.starts_with("$XDG_CONFIG_HOME") {
+                continue; // Derived from the data or configuration directory.
             }
             let long = format!("--{}", arg.get_long().unwrap());
             // Giving the shown default is the same as giving nothing.

@@ -674,6 +674,65 @@ async fn isolation_matrix() {
 }
 
 #[tokio::test]
+async fn a_request_naming_the_gateway_by_address_is_told_how_to_name_an_integration() {
+    let mock = MockUpstream::start().await.unwrap();
+    let (_dirs, s) = setup(&mock.url()).await;
+    let port = s.data.port();
+    // No name resolved to the data plane but `localhost`.
+    let by_address = |from: &str, data: std::net::SocketAddr| {
+        reqwest::Client::builder()
+            .local_address(from.parse::<IpAddr>().unwrap())
+            .resolve("localhost", data)
+            .no_proxy()
+            .build()
+            .unwrap()
+    };
+    for (from, host) in [
+        (OWNER_VM, format!("127.0.0.1:{port}")),
+        (OWNER_VM, format!("localhost:{port}")),
+        (UNKNOWN, format!("127.0.0.1:{port}")),
+    ] {
+        let response = by_address(from, s.data)
+            .get(format!("http://{host}/v1/models"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{from} {host}");
+        let v: Value = response.json().await.unwrap();
+        let message = v["error"]["message"].as_str().unwrap();
+        for part in [
+            format!("named the gateway by its address ({host})"),
+            format!("`curl --resolve llm.int.exe.xyz:{port}:127.0.0.1 http://llm.int.exe.xyz:{port}/v1/models`"),
+            "`--default-host llm.int.exe.xyz`".to_owned(),
+        ] {
+            assert!(message.contains(&part), "{from} {host}: {part:?} not in {message}");
+        }
+    }
+    // What the message suggests works: the integration named, the address resolved to.
+    let response = client(&s, OWNER_VM)
+        .get(format!("{}/v1/models", s.data_url("llm.int.exe.xyz")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    s.stop().await;
+
+    // And so does the other way: a server started with a default host.
+    let dirs = Dirs::new();
+    let s = Server::start_with(&dirs, &mock.url(), |c| {
+        c.default_host = Some("llm.int.exe.xyz".into())
+    })
+    .await;
+    let response = by_address(OWNER_VM, s.data)
+        .get(format!("http://127.0.0.1:{}/v1/models", s.data.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn reflection_answers() {
     let mock = MockUpstream::start().await.unwrap();
     let (_dirs, s) = setup(&mock.url()).await;
