@@ -52,6 +52,53 @@ impl<'a> Redactor<'a> {
     }
 }
 
+/// Whether `c` would move the cursor, change the terminal or hide what
+/// follows: C0 controls, DEL, C1 controls, bidirectional embeddings,
+/// overrides, isolates and marks, line and paragraph separators,
+/// zero-width characters and the byte-order mark.
+fn is_unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{061c}'
+                | '\u{feff}'
+        )
+}
+
+fn escape_unprintable(text: &str, keep_lines: bool) -> Cow<'_, str> {
+    let bad = |c: char| is_unprintable(c) && !(keep_lines && (c == '\n' || c == '\t'));
+    if !text.chars().any(bad) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if bad(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `text` safe to print on a terminal, lines kept: every character that
+/// could move the cursor, recolour or clear the screen, reorder or hide
+/// text (controls other than `\n` and `\t`, ESC and CR included;
+/// bidirectional controls; zero-width characters) is written as a
+/// `\u{…}` escape. For text that came from an upstream or a tenant.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    escape_unprintable(text, true)
+}
+
+/// [`printable`] for one field of one line (a name, a code, a model):
+/// `\n` and `\t` are escaped too.
+pub fn printable_line(text: &str) -> Cow<'_, str> {
+    escape_unprintable(text, false)
+}
+
 fn needs_shape_pass(text: &str) -> bool {
     KEY_PREFIXES.iter().any(|p| text.contains(p))
         || text.contains("eyJ")
@@ -98,6 +145,22 @@ fn redact_shapes(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unprintable_characters_are_escaped() {
+        use super::{printable, printable_line};
+        assert!(matches!(
+            printable("claude-sonnet-4-6 $0.1\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(printable("a\x1b[2Jb\rok\n"), "a\\u{1b}[2Jb\\u{d}ok\n");
+        assert_eq!(
+            printable("x\u{202e}y\u{2066}z\u{200b}\u{feff}\u{9b}"),
+            "x\\u{202e}y\\u{2066}z\\u{200b}\\u{feff}\\u{9b}"
+        );
+        assert_eq!(printable_line("a\nb\tc"), "a\\u{a}b\\u{9}c");
+        assert_eq!(printable("é 漢字 🙂"), "é 漢字 🙂");
+    }
+
     use super::*;
 
     #[test]

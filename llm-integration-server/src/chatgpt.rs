@@ -234,18 +234,7 @@ impl ChatGpt {
     /// The message for a login service that cannot be reached: the URL,
     /// the cause, and the flag that sets it; logged too.
     fn unreachable(&self, url: &str, e: &reqwest::Error) -> String {
-        let mut cause = String::new();
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-        while let Some(s) = source {
-            let text = s.to_string();
-            if !text.is_empty() && !cause.contains(&text) {
-                if !cause.is_empty() {
-                    cause.push_str(": ");
-                }
-                cause.push_str(&text);
-            }
-            source = s.source();
-        }
+        let cause = crate::error_chain(e);
         let message = format!(
             "cannot reach ChatGPT's login service at {url} ({cause}); check this machine's network, or --chatgpt-auth-url (now {})",
             self.endpoints.auth
@@ -370,7 +359,7 @@ or {} is not ChatGPT's login service (check --chatgpt-auth-url)",
             .body(encoded)
             .send()
             .await
-            .map_err(|e| format!("cannot reach ChatGPT's login service: {}", e.without_url()))?;
+            .map_err(|e| self.unreachable(&url, &e))?;
         let status = r.status();
         let body: Value = r.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
@@ -390,7 +379,7 @@ or {} is not ChatGPT's login service (check --chatgpt-auth-url)",
             .json(&serde_json::json!({"client_id": CLIENT_ID, "grant_type": "refresh_token", "refresh_token": tokens.refresh_token, "scope": "openid profile email"}))
             .send()
             .await
-            .map_err(|e| RefreshError::Transient(format!("cannot reach ChatGPT's login service: {}", e.without_url())))?;
+            .map_err(|e| RefreshError::Transient(self.unreachable(&url, &e)))?;
         let status = r.status();
         let body: Value = r.json().await.unwrap_or(Value::Null);
         if status.is_success() {
@@ -545,9 +534,7 @@ or {} is not ChatGPT's login service (check --chatgpt-auth-url)",
                     "ChatGPT refused to refresh its login",
                 ))
             }
-            Err(RefreshError::Transient(why)) => Err(CredentialError::Unavailable(format!(
-                "ChatGPT's login service: {why}"
-            ))),
+            Err(RefreshError::Transient(why)) => Err(CredentialError::Unavailable(why)),
         }
     }
 

@@ -26,3 +26,21 @@ pub mod upstreams;
 pub mod usage_report;
 
 pub use server::{App, Bootstrapped, StartError};
+
+/// An error and its causes as one line, `outer: inner: innermost`, each
+/// text once (HTTP clients repeat their cause in their own message).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut current = Some(e);
+    while let Some(err) = current {
+        let text = err.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        current = err.source();
+    }
+    line
+}

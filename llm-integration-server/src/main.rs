@@ -15,7 +15,15 @@ use tracing_subscriber::EnvFilter;
     name = "llm-integration-server",
     version,
     about,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = "Environment:\n  \
+LLM_INTEGRATION_GATEWAY_ANTHROPIC_KEY, LLM_INTEGRATION_GATEWAY_OPENAI_KEY, LLM_INTEGRATION_GATEWAY_FIREWORKS_KEY\n      \
+the platform's own keys, used by `gateway` sources (every new account's `llm` integration);\n      \
+a provider without one answers 503 on those sources\n  \
+LLM_INTEGRATION_MASTER_KEY      the master key itself (base64), instead of --master-key-file\n  \
+LLM_INTEGRATION_LOG             log filter (default info), e.g. debug or llm_integration_server=debug\n  \
+LLM_INTEGRATION_WORKER_THREADS  runtime worker threads (default: one per core)\n\n\
+Each flag's variable is shown beside it. See README, Configuration."
 )]
 struct Cli {
     /// `serve` flags, also accepted without the word `serve`.
@@ -114,6 +122,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("Data plane (what VMs call): {data_url}");
     println!("Admin API (POST /exec): {admin_url}");
     println!("Database: {}", app.config.database.display());
+    for line in startup_notes(&app.config) {
+        println!("{line}");
+    }
     if token_file.exists() {
         println!("Try:");
         println!(
@@ -126,6 +137,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     app.serve(admin, Some(data), shutdown).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What the operator should know at start: upstreams that are not the
+/// providers' own, and gateway keys that are missing.
+fn startup_notes(config: &llm_integration_server::config::Config) -> Vec<String> {
+    use llm_integration_core::Provider;
+    use llm_integration_server::upstreams::GatewayKeys;
+    let mut notes = Vec::new();
+    for p in Provider::ALL {
+        let base = config.upstreams.base(p);
+        if base != p.default_base_url() {
+            notes.push(format!("Upstream {p}: {base}"));
+        }
+    }
+    let missing: Vec<String> = Provider::ALL
+        .into_iter()
+        .filter(|p| config.gateway_keys.get(*p).is_none())
+        .map(GatewayKeys::env_var)
+        .collect();
+    if !missing.is_empty() {
+        notes.push(format!(
+            "Gateway keys not set: {}; `gateway` sources of those providers answer 503 until they are",
+            missing.join(", ")
+        ));
+    }
+    notes
 }
 
 /// How to run the CLI that was built beside this binary: its path when it

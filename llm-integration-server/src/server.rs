@@ -157,7 +157,10 @@ impl App {
                 config.default_allocation,
                 chatgpt.clone(),
             )
-            .with_ledger(ledger.clone()),
+            .with_ledger(ledger.clone())
+            .with_gateway_keys(llm_integration_core::PerProvider::from_fn(|p| {
+                config.gateway_keys.get(p).is_some()
+            })),
         );
         let metering = Arc::new(Metering::new(
             config.prices.clone(),

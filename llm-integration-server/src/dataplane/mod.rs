@@ -952,7 +952,19 @@ ask an operator for more allocation, or use your own key (`integrations edit {} 
             {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
-                    return Err(upstream_error(dialect, provider, &e, self.limits.max_body))
+                    let chatgpt =
+                        matches!(reference, llm_integration_core::CredentialRef::ChatGpt(_));
+                    let origin = origin_of(&plan.url);
+                    return Err(upstream_error(
+                        dialect,
+                        Upstream {
+                            provider,
+                            chatgpt,
+                            origin,
+                        },
+                        &e,
+                        self.limits.max_body,
+                    ));
                 }
                 Err(_) => {
                     return Err(GatewayError::new(
@@ -1240,9 +1252,30 @@ fn decode_chunk(decoder: &mut Option<StreamDecoder>, raw: &Bytes) -> Bytes {
     }
 }
 
+/// Which upstream a failed call went to, for its error and the log line.
+struct Upstream<'a> {
+    provider: llm_integration_core::Provider,
+    /// ChatGPT's Codex backend rather than the provider's API.
+    chatgpt: bool,
+    /// `scheme://host:port` of the call (for the operator's log only).
+    origin: &'a str,
+}
+
+/// `scheme://authority` of a URL (nothing of its path or query).
+fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| after_scheme + i);
+    &url[..end]
+}
+
+/// The error a client gets for an upstream call that failed before its
+/// answer's head. The client learns which upstream failed and how; the
+/// operator's log also names its address and the setting that chose it.
 fn upstream_error(
     dialect: Dialect,
-    provider: llm_integration_core::Provider,
+    upstream: Upstream<'_>,
     e: &hyper_util::client::legacy::Error,
     max_body: usize,
 ) -> GatewayError {
@@ -1255,24 +1288,40 @@ fn upstream_error(
         }
         source = s.source();
     }
-    let mut detail = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        source = s.source();
-    }
+    let detail = crate::error_chain(e);
     let what = if e.is_connect() {
         "could not be reached"
     } else {
         "failed"
     };
     let detail = Redactor::default().redact(&detail).into_owned();
+    let provider = upstream.provider;
+    let (name, setting) = if upstream.chatgpt {
+        (
+            "ChatGPT's Codex backend".to_owned(),
+            "--chatgpt-backend-url".to_owned(),
+        )
+    } else {
+        (
+            format!("the upstream {provider}"),
+            format!(
+                "LLM_INTEGRATION_{}_BASE_URL (--{provider}-base-url)",
+                provider.as_str().to_ascii_uppercase()
+            ),
+        )
+    };
+    tracing::warn!(
+        %provider,
+        upstream = upstream.origin,
+        %detail,
+        "{name} {what}; check that {} is up and reachable from this machine, or {setting}",
+        upstream.origin
+    );
     GatewayError::new(
         dialect,
         ErrorClass::BadGateway,
         "upstream_unreachable",
-        format!("the upstream {provider} {what}: {detail}"),
+        format!("{name} {what}: {detail}"),
     )
 }
 

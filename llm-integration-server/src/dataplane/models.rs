@@ -256,12 +256,12 @@ async fn get(
     let response = tokio::time::timeout(LIST_TIMEOUT, client.request(request))
         .await
         .map_err(|_| "timed out".to_owned())?
-        .map_err(|e| format!("request failed: {e}"))?;
+        .map_err(|e| format!("request failed: {}", crate::error_chain(&e)))?;
     let status = response.status().as_u16();
     let body = tokio::time::timeout(LIST_TIMEOUT, response.into_body().collect())
         .await
         .map_err(|_| "timed out".to_owned())?
-        .map_err(|e| format!("reading the list failed: {e}"))?
+        .map_err(|e| format!("reading the list failed: {}", crate::error_chain(&e)))?
         .to_bytes();
     Ok((status, body))
 }

@@ -120,6 +120,9 @@ pub struct Executor {
     write_lock: tokio::sync::Mutex<()>,
     /// The usage ledger, flushed before a usage report is read.
     ledger: Option<crate::metering::Ledger>,
+    /// Whether this server has the platform's key for each provider (for
+    /// `integrations test`); all, unless told.
+    gateway_keys: llm_integration_core::PerProvider<bool>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -329,7 +332,15 @@ impl Executor {
             default_allocation,
             write_lock: tokio::sync::Mutex::new(()),
             ledger: None,
+            gateway_keys: llm_integration_core::PerProvider::from_fn(|_| true),
         }
+    }
+
+    /// Which providers this server has the platform's key for, so that
+    /// `integrations test` tells a `gateway` source that cannot work.
+    pub fn with_gateway_keys(mut self, present: llm_integration_core::PerProvider<bool>) -> Self {
+        self.gateway_keys = present;
+        self
     }
 
     /// Flushes `ledger` before every usage report, so `usage` counts every
@@ -705,7 +716,18 @@ or --{provider}-key=- to read it from standard input"
                         }
                     }
                 }
-                Source::Gateway => ("skipped", "uses the platform's gateway credentials; no stored key to test".to_owned()),
+                Source::Gateway if self.gateway_keys[provider] => ("skipped", "uses the platform's key, which this server has (the operator's; not tested here)".to_owned()),
+                Source::Gateway => {
+                    failed = true;
+                    (
+                        "unavailable",
+                        format!(
+                            "uses the platform's key, which this server does not have ({} is not set): requests answer 503; \
+ask the operator to set it, or use --{provider}=byok with your own key",
+                            crate::upstreams::GatewayKeys::env_var(provider)
+                        ),
+                    )
+                }
                 Source::Chatgpt { account } => ("skipped", format!("uses ChatGPT account {account}; check it with `integrations setup chatgpt --verify`")),
                 Source::Disabled => ("skipped", "disabled".to_owned()),
             };
