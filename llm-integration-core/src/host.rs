@@ -102,6 +102,8 @@ pub fn request_host<'a>(
 /// assert_eq!(effective_host("127.0.0.1:7700", default), "llm.int.exe.xyz");
 /// assert_eq!(effective_host("[::1]:7700", default), "llm.int.exe.xyz");
 /// assert_eq!(effective_host("localhost", default), "llm.int.exe.xyz");
+/// assert_eq!(effective_host("localhost.:7700", default), "llm.int.exe.xyz");
+/// assert_eq!(effective_host("127.0.0.1.", default), "llm.int.exe.xyz");
 /// assert_eq!(effective_host("x.int.exe.xyz", default), "x.int.exe.xyz");
 /// assert_eq!(effective_host("127.0.0.1:7700", None), "127.0.0.1:7700");
 /// ```
@@ -119,8 +121,10 @@ pub fn effective_host<'a>(host: &'a str, default: Option<&'a str>) -> &'a str {
 /// hostname: the address (without brackets) and the port, if any.
 pub(crate) fn gateway_address(host: &str) -> Option<(&str, Option<&str>)> {
     let (bare, port) = split_port(host);
+    // A fully qualified `localhost.` or `127.0.0.1.` names the same place.
+    let name = bare.strip_suffix('.').unwrap_or(bare);
     let address =
-        bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok();
+        name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok();
     address.then_some((bare, port))
 }
 

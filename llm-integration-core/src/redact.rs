@@ -99,6 +99,17 @@ pub fn printable_line(text: &str) -> Cow<'_, str> {
     escape_unprintable(text, false)
 }
 
+/// [`printable_line`] of at most the first `max_bytes` bytes of `text`
+/// (cut at a character boundary): a field an upstream named, as it may be
+/// stored and shown.
+pub fn printable_field(text: &str, max_bytes: usize) -> String {
+    let mut end = text.len().min(max_bytes);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    printable_line(&text[..end]).into_owned()
+}
+
 fn needs_shape_pass(text: &str) -> bool {
     KEY_PREFIXES.iter().any(|p| text.contains(p))
         || text.contains("eyJ")
@@ -159,6 +170,8 @@ mod tests {
         );
         assert_eq!(printable_line("a\nb\tc"), "a\\u{a}b\\u{9}c");
         assert_eq!(printable("é 漢字 🙂"), "é 漢字 🙂");
+        assert_eq!(super::printable_field("漢字\u{1b}", 4), "漢");
+        assert_eq!(super::printable_field("ab\u{1b}", 10), "ab\\u{1b}");
     }
 
     use super::*;

@@ -24,6 +24,7 @@
 //! | `x-mock-encoding: gzip` | the answer gzipped (streams flushed event by event) |
 //! | `x-mock-usage: input=N,output=N,cache_write=N,cache_read=N` | the usage figures reported, in each API's own terms (`input` is uncached input) |
 //! | `x-mock-pause-before-usage-ms: N` | N ms before the event that carries the final usage |
+//! | `x-mock-answer-model: NAME` | the answer names model NAME (percent-decoded) instead of the request's |
 //!
 //! A `/v1/responses` request's `metadata` is echoed after the answer's
 //! `usage`, as the real API orders it; `/v1/completions` streams (with the
@@ -368,7 +369,11 @@ async fn handle(
         return Ok(r);
     }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let model = request["model"].as_str().unwrap_or("mock-model").to_owned();
+    let model = headers
+        .get("x-mock-answer-model")
+        .and_then(|v| v.to_str().ok())
+        .map(percent_decode)
+        .unwrap_or_else(|| request["model"].as_str().unwrap_or("mock-model").to_owned());
     let stream = request["stream"].as_bool().unwrap_or(false);
     let chunks = header_num(headers, "x-mock-chunks", 3);
     let delay = Duration::from_millis(header_num(headers, "x-mock-delay-ms", 0));
@@ -480,6 +485,31 @@ async fn handle(
         ),
     };
     Ok(shape(response, headers))
+}
+
+/// `%XX` escapes decoded (a header cannot carry control characters).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The usage figures of the `x-mock-usage` knob.

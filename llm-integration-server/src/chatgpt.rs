@@ -113,11 +113,14 @@ impl Tokens {
             account_id: auth(&id, "chatgpt_account_id")
                 .or_else(|| auth(&access, "chatgpt_account_id"))
                 .or_else(|| previous.and_then(|p| p.account_id.clone())),
-            plan: auth(&access, "chatgpt_plan_type").or_else(|| auth(&id, "chatgpt_plan_type")),
+            // Shown to the owner: made printable, whatever the token says.
+            plan: auth(&access, "chatgpt_plan_type")
+                .or_else(|| auth(&id, "chatgpt_plan_type"))
+                .map(|p| llm_integration_core::redact::printable_field(&p, 256)),
             email: id["email"]
                 .as_str()
                 .or_else(|| id["https://api.openai.com/profile"]["email"].as_str())
-                .map(str::to_owned),
+                .map(|e| llm_integration_core::redact::printable_field(e, 256)),
             expires_at: access["exp"].as_i64(),
             access_token,
             refresh_token,
@@ -192,14 +195,21 @@ pub struct ChatGpt {
     cache: SealedCache,
 }
 
-fn error_text(status: reqwest::StatusCode, body: &Value) -> String {
+/// The text of a refusal from ChatGPT's login service, for the owner and
+/// the log: the service's own description, without the `secrets` the
+/// request carried (a code, a verifier, a refresh token) should it echo
+/// them, without anything shaped like a token, and without characters
+/// that could drive a terminal.
+fn error_text(status: reqwest::StatusCode, body: &Value, secrets: &[&str]) -> String {
     let detail = body["error_description"]
         .as_str()
         .or_else(|| body["error"]["message"].as_str())
         .or_else(|| body["error"].as_str())
         .or_else(|| body["detail"].as_str())
         .unwrap_or("no details");
-    let detail = llm_integration_core::redact::Redactor::default().redact(detail);
+    let detail =
+        llm_integration_core::redact::Redactor::new(secrets.iter().copied()).redact(detail);
+    let detail = llm_integration_core::redact::printable_line(&detail);
     format!("HTTP {}: {detail}", status.as_u16())
 }
 
@@ -277,7 +287,7 @@ or {} is not ChatGPT's login service (check --chatgpt-auth-url)",
         if !status.is_success() {
             return Err(format!(
                 "ChatGPT refused to start a device-code login: {}",
-                error_text(status, &body)
+                error_text(status, &body, &[])
             ));
         }
         let interval = body["interval"]
@@ -293,8 +303,18 @@ or {} is not ChatGPT's login service (check --chatgpt-auth-url)",
             user_code: body["user_code"]
                 .as_str()
                 .or_else(|| body["usercode"].as_str())
-                .ok_or("the login service sent no user code")?
-                .to_owned(),
+                .ok_or("the login service sent no user code")
+                .and_then(|code| {
+                    // Shown to the user as is, so it must be plain.
+                    if !code.is_empty()
+                        && code.len() <= 64
+                        && code.bytes().all(|b| b.is_ascii_graphic())
+                    {
+                        Ok(code.to_owned())
+                    } else {
+                        Err("the login service sent a user code that is not plain text; check --chatgpt-auth-url")
+                    }
+                })?,
             interval: Duration::from_secs(interval.max(1)),
             verification_url: format!("{}/codex/device", self.endpoints.auth),
         })
@@ -333,7 +353,12 @@ or {} is not ChatGPT's login service (check --chatgpt-auth-url)",
             (_, "expired_token") => Poll::Expired,
             (_, "access_denied") => Poll::Denied,
             (403 | 404, _) | (_, "authorization_pending") => Poll::Pending,
-            _ => return Err(format!("the login failed: {}", error_text(status, &body))),
+            _ => {
+                return Err(format!(
+                    "the login failed: {}",
+                    error_text(status, &body, &[&device.device_auth_id])
+                ))
+            }
         })
     }
 
@@ -365,7 +390,7 @@ or {} is not ChatGPT's login service (check --chatgpt-auth-url)",
         if !status.is_success() {
             return Err(format!(
                 "the login's code exchange failed: {}",
-                error_text(status, &body)
+                error_text(status, &body, &[code, verifier])
             ));
         }
         Tokens::from_response(&body, None)
@@ -389,7 +414,7 @@ or {} is not ChatGPT's login service (check --chatgpt-auth-url)",
             .as_str()
             .or_else(|| body["error"].as_str())
             .unwrap_or("");
-        let message = error_text(status, &body);
+        let message = error_text(status, &body, &[tokens.refresh_token.as_str()]);
         if status == reqwest::StatusCode::UNAUTHORIZED
             || matches!(
                 code,

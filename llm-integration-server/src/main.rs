@@ -182,7 +182,7 @@ fn cli_command() -> String {
 /// For an address in use, the likely cause: another server already running.
 fn in_use_hint(e: &std::io::Error) -> &'static str {
     if e.kind() == std::io::ErrorKind::AddrInUse {
-        "another process holds it (is a server already running? stop it with Ctrl-C), or "
+        "another process holds it (is a server already running? stop it: Ctrl-C in its terminal, or kill its process), or "
     } else {
         ""
     }

@@ -22,8 +22,8 @@ pub enum KeyColumn {
     Vm,
     /// `--by integration`.
     Integration,
-    /// `--by model`: an empty key is `(no model)` (a request refused
-    /// before its model was read).
+    /// `--by model`: an empty key is `(no model)` (a request whose body
+    /// named none).
     Model,
     /// `--by provider`.
     Provider,
@@ -62,7 +62,19 @@ impl KeyColumn {
                     || format!("integration #{id} (removed)"),
                     |i| i.name.to_string(),
                 ),
-            _ => key.to_owned(),
+            // A model is whatever a request named: anything but printable
+            // ASCII is shown escaped, so a name cannot drive the terminal,
+            // break the columns or pass for another model (`claude-\u{430}…`).
+            _ => key
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_graphic() {
+                        c.to_string()
+                    } else {
+                        format!("\\u{{{:x}}}", c as u32)
+                    }
+                })
+                .collect(),
         }
     }
 
@@ -102,7 +114,7 @@ const COLUMNS: [&str; 11] = [
 
 /// The legend printed under every report.
 pub const LEGEND: &str = "\
-requests: ok answered below 400, refused 4xx (by the gateway or the provider), failed 5xx or no answer;
+requests: ok answered below 400, refused 4xx, failed 5xx or no answer (refusals before any upstream call are not usage);
 estimated: requests whose tokens are the gateway's estimate (the provider's usage report never came);
 tokens: input is uncached input; cache write and cache read are counted apart, not inside input
 (OpenAI's cached tokens are cache read); output includes reasoning tokens;
@@ -219,5 +231,12 @@ mod tests {
         assert!(lines[2].ends_with("$0.000042  $0.000000"), "{}", lines[2]);
         assert!(text.contains("input is uncached input"));
         assert_eq!(table("t", KeyColumn::Total, &[]), "t\n(no requests)\n");
+        let records = ConfigRecords::default();
+        assert_eq!(
+            KeyColumn::Model.name(&records, "claude-\u{1b}[31m\u{202e} \u{430}"),
+            "claude-\\u{1b}[31m\\u{202e}\\u{20}\\u{430}"
+        );
+        assert_eq!(KeyColumn::Model.name(&records, ""), "(no model)");
+        assert_eq!(KeyColumn::Vm.name(&records, "7"), "vm #7 (removed)");
     }
 }

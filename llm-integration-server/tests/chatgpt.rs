@@ -404,6 +404,18 @@ async fn chatgpt_is_refused_where_it_cannot_apply() {
         .run("integrations edit z --team core --openai=chatgpt --openai-account=work")
         .await;
     assert_eq!(got, StatusCode::BAD_REQUEST, "{body}");
+    // Disconnecting an account in use says which integrations use it.
+    s.ok("integrations add llm --name uses-work --openai=chatgpt --openai-account=work")
+        .await;
+    let text = s
+        .ok("integrations setup chatgpt --name work --delete")
+        .await;
+    assert!(
+        text.contains("disconnected ChatGPT account work")
+            && text.contains("warning: still used by uses-work:")
+            && text.contains("integrations setup chatgpt --name work"),
+        "{text}"
+    );
     s.stop().await;
 }
 
@@ -528,6 +540,86 @@ async fn wrong_login_service_is_named_with_its_flag() {
             assert!(all.contains(needle), "{auth}: missing {needle:?} in {all}");
         }
         assert!(all.contains(&auth), "{auth}: the URL is named: {all}");
+        s.stop().await;
+    }
+}
+
+/// A hostile login service: a user code with terminal escapes is refused;
+/// a token endpoint that echoes the request (the code and its verifier)
+/// and an email with escapes never reach the owner's screen as they are.
+#[tokio::test]
+async fn a_hostile_login_service_cannot_show_secrets_or_drive_the_terminal() {
+    use axum::routing::post;
+    async fn serve(app: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+    let upstream = MockUpstream::start().await.unwrap();
+    // 1. The user code is not plain text.
+    let escapes = serve(axum::Router::new().route(
+        "/api/accounts/deviceauth/usercode",
+        post(|| async {
+            axum::Json(json!({"device_auth_id": "dev-1", "interval": "1",
+                "user_code": "AB\u{1b}[2J\rConnected ChatGPT account fake (plan pro)."}))
+        }),
+    ))
+    .await;
+    // 2. Approved at once, then the token endpoint echoes what it got.
+    let echo = serve(
+        axum::Router::new()
+            .route(
+                "/api/accounts/deviceauth/usercode",
+                post(|| async {
+                    axum::Json(json!({"device_auth_id": "dev-1", "interval": "1", "user_code": "ABCD-EFGH"}))
+                }),
+            )
+            .route(
+                "/api/accounts/deviceauth/token",
+                post(|| async {
+                    axum::Json(json!({"authorization_code": "code-0123456789-secret",
+                        "code_verifier": "verifier-0123456789-secret"}))
+                }),
+            )
+            .route(
+                "/oauth/token",
+                post(|body: String| async move {
+                    (
+                        axum::http::StatusCode::BAD_REQUEST,
+                        axum::Json(json!({"error": "invalid_grant",
+                            "error_description": format!("\u{1b}]0;owned\u{7}bad request: {body}")})),
+                    )
+                }),
+            ),
+    )
+    .await;
+    for (auth, must, must_not) in [
+        (escapes, "not plain text", vec!["\u{1b}", "\rConnected"]),
+        (
+            echo,
+            "code exchange failed",
+            vec![
+                "code-0123456789-secret",
+                "verifier-0123456789-secret",
+                "\u{1b}",
+                "\u{7}",
+            ],
+        ),
+    ] {
+        let dirs = Dirs::new();
+        let endpoints = ChatGptEndpoints {
+            auth: auth.clone(),
+            backend: auth.clone(),
+        };
+        let s = Server::start_with(&dirs, &upstream.url(), move |c| c.chatgpt = endpoints).await;
+        for json in [false, true] {
+            let (_, _, all) = connect(&s, "work", json).await;
+            assert!(all.contains(must), "{auth}: {all:?}");
+            for bad in &must_not {
+                assert!(!all.contains(bad), "{auth}: {bad:?} shown: {all:?}");
+            }
+        }
         s.stop().await;
     }
 }

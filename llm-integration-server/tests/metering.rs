@@ -580,3 +580,71 @@ async fn the_data_plane_outlives_its_store() {
     assert!(body.contains("unavailable"), "{body}");
     // The server is dropped, not stopped: its ledger would wait for the store.
 }
+
+/// The record names the model the request asked for, whatever the answer
+/// says it ran; an answer naming another model is priced at the dearer of
+/// the two, so an upstream can neither relabel usage nor make it cheaper.
+#[tokio::test]
+async fn the_answers_model_cannot_relabel_or_cheapen_usage() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::new();
+    let s = Server::start(&dirs, &mock.url()).await;
+    let chat =
+        |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    let cost_of =
+        |rows: &HashMap<String, Value>, model: &str| rows[model]["cost_micros"].as_u64().unwrap();
+    // Plain requests: the costs of each model for the mock's usage.
+    post(
+        &s,
+        "llm.int.exe.xyz",
+        "/v1/chat/completions",
+        chat("gpt-5.5"),
+        &[],
+    )
+    .await;
+    post(
+        &s,
+        "llm.int.exe.xyz",
+        "/v1/chat/completions",
+        chat("gpt-4o-mini"),
+        &[],
+    )
+    .await;
+    let rows = usage_by_model(&s, 2).await;
+    let (dear, cheap) = (cost_of(&rows, "gpt-5.5"), cost_of(&rows, "gpt-4o-mini"));
+    assert!(dear > cheap, "{dear} > {cheap}");
+    // Asked for the dear model, answered as the cheap one (with escapes).
+    let (status, body) = post(
+        &s,
+        "llm.int.exe.xyz",
+        "/v1/chat/completions",
+        chat("gpt-5.5"),
+        &[("x-mock-answer-model", "gpt-4o-mini%1b[31m")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Asked for the cheap model, answered as the dear one.
+    post(
+        &s,
+        "llm.int.exe.xyz",
+        "/v1/chat/completions",
+        chat("gpt-4o-mini"),
+        &[("x-mock-answer-model", "gpt-5.5")],
+    )
+    .await;
+    let rows = usage_by_model(&s, 4).await;
+    let mut keys: Vec<&String> = rows.keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["gpt-4o-mini", "gpt-5.5"],
+        "no row under the answer's name"
+    );
+    assert_eq!(cost_of(&rows, "gpt-5.5"), 2 * dear, "not cheapened");
+    assert_eq!(
+        cost_of(&rows, "gpt-4o-mini"),
+        cheap + dear,
+        "priced at the dearer"
+    );
+    s.stop().await;
+}

@@ -120,6 +120,10 @@ pub struct Executor {
     write_lock: tokio::sync::Mutex<()>,
     /// The usage ledger, flushed before a usage report is read.
     ledger: Option<crate::metering::Ledger>,
+    /// Usage reports read at once: a report scans the ledger, and however
+    /// many are asked for, the store keeps connections for the data
+    /// plane's balance reads and for configuration writes.
+    reports: tokio::sync::Semaphore,
     /// Whether this server has the platform's key for each provider (for
     /// `integrations test`); all, unless told.
     gateway_keys: llm_integration_core::PerProvider<bool>,
@@ -332,6 +336,7 @@ impl Executor {
             default_allocation,
             write_lock: tokio::sync::Mutex::new(()),
             ledger: None,
+            reports: tokio::sync::Semaphore::new(1),
             gateway_keys: llm_integration_core::PerProvider::from_fn(|_| true),
         }
     }
@@ -731,6 +736,9 @@ ask the operator to set it, or use --{provider}=byok with your own key",
                 Source::Chatgpt { account } => ("skipped", format!("uses ChatGPT account {account}; check it with `integrations setup chatgpt --verify`")),
                 Source::Disabled => ("skipped", "disabled".to_owned()),
             };
+            // A provider's answer is quoted in `detail`: shown on one line,
+            // unable to drive the terminal or forge a line.
+            let detail = llm_integration_core::redact::printable_line(&detail).into_owned();
             lines.push(format!("{provider}: {status}: {detail}"));
             results.insert(
                 provider.to_string(),
@@ -809,7 +817,31 @@ ask the operator to set it, or use --{provider}=byok with your own key",
                 self.store.delete_chatgpt_account(ctx.user, name).await?;
                 self.chatgpt.forget(ctx.user, name);
                 self.changed().await?;
-                Ok(Answer::ok(format!("disconnected ChatGPT account {name}\n"), json!({"ok": true, "deleted": name})))
+                // Integrations still naming the account fail until it is
+                // connected again or they are changed: say which.
+                let users: Vec<String> = ctx
+                    .records
+                    .integrations
+                    .iter()
+                    .filter(|i| i.owner == Owner::User(ctx.user))
+                    .filter(|i| match &i.kind {
+                        IntegrationKind::Llm(settings) => matches!(
+                            settings.source(Provider::OpenAi),
+                            Source::Chatgpt { account } if account == name
+                        ),
+                        IntegrationKind::Reflection(_) => false,
+                    })
+                    .map(|i| i.name.to_string())
+                    .collect();
+                let mut text = format!("disconnected ChatGPT account {name}\n");
+                if let Some(first) = users.first() {
+                    text.push_str(&format!(
+                        "warning: still used by {}: their OpenAI requests fail until you connect it again \
+(`integrations setup chatgpt --name {name}`) or change their source (`integrations edit {first} --openai=gateway`)\n",
+                        users.join(", ")
+                    ));
+                }
+                Ok(Answer::ok(text, json!({"ok": true, "deleted": name, "still_used_by": users})))
             }
             ChatgptSetup::Connect(name) => Err(ExecError::Usage(format!(
                 "`integrations setup chatgpt --name {name}` waits for the login as it happens; this door cannot show that"
@@ -869,6 +901,11 @@ Device codes are a common phishing target. Never share this code.\n\nWaiting for
     ) -> Result<Answer, ExecError> {
         use llm_integration_core::command::UsageBy;
         let owner = ctx.owner(team)?;
+        let _turn = self
+            .reports
+            .acquire()
+            .await
+            .map_err(|_| ExecError::Unavailable("the server is stopping; try again".into()))?;
         if let Some(ledger) = &self.ledger {
             ledger.flush().await;
         }

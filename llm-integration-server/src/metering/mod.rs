@@ -269,19 +269,35 @@ impl Metered {
             None => Reading::default(),
         };
         let tokens = reading.tokens;
-        let model = model
-            .map(str::to_owned)
-            .or_else(|| self.facts.model.clone());
-        let price = self
-            .metering
-            .prices
-            .price(self.facts.provider, model.as_deref());
+        // The record names the model the request asked for (checked by
+        // the router); the answer's model names it only when the request
+        // had none. An answer naming another model is priced at the dearer
+        // of the two, so an upstream cannot make a request cheaper (or
+        // relabel it) by what it says it ran.
+        let answered = model.map(|m| llm_integration_core::redact::printable_field(m, 256));
+        let asked = self.facts.model.clone();
+        let prices = &self.metering;
+        let mut cost = prices
+            .price(
+                self.facts.provider,
+                asked.as_deref().or(answered.as_deref()),
+            )
+            .cost_micros(&tokens);
+        if let (Some(a), Some(b)) = (&asked, &answered) {
+            if a != b {
+                cost = cost.max(
+                    prices
+                        .price(self.facts.provider, Some(b))
+                        .cost_micros(&tokens),
+                );
+            }
+        }
+        let model = asked.or(answered);
         if reading.estimated {
             self.metering
                 .metrics
                 .usage_estimated(self.facts.provider.as_str());
         }
-        let cost = price.cost_micros(&tokens);
         if let (Some(reservation), Some(allocator)) =
             (self.reservation.take(), &self.metering.allocator)
         {
