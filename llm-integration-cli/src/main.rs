@@ -184,14 +184,14 @@ fn main() -> ExitCode {
         Err(Failure::Usage(m)) => {
             let m = printable(m.trim_end());
             if m.starts_with("error:") || m.starts_with("usage:") {
-                eprintln!("{m}");
+                to_stderr(&format!("{m}\n"));
             } else {
-                eprintln!("error: {m}");
+                to_stderr(&format!("error: {m}\n"));
             }
             ExitCode::from(2)
         }
         Err(Failure::Error(m)) => {
-            eprintln!("error: {}", printable(m.trim_end()));
+            to_stderr(&format!("error: {}\n", printable(m.trim_end())));
             ExitCode::from(1)
         }
     }
@@ -203,7 +203,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         words.insert(0, "help".to_owned());
     }
     if words.is_empty() {
-        eprint!("{}", with_newline(command_tree().render_help().to_string()));
+        to_stderr(&with_newline(command_tree().render_help().to_string()));
         return Ok(ExitCode::from(2));
     }
     ask_help_of_help(&mut words);
@@ -216,7 +216,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             // `llm-integration integrations`: the choices, as asked.
-            print!("{}", with_newline(e.render().to_string()));
+            to_stdout(&with_newline(e.render().to_string()));
             return Ok(ExitCode::SUCCESS);
         }
         Err(e) if local => return Err(usage_error(e.render().to_string(), &words)),
@@ -235,7 +235,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     }
     let line = match parse_args(words.clone()) {
         Ok(Parsed::Help(text)) => {
-            print!("{}", with_newline(text));
+            to_stdout(&with_newline(text));
             return Ok(ExitCode::SUCCESS);
         }
         Ok(Parsed::Command(line)) => line,
@@ -513,14 +513,14 @@ fn send(server: &str, token: &str, body: &str, mode: Mode) -> Result<ExitCode, F
         ))
     })?;
     if status.is_success() {
-        print!("{}", answer_printable(&text, mode));
+        to_stdout(&answer_printable(&text, mode));
         return Ok(if outcome == Outcome::Failed {
             ExitCode::from(1)
         } else {
             ExitCode::SUCCESS
         });
     }
-    eprint!("{}", answer_printable(&text, mode));
+    to_stderr(&answer_printable(&text, mode));
     Ok(if status == reqwest::StatusCode::BAD_REQUEST {
         ExitCode::from(2)
     } else {
@@ -583,6 +583,21 @@ fn is_unprintable(c: char) -> bool {
         printable_line(c.encode_utf8(&mut buffer)),
         std::borrow::Cow::Owned(_)
     )
+}
+
+/// Writes `text` to standard output; a closed pipe (`| head`) is not an
+/// error worth reporting.
+fn to_stdout(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// [`to_stdout`] for standard error.
+fn to_stderr(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 fn exec_url(server: &str) -> String {
@@ -702,15 +717,9 @@ fn relay_stream(
     mut response: reqwest::blocking::Response,
     mode: Mode,
 ) -> Result<ExitCode, Failure> {
-    use std::io::Write;
     let mut buffer = [0u8; 4096];
     let mut decoder = Utf8Decoder::default();
     let mut relay = StreamRelay::new(mode);
-    let mut stdout = std::io::stdout();
-    let mut print = |text: &str| {
-        let _ = stdout.write_all(text.as_bytes());
-        let _ = stdout.flush();
-    };
     loop {
         let n = response.read(&mut buffer).map_err(|e| {
             Failure::Error(format!(
@@ -722,11 +731,11 @@ fn relay_stream(
             break;
         }
         let text = decoder.decode(&buffer[..n]);
-        print(&relay.feed(&text).map_err(|what| malformed(server, &what))?);
+        to_stdout(&relay.feed(&text).map_err(|what| malformed(server, &what))?);
     }
     let text = decoder.finish();
-    print(&relay.feed(&text).map_err(|what| malformed(server, &what))?);
-    print(&relay.finish());
+    to_stdout(&relay.feed(&text).map_err(|what| malformed(server, &what))?);
+    to_stdout(&relay.finish());
     Ok(if relay.failed {
         ExitCode::from(1)
     } else {
@@ -939,7 +948,10 @@ fn login(cli: &Cli, args: LoginArgs) -> Result<ExitCode, Failure> {
     let text = Zeroizing::new(toml::to_string(&saved).map_err(|e| Failure::Error(e.to_string()))?);
     write_private(&path, text.as_bytes())
         .map_err(|e| Failure::Error(format!("cannot write {}: {e}", path.display())))?;
-    println!("logged in to {server}; saved to {}", path.display());
+    to_stdout(&format!(
+        "logged in to {server}; saved to {}\n",
+        path.display()
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
