@@ -1,7 +1,7 @@
 //! Runs a mock of ChatGPT's device-code login and of its Codex backend, so
 //! that a ChatGPT subscription can be connected and used offline.
 //!
-//! `cargo run --release --example chatgpt_mock -- [ADDR]` (default
+//! `target/release/examples/chatgpt_mock [ADDR]` (default
 //! `127.0.0.1:7810`; `--help` says more). Start the server with
 //! `--chatgpt-auth-url http://ADDR --chatgpt-backend-url http://ADDR/backend-api/codex`;
 //! `integrations setup chatgpt --name NAME` then shows a code, which this
@@ -23,6 +23,7 @@ use llm_integration_mock::chatgpt::{ChatGptBehaviour, MockChatGpt};
 #[derive(Debug, Parser)]
 #[command(
     name = "chatgpt_mock",
+    bin_name = "chatgpt_mock",
     after_help = "Point the gateway at it (README, Quick start):\n  \
 llm-integration-server --chatgpt-auth-url http://127.0.0.1:7810 \\\n      \
 --chatgpt-backend-url http://127.0.0.1:7810/backend-api/codex\n\
@@ -51,8 +52,8 @@ async fn main() -> ExitCode {
         Err(e) => {
             let another = SocketAddr::new(addr.ip(), addr.port().wrapping_add(1));
             let fix = format!(
-                "pick another address, e.g. chatgpt_mock {another} (and point the server's \
---chatgpt-auth-url and --chatgpt-backend-url at it)"
+                "pick another address, e.g. target/release/examples/chatgpt_mock {another} (and \
+point the server's --chatgpt-auth-url and --chatgpt-backend-url at it)"
             );
             match e.kind() {
                 ErrorKind::AddrInUse => eprintln!(

@@ -1,19 +1,26 @@
 //! What an agent on a VM does to find its LLMs: ask reflection which
 //! integrations are attached, keep the `llm` ones, and list their models.
 //!
-//! `cargo run --example discover -- [GATEWAY] [DOMAIN]` (`--help` says more)
+//! `target/release/examples/discover [GATEWAY] [DOMAIN]` (`--help` says more)
 //!
 //! GATEWAY is the data plane's address (default `127.0.0.1:7700`), DOMAIN
 //! the integration domain (default `exe.xyz`). On a VM, `*.int.DOMAIN`
 //! resolves to the gateway; here every integration hostname is resolved to
 //! GATEWAY, so the example works against a local server (start it, and the
-//! mock upstream, as README's quick start shows).
+//! mock upstream, as README's Quick start shows).
+//!
+//! What the gateway answers (integration names and help, model IDs, a
+//! provider's error) may hold text from upstreams or other tenants: every
+//! such field is printed through [`printable_line`], which spells out the
+//! control, bidirectional and zero-width characters that could drive the
+//! terminal, and a hostname that is not a plain DNS name is not requested.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use llm_integration::redact::printable_line;
 use serde_json::Value;
 
 /// How long one request may take (a model list asks every provider).
@@ -26,10 +33,10 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Parser)]
 #[command(
     name = "discover",
-    bin_name = "cargo run --example discover --",
+    bin_name = "discover",
     after_help = "Every integration hostname is resolved to GATEWAY, as DNS does on a VM, so this \
 works against a gateway on this machine, which is its VM `local`: start the mock upstream and \
-the server as README's Quick start (Offline) shows, then run it."
+the server as README's Quick start shows, then run it."
 )]
 struct Args {
     /// The gateway's data plane, IP:PORT.
@@ -73,7 +80,7 @@ async fn discover(Args { gateway, domain }: Args) -> Result<(), String> {
     let url = format!("http://{reflection}:{}/integrations", gateway.port());
     println!("GET {url}");
     let wrong_domain = format!(
-        "if the server's --domain is not {domain}, pass it: cargo run --example discover -- {gateway} DOMAIN"
+        "if the server's --domain is not {domain}, pass it: target/release/examples/discover {gateway} DOMAIN"
     );
     let answer = get_json(gateway, &reflection, &url, Some(&wrong_domain)).await?;
     let integrations = answer["integrations"]
@@ -83,9 +90,9 @@ async fn discover(Args { gateway, domain }: Args) -> Result<(), String> {
     for i in &integrations {
         println!(
             "  {:<12} {:<10} {}",
-            i["name"].as_str().unwrap_or("?"),
-            i["type"].as_str().unwrap_or("?"),
-            i["help"].as_str().unwrap_or("")
+            field(i, "name"),
+            field(i, "type"),
+            printable_line(i["help"].as_str().unwrap_or(""))
         );
     }
     let llms: Vec<&Value> = integrations.iter().filter(|i| i["type"] == "llm").collect();
@@ -93,26 +100,46 @@ async fn discover(Args { gateway, domain }: Args) -> Result<(), String> {
         println!("\nno llm integration is attached to this VM; attach one with `llm-integration integrations attach NAME vm:VM`");
     }
     for i in llms {
-        let host = i["hostname"].as_str().unwrap_or_default();
+        let Some(host) = i["hostname"].as_str().filter(|h| is_hostname(h)) else {
+            println!(
+                "\nskipped integration {}: its hostname {} is not a DNS name",
+                field(i, "name"),
+                field(i, "hostname")
+            );
+            continue;
+        };
         let url = format!("http://{host}:{}/v1/models", gateway.port());
         println!("\nGET {url}");
         let models = get_json(gateway, host, &url, None).await?;
         for m in models["data"].as_array().into_iter().flatten() {
-            println!(
-                "  {:<48} {}",
-                m["id"].as_str().unwrap_or("?"),
-                m["owned_by"].as_str().unwrap_or("?")
-            );
+            println!("  {:<48} {}", field(m, "id"), field(m, "owned_by"));
         }
         for failed in models["failed_providers"].as_array().into_iter().flatten() {
             println!(
                 "  ({} unavailable: {})",
-                failed["provider"].as_str().unwrap_or("?"),
-                failed["message"].as_str().unwrap_or("?")
+                field(failed, "provider"),
+                field(failed, "message")
             );
         }
     }
     Ok(())
+}
+
+/// A string field of the gateway's answer, safe to print on one line
+/// (`?` if it is missing or not a string).
+fn field(value: &Value, name: &str) -> String {
+    printable_line(value[name].as_str().unwrap_or("?")).into_owned()
+}
+
+/// Whether `host` is a plain DNS name, which alone is requested (resolved
+/// to the gateway): a `/`, `@` or `:` in it would send the request, and
+/// what it carries, elsewhere.
+fn is_hostname(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 /// `GET url` with `host` resolved to the gateway, as JSON; a failure is a
@@ -136,7 +163,7 @@ async fn get_json(
         if e.is_connect() {
             format!(
                 "cannot reach the gateway at {gateway} ({}); start it (README, Quick start) \
-or pass its address: cargo run --example discover -- ADDR",
+or pass its address: target/release/examples/discover ADDR",
                 root_cause(&e)
             )
         } else if e.is_timeout() {
@@ -160,7 +187,11 @@ or pass its address: cargo run --example discover -- ADDR",
     if !status.is_success() {
         // The gateway's own errors say what is wrong and how to fix it.
         return Err(
-            match json.as_ref().and_then(|v| v["error"]["message"].as_str()) {
+            match json
+                .as_ref()
+                .and_then(|v| v["error"]["message"].as_str())
+                .map(printable_line)
+            {
                 Some(message) => match if_not_found {
                     Some(hint) if status == reqwest::StatusCode::NOT_FOUND => {
                         format!("GET {url} answered {status}: {message}; {hint}")
@@ -175,7 +206,8 @@ or pass its address: cargo run --example discover -- ADDR",
 }
 
 /// The innermost reason for `e`: an IO error's kind (`connection
-/// refused`), else the last error of the chain.
+/// refused`), else the last error of the chain (escaped: it may quote the
+/// gateway).
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut last = e;
     let mut current = Some(e);
@@ -186,5 +218,5 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         last = err;
         current = err.source();
     }
-    last.to_string()
+    printable_line(&last.to_string()).into_owned()
 }

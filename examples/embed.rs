@@ -11,9 +11,12 @@
 //! - usage records kept in memory (and printed) instead of written to a
 //!   ledger, and no allocations.
 //!
-//! `cargo run --example embed` starts the mock upstream and the service on
-//! loopback, sends one streaming request through it as a VM would, prints
+//! `target/release/examples/embed` starts the mock upstream and the service
+//! on loopback, sends one streaming request through it as a VM would, prints
 //! the events and the usage record, and exits (non-zero if anything is off).
+//! What the upstream streamed is printed through `printable`, which spells
+//! out control, bidirectional and zero-width characters, as every text
+//! relayed from an upstream to a terminal should be.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -23,6 +26,7 @@ use async_trait::async_trait;
 use axum::extract::ConnectInfo;
 use clap::Parser;
 use llm_integration::pricing::PriceTable;
+use llm_integration::redact::{printable, printable_line};
 use llm_integration::seams::{
     CallerRequest, CallerResolver, ConfigStore, Credential, CredentialError, CredentialResolver,
     StoreError, UsageRecord, UsageSink,
@@ -98,7 +102,7 @@ impl UsageSink for KeepUsage {
 /// through it as a VM would, prints the events and the usage record, and
 /// exits (non-zero if anything is off).
 #[derive(Debug, Parser)]
-#[command(name = "embed", bin_name = "cargo run --example embed")]
+#[command(name = "embed", bin_name = "embed")]
 struct Args {}
 
 #[tokio::main]
@@ -182,10 +186,19 @@ async fn embed() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let status = response.status();
     let mut text = String::new();
+    let mut pending = Vec::new();
     while let Some(chunk) = response.chunk().await? {
-        let chunk = String::from_utf8_lossy(&chunk);
-        print!("{chunk}");
-        text.push_str(&chunk);
+        // Printed as it arrives, a character split between chunks once whole.
+        pending.extend_from_slice(&chunk);
+        let whole = match std::str::from_utf8(&pending) {
+            Ok(all) => all.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => pending.len(),
+        };
+        let piece = String::from_utf8_lossy(&pending[..whole]).into_owned();
+        pending.drain(..whole);
+        print!("{}", printable(&piece));
+        text.push_str(&piece);
     }
     let health = client
         .get(format!("http://llm.int.exe.xyz:{}/healthz", addr.port()))
@@ -212,7 +225,7 @@ async fn embed() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "usage: vm {} model {} input {} output {} status {}",
             r.vm.0,
-            r.model.as_deref().unwrap_or("?"),
+            printable_line(r.model.as_deref().unwrap_or("?")),
             r.tokens.input,
             r.tokens.output,
             r.status

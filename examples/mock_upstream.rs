@@ -1,6 +1,6 @@
 //! Runs the mock Anthropic / OpenAI / Fireworks upstream until Ctrl-C.
 //!
-//! `cargo run --example mock_upstream -- [ADDR]` (default 127.0.0.1:7800;
+//! `target/release/examples/mock_upstream [ADDR]` (default 127.0.0.1:7800;
 //! `--help` says more). Point the server at it with
 //! `LLM_INTEGRATION_ANTHROPIC_BASE_URL`, `…_OPENAI_BASE_URL` and
 //! `…_FIREWORKS_BASE_URL`.
@@ -19,7 +19,7 @@ use llm_integration_mock::MockUpstream;
 #[derive(Debug, Parser)]
 #[command(
     name = "mock_upstream",
-    bin_name = "cargo run --example mock_upstream --",
+    bin_name = "mock_upstream",
     after_help = "Point the gateway at it (README, Quick start):\n  \
 export LLM_INTEGRATION_ANTHROPIC_BASE_URL=http://127.0.0.1:7800\n  \
 export LLM_INTEGRATION_OPENAI_BASE_URL=http://127.0.0.1:7800\n  \
@@ -46,7 +46,7 @@ async fn main() -> ExitCode {
         Err(e) => {
             let another = SocketAddr::new(addr.ip(), addr.port().wrapping_add(1));
             let fix = format!(
-                "pick another address, e.g. cargo run --example mock_upstream -- {another} \
+                "pick another address, e.g. target/release/examples/mock_upstream {another} \
 (and point the gateway's LLM_INTEGRATION_*_BASE_URL at it)"
             );
             match e.kind() {

@@ -1,16 +1,21 @@
 //! Prints routing decisions, and refusals with their error bodies, for
 //! sample requests against an in-memory configuration.
 //!
-//! `cargo run --example route` (no arguments; `--help` says what it shows)
+//! `target/release/examples/route` (no arguments; `--help` says what it
+//! shows). Everything is printed in words: the Display forms of the core's
+//! types where they have one (`openai`, `byok, key set (…wxyz)`, a
+//! refusal's message), a description where they have none, never Rust's
+//! Debug form.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use http::Method;
 use llm_integration::{
-    AttachmentSpec, ConfigRecords, CredentialId, Decision, IntegrationConfig, IntegrationId,
-    IntegrationKind, KeyHint, LlmSettings, Owner, Provider, RouteRequest, Snapshot,
-    SnapshotOptions, Source, Team, TeamId, User, UserId, Vm, VmId,
+    AttachmentSpec, ConfigRecords, CredentialId, Decision, Dialect, IntegrationConfig,
+    IntegrationId, IntegrationKind, KeyHint, LlmSettings, ModelsShape, Owner, Provider,
+    ReflectionPath, RouteRequest, Snapshot, SnapshotOptions, Source, Team, TeamId, User, UserId,
+    Vm, VmId,
 };
 
 /// Shows how the routing engine decides, without a network: for sample
@@ -20,7 +25,7 @@ use llm_integration::{
 /// a client would receive, with its error body in the endpoint's dialect
 /// (Anthropic's or OpenAI's).
 #[derive(Debug, Parser)]
-#[command(name = "route", bin_name = "cargo run --example route")]
+#[command(name = "route", bin_name = "route")]
 struct Args {}
 
 fn main() -> ExitCode {
@@ -166,36 +171,68 @@ fn show_routes() -> Result<(), Box<dyn std::error::Error>> {
                 };
                 let rewrite = f
                     .upstream_model
-                    .map(|m| format!(", body model -> {m}"))
+                    .map(|m| format!("; the body's model becomes {m}"))
                     .unwrap_or_default();
                 println!(
-                    "  -> forward to {} {base}{} via {} source of {}{rewrite}",
-                    f.provider, f.upstream_path, f.source, f.integration.name
+                    "  -> forward to {} at {base}{} (integration {}, source {}){rewrite}",
+                    f.provider, f.upstream_path, f.integration.name, f.source
                 );
             }
             Ok(Decision::ListModels(l)) => {
                 let providers: Vec<_> = l.providers.iter().map(|p| p.as_str()).collect();
                 println!(
-                    "  -> list models of {} in {:?} shape",
+                    "  -> list the models of {} in {}",
                     providers.join(", "),
-                    l.shape
+                    list_shape(l.shape)
                 );
             }
             Ok(Decision::Reflection(r)) => {
-                println!("  -> reflection {:?} for VM {}", r.path, r.vm.name)
-            }
-            Ok(Decision::Liveness) => println!("  -> 200 (liveness)"),
-            Ok(other) => println!("  -> {other:?}"),
-            Err(refused) => {
                 println!(
-                    "  -> {} {:?} ({:?})",
-                    refused.status(),
-                    refused.refusal,
-                    refused.dialect
+                    "  -> reflection answers {} for VM {}",
+                    reflection_path(r.path),
+                    r.vm.name
+                )
+            }
+            Ok(Decision::Liveness) => println!("  -> 200 at once (a liveness probe)"),
+            Ok(Decision::Options { allow }) => {
+                println!("  -> 204 at once, allowing {allow} (never forwarded)")
+            }
+            Ok(_) => println!("  -> a decision this example does not describe yet"),
+            Err(refused) => {
+                // Refused's Display is the refusal's message: the problem
+                // and the fix, as the client reads them.
+                println!("  -> refused, {}: {refused}", refused.status());
+                println!(
+                    "     body, in {}: {}",
+                    error_shape(refused.dialect),
+                    refused.body()
                 );
-                println!("     {}", refused.body());
             }
         }
     }
     Ok(())
+}
+
+/// A model list's shape, in words.
+fn list_shape(shape: ModelsShape) -> &'static str {
+    match shape {
+        ModelsShape::OpenAi => "OpenAI's list shape",
+        ModelsShape::Anthropic => "Anthropic's list shape",
+    }
+}
+
+/// An error body's shape, in words.
+fn error_shape(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Anthropic => "Anthropic's error shape",
+        Dialect::OpenAi => "OpenAI's error shape",
+    }
+}
+
+/// What a reflection path asks for, in words.
+fn reflection_path(path: ReflectionPath) -> String {
+    match path {
+        ReflectionPath::Index => "the list of its paths".to_owned(),
+        ReflectionPath::Field(field) => format!("/{}", field.as_str()),
+    }
 }

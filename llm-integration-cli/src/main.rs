@@ -6,6 +6,30 @@
 //!
 //! Exit codes: 0 ok, 1 error (including a command that reports a failure),
 //! 2 usage.
+//!
+//! Rules that hold for everything the CLI does:
+//!
+//! - **What came from the network is printed escaped.** The server's
+//!   answers (streamed or not, on standard output or error), its errors, a
+//!   redirect's `Location` and reasons from the HTTP stack may carry text
+//!   from a hostile server or an upstream it relays (model names, a
+//!   provider's error body, ChatGPT's code, email or plan). In text they go
+//!   through [`printable`] (or [`printable_line`] for one field of a line),
+//!   which writes every control, bidirectional and zero-width character
+//!   (ESC and CR included) as `\u{…}`, so a server cannot clear the screen,
+//!   move the cursor or forge a line. With `--json`, an answer that is JSON
+//!   is printed as the same JSON with those characters as JSON `\u` escapes
+//!   ([`json_printable`]); one that is not is printed as text, escaped.
+//! - **The server is the address given, and nothing else.** Redirects are
+//!   never followed (a command can carry a key read from standard input):
+//!   a 3xx answer is an error naming where it pointed. A server URL with a
+//!   user name or password is refused before anything is sent: the server
+//!   takes an access token, never basic credentials.
+//! - **A malformed answer is named as one**, not as a network failure: a
+//!   response the HTTP stack cannot parse, or an outcome header the CLI
+//!   does not know.
+//! - **No token or key is ever printed**, not even in a usage error that
+//!   quotes the command line.
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -15,6 +39,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 use llm_integration_core::command::{grammar, parse_args, Parsed};
+use llm_integration_core::redact::{printable, printable_line};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -152,19 +177,21 @@ enum Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every message is composed by the CLI, with the server's words already
+    // escaped; escaping again here is a second guard (and changes nothing).
     match run(cli) {
         Ok(code) => code,
         Err(Failure::Usage(m)) => {
-            let m = m.trim_end();
+            let m = printable(m.trim_end());
             if m.starts_with("error:") || m.starts_with("usage:") {
-                eprintln!("{m}");
+                to_stderr(&format!("{m}\n"));
             } else {
-                eprintln!("error: {m}");
+                to_stderr(&format!("error: {m}\n"));
             }
             ExitCode::from(2)
         }
         Err(Failure::Error(m)) => {
-            eprintln!("error: {}", m.trim_end());
+            to_stderr(&format!("error: {}\n", printable(m.trim_end())));
             ExitCode::from(1)
         }
     }
@@ -176,7 +203,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         words.insert(0, "help".to_owned());
     }
     if words.is_empty() {
-        eprint!("{}", with_newline(command_tree().render_help().to_string()));
+        to_stderr(&with_newline(command_tree().render_help().to_string()));
         return Ok(ExitCode::from(2));
     }
     ask_help_of_help(&mut words);
@@ -189,18 +216,15 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             // `llm-integration integrations`: the choices, as asked.
-            print!("{}", with_newline(e.render().to_string()));
+            to_stdout(&with_newline(e.render().to_string()));
             return Ok(ExitCode::SUCCESS);
         }
-        Err(e) if local => {
-            let _ = e.print();
-            return Ok(ExitCode::from(2));
-        }
+        Err(e) if local => return Err(usage_error(e.render().to_string(), &words)),
         Ok(matches) if local => {
             return match Local::from_arg_matches(&matches) {
                 Ok(Local::Login(args)) => login(&cli, args),
                 Ok(Local::Completions(args)) => completions(args.shell),
-                Err(e) => Err(Failure::Usage(e.to_string())),
+                Err(e) => Err(usage_error(e.to_string(), &words)),
             };
         }
         // The command language: the core's parser decides, as on every door.
@@ -211,12 +235,28 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
     }
     let line = match parse_args(words.clone()) {
         Ok(Parsed::Help(text)) => {
-            print!("{}", with_newline(text));
+            to_stdout(&with_newline(text));
             return Ok(ExitCode::SUCCESS);
         }
         Ok(Parsed::Command(line)) => line,
-        Err(e) => return Err(Failure::Usage(e.message)),
+        Err(e) => return Err(usage_error(e.message, &words)),
     };
+    // Where and as whom, checked before a key is asked for.
+    let saved = load_saved();
+    let server = cli
+        .connection
+        .server
+        .clone()
+        .or(saved.server)
+        .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+    check_server_url(&server)?;
+    let token = Zeroizing::new(
+        cli.connection
+            .token
+            .clone()
+            .or(saved.token)
+            .ok_or_else(|| Failure::Error(NO_TOKEN.into()))?,
+    );
     let stdin = match line.command.stdin_providers().as_slice() {
         [] => None,
         [_] => Some(read_key("Key")?),
@@ -231,19 +271,132 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         _ => Some(read_key("Keys")?),
     };
-    let saved = load_saved();
-    let server = cli
-        .connection
-        .server
-        .clone()
-        .or(saved.server)
-        .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
-    let token = Zeroizing::new(cli.connection.token.clone().or(saved.token).ok_or_else(|| {
-        Failure::Error("no access token: set LLM_INTEGRATION_TOKEN, pass --token, or run `llm-integration --server URL login`".into())
-    })?);
     let body = serde_json::json!({ "args": words, "stdin": stdin.as_deref().map(|s| s.as_str()) });
     let body = Zeroizing::new(body.to_string());
-    send(&server, &token, body.as_str())
+    let mode = if line.json { Mode::Json } else { Mode::Text };
+    send(&server, &token, body.as_str(), mode)
+}
+
+/// What a command without a token is told: every way to give one,
+/// including the token file the server wrote on its first start.
+const NO_TOKEN: &str = "no access token: set LLM_INTEGRATION_TOKEN, pass --token, or run \
+`llm-integration --server URL login`; the server's first start wrote the first user's token to \
+llm-integration-data/owner.token (`llm-integration login --token-file llm-integration-data/owner.token`)";
+
+/// The connection flags, which belong before the command.
+const CONNECTION_FLAGS: [&str; 2] = ["--server", "--token"];
+
+/// A usage error about `words` (the command and its arguments), as told:
+///
+/// - the values of `--token` and `--server` never appear in it (clap and the
+///   core's parser quote an argument they refuse, `--token=VALUE` included);
+/// - when `--server` or `--token` comes after the first command word, where
+///   they are taken for the command's own flags and refused, a line says
+///   they go before the command, with the command to type.
+fn usage_error(message: String, words: &[String]) -> Failure {
+    let mut message = message.trim_end().to_owned();
+    let mut misplaced: Vec<&str> = Vec::new();
+    for (i, word) in words.iter().enumerate() {
+        for flag in CONNECTION_FLAGS {
+            let value = if word == flag {
+                words.get(i + 1).map(String::as_str)
+            } else if let Some(value) = word.strip_prefix(flag).and_then(|v| v.strip_prefix('=')) {
+                message = message.replace(word.as_str(), &format!("{flag}=…"));
+                Some(value)
+            } else {
+                continue;
+            };
+            // A short value would match ordinary words of the message, and
+            // is no secret anyway.
+            if let Some(value) = value.filter(|v| v.chars().count() >= 4) {
+                message = message.replace(value, "…");
+            }
+            if i > 0 && !misplaced.contains(&flag) {
+                misplaced.push(flag);
+            }
+        }
+    }
+    if !misplaced.is_empty() {
+        let flags: Vec<String> = misplaced.iter().map(|f| format!("{f} …")).collect();
+        message.push_str(&format!(
+            "\n--server and --token go before the command: llm-integration {} {}",
+            flags.join(" "),
+            command_path(words)
+        ));
+    }
+    Failure::Usage(message)
+}
+
+/// The command of `words` as far as its first flag (`integrations show
+/// llm`), without the connection flags, followed by `…` when more follows
+/// (which is not repeated: a flag's value could be a key).
+fn command_path(words: &[String]) -> String {
+    let mut rest: Vec<&str> = Vec::new();
+    let mut skip_value = false;
+    for word in words {
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        if CONNECTION_FLAGS.contains(&word.as_str()) {
+            skip_value = true;
+            continue;
+        }
+        if CONNECTION_FLAGS
+            .iter()
+            .any(|f| word.strip_prefix(f).is_some_and(|v| v.starts_with('=')))
+        {
+            continue;
+        }
+        rest.push(word);
+    }
+    let command = rest.iter().take_while(|w| !w.starts_with('-')).count();
+    let mut path = rest[..command].to_vec();
+    if command < rest.len() {
+        path.push("…");
+    }
+    path.join(" ")
+}
+
+/// Checks a server URL before anything is sent to it: `http` or `https`
+/// with a host, and no user name or password (the server takes an access
+/// token; reqwest would send them as basic credentials in its place). The
+/// messages never repeat what stood before the `@`.
+fn check_server_url(server: &str) -> Result<(), Failure> {
+    let shown = without_userinfo(server);
+    let not_a_url = || {
+        Failure::Usage(format!(
+            "the server URL {shown:?} is not a URL; give it as http://HOST:PORT, e.g. {DEFAULT_SERVER} \
+(--server / LLM_INTEGRATION_SERVER)"
+        ))
+    };
+    let mut url = reqwest::Url::parse(server).map_err(|_| not_a_url())?;
+    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return Err(not_a_url());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // Setting these on an http(s) URL with a host cannot fail.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        let bare = url.as_str().trim_end_matches('/').to_owned();
+        return Err(Failure::Usage(format!(
+            "the server URL {shown} has a user name or password (the part before @), which the \
+server does not take; give the server as {bare} and the access token with --token or \
+LLM_INTEGRATION_TOKEN (--server / LLM_INTEGRATION_SERVER)"
+        )));
+    }
+    Ok(())
+}
+
+/// `server` with whatever stands before an `@` in its authority written
+/// as `…` (`http://…@host:7701`), so that a password is never shown.
+fn without_userinfo(server: &str) -> String {
+    let start = server.find("://").map_or(0, |i| i + 3);
+    let rest = &server[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{}…{}", &server[..start], &rest[at..]),
+        None => server.to_owned(),
+    }
 }
 
 fn read_key(prompt: &str) -> Result<Zeroizing<String>, Failure> {
@@ -273,45 +426,178 @@ fn client() -> Result<reqwest::blocking::Client, Failure> {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(900))
         .connect_timeout(Duration::from_secs(10))
+        // The server is the address given: a redirect would re-send the
+        // command, and a key read from standard input, elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| Failure::Error(format!("cannot start the HTTP client: {e}")))
 }
 
-fn send(server: &str, token: &str, body: &str) -> Result<ExitCode, Failure> {
-    let response = client()?
+/// How an answer is printed: as text, or as JSON (`--json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Text,
+    Json,
+}
+
+/// What the admin API's outcome header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Failed,
+    Stream,
+}
+
+/// Posts `body` to the server's `POST /exec` and returns an answer that
+/// came from the admin API, with its outcome. Refused: a redirect (named,
+/// never followed), an answer without the outcome header (not the admin
+/// API), and one whose outcome is none the CLI knows (malformed).
+fn post_exec(
+    server: &str,
+    token: &str,
+    body: &str,
+    mode: Mode,
+) -> Result<(reqwest::blocking::Response, Outcome), Failure> {
+    let mut request = client()?
         .post(exec_url(server))
         .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .map_err(|e| unreachable(server, &e))?;
-    let status = response.status();
-    let outcome = response
-        .headers()
-        .get(OUTCOME)
-        .map(|v| v.as_bytes().to_vec())
-        .ok_or_else(|| not_the_admin_api(server))?;
-    let failed = outcome == b"failed";
-    if status.is_success() && outcome == b"stream" {
-        return relay_stream(response);
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_owned());
+    if mode == Mode::Json {
+        // The server's own errors (a refused token too) then come as JSON.
+        request = request.header(reqwest::header::ACCEPT, "application/json");
     }
-    let text = response
-        .text()
-        .map_err(|e| Failure::Error(format!("the server's answer could not be read: {e}")))?;
+    let response = request.send().map_err(|e| unreachable(server, &e))?;
+    let status = response.status();
+    if status.is_redirection() {
+        let to = match response.headers().get(reqwest::header::LOCATION) {
+            Some(location) => format!(
+                "redirect to {}",
+                printable_line(&String::from_utf8_lossy(location.as_bytes()))
+            ),
+            None => "a redirect without a Location".to_owned(),
+        };
+        return Err(Failure::Error(format!(
+            "the server at {server} answered {} ({to}); give its final address with --server",
+            status.as_u16()
+        )));
+    }
+    let outcome = match response.headers().get(OUTCOME).map(|v| v.as_bytes()) {
+        None => return Err(not_the_admin_api(server)),
+        Some(b"ok") => Outcome::Ok,
+        Some(b"failed") => Outcome::Failed,
+        Some(b"stream") => Outcome::Stream,
+        Some(other) => {
+            return Err(malformed(
+                server,
+                &format!(
+                    "its {OUTCOME} header is \"{}\", not ok, failed or stream",
+                    printable_line(&String::from_utf8_lossy(other))
+                ),
+            ))
+        }
+    };
+    Ok((response, outcome))
+}
+
+fn send(server: &str, token: &str, body: &str, mode: Mode) -> Result<ExitCode, Failure> {
+    let (response, outcome) = post_exec(server, token, body, mode)?;
+    let status = response.status();
+    if status.is_success() && outcome == Outcome::Stream {
+        return relay_stream(server, response, mode);
+    }
+    let text = response.text().map_err(|e| {
+        Failure::Error(format!(
+            "the server's answer broke off ({}); run the command again",
+            printable_line(&root_cause(&e))
+        ))
+    })?;
     if status.is_success() {
-        print!("{}", with_newline(text));
-        return Ok(if failed {
+        to_stdout(&answer_printable(&text, mode));
+        return Ok(if outcome == Outcome::Failed {
             ExitCode::from(1)
         } else {
             ExitCode::SUCCESS
         });
     }
-    eprint!("{}", with_newline(text));
+    to_stderr(&answer_printable(&text, mode));
     Ok(if status == reqwest::StatusCode::BAD_REQUEST {
         ExitCode::from(2)
     } else {
         ExitCode::from(1)
     })
+}
+
+/// An answer of the server, safe to print and ending with a newline: with
+/// `--json`, JSON as JSON ([`json_printable`]); else (or if it is not
+/// JSON) as text through [`printable`].
+fn answer_printable(text: &str, mode: Mode) -> String {
+    if mode == Mode::Json {
+        if let Some(json) = json_printable(text) {
+            return with_newline(json);
+        }
+    }
+    with_newline(printable(text).into_owned())
+}
+
+/// `text`, if it is one JSON value, as the same JSON value safe to print:
+/// every character [`printable_line`] would escape (DEL, C1 controls,
+/// bidirectional and zero-width characters; JSON itself forbids the other
+/// controls in strings) written as a JSON `\u` escape, and CRs between
+/// tokens left out. Key order and layout are kept.
+fn json_printable(text: &str) -> Option<String> {
+    serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if !in_string {
+            match c {
+                '\r' => continue,
+                '"' => in_string = true,
+                _ => {}
+            }
+            out.push(c);
+        } else if escaped {
+            escaped = false;
+            out.push(c);
+        } else if is_unprintable(c) {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            match c {
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+/// Whether [`printable_line`] escapes `c`.
+fn is_unprintable(c: char) -> bool {
+    let mut buffer = [0; 4];
+    matches!(
+        printable_line(c.encode_utf8(&mut buffer)),
+        std::borrow::Cow::Owned(_)
+    )
+}
+
+/// Writes `text` to standard output; a closed pipe (`| head`) is not an
+/// error worth reporting.
+fn to_stdout(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// [`to_stdout`] for standard error.
+fn to_stderr(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 fn exec_url(server: &str) -> String {
@@ -326,22 +612,71 @@ fn with_newline(mut text: String) -> String {
     text
 }
 
-/// The server could not be asked: which server, why, and what to do.
+/// The server could not be asked: which server, why, and what to do. An
+/// answer the HTTP stack could not parse is no network failure: it is
+/// named as a malformed answer.
 fn unreachable(server: &str, e: &reqwest::Error) -> Failure {
     if e.is_builder() {
         return Failure::Usage(format!(
-            "the server URL {server:?} is not a URL; give it as http://HOST:PORT, e.g. {DEFAULT_SERVER} \
-(--server / LLM_INTEGRATION_SERVER)"
+            "the server URL {:?} is not a URL; give it as http://HOST:PORT, e.g. {DEFAULT_SERVER} \
+(--server / LLM_INTEGRATION_SERVER)",
+            without_userinfo(server)
         ));
+    }
+    if let Some(what) = unparsable_answer(e) {
+        return malformed(server, &what);
     }
     let why = if e.is_timeout() {
         "it did not answer in time".to_owned()
     } else {
-        root_cause(e)
+        printable_line(&root_cause(e)).into_owned()
     };
     Failure::Error(format!(
         "cannot reach the server at {server} ({why}); start it (`llm-integration-server`) \
 or point --server / LLM_INTEGRATION_SERVER at its admin listener"
+    ))
+}
+
+/// What was wrong with an answer the HTTP stack refused to parse (a
+/// response header holding ESC, a status line that is not HTTP), if that
+/// is why `e` happened. hyper names its parse errors `invalid HTTP …` and
+/// `message head is too large`.
+fn unparsable_answer(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        let text = err.to_string();
+        if text.starts_with("invalid HTTP header") {
+            return Some(
+                "a response header is not valid HTTP (it holds a control character such as ESC, \
+or a byte HTTP does not allow)"
+                    .to_owned(),
+            );
+        }
+        if text.starts_with("invalid HTTP status") {
+            return Some("its status line has no valid status code".to_owned());
+        }
+        if text.starts_with("invalid HTTP version") {
+            return Some(
+                "it is not HTTP/1.x (its status line does not start with HTTP/1.)".to_owned(),
+            );
+        }
+        if text.starts_with("message head is too large") {
+            return Some("its headers are too large".to_owned());
+        }
+        if text.starts_with("invalid HTTP") {
+            return Some(format!("it is not valid HTTP ({})", printable_line(&text)));
+        }
+        current = err.source();
+    }
+    None
+}
+
+/// The server answered, but not in a form the admin API answers in.
+fn malformed(server: &str, what: &str) -> Failure {
+    Failure::Error(format!(
+        "the server at {server} sent a malformed answer: {what}; is --server / \
+LLM_INTEGRATION_SERVER an llm-integration admin listener (127.0.0.1:7701 by default), with \
+nothing in between that alters its answers?"
     ))
 }
 
@@ -369,43 +704,178 @@ data-plane port? The admin listener is 127.0.0.1:7701 by default (--server / LLM
     ))
 }
 
+/// The longest line of a streamed `--json` answer (one event).
+const MAX_EVENT: usize = 1 << 20;
+
 /// Prints a streamed answer as it arrives (e.g. the ChatGPT login: the
-/// code first, the outcome when it comes); its last line says whether it
-/// failed.
-fn relay_stream(mut response: reqwest::blocking::Response) -> Result<ExitCode, Failure> {
-    use std::io::Write;
+/// code first, the outcome when it comes), escaped as every answer is: text
+/// as it comes, through [`printable`]; with `--json` one event (line) at a
+/// time, through [`json_printable`]. Its last line says whether it failed
+/// (`error: …`, or an event `"error"`).
+fn relay_stream(
+    server: &str,
+    mut response: reqwest::blocking::Response,
+    mode: Mode,
+) -> Result<ExitCode, Failure> {
     let mut buffer = [0u8; 4096];
-    let mut last_line = Vec::new();
-    let mut stdout = std::io::stdout();
+    let mut decoder = Utf8Decoder::default();
+    let mut relay = StreamRelay::new(mode);
     loop {
-        let n = response
-            .read(&mut buffer)
-            .map_err(|e| Failure::Error(format!("the server's answer broke off: {e}")))?;
+        let n = response.read(&mut buffer).map_err(|e| {
+            Failure::Error(format!(
+                "the server's answer broke off ({}); run the command again",
+                printable_line(&root_cause(&e))
+            ))
+        })?;
         if n == 0 {
             break;
         }
-        let _ = stdout.write_all(&buffer[..n]);
-        let _ = stdout.flush();
-        for b in &buffer[..n] {
-            if *b == b'\n' {
-                if !last_line.is_empty() {
-                    last_line.push(b'\n');
-                }
-            } else {
-                if last_line.ends_with(b"\n") {
-                    last_line.clear();
-                }
-                last_line.push(*b);
-            }
-        }
+        let text = decoder.decode(&buffer[..n]);
+        to_stdout(&relay.feed(&text).map_err(|what| malformed(server, &what))?);
     }
-    let last = String::from_utf8_lossy(&last_line);
-    let failed = last.starts_with("error:") || last.contains("\"event\":\"error\"");
-    Ok(if failed {
+    let text = decoder.finish();
+    to_stdout(&relay.feed(&text).map_err(|what| malformed(server, &what))?);
+    to_stdout(&relay.finish());
+    Ok(if relay.failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Turns a streamed answer into what to print, and judges its last line.
+struct StreamRelay {
+    mode: Mode,
+    /// The line being received: with `--json` the whole event, in text
+    /// its first bytes (enough to tell an `error:` line).
+    line: String,
+    /// In text, whether what was printed ends a line.
+    at_line_start: bool,
+    /// Whether the last non-empty line said the command failed.
+    failed: bool,
+}
+
+impl StreamRelay {
+    fn new(mode: Mode) -> Self {
+        StreamRelay {
+            mode,
+            line: String::new(),
+            at_line_start: true,
+            failed: false,
+        }
+    }
+
+    /// What to print for `text`, the next part of the answer; an error
+    /// says what is malformed about it.
+    fn feed(&mut self, text: &str) -> Result<String, String> {
+        let mut out = String::new();
+        if self.mode == Mode::Text {
+            out.push_str(&printable(text));
+            if let Some(last) = text.chars().last() {
+                self.at_line_start = last == '\n';
+            }
+        }
+        for piece in text.split_inclusive('\n') {
+            let (part, ended) = match piece.strip_suffix('\n') {
+                Some(part) => (part, true),
+                None => (piece, false),
+            };
+            match self.mode {
+                Mode::Text if self.line.len() < 64 => self.line.push_str(part),
+                Mode::Text => {}
+                Mode::Json if self.line.len() + part.len() > MAX_EVENT => {
+                    return Err(format!(
+                        "a line of its --json answer is over {MAX_EVENT} bytes, which no event is"
+                    ))
+                }
+                Mode::Json => self.line.push_str(part),
+            }
+            if ended {
+                out.push_str(&self.end_line());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ends the line received: judges it and, with `--json`, prints it.
+    fn end_line(&mut self) -> String {
+        let line = std::mem::take(&mut self.line);
+        if line.trim().is_empty() {
+            return String::new();
+        }
+        self.failed = line.starts_with("error:");
+        if self.mode == Mode::Text {
+            return String::new();
+        }
+        match json_printable(&line) {
+            Some(json) => {
+                self.failed = serde_json::from_str::<serde_json::Value>(&line)
+                    .is_ok_and(|event| event["event"] == "error");
+                json + "\n"
+            }
+            None => format!("{}\n", printable_line(&line)),
+        }
+    }
+
+    /// What is left to print when the answer ends: its last line, if no
+    /// newline ended it.
+    fn finish(&mut self) -> String {
+        let mut out = self.end_line();
+        if self.mode == Mode::Text && !self.at_line_start {
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Decodes UTF-8 that arrives in pieces: a character split between two
+/// pieces is kept until its end arrives; invalid bytes become U+FFFD.
+#[derive(Default)]
+struct Utf8Decoder {
+    pending: Vec<u8>,
+}
+
+impl Utf8Decoder {
+    fn decode(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        let mut out = String::new();
+        let mut rest: &[u8] = &self.pending;
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(text) => {
+                    out.push_str(text);
+                    rest = &[];
+                    break;
+                }
+                Err(e) => {
+                    let (valid, after) = rest.split_at(e.valid_up_to());
+                    out.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                    match e.error_len() {
+                        Some(bad) => {
+                            out.push(char::REPLACEMENT_CHARACTER);
+                            rest = &after[bad..];
+                        }
+                        // The start of a character whose end is to come.
+                        None => {
+                            rest = after;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.pending = rest.to_vec();
+        out
+    }
+
+    /// What is left at the end: an unfinished character, as U+FFFD.
+    fn finish(&mut self) -> String {
+        if std::mem::take(&mut self.pending).is_empty() {
+            String::new()
+        } else {
+            char::REPLACEMENT_CHARACTER.to_string()
+        }
+    }
 }
 
 /// `… help --help`: clap's `help` subcommands take no flags, so asking
@@ -441,6 +911,12 @@ fn ask_help_of_help(words: &mut Vec<String>) {
 /// `[--server URL] login [--token-file FILE]`: checks the token against
 /// the server and saves both (file mode 0600).
 fn login(cli: &Cli, args: LoginArgs) -> Result<ExitCode, Failure> {
+    let server = cli
+        .connection
+        .server
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+    check_server_url(&server)?;
     let token = match (&args.token_file, cli.connection.token.clone()) {
         (Some(path), _) => Zeroizing::new(
             std::fs::read_to_string(path)
@@ -451,27 +927,13 @@ fn login(cli: &Cli, args: LoginArgs) -> Result<ExitCode, Failure> {
         (None, Some(t)) => Zeroizing::new(t),
         (None, None) => read_key("Access token")?,
     };
-    let server = cli
-        .connection
-        .server
-        .clone()
-        .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
     let probe = serde_json::json!({ "args": ["integrations", "list"] }).to_string();
-    let response = client()?
-        .post(exec_url(&server))
-        .bearer_auth(token.as_str())
-        .header("content-type", "application/json")
-        .body(probe)
-        .send()
-        .map_err(|e| unreachable(&server, &e))?;
-    if response.headers().get(OUTCOME).is_none() {
-        return Err(not_the_admin_api(&server));
-    }
+    let (response, _) = post_exec(&server, &token, &probe, Mode::Text)?;
     if !response.status().is_success() {
         let text = response.text().unwrap_or_default();
         return Err(Failure::Error(format!(
             "the server refused the token: {}",
-            text.trim_start_matches("error: ")
+            printable(text.trim_start_matches("error: "))
         )));
     }
     let path = config_path().ok_or_else(|| {
@@ -486,7 +948,10 @@ fn login(cli: &Cli, args: LoginArgs) -> Result<ExitCode, Failure> {
     let text = Zeroizing::new(toml::to_string(&saved).map_err(|e| Failure::Error(e.to_string()))?);
     write_private(&path, text.as_bytes())
         .map_err(|e| Failure::Error(format!("cannot write {}: {e}", path.display())))?;
-    println!("logged in to {server}; saved to {}", path.display());
+    to_stdout(&format!(
+        "logged in to {server}; saved to {}\n",
+        path.display()
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

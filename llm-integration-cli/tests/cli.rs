@@ -3,52 +3,10 @@
 //! standard input, `--json`, `login` and completions.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod common;
 
+use common::cli;
 use llm_integration_server::testing::{Dirs, Server};
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-async fn cli(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Out {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let stdin = stdin.map(str::to_owned);
-    tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_llm-integration"));
-        cmd.args(&args)
-            .env_remove("LLM_INTEGRATION_TOKEN")
-            .env_remove("LLM_INTEGRATION_SERVER")
-            .env("LLM_INTEGRATION_CLI_CONFIG", "/nonexistent/cli.toml")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let mut input = child.stdin.take().unwrap();
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).unwrap();
-        }
-        drop(input);
-        let output = child.wait_with_output().unwrap();
-        Out {
-            code: output.status.code().unwrap(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    })
-    .await
-    .unwrap()
-}
 
 const KEY: &str = "sk-cli-test-0123456789abcdefWXYZ";
 
@@ -165,8 +123,23 @@ async fn seed_forms_and_exit_codes() {
         None,
     )
     .await;
-    assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("no access token"), "{}", out.stderr);
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (
+            1,
+            "error: no access token: set LLM_INTEGRATION_TOKEN, pass --token, or run \
+`llm-integration --server URL login`; the server's first start wrote the first user's token to \
+llm-integration-data/owner.token (`llm-integration login --token-file \
+llm-integration-data/owner.token`)\n"
+        )
+    );
+    // The flag it names is login's.
+    let help = cli(&["login", "--help"], &[], None).await;
+    assert!(
+        help.stdout.contains("--token-file <FILE>"),
+        "{}",
+        help.stdout
+    );
     let out = cli(
         &["integrations", "list"],
         &[
@@ -371,5 +344,102 @@ async fn chatgpt_login_shows_its_progress() {
         "{}",
         out.stdout
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_flags_after_the_command_are_shown_their_place() {
+    let dirs = Dirs::new();
+    let s = Server::start(&dirs, "http://127.0.0.1:9").await;
+    let token = s.token.as_str();
+    let token_flag = format!("--token={token}");
+    let server_flag = format!("--server={}", s.url);
+    for (args, hint) in [
+        (
+            vec!["integrations", "list", "--token", token],
+            "llm-integration --token … integrations list",
+        ),
+        (
+            vec!["integrations", "list", token_flag.as_str()],
+            "llm-integration --token … integrations list",
+        ),
+        (
+            vec![
+                "integrations",
+                "list",
+                "--server",
+                &s.url,
+                token_flag.as_str(),
+            ],
+            "llm-integration --server … --token … integrations list",
+        ),
+        (
+            vec![
+                "integrations",
+                "show",
+                "llm",
+                server_flag.as_str(),
+                "--token",
+                token,
+            ],
+            "llm-integration --server … --token … integrations show llm",
+        ),
+        (
+            vec![
+                "integrations",
+                "add",
+                "llm",
+                "--name",
+                "x",
+                "--openai-key",
+                KEY,
+                "--token",
+                token,
+            ],
+            "llm-integration --token … integrations add llm …",
+        ),
+        (
+            vec!["login", token_flag.as_str()],
+            "llm-integration --token … login",
+        ),
+        (
+            vec!["login", "--token", token],
+            "llm-integration --token … login",
+        ),
+    ] {
+        let out = cli(&args, &[], None).await;
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.starts_with("error:"), "{}", out.stderr);
+        assert!(
+            out.stderr.ends_with(&format!(
+                "\n--server and --token go before the command: {hint}\n"
+            )),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains(token), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains(KEY), "{args:?}: {}", out.stderr);
+    }
+    // A usage error with the flags in their place gets no such line.
+    let out = cli(
+        &["--token", token, "integrations", "list", "--bogus"],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 2);
+    assert!(
+        !out.stderr.contains("go before the command"),
+        "{}",
+        out.stderr
+    );
+    // And where the line puts them, they work.
+    let out = cli(
+        &["--server", &s.url, "--token", token, "integrations", "list"],
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
     s.stop().await;
 }
