@@ -310,6 +310,12 @@ impl App {
                 let _ = rx.wait_for(|stop| *stop).await;
             }))
         };
+        let leases = self.metering.allocator.clone().map(|allocator| {
+            let mut rx = stop_rx.clone();
+            tokio::spawn(allocator.maintain(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }))
+        });
         let follower = self.postgres.clone().map(|pg| {
             let live = self.live.clone();
             let mut rx = stop_rx.clone();
@@ -410,6 +416,13 @@ impl App {
         // Write what they used.
         self.ledger.close();
         self.ledger_writer.finished().await;
+        // Then give back what the leases hold unspent, for the other replicas.
+        if let Some(task) = leases {
+            let _ = task.await;
+        }
+        if let Some(allocator) = &self.metering.allocator {
+            allocator.release_all().await;
+        }
         self.store.close().await;
         Ok(())
     }

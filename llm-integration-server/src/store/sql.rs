@@ -8,14 +8,14 @@
 //! portable SQL: `$N` placeholders, `RETURNING`, `ON CONFLICT`, integer
 //! sums cast to `BIGINT`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use llm_integration_core::seams::{
-    Account, ChatGptAccountRecord, ConfigStore, ControlStore, NewCredential, SealedSecret,
-    StoreError, TokenUsage, UsageGrouping, UsageRecord, UsageRow,
+    Account, AllocationLease, ChatGptAccountRecord, ConfigStore, ControlStore, LeaseRequest,
+    NewCredential, SealedSecret, StoreError, TokenUsage, UsageGrouping, UsageRecord, UsageRow,
 };
 use llm_integration_core::SourceKind;
 use llm_integration_core::{
@@ -162,6 +162,39 @@ async fn write_vm_details(
             .map_err(conflict("that address already belongs to another VM"))?;
     }
     Ok(())
+}
+
+/// Locks `owner`'s allocation row for the transaction (creating it with
+/// `default` if never set) and returns its unleased balance. Every change
+/// to an owner's balance or leases takes this lock first, so they
+/// serialise per owner on both databases (PostgreSQL locks the row;
+/// SQLite's first write takes the database's write lock).
+async fn lock_allocation(
+    tx: &mut Transaction<'_, Db>,
+    owner: Owner,
+    default: i64,
+) -> Result<i64, StoreError> {
+    let (kind, id) = owner_parts(owner);
+    sqlx::query_scalar(
+        "INSERT INTO allocations (owner_kind, owner_id, balance_micros) VALUES ($1, $2, $3) \
+         ON CONFLICT (owner_kind, owner_id) DO UPDATE SET balance_micros = allocations.balance_micros \
+         RETURNING balance_micros",
+    )
+    .bind(kind)
+    .bind(id)
+    .bind(default)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(unavailable)
+}
+
+/// The owner a stored `(owner_kind, owner_id)` names.
+fn owner_from(kind: &str, id: i64) -> Result<Owner, StoreError> {
+    match kind {
+        "user" => Ok(Owner::User(UserId(id))),
+        "team" => Ok(Owner::Team(TeamId(id))),
+        other => Err(corrupt("owner kind", other)),
+    }
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
@@ -720,7 +753,9 @@ impl ControlStore for Store {
     async fn allocation(&self, owner: Owner) -> Result<Option<i64>, StoreError> {
         let (kind, id) = owner_parts(owner);
         sqlx::query_scalar(
-            "SELECT balance_micros FROM allocations WHERE owner_kind = $1 AND owner_id = $2",
+            "SELECT balance_micros + (SELECT CAST(COALESCE(SUM(micros), 0) AS BIGINT) FROM allocation_leases l \
+             WHERE l.owner_kind = a.owner_kind AND l.owner_id = a.owner_id) \
+             FROM allocations a WHERE owner_kind = $1 AND owner_id = $2",
         )
         .bind(kind)
         .bind(id)
@@ -731,17 +766,25 @@ impl ControlStore for Store {
 
     async fn set_allocation(&self, owner: Owner, micros: i64) -> Result<(), StoreError> {
         let (kind, id) = owner_parts(owner);
+        let mut tx = self.begin().await?;
+        lock_allocation(&mut tx, owner, 0).await?;
+        // `micros` is what is left from now: the leases are revoked.
+        sqlx::query("DELETE FROM allocation_leases WHERE owner_kind = $1 AND owner_id = $2")
+            .bind(kind)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         sqlx::query(
-            "INSERT INTO allocations (owner_kind, owner_id, balance_micros) VALUES ($1, $2, $3) \
-             ON CONFLICT (owner_kind, owner_id) DO UPDATE SET balance_micros = excluded.balance_micros",
+            "UPDATE allocations SET balance_micros = $3 WHERE owner_kind = $1 AND owner_id = $2",
         )
         .bind(kind)
         .bind(id)
         .bind(micros)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
-        Ok(())
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn grant_allocation(
@@ -751,21 +794,212 @@ impl ControlStore for Store {
         default: i64,
     ) -> Result<i64, StoreError> {
         let (kind, id) = owner_parts(owner);
-        sqlx::query_scalar(
-            "INSERT INTO allocations (owner_kind, owner_id, balance_micros) VALUES ($1, $2, $3 + $4) \
-             ON CONFLICT (owner_kind, owner_id) DO UPDATE SET balance_micros = allocations.balance_micros + $4 \
-             RETURNING balance_micros",
+        let mut tx = self.begin().await?;
+        lock_allocation(&mut tx, owner, default).await?;
+        sqlx::query(
+            "UPDATE allocations SET balance_micros = balance_micros + $3 WHERE owner_kind = $1 AND owner_id = $2",
         )
         .bind(kind)
         .bind(id)
-        .bind(default)
         .bind(micros)
-        .fetch_one(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(unavailable)
+        .map_err(unavailable)?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT balance_micros + (SELECT CAST(COALESCE(SUM(micros), 0) AS BIGINT) FROM allocation_leases l \
+             WHERE l.owner_kind = a.owner_kind AND l.owner_id = a.owner_id) \
+             FROM allocations a WHERE owner_kind = $1 AND owner_id = $2",
+        )
+        .bind(kind)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(total)
     }
 
-    async fn record_usage(&self, records: &[UsageRecord], default: i64) -> Result<(), StoreError> {
+    async fn lease_allocation(
+        &self,
+        owner: Owner,
+        holder: &str,
+        request: LeaseRequest,
+        default: i64,
+    ) -> Result<AllocationLease, StoreError> {
+        let (kind, id) = owner_parts(owner);
+        let mut tx = self.begin().await?;
+        let mut unleased = lock_allocation(&mut tx, owner, default).await?;
+        // Expired leases (their servers stopped renewing) go back first.
+        let expired: Vec<i64> = sqlx::query_scalar(
+            "DELETE FROM allocation_leases WHERE owner_kind = $1 AND owner_id = $2 AND expires_at_ms < $3 RETURNING micros",
+        )
+        .bind(kind)
+        .bind(id)
+        .bind(request.now_ms)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        unleased = unleased.saturating_add(expired.iter().sum::<i64>());
+        let granted = unleased
+            .min(request.need.max(request.want.min(unleased / 4)))
+            .max(0);
+        sqlx::query(
+            "UPDATE allocations SET balance_micros = $3 WHERE owner_kind = $1 AND owner_id = $2",
+        )
+        .bind(kind)
+        .bind(id)
+        .bind(unleased - granted)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let held: i64 = sqlx::query_scalar(
+            "INSERT INTO allocation_leases (owner_kind, owner_id, holder, micros, expires_at_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (owner_kind, owner_id, holder) DO UPDATE SET micros = allocation_leases.micros + excluded.micros, \
+             expires_at_ms = excluded.expires_at_ms RETURNING micros",
+        )
+        .bind(kind)
+        .bind(id)
+        .bind(holder)
+        .bind(granted)
+        .bind(request.expires_at_ms)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(AllocationLease {
+            granted,
+            held,
+            unleased: unleased - granted,
+        })
+    }
+
+    async fn return_allocation(
+        &self,
+        owner: Owner,
+        holder: &str,
+        micros: i64,
+    ) -> Result<i64, StoreError> {
+        let (kind, id) = owner_parts(owner);
+        let mut tx = self.begin().await?;
+        lock_allocation(&mut tx, owner, 0).await?;
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT micros FROM allocation_leases WHERE owner_kind = $1 AND owner_id = $2 AND holder = $3",
+        )
+        .bind(kind)
+        .bind(id)
+        .bind(holder)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let Some(held) = held else {
+            return Ok(0);
+        };
+        // A lease overspent (negative) is settled whole: the balance pays it.
+        let returned = if micros >= held { held } else { micros.max(0) };
+        if returned == held {
+            sqlx::query(
+                "DELETE FROM allocation_leases WHERE owner_kind = $1 AND owner_id = $2 AND holder = $3",
+            )
+            .bind(kind)
+            .bind(id)
+            .bind(holder)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        } else {
+            sqlx::query(
+                "UPDATE allocation_leases SET micros = micros - $4 WHERE owner_kind = $1 AND owner_id = $2 AND holder = $3",
+            )
+            .bind(kind)
+            .bind(id)
+            .bind(holder)
+            .bind(returned)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        sqlx::query(
+            "UPDATE allocations SET balance_micros = balance_micros + $3 WHERE owner_kind = $1 AND owner_id = $2",
+        )
+        .bind(kind)
+        .bind(id)
+        .bind(returned)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(returned)
+    }
+
+    async fn renew_allocation_leases(
+        &self,
+        holder: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<(Owner, i64)>, StoreError> {
+        sqlx::query("UPDATE allocation_leases SET expires_at_ms = $2 WHERE holder = $1")
+            .bind(holder)
+            .bind(expires_at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        // Other servers' expired leases, one owner at a time (each under
+        // its allocation's lock, like every lease change).
+        let expired = sqlx::query(
+            "SELECT DISTINCT owner_kind, owner_id FROM allocation_leases WHERE expires_at_ms < $1",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        for row in expired {
+            let kind: String = row.try_get(0).map_err(unavailable)?;
+            let id: i64 = row.try_get(1).map_err(unavailable)?;
+            let owner = owner_from(&kind, id)?;
+            let mut tx = self.begin().await?;
+            lock_allocation(&mut tx, owner, 0).await?;
+            let returned: Vec<i64> = sqlx::query_scalar(
+                "DELETE FROM allocation_leases WHERE owner_kind = $1 AND owner_id = $2 AND expires_at_ms < $3 RETURNING micros",
+            )
+            .bind(&kind)
+            .bind(id)
+            .bind(now_ms)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            sqlx::query(
+                "UPDATE allocations SET balance_micros = balance_micros + $3 WHERE owner_kind = $1 AND owner_id = $2",
+            )
+            .bind(&kind)
+            .bind(id)
+            .bind(returned.iter().sum::<i64>())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+        }
+        let held = sqlx::query(
+            "SELECT owner_kind, owner_id, micros FROM allocation_leases WHERE holder = $1",
+        )
+        .bind(holder)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        held.into_iter()
+            .map(|row| {
+                let kind: String = row.try_get(0).map_err(unavailable)?;
+                let id: i64 = row.try_get(1).map_err(unavailable)?;
+                Ok((owner_from(&kind, id)?, row.try_get(2).map_err(unavailable)?))
+            })
+            .collect()
+    }
+
+    async fn record_usage(
+        &self,
+        records: &[UsageRecord],
+        default: i64,
+        holder: &str,
+    ) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -810,27 +1044,39 @@ impl ControlStore for Store {
                 .await
                 .map_err(unavailable)?;
         }
-        // One debit per owner.
-        let mut debits: HashMap<Owner, i64> = HashMap::new();
+        // One debit per owner, from this server's lease when it holds one;
+        // owners in a fixed order, so concurrent writers lock alike.
+        let mut debits: BTreeMap<(&'static str, i64), (Owner, i64)> = BTreeMap::new();
         for r in records
             .iter()
             .filter(|r| r.source == SourceKind::Gateway && r.cost_micros > 0)
         {
-            *debits.entry(r.owner).or_default() += as_i64(r.cost_micros);
+            let entry = debits.entry(owner_parts(r.owner)).or_insert((r.owner, 0));
+            entry.1 += as_i64(r.cost_micros);
         }
-        for (owner, cost) in debits {
-            let (kind, id) = owner_parts(owner);
-            sqlx::query(
-                "INSERT INTO allocations (owner_kind, owner_id, balance_micros) VALUES ($1, $2, $3 - $4) \
-                 ON CONFLICT (owner_kind, owner_id) DO UPDATE SET balance_micros = allocations.balance_micros - $4",
+        for ((kind, id), (owner, cost)) in debits {
+            lock_allocation(&mut tx, owner, default).await?;
+            let leased = sqlx::query(
+                "UPDATE allocation_leases SET micros = micros - $4 WHERE owner_kind = $1 AND owner_id = $2 AND holder = $3",
             )
             .bind(kind)
             .bind(id)
-            .bind(default)
+            .bind(holder)
             .bind(cost)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+            if leased.rows_affected() == 0 {
+                sqlx::query(
+                    "UPDATE allocations SET balance_micros = balance_micros - $3 WHERE owner_kind = $1 AND owner_id = $2",
+                )
+                .bind(kind)
+                .bind(id)
+                .bind(cost)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            }
         }
         tx.commit().await.map_err(unavailable)
     }
