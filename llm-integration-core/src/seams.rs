@@ -103,6 +103,10 @@ pub struct Account {
     pub operator: bool,
 }
 
+/// A lock held across servers (see [`ControlStore::hold_lock`]); dropping
+/// it releases the lock.
+pub type StoreLock = Box<dyn std::any::Any + Send + Sync>;
+
 /// What a server asks of [`ControlStore::lease_allocation`], in
 /// micro-dollars.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,6 +281,13 @@ pub trait ControlStore: ConfigStore {
         since: SystemTime,
         by: UsageGrouping,
     ) -> Result<Vec<UsageRow>, StoreError>;
+    /// Holds a lock named `name` shared by every server on this store
+    /// until the returned guard is dropped (waiting for another server
+    /// that holds it). Used so that one server at a time refreshes a
+    /// ChatGPT account's single-use refresh token. A store used by one
+    /// process may answer a guard that locks nothing (its callers also lock
+    /// in memory).
+    async fn hold_lock(&self, name: &str) -> Result<StoreLock, StoreError>;
     /// A value of the store's own metadata (e.g. the master key check).
     async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Sets a metadata value if it is not set yet; returns whether it was set.

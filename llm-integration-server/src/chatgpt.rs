@@ -543,6 +543,37 @@ or {} is not ChatGPT's login service (check --chatgpt-auth-url)",
             }
             return Ok(tokens);
         }
+        // One refresh per account across every server on this store: a
+        // refresh token is single-use. Whoever waited finds the tokens
+        // another server refreshed meanwhile and uses them.
+        let _held = self
+            .store
+            .hold_lock(&format!("chatgpt-refresh:{}:{name}", user.0))
+            .await
+            .map_err(|e| CredentialError::Unavailable(e.to_string()))?;
+        let record = self
+            .store
+            .chatgpt_account(user, name)
+            .await
+            .map_err(|e| CredentialError::Unavailable(e.to_string()))?
+            .ok_or_else(|| {
+                CredentialError::NotConfigured(format!(
+                    "the ChatGPT account {name} (it was disconnected)"
+                ))
+            })?;
+        let current = self
+            .open(&record.sealed)
+            .map_err(CredentialError::Unavailable)?;
+        if record.status != "connected" {
+            return Err(Self::needs_login(name, "its last refresh was refused"));
+        }
+        if current.access_token != tokens.access_token && current.fresh() {
+            if let Ok(mut cache) = self.cache.lock() {
+                cache.insert((user, name.clone()), (record.sealed, current.expires_at));
+            }
+            return Ok(current);
+        }
+        let tokens = current;
         match self.refresh(&tokens).await {
             Ok(new) => {
                 self.save(user, name, &new, "connected")

@@ -190,6 +190,10 @@ pub struct Settings {
     pub models_cache_secs: u64,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_drain_secs: u64,
+    /// How long a server's lease on an owner's allocation lives unless
+    /// renewed (at least 3): a crashed replica's lease returns to the
+    /// balance within it.
+    pub allocation_lease_secs: u64,
     /// Front proxies whose client-address header or PROXY header is believed.
     pub trusted_proxies: Vec<IpAddr>,
     /// The header a trusted proxy puts the client's address in.
@@ -241,6 +245,7 @@ impl Default for Settings {
             max_buffered_body_bytes: limits.max_buffered_body,
             models_cache_secs: 300,
             shutdown_drain_secs: 30,
+            allocation_lease_secs: 30,
             trusted_proxies: Vec::new(),
             client_ip_header: None,
             proxy_protocol: false,
@@ -289,6 +294,8 @@ pub struct Config {
     pub models_ttl: Duration,
     /// How long in-flight requests may run after a shutdown signal.
     pub drain: Duration,
+    /// How long an allocation lease lives unless renewed.
+    pub allocation_lease: Duration,
     /// Read a PROXY protocol header on connections from the trusted proxies.
     pub proxy_protocol: bool,
     /// TLS certificate chain and key (PEM) for the data plane.
@@ -428,6 +435,12 @@ impl Settings {
                     .into(),
             ));
         }
+        if self.allocation_lease_secs < 3 {
+            return Err(ConfigError(format!(
+                "allocation_lease_secs = {} is too short: a lease is renewed every second and must outlive a few renewals; use 3 or more (default 30)",
+                self.allocation_lease_secs
+            )));
+        }
         if limits.max_connections == 0 || limits.max_connections_per_peer == 0 {
             return Err(ConfigError(
                 "max_connections and max_connections_per_peer must be at least 1".into(),
@@ -515,6 +528,7 @@ impl Settings {
             },
             models_ttl: Duration::from_secs(self.models_cache_secs),
             drain: Duration::from_secs(self.shutdown_drain_secs),
+            allocation_lease: Duration::from_secs(self.allocation_lease_secs),
             listen: self.listen,
             admin_listen: self.admin_listen,
             domain,
@@ -798,6 +812,7 @@ mod tests {
             max_buffered_body_bytes = 18
             models_cache_secs = 13
             shutdown_drain_secs = 14
+            allocation_lease_secs = 19
             trusted_proxies = ["10.0.0.1"]
             client_ip_header = "x-forwarded-for"
             proxy_protocol = true
@@ -889,6 +904,11 @@ mod tests {
                 "chatgpt_backend_url = \"x\"",
                 &[],
                 "invalid chatgpt backend base URL",
+            ),
+            (
+                "allocation_lease_secs = 1",
+                &[],
+                "allocation_lease_secs = 1 is too short",
             ),
             (
                 "log_format = \"xml\"",

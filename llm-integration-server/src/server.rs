@@ -192,7 +192,11 @@ impl App {
             key.clone(),
             chatgpt.clone(),
         ));
-        let allocator = Arc::new(Allocator::new(store.clone(), config.default_allocation));
+        let allocator = Arc::new(Allocator::with_lease_lifetime(
+            store.clone(),
+            config.default_allocation,
+            config.allocation_lease,
+        ));
         let (ledger, ledger_writer) = Ledger::start(store.clone(), allocator.clone());
         let executor = Arc::new(
             Executor::new(

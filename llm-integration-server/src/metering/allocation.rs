@@ -14,7 +14,7 @@
 //! [`IDLE_RETURN`]; at shutdown it returns them all. A server that stops
 //! renewing (it crashed, or cannot reach the database) stops spending its
 //! lease at its expiry, and any server returns an expired lease to the
-//! balance, so a crashed server's slice comes back within [`LEASE_TTL`].
+//! balance, so a crashed server's slice comes back within the lease lifetime ([`LEASE_TTL`] by default).
 //! On one server with SQLite this is the same machinery with one holder.
 //!
 //! *What a request reserves.* What it is likely to cost (its estimated
@@ -32,7 +32,7 @@
 //! likely cost its reservation could not cover. With several servers the
 //! bound is the same sum, over the requests in flight on all of them.
 //! Lease expiry holds it too: a server's own clock stops it spending a
-//! lease [`LEASE_MARGIN`] before the store's expiry, so a lease is never
+//! lease a sixth of its lifetime (5 s of the default 30 s) before the store's expiry, so a lease is never
 //! spent after another server returned it (clocks in step within that
 //! margin).
 
@@ -44,10 +44,9 @@ use std::time::{Duration, Instant, SystemTime};
 use llm_integration_core::seams::{ControlStore, LeaseRequest, StoreError};
 use llm_integration_core::Owner;
 
-/// How long a lease lives unless renewed.
+/// How long a lease lives unless renewed, by default (the server's
+/// `allocation_lease_secs`).
 pub const LEASE_TTL: Duration = Duration::from_secs(30);
-/// How long before the store's expiry a server stops spending a lease.
-pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// An owner with no request for this long has the unspent part of its
 /// lease returned, for the other servers.
 pub const IDLE_RETURN: Duration = Duration::from_secs(10);
@@ -130,6 +129,8 @@ pub struct Allocator {
     store: Arc<dyn ControlStore>,
     default: i64,
     holder: String,
+    /// How long a lease lives unless renewed.
+    ttl: Duration,
     accounts: Mutex<HashMap<Owner, Account>>,
     /// Serialises this server's lease calls (one per owner at a time would
     /// do; one at a time is simpler and they are rare).
@@ -148,8 +149,14 @@ fn unix_ms(t: SystemTime) -> i64 {
 impl Allocator {
     /// An allocator over `store`'s balances; owners never set have
     /// `default`. Its leases are held under a name of its own (host,
-    /// process, random part).
+    /// process, random part) and live [`LEASE_TTL`] unless renewed.
     pub fn new(store: Arc<dyn ControlStore>, default: i64) -> Self {
+        Self::with_lease_lifetime(store, default, LEASE_TTL)
+    }
+
+    /// Like [`Allocator::new`], with leases living `ttl` (at least 3 s; a
+    /// server stops spending a lease a sixth of `ttl` before it expires).
+    pub fn with_lease_lifetime(store: Arc<dyn ControlStore>, default: i64, ttl: Duration) -> Self {
         let mut random = [0u8; 6];
         let _ = getrandom::fill(&mut random);
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "server".into());
@@ -158,10 +165,16 @@ impl Allocator {
             store,
             default,
             holder: format!("{host}:{}:{suffix}", std::process::id()),
+            ttl: ttl.max(Duration::from_secs(3)),
             accounts: Mutex::new(HashMap::new()),
             leasing: tokio::sync::Mutex::new(()),
             writes: AtomicU64::new(0),
         }
+    }
+
+    /// How long after a lease or renewal this server may spend the lease.
+    fn spendable(&self) -> Duration {
+        self.ttl - self.ttl / 6
     }
 
     /// The default balance of an owner never set.
@@ -302,7 +315,7 @@ impl Allocator {
         let request = LeaseRequest {
             want,
             need,
-            expires_at_ms: unix_ms(now_wall + LEASE_TTL),
+            expires_at_ms: unix_ms(now_wall + self.ttl),
             now_ms: unix_ms(now_wall),
         };
         let before = self.writes.load(Ordering::SeqCst);
@@ -322,7 +335,7 @@ impl Allocator {
         } else {
             account.lease += answer.granted;
         }
-        account.valid_until = Some(asked_at + LEASE_TTL - LEASE_MARGIN);
+        account.valid_until = Some(asked_at + self.spendable());
         account.slice = want;
         Ok(answer.unleased)
     }
@@ -395,7 +408,7 @@ impl Allocator {
             .store
             .renew_allocation_leases(
                 &self.holder,
-                unix_ms(now_wall + LEASE_TTL),
+                unix_ms(now_wall + self.ttl),
                 unix_ms(now_wall),
             )
             .await
@@ -406,7 +419,7 @@ impl Allocator {
                 if let Ok(mut accounts) = self.accounts.lock() {
                     for (owner, a) in accounts.iter_mut() {
                         if a.valid_until.is_some() {
-                            a.valid_until = Some(asked_at + LEASE_TTL - LEASE_MARGIN);
+                            a.valid_until = Some(asked_at + self.spendable());
                         }
                         // The store's figure is the truth: a lease revoked
                         // by an operator (or returned as expired) is gone.

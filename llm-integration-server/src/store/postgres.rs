@@ -202,6 +202,40 @@ async fn commit(store: &PgStore, mut tx: Transaction<'_, Postgres>) -> Result<()
     tx.commit().await.map_err(unavailable)
 }
 
+/// How long a server waits for a lock another holds (a ChatGPT refresh
+/// takes seconds at most).
+const LOCK_WAIT: &str = "30s";
+
+/// Takes a transaction-scoped advisory lock keyed by the schema and `name`;
+/// the returned guard holds its transaction, and dropping it rolls back,
+/// which releases the lock (also if this server dies: PostgreSQL ends the
+/// session).
+async fn hold_lock(
+    store: &PgStore,
+    name: &str,
+) -> Result<llm_integration_core::seams::StoreLock, StoreError> {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{}\n{name}", store.channel).as_bytes());
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&digest[..8]);
+    let key = i64::from_be_bytes(key);
+    let mut tx = store.pool.begin().await.map_err(unavailable)?;
+    sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(key)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            StoreError::Unavailable(format!(
+                "another replica held the lock {name} for more than {LOCK_WAIT}: {e}"
+            ))
+        })?;
+    Ok(Box::new(tx))
+}
+
 /// The channel for `schema` (identifiers are at most 63 bytes).
 fn channel_for(schema: &str) -> String {
     let base = "llm_integration_config";

@@ -15,7 +15,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use llm_integration_core::seams::{
     Account, AllocationLease, ChatGptAccountRecord, ConfigStore, ControlStore, LeaseRequest,
-    NewCredential, SealedSecret, StoreError, TokenUsage, UsageGrouping, UsageRecord, UsageRow,
+    NewCredential, SealedSecret, StoreError, StoreLock, TokenUsage, UsageGrouping, UsageRecord,
+    UsageRow,
 };
 use llm_integration_core::SourceKind;
 use llm_integration_core::{
@@ -25,7 +26,7 @@ use llm_integration_core::{
 };
 use sqlx::{Row, Transaction};
 
-use super::{commit, Db, Store};
+use super::{commit, hold_lock, Db, Store};
 use crate::store::{conflict, corrupt, owner_parts, unavailable};
 
 fn settings_json(kind: &IntegrationKind) -> Result<(&'static str, String), StoreError> {
@@ -1147,6 +1148,10 @@ impl ControlStore for Store {
             }
         }
         Ok(rows)
+    }
+
+    async fn hold_lock(&self, name: &str) -> Result<StoreLock, StoreError> {
+        hold_lock(self, name).await
     }
 
     async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
