@@ -87,7 +87,7 @@ fn fail(message: impl Into<String>) -> MigrateError {
 }
 
 /// What was copied and verified.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Report {
     /// The source file.
     pub from: PathBuf,
@@ -104,18 +104,16 @@ pub struct Report {
     pub sampled_accounts: u64,
     /// The target's configuration version after the copy.
     pub config_version: i64,
+    /// Where the master key came from (the replicas need the same).
+    pub key: KeySource,
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "Copied {} into {}:",
-            self.from.display(),
-            self.to
-        )?;
+        writeln!(f, "Copied {} into {}:", self.from.display(), self.to)?;
+        writeln!(f, "  {:<18} {:>8}", "TABLE", "ROWS")?;
         for (table, rows) in &self.tables {
-            writeln!(f, "  {table:<18} {rows:>8} rows")?;
+            writeln!(f, "  {table:<18} {rows:>8}")?;
         }
         if self.folded_leases > 0 {
             writeln!(
@@ -144,25 +142,23 @@ impl fmt::Display for Report {
             f,
             "Verified: row counts equal; the configuration reads the same from both; {sample}."
         )?;
-        writeln!(f, "Next:")?;
         writeln!(
             f,
-            "  - keep the SQLite server stopped (its file is no longer the installation's database);"
+            "Next: keep the SQLite server stopped (its file is no longer the installation's database), \
+and start each replica on PostgreSQL with the same master key:"
         )?;
-        writeln!(
-            f,
-            "  - start each replica with --database '{}' and the same master key",
-            self.to
-        )?;
-        writeln!(
-            f,
-            "    (--master-key-file FILE or LLM_INTEGRATION_MASTER_KEY), e.g."
-        )?;
-        writeln!(
-            f,
-            "    llm-integration-server --database '{}' --master-key-file FILE",
-            self.to
-        )
+        let key = match &self.key {
+            KeySource::File(path) => format!(" --master-key-file {}", path.display()),
+            KeySource::Env(_) => String::new(),
+        };
+        writeln!(f, "  llm-integration-server --database '{}'{key}", self.to)?;
+        if matches!(self.key, KeySource::Env(_)) {
+            writeln!(
+                f,
+                "  (with LLM_INTEGRATION_MASTER_KEY set as for this command)"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -282,9 +278,9 @@ impl Target {
 fn utc_timestamp(text: &str) -> String {
     let t = text.trim();
     // An offset can only follow the date (`YYYY-MM-DD`, 10 bytes).
-    let has_offset = t.get(10..).is_some_and(|time| {
-        time.ends_with(['Z', 'z']) || time.contains('+') || time.contains('-')
-    });
+    let has_offset = t
+        .get(10..)
+        .is_some_and(|time| time.ends_with(['Z', 'z']) || time.contains('+') || time.contains('-'));
     if has_offset {
         t.to_owned()
     } else {
@@ -342,12 +338,12 @@ pub async fn migrate(from: &Path, to: &str, key: &KeySource) -> Result<Report, M
         ))
     })?;
     let outcome = async {
-        let key = master_key(&source, &from, key).await?;
-        let samples = Samples::read(&source, &key, &from).await?;
+        let master = master_key(&source, &from, key).await?;
+        let samples = Samples::read(&source, &master, &from).await?;
         let pg = PgStore::connect(url)
             .await
-            .map_err(|e| fail(format!("nothing was copied: {e}")))?;
-        let outcome = copy_and_verify(&source, &pg, &from, &shown, &key, &samples).await;
+            .map_err(|e| fail(format!("{e}; nothing was copied")))?;
+        let outcome = copy_and_verify(&source, &pg, &from, &shown, (&master, key), &samples).await;
         pg.close().await;
         outcome
     }
@@ -361,7 +357,7 @@ async fn copy_and_verify(
     pg: &PgStore,
     from: &Path,
     shown: &str,
-    key: &MasterKey,
+    (key, key_source): (&MasterKey, &KeySource),
     samples: &Samples,
 ) -> Result<Report, MigrateError> {
     let mut read = source
@@ -370,11 +366,11 @@ async fn copy_and_verify(
         .await
         .map_err(|e| fail(format!("cannot read {}: {e}", from.display())))?;
     let plans = plan(&mut read, pg, from).await?;
-    let mut tx = pg.pool().begin().await.map_err(|e| {
-        fail(format!(
-            "cannot write to {shown}: {e}; nothing was copied"
-        ))
-    })?;
+    let mut tx = pg
+        .pool()
+        .begin()
+        .await
+        .map_err(|e| fail(format!("cannot write to {shown}: {e}; nothing was copied")))?;
     refuse_non_empty(&mut tx, shown).await?;
 
     let mut tables = Vec::new();
@@ -406,9 +402,11 @@ async fn copy_and_verify(
             )));
         }
     }
-    tx.commit()
-        .await
-        .map_err(|e| fail(format!("cannot commit the copy to {shown}: {e}; nothing was copied")))?;
+    tx.commit().await.map_err(|e| {
+        fail(format!(
+            "cannot commit the copy to {shown}: {e}; nothing was copied"
+        ))
+    })?;
     let _ = read.rollback().await;
 
     if let Err(problem) = verify(source, pg, key, samples).await {
@@ -426,11 +424,15 @@ async fn copy_and_verify(
     Ok(Report {
         from: from.to_path_buf(),
         to: shown.to_owned(),
-        tables: tables.into_iter().filter(|(t, _)| t != VERSION_TABLE).collect(),
+        tables: tables
+            .into_iter()
+            .filter(|(t, _)| t != VERSION_TABLE)
+            .collect(),
         folded_leases,
         sampled_keys: u64::from(samples.key.is_some()),
         sampled_accounts: u64::from(samples.account.is_some()),
         config_version,
+        key: key_source.clone(),
     })
 }
 
@@ -490,7 +492,11 @@ struct Samples {
 }
 
 impl Samples {
-    async fn read(source: &SqliteStore, key: &MasterKey, from: &Path) -> Result<Self, MigrateError> {
+    async fn read(
+        source: &SqliteStore,
+        key: &MasterKey,
+        from: &Path,
+    ) -> Result<Self, MigrateError> {
         let unreadable = |e: sqlx::Error| fail(format!("cannot read {}: {e}", from.display()));
         let store_err = |e: StoreError| fail(format!("cannot read {}: {e}", from.display()));
         let wrong_key = |what: &str| {
@@ -641,9 +647,14 @@ async fn refuse_non_empty(
         if table == VERSION_TABLE || IGNORED.contains(&table.as_str()) {
             continue;
         }
-        let rows = count_pg(tx, &table).await.map_err(|e| fail(e.to_string()))?;
+        let rows = count_pg(tx, &table)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         if rows > 0 {
-            found.push(format!("{table}: {rows} row{}", if rows == 1 { "" } else { "s" }));
+            found.push(format!(
+                "{table}: {rows} row{}",
+                if rows == 1 { "" } else { "s" }
+            ));
         }
     }
     if found.is_empty() {
@@ -830,7 +841,12 @@ async fn move_sequences(tx: &mut Transaction<'_, Postgres>, plan: &Plan) -> Resu
             .bind(&column.name)
             .fetch_one(&mut **tx)
             .await
-            .map_err(|e| format!("cannot find the sequence of {}.{}: {e}", plan.table, column.name))?;
+            .map_err(|e| {
+                format!(
+                    "cannot find the sequence of {}.{}: {e}",
+                    plan.table, column.name
+                )
+            })?;
         let Some(sequence) = sequence else { continue };
         let (table, name) = (ident(plan.table), ident(&column.name));
         sqlx::query(&format!(
@@ -840,7 +856,12 @@ async fn move_sequences(tx: &mut Transaction<'_, Postgres>, plan: &Plan) -> Resu
         .bind(&sequence)
         .execute(&mut **tx)
         .await
-        .map_err(|e| format!("cannot move the sequence of {}.{}: {e}", plan.table, column.name))?;
+        .map_err(|e| {
+            format!(
+                "cannot move the sequence of {}.{}: {e}",
+                plan.table, column.name
+            )
+        })?;
     }
     Ok(())
 }
@@ -880,9 +901,9 @@ async fn verify(
             .await
             .map_err(|e| format!("cannot read key {id} from PostgreSQL: {e}"))?
             .ok_or_else(|| format!("key {id} is missing from PostgreSQL"))?;
-        let opened = key
-            .open(&sealed, purpose::API_KEY)
-            .map_err(|_| format!("key {id} copied to PostgreSQL does not open with the master key"))?;
+        let opened = key.open(&sealed, purpose::API_KEY).map_err(|_| {
+            format!("key {id} copied to PostgreSQL does not open with the master key")
+        })?;
         if opened.as_slice() != plain.as_slice() {
             return Err(format!("key {id} opens to a different value on PostgreSQL"));
         }
@@ -897,7 +918,9 @@ async fn verify(
         let opened = key
             .open(&record.sealed, purpose::CHATGPT_TOKENS)
             .map_err(|_| {
-                format!("ChatGPT account {name} copied to PostgreSQL does not open with the master key")
+                format!(
+                    "ChatGPT account {name} copied to PostgreSQL does not open with the master key"
+                )
             })?;
         if opened.as_slice() != plain.as_slice() {
             return Err(format!(
@@ -976,7 +999,12 @@ mod tests {
 
     #[test]
     fn every_listed_table_is_listed_once() {
-        let mut all: Vec<&str> = TABLES.iter().chain(FOLDED).chain(IGNORED).copied().collect();
+        let mut all: Vec<&str> = TABLES
+            .iter()
+            .chain(FOLDED)
+            .chain(IGNORED)
+            .copied()
+            .collect();
         let n = all.len();
         all.sort_unstable();
         all.dedup();

@@ -8,10 +8,14 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use llm_integration_core::seams::{ChatGptAccountRecord, ControlStore};
+use llm_integration_core::UserId;
 use llm_integration_mock::MockUpstream;
 use llm_integration_server::admin::{
-    AdminCommand, AllocationsCommand, OwnerArg, VmAddArgs, VmsCommand,
+    self, AdminCommand, AllocationsCommand, OwnerArg, TeamsCommand, UsersCommand, VmAddArgs,
+    VmsCommand,
 };
+use llm_integration_server::crypto::{purpose, KeySource, MasterKey};
 use llm_integration_server::migrate::TABLES;
 use llm_integration_server::testing::{fresh_postgres_schema, Dirs, Server};
 use reqwest::StatusCode;
@@ -20,6 +24,7 @@ use sqlx::Connection;
 
 const BYOK_KEY: &str = "sk-byok-openai-mig-0123456789abcdef";
 const HOSTS: [&str; 2] = ["llm.int.exe.xyz", "byok.int.exe.xyz"];
+const CHATGPT_TOKENS: &str = r#"{"access_token":"at-mig-0123456789","refresh_token":"rt-mig-0123456789","account_id":"acct-1","expires_at":4102444800,"plan":"plus","email":"owner@chatgpt.example"}"#;
 /// The VM `devbox` of the owner.
 const DEVBOX: &str = "127.0.0.2";
 
@@ -54,6 +59,25 @@ fn database(dirs: &Dirs) -> String {
         .join("llm-integration.db")
         .display()
         .to_string()
+}
+
+fn master_key(dirs: &Dirs) -> MasterKey {
+    MasterKey::load(&KeySource::File(key_file(dirs)), false)
+        .unwrap()
+        .0
+}
+
+/// The first user's id.
+async fn owner_id(s: &Server) -> UserId {
+    s.store
+        .accounts()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.user.email == "owner@localhost")
+        .unwrap()
+        .user
+        .id
 }
 
 fn key_file(dirs: &Dirs) -> std::path::PathBuf {
@@ -156,6 +180,27 @@ async fn usage(s: &Server, requests: u64) -> Value {
     }
 }
 
+/// The operator's lists: users, teams, VMs (with tags and addresses).
+async fn listed(s: &Server) -> String {
+    let mut out = String::new();
+    for command in [
+        AdminCommand::Users(UsersCommand::List),
+        AdminCommand::Teams(TeamsCommand::List),
+        AdminCommand::Vms(VmsCommand::List),
+    ] {
+        out.push_str(
+            &admin::run(s.store.as_ref(), command, s.default_allocation)
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(
+        out.contains("devbox") && out.contains("gpu") && out.contains(DEVBOX),
+        "{out}"
+    );
+    out
+}
+
 #[tokio::test]
 async fn a_populated_installation_moves_to_postgres_and_serves_the_same() {
     let mock = MockUpstream::start().await.unwrap();
@@ -164,8 +209,24 @@ async fn a_populated_installation_moves_to_postgres_and_serves_the_same() {
     s.user("bob@example.com").await;
     s.team("core", &["owner@localhost", "bob@example.com"])
         .await;
-    vm(&s, "devbox", "owner@localhost", DEVBOX, None, &["llm", "gpu"]).await;
-    vm(&s, "bobs", "bob@example.com", "127.0.0.3", Some("core"), &[]).await;
+    vm(
+        &s,
+        "devbox",
+        "owner@localhost",
+        DEVBOX,
+        None,
+        &["llm", "gpu"],
+    )
+    .await;
+    vm(
+        &s,
+        "bobs",
+        "bob@example.com",
+        "127.0.0.3",
+        Some("core"),
+        &[],
+    )
+    .await;
     let (status, body) = s
         .with_stdin(
             "integrations add llm --name byok --openai=byok --openai-key=- --anthropic=disabled --attach tag:llm --attach vm:devbox",
@@ -197,10 +258,25 @@ async fn a_populated_installation_moves_to_postgres_and_serves_the_same() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // A connected ChatGPT account, its tokens sealed as the login flow seals them.
+    let key = master_key(&dirs);
+    let owner = owner_id(&s).await;
+    let account = ChatGptAccountRecord {
+        sealed: key
+            .seal(CHATGPT_TOKENS.as_bytes(), purpose::CHATGPT_TOKENS)
+            .unwrap(),
+        status: "connected".into(),
+        email: Some("owner@chatgpt.example".into()),
+        plan: Some("plus".into()),
+    };
+    s.store
+        .save_chatgpt_account(owner, &"work".parse().unwrap(), &account)
+        .await
+        .unwrap();
     let usage_before = usage(&s, 2).await;
     let integrations_before = s.json("integrations list").await;
     let allocation_before = s.json("usage").await["allocation_micros"].clone();
-    let vms_before = s.ok("vms list").await;
+    let listed_before = listed(&s).await;
     assert!(allocation_before.as_i64().unwrap() < s.default_allocation);
     s.stop().await;
 
@@ -210,8 +286,10 @@ async fn a_populated_installation_moves_to_postgres_and_serves_the_same() {
     let out = migrate(&key_file(&dirs), &["--from", &source, "--to", &url]).await;
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
+    println!("{stdout}");
     assert!(stdout.contains("Verified"), "{stdout}");
     assert!(stdout.contains("a sealed API key"), "{stdout}");
+    assert!(stdout.contains("a ChatGPT account's tokens"), "{stdout}");
     assert!(stdout.contains("--database"), "{stdout}");
     assert!(!stdout.contains(BYOK_KEY) && !stderr.contains(BYOK_KEY));
     // Every table's rows, and the report says so.
@@ -222,14 +300,29 @@ async fn a_populated_installation_moves_to_postgres_and_serves_the_same() {
             assert!(
                 stdout
                     .lines()
-                    .any(|l| l.split_whitespace().collect::<Vec<_>>() == [table.as_str(), &here.to_string(), "rows"]),
+                    .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                        == [table.as_str(), &here.to_string()]),
                 "{table} {here} not reported: {stdout}"
             );
         }
     }
-    for table in ["users", "team_members", "vm_tags", "vm_addresses", "attachments", "credentials", "usage_ledger", "allocations", "meta"] {
+    for table in [
+        "chatgpt_accounts",
+        "users",
+        "team_members",
+        "vm_tags",
+        "vm_addresses",
+        "attachments",
+        "credentials",
+        "usage_ledger",
+        "allocations",
+        "meta",
+    ] {
         let n = copied.iter().find(|(t, _)| t == table).unwrap().1;
-        assert!(n > 0, "{table} is empty: the installation should have rows there");
+        assert!(
+            n > 0,
+            "{table} is empty: the installation should have rows there"
+        );
     }
 
     // The same installation, served from PostgreSQL with the same master key.
@@ -238,8 +331,11 @@ async fn a_populated_installation_moves_to_postgres_and_serves_the_same() {
     let s = Server::start(&dirs, &mock.url()).await;
     assert_eq!(s.json("integrations list").await, integrations_before);
     assert_eq!(usage(&s, 2).await, usage_before);
-    assert_eq!(s.json("usage").await["allocation_micros"], allocation_before);
-    assert_eq!(s.ok("vms list").await, vms_before);
+    assert_eq!(
+        s.json("usage").await["allocation_micros"],
+        allocation_before
+    );
+    assert_eq!(listed(&s).await, listed_before);
     let (status, body) = post(
         &s,
         "byok.int.exe.xyz",
@@ -252,6 +348,19 @@ async fn a_populated_installation_moves_to_postgres_and_serves_the_same() {
         mock.last().unwrap().header("authorization"),
         Some(format!("Bearer {BYOK_KEY}").as_str()),
         "the byok key opened from PostgreSQL"
+    );
+    let copied = s
+        .store
+        .chatgpt_account(owner, &"work".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(copied.status, "connected");
+    assert_eq!(
+        key.open(&copied.sealed, purpose::CHATGPT_TOKENS)
+            .unwrap()
+            .as_slice(),
+        CHATGPT_TOKENS.as_bytes()
     );
     // New rows get ids past the copied ones (the sequences moved).
     s.user("carol@example.com").await;
@@ -328,7 +437,10 @@ async fn a_missing_or_foreign_source_is_refused() {
     assert!(!out.status.success());
     assert!(stderr.contains("browser_gadgets"), "{stderr}");
     assert!(stderr.contains("nothing was copied"), "{stderr}");
-    assert!(pg_counts(&url).await.iter().all(|(t, n)| *n == 0 || t == "config_version"));
+    assert!(pg_counts(&url)
+        .await
+        .iter()
+        .all(|(t, n)| *n == 0 || t == "config_version"));
 }
 
 #[tokio::test]
@@ -364,7 +476,10 @@ async fn a_bad_target_url_fails_without_showing_its_password() {
             "postgres://llmi:Pw-s3cret-9x@127.0.0.1:1/test",
             "cannot connect to PostgreSQL at postgres://llmi:***@127.0.0.1:1/test",
         ),
-        ("postgres://llmi:Pw-s3cret-9x@127.0.0.1:notaport/test", "cannot read the PostgreSQL URL"),
+        (
+            "postgres://llmi:Pw-s3cret-9x@127.0.0.1:notaport/test",
+            "cannot read the PostgreSQL URL",
+        ),
         ("/tmp/Pw-s3cret-9x.db", "is not a PostgreSQL URL"),
     ] {
         let out = migrate(&key_file(&dirs), &["--from", &source, "--to", to]).await;
@@ -372,7 +487,10 @@ async fn a_bad_target_url_fails_without_showing_its_password() {
         assert!(!out.status.success(), "{to}: {stdout}");
         assert!(stderr.contains(expect), "{to}: {stderr}");
         if to.starts_with("postgres") {
-            assert!(!stderr.contains("Pw-s3cret") && !stdout.contains("Pw-s3cret"), "{stderr}");
+            assert!(
+                !stderr.contains("Pw-s3cret") && !stdout.contains("Pw-s3cret"),
+                "{stderr}"
+            );
         }
     }
 }
