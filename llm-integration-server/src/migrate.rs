@@ -798,16 +798,23 @@ async fn fold_leases(
     .map_err(|e| format!("cannot read allocation_leases: {e}"))?;
     let mut folded = 0u64;
     for (kind, owner, micros, rows) in leases {
-        sqlx::query(
-            "INSERT INTO allocations (owner_kind, owner_id, balance_micros) VALUES ($1, $2, $3) \
-             ON CONFLICT (owner_kind, owner_id) DO UPDATE SET balance_micros = allocations.balance_micros + EXCLUDED.balance_micros",
+        // A lease is taken from a balance row; without one (never set)
+        // there is nothing to give it back to, and the owner starts again
+        // from the default allocation.
+        let updated = sqlx::query(
+            "UPDATE allocations SET balance_micros = balance_micros + $3 \
+             WHERE owner_kind = $1 AND owner_id = $2",
         )
         .bind(&kind)
         .bind(owner)
         .bind(micros)
         .execute(&mut **tx)
         .await
-        .map_err(|e| format!("cannot fold the allocation leases: {e}"))?;
+        .map_err(|e| format!("cannot fold the allocation leases: {e}"))?
+        .rows_affected();
+        if updated == 0 {
+            continue;
+        }
         folded += u64::try_from(rows).unwrap_or(0);
     }
     Ok(folded)
@@ -891,7 +898,8 @@ async fn verify(
         .filter_map(|(what, differ)| differ.then_some(what))
         .collect::<Vec<_>>();
         return Err(format!(
-            "the configuration read from PostgreSQL differs from the source's ({})",
+            "the configuration read from PostgreSQL differs from the source's ({}); \
+was the SQLite server still running? Stop it and run admin migrate again",
             differs.join(", ")
         ));
     }

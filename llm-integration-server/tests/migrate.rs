@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use llm_integration_core::seams::{ChatGptAccountRecord, ControlStore};
+use llm_integration_core::seams::ChatGptAccountRecord;
 use llm_integration_core::UserId;
 use llm_integration_mock::MockUpstream;
 use llm_integration_server::admin::{
@@ -379,10 +379,22 @@ async fn a_populated_installation_moves_to_postgres_and_serves_the_same() {
 #[tokio::test]
 async fn a_non_empty_target_is_refused_and_left_alone() {
     let dirs = small_installation().await;
-    let url = fresh_postgres_schema().await;
+    // The test server trusts every connection, so a password is accepted
+    // (and ignored): it must never be shown.
+    let url =
+        fresh_postgres_schema()
+            .await
+            .replacen("://postgres@", "://postgres:Pw-s3cret-9x@", 1);
+    assert!(url.contains("Pw-s3cret-9x"), "{url}");
     let source = database(&dirs);
     let first = migrate(&key_file(&dirs), &["--from", &source, "--to", &url]).await;
-    assert!(first.status.success(), "{:?}", text(&first));
+    let (stdout, stderr) = text(&first);
+    assert!(first.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("postgres://postgres:***@127.0.0.1"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Pw-s3cret") && !stderr.contains("Pw-s3cret"));
     let before = pg_counts(&url).await;
 
     let again = migrate(&key_file(&dirs), &["--from", &source, "--to", &url]).await;
@@ -392,6 +404,7 @@ async fn a_non_empty_target_is_refused_and_left_alone() {
     assert!(stderr.contains("users: 1 row"), "{stderr}");
     assert!(stderr.contains("nothing was written"), "{stderr}");
     assert!(stderr.contains("new database"), "{stderr}");
+    assert!(!stderr.contains("Pw-s3cret"), "{stderr}");
     assert_eq!(pg_counts(&url).await, before);
 }
 
@@ -493,4 +506,39 @@ async fn a_bad_target_url_fails_without_showing_its_password() {
             );
         }
     }
+}
+
+/// Leases a replica held (a table of the PostgreSQL era) go back into the
+/// balances they were taken from, instead of being copied.
+#[tokio::test]
+async fn allocation_leases_are_folded_back_into_balances() {
+    let dirs = small_installation().await;
+    let source = database(&dirs);
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{source}"))
+        .await
+        .unwrap();
+    for statement in [
+        "CREATE TABLE allocation_leases (owner_kind TEXT NOT NULL, owner_id INTEGER NOT NULL, \
+         replica TEXT NOT NULL, micros INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL)",
+        "INSERT INTO allocations (owner_kind, owner_id, balance_micros) VALUES ('user', 1, 1000000) \
+         ON CONFLICT (owner_kind, owner_id) DO UPDATE SET balance_micros = 1000000",
+        "INSERT INTO allocation_leases VALUES ('user', 1, 'r1', 200000, 0), ('user', 1, 'r2', 50000, 0)",
+    ] {
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+    let _ = conn.close().await;
+    let url = fresh_postgres_schema().await;
+    let out = migrate(&key_file(&dirs), &["--from", &source, "--to", &url]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("2 allocation leases folded"), "{stdout}");
+    let mut pg = sqlx::PgConnection::connect(&url).await.unwrap();
+    let balance: i64 = sqlx::query_scalar(
+        "SELECT balance_micros FROM allocations WHERE owner_kind = 'user' AND owner_id = 1",
+    )
+    .fetch_one(&mut pg)
+    .await
+    .unwrap();
+    assert_eq!(balance, 1_250_000);
+    let _ = pg.close().await;
 }
