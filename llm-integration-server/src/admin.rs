@@ -45,6 +45,9 @@ pub enum AdminCommand {
         by: Option<UsageBy>,
     },
     /// Copy this installation's SQLite database into an empty PostgreSQL database, and verify the copy.
+    #[command(
+        after_help = "The master key: `admin --master-key-file FILE migrate …` or LLM_INTEGRATION_MASTER_KEY, as the server was started with. See README, Moving an installation to PostgreSQL."
+    )]
     Migrate(crate::migrate::MigrateArgs),
 }
 

@@ -542,3 +542,56 @@ async fn allocation_leases_are_folded_back_into_balances() {
     assert_eq!(balance, 1_250_000);
     let _ = pg.close().await;
 }
+
+/// A copy whose sample does not open on the target (a trigger garbles
+/// every key written there) fails verification, and the target is emptied
+/// again, ready for another attempt.
+#[tokio::test]
+async fn a_copy_that_does_not_verify_is_removed_again() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::new();
+    let s = Server::start(&dirs, &mock.url()).await;
+    let (status, body) = s
+        .with_stdin(
+            "integrations add llm --name byok --openai=byok --openai-key=-",
+            BYOK_KEY,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    s.stop().await;
+    let url = fresh_postgres_schema().await;
+    let target = llm_integration_server::store::PgStore::connect(&url)
+        .await
+        .unwrap();
+    for statement in [
+        "CREATE FUNCTION garble() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN NEW.ciphertext := NEW.ciphertext || '\\x00'::bytea; RETURN NEW; END $$",
+        "CREATE TRIGGER garble BEFORE INSERT ON credentials FOR EACH ROW EXECUTE FUNCTION garble()",
+    ] {
+        sqlx::query(statement).execute(target.pool()).await.unwrap();
+    }
+    let source = database(&dirs);
+    let out = migrate(&key_file(&dirs), &["--from", &source, "--to", &url]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stderr.contains("verification failed"), "{stderr}");
+    assert!(
+        stderr.contains("does not open with the master key"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the target was emptied again"), "{stderr}");
+    assert!(!stderr.contains(BYOK_KEY));
+    let left = pg_counts(&url).await;
+    assert!(
+        left.iter().all(|(t, n)| *n == 0 || t == "config_version"),
+        "{left:?}"
+    );
+
+    sqlx::query("DROP TRIGGER garble ON credentials")
+        .execute(target.pool())
+        .await
+        .unwrap();
+    target.close().await;
+    let out = migrate(&key_file(&dirs), &["--from", &source, "--to", &url]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+}
