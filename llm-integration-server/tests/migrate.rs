@@ -325,6 +325,24 @@ async fn a_populated_installation_moves_to_postgres_and_serves_the_same() {
         );
     }
 
+    let mut lite = sqlx::SqliteConnection::connect(&format!("sqlite:{source}?mode=ro"))
+        .await
+        .unwrap();
+    let here: Vec<String> = sqlx::query_scalar("SELECT created_at FROM users ORDER BY id")
+        .fetch_all(&mut lite)
+        .await
+        .unwrap();
+    let _ = lite.close().await;
+    let mut pg = sqlx::PgConnection::connect(&url).await.unwrap();
+    let there: Vec<String> = sqlx::query_scalar(
+        "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM users ORDER BY id",
+    )
+    .fetch_all(&mut pg)
+    .await
+    .unwrap();
+    let _ = pg.close().await;
+    assert_eq!(there, here, "timestamps keep their UTC instant");
+
     // The same installation, served from PostgreSQL with the same master key.
     dirs.database = Some(url.clone());
     mock.clear();
