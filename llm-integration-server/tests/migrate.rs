@@ -613,3 +613,31 @@ async fn a_copy_that_does_not_verify_is_removed_again() {
     let out = migrate(&key_file(&dirs), &["--from", &source, "--to", &url]).await;
     assert!(out.status.success(), "{:?}", text(&out));
 }
+
+/// Every table the SQLite migrations create is one `admin migrate` copies,
+/// folds or ignores: a new table must be added to `migrate::TABLES` (in
+/// dependency order) or installations could not move.
+#[tokio::test]
+async fn every_sqlite_table_is_known_to_admin_migrate() {
+    use llm_integration_server::migrate::{FOLDED, IGNORED};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fresh.db");
+    let store = llm_integration_server::store::SqliteStore::open(&path)
+        .await
+        .unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    store.close().await;
+    for table in &tables {
+        let t = table.as_str();
+        assert!(
+            TABLES.contains(&t) || FOLDED.contains(&t) || IGNORED.contains(&t),
+            "the SQLite table {t} is unknown to admin migrate: add it to migrate::TABLES"
+        );
+    }
+    assert!(tables.len() >= TABLES.len(), "{tables:?}");
+}
