@@ -104,8 +104,9 @@ pub struct Report {
     pub sampled_accounts: u64,
     /// The target's configuration version after the copy.
     pub config_version: i64,
-    /// Where the master key came from (the replicas need the same).
-    pub key: KeySource,
+    /// The master key file used (the replicas need the same key); `None`
+    /// when the key came from `LLM_INTEGRATION_MASTER_KEY`.
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl fmt::Display for Report {
@@ -147,12 +148,12 @@ impl fmt::Display for Report {
             "Next: keep the SQLite server stopped (its file is no longer the installation's database), \
 and start each replica on PostgreSQL with the same master key:"
         )?;
-        let key = match &self.key {
-            KeySource::File(path) => format!(" --master-key-file {}", path.display()),
-            KeySource::Env(_) => String::new(),
+        let key = match &self.master_key_file {
+            Some(path) => format!(" --master-key-file {}", path.display()),
+            None => String::new(),
         };
         writeln!(f, "  llm-integration-server --database '{}'{key}", self.to)?;
-        if matches!(self.key, KeySource::Env(_)) {
+        if self.master_key_file.is_none() {
             writeln!(
                 f,
                 "  (with LLM_INTEGRATION_MASTER_KEY set as for this command)"
@@ -432,7 +433,10 @@ async fn copy_and_verify(
         sampled_keys: u64::from(samples.key.is_some()),
         sampled_accounts: u64::from(samples.account.is_some()),
         config_version,
-        key: key_source.clone(),
+        master_key_file: match key_source {
+            KeySource::File(path) => Some(path.clone()),
+            KeySource::Env(_) => None,
+        },
     })
 }
 

@@ -46,6 +46,25 @@ async fn migrate(key_file: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs `admin migrate ARGS…` with the master key in
+/// `LLM_INTEGRATION_MASTER_KEY` (and no key file where the default is).
+async fn migrate_with_env_key(key: &str, home: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"));
+    command
+        .arg("admin")
+        .arg("migrate")
+        .args(args)
+        .env("LLM_INTEGRATION_MASTER_KEY", key)
+        .env("XDG_CONFIG_HOME", home)
+        .env_remove("LLM_INTEGRATION_MASTER_KEY_FILE")
+        .env_remove("LLM_INTEGRATION_DATABASE")
+        .env_remove("LLM_INTEGRATION_DATA_DIR")
+        .env_remove("LLM_INTEGRATION_CONFIG");
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
 fn text(output: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -546,10 +565,22 @@ async fn allocation_leases_are_folded_back_into_balances() {
     }
     let _ = conn.close().await;
     let url = fresh_postgres_schema().await;
-    let out = migrate(&key_file(&dirs), &["--from", &source, "--to", &url]).await;
+    // The master key from the environment, this time.
+    let key = std::fs::read_to_string(key_file(&dirs)).unwrap();
+    let out = migrate_with_env_key(
+        key.trim(),
+        dirs.keys.path(),
+        &["--from", &source, "--to", &url],
+    )
+    .await;
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("2 allocation leases folded"), "{stdout}");
+    assert!(
+        stdout.contains("with LLM_INTEGRATION_MASTER_KEY set"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(key.trim()) && !stderr.contains(key.trim()));
     let mut pg = sqlx::PgConnection::connect(&url).await.unwrap();
     let balance: i64 = sqlx::query_scalar(
         "SELECT balance_micros FROM allocations WHERE owner_kind = 'user' AND owner_id = 1",
