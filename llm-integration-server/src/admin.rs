@@ -44,6 +44,11 @@ pub enum AdminCommand {
         #[arg(long)]
         by: Option<UsageBy>,
     },
+    /// Copy this installation's SQLite database into an empty PostgreSQL database, and verify the copy.
+    #[command(
+        after_help = "The master key: `admin --master-key-file FILE migrate …` or LLM_INTEGRATION_MASTER_KEY, as the server was started with. See README, Moving an installation to PostgreSQL."
+    )]
+    Migrate(crate::migrate::MigrateArgs),
 }
 
 /// `admin allocations …`
@@ -340,6 +345,9 @@ pub async fn run(
 ) -> Result<String, ExecError> {
     use crate::usage_report::dollars;
     match command {
+        AdminCommand::Migrate(_) => Err(ExecError::Usage(
+            "admin migrate runs from the command line (llm-integration-server admin migrate --from PATH --to URL), not against an open store".into(),
+        )),
         AdminCommand::Allocations(AllocationsCommand::Show { owner }) => {
             let o = owner_of(store, &owner).await?;
             let balance = store.allocation(o).await?;

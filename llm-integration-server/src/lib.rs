@@ -17,6 +17,7 @@ pub mod executor;
 pub mod listen;
 pub mod live;
 pub mod metering;
+pub mod migrate;
 pub mod provider_check;
 pub mod server;
 pub mod store;

@@ -208,6 +208,9 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 }
 
 async fn run_admin(store_args: StoreArgs, command: AdminCommand) -> anyhow::Result<()> {
+    if let AdminCommand::Migrate(args) = command {
+        return migrate(store_args, args).await;
+    }
     let (_, database, key) = store_args.store_config()?;
     if let Some(path) = database.sqlite_path() {
         if !path.exists() {
@@ -222,5 +225,24 @@ async fn run_admin(store_args: StoreArgs, command: AdminCommand) -> anyhow::Resu
     let out = admin::run(store.as_ref(), command, store_args.default_allocation()?).await?;
     print!("{out}");
     store.close().await;
+    Ok(())
+}
+
+/// `admin migrate`: the master key comes from the usual places; with no
+/// data directory given, a `master.key` beside the SQLite file is found.
+async fn migrate(
+    mut store_args: StoreArgs,
+    args: llm_integration_server::migrate::MigrateArgs,
+) -> anyhow::Result<()> {
+    if store_args.data_dir.is_none() && store_args.config.is_none() {
+        store_args.data_dir = args
+            .from
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(std::path::Path::to_path_buf);
+    }
+    let (_, _, key) = store_args.store_config()?;
+    let report = llm_integration_server::migrate::migrate(&args.from, &args.to, &key).await?;
+    print!("{report}");
     Ok(())
 }

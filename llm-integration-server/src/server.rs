@@ -41,7 +41,7 @@ pub enum StartError {
     Other(String),
 }
 
-const KEY_CHECK: &str = "master_key_check";
+pub(crate) const KEY_CHECK: &str = "master_key_check";
 
 /// An opened store: the trait object every part uses, and the PostgreSQL
 /// store itself when that is the backend (its notifications are followed).

@@ -56,6 +56,11 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
+    /// The connection pool (for `admin migrate`, which reads every table).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
         self.pool.close().await;
