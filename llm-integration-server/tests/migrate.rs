@@ -545,7 +545,7 @@ async fn a_bad_target_url_fails_without_showing_its_password() {
     }
 }
 
-/// Leases a replica held (a table of the PostgreSQL era) go back into the
+/// Leases the server held when it stopped uncleanly go back into the
 /// balances they were taken from, instead of being copied.
 #[tokio::test]
 async fn allocation_leases_are_folded_back_into_balances() {
@@ -555,11 +555,10 @@ async fn allocation_leases_are_folded_back_into_balances() {
         .await
         .unwrap();
     for statement in [
-        "CREATE TABLE allocation_leases (owner_kind TEXT NOT NULL, owner_id INTEGER NOT NULL, \
-         replica TEXT NOT NULL, micros INTEGER NOT NULL, expires_at_ms INTEGER NOT NULL)",
         "INSERT INTO allocations (owner_kind, owner_id, balance_micros) VALUES ('user', 1, 1000000) \
          ON CONFLICT (owner_kind, owner_id) DO UPDATE SET balance_micros = 1000000",
-        "INSERT INTO allocation_leases VALUES ('user', 1, 'r1', 200000, 0), ('user', 1, 'r2', 50000, 0)",
+        "INSERT INTO allocation_leases (owner_kind, owner_id, holder, micros, expires_at_ms) \
+         VALUES ('user', 1, 'r1', 200000, 0), ('user', 1, 'r2', 50000, 0)",
     ] {
         sqlx::query(statement).execute(&mut conn).await.unwrap();
     }
