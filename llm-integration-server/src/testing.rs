@@ -431,6 +431,11 @@ impl Process {
         assert!(sent.success());
     }
 
+    /// Kills it at once (SIGKILL: no shutdown, nothing flushed).
+    pub fn sigkill(&mut self) {
+        let _ = self.child.kill();
+    }
+
     /// Waits for it to exit.
     pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()

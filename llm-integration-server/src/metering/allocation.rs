@@ -452,8 +452,9 @@ impl Allocator {
         }
     }
 
-    /// Returns every lease's unspent part (at shutdown, after the ledger's
-    /// last write).
+    /// Returns every lease (at shutdown, after the ledger's last write):
+    /// what it holds unspent goes back to the balance, and its row is
+    /// removed.
     pub async fn release_all(&self) {
         let _one = self.leasing.lock().await;
         let owners: Vec<Owner> = self
@@ -461,9 +462,24 @@ impl Allocator {
             .lock()
             .map(|a| a.keys().copied().collect())
             .unwrap_or_default();
+        // Everything is written by now: each lease is settled whole (an
+        // overspent one is paid by the balance) and its row removed.
         for owner in owners {
-            if let Err(e) = self.give_back(owner, true).await {
-                tracing::warn!(error = %e, "cannot return an allocation lease at shutdown; it expires instead");
+            match self
+                .store
+                .return_allocation(owner, &self.holder, i64::MAX)
+                .await
+            {
+                Ok(returned) => {
+                    if let Ok(mut accounts) = self.accounts.lock() {
+                        if let Some(a) = accounts.get_mut(&owner) {
+                            a.lease -= returned;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot return an allocation lease at shutdown; it expires instead");
+                }
             }
         }
     }
