@@ -19,6 +19,7 @@ pub mod live;
 pub mod metering;
 pub mod provider_check;
 pub mod server;
+pub mod ssh;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
