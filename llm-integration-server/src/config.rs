@@ -132,11 +132,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LLM_INTEGRATION_LOG_FORMAT", value_name = "FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
-    /// SSH door address (`ssh -p PORT HOST COMMAND`) [default: off].
+    /// SSH door address (`ssh -p PORT HOST COMMAND`); no SSH door unless given.
     #[arg(long, env = "LLM_INTEGRATION_SSH_LISTEN", value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssh_listen: Option<SocketAddr>,
-    /// The name in the SSH shell's prompt (NAME ▶) [default: the domain].
+    /// The name in the SSH shell's prompt (NAME ▶); the domain unless given.
     #[arg(long, env = "LLM_INTEGRATION_SSH_NAME", value_name = "NAME")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssh_name: Option<String>,
@@ -878,6 +878,13 @@ mod tests {
             chatgpt_auth_url = "http://auth"
             chatgpt_backend_url = "http://backend"
             default_host = "llm.int.example.com"
+            ssh_listen = "127.0.0.1:3"
+            ssh_host_key = "/h"
+            ssh_name = "box"
+            ssh_idle_timeout_secs = 19
+            ssh_max_connections = 20
+            ssh_max_connections_per_peer = 21
+            ssh_max_auth_attempts = 22
             [upstreams]
             anthropic = "http://a"
             openai = "http://o"

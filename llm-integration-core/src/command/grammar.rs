@@ -54,7 +54,7 @@ llm-integration ssh-key add \"$(cat ~/.ssh/id_ed25519.pub)\""
     Add {
         /// The public key: its type, its base64 and an optional comment
         /// (quoted as one argument, or as separate words).
-        #[arg(value_name = "KEY", required = true, num_args = 1..)]
+        #[arg(value_name = "KEY", required = true, num_args = 1.., allow_hyphen_values = true)]
         key: Vec<String>,
     },
     /// List your SSH keys with their fingerprints.

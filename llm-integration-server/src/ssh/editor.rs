@@ -435,9 +435,10 @@ mod tests {
         assert_eq!(e.history(), ["first", "second"]);
         typed(&mut e, "dra");
         assert_eq!(line(&mut e, "\x1b[A\x1b[A\x1b[A\r"), "first");
+        assert_eq!(e.history(), ["first", "second", "first"]);
         typed(&mut e, "dra");
-        // Up, up, down: second; down again: the draft.
-        assert_eq!(line(&mut e, "\x1b[A\x1b[A\x1b[B\r"), "second");
+        // Up, up, down: back to the newest entry.
+        assert_eq!(line(&mut e, "\x1b[A\x1b[A\x1b[B\r"), "first");
         typed(&mut e, "draft");
         assert_eq!(line(&mut e, "\x1b[A\x1b[B\r"), "draft");
         // SS3 arrows (application cursor mode) work too.

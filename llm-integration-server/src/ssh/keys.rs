@@ -16,20 +16,23 @@ use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
 pub fn load_or_create_host_key(path: &Path) -> Result<(PrivateKey, bool), String> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let key = PrivateKey::from_openssh(text.as_bytes()).map_err(|e| {
-                format!(
-                    "the SSH host key {} is not an OpenSSH private key ({e}); remove it to have a new one generated, \
+            let key = match russh::keys::decode_secret_key(&text, None) {
+                Ok(key) => key,
+                Err(russh::keys::Error::KeyIsEncrypted) => {
+                    return Err(format!(
+                        "the SSH host key {} is protected by a passphrase; remove the passphrase (ssh-keygen -p -N '' -f {}) or remove the file to have a new one generated",
+                        path.display(),
+                        path.display()
+                    ))
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "the SSH host key {} is not an OpenSSH private key ({e}); remove it to have a new one generated, \
 or give another file (ssh_host_key in the configuration file)",
-                    path.display()
-                )
-            })?;
-            if key.is_encrypted() {
-                return Err(format!(
-                    "the SSH host key {} is protected by a passphrase; remove the passphrase (ssh-keygen -p -N '' -f {}) or remove the file to have a new one generated",
-                    path.display(),
-                    path.display()
-                ));
-            }
+                        path.display()
+                    ))
+                }
+            };
             if key.algorithm() != Algorithm::Ed25519 {
                 return Err(format!(
                     "the SSH host key {} is {}, not Ed25519; give an Ed25519 key (ssh-keygen -t ed25519) or remove the file to have one generated",

@@ -355,13 +355,15 @@ async fn stdin_for(
 
 /// Parses and runs one command line, writing its answer; returns its status.
 async fn run_line(ctx: &mut Context, terminal: &mut Option<Terminal>, line: &str) -> Status {
+    // As on /exec: an error is JSON when the line asks for JSON, even
+    // when the line cannot be parsed.
+    let json = line.split_whitespace().any(|w| w == "--json");
     let parsed = match parse_command_line(line) {
         Ok(p) => p,
         Err(e) => {
             let message = e.message.trim_end();
             let message = message.strip_prefix("error: ").unwrap_or(message);
-            ctx.write(Stream::Err, &format!("error: {}\n", printable(message)))
-                .await;
+            write_error(ctx, "usage", message, json).await;
             return Status::Usage;
         }
     };
@@ -381,13 +383,13 @@ async fn run_line(ctx: &mut Context, terminal: &mut Option<Terminal>, line: &str
             .await
         {
             Ok(lines) => stream_lines(ctx, lines, line.json).await,
-            Err(e) => report_error(ctx, &e).await,
+            Err(e) => report_error(ctx, &e, line.json).await,
         };
     }
     let stdin = match stdin_for(ctx, terminal, &line.command).await {
         Ok(s) => s,
         Err((status, message)) => {
-            ctx.write(Stream::Err, &format!("error: {message}\n")).await;
+            write_error(ctx, "usage", &message, line.json).await;
             return status;
         }
     };
@@ -418,16 +420,25 @@ async fn run_command(ctx: &Context, line: &CommandLine, stdin: Option<SecretStri
                 Status::Ok
             }
         }
-        Err(e) => report_error(ctx, &e).await,
+        Err(e) => report_error(ctx, &e, line.json).await,
     }
 }
 
-async fn report_error(ctx: &Context, e: &crate::executor::ExecError) -> Status {
-    ctx.write(
-        Stream::Err,
-        &format!("error: {}\n", printable(&e.to_string())),
-    )
-    .await;
+/// Writes an error on standard error: `error: MESSAGE`, or with `--json`
+/// the `/exec` shape `{"error": {"kind": …, "message": …}}`.
+async fn write_error(ctx: &Context, kind: &str, message: &str, json: bool) {
+    let text = if json {
+        json_printable(
+            &(serde_json::json!({"error": {"kind": kind, "message": message}}).to_string() + "\n"),
+        )
+    } else {
+        format!("error: {}\n", printable(message))
+    };
+    ctx.write(Stream::Err, &text).await;
+}
+
+async fn report_error(ctx: &Context, e: &crate::executor::ExecError, json: bool) -> Status {
+    write_error(ctx, e.kind(), &e.to_string(), json).await;
     match e {
         crate::executor::ExecError::Usage(_) => Status::Usage,
         _ => Status::Failed,
