@@ -939,6 +939,16 @@ mod tests {
     fn refusals() {
         let cases: &[(&str, &[&str], &str)] = &[
             ("domian = \"x\"", &[], "domian"),
+            (
+                "ssh_listen = \"127.0.0.1:0\"\nssh_name = \"a\\u001b[2Jb\"",
+                &[],
+                "invalid ssh_name",
+            ),
+            (
+                "ssh_max_auth_attempts = 0",
+                &["--ssh-listen", "127.0.0.1:0"],
+                "ssh_max_auth_attempts must be at least 1",
+            ),
             ("[upstreams]\nopneai = \"http://x\"", &[], "opneai"),
             ("listen = \"nowhere\"", &[], "listen"),
             ("gateway_keys = \"sk\"", &[], "gateway_keys"),

@@ -34,6 +34,8 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start: the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Top {
     /// Run the server (the default).
     Serve(ServeArgs),
@@ -130,8 +132,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let token_file = app.config.data_dir.join("owner.token");
     println!("Data plane (what VMs call): {data_url}");
-    println!("Admin API (POST /exec): {admin_url}");
-    println!("Database: {}", app.config.database.display());
     if let (Some(listener), Some(door)) = (ssh, app.ssh.clone()) {
         let addr = listener.local_addr()?;
         println!("SSH (ssh -p {} HOST COMMAND): {addr}", addr.port());
@@ -142,6 +142,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         app.listen_ssh(listener);
     }
+    println!("Admin API (POST /exec): {admin_url}");
+    println!("Database: {}", app.config.database.display());
     for line in startup_notes(&app.config) {
         println!("{line}");
     }

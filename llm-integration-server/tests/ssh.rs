@@ -437,9 +437,12 @@ async fn unregistered_keys_and_passwords_are_refused_and_other_users_integration
     s.stop().await;
 }
 
+/// What a child printed so far, and whether it has closed its output.
+type Printed = Mutex<(Vec<u8>, bool)>;
+
 /// A child's output, collected by a thread, to wait on.
 #[derive(Clone, Default)]
-struct Screen(Arc<(Mutex<(Vec<u8>, bool)>, Condvar)>);
+struct Screen(Arc<(Printed, Condvar)>);
 
 impl Screen {
     fn follow(mut from: impl Read + Send + 'static) -> Screen {
@@ -463,8 +466,17 @@ impl Screen {
         screen
     }
 
+    /// Everything printed, once the child has closed its output.
     fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0 .0.lock().unwrap().0).into_owned()
+        let (lock, ready) = &*self.0;
+        let deadline = Instant::now() + DEADLINE;
+        let mut state = lock.lock().unwrap();
+        while !state.1 {
+            let now = Instant::now();
+            assert!(now < deadline, "the output never closed");
+            state = ready.wait_timeout(state, deadline - now).unwrap().0;
+        }
+        String::from_utf8_lossy(&state.0).into_owned()
     }
 
     /// Waits until the output holds `what` `times` times.
@@ -609,4 +621,63 @@ async fn the_chatgpt_login_streams_over_ssh() {
     let accounts = s.ok("integrations setup chatgpt --list").await;
     assert!(accounts.contains("work"), "{accounts}");
     s.stop().await;
+}
+
+/// The real binary: `--ssh-listen` generates the host key once (0600, in
+/// the data directory), prints the fingerprint `ssh-keygen` reads from it,
+/// keeps it across restarts, and refuses a key it does not know.
+#[tokio::test]
+async fn the_binary_generates_its_host_key_once_and_prints_its_fingerprint() {
+    need_ssh();
+    let dir = tempfile::tempdir().unwrap();
+    let start = |dir: &Path| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_llm-integration-server"));
+        command.args(["--ssh-listen", "127.0.0.1:0"]);
+        llm_integration_server::testing::Process::start(command, dir)
+    };
+    let line = |printed: &str, prefix: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in: {printed}"))
+            .to_owned()
+    };
+    let first = start(dir.path());
+    let shown = line(&first.printed, "SSH host key: ");
+    let key_file = dir.path().join("llm-integration-data/ssh_host_ed25519_key");
+    let fingerprint = shown.split(' ').next().unwrap().to_owned();
+    assert_eq!(
+        shown,
+        format!("{fingerprint} llm-integration-data/ssh_host_ed25519_key")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let read = Command::new("ssh-keygen")
+        .arg("-l")
+        .arg("-f")
+        .arg(&key_file)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&read.stdout).contains(&fingerprint),
+        "{}",
+        String::from_utf8_lossy(&read.stdout)
+    );
+    let address: SocketAddr = line(&first.printed, "SSH (ssh -p ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stranger = keygen(dir.path(), "stranger");
+    let refused = ssh(address, &stranger, "integrations list", None, true).await;
+    assert_eq!(refused.status, 255, "{}", refused.stderr);
+    assert!(refused.stderr.contains("ssh-key add"), "{}", refused.stderr);
+    drop(first);
+    let again = start(dir.path());
+    assert_eq!(line(&again.printed, "SSH host key: "), shown);
 }

@@ -1,8 +1,8 @@
 //! The command executor: runs the core's typed commands against the store,
 //! as a given user, with owner and team permissions enforced.
 //!
-//! *API boundary*: every door (`POST /exec`, the CLI through it, and later
-//! SSH and the web page) calls [`Executor::execute`]; none of them
+//! *API boundary*: every door (`POST /exec`, the CLI through it, SSH, and
+//! later the web page) calls [`Executor::execute`]; none of them
 //! interprets a command itself. Each configuration change reloads the live
 //! snapshot before the answer is returned, so the data plane routes on it
 //! from the next request.

@@ -184,12 +184,10 @@ impl LineEditor {
                 }
                 self.delete_under_cursor();
             }
-            0x7f | 0x08 => {
-                if self.cursor > 0 {
-                    self.cursor -= 1;
-                    self.line.remove(self.cursor);
-                    self.redraw();
-                }
+            0x7f | 0x08 if self.cursor > 0 => {
+                self.cursor -= 1;
+                self.line.remove(self.cursor);
+                self.redraw();
             }
             0x01 => self.move_to(0),
             0x05 => self.move_to(self.line.len()),

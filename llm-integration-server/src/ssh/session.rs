@@ -446,14 +446,31 @@ async fn report_error(ctx: &Context, e: &crate::executor::ExecError, json: bool)
 }
 
 /// Relays a streamed answer (the ChatGPT login) line by line as it comes;
-/// failed if its last line says so.
+/// failed if its last line says so. On a pseudo-terminal Ctrl-C stops
+/// waiting (dropping the receiver ends the login).
 async fn stream_lines(
-    ctx: &Context,
+    ctx: &mut Context,
     mut lines: tokio::sync::mpsc::Receiver<String>,
     json: bool,
 ) -> Status {
     let mut failed = false;
-    while let Some(line) = lines.recv().await {
+    loop {
+        let listen = ctx.pty && !ctx.eof;
+        let line = tokio::select! {
+            line = lines.recv() => line,
+            message = ctx.channel.wait(), if listen => {
+                match message {
+                    Some(ChannelMsg::Data { data }) if data.contains(&0x03) => {
+                        ctx.write(Stream::Out, "^C\nstopped waiting; nothing was connected\n").await;
+                        return Status::Failed;
+                    }
+                    None | Some(ChannelMsg::Eof | ChannelMsg::Close) => ctx.eof = true,
+                    Some(_) => {}
+                }
+                continue;
+            }
+        };
+        let Some(line) = line else { break };
         failed = if json {
             serde_json::from_str::<serde_json::Value>(line.trim())
                 .is_ok_and(|v| v["event"] == "error")
