@@ -264,6 +264,29 @@ async fn commands_run_over_exec_with_the_clis_outcomes() {
     assert_eq!(json_usage.status, 2);
     let error: Value = serde_json::from_str(&json_usage.stderr).unwrap();
     assert_eq!(error["error"]["kind"], "usage");
+    // A shell without a terminal reads a script: no prompt, no echo, the
+    // last line run even without its newline.
+    let script = ssh(
+        addr,
+        &key,
+        "",
+        Some("integrations list\nbogus\nintegrations show llm"),
+        false,
+    )
+    .await;
+    assert_eq!(script.status, 0, "{}", script.stderr);
+    assert!(
+        script.stdout.contains("reflection.int.exe.xyz"),
+        "{}",
+        script.stdout
+    );
+    assert!(
+        script.stdout.contains("llm (llm integration)"),
+        "{}",
+        script.stdout
+    );
+    assert!(!script.stdout.contains('▶'), "{}", script.stdout);
+    assert!(script.stderr.contains("'bogus'"), "{}", script.stderr);
     // A refusal of the executor's is a usage error too.
     let test = ssh(
         addr,

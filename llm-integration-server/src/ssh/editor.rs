@@ -96,6 +96,11 @@ impl LineEditor {
         self.output.extend_from_slice(prompt.as_bytes());
     }
 
+    /// Whether the line being edited is empty.
+    pub fn is_empty(&self) -> bool {
+        self.line.is_empty()
+    }
+
     /// The history, oldest first.
     pub fn history(&self) -> &[String] {
         &self.history

@@ -287,9 +287,7 @@ async fn read_edit(
                 term.pending.extend_from_slice(&data);
             }
             Ok(_) => {}
-            Err(Stop::Closed)
-                if !ctx.pty && !term.pending.is_empty() && !term.pending.ends_with(b"\n") =>
-            {
+            Err(Stop::Closed) if !ctx.pty && !term.editor.is_empty() => {
                 // A script's last line may end without a newline.
                 term.pending.push(b'\n');
             }
