@@ -101,6 +101,14 @@ impl LineEditor {
         self.line.is_empty()
     }
 
+    /// Removes the newest history entry if it is `line` (a line that held
+    /// a key, say).
+    pub fn forget(&mut self, line: &str) {
+        if self.history.last().is_some_and(|l| l == line) {
+            self.history.pop();
+        }
+    }
+
     /// The history, oldest first.
     pub fn history(&self) -> &[String] {
         &self.history
@@ -460,6 +468,16 @@ mod tests {
         assert_eq!(line(&mut e, "ab\x01\x04\r"), "b");
         assert_eq!(typed(&mut e, "\x04"), vec![Edit::Eof]);
         assert!(!e.history().contains(&"oops".to_owned()));
+    }
+
+    #[test]
+    fn a_line_can_be_forgotten() {
+        let mut e = editor();
+        line(&mut e, "kept\r");
+        line(&mut e, "secret\r");
+        e.forget("other");
+        e.forget("secret");
+        assert_eq!(e.history(), ["kept"]);
     }
 
     #[test]

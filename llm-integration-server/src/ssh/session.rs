@@ -210,6 +210,11 @@ pub(super) async fn shell(mut ctx: Context) {
             Edit::Interrupt => continue,
             Edit::Eof => break,
         };
+        if holds_a_key(&line) {
+            if let Some(term) = terminal.as_mut() {
+                term.editor.forget(&line);
+            }
+        }
         let words = line.trim();
         if words.is_empty() {
             continue;
@@ -232,6 +237,20 @@ pub(super) async fn shell(mut ctx: Context) {
         run_line(&mut ctx, &mut terminal, &line).await;
     }
     ctx.finish(0).await;
+}
+
+/// Whether a typed line gives a key on the command line (`--P-key=VALUE`
+/// or `--P-key VALUE`, VALUE not `-`): such a line is not kept in the
+/// shell's history.
+fn holds_a_key(line: &str) -> bool {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words.iter().enumerate().any(|(i, word)| {
+        let (flag, value) = match word.split_once('=') {
+            Some((flag, value)) => (flag, Some(value)),
+            None => (*word, words.get(i + 1).copied()),
+        };
+        flag.starts_with("--") && flag.ends_with("-key") && value.is_some_and(|v| v != "-")
+    })
 }
 
 /// The shell's input side: the line editor and bytes received but not
@@ -520,6 +539,23 @@ fn json_printable(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_with_a_key_are_told_apart() {
+        assert!(holds_a_key(
+            "integrations edit llm --openai=byok --openai-key=sk-1"
+        ));
+        assert!(holds_a_key(
+            "integrations edit llm --openai=byok --openai-key sk-1"
+        ));
+        assert!(!holds_a_key(
+            "integrations edit llm --openai=byok --openai-key=-"
+        ));
+        assert!(!holds_a_key(
+            "integrations edit llm --openai=byok --openai-key -"
+        ));
+        assert!(!holds_a_key("integrations list"));
+    }
 
     #[test]
     fn json_stays_json_and_cannot_drive_a_terminal() {
