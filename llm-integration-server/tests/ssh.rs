@@ -717,3 +717,107 @@ async fn the_binary_generates_its_host_key_once_and_prints_its_fingerprint() {
     let again = start(dir.path());
     assert_eq!(line(&again.printed, "SSH host key: "), shown);
 }
+
+/// Opens an interactive session and waits for its prompt; the session
+/// lasts while the returned child runs.
+fn open_session(addr: SocketAddr, key: &Path) -> (std::process::Child, Screen) {
+    let mut child = ssh_command(addr, key, &["-tt", "-o", "LogLevel=ERROR"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let screen = Screen::follow(child.stdout.take().unwrap());
+    screen.expect("exe.dev ▶ ", 1);
+    (child, screen)
+}
+
+#[tokio::test]
+async fn connections_per_address_and_authentication_attempts_are_bounded() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let (dirs, s) = start(&upstream.url(), |c| {
+        let ssh = c.ssh.as_mut().unwrap();
+        ssh.max_connections_per_peer = 1;
+        ssh.max_auth_attempts = 2;
+    })
+    .await;
+    let addr = s.ssh.unwrap();
+    let key = keygen(dirs.data.path(), "alice");
+    register(&s, &s.token.clone(), &key).await;
+    let (one, two) = (
+        keygen(dirs.data.path(), "one"),
+        keygen(dirs.data.path(), "two"),
+    );
+
+    // Two unknown keys offered first use up the attempts: the registered
+    // key after them is never tried.
+    let mut many = ssh_command(
+        addr,
+        &one,
+        &[
+            "-i",
+            two.to_str().unwrap(),
+            "-i",
+            key.to_str().unwrap(),
+            "-o",
+            "LogLevel=ERROR",
+        ],
+    );
+    many.arg("integrations list").stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || many.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(255),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The registered key alone signs in.
+    let alone = ssh(addr, &key, "integrations list", None, false).await;
+    assert_eq!(alone.status, 0, "{}", alone.stderr);
+
+    // One connection per address: while a session is open, a second
+    // connection from the same address is refused.
+    let key2 = key.clone();
+    let (held, second) = tokio::task::spawn_blocking(move || {
+        let (child, _screen) = open_session(addr, &key2);
+        let second = ssh_command(addr, &key2, &["-o", "LogLevel=ERROR"])
+            .arg("integrations list")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (child, second)
+    })
+    .await
+    .unwrap();
+    assert_eq!(second.status.code(), Some(255));
+    assert_eq!(String::from_utf8_lossy(&second.stdout), "");
+    let mut held = held;
+    held.kill().unwrap();
+    held.wait().unwrap();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_session_is_closed() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let (dirs, s) = start(&upstream.url(), |c| {
+        c.ssh.as_mut().unwrap().idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let addr = s.ssh.unwrap();
+    let key = keygen(dirs.data.path(), "alice");
+    register(&s, &s.token.clone(), &key).await;
+    let (status, text) = tokio::task::spawn_blocking(move || {
+        let (mut child, screen) = open_session(addr, &key);
+        // Nothing typed: the door says goodbye and closes the session.
+        screen.expect("idle for 1 s; goodbye", 1);
+        let status = child.wait().unwrap();
+        (status.code(), screen.text())
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, Some(0), "{text}");
+    s.stop().await;
+}
