@@ -407,6 +407,15 @@ async fn unregistered_keys_and_passwords_are_refused_and_other_users_integration
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Permission denied (publickey)"), "{stderr}");
 
+    // No subsystem (sftp, say) is offered to a signed-in key either.
+    let mut sftp = ssh_command(addr, &alice, &["-s", "-o", "LogLevel=ERROR"]);
+    sftp.arg("sftp").stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || sftp.output().unwrap())
+        .await
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+
     // A second user, with their own key.
     let bob_token = s.user("bob@example.com").await;
     let bob = keygen(dirs.data.path(), "bob");

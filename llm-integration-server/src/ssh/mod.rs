@@ -541,6 +541,18 @@ impl russh::server::Handler for Connection {
         })
     }
 
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _protocol: &str,
+        _cookie: &str,
+        _screen: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)
+    }
+
     async fn subsystem_request(
         &mut self,
         channel: ChannelId,
