@@ -94,6 +94,19 @@ pub struct ChatGptAccountRecord {
     pub plan: Option<String>,
 }
 
+/// An SSH public key registered for a user (the SSH door's sign-in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshKeyRecord {
+    /// The key's SHA-256 fingerprint as `ssh-keygen -l` prints it
+    /// (`SHA256:` and 43 unpadded base64 characters); unique in the store.
+    pub fingerprint: String,
+    /// The key in OpenSSH's one-line form without its comment
+    /// (`ssh-ed25519 AAAA…`).
+    pub public_key: String,
+    /// The comment given with it (`alice@laptop`), possibly empty.
+    pub comment: String,
+}
+
 /// A user account as the control plane sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -288,6 +301,16 @@ pub trait ControlStore: ConfigStore {
     /// process may answer a guard that locks nothing (its callers also lock
     /// in memory).
     async fn hold_lock(&self, name: &str) -> Result<StoreLock, StoreError>;
+    /// Registers an SSH public key for `user`; `Conflict` if a key with
+    /// that fingerprint is registered already (for anyone).
+    async fn add_ssh_key(&self, user: UserId, key: &SshKeyRecord) -> Result<(), StoreError>;
+    /// A user's SSH keys, oldest first.
+    async fn ssh_keys(&self, user: UserId) -> Result<Vec<SshKeyRecord>, StoreError>;
+    /// Removes one of `user`'s SSH keys by fingerprint; `NotFound` if
+    /// `user` has no key with that fingerprint.
+    async fn delete_ssh_key(&self, user: UserId, fingerprint: &str) -> Result<(), StoreError>;
+    /// The user whose SSH key has this fingerprint (the SSH door's sign-in).
+    async fn user_by_ssh_key(&self, fingerprint: &str) -> Result<Option<UserId>, StoreError>;
     /// A value of the store's own metadata (e.g. the master key check).
     async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Sets a metadata value if it is not set yet; returns whether it was set.

@@ -144,6 +144,18 @@ pub enum UsersCommand {
         /// The user's email.
         email: String,
     },
+    /// Register an SSH public key for a user (the SSH door's sign-in).
+    #[command(
+        after_help = "Example:\n  llm-integration-server admin users add-key alice@example.com \"$(cat alice.pub)\""
+    )]
+    AddKey {
+        /// The user's email.
+        email: String,
+        /// The public key line: ssh-ed25519 AAAA… [comment] (quoted as one
+        /// argument, or as separate words).
+        #[arg(value_name = "KEY", required = true, num_args = 1..)]
+        key: Vec<String>,
+    },
     /// Issue another access token for a user; prints it once.
     Token {
         /// The user's email.
@@ -411,6 +423,16 @@ pub async fn run(
             let id = user_id(store, &email).await?;
             store.delete_user(id).await?;
             Ok(format!("removed user {email}\n"))
+        }
+        AdminCommand::Users(UsersCommand::AddKey { email, key }) => {
+            let id = user_id(store, &email).await?;
+            let record = crate::ssh::keys::authorized_key(&key.join(" "))
+                .map_err(|e| ExecError::Usage(e.replacen("ssh-key add: ", "", 1)))?;
+            store.add_ssh_key(id, &record).await?;
+            Ok(format!(
+                "added SSH key {} for {email}; they can now sign in with `ssh`\n",
+                record.fingerprint
+            ))
         }
         AdminCommand::Users(UsersCommand::Token { email, label }) => {
             let id = user_id(store, &email).await?;

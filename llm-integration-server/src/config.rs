@@ -138,6 +138,14 @@ pub struct ServeArgs {
     #[arg(long, env = "LLM_INTEGRATION_LOG_FORMAT", value_name = "FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
+    /// SSH door address (`ssh -p PORT HOST COMMAND`); no SSH door unless given.
+    #[arg(long, env = "LLM_INTEGRATION_SSH_LISTEN", value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_listen: Option<SocketAddr>,
+    /// The name in the SSH shell's prompt (NAME ▶); the domain unless given.
+    #[arg(long, env = "LLM_INTEGRATION_SSH_NAME", value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_name: Option<String>,
 }
 
 /// Every setting, as the configuration file spells it (the field names are
@@ -216,6 +224,21 @@ pub struct Settings {
     pub default_host: Option<String>,
     /// The providers' base URLs, by provider name.
     pub upstreams: Upstreams,
+    /// The SSH door's address; none means no SSH door.
+    pub ssh_listen: Option<SocketAddr>,
+    /// The SSH host key (Ed25519, OpenSSH format, generated when missing);
+    /// none means `DATA_DIR/ssh_host_ed25519_key`.
+    pub ssh_host_key: Option<PathBuf>,
+    /// The name in the SSH shell's prompt; none means the domain.
+    pub ssh_name: Option<String>,
+    /// How long an SSH session may wait for input or stay without a running command.
+    pub ssh_idle_timeout_secs: u64,
+    /// Open SSH connections at most, in all.
+    pub ssh_max_connections: usize,
+    /// Open SSH connections at most from one address.
+    pub ssh_max_connections_per_peer: usize,
+    /// Authentication attempts one SSH connection may make (each key offered counts).
+    pub ssh_max_auth_attempts: usize,
 }
 
 impl Default for Settings {
@@ -257,6 +280,13 @@ impl Default for Settings {
             chatgpt_backend_url: chatgpt.backend,
             default_host: None,
             upstreams: Upstreams::default(),
+            ssh_listen: None,
+            ssh_host_key: None,
+            ssh_name: None,
+            ssh_idle_timeout_secs: 600,
+            ssh_max_connections: 256,
+            ssh_max_connections_per_peer: 8,
+            ssh_max_auth_attempts: 6,
         }
     }
 }
@@ -308,6 +338,8 @@ pub struct Config {
     pub chatgpt: ChatGptEndpoints,
     /// The integration hostname for requests naming the gateway by address.
     pub default_host: Option<String>,
+    /// The SSH door, when it is on.
+    pub ssh: Option<crate::ssh::SshSettings>,
 }
 
 /// A configuration that cannot be used.
@@ -424,6 +456,47 @@ impl Settings {
         }
     }
 
+    /// The SSH door's settings, when `ssh_listen` is set.
+    fn ssh(
+        &self,
+        data_dir: &std::path::Path,
+        domain: &str,
+    ) -> Result<Option<crate::ssh::SshSettings>, ConfigError> {
+        let Some(listen) = self.ssh_listen else {
+            return Ok(None);
+        };
+        if self.ssh_idle_timeout_secs == 0
+            || self.ssh_max_connections == 0
+            || self.ssh_max_connections_per_peer == 0
+            || self.ssh_max_auth_attempts == 0
+        {
+            return Err(ConfigError(
+                "ssh_idle_timeout_secs, ssh_max_connections, ssh_max_connections_per_peer and ssh_max_auth_attempts must be at least 1".into(),
+            ));
+        }
+        let name = self.ssh_name.clone().unwrap_or_else(|| domain.to_owned());
+        if name.is_empty()
+            || name.chars().count() > 64
+            || name.chars().any(crate::ssh::editor::is_unprintable)
+        {
+            return Err(ConfigError(format!(
+                "invalid ssh_name {name:?}: use up to 64 printable characters, such as exe.dev"
+            )));
+        }
+        Ok(Some(crate::ssh::SshSettings {
+            listen,
+            host_key: self
+                .ssh_host_key
+                .clone()
+                .unwrap_or_else(|| data_dir.join("ssh_host_ed25519_key")),
+            name,
+            idle_timeout: Duration::from_secs(self.ssh_idle_timeout_secs),
+            max_connections: self.ssh_max_connections,
+            max_connections_per_peer: self.ssh_max_connections_per_peer,
+            max_auth_attempts: self.ssh_max_auth_attempts,
+        }))
+    }
+
     /// Validates the settings into a [`Config`], with the gateway keys
     /// from the environment.
     pub fn into_config(self) -> Result<Config, ConfigError> {
@@ -454,6 +527,7 @@ impl Settings {
         }
         let default_allocation = self.default_allocation()?;
         let domain = check_domain(&self.domain)?;
+        let ssh = self.ssh(&data_dir, &domain)?;
         let mut upstreams = self.upstreams;
         for p in Provider::ALL {
             upstreams[p] = check_url(p.as_str(), upstreams[p].clone())?;
@@ -515,6 +589,7 @@ impl Settings {
             }
         }
         Ok(Config {
+            ssh,
             limits,
             default_host: self.default_host,
             chatgpt,
@@ -764,6 +839,8 @@ mod tests {
             ("tls-cert", "LLM_INTEGRATION_TLS_CERT"),
             ("tls-key", "LLM_INTEGRATION_TLS_KEY"),
             ("log-format", "LLM_INTEGRATION_LOG_FORMAT"),
+            ("ssh-listen", "LLM_INTEGRATION_SSH_LISTEN"),
+            ("ssh-name", "LLM_INTEGRATION_SSH_NAME"),
         ];
         let command = ServeArgs::augment_args(Command::new("llm-integration-server"));
         let actual: Vec<(String, String)> = command
@@ -823,6 +900,13 @@ mod tests {
             chatgpt_auth_url = "http://auth"
             chatgpt_backend_url = "http://backend"
             default_host = "llm.int.example.com"
+            ssh_listen = "127.0.0.1:3"
+            ssh_host_key = "/h"
+            ssh_name = "box"
+            ssh_idle_timeout_secs = 19
+            ssh_max_connections = 20
+            ssh_max_connections_per_peer = 21
+            ssh_max_auth_attempts = 22
             [upstreams]
             anthropic = "http://a"
             openai = "http://o"
@@ -877,6 +961,16 @@ mod tests {
     fn refusals() {
         let cases: &[(&str, &[&str], &str)] = &[
             ("domian = \"x\"", &[], "domian"),
+            (
+                "ssh_listen = \"127.0.0.1:0\"\nssh_name = \"a\\u001b[2Jb\"",
+                &[],
+                "invalid ssh_name",
+            ),
+            (
+                "ssh_max_auth_attempts = 0",
+                &["--ssh-listen", "127.0.0.1:0"],
+                "ssh_max_auth_attempts must be at least 1",
+            ),
             ("[upstreams]\nopneai = \"http://x\"", &[], "opneai"),
             ("listen = \"nowhere\"", &[], "listen"),
             ("gateway_keys = \"sk\"", &[], "gateway_keys"),

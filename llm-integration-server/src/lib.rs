@@ -20,6 +20,7 @@ pub mod metering;
 pub mod migrate;
 pub mod provider_check;
 pub mod server;
+pub mod ssh;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -34,6 +34,8 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start: the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Top {
     /// Run the server (the default).
     Serve(ServeArgs),
@@ -102,13 +104,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let admin_addr = config.admin_listen;
     let data_addr = config.listen;
-    let app = App::open(config).await?;
+    let ssh_addr = config.ssh.as_ref().map(|s| s.listen);
+    let mut app = App::open(config).await?;
     let admin = tokio::net::TcpListener::bind(admin_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {admin_addr} (admin): {e}; {}pick another address with --admin-listen", in_use_hint(&e)))?;
     let data = tokio::net::TcpListener::bind(data_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {data_addr} (data plane): {e}; {}pick another address with --listen", in_use_hint(&e)))?;
+    let ssh = match ssh_addr {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {addr} (SSH): {e}; {}pick another address with --ssh-listen",
+                in_use_hint(&e)
+            )
+        })?),
+        None => None,
+    };
     let data_url = format!("http://{}", data.local_addr()?);
     let admin_url = format!("http://{}", admin.local_addr()?);
     if let Some(first) = app.bootstrap().await? {
@@ -120,6 +132,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let token_file = app.config.data_dir.join("owner.token");
     println!("Data plane (what VMs call): {data_url}");
+    if let (Some(listener), Some(door)) = (ssh, app.ssh.clone()) {
+        let addr = listener.local_addr()?;
+        println!("SSH (ssh -p {} HOST COMMAND): {addr}", addr.port());
+        println!(
+            "SSH host key: {} {}",
+            door.fingerprint(),
+            door.settings().host_key.display()
+        );
+        app.listen_ssh(listener);
+    }
     println!("Admin API (POST /exec): {admin_url}");
     println!("Database: {}", app.config.database.describe());
     for line in startup_notes(&app.config) {

@@ -54,6 +54,7 @@ pub const TABLES: &[&str] = &[
     "credentials",
     "chatgpt_accounts",
     "access_tokens",
+    "ssh_keys",
     "allocations",
     "usage_ledger",
     "meta",

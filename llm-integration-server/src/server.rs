@@ -21,6 +21,7 @@ use crate::executor::{ExecError, Executor};
 use crate::live::LiveConfig;
 use crate::metering::{Allocator, Ledger, LedgerWriter, Metering};
 use crate::provider_check::ProviderCheck;
+use crate::ssh::SshDoor;
 use crate::store::{Database, PgStore, SqliteStore};
 
 /// Why the server could not start.
@@ -159,6 +160,10 @@ pub struct App {
     pub ledger: Ledger,
     /// The ledger's writer, flushed at shutdown.
     pub ledger_writer: LedgerWriter,
+    /// The SSH door, when the configuration turns it on (`--ssh-listen`).
+    pub ssh: Option<Arc<SshDoor>>,
+    /// Where the SSH door accepts, once bound ([`App::listen_ssh`]).
+    ssh_listener: Option<TcpListener>,
 }
 
 /// What the first start created.
@@ -241,7 +246,21 @@ impl App {
                 Vec::new()
             },
         };
+        let ssh = match &config.ssh {
+            Some(settings) => {
+                let (door, created) =
+                    SshDoor::new(settings.clone(), executor.clone(), store.clone())
+                        .map_err(StartError::Other)?;
+                if created {
+                    tracing::info!(file = %settings.host_key.display(), "generated a new SSH host key");
+                }
+                Some(Arc::new(door))
+            }
+            None => None,
+        };
         Ok(App {
+            ssh,
+            ssh_listener: None,
             config,
             store,
             postgres,
@@ -297,11 +316,18 @@ impl App {
         Ok(Some(Bootstrapped { email, token_file }))
     }
 
+    /// Has [`App::serve`] serve the SSH door on `listener` too (bound to
+    /// the configuration's `ssh_listen` by the binary). Without an SSH
+    /// door in the configuration the listener is dropped.
+    pub fn listen_ssh(&mut self, listener: TcpListener) {
+        self.ssh_listener = self.ssh.as_ref().map(|_| listener);
+    }
+
     /// Serves the admin listener and, when given, the data plane until
     /// `shutdown` resolves, then finishes in-flight requests (within the
     /// configured drain time).
     pub async fn serve(
-        self,
+        mut self,
         admin: TcpListener,
         data: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -352,6 +378,15 @@ impl App {
                 .await;
             })
         });
+        let ssh_task = match (self.ssh.clone(), self.ssh_listener.take()) {
+            (Some(door), Some(listener)) => {
+                let mut rx = stop_rx.clone();
+                Some(tokio::spawn(door.serve(listener, async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })))
+            }
+            _ => None,
+        };
         let state = AdminState {
             executor: self.executor.clone(),
             store: self.store.clone(),
@@ -398,6 +433,9 @@ impl App {
         .await;
         drop(stop_rx);
         if let Some(task) = data_task {
+            let _ = task.await;
+        }
+        if let Some(task) = ssh_task {
             let _ = task.await;
         }
         let _ = poller.await;

@@ -47,6 +47,9 @@ pub struct Server {
     pub default_allocation: i64,
     /// Metering (allocations, ledger, metrics).
     pub metering: Arc<crate::metering::Metering>,
+    /// The SSH door's address, when the configuration turned it on
+    /// (`config.ssh`, listening on `127.0.0.1:0` is fine).
+    pub ssh: Option<SocketAddr>,
 }
 
 /// Temporary directories: data (token, SQLite database) and keys (master
@@ -186,7 +189,16 @@ impl Server {
             Some(SecretString::from(GATEWAY_KEYS[p.index()]))
         }));
         adjust(&mut config);
-        let app = App::open(config).await.unwrap();
+        let mut app = App::open(config).await.unwrap();
+        let ssh = match app.config.ssh.as_ref().map(|s| s.listen) {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+                let bound = listener.local_addr().unwrap();
+                app.listen_ssh(listener);
+                Some(bound)
+            }
+            None => None,
+        };
         app.bootstrap().await.unwrap();
         let token = std::fs::read_to_string(dirs.data.path().join("owner.token"))
             .unwrap()
@@ -223,6 +235,7 @@ impl Server {
             http: reqwest::Client::new(),
             default_allocation,
             metering,
+            ssh,
         }
     }
 

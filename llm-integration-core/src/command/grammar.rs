@@ -39,6 +39,32 @@ pub(super) enum Top {
         after_help = "Examples:\n  usage\n  usage --since 7d --by model\n  usage --since 2026-11-01 --by vm --team core --json"
     )]
     Usage(UsageArgs),
+    /// Add, list and remove the SSH keys you sign in to the SSH door with.
+    #[command(subcommand, name = "ssh-key")]
+    SshKey(SshKeyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum SshKeyArgs {
+    /// Register a public key (one line of ~/.ssh/id_ed25519.pub).
+    #[command(
+        after_help = "Examples:\n  ssh-key add 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA… alice@laptop'\n  \
+llm-integration ssh-key add \"$(cat ~/.ssh/id_ed25519.pub)\""
+    )]
+    Add {
+        /// The public key: its type, its base64 and an optional comment
+        /// (quoted as one argument, or as separate words).
+        #[arg(value_name = "KEY", required = true, num_args = 1.., allow_hyphen_values = true)]
+        key: Vec<String>,
+    },
+    /// List your SSH keys with their fingerprints.
+    List,
+    /// Remove one of your SSH keys by its fingerprint (as `ssh-key list` shows it).
+    Remove {
+        /// SHA256:… as `ssh-key list` or `ssh-keygen -l -f KEY` prints it.
+        #[arg(value_name = "FINGERPRINT")]
+        fingerprint: String,
+    },
 }
 
 #[derive(Debug, Args)]

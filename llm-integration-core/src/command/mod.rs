@@ -269,7 +269,25 @@ pub enum Command {
         /// The tags.
         tags: Vec<TagName>,
     },
+    /// `ssh-key add KEY | list | remove FINGERPRINT`
+    SshKey(SshKeyCommand),
 }
+
+/// `ssh-key …`: the SSH keys a user signs in to the SSH door with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SshKeyCommand {
+    /// `ssh-key add KEY`: the public key line as given (`TYPE BASE64
+    /// [COMMENT]`, one line, checked for shape only; the server parses it).
+    Add(String),
+    /// `ssh-key list`
+    List,
+    /// `ssh-key remove FINGERPRINT`: a `SHA256:…` fingerprint.
+    Remove(String),
+}
+
+/// The longest public key line `ssh-key add` accepts, in bytes (an
+/// Ed25519 key line is about 100; an RSA 16384-bit one about 2,800).
+pub const MAX_SSH_KEY_BYTES: usize = 8 * 1024;
 
 /// Names an integration: personal unless a team is given.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -470,6 +488,7 @@ impl Command {
                 | Command::Show(_)
                 | Command::Test { .. }
                 | Command::SetupChatgpt(ChatgptSetup::List | ChatgptSetup::Verify)
+                | Command::SshKey(SshKeyCommand::List)
         )
     }
 
@@ -588,6 +607,14 @@ impl Command {
                 }
                 a.push(vm.to_string());
                 a.extend(tags.iter().map(ToString::to_string));
+            }
+            Command::SshKey(k) => {
+                a.push("ssh-key".into());
+                match k {
+                    SshKeyCommand::Add(key) => a.extend(["add".into(), key.clone()]),
+                    SshKeyCommand::List => a.push("list".into()),
+                    SshKeyCommand::Remove(f) => a.extend(["remove".into(), f.clone()]),
+                }
             }
         }
         a
@@ -754,6 +781,64 @@ fn check_comment(comment: Option<String>) -> Result<Option<String>, CommandError
     Ok(Some(c))
 }
 
+/// `ssh-key add`'s key, checked for shape: one line of at most
+/// [`MAX_SSH_KEY_BYTES`], a type and base64 data, surrounding space removed.
+fn check_ssh_key(text: &str) -> Result<String, CommandError> {
+    let key = text.trim();
+    if key.len() > MAX_SSH_KEY_BYTES {
+        return Err(CommandError::new(format!(
+            "ssh-key add: the key is {} bytes long; a public key line is at most {MAX_SSH_KEY_BYTES} \
+(give the .pub file's line, not the private key)",
+            key.len()
+        )));
+    }
+    if key.contains("PRIVATE KEY") {
+        return Err(CommandError::new(
+            "ssh-key add: that is a private key; give the public key (the line in the .pub file, e.g. ~/.ssh/id_ed25519.pub)",
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(CommandError::new(
+            "ssh-key add: the key contains a newline or control character; give one line of the .pub file",
+        ));
+    }
+    let mut words = key.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some(kind), Some(data))
+            if kind
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-@.".contains(&b))
+                && data
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)) =>
+        {
+            Ok(key.to_owned())
+        }
+        _ => Err(CommandError::new(
+            "ssh-key add: that is not a public key line; give TYPE BASE64 [COMMENT], \
+e.g. 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA… alice@laptop' (the line in ~/.ssh/id_ed25519.pub)",
+        )),
+    }
+}
+
+/// `ssh-key remove`'s fingerprint: `SHA256:` and unpadded base64.
+fn check_fingerprint(text: &str) -> Result<String, CommandError> {
+    let fingerprint = text.trim();
+    let valid = fingerprint.strip_prefix("SHA256:").is_some_and(|b64| {
+        (1..=64).contains(&b64.len())
+            && b64
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/".contains(&b))
+    });
+    if valid {
+        return Ok(fingerprint.to_owned());
+    }
+    Err(CommandError::new(format!(
+        "ssh-key remove: {:?} is not a key fingerprint; give SHA256:… as `ssh-key list` shows it",
+        crate::redact::printable_field(fingerprint, 80)
+    )))
+}
+
 fn dedup(specs: Vec<AttachmentSpec>) -> Vec<AttachmentSpec> {
     let mut out: Vec<AttachmentSpec> = Vec::with_capacity(specs.len());
     for s in specs {
@@ -864,6 +949,13 @@ fn convert(cli: grammar::Cli) -> Result<CommandLine, CommandError> {
     let command = match cli.command {
         Top::Tag(t) => Command::Tag { delete: t.delete, vm: t.vm, tags: t.tags },
         Top::Usage(u) => Command::Usage { since: u.since, by: u.by, team: u.team },
+        Top::SshKey(k) => Command::SshKey(match k {
+            grammar::SshKeyArgs::Add { key } => SshKeyCommand::Add(check_ssh_key(&key.join(" "))?),
+            grammar::SshKeyArgs::List => SshKeyCommand::List,
+            grammar::SshKeyArgs::Remove { fingerprint } => {
+                SshKeyCommand::Remove(check_fingerprint(&fingerprint)?)
+            }
+        }),
         Top::Integrations(i) => match i {
             Integrations::List => Command::List,
             Integrations::Show(t) => Command::Show(reference(t.name, t.team)),

@@ -2047,3 +2047,74 @@ mod round_trip {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// ssh-key
+// ---------------------------------------------------------------------------
+
+const SSH_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAC39l57VUEyfVFcE9UCuAjat7IPjLzWpqm9opwtTp1X alice@laptop";
+
+fn ssh_key_command(line: &str) -> Result<SshKeyCommand, String> {
+    match parse_command_line(line).map_err(|e| e.message)? {
+        Parsed::Command(CommandLine {
+            command: Command::SshKey(k),
+            ..
+        }) => Ok(k),
+        other => panic!("{line}: {other:?}"),
+    }
+}
+
+#[test]
+fn ssh_key_commands_parse_quoted_or_as_words_and_print_back() {
+    let quoted = ssh_key_command(&format!("ssh-key add '{SSH_KEY}'")).unwrap();
+    assert_eq!(quoted, SshKeyCommand::Add(SSH_KEY.into()));
+    // Over `ssh HOST ssh-key add $(cat key.pub)` the quotes are gone.
+    assert_eq!(
+        ssh_key_command(&format!("ssh-key add {SSH_KEY}")).unwrap(),
+        quoted
+    );
+    let command = Command::SshKey(quoted);
+    assert_eq!(
+        parse_command_line(&command.to_string()).unwrap(),
+        Parsed::Command(CommandLine {
+            command,
+            json: false
+        })
+    );
+    assert_eq!(
+        ssh_key_command("ssh-key list").unwrap(),
+        SshKeyCommand::List
+    );
+    let fingerprint = "SHA256:DfSpoLwW/2hWfwo0b74OmUmLwcU6Z7QjBGDskPBdTzU";
+    assert_eq!(
+        ssh_key_command(&format!("ssh-key remove {fingerprint}")).unwrap(),
+        SshKeyCommand::Remove(fingerprint.into())
+    );
+    assert!(Command::SshKey(SshKeyCommand::List).is_read_only());
+    assert!(!Command::SshKey(SshKeyCommand::Remove(fingerprint.into())).is_read_only());
+}
+
+#[test]
+fn ssh_key_mistakes_are_refused_with_the_fix() {
+    for (line, expect) in [
+        ("ssh-key add", "KEY"),
+        ("ssh-key add notakey", "not a public key line"),
+        ("ssh-key add 'ssh-ed25519 AAAA$$$'", "not a public key line"),
+        (
+            "ssh-key add '-----BEGIN OPENSSH PRIVATE KEY----- b3Bl'",
+            "that is a private key",
+        ),
+        ("ssh-key add 'ssh-ed25519 AAAA\nx'", "newline"),
+        ("ssh-key remove MD5:aa:bb", "SHA256:"),
+        ("ssh-key remove", "FINGERPRINT"),
+    ] {
+        let err = ssh_key_command(line).unwrap_err();
+        assert!(err.contains(expect), "{line:?}: {err}");
+    }
+    let long = format!(
+        "ssh-key add 'ssh-ed25519 {}'",
+        "A".repeat(MAX_SSH_KEY_BYTES)
+    );
+    assert!(ssh_key_command(&long).unwrap_err().contains("at most"));
+}

@@ -1,8 +1,8 @@
 //! The command executor: runs the core's typed commands against the store,
 //! as a given user, with owner and team permissions enforced.
 //!
-//! *API boundary*: every door (`POST /exec`, the CLI through it, and later
-//! SSH and the web page) calls [`Executor::execute`]; none of them
+//! *API boundary*: every door (`POST /exec`, the CLI through it, SSH, and
+//! later the web page) calls [`Executor::execute`]; none of them
 //! interprets a command itself. Each configuration change reloads the live
 //! snapshot before the answer is returned, so the data plane routes on it
 //! from the next request.
@@ -464,6 +464,7 @@ printf '%s' \"$OPENAI_API_KEY\" | llm-integration integrations edit NAME --opena
             Command::Usage { since, by, team } => {
                 self.usage(&ctx, *since, *by, team.as_ref()).await?
             }
+            Command::SshKey(key) => self.ssh_key(ctx.user, key).await?,
             other => {
                 return Err(ExecError::Usage(format!(
                     "`{other}` is not supported by this server"
@@ -471,6 +472,67 @@ printf '%s' \"$OPENAI_API_KEY\" | llm-integration integrations edit NAME --opena
             }
         };
         Ok(answer)
+    }
+
+    /// `ssh-key add|list|remove`: the keys `user` signs in to the SSH door
+    /// with. Keys are public, but their comments are the user's text, so
+    /// they are shown escaped.
+    async fn ssh_key(
+        &self,
+        user: UserId,
+        command: &llm_integration_core::command::SshKeyCommand,
+    ) -> Result<Answer, ExecError> {
+        use llm_integration_core::command::SshKeyCommand;
+        use llm_integration_core::redact::printable_line;
+        let view = |k: &llm_integration_core::seams::SshKeyRecord| {
+            json!({"fingerprint": k.fingerprint, "type": k.public_key.split(' ').next().unwrap_or(""),
+                   "comment": k.comment})
+        };
+        Ok(match command {
+            SshKeyCommand::Add(line) => {
+                let record = crate::ssh::keys::authorized_key(line).map_err(ExecError::Usage)?;
+                self.store.add_ssh_key(user, &record).await?;
+                Answer::ok(
+                    format!(
+                        "added SSH key {} {}\n",
+                        record.fingerprint,
+                        printable_line(&record.comment)
+                    )
+                    .replace(" \n", "\n"),
+                    json!({"ok": true, "key": view(&record)}),
+                )
+            }
+            SshKeyCommand::List => {
+                let keys = self.store.ssh_keys(user).await?;
+                let text = if keys.is_empty() {
+                    "no SSH keys; add one with `ssh-key add \"$(cat ~/.ssh/id_ed25519.pub)\"`\n"
+                        .to_owned()
+                } else {
+                    keys.iter()
+                        .map(|k| {
+                            format!(
+                                "{}  {}  {}\n",
+                                k.fingerprint,
+                                k.public_key.split(' ').next().unwrap_or(""),
+                                printable_line(&k.comment)
+                            )
+                            .replace("  \n", "\n")
+                        })
+                        .collect()
+                };
+                Answer::ok(
+                    text,
+                    json!({"keys": keys.iter().map(view).collect::<Vec<_>>()}),
+                )
+            }
+            SshKeyCommand::Remove(fingerprint) => {
+                self.store.delete_ssh_key(user, fingerprint).await?;
+                Answer::ok(
+                    format!("removed SSH key {fingerprint}\n"),
+                    json!({"ok": true, "removed": fingerprint}),
+                )
+            }
+        })
     }
 
     async fn changed(&self) -> Result<(), ExecError> {

@@ -15,8 +15,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use llm_integration_core::seams::{
     Account, AllocationLease, ChatGptAccountRecord, ConfigStore, ControlStore, LeaseRequest,
-    NewCredential, SealedSecret, StoreError, StoreLock, TokenUsage, UsageGrouping, UsageRecord,
-    UsageRow,
+    NewCredential, SealedSecret, SshKeyRecord, StoreError, StoreLock, TokenUsage, UsageGrouping,
+    UsageRecord, UsageRow,
 };
 use llm_integration_core::SourceKind;
 use llm_integration_core::{
@@ -1148,6 +1148,67 @@ impl ControlStore for Store {
             }
         }
         Ok(rows)
+    }
+
+    async fn add_ssh_key(&self, user: UserId, key: &SshKeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO ssh_keys (user_id, fingerprint, public_key, comment) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(user.0)
+        .bind(&key.fingerprint)
+        .bind(&key.public_key)
+        .bind(&key.comment)
+        .execute(&self.pool)
+        .await
+        .map_err(conflict(
+            "that SSH key is registered already; `ssh-key list` shows yours",
+        ))?;
+        Ok(())
+    }
+
+    async fn ssh_keys(&self, user: UserId) -> Result<Vec<SshKeyRecord>, StoreError> {
+        sqlx::query(
+            "SELECT fingerprint, public_key, comment FROM ssh_keys WHERE user_id = $1 ORDER BY id",
+        )
+        .bind(user.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .map(|r| {
+            Ok(SshKeyRecord {
+                fingerprint: r.try_get(0)?,
+                public_key: r.try_get(1)?,
+                comment: r.try_get(2)?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(unavailable)
+    }
+
+    async fn delete_ssh_key(&self, user: UserId, fingerprint: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM ssh_keys WHERE user_id = $1 AND fingerprint = $2")
+            .bind(user.0)
+            .bind(fingerprint)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "you have no SSH key {fingerprint}; `ssh-key list` shows yours"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn user_by_ssh_key(&self, fingerprint: &str) -> Result<Option<UserId>, StoreError> {
+        let id: Option<i64> =
+            sqlx::query_scalar("SELECT user_id FROM ssh_keys WHERE fingerprint = $1")
+                .bind(fingerprint)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(id.map(UserId))
     }
 
     async fn hold_lock(&self, name: &str) -> Result<StoreLock, StoreError> {

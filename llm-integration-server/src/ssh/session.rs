@@ -1,0 +1,571 @@
+//! What runs on an SSH session channel: one command (exec) or the
+//! interactive shell, both through the [`Executor`](crate::executor::Executor).
+//!
+//! Outcomes are the CLI's: the answer on standard output and exit status
+//! 0; a usage error on standard error and 2; any other error on standard
+//! error and 1; a command that ran and reported a failure (a key the
+//! provider refuses) on standard output and 1. Text the server did not
+//! write itself is escaped as the CLI escapes it
+//! ([`printable`](llm_integration_core::redact::printable)), so no
+//! answer can drive the terminal.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use llm_integration_core::command::{
+    parse_command_line, ChatgptSetup, Command, CommandLine, Parsed,
+};
+use llm_integration_core::redact::printable;
+use llm_integration_core::{SecretString, UserId};
+use russh::server::Msg;
+use russh::{Channel, ChannelMsg};
+use zeroize::Zeroizing;
+
+use super::editor::{Edit, LineEditor};
+use super::{Running, SshDoor};
+
+/// The largest standard input a command reads (its keys), in bytes.
+const MAX_STDIN: usize = 64 * 1024;
+
+/// A channel's task.
+pub(super) type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What a channel's task runs with.
+pub(super) struct Context {
+    pub door: Arc<SshDoor>,
+    pub user: UserId,
+    pub channel: Channel<Msg>,
+    /// The client asked for a pseudo-terminal: its terminal is raw, so
+    /// the door echoes, and lines end in CRLF.
+    pub pty: bool,
+    /// Keeps the connection counted as busy while the task runs.
+    pub running: Running,
+    /// The client sent EOF (or closed): no more input will come.
+    pub eof: bool,
+}
+
+/// How a command ended, as an exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Ok = 0,
+    Failed = 1,
+    Usage = 2,
+}
+
+/// Where output goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Out,
+    Err,
+}
+
+/// Why reading input stopped.
+enum Stop {
+    /// The client closed its side (EOF) or the channel.
+    Closed,
+    /// No input for the idle timeout.
+    Idle,
+}
+
+impl Context {
+    /// Sends `text` on `stream`, with CRLF line ends on a pseudo-terminal.
+    async fn write(&self, stream: Stream, text: &str) -> bool {
+        let bytes = if self.pty {
+            text.replace("\r\n", "\n")
+                .replace('\n', "\r\n")
+                .into_bytes()
+        } else {
+            text.as_bytes().to_vec()
+        };
+        self.send(stream, bytes).await
+    }
+
+    async fn send(&self, stream: Stream, bytes: Vec<u8>) -> bool {
+        if bytes.is_empty() {
+            return true;
+        }
+        let sent = match stream {
+            // On a pseudo-terminal there is one stream, as in a terminal.
+            Stream::Err if !self.pty => self.channel.extended_data_bytes(1, bytes).await,
+            _ => self.channel.data_bytes(bytes).await,
+        };
+        sent.is_ok()
+    }
+
+    /// Ends the channel with `status`.
+    async fn finish(self, status: u32) {
+        let _ = self.channel.exit_status(status).await;
+        let _ = self.channel.eof().await;
+        let _ = self.channel.close().await;
+        drop(self.running);
+    }
+
+    /// The next message of the channel, within the idle timeout.
+    async fn next(&mut self) -> Result<Option<ChannelMsg>, Stop> {
+        if self.eof {
+            return Err(Stop::Closed);
+        }
+        let idle = self.door.settings.idle_timeout;
+        match tokio::time::timeout(idle, self.channel.wait()).await {
+            Err(_) => Err(Stop::Idle),
+            Ok(None | Some(ChannelMsg::Eof | ChannelMsg::Close)) => {
+                self.eof = true;
+                Err(Stop::Closed)
+            }
+            Ok(Some(ChannelMsg::Data { data })) => Ok(Some(ChannelMsg::Data { data })),
+            Ok(Some(_)) => Ok(None),
+        }
+    }
+
+    /// Standard input until EOF, bounded.
+    async fn read_stdin(&mut self) -> Result<Zeroizing<Vec<u8>>, String> {
+        let mut input = Zeroizing::new(Vec::new());
+        loop {
+            match self.next().await {
+                Ok(Some(ChannelMsg::Data { data })) => {
+                    if input.len() + data.len() > MAX_STDIN {
+                        return Err(format!(
+                            "standard input is over {MAX_STDIN} bytes; a key is much shorter"
+                        ));
+                    }
+                    input.extend_from_slice(&data);
+                }
+                Ok(_) => {}
+                Err(Stop::Closed) => return Ok(input),
+                Err(Stop::Idle) => {
+                    return Err(format!(
+                        "no standard input came within {} s; pipe the key in, e.g. printf '%s' \"$KEY\" | ssh … --openai-key=-",
+                        self.door.settings.idle_timeout.as_secs()
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Runs one command (an exec request) and ends the channel with its status.
+pub(super) async fn exec(mut ctx: Context, command: Vec<u8>) {
+    let status = match String::from_utf8(command) {
+        Ok(line) if line.trim().is_empty() => {
+            ctx.write(
+                Stream::Err,
+                "error: no command given; try `integrations list` or `help`\n",
+            )
+            .await;
+            Status::Usage
+        }
+        Ok(line) => {
+            let mut terminal = None;
+            run_line(&mut ctx, &mut terminal, &line).await
+        }
+        Err(_) => {
+            ctx.write(Stream::Err, "error: the command line is not valid UTF-8\n")
+                .await;
+            Status::Usage
+        }
+    };
+    ctx.finish(status as u32).await;
+}
+
+/// The words that leave the shell.
+const EXIT_WORDS: [&str; 3] = ["exit", "quit", "logout"];
+
+/// What the shell adds to the command language's help.
+const SHELL_HELP: &str =
+    "\nIn this shell: `help COMMAND` (e.g. `help integrations add llm`) shows a command's help; \
+Up/Down recall earlier lines, Left/Right/Ctrl-A/Ctrl-E move, Ctrl-C drops the line, \
+Ctrl-D or `exit` leaves. A key given as `-` is asked for without echo.\n";
+
+/// The interactive shell: a prompt, the line editor, commands until
+/// `exit`, Ctrl-D, the client closing or the idle timeout.
+pub(super) async fn shell(mut ctx: Context) {
+    let prompt = format!("{} ▶ ", ctx.door.settings.name);
+    let mut terminal = Some(Terminal::new());
+    if ctx.pty {
+        ctx.write(
+            Stream::Out,
+            "Type `help` for the commands, `exit` to leave.\n",
+        )
+        .await;
+    }
+    loop {
+        let edit = match read_edit(&mut ctx, &mut terminal, &prompt, false).await {
+            Ok(edit) => edit,
+            Err(Stop::Idle) => {
+                ctx.write(
+                    Stream::Out,
+                    &format!(
+                        "\nidle for {} s; goodbye\n",
+                        ctx.door.settings.idle_timeout.as_secs()
+                    ),
+                )
+                .await;
+                break;
+            }
+            Err(Stop::Closed) => break,
+        };
+        let line = match edit {
+            Edit::Line(line) => line,
+            Edit::Interrupt => continue,
+            Edit::Eof => break,
+        };
+        if holds_a_key(&line) {
+            if let Some(term) = terminal.as_mut() {
+                term.editor.forget(&line);
+            }
+        }
+        let words = line.trim();
+        if words.is_empty() {
+            continue;
+        }
+        if EXIT_WORDS.contains(&words) {
+            break;
+        }
+        let line = match words.strip_prefix("help") {
+            Some("") => {
+                let help = match parse_command_line("--help") {
+                    Ok(Parsed::Help(text)) => text,
+                    _ => String::new(),
+                };
+                ctx.write(Stream::Out, &format!("{help}{SHELL_HELP}")).await;
+                continue;
+            }
+            Some(rest) if rest.starts_with(' ') => format!("{} --help", rest.trim()),
+            _ => words.to_owned(),
+        };
+        run_line(&mut ctx, &mut terminal, &line).await;
+    }
+    ctx.finish(0).await;
+}
+
+/// Whether a typed line gives a key on the command line (`--P-key=VALUE`
+/// or `--P-key VALUE`, VALUE not `-`): such a line is not kept in the
+/// shell's history.
+fn holds_a_key(line: &str) -> bool {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words.iter().enumerate().any(|(i, word)| {
+        let (flag, value) = match word.split_once('=') {
+            Some((flag, value)) => (flag, Some(value)),
+            None => (*word, words.get(i + 1).copied()),
+        };
+        flag.starts_with("--") && flag.ends_with("-key") && value.is_some_and(|v| v != "-")
+    })
+}
+
+/// The shell's input side: the line editor and bytes received but not
+/// used yet.
+struct Terminal {
+    editor: LineEditor,
+    pending: Vec<u8>,
+}
+
+impl Terminal {
+    fn new() -> Self {
+        Terminal {
+            editor: LineEditor::new(),
+            pending: Vec::new(),
+        }
+    }
+}
+
+/// Reads one line with the editor (a new one when `terminal` is `None`,
+/// as for an exec request on a pseudo-terminal). Without a pseudo-terminal
+/// nothing is echoed and no prompt is drawn (the input is a script).
+async fn read_edit(
+    ctx: &mut Context,
+    terminal: &mut Option<Terminal>,
+    prompt: &str,
+    hidden: bool,
+) -> Result<Edit, Stop> {
+    let term = terminal.get_or_insert_with(Terminal::new);
+    term.editor.start(prompt, hidden);
+    loop {
+        if !term.pending.is_empty() {
+            let (edit, used) = term.editor.feed_until_edit(&term.pending);
+            term.pending.drain(..used);
+            let output = term.editor.take_output();
+            if ctx.pty && !ctx.send(Stream::Out, output).await {
+                return Err(Stop::Closed);
+            }
+            if let Some(edit) = edit {
+                return Ok(edit);
+            }
+        } else {
+            let output = term.editor.take_output();
+            if ctx.pty && !ctx.send(Stream::Out, output).await {
+                return Err(Stop::Closed);
+            }
+        }
+        match ctx.next().await {
+            Ok(Some(ChannelMsg::Data { data })) => {
+                if term.pending.len() + data.len() > 2 * super::editor::MAX_LINE_CHARS * 4 {
+                    // Far more than a line; what does not fit is dropped.
+                    continue;
+                }
+                term.pending.extend_from_slice(&data);
+            }
+            Ok(_) => {}
+            Err(Stop::Closed) if !ctx.pty && !term.editor.is_empty() => {
+                // A script's last line may end without a newline.
+                term.pending.push(b'\n');
+            }
+            Err(stop) => return Err(stop),
+        }
+    }
+}
+
+/// Standard input for `command`'s `-` keys: on a pseudo-terminal each key
+/// is asked for without echo, one prompt per key; otherwise the channel's
+/// input until EOF (in an interactive session without one, the next
+/// lines).
+async fn stdin_for(
+    ctx: &mut Context,
+    terminal: &mut Option<Terminal>,
+    command: &Command,
+) -> Result<Option<SecretString>, (Status, String)> {
+    let providers = command.stdin_providers();
+    if providers.is_empty() {
+        return Ok(None);
+    }
+    let interactive = ctx.pty || terminal.is_some();
+    if !interactive {
+        let input = ctx.read_stdin().await.map_err(|e| (Status::Usage, e))?;
+        let text = String::from_utf8(input.to_vec()).map_err(|_| {
+            (
+                Status::Usage,
+                "standard input is not UTF-8; give the key as text".to_owned(),
+            )
+        })?;
+        return Ok(Some(SecretString::from(text)));
+    }
+    let mut keys = Zeroizing::new(String::new());
+    for provider in &providers {
+        let prompt = format!("{provider} key: ");
+        match read_edit(ctx, terminal, &prompt, true).await {
+            Ok(Edit::Line(key)) => {
+                let key = Zeroizing::new(key);
+                keys.push_str(key.trim());
+                keys.push('\n');
+            }
+            Ok(Edit::Interrupt | Edit::Eof) => {
+                return Err((
+                    Status::Usage,
+                    "no key given; nothing was changed".to_owned(),
+                ))
+            }
+            Err(_) => {
+                return Err((
+                    Status::Usage,
+                    "the session ended before the key was given; nothing was changed".to_owned(),
+                ))
+            }
+        }
+    }
+    let text = if providers.len() == 1 {
+        keys.trim_end().to_owned()
+    } else {
+        keys.to_string()
+    };
+    Ok(Some(SecretString::from(text)))
+}
+
+/// Parses and runs one command line, writing its answer; returns its status.
+async fn run_line(ctx: &mut Context, terminal: &mut Option<Terminal>, line: &str) -> Status {
+    // As on /exec: an error is JSON when the line asks for JSON, even
+    // when the line cannot be parsed.
+    let json = line.split_whitespace().any(|w| w == "--json");
+    let parsed = match parse_command_line(line) {
+        Ok(p) => p,
+        Err(e) => {
+            let message = e.message.trim_end();
+            let message = message.strip_prefix("error: ").unwrap_or(message);
+            write_error(ctx, "usage", message, json).await;
+            return Status::Usage;
+        }
+    };
+    let line = match parsed {
+        Parsed::Help(text) => {
+            ctx.write(Stream::Out, &with_newline(printable(&text).into_owned()))
+                .await;
+            return Status::Ok;
+        }
+        Parsed::Command(line) => line,
+    };
+    let executor = ctx.door.executor.clone();
+    let user = ctx.user;
+    if let Command::SetupChatgpt(ChatgptSetup::Connect(name)) = &line.command {
+        return match executor
+            .connect_chatgpt(user, name.clone(), line.json)
+            .await
+        {
+            Ok(lines) => stream_lines(ctx, lines, line.json).await,
+            Err(e) => report_error(ctx, &e, line.json).await,
+        };
+    }
+    let stdin = match stdin_for(ctx, terminal, &line.command).await {
+        Ok(s) => s,
+        Err((status, message)) => {
+            write_error(ctx, "usage", &message, line.json).await;
+            return status;
+        }
+    };
+    run_command(ctx, &line, stdin).await
+}
+
+async fn run_command(ctx: &Context, line: &CommandLine, stdin: Option<SecretString>) -> Status {
+    let result = ctx.door.executor.execute(ctx.user, line, stdin).await;
+    tracing::info!(
+        user = ctx.user.0,
+        command = %line.command,
+        ok = result.as_ref().is_ok_and(|a| !a.failed),
+        "ssh exec"
+    );
+    match result {
+        Ok(answer) => {
+            let text = if line.json {
+                json_printable(
+                    &(serde_json::to_string_pretty(&answer.json).unwrap_or_default() + "\n"),
+                )
+            } else {
+                with_newline(printable(&answer.text).into_owned())
+            };
+            ctx.write(Stream::Out, &text).await;
+            if answer.failed {
+                Status::Failed
+            } else {
+                Status::Ok
+            }
+        }
+        Err(e) => report_error(ctx, &e, line.json).await,
+    }
+}
+
+/// Writes an error on standard error: `error: MESSAGE`, or with `--json`
+/// the `/exec` shape `{"error": {"kind": …, "message": …}}`.
+async fn write_error(ctx: &Context, kind: &str, message: &str, json: bool) {
+    let text = if json {
+        json_printable(
+            &(serde_json::json!({"error": {"kind": kind, "message": message}}).to_string() + "\n"),
+        )
+    } else {
+        format!("error: {}\n", printable(message))
+    };
+    ctx.write(Stream::Err, &text).await;
+}
+
+async fn report_error(ctx: &Context, e: &crate::executor::ExecError, json: bool) -> Status {
+    write_error(ctx, e.kind(), &e.to_string(), json).await;
+    match e {
+        crate::executor::ExecError::Usage(_) => Status::Usage,
+        _ => Status::Failed,
+    }
+}
+
+/// Relays a streamed answer (the ChatGPT login) line by line as it comes;
+/// failed if its last line says so. On a pseudo-terminal Ctrl-C stops
+/// waiting (dropping the receiver ends the login).
+async fn stream_lines(
+    ctx: &mut Context,
+    mut lines: tokio::sync::mpsc::Receiver<String>,
+    json: bool,
+) -> Status {
+    let mut failed = false;
+    loop {
+        let listen = ctx.pty && !ctx.eof;
+        let line = tokio::select! {
+            line = lines.recv() => line,
+            message = ctx.channel.wait(), if listen => {
+                match message {
+                    Some(ChannelMsg::Data { data }) if data.contains(&0x03) => {
+                        ctx.write(Stream::Out, "^C\nstopped waiting; nothing was connected\n").await;
+                        return Status::Failed;
+                    }
+                    None | Some(ChannelMsg::Eof | ChannelMsg::Close) => ctx.eof = true,
+                    Some(_) => {}
+                }
+                continue;
+            }
+        };
+        let Some(line) = line else { break };
+        failed = if json {
+            serde_json::from_str::<serde_json::Value>(line.trim())
+                .is_ok_and(|v| v["event"] == "error")
+        } else {
+            line.starts_with("error: ")
+        };
+        let text = if json {
+            json_printable(&line)
+        } else {
+            printable(&line).into_owned()
+        };
+        if !ctx.write(Stream::Out, &text).await {
+            // The client went away: dropping the receiver ends the login.
+            return Status::Failed;
+        }
+    }
+    if failed {
+        Status::Failed
+    } else {
+        Status::Ok
+    }
+}
+
+fn with_newline(mut text: String) -> String {
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
+/// JSON text made safe to print: every character [`printable`] would
+/// escape, except the newlines between tokens, written as a JSON `\u`
+/// escape (valid inside strings, which is the only place they can be).
+fn json_printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c != '\n' && super::editor::is_unprintable(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_with_a_key_are_told_apart() {
+        assert!(holds_a_key(
+            "integrations edit llm --openai=byok --openai-key=sk-1"
+        ));
+        assert!(holds_a_key(
+            "integrations edit llm --openai=byok --openai-key sk-1"
+        ));
+        assert!(!holds_a_key(
+            "integrations edit llm --openai=byok --openai-key=-"
+        ));
+        assert!(!holds_a_key(
+            "integrations edit llm --openai=byok --openai-key -"
+        ));
+        assert!(!holds_a_key("integrations list"));
+    }
+
+    #[test]
+    fn json_stays_json_and_cannot_drive_a_terminal() {
+        let value = serde_json::json!({"model": "a\u{1b}[2Jb\u{202e}c\u{7f}"});
+        let text = serde_json::to_string_pretty(&value).unwrap() + "\n";
+        let safe = json_printable(&text);
+        assert!(!safe
+            .chars()
+            .any(|c| c != '\n' && super::super::editor::is_unprintable(c)));
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back, value);
+    }
+}
