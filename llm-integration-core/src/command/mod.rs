@@ -260,6 +260,8 @@ pub enum Command {
         /// A team's usage instead of the user's.
         team: Option<TeamName>,
     },
+    /// `login-link`: a one-time sign-in link for the web page.
+    LoginLink,
     /// `tag [-d] VM TAG...`
     Tag {
         /// Remove instead of add.
@@ -581,6 +583,7 @@ impl Command {
                 }
                 team(&mut a, t);
             }
+            Command::LoginLink => a.push("login-link".into()),
             Command::Tag { delete, vm, tags } => {
                 a.push("tag".into());
                 if *delete {
@@ -864,6 +867,7 @@ fn convert(cli: grammar::Cli) -> Result<CommandLine, CommandError> {
     let command = match cli.command {
         Top::Tag(t) => Command::Tag { delete: t.delete, vm: t.vm, tags: t.tags },
         Top::Usage(u) => Command::Usage { since: u.since, by: u.by, team: u.team },
+        Top::LoginLink => Command::LoginLink,
         Top::Integrations(i) => match i {
             Integrations::List => Command::List,
             Integrations::Show(t) => Command::Show(reference(t.name, t.team)),

@@ -278,6 +278,8 @@ fn happy_cases() -> Vec<(&'static str, Command)> {
             "integrations setup chatgpt --delete --name=work",
             Command::SetupChatgpt(ChatgptSetup::Delete(account("work"))),
         ),
+        // login-link
+        ("login-link", Command::LoginLink),
         // tag
         (
             "tag devbox llm gpu",
