@@ -345,6 +345,32 @@ async fn forms_need_the_csrf_token_and_this_origin_and_a_live_session() {
         "{html}"
     );
     assert!(names(&s, &s.token).await.contains(&"refl2".to_owned()));
+    // Its fields and comment are edited in its own dialog.
+    let (status, html) = b.get("/integrations/edit?name=refl2").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Edit refl2"), "{html}");
+    let (status, html) = b
+        .post(
+            "/integrations/save-reflection",
+            &[("original", "refl2"), ("fields", "bogus"), ("comment", "")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
+    assert!(html.contains("id=\"fields-error\""), "{html}");
+    let (status, html) = b
+        .post(
+            "/integrations/save-reflection",
+            &[
+                ("original", "refl2"),
+                ("fields", "email,tags"),
+                ("comment", "two fields"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let shown = s.json("integrations show refl2").await;
+    assert_eq!(shown["comment"], "two fields");
+    assert_ne!(shown["fields"], "all", "{shown}");
 
     // Signed out: the old cookie and token no longer work.
     let (status, html) = b.post("/logout", &[]).await;
@@ -539,6 +565,13 @@ async fn the_llm_dialog_adds_tests_edits_and_never_shows_a_key() {
     assert_eq!(shown["providers"]["anthropic"]["source"], "gateway");
     assert_eq!(shown["providers"]["fireworks"]["source"], "gateway");
     assert_eq!(shown["comment"], "edited");
+
+    // The stored keys tested from the list.
+    let (_, html) = b
+        .post("/integrations/action", &[("do", "test"), ("name", "byok")])
+        .await;
+    assert!(html.contains("byok: anthropic: skipped"), "{html}");
+    assert!(html.contains("openai: ok"), "{html}");
 
     // Rename, attach, detach, remove.
     let (_, html) = b

@@ -97,6 +97,7 @@ pub fn routes() -> Router<AdminState> {
         .route("/integrations/add-llm", post(add_llm))
         .route("/integrations/add-reflection", post(add_reflection))
         .route("/integrations/save", post(save_llm))
+        .route("/integrations/save-reflection", post(save_reflection))
         .route("/integrations/action", post(action))
         .route("/integrations/test-key", post(test_key))
         .route("/chatgpt", get(chatgpt_page))
@@ -191,25 +192,28 @@ fn over_https(uri: &Uri, headers: &HeaderMap) -> bool {
             .is_some_and(|v| v.starts_with("https://"))
 }
 
+/// The refusal of a POST from another origin.
+fn foreign(why: &str) -> Response {
+    html(
+        StatusCode::FORBIDDEN,
+        pages::refused("Request refused", why),
+    )
+}
+
 /// A POST must come from a page of this origin: `Origin` (or, without
-/// it, `Referer`) must be this host over http or https.
-fn same_origin(uri: &Uri, headers: &HeaderMap) -> Result<(), Response> {
-    let refuse = |why: &str| {
-        Err(html(
-            StatusCode::FORBIDDEN,
-            pages::refused("Request refused", why),
-        ))
-    };
+/// it, `Referer`) must be this host over http or https. Says why, if it
+/// is not.
+fn origin_refusal(uri: &Uri, headers: &HeaderMap) -> Option<&'static str> {
     let Some(host) = host_of(uri, headers) else {
-        return refuse("the request names no host");
+        return Some("the request names no host");
     };
     let allowed = [format!("http://{host}"), format!("https://{host}")];
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
         if allowed.iter().any(|a| a == origin) {
-            return Ok(());
+            return None;
         }
-        return refuse("this form was sent from another site (its Origin is not this page's); open the page itself and try again");
+        return Some("this form was sent from another site (its Origin is not this page's); open the page itself and try again");
     }
     if let Some(referer) = headers.get(header::REFERER).and_then(|v| v.to_str().ok()) {
         if allowed.iter().any(|a| {
@@ -217,10 +221,10 @@ fn same_origin(uri: &Uri, headers: &HeaderMap) -> Result<(), Response> {
                 .strip_prefix(a.as_str())
                 .is_some_and(|rest| rest.starts_with('/'))
         }) {
-            return Ok(());
+            return None;
         }
     }
-    refuse("the request does not say which page sent it (no Origin header); send forms from the page itself")
+    Some("the request does not say which page sent it (no Origin header); send forms from the page itself")
 }
 
 /// A signed-in browser.
@@ -297,7 +301,9 @@ async fn post_session(
     headers: &HeaderMap,
     fields: &Fields,
 ) -> Result<Session, Response> {
-    same_origin(uri, headers)?;
+    if let Some(why) = origin_refusal(uri, headers) {
+        return Err(foreign(why));
+    }
     let Some(s) = session_of(state, headers).await? else {
         return Err(html(
             StatusCode::UNAUTHORIZED,
@@ -409,8 +415,8 @@ async fn login(
     headers: HeaderMap,
     Form(fields): Form<Fields>,
 ) -> Response {
-    if let Err(r) = same_origin(&uri, &headers) {
-        return r;
+    if let Some(why) = origin_refusal(&uri, &headers) {
+        return foreign(why);
     }
     let link = field(&fields, "link").trim();
     let token = field(&fields, "token").trim();
@@ -613,14 +619,10 @@ async fn edit_page(
         }
     };
     if view["type"] != "llm" {
-        return render_list(
-            &state,
-            &s,
-            Some(Notice::Error(format!(
-                "{name} is a reflection integration; it has no providers to edit (rename, attach or remove it here)"
-            ))),
-        )
-        .await;
+        return html(
+            StatusCode::OK,
+            pages::reflection_edit_dialog(&f.ctx, &f.csrf, &view, None),
+        );
     }
     let form = pages::LlmForm::from_view(&view);
     html(
@@ -744,6 +746,46 @@ async fn save_llm(
     }
 }
 
+async fn save_reflection(
+    State(state): State<AdminState>,
+    uri: Uri,
+    headers: HeaderMap,
+    Form(fields): Form<Fields>,
+) -> Response {
+    let s = match post_session(&state, &uri, &headers, &fields).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (name, team) = (field(&fields, "original"), field(&fields, "owner"));
+    let mut args = words(&["integrations", "edit"]);
+    args.extend(target_words(name, team));
+    args.push(format!("--fields={}", field(&fields, "fields").trim()));
+    args.push(format!("--comment={}", field(&fields, "comment")));
+    match run(&state, s.user, args, None).await {
+        Ok(a) => render_list(&state, &s, Some(Notice::Done(first_line(&a.text)))).await,
+        Err(e) => {
+            let f = match frame(&state, &s).await {
+                Ok(f) => f,
+                Err(r) => return r,
+            };
+            let view = match show(&state, s.user, name, team).await {
+                Ok(v) => v,
+                Err(e2) => return render_list(&state, &s, Some(Notice::Error(e2.message))).await,
+            };
+            let at = pages::error_field(&e.message);
+            html(
+                e.status,
+                pages::reflection_edit_dialog(
+                    &f.ctx,
+                    &f.csrf,
+                    &view,
+                    Some((at, e.message.as_str())),
+                ),
+            )
+        }
+    }
+}
+
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or("").to_owned()
 }
@@ -841,12 +883,16 @@ async fn action(
             args.push("remove".into());
             args.extend(target_words(name, team));
         }
+        "test" => {
+            args.push("test".into());
+            args.extend(target_words(name, team));
+        }
         _ => {
             return render_list(
                 &state,
                 &s,
                 Some(Notice::Error(
-                    "unknown action; use the page's buttons (rename, attach, detach, remove)"
+                    "unknown action; use the page's buttons (rename, attach, detach, test, remove)"
                         .into(),
                 )),
             )
@@ -854,6 +900,14 @@ async fn action(
         }
     }
     let notice = match run(&state, s.user, args, None).await {
+        Ok(a) if verb == "test" => {
+            let text = format!("{name}: {}", a.text.trim().replace('\n', "; "));
+            if a.failed {
+                Notice::Error(text)
+            } else {
+                Notice::Done(text)
+            }
+        }
         Ok(a) => Notice::Done(first_line(&a.text)),
         Err(e) => Notice::Error(e.message),
     };

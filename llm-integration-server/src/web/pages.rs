@@ -261,8 +261,14 @@ pub fn integrations(ctx: &PageContext, csrf: &str, list: &Value, n: Option<&Noti
                                 @if !comment.is_empty() { dt { "Comment" } dd { (comment) } }
                             }
                             div.actions {
-                                @if kind == "llm" {
-                                    a.button href=(format!("/integrations/edit?{q}")) aria-label=(format!("Edit {name}")) { "Edit" }
+                                a.button href=(format!("/integrations/edit?{q}")) aria-label=(format!("Edit {name}")) { "Edit" }
+                                @if kind == "llm" && it["providers"].as_object().is_some_and(|p| p.values().any(|v| v["source"] == "byok")) {
+                                    form.inline method="post" action="/integrations/action" {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        input type="hidden" name="do" value="test";
+                                        (target_hidden(name, team))
+                                        button type="submit" aria-label=(format!("Test the stored keys of {name}")) { "Test keys" }
+                                    }
                                 }
                                 a.button.danger href=(format!("/integrations/remove?{q}")) aria-label=(format!("Remove {name}")) { "Remove" }
                             }
@@ -562,6 +568,45 @@ pub fn reflection_dialog(
                     input #comment name="comment" value=(field(fields, "comment")) autocomplete="off";
                     div.actions {
                         button.primary type="submit" { "Add integration" }
+                        a.button href="/integrations" { "Cancel" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Editing a reflection integration: its fields and comment.
+pub fn reflection_edit_dialog(
+    ctx: &PageContext,
+    csrf: &str,
+    view: &Value,
+    error: Option<(&str, &str)>,
+) -> Markup {
+    let name = view["name"].as_str().unwrap_or("");
+    let team = view["owner"]["team"].as_str().unwrap_or("");
+    let title = format!("Edit {name}");
+    layout(
+        &title,
+        Some((ctx, csrf)),
+        "/integrations",
+        html! {
+            section.card.dialog aria-labelledby="dialog-title" {
+                h1 #dialog-title { (title) }
+                p { "Hostname: " code { (view["hostname"].as_str().unwrap_or("")) } }
+                (field_error(error, "form"))
+                form method="post" action="/integrations/save-reflection" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="original" value=(name);
+                    input type="hidden" name="owner" value=(team);
+                    label for="fields" { "Fields (all, or a list such as email,integrations)" }
+                    input #fields name="fields" value=(view["fields"].as_str().unwrap_or("all")) autocomplete="off"
+                        aria-describedby=[described(error, "fields")];
+                    (field_error(error, "fields"))
+                    label for="comment" { "Comment (optional)" }
+                    input #comment name="comment" value=(view["comment"].as_str().unwrap_or("")) autocomplete="off";
+                    div.actions {
+                        button.primary type="submit" { "Save changes" }
                         a.button href="/integrations" { "Cancel" }
                     }
                 }

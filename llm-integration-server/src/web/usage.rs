@@ -100,10 +100,7 @@ pub async fn report(
         Some("vm") => "vm",
         _ => "integration",
     };
-    let days = match q.days {
-        Some(d @ (7 | 14 | 30)) => d,
-        _ => 14,
-    };
+    let days = q.days.filter(|d| [7, 14, 30].contains(d)).unwrap_or(14);
     let today = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| (d.as_secs() / 86_400) as i64)
