@@ -121,6 +121,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let token_file = app.config.data_dir.join("owner.token");
     println!("Data plane (what VMs call): {data_url}");
     println!("Admin API (POST /exec): {admin_url}");
+    println!("Web page: {admin_url}/integrations (sign in with a link from `login-link`)");
     println!("Database: {}", app.config.database.display());
     for line in startup_notes(&app.config) {
         println!("{line}");

@@ -658,3 +658,78 @@ async fn the_llm_dialog_adds_tests_edits_and_never_shows_a_key() {
     assert!(html.contains("removed integration mine"), "{html}");
     assert!(!names(&s, &s.token).await.contains(&"mine".to_owned()));
 }
+
+#[tokio::test]
+async fn team_integrations_from_the_page() {
+    let (_upstream, _dirs, s) = start().await;
+    s.team("core", &["owner@localhost"]).await;
+    let b = sign_in_with_link(&s, &s.token).await;
+    let (_, html) = b.get("/integrations/new/llm").await;
+    assert!(
+        html.contains("Team core"),
+        "the dialog offers the user's teams"
+    );
+    // A team integration cannot use a ChatGPT subscription: said beside OpenAI.
+    let (status, html) = b
+        .post(
+            "/integrations/add-llm",
+            &[
+                ("name", "shared"),
+                ("owner", "core"),
+                ("openai", "chatgpt"),
+                ("openai_account", "work"),
+                ("attach", "none"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
+    assert!(html.contains("id=\"openai-error\""), "{html}");
+    assert!(
+        html.contains("team integrations cannot use a ChatGPT subscription"),
+        "{html}"
+    );
+    let (status, html) = b
+        .post(
+            "/integrations/add-llm",
+            &[
+                ("name", "shared"),
+                ("owner", "core"),
+                ("openai", "disabled"),
+                ("attach", "auto"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("shared.team.exe.xyz"), "{html}");
+    assert!(html.contains("team core"), "{html}");
+    let (_, html) = b
+        .post(
+            "/integrations/action",
+            &[
+                ("do", "rename"),
+                ("name", "shared"),
+                ("team", "core"),
+                ("new_name", "common"),
+            ],
+        )
+        .await;
+    assert!(html.contains("renamed shared to common"), "{html}");
+    let (status, html) = b.get("/integrations/edit?name=common&team=core").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("common.team.exe.xyz"), "{html}");
+    let shown = s.json("integrations show common --team core").await;
+    assert_eq!(shown["providers"]["openai"]["source"], "disabled");
+    // Not a member: refused in the executor's words.
+    let (status, html) = b
+        .post(
+            "/integrations/add-llm",
+            &[("name", "x"), ("owner", "elsewhere"), ("attach", "none")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{html}");
+    assert!(
+        html.contains("you are not a member of a team named elsewhere"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"owner-error\""), "{html}");
+}
