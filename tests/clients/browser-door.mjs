@@ -207,6 +207,20 @@ try {
     assert.deepEqual(stored.attachments, ["auto:all"]);
   });
 
+  await step("test the stored key and edit a reflection integration", async () => {
+    await page.goto(BASE + "/integrations");
+    await page.getByRole("button", { name: "Test the stored keys of openai-main" }).click();
+    await page.locator(".notice.ok", { hasText: "openai: ok" }).waitFor();
+    await page.getByRole("link", { name: "Edit reflection" }).click();
+    await page.getByLabel(/^Fields/).fill("email,integrations");
+    await page.getByLabel(/^Comment/).fill("what a VM may read");
+    await page.getByRole("button", { name: "Save changes" }).click();
+    await page.locator(".notice.ok", { hasText: "updated reflection" }).waitFor();
+    const stored = await show("reflection");
+    assert.equal(stored.comment, "what a VM may read");
+    assert.notEqual(stored.fields, "all");
+  });
+
   await step("remove, confirmed", async () => {
     await page.getByRole("link", { name: "Remove openai-main" }).click();
     await page.getByRole("heading", { name: "Remove openai-main?" }).waitFor();
