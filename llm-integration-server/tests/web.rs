@@ -730,3 +730,79 @@ async fn team_integrations_from_the_page() {
     );
     assert!(html.contains("id=\"owner-error\""), "{html}");
 }
+
+#[tokio::test]
+async fn hostile_input_is_escaped_or_refused() {
+    let (_upstream, _dirs, s) = start().await;
+    s.ok("integrations edit llm --comment '<script>alert(1)</script>\"><img src=x onerror=alert(2)>'")
+        .await;
+    let b = sign_in_with_link(&s, &s.token).await;
+    for page in ["/integrations", "/integrations/edit?name=llm"] {
+        let (status, html) = b.get(page).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!html.contains("<script>alert"), "{page}: {html}");
+        assert!(!html.contains("<img src=x"), "{page}: {html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{page}: {html}"
+        );
+    }
+    let (_, html) = b.get("/integrations/edit?name=%3Cb%3Ebold%3C%2Fb%3E").await;
+    assert!(!html.contains("<b>bold</b>"), "{html}");
+    // A name that is not a name: the CLI's words, nothing echoed raw.
+    let (status, html) = b
+        .post(
+            "/integrations/add-llm",
+            &[("name", "<i>x</i>"), ("attach", "none")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(!html.contains("<i>x</i>"), "{html}");
+    // Malformed bodies and queries are refused without a panic.
+    let r = b
+        .http
+        .post(format!("{}/integrations/add-llm", s.url))
+        .header("cookie", &b.cookie)
+        .header("origin", &s.url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![0xff, 0xfe, b'=', b'%', b'z'])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let r = b
+        .http
+        .post(format!("{}/integrations/add-llm", s.url))
+        .header("cookie", &b.cookie)
+        .header("origin", &s.url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'a'; 200 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, _) = b.get("/usage?days=many").await;
+    assert!(status.is_client_error());
+    let (status, html) = b.get("/usage?days=9999&by=nonsense").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "unknown choices fall back to the defaults"
+    );
+    assert!(html.contains("last 14 days"), "{html}");
+    // A status poll for a login that is not theirs.
+    let (status, _) = b.get("/chatgpt/status?id=nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, html) = b.post("/chatgpt/done", &[("id", "nope")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("no longer in progress"), "{html}");
+    // An unknown cookie is no session.
+    let stranger = Browser {
+        http: client(),
+        base: s.url.clone(),
+        cookie: "lli_session=lls_forged".into(),
+        csrf: String::new(),
+    };
+    let (status, _) = stranger.get("/usage").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}
