@@ -806,3 +806,68 @@ async fn hostile_input_is_escaped_or_refused() {
     let (status, _) = stranger.get("/usage").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn a_denied_chatgpt_login_says_so() {
+    use llm_integration_mock::chatgpt::{ChatGptBehaviour, MockChatGpt};
+    use llm_integration_server::chatgpt::ChatGptEndpoints;
+    let chatgpt = MockChatGpt::start(ChatGptBehaviour {
+        deny: true,
+        ..ChatGptBehaviour::default()
+    })
+    .await
+    .unwrap();
+    let upstream = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::new();
+    let endpoints = ChatGptEndpoints {
+        auth: chatgpt.auth_url(),
+        backend: chatgpt.backend_url(),
+    };
+    let s = Server::start_with(&dirs, &upstream.url(), move |c| c.chatgpt = endpoints).await;
+    let b = sign_in_with_link(&s, &s.token).await;
+    let (status, html) = b
+        .post("/chatgpt/connect", &[("account", "Not Valid")])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        html.contains("Not Valid"),
+        "the CLI's words about the name: {html}"
+    );
+    let (status, html) = b.post("/chatgpt/connect", &[("account", "work")]).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("MOCK-CODE"), "{html}");
+    let id = {
+        let at = html.find("data-login=\"").unwrap() + "data-login=\"".len();
+        html[at..at + html[at..].find('"').unwrap()].to_owned()
+    };
+    // Another user cannot see or finish it.
+    let other = s.user("other@example.com").await;
+    let o = sign_in_with_link(&s, &other).await;
+    let (status, _) = o.get(&format!("/chatgpt/status?id={id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, html) = o.post("/chatgpt/done", &[("id", &id)]).await;
+    assert!(html.contains("no longer in progress"), "{status}: {html}");
+    // The page polls until the login ends; so does this test, bounded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = b.get(&format!("/chatgpt/status?id={id}")).await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v["state"] == "failed" {
+            assert!(v["message"].as_str().unwrap().contains("denied"), "{v}");
+            break;
+        }
+        assert_eq!(v["state"], "waiting", "{v}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the login never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, html) = b.post("/chatgpt/done", &[("id", &id)]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        html.contains("the authorization was denied in ChatGPT"),
+        "{html}"
+    );
+    assert!(html.contains("No ChatGPT accounts connected."), "{html}");
+}
