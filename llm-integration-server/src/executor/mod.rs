@@ -58,7 +58,8 @@ pub struct PageContext {
     pub email: String,
     /// The teams the user is a member of, by name.
     pub teams: Vec<String>,
-    /// The user's VMs, by name.
+    /// The user's VMs and their teams' VMs, by name (what a `vm:`
+    /// attachment may name; the executor checks which scope each fits).
     pub vms: Vec<String>,
     /// The tags on the user's VMs.
     pub tags: Vec<String>,
@@ -541,17 +542,19 @@ printf '%s' \"$OPENAI_API_KEY\" | llm-integration integrations edit NAME --opena
             .find(|u| u.id == user)
             .map(|u| u.email.clone())
             .unwrap_or_default();
-        let teams = records
+        let my_teams: Vec<&llm_integration_core::Team> = records
             .teams
             .iter()
             .filter(|t| t.members.contains(&user))
-            .map(|t| t.name.to_string())
             .collect();
+        let teams = my_teams.iter().map(|t| t.name.to_string()).collect();
         let mut tags = std::collections::BTreeSet::new();
         let vms = records
             .vms
             .iter()
-            .filter(|v| v.owner == user)
+            .filter(|v| {
+                v.owner == user || v.team.is_some_and(|t| my_teams.iter().any(|m| m.id == t))
+            })
             .map(|v| {
                 tags.extend(v.tags.iter().map(|t| t.to_string()));
                 v.name.to_string()

@@ -15,8 +15,11 @@ function setupHostname() {
   const domain = host.dataset.domain;
   const update = () => {
     const owner = document.querySelector('input[name="owner"]:checked');
-    const scope = owner && owner.value ? "team" : "int";
-    host.textContent = (name.value.trim() || "NAME") + "." + scope + "." + domain;
+    const team = Boolean(owner && owner.value);
+    host.textContent = (name.value.trim() || "NAME") + "." + (team ? "team" : "int") + "." + domain;
+    // A ChatGPT subscription is for personal integrations only.
+    const chatgpt = document.getElementById("openai-chatgpt");
+    if (chatgpt && !chatgpt.checked) chatgpt.disabled = team;
   };
   name.addEventListener("input", update);
   document.querySelectorAll('input[name="owner"]').forEach((r) => r.addEventListener("change", update));
