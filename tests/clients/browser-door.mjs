@@ -207,6 +207,16 @@ try {
     assert.deepEqual(stored.attachments, ["auto:all"]);
   });
 
+  await step("disconnect the ChatGPT account", async () => {
+    await page.getByRole("link", { name: "ChatGPT accounts" }).click();
+    await page.getByRole("button", { name: "Disconnect work" }).click();
+    await page.locator(".notice.ok", { hasText: "disconnected ChatGPT account work" }).waitFor();
+    await page.locator(".notice.ok", { hasText: "still used by chatgpt-llm" }).waitFor();
+    await page.getByText("No ChatGPT accounts connected.").waitFor();
+    const listed = await exec("integrations setup chatgpt --list --json");
+    assert.deepEqual(listed.json.accounts, []);
+  });
+
   await step("test the stored key and edit a reflection integration", async () => {
     await page.goto(BASE + "/integrations");
     await page.getByRole("button", { name: "Test the stored keys of openai-main" }).click();
