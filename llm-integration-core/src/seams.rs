@@ -122,6 +122,32 @@ pub struct Account {
     pub operator: bool,
 }
 
+/// What a server asks of [`ControlStore::lease_allocation`], in
+/// micro-dollars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// The slice it would like (enough for many requests).
+    pub want: i64,
+    /// What the request waiting on this lease needs at the least.
+    pub need: i64,
+    /// When the lease expires unless renewed (Unix milliseconds).
+    pub expires_at_ms: i64,
+    /// The server's clock now (Unix milliseconds), for expired leases.
+    pub now_ms: i64,
+}
+
+/// The answer of [`ControlStore::lease_allocation`], in micro-dollars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocationLease {
+    /// Moved into the lease by this call.
+    pub granted: i64,
+    /// The lease's whole amount now (spent debits already deducted).
+    pub held: i64,
+    /// What remains unleased after this call (may be negative after
+    /// overspend).
+    pub unleased: i64,
+}
+
 /// The writes the command executor and the operator commands make. Every
 /// write bumps the configuration version in the same transaction, so the
 /// data plane (on every replica) notices and rebuilds its snapshot.
@@ -204,9 +230,12 @@ pub trait ControlStore: ConfigStore {
         name: &AccountName,
     ) -> Result<(), StoreError>;
     /// An owner's allocation balance in micro-dollars (`None`: never set,
-    /// the server's default applies).
+    /// the server's default applies): what is not leased plus what the
+    /// servers' leases hold unspent.
     async fn allocation(&self, owner: Owner) -> Result<Option<i64>, StoreError>;
-    /// Sets an owner's balance.
+    /// Sets an owner's balance: `micros` is what the owner has left from
+    /// now, so the servers' leases on it are revoked (each server learns it
+    /// at its next renewal; requests in flight still debit).
     async fn set_allocation(&self, owner: Owner, micros: i64) -> Result<(), StoreError>;
     /// Adds `micros` to an owner's balance (starting from `default` when
     /// never set); returns the new balance.
@@ -216,10 +245,50 @@ pub trait ControlStore: ConfigStore {
         micros: i64,
         default: i64,
     ) -> Result<i64, StoreError>;
+    /// Moves part of an owner's unleased balance (starting from `default`
+    /// when never set) into the lease of server `holder`, atomically, and
+    /// sets that lease to expire at `expires_at_ms` (Unix milliseconds).
+    /// Leases of that owner expired at `now_ms` are returned to the balance
+    /// first. The part moved is `min(unleased, max(need, min(want,
+    /// unleased / 4)))` and never negative: a server takes what its request
+    /// needs, and otherwise at most a quarter of what is left, so others
+    /// still find some.
+    async fn lease_allocation(
+        &self,
+        owner: Owner,
+        holder: &str,
+        request: LeaseRequest,
+        default: i64,
+    ) -> Result<AllocationLease, StoreError>;
+    /// Returns up to `micros` of `holder`'s lease on `owner` to the
+    /// unleased balance (the whole lease, and its row, when `micros` covers
+    /// it); returns how much was returned.
+    async fn return_allocation(
+        &self,
+        owner: Owner,
+        holder: &str,
+        micros: i64,
+    ) -> Result<i64, StoreError>;
+    /// Extends every lease of `holder` to `expires_at_ms`, returns the
+    /// leases of every server expired at `now_ms` to their balances, and
+    /// answers what each of `holder`'s leases holds now (a lease revoked
+    /// or returned as expired is absent).
+    async fn renew_allocation_leases(
+        &self,
+        holder: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<(Owner, i64)>, StoreError>;
     /// Appends usage records to the ledger and debits the cost of metered
-    /// ones from their owners' balances (starting from `default`), in one
-    /// transaction.
-    async fn record_usage(&self, records: &[UsageRecord], default: i64) -> Result<(), StoreError>;
+    /// ones, in one transaction: from `holder`'s lease on the owner when it
+    /// has one, otherwise from the owner's balance (starting from
+    /// `default`).
+    async fn record_usage(
+        &self,
+        records: &[UsageRecord],
+        default: i64,
+        holder: &str,
+    ) -> Result<(), StoreError>;
     /// Usage of `owners` since `since`, summed per group.
     async fn usage_summary(
         &self,

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::chatgpt::ChatGptEndpoints;
 use crate::crypto::KeySource;
 use crate::dataplane::{Limits, TrustedProxies};
+use crate::store::Database;
 use crate::upstreams::{GatewayKeys, Upstreams};
 
 // The flags. Each `Option` field is serialized only when set, so that an
@@ -41,10 +42,15 @@ pub struct StoreArgs {
     #[arg(long, env = "LLM_INTEGRATION_DATA_DIR", value_name = "DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-    /// The SQLite database file [default: DATA_DIR/llm-integration.db].
-    #[arg(long, env = "LLM_INTEGRATION_DATABASE", value_name = "FILE")]
+    /// The database: a SQLite file (a path, or sqlite:PATH), or PostgreSQL for several replicas (postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME) [default: DATA_DIR/llm-integration.db].
+    #[arg(
+        long,
+        env = "LLM_INTEGRATION_DATABASE",
+        value_name = "PATH|URL",
+        hide_env_values = true
+    )]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub database: Option<PathBuf>,
+    pub database: Option<String>,
     /// The master key file [default: $XDG_CONFIG_HOME/llm-integration/master.key, else ~/.config/llm-integration/master.key; DATA_DIR/master.key if one is already there]; LLM_INTEGRATION_MASTER_KEY (base64) takes precedence.
     #[arg(long, env = "LLM_INTEGRATION_MASTER_KEY_FILE", value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -148,8 +154,9 @@ pub struct Settings {
     pub domain: String,
     /// Directory for the database and the first user's token.
     pub data_dir: PathBuf,
-    /// The SQLite database file; none means `DATA_DIR/llm-integration.db`.
-    pub database: Option<PathBuf>,
+    /// The database: a SQLite file path (or `sqlite:PATH`), or a
+    /// `postgres://` URL; none means `DATA_DIR/llm-integration.db`.
+    pub database: Option<String>,
     /// The master key file; none means the user's configuration directory
     /// (`$XDG_CONFIG_HOME/llm-integration/master.key`, else
     /// `~/.config/llm-integration/master.key`), or `DATA_DIR/master.key`
@@ -260,8 +267,8 @@ pub struct Config {
     pub domain: String,
     /// Data directory.
     pub data_dir: PathBuf,
-    /// SQLite database file.
-    pub database: PathBuf,
+    /// The database (a SQLite file or a PostgreSQL URL).
+    pub database: Database,
     /// Where the master key comes from.
     pub master_key: KeySource,
     /// The first user's email.
@@ -371,12 +378,12 @@ fn describe(error: figment::Error) -> String {
 
 impl Settings {
     /// Data dir, database and key source.
-    fn store(&self) -> (PathBuf, PathBuf, KeySource) {
+    fn store(&self) -> (PathBuf, Database, KeySource) {
         let data_dir = self.data_dir.clone();
-        let database = self
-            .database
-            .clone()
-            .unwrap_or_else(|| data_dir.join("llm-integration.db"));
+        let database = match &self.database {
+            Some(value) => Database::parse(value),
+            None => Database::Sqlite(data_dir.join("llm-integration.db")),
+        };
         let key_file = self
             .master_key_file
             .clone()
@@ -536,7 +543,7 @@ impl StoreArgs {
     }
 
     /// Just the store part of the configuration (for operator commands).
-    pub fn store_config(&self) -> Result<(PathBuf, PathBuf, KeySource), ConfigError> {
+    pub fn store_config(&self) -> Result<(PathBuf, Database, KeySource), ConfigError> {
         Ok(self.settings()?.store())
     }
 }
@@ -835,7 +842,7 @@ mod tests {
         assert_eq!(c.upstreams.base(Provider::OpenAi), "http://127.0.0.1:1");
         assert_eq!(
             c.database,
-            Path::new("llm-integration-data/llm-integration.db")
+            Database::Sqlite("llm-integration-data/llm-integration.db".into())
         );
         assert_eq!(c.default_allocation, 10_000_000);
         assert_eq!(c.config_poll, Duration::from_secs(1));
@@ -847,7 +854,7 @@ mod tests {
         .into_config()
         .unwrap();
         assert_eq!(c.config_poll, Duration::from_millis(50));
-        assert_eq!(c.database, Path::new("/d/llm-integration.db"));
+        assert_eq!(c.database, Database::Sqlite("/d/llm-integration.db".into()));
     }
 
     /// Each way a configuration is refused, and what the message says.

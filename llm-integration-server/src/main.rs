@@ -122,7 +122,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("Data plane (what VMs call): {data_url}");
     println!("Admin API (POST /exec): {admin_url}");
     println!("Web page: {admin_url}/integrations (sign in with a link from `login-link`)");
-    println!("Database: {}", app.config.database.display());
+    println!("Database: {}", app.config.database.describe());
     for line in startup_notes(&app.config) {
         println!("{line}");
     }
@@ -210,13 +210,16 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 
 async fn run_admin(store_args: StoreArgs, command: AdminCommand) -> anyhow::Result<()> {
     let (_, database, key) = store_args.store_config()?;
-    if !database.exists() {
-        anyhow::bail!(
-            "no database at {}; start the server once (it creates it), or pass --data-dir / --database",
-            database.display()
-        );
+    if let Some(path) = database.sqlite_path() {
+        if !path.exists() {
+            anyhow::bail!(
+                "no database at {}; start the server once (it creates it), or pass --data-dir / --database",
+                path.display()
+            );
+        }
     }
-    let (store, _key) = open_store(&database, &key).await?;
+    let (opened, _key) = open_store(&database, &key).await?;
+    let store = opened.store;
     let out = admin::run(store.as_ref(), command, store_args.default_allocation()?).await?;
     print!("{out}");
     store.close().await;

@@ -21,7 +21,7 @@ use crate::executor::{ExecError, Executor};
 use crate::live::LiveConfig;
 use crate::metering::{Allocator, Ledger, LedgerWriter, Metering};
 use crate::provider_check::ProviderCheck;
-use crate::store::SqliteStore;
+use crate::store::{Database, PgStore, SqliteStore};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,29 +43,62 @@ pub enum StartError {
 
 const KEY_CHECK: &str = "master_key_check";
 
-/// Opens the store at `database` and unlocks it with the master key from
+/// An opened store: the trait object every part uses, and the PostgreSQL
+/// store itself when that is the backend (its notifications are followed).
+pub struct OpenedStore {
+    /// The store.
+    pub store: Arc<dyn ControlStore>,
+    /// The same store when it is PostgreSQL.
+    pub postgres: Option<Arc<PgStore>>,
+}
+
+impl std::fmt::Debug for OpenedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedStore")
+            .field("postgres", &self.postgres.is_some())
+            .finish()
+    }
+}
+
+/// Opens the store `database` names and unlocks it with the master key from
 /// `source`: a new database gets a new key (file created 0600 if absent);
 /// an existing one must be opened with the key it was created with.
 pub async fn open_store(
-    database: &std::path::Path,
+    database: &Database,
     source: &KeySource,
-) -> Result<(Arc<SqliteStore>, Arc<MasterKey>), StartError> {
-    if let Some(dir) = database.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::DirBuilderExt;
-                builder.mode(0o700);
+) -> Result<(OpenedStore, Arc<MasterKey>), StartError> {
+    let opened = match database {
+        Database::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                if !dir.exists() {
+                    let mut builder = std::fs::DirBuilder::new();
+                    builder.recursive(true);
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::fs::DirBuilderExt;
+                        builder.mode(0o700);
+                    }
+                    builder.create(dir).map_err(|e| {
+                        StartError::Other(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
             }
-            builder
-                .create(dir)
-                .map_err(|e| StartError::Other(format!("cannot create {}: {e}", dir.display())))?;
+            let store = SqliteStore::open(path).await?;
+            crate::crypto::restrict_to_owner(path);
+            OpenedStore {
+                store: Arc::new(store),
+                postgres: None,
+            }
         }
-    }
-    let store = SqliteStore::open(database).await?;
-    crate::crypto::restrict_to_owner(database);
+        Database::Postgres(url) => {
+            let store = Arc::new(PgStore::connect(url).await?);
+            OpenedStore {
+                store: store.clone(),
+                postgres: Some(store),
+            }
+        }
+    };
+    let store = &opened.store;
     let check = store.meta(KEY_CHECK).await?;
     let (key, created) = MasterKey::load(source, check.is_none())?;
     match check {
@@ -74,18 +107,28 @@ pub async fn open_store(
                 "the master key from {} is not the key the database {} was created with; nothing was changed. \
 Start with the original key (file or LLM_INTEGRATION_MASTER_KEY)",
                 source.describe(),
-                database.display()
+                database.describe()
             ))))
         }
         Some(_) => {}
         None => {
-            store.init_meta(KEY_CHECK, &key.key_check()?).await?;
-            if created {
+            // Replicas starting at once on a new database: the first key
+            // check written wins, and the others must hold the same key.
+            if !store.init_meta(KEY_CHECK, &key.key_check()?).await? {
+                let stored = store.meta(KEY_CHECK).await?.unwrap_or_default();
+                if !key.matches_check(&stored) {
+                    return Err(StartError::Key(KeyError::Mismatch(format!(
+                        "another replica initialised the database {} with a different master key; \
+start every replica with the same key (file or LLM_INTEGRATION_MASTER_KEY)",
+                        database.describe()
+                    ))));
+                }
+            } else if created {
                 tracing::info!(key = %source.describe(), "generated a new master key");
             }
         }
     }
-    Ok((Arc::new(store), Arc::new(key)))
+    Ok((opened, Arc::new(key)))
 }
 
 /// Open admin connections at most, in all.
@@ -99,6 +142,9 @@ pub struct App {
     pub config: Config,
     /// The store.
     pub store: Arc<dyn ControlStore>,
+    /// The same store when it is PostgreSQL (its notifications are
+    /// followed while serving).
+    pub postgres: Option<Arc<PgStore>>,
     /// The live snapshot.
     pub live: Arc<LiveConfig>,
     /// The command executor.
@@ -127,11 +173,11 @@ pub struct Bootstrapped {
 impl App {
     /// Opens the store and loads the configuration.
     pub async fn open(config: Config) -> Result<App, StartError> {
-        let (store, key) = open_store(&config.database, &config.master_key).await?;
+        let (opened, key) = open_store(&config.database, &config.master_key).await?;
         for warning in crate::crypto::key_file_warnings(&config.master_key, &config.data_dir) {
             tracing::warn!("{warning}");
         }
-        let store: Arc<dyn ControlStore> = store;
+        let OpenedStore { store, postgres } = opened;
         let options = SnapshotOptions::default().with_domain(&config.domain);
         let live = Arc::new(LiveConfig::load(store.clone(), options).await?);
         let check = ProviderCheck::new(config.upstreams.clone())
@@ -194,6 +240,7 @@ impl App {
         Ok(App {
             config,
             store,
+            postgres,
             live,
             executor,
             data_plane,
@@ -212,7 +259,12 @@ impl App {
             return Ok(None);
         }
         let email = self.config.bootstrap_email.clone();
-        let (user, token) = provision_user(self.store.as_ref(), &email, true).await?;
+        let (user, token) = match provision_user(self.store.as_ref(), &email, true).await {
+            Ok(created) => created,
+            // Another replica on the same database bootstrapped it first.
+            Err(_) if !self.store.accounts().await?.is_empty() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         let mut vm = Vm::new(
             VmId(0),
             "local"
@@ -234,7 +286,9 @@ impl App {
             })?;
         }
         write_private(&token_file, token.as_bytes())?;
-        crate::crypto::restrict_to_owner(&self.config.database);
+        if let Some(path) = self.config.database.sqlite_path() {
+            crate::crypto::restrict_to_owner(path);
+        }
         self.live.reload(true).await?;
         Ok(Some(Bootstrapped { email, token_file }))
     }
@@ -256,6 +310,19 @@ impl App {
                 let _ = rx.wait_for(|stop| *stop).await;
             }))
         };
+        let leases = self.metering.allocator.clone().map(|allocator| {
+            let mut rx = stop_rx.clone();
+            tokio::spawn(allocator.maintain(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }))
+        });
+        let follower = self.postgres.clone().map(|pg| {
+            let live = self.live.clone();
+            let mut rx = stop_rx.clone();
+            tokio::spawn(pg.follow(live, async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }))
+        });
         let catalog = {
             let plane = self.data_plane.clone();
             let mut rx = stop_rx.clone();
@@ -331,6 +398,9 @@ impl App {
             let _ = task.await;
         }
         let _ = poller.await;
+        if let Some(follower) = follower {
+            let _ = follower.await;
+        }
         let _ = catalog.await;
         // Every response has ended or was cut at the deadline; a cut HTTP/2
         // stream may record its usage a moment after its connection closed.
@@ -347,6 +417,13 @@ impl App {
         // Write what they used.
         self.ledger.close();
         self.ledger_writer.finished().await;
+        // Then give back what the leases hold unspent, for the other replicas.
+        if let Some(task) = leases {
+            let _ = task.await;
+        }
+        if let Some(allocator) = &self.metering.allocator {
+            allocator.release_all().await;
+        }
         self.store.close().await;
         Ok(())
     }

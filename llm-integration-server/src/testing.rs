@@ -49,21 +49,106 @@ pub struct Server {
     pub metering: Arc<crate::metering::Metering>,
 }
 
-/// Temporary directories: data (database, token) and keys (master key), apart.
+/// Temporary directories: data (token, SQLite database) and keys (master
+/// key), apart; and, for a PostgreSQL test, the database URL of a schema of
+/// its own.
 pub struct Dirs {
     /// The data directory.
     pub data: tempfile::TempDir,
     /// The master key's directory.
     pub keys: tempfile::TempDir,
+    /// `--database` for servers started on these directories: `None` is the
+    /// SQLite file in `data`; [`Dirs::postgres`] sets a PostgreSQL URL.
+    pub database: Option<String>,
+}
+
+/// The PostgreSQL server the tests use: `LLM_INTEGRATION_TEST_POSTGRES`, or
+/// the local one (trust authentication, database `test`).
+pub fn test_postgres_url() -> String {
+    std::env::var("LLM_INTEGRATION_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Prefix of the schemas tests create (and drop when stale).
+const TEST_SCHEMA_PREFIX: &str = "llmi_test_";
+
+/// Creates an empty schema for one test on [`test_postgres_url`] and
+/// returns a URL whose connections use it. Schemas of earlier runs older
+/// than an hour are dropped on the way.
+///
+/// Panics with the fix when PostgreSQL cannot be reached.
+pub async fn fresh_postgres_schema() -> String {
+    use sqlx::Connection;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let base = test_postgres_url();
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {base}: {e}. Start it (127.0.0.1:5432, trust \
+             authentication, database `test`) or point LLM_INTEGRATION_TEST_POSTGRES at one"
+            )
+        });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'llmi\\_test\\_%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    for name in stale {
+        let created = name
+            .strip_prefix(TEST_SCHEMA_PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|t| t.parse::<u64>().ok());
+        if created.is_some_and(|t| t + 3600 < now) {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                .execute(&mut conn)
+                .await;
+        }
+    }
+    let schema = format!(
+        "{TEST_SCHEMA_PREFIX}{now}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let _ = conn.close().await;
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}options=-c%20search_path%3D{schema}")
 }
 
 impl Dirs {
-    /// New empty directories.
+    /// New empty directories (SQLite).
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         Dirs {
             data: tempfile::tempdir().unwrap(),
             keys: tempfile::tempdir().unwrap(),
+            database: None,
+        }
+    }
+
+    /// New empty directories and an empty PostgreSQL schema of their own.
+    pub async fn postgres() -> Self {
+        Dirs {
+            database: Some(fresh_postgres_schema().await),
+            ..Dirs::new()
+        }
+    }
+
+    /// Which backend servers on these directories use.
+    pub fn backend(&self) -> &'static str {
+        if self.database.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
         }
     }
 }
@@ -86,6 +171,7 @@ impl Server {
             store: StoreArgs {
                 data_dir: Some(dirs.data.path().to_owned()),
                 master_key_file: Some(dirs.keys.path().join("master.key")),
+                database: dirs.database.clone(),
                 ..StoreArgs::default()
             },
             upstreams: UpstreamArgs {

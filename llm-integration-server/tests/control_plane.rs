@@ -1,6 +1,8 @@
 //! The control plane through its real listener: `POST /exec` on an
-//! in-process server bound to 127.0.0.1:0, a SQLite file in a temporary
-//! directory, and a mock provider for `integrations test`.
+//! in-process server bound to 127.0.0.1:0, and a mock provider for
+//! `integrations test`. Every test runs on both backends, as
+//! `NAME::sqlite` (a file in a temporary directory) and `NAME::postgres`
+//! (a schema of its own on the test PostgreSQL server).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use axum::routing::get;
 
 use llm_integration_core::{IntegrationKind, Owner, Provider, Scope, Source, TeamName};
 use llm_integration_server::admin::{AdminCommand, TeamsCommand, VmAddArgs, VmsCommand};
+use llm_integration_server::store::Database;
 use llm_integration_server::testing::{Dirs, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -50,10 +53,8 @@ async fn mock_provider() -> String {
     url
 }
 
-#[tokio::test]
-async fn every_command_works() {
+async fn every_command_works(dirs: Dirs) {
     let upstream = mock_provider().await;
-    let dirs = Dirs::new();
     let s = Server::start(&dirs, &upstream).await;
 
     // A new user has the defaults.
@@ -278,10 +279,8 @@ async fn every_command_works() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn teams_and_permissions() {
+async fn teams_and_permissions(dirs: Dirs) {
     let upstream = mock_provider().await;
-    let dirs = Dirs::new();
     let s = Server::start(&dirs, &upstream).await;
     let bob = s.user("bob@example.com").await;
     let carol = s.user("carol@example.com").await;
@@ -375,10 +374,8 @@ async fn teams_and_permissions() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn bad_inputs_get_clear_answers() {
+async fn bad_inputs_get_clear_answers(dirs: Dirs) {
     let upstream = mock_provider().await;
-    let dirs = Dirs::new();
     let s = Server::start(&dirs, &upstream).await;
     let bob = s.user("bob@example.com").await;
     s.team("core", &["owner@localhost"]).await;
@@ -616,10 +613,8 @@ async fn bad_inputs_get_clear_answers() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn concurrent_commands_keep_names_unique() {
+async fn concurrent_commands_keep_names_unique(dirs: Dirs) {
     let upstream = mock_provider().await;
-    let dirs = Dirs::new();
     let s = Arc::new(Server::start(&dirs, &upstream).await);
     let mut tasks = Vec::new();
     for i in 0..16 {
@@ -672,10 +667,8 @@ async fn concurrent_commands_keep_names_unique() {
     let _ = Provider::ALL;
 }
 
-#[tokio::test]
-async fn persists_across_restarts_and_refuses_a_wrong_key() {
+async fn persists_across_restarts_and_refuses_a_wrong_key(dirs: Dirs) {
     let upstream = mock_provider().await;
-    let dirs = Dirs::new();
     let s = Server::start(&dirs, &upstream).await;
     let (status, body) = s
         .with_stdin(
@@ -695,13 +688,16 @@ async fn persists_across_restarts_and_refuses_a_wrong_key() {
     s.stop().await;
 
     // Another key: refused with a clear message; the database is untouched.
-    let db = dirs.data.path().join("llm-integration.db");
-    let before = std::fs::read(&db).unwrap();
+    let database = match &dirs.database {
+        Some(url) => Database::Postgres(url.clone()),
+        None => Database::Sqlite(dirs.data.path().join("llm-integration.db")),
+    };
+    let before = fingerprint(&database).await;
     let key_path = dirs.keys.path().join("master.key");
     let original_key = std::fs::read(&key_path).unwrap();
     std::fs::remove_file(&key_path).unwrap();
     let err = llm_integration_server::server::open_store(
-        &db,
+        &database,
         &llm_integration_server::crypto::KeySource::File(key_path.clone()),
     )
     .await
@@ -717,7 +713,7 @@ async fn persists_across_restarts_and_refuses_a_wrong_key() {
     );
     std::fs::write(&key_path, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n").unwrap();
     let err = llm_integration_server::server::open_store(
-        &db,
+        &database,
         &llm_integration_server::crypto::KeySource::File(key_path.clone()),
     )
     .await
@@ -725,7 +721,7 @@ async fn persists_across_restarts_and_refuses_a_wrong_key() {
     .to_string();
     assert!(err.contains("is not the key the database"), "{err}");
     assert_eq!(
-        std::fs::read(&db).unwrap(),
+        fingerprint(&database).await,
         before,
         "the database was not modified"
     );
@@ -734,3 +730,57 @@ async fn persists_across_restarts_and_refuses_a_wrong_key() {
     assert!(s.ok("integrations list").await.contains("keyed"));
     s.stop().await;
 }
+
+/// What the database holds, to tell whether it changed: the SQLite file's
+/// bytes, or every PostgreSQL table's rows as text.
+async fn fingerprint(database: &Database) -> Vec<u8> {
+    match database {
+        Database::Sqlite(path) => std::fs::read(path).unwrap(),
+        Database::Postgres(url) => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            let mut all = Vec::new();
+            for table in tables {
+                let rows: Vec<String> = sqlx::query_scalar(&format!(
+                    "SELECT CAST(t AS TEXT) FROM \"{table}\" t ORDER BY 1"
+                ))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+                all.extend(format!("{table}: {rows:?}\n").into_bytes());
+            }
+            all
+        }
+    }
+}
+
+/// Runs each named test on both backends: `NAME::sqlite` and
+/// `NAME::postgres`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::Dirs::new()).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(super::Dirs::postgres().await).await
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    every_command_works,
+    teams_and_permissions,
+    bad_inputs_get_clear_answers,
+    concurrent_commands_keep_names_unique,
+    persists_across_restarts_and_refuses_a_wrong_key,
+);

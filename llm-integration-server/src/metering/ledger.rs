@@ -137,7 +137,10 @@ async fn write_loop(
 async fn write(store: &Arc<dyn ControlStore>, allocator: &Allocator, batch: &[UsageRecord]) {
     let mut delay = Duration::from_millis(50);
     loop {
-        match store.record_usage(batch, allocator.default_balance()).await {
+        match store
+            .record_usage(batch, allocator.default_balance(), allocator.holder())
+            .await
+        {
             Ok(()) => {
                 let debits: Vec<(Owner, u64)> = batch
                     .iter()

@@ -1,23 +1,191 @@
 //! Storage backends for the control plane.
 //!
-//! [`sqlite::SqliteStore`] is the embedded default: one file, migrations
-//! embedded and applied on open, WAL mode. Both it and a future PostgreSQL
-//! backend implement the core's [`ControlStore`]: the SQL is written to be
-//! portable (`$N` placeholders, no SQLite-only statements outside the
-//! connection setup), and a second backend is a second `impl`, not a
-//! rewrite.
+//! Two implementations of the core's [`ControlStore`], one SQL text:
+//! [`SqliteStore`] is the embedded default (one file, one server process);
+//! [`PgStore`] serves several gateway replicas from one PostgreSQL
+//! database. The SQL lives once in `sql.rs`, compiled per driver; each
+//! backend module supplies only its connection set-up, its migrations
+//! (`migrations/sqlite/`, `migrations/postgres/`) and the few hooks where
+//! the databases differ (PostgreSQL notifies the other replicas of every
+//! configuration write). [`Database`] picks the backend from the
+//! `--database` setting.
 
+pub mod postgres;
 pub mod sqlite;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use llm_integration_core::seams::{
     Account, ConfigStore, ControlStore, NewCredential, SealedSecret, StoreError,
 };
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// Where the control plane lives, as given by `--database`.
+///
+/// A `postgres://` or `postgresql://` URL selects PostgreSQL; a `sqlite:`
+/// URL or any other value is a SQLite file path. The URL's password never
+/// appears in [`Database::describe`].
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite database file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL (libpq's form:
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME[?options=-c%20search_path%3DSCHEMA]`).
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl Database {
+    /// Reads a `--database` value: `postgres://…`/`postgresql://…`,
+    /// `sqlite:PATH` (also `sqlite://PATH`), or a plain path.
+    pub fn parse(value: &str) -> Database {
+        let lower = value.get(..13).unwrap_or(value).to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            return Database::Postgres(value.to_owned());
+        }
+        let path = value
+            .strip_prefix("sqlite://")
+            .or_else(|| value.strip_prefix("sqlite:"))
+            .unwrap_or(value);
+        Database::Sqlite(PathBuf::from(path))
+    }
+
+    /// The database for messages: the file's path, or the URL with any
+    /// password replaced by `***`.
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(path) => path.display().to_string(),
+            Database::Postgres(url) => redact_password(url),
+        }
+    }
+
+    /// The SQLite file, if this is one.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            Database::Sqlite(path) => Some(path),
+            Database::Postgres(_) => None,
+        }
+    }
+}
+
+/// `scheme://user:secret@host/…` → `scheme://user:***@host/…`; the query
+/// string's `password=` too.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "postgres://(unparsable URL)".into();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// Opens the store `database` names (creating a SQLite file or applying
+/// PostgreSQL migrations as needed).
+pub async fn open(database: &Database) -> Result<Arc<dyn ControlStore>, StoreError> {
+    Ok(match database {
+        Database::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
+        Database::Postgres(url) => Arc::new(PgStore::connect(url).await?),
+    })
+}
 
 /// The text stored for an owner kind.
 pub(crate) fn owner_parts(owner: llm_integration_core::Owner) -> (&'static str, i64) {
     match owner {
         llm_integration_core::Owner::User(u) => ("user", u.0),
         llm_integration_core::Owner::Team(t) => ("team", t.0),
+    }
+}
+
+pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+/// Maps a unique-constraint violation to `Conflict(message)`.
+pub(crate) fn conflict(message: &str) -> impl Fn(sqlx::Error) -> StoreError + '_ {
+    move |e| match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            StoreError::Conflict(message.to_owned())
+        }
+        _ => unavailable(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheme_picks_the_backend() {
+        assert_eq!(
+            Database::parse("postgres://u@h/db"),
+            Database::Postgres("postgres://u@h/db".into())
+        );
+        assert_eq!(
+            Database::parse("PostgreSQL://u@h/db"),
+            Database::Postgres("PostgreSQL://u@h/db".into())
+        );
+        assert_eq!(
+            Database::parse("sqlite:/d/x.db"),
+            Database::Sqlite("/d/x.db".into())
+        );
+        assert_eq!(
+            Database::parse("sqlite:///d/x.db"),
+            Database::Sqlite("/d/x.db".into())
+        );
+        assert_eq!(Database::parse("x.db"), Database::Sqlite("x.db".into()));
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        for (url, shown) in [
+            (
+                "postgres://u:s3cret@h:5432/db",
+                "postgres://u:***@h:5432/db",
+            ),
+            ("postgres://u:s3cret@h", "postgres://u:***@h"),
+            ("postgres://u:a@b@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://h/db?user=u&password=s3cret&sslmode=require",
+                "postgres://h/db?user=u&password=***&sslmode=require",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+        ] {
+            let d = Database::parse(url);
+            assert_eq!(d.describe(), shown);
+            assert!(!format!("{d:?}").contains("s3cret"));
+        }
     }
 }
