@@ -292,6 +292,30 @@ fn cookie_secret(set_cookie: &str) -> String {
 #[tokio::test]
 async fn forms_need_the_csrf_token_and_this_origin_and_a_live_session() {
     let (_upstream, _dirs, s) = start().await;
+    csrf_origin_and_sessions(&s).await;
+}
+
+/// The same on PostgreSQL: the web page's secrets live in either backend.
+#[tokio::test]
+async fn sessions_on_postgresql() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::postgres().await;
+    let s = Server::start(&dirs, &upstream.url()).await;
+    csrf_origin_and_sessions(&s).await;
+    // A login link works once there too, and an expired one not at all.
+    let (_, text) = s.run("login-link").await;
+    let link = link_secret(&text);
+    assert_eq!(
+        post_login(&s, &[("link", &link)], &s.url).await.0,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        post_login(&s, &[("link", &link)], &s.url).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn csrf_origin_and_sessions(s: &Server) {
     let b = sign_in_with_link(&s, &s.token).await;
     let add = [("name", "refl2"), ("attach", "none"), ("fields", "all")];
     // No CSRF token.
