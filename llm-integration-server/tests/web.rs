@@ -316,7 +316,7 @@ async fn sessions_on_postgresql() {
 }
 
 async fn csrf_origin_and_sessions(s: &Server) {
-    let b = sign_in_with_link(&s, &s.token).await;
+    let b = sign_in_with_link(s, &s.token).await;
     let add = [("name", "refl2"), ("attach", "none"), ("fields", "all")];
     // No CSRF token.
     let (status, html) = b
@@ -360,7 +360,7 @@ async fn csrf_origin_and_sessions(s: &Server) {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert!(!names(&s, &s.token).await.contains(&"refl2".to_owned()));
+    assert!(!names(s, &s.token).await.contains(&"refl2".to_owned()));
     // Done right, it works.
     let (status, html) = b.post("/integrations/add-reflection", &add).await;
     assert_eq!(status, StatusCode::OK, "{html}");
@@ -368,7 +368,7 @@ async fn csrf_origin_and_sessions(s: &Server) {
         html.contains("added reflection integration refl2"),
         "{html}"
     );
-    assert!(names(&s, &s.token).await.contains(&"refl2".to_owned()));
+    assert!(names(s, &s.token).await.contains(&"refl2".to_owned()));
     // Its fields and comment are edited in its own dialog.
     let (status, html) = b.get("/integrations/edit?name=refl2").await;
     assert_eq!(status, StatusCode::OK);
@@ -409,7 +409,7 @@ async fn csrf_origin_and_sessions(s: &Server) {
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{html}");
-    assert!(names(&s, &s.token).await.contains(&"refl2".to_owned()));
+    assert!(names(s, &s.token).await.contains(&"refl2".to_owned()));
 }
 
 #[tokio::test]
