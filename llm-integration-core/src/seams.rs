@@ -21,6 +21,25 @@ use crate::secret::SecretString;
 use crate::snapshot::Snapshot;
 use crate::source::{CredentialRef, SourceKind};
 
+/// What a browser-door secret is (the web page's sign-in, SPEC §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WebTokenKind {
+    /// A one-time login link (`login-link`): used once, then deleted.
+    LoginLink,
+    /// A session cookie's secret.
+    Session,
+}
+
+impl WebTokenKind {
+    /// The stored form: `link` or `session`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebTokenKind::LoginLink => "link",
+            WebTokenKind::Session => "session",
+        }
+    }
+}
+
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -315,6 +334,30 @@ pub trait ControlStore: ConfigStore {
     async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Sets a metadata value if it is not set yet; returns whether it was set.
     async fn init_meta(&self, key: &str, value: &[u8]) -> Result<bool, StoreError>;
+    /// Stores a browser-door secret by its hash (lowercase hex SHA-256):
+    /// a one-time login link or a session, valid until `expires_at`.
+    /// `Conflict` if that hash is already stored.
+    async fn add_web_token(
+        &self,
+        kind: WebTokenKind,
+        user: UserId,
+        token_hash: &str,
+        expires_at: SystemTime,
+    ) -> Result<(), StoreError>;
+    /// The user a browser-door secret of `kind` belongs to, if it exists
+    /// and expires after `now`. With `consume` the secret is deleted in
+    /// the same statement (a login link works once, even when two
+    /// requests race). Expired secrets are deleted on the way.
+    async fn web_token_user(
+        &self,
+        kind: WebTokenKind,
+        token_hash: &str,
+        now: SystemTime,
+        consume: bool,
+    ) -> Result<Option<UserId>, StoreError>;
+    /// Deletes a browser-door secret (signing out); deleting one that is
+    /// not there is not an error.
+    async fn delete_web_token(&self, token_hash: &str) -> Result<(), StoreError>;
     /// Closes the store's connections (at shutdown, after the last write).
     async fn close(&self) {}
 }

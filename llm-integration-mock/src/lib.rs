@@ -12,6 +12,7 @@
 //! | `x-mock-delay-ms: N` | N ms between stream events |
 //! | `x-mock-first-byte-delay-ms: N` | N ms before the response head |
 //! | `x-mock-status: 429` (or 401, 500, 529, …) | an error in the provider's shape; 429 carries `retry-after` |
+//! | a key (`Authorization` or `x-api-key`) containing `mock-refused` | 401, as a provider refuses a wrong key |
 //! | `x-mock-fail: reset` | the stream breaks after the first event |
 //! | `x-mock-fail: garbage` | 200 with a body that is not JSON |
 //! | `x-mock-fail: json` | 200 with a JSON body, whatever the request asked |
@@ -327,11 +328,23 @@ async fn handle(
     let (fireworks, api) = api_path(&path);
     let anthropic_api = api.starts_with("/v1/messages")
         || (api == "/v1/models" && headers.contains_key("x-api-key") && !fireworks);
-    if let Some(status) = headers
-        .get("x-mock-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u16>().ok())
-    {
+    // A key containing `mock-refused` is refused as a provider refuses a
+    // wrong key (for key tests).
+    let refused_key = ["authorization", "x-api-key"].iter().any(|h| {
+        headers
+            .get(*h)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("mock-refused"))
+    });
+    let forced_status = if refused_key {
+        Some(401)
+    } else {
+        headers
+            .get("x-mock-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u16>().ok())
+    };
+    if let Some(status) = forced_status {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = if anthropic_api {
             json!({"type": "error", "error": {"type": anthropic_error_type(status), "message": format!("mock {} error", status.as_u16())}, "request_id": request_id})

@@ -156,6 +156,17 @@ pub enum UsersCommand {
         #[arg(value_name = "KEY", required = true, num_args = 1..)]
         key: Vec<String>,
     },
+    /// Print a one-time sign-in link to the web page for a user (works
+    /// once, for 15 minutes).
+    #[command(name = "login-link")]
+    LoginLink {
+        /// The user's email.
+        email: String,
+        /// The web page's address as the user's browser reaches it (the
+        /// admin listener, or the proxy in front of it).
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7701")]
+        url: String,
+    },
     /// Issue another access token for a user; prints it once.
     Token {
         /// The user's email.
@@ -433,6 +444,16 @@ pub async fn run(
                 "added SSH key {} for {email}; they can now sign in with `ssh`\n",
                 record.fingerprint
             ))
+        }
+        AdminCommand::Users(UsersCommand::LoginLink { email, url }) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ExecError::Usage(format!(
+                    "--url {url:?} is not an http:// or https:// address; give the page's address, e.g. http://127.0.0.1:7701"
+                )));
+            }
+            let id = user_id(store, &email).await?;
+            let secret = crate::web::session::mint_login_link(store, id).await?;
+            Ok(crate::web::session::login_link_text(&url, &secret))
         }
         AdminCommand::Users(UsersCommand::Token { email, label }) => {
             let id = user_id(store, &email).await?;

@@ -41,6 +41,8 @@ pub struct AdminState {
     pub store: Arc<dyn ControlStore>,
     /// Served at `/metrics`.
     pub metrics: Arc<crate::metering::Metrics>,
+    /// The browser door's state (ChatGPT logins in progress).
+    pub web: Arc<crate::web::WebState>,
 }
 
 /// Answers one admin request with `app`, refusing an ambiguous host (400)
@@ -71,7 +73,8 @@ pub fn router(state: AdminState) -> Router {
                 ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
             }),
         )
-        .fallback(|| async { (StatusCode::NOT_FOUND, "no such path; the admin listener serves POST /exec, GET /healthz and GET /readyz\n") })
+        .merge(crate::web::routes())
+        .fallback(|| async { (StatusCode::NOT_FOUND, "no such path; the admin listener serves the web page (/integrations), POST /exec, GET /healthz and GET /readyz\n") })
         .layer(DefaultBodyLimit::max(MAX_EXEC_BODY))
         .with_state(state)
 }
@@ -213,7 +216,19 @@ async fn exec(
             Err(e) => Failure::from(e).into_response(json),
         };
     }
-    let result = state.executor.execute(user, &line, stdin).await;
+    let result = if let Command::LoginLink = &line.command {
+        // The link names this server as the client reached it.
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        state
+            .executor
+            .login_link(user, &format!("http://{host}"))
+            .await
+    } else {
+        state.executor.execute(user, &line, stdin).await
+    };
     let (status, outcome) = match &result {
         Ok(a) if a.failed => (StatusCode::OK, "failed"),
         Ok(_) => (StatusCode::OK, "ok"),

@@ -26,6 +26,7 @@ pub mod store;
 pub mod testing;
 pub mod upstreams;
 pub mod usage_report;
+pub mod web;
 
 pub use server::{App, Bootstrapped, StartError};
 

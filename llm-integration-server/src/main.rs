@@ -143,6 +143,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         app.listen_ssh(listener);
     }
     println!("Admin API (POST /exec): {admin_url}");
+    println!("Web page: {admin_url}/integrations (sign in with a link from `login-link`)");
     println!("Database: {}", app.config.database.describe());
     for line in startup_notes(&app.config) {
         println!("{line}");

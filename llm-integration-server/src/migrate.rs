@@ -55,6 +55,7 @@ pub const TABLES: &[&str] = &[
     "chatgpt_accounts",
     "access_tokens",
     "ssh_keys",
+    "web_tokens",
     "allocations",
     "usage_ledger",
     "meta",

@@ -391,6 +391,7 @@ impl App {
             executor: self.executor.clone(),
             store: self.store.clone(),
             metrics: self.metering.metrics.clone(),
+            web: Arc::new(crate::web::WebState::default()),
         };
         let app = exec_http::router(state);
         let limits = self.config.limits.connections(&[]);

@@ -39,6 +39,9 @@ pub(super) enum Top {
         after_help = "Examples:\n  usage\n  usage --since 7d --by model\n  usage --since 2026-11-01 --by vm --team core --json"
     )]
     Usage(UsageArgs),
+    /// Print a one-time sign-in link for the web page (valid 15 minutes).
+    #[command(name = "login-link")]
+    LoginLink,
     /// Add, list and remove the SSH keys you sign in to the SSH door with.
     #[command(subcommand, name = "ssh-key")]
     SshKey(SshKeyArgs),

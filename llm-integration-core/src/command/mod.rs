@@ -260,6 +260,8 @@ pub enum Command {
         /// A team's usage instead of the user's.
         team: Option<TeamName>,
     },
+    /// `login-link`: a one-time sign-in link for the web page.
+    LoginLink,
     /// `tag [-d] VM TAG...`
     Tag {
         /// Remove instead of add.
@@ -600,6 +602,7 @@ impl Command {
                 }
                 team(&mut a, t);
             }
+            Command::LoginLink => a.push("login-link".into()),
             Command::Tag { delete, vm, tags } => {
                 a.push("tag".into());
                 if *delete {
@@ -956,6 +959,7 @@ fn convert(cli: grammar::Cli) -> Result<CommandLine, CommandError> {
                 SshKeyCommand::Remove(check_fingerprint(&fingerprint)?)
             }
         }),
+        Top::LoginLink => Command::LoginLink,
         Top::Integrations(i) => match i {
             Integrations::List => Command::List,
             Integrations::Show(t) => Command::Show(reference(t.name, t.team)),

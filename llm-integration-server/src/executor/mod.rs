@@ -51,6 +51,24 @@ impl Answer {
     }
 }
 
+/// What the web page's forms offer a user (see [`Executor::page_context`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PageContext {
+    /// The user's email.
+    pub email: String,
+    /// The teams the user is a member of, by name.
+    pub teams: Vec<String>,
+    /// The user's VMs and their teams' VMs, by name (what a `vm:`
+    /// attachment may name; the executor checks which scope each fits).
+    pub vms: Vec<String>,
+    /// The tags on the user's VMs.
+    pub tags: Vec<String>,
+    /// The user's connected ChatGPT accounts, by name.
+    pub chatgpt_accounts: Vec<String>,
+    /// The domain integration hostnames end in (`int.DOMAIN`, `team.DOMAIN`).
+    pub domain: String,
+}
+
 /// Why a command did not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExecError {
@@ -465,6 +483,12 @@ printf '%s' \"$OPENAI_API_KEY\" | llm-integration integrations edit NAME --opena
                 self.usage(&ctx, *since, *by, team.as_ref()).await?
             }
             Command::SshKey(key) => self.ssh_key(ctx.user, key).await?,
+            Command::LoginLink => {
+                return Err(ExecError::Usage(
+                    "`login-link` prints a link to this server's web page; run it through `POST /exec` or the CLI, which know the page's address"
+                        .into(),
+                ))
+            }
             other => {
                 return Err(ExecError::Usage(format!(
                     "`{other}` is not supported by this server"
@@ -532,6 +556,86 @@ printf '%s' \"$OPENAI_API_KEY\" | llm-integration integrations edit NAME --opena
                     json!({"ok": true, "removed": fingerprint}),
                 )
             }
+        })
+    }
+
+    /// `login-link` as `user`: a one-time sign-in link to the web page at
+    /// `base` (the door's own origin, e.g. `http://127.0.0.1:7701`).
+    pub async fn login_link(&self, user: UserId, base: &str) -> Result<Answer, ExecError> {
+        let secret = crate::web::session::mint_login_link(self.store.as_ref(), user).await?;
+        let url = format!(
+            "{}/login?link={}",
+            base.trim_end_matches('/'),
+            secret.as_str()
+        );
+        Ok(Answer::ok(
+            crate::web::session::login_link_text(base, &secret),
+            json!({"url": url, "expires_in": crate::web::session::LOGIN_LINK_LIFETIME.as_secs()}),
+        ))
+    }
+
+    /// Checks a pasted `key` against `provider` before anything is saved
+    /// (the web page's `Test`): the key's form first, with the same words
+    /// as a command, then one model-list request to the provider. `Ok` is
+    /// the provider's answer in brief; `Err` says what is wrong. Neither
+    /// contains the key.
+    pub async fn check_key(
+        &self,
+        provider: Provider,
+        key: &SecretString,
+    ) -> Result<String, String> {
+        self.seal_key(provider, key).map_err(|e| e.to_string())?;
+        let key = SecretString::from(key.expose_secret().trim().to_owned());
+        self.check
+            .check(provider, &key)
+            .await
+            .map(|d| llm_integration_core::redact::printable_line(&d).into_owned())
+            .map_err(|d| llm_integration_core::redact::printable_line(&d).into_owned())
+    }
+
+    /// What the web page's forms offer `user`: the teams they are in, their
+    /// VMs with tags, their connected ChatGPT accounts, and the domain
+    /// hostnames are made of. Reads only.
+    pub async fn page_context(&self, user: UserId) -> Result<PageContext, ExecError> {
+        let records = self.store.load().await?;
+        let email = records
+            .users
+            .iter()
+            .find(|u| u.id == user)
+            .map(|u| u.email.clone())
+            .unwrap_or_default();
+        let my_teams: Vec<&llm_integration_core::Team> = records
+            .teams
+            .iter()
+            .filter(|t| t.members.contains(&user))
+            .collect();
+        let teams = my_teams.iter().map(|t| t.name.to_string()).collect();
+        let mut tags = std::collections::BTreeSet::new();
+        let vms = records
+            .vms
+            .iter()
+            .filter(|v| {
+                v.owner == user || v.team.is_some_and(|t| my_teams.iter().any(|m| m.id == t))
+            })
+            .map(|v| {
+                tags.extend(v.tags.iter().map(|t| t.to_string()));
+                v.name.to_string()
+            })
+            .collect();
+        let accounts = self
+            .store
+            .chatgpt_accounts(user)
+            .await?
+            .into_iter()
+            .map(|(name, _)| name.to_string())
+            .collect();
+        Ok(PageContext {
+            email,
+            teams,
+            vms,
+            tags: tags.into_iter().collect(),
+            chatgpt_accounts: accounts,
+            domain: self.live.snapshot().domain().to_owned(),
         })
     }
 

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use llm_integration_core::seams::{
     Account, AllocationLease, ChatGptAccountRecord, ConfigStore, ControlStore, LeaseRequest,
     NewCredential, SealedSecret, SshKeyRecord, StoreError, StoreLock, TokenUsage, UsageGrouping,
-    UsageRecord, UsageRow,
+    UsageRecord, UsageRow, WebTokenKind,
 };
 use llm_integration_core::SourceKind;
 use llm_integration_core::{
@@ -445,6 +445,63 @@ impl ControlStore for Store {
                 .await
                 .map_err(unavailable)?;
         Ok(id.map(UserId))
+    }
+
+    async fn add_web_token(
+        &self,
+        kind: WebTokenKind,
+        user: UserId,
+        token_hash: &str,
+        expires_at: SystemTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO web_tokens (token_hash, kind, user_id, expires_at_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(kind.as_str())
+        .bind(user.0)
+        .bind(unix_ms(expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(conflict("that sign-in secret already exists"))?;
+        Ok(())
+    }
+
+    async fn web_token_user(
+        &self,
+        kind: WebTokenKind,
+        token_hash: &str,
+        now: SystemTime,
+        consume: bool,
+    ) -> Result<Option<UserId>, StoreError> {
+        let now = unix_ms(now);
+        sqlx::query("DELETE FROM web_tokens WHERE expires_at_ms <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let sql = if consume {
+            "DELETE FROM web_tokens WHERE token_hash = $1 AND kind = $2 AND expires_at_ms > $3 RETURNING user_id"
+        } else {
+            "SELECT user_id FROM web_tokens WHERE token_hash = $1 AND kind = $2 AND expires_at_ms > $3"
+        };
+        let id: Option<i64> = sqlx::query_scalar(sql)
+            .bind(token_hash)
+            .bind(kind.as_str())
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(id.map(UserId))
+    }
+
+    async fn delete_web_token(&self, token_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM web_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn create_team(&self, name: &TeamName) -> Result<TeamId, StoreError> {

@@ -1,0 +1,104 @@
+// Progressive enhancement for the browser door; every form works without it.
+// It shows the hostname as the name is typed, shows only the fields of the
+// chosen source, runs `Test` on a pasted key, and follows a ChatGPT login.
+"use strict";
+
+function csrfOf(form) {
+  const input = form && form.querySelector('input[name="csrf"]');
+  return input ? input.value : "";
+}
+
+function setupHostname() {
+  const name = document.getElementById("name");
+  const host = document.getElementById("hostname");
+  if (!name || !host) return;
+  const domain = host.dataset.domain;
+  const update = () => {
+    const owner = document.querySelector('input[name="owner"]:checked');
+    const team = Boolean(owner && owner.value);
+    host.textContent = (name.value.trim() || "NAME") + "." + (team ? "team" : "int") + "." + domain;
+    // A ChatGPT subscription is for personal integrations only.
+    const chatgpt = document.getElementById("openai-chatgpt");
+    if (chatgpt && !chatgpt.checked) chatgpt.disabled = team;
+  };
+  name.addEventListener("input", update);
+  document.querySelectorAll('input[name="owner"]').forEach((r) => r.addEventListener("change", update));
+  update();
+}
+
+function setupSources() {
+  document.querySelectorAll("fieldset.provider").forEach((set) => {
+    const provider = set.dataset.provider;
+    const update = () => {
+      const chosen = set.querySelector('input[name="' + provider + '"]:checked');
+      const value = chosen ? chosen.value : "";
+      set.querySelectorAll(".key").forEach((div) => {
+        div.hidden = div.dataset.for !== value;
+      });
+    };
+    set.querySelectorAll('input[type="radio"]').forEach((r) => r.addEventListener("change", update));
+    update();
+  });
+}
+
+function setupTests() {
+  document.querySelectorAll("button.test").forEach((button) => {
+    button.addEventListener("click", async () => {
+      const provider = button.dataset.provider;
+      const input = document.getElementById(provider + "-key");
+      const out = document.getElementById(provider + "-test");
+      if (!input.value) {
+        out.className = "error";
+        out.textContent = "Paste the key first, then click Test.";
+        input.focus();
+        return;
+      }
+      const body = new URLSearchParams({ csrf: csrfOf(button.form), provider, key: input.value });
+      out.className = "busy";
+      out.textContent = "Testing the key with " + provider + "…";
+      button.disabled = true;
+      try {
+        const r = await fetch("/integrations/test-key", { method: "POST", body, credentials: "same-origin" });
+        const answer = r.headers.get("content-type") === "application/json" ? await r.json() : { ok: false, message: "the test was refused (HTTP " + r.status + "); reload the page" };
+        out.className = answer.ok ? "ok" : "error";
+        out.textContent = answer.message;
+      } catch (e) {
+        out.className = "error";
+        out.textContent = "The server could not be reached; try again.";
+      } finally {
+        button.disabled = false;
+      }
+    });
+  });
+}
+
+function setupLogin() {
+  const status = document.getElementById("login-status");
+  if (!status) return;
+  const id = status.dataset.login;
+  let stopped = false;
+  const poll = async () => {
+    if (stopped) return;
+    try {
+      const r = await fetch("/chatgpt/status?id=" + encodeURIComponent(id), { credentials: "same-origin" });
+      const answer = await r.json();
+      if (answer.message && status.textContent !== answer.message) status.textContent = answer.message;
+      if (answer.state !== "waiting") {
+        status.classList.add(answer.state);
+        stopped = true;
+        return;
+      }
+    } catch (e) {
+      // Keep waiting; the next poll may reach the server.
+    }
+    setTimeout(poll, 1000);
+  };
+  setTimeout(poll, 1000);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setupHostname();
+  setupSources();
+  setupTests();
+  setupLogin();
+});

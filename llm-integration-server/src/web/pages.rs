@@ -1,0 +1,866 @@
+//! The page's templates (maud: compiled, escaped by default). Every value
+//! shown is escaped; no key is ever given to a template, only the
+//! executor's views (`set (…abcd)` at most).
+
+use llm_integration_core::Provider;
+use maud::{html, Markup, DOCTYPE};
+use serde_json::Value;
+
+use super::usage::UsageReport;
+use super::{field, Fields};
+use crate::executor::PageContext;
+use crate::usage_report::dollars;
+
+/// A message at the top of a page: what was done, or why it was not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Done: the executor's first line.
+    Done(String),
+    /// Refused: the executor's words.
+    Error(String),
+}
+
+fn provider_title(p: Provider) -> &'static str {
+    match p {
+        Provider::Anthropic => "Anthropic",
+        Provider::OpenAi => "OpenAI",
+        Provider::Fireworks => "Fireworks",
+    }
+}
+
+fn source_title(source: &str) -> &'static str {
+    match source {
+        "gateway" => "LLM gateway",
+        "byok" => "API Key",
+        "chatgpt" => "ChatGPT subscription",
+        "disabled" => "Disabled",
+        _ => "Unknown",
+    }
+}
+
+const SOURCES: [&str; 4] = ["gateway", "byok", "chatgpt", "disabled"];
+
+fn layout(title: &str, user: Option<(&PageContext, &str)>, current: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · LLM integrations" }
+                link rel="stylesheet" href="/assets/app.css";
+                script src="/assets/app.js" defer {}
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.top {
+                    span.brand { "LLM integrations" }
+                    @if let Some((ctx, csrf)) = user {
+                        nav aria-label="Main" {
+                            ul {
+                                @for (href, label) in [("/integrations", "Integrations"), ("/chatgpt", "ChatGPT accounts"), ("/usage", "Usage")] {
+                                    li { a href=(href) aria-current=[(current == href).then_some("page")] { (label) } }
+                                }
+                            }
+                        }
+                        form.signout method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            span.who { (ctx.email) }
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main #main tabindex="-1" { (body) }
+            }
+        }
+    }
+}
+
+fn notice(n: Option<&Notice>) -> Markup {
+    html! {
+        @match n {
+            Some(Notice::Done(text)) => p.notice.ok role="status" { (text) },
+            Some(Notice::Error(text)) => p.notice.error role="alert" { (text) },
+            None => {},
+        }
+    }
+}
+
+/// A refusal page (bad origin, missing CSRF token, ended session, …).
+pub fn refused(title: &str, why: &str) -> Markup {
+    layout(
+        title,
+        None,
+        "",
+        html! {
+            h1 { (title) }
+            p.notice.error role="alert" { (why) }
+            p { a href="/integrations" { "Back to the integrations page" } " · " a href="/login" { "Sign in" } }
+        },
+    )
+}
+
+/// The sign-in page: with a login link, one button; otherwise a field to
+/// paste an access token.
+pub fn login(link: Option<&str>, error: Option<&str>) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        "",
+        html! {
+            section.card.narrow {
+                h1 { "Sign in" }
+                @if let Some(e) = error { p.notice.error role="alert" { (e) } }
+                @if let Some(link) = link {
+                    p { "This one-time link signs this browser in. It works once." }
+                    form method="post" action="/login" {
+                        input type="hidden" name="link" value=(link);
+                        button.primary type="submit" { "Sign in" }
+                    }
+                } @else {
+                    p { "Open a sign-in link (" code { "llm-integration login-link" } " prints one), or paste an access token." }
+                    form method="post" action="/login" {
+                        label for="token" { "Access token" }
+                        input #token type="password" name="token" autocomplete="off" required aria-describedby="token-help";
+                        p #token-help .help { "The token starts with " code { "lli_" } ". It is checked once and not kept by the page." }
+                        button.primary type="submit" { "Sign in" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// After signing out.
+pub fn signed_out() -> Markup {
+    layout(
+        "Signed out",
+        None,
+        "",
+        html! {
+            section.card.narrow {
+                h1 { "Signed out" }
+                p.notice.ok role="status" { "You are signed out. The session has ended on the server too." }
+                p { a href="/login" { "Sign in again" } }
+            }
+        },
+    )
+}
+
+fn target_hidden(name: &str, team: &str) -> Markup {
+    html! {
+        input type="hidden" name="name" value=(name);
+        @if !team.is_empty() { input type="hidden" name="team" value=(team); }
+    }
+}
+
+fn attach_fields(ctx: &PageContext, id: &str, optional: bool, selected: &str) -> Markup {
+    html! {
+        fieldset.attach {
+            legend { "Apply to" }
+            @if optional {
+                (radio(&format!("{id}-none"), "attach", "none", selected == "none" || selected.is_empty(), "Nothing yet"))
+            }
+            (radio(&format!("{id}-vm"), "attach", "vm", selected == "vm", "A VM"))
+            label.sub for=(format!("{id}-vm-name")) { "VM" }
+            select id=(format!("{id}-vm-name")) name="attach_vm" {
+                @if ctx.vms.is_empty() { option value="" { "(you have no VMs)" } }
+                @for vm in &ctx.vms { option value=(vm) { (vm) } }
+            }
+            (radio(&format!("{id}-tag"), "attach", "tag", selected == "tag", "VMs with a tag"))
+            label.sub for=(format!("{id}-tag-name")) { "Tag" }
+            input id=(format!("{id}-tag-name")) name="attach_tag" list=(format!("{id}-tags")) autocomplete="off";
+            datalist id=(format!("{id}-tags")) { @for t in &ctx.tags { option value=(t) {} } }
+            (radio(&format!("{id}-auto"), "attach", "auto", selected == "auto", "Every VM (auto:all)"))
+        }
+    }
+}
+
+fn radio(id: &str, name: &str, value: &str, checked: bool, label: &str) -> Markup {
+    html! {
+        span.choice {
+            input type="radio" id=(id) name=(name) value=(value) checked[checked];
+            label for=(id) { (label) }
+        }
+    }
+}
+
+fn source_summary(v: &Value) -> String {
+    let source = v["source"].as_str().unwrap_or("");
+    match source {
+        "byok" => format!("API Key, {}", v["key"].as_str().unwrap_or("set")),
+        "chatgpt" => format!(
+            "ChatGPT subscription ({})",
+            v["account"].as_str().unwrap_or("?")
+        ),
+        other => source_title(other).to_owned(),
+    }
+}
+
+/// The integrations page: tiles, then every integration of the user and
+/// their teams with its actions.
+pub fn integrations(ctx: &PageContext, csrf: &str, list: &Value, n: Option<&Notice>) -> Markup {
+    let items = list["integrations"].as_array().cloned().unwrap_or_default();
+    layout(
+        "Integrations",
+        Some((ctx, csrf)),
+        "/integrations",
+        html! {
+            h1 { "Integrations" }
+            (notice(n))
+            section aria-labelledby="add-heading" {
+                h2 #add-heading { "Add an integration" }
+                ul.tiles {
+                    li { a.tile href="/integrations/new/llm" { strong { "LLM" } span { "Anthropic, OpenAI and Fireworks models at one hostname" } } }
+                    li { a.tile href="/chatgpt" { strong { "ChatGPT subscription" } span { "Connect a ChatGPT account for OpenAI" } } }
+                    li { a.tile href="/integrations/new/reflection" { strong { "Reflection" } span { "Let VMs read their own setup" } } }
+                }
+            }
+            section aria-labelledby="list-heading" {
+                h2 #list-heading { "Your integrations" }
+                @if items.is_empty() { p { "No integrations yet. Add one above." } }
+                ul.cards {
+                    @for (i, it) in items.iter().enumerate() {
+                        @let name = it["name"].as_str().unwrap_or("");
+                        @let team = it["owner"]["team"].as_str().unwrap_or("");
+                        @let kind = it["type"].as_str().unwrap_or("");
+                        @let q = if team.is_empty() { format!("name={name}") } else { format!("name={name}&team={team}") };
+                        li.card data-integration=(name) {
+                            h3 { (name) " " span.badge { (kind) } @if !team.is_empty() { " " span.badge.team { "team " (team) } } }
+                            dl {
+                                dt { "Hostname" } dd { code.hostname { (it["hostname"].as_str().unwrap_or("")) } }
+                                @if let Some(providers) = it["providers"].as_object() {
+                                    @for p in Provider::ALL {
+                                        @if let Some(v) = providers.get(p.as_str()) {
+                                            dt { (provider_title(p)) } dd data-provider=(p.as_str()) { (source_summary(v)) }
+                                        }
+                                    }
+                                }
+                                @if let Some(fields) = it["fields"].as_str() { dt { "Fields" } dd { (fields) } }
+                                dt { "Attached to" }
+                                dd {
+                                    @let specs = it["attachments"].as_array().cloned().unwrap_or_default();
+                                    @if specs.is_empty() { "nothing yet" }
+                                    ul.attachments {
+                                        @for spec in &specs {
+                                            @let spec = spec.as_str().unwrap_or("");
+                                            li {
+                                                code { (spec) }
+                                                form.inline method="post" action="/integrations/action" {
+                                                    input type="hidden" name="csrf" value=(csrf);
+                                                    input type="hidden" name="do" value="detach";
+                                                    (target_hidden(name, team))
+                                                    input type="hidden" name="spec" value=(spec);
+                                                    button.small type="submit" aria-label=(format!("Detach {name} from {spec}")) { "Detach" }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                                @let comment = it["comment"].as_str().unwrap_or("");
+                                @if !comment.is_empty() { dt { "Comment" } dd { (comment) } }
+                            }
+                            div.actions {
+                                a.button href=(format!("/integrations/edit?{q}")) aria-label=(format!("Edit {name}")) { "Edit" }
+                                @if kind == "llm" && it["providers"].as_object().is_some_and(|p| p.values().any(|v| v["source"] == "byok")) {
+                                    form.inline method="post" action="/integrations/action" {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        input type="hidden" name="do" value="test";
+                                        (target_hidden(name, team))
+                                        button type="submit" aria-label=(format!("Test the stored keys of {name}")) { "Test keys" }
+                                    }
+                                }
+                                a.button.danger href=(format!("/integrations/remove?{q}")) aria-label=(format!("Remove {name}")) { "Remove" }
+                            }
+                            details {
+                                summary { "Rename " span.visually-hidden { (name) } }
+                                form method="post" action="/integrations/action" {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    input type="hidden" name="do" value="rename";
+                                    (target_hidden(name, team))
+                                    label for=(format!("rename-{i}")) { "New name" }
+                                    input id=(format!("rename-{i}")) name="new_name" required autocomplete="off" value=(name);
+                                    button type="submit" { "Rename" }
+                                }
+                            }
+                            details {
+                                summary { "Attach " span.visually-hidden { (name) } }
+                                form method="post" action="/integrations/action" {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    input type="hidden" name="do" value="attach";
+                                    (target_hidden(name, team))
+                                    (attach_fields(ctx, &format!("attach-{i}"), false, "vm"))
+                                    button type="submit" { "Attach" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// What the LLM dialog shows: a new integration, one being edited, or a
+/// form sent back with an error (keys never come back).
+#[derive(Debug, Clone, Default)]
+pub struct LlmForm {
+    /// Editing an existing integration.
+    pub editing: bool,
+    /// Its name (hidden, for an edit).
+    pub original: String,
+    /// The name field.
+    pub name: String,
+    /// The owning team, empty for personal.
+    pub owner: String,
+    /// The comment.
+    pub comment: String,
+    /// Each provider's source.
+    pub sources: [String; 3],
+    /// Each provider's stored key hint (edit only).
+    pub hints: [String; 3],
+    /// The ChatGPT account for OpenAI.
+    pub account: String,
+    /// The attachment choice (`none`, `vm`, `tag`, `auto`).
+    pub attach: String,
+}
+
+impl LlmForm {
+    /// A new integration: `llm`, every provider on the gateway, `auto:all`.
+    pub fn new_default() -> Self {
+        LlmForm {
+            name: "llm".into(),
+            sources: ["gateway".into(), "gateway".into(), "gateway".into()],
+            attach: "auto".into(),
+            ..LlmForm::default()
+        }
+    }
+
+    /// An existing integration, from its `integrations show --json` view.
+    pub fn from_view(v: &Value) -> Self {
+        let mut f = LlmForm {
+            editing: true,
+            original: v["name"].as_str().unwrap_or("").into(),
+            name: v["name"].as_str().unwrap_or("").into(),
+            owner: v["owner"]["team"].as_str().unwrap_or("").into(),
+            comment: v["comment"].as_str().unwrap_or("").into(),
+            ..LlmForm::default()
+        };
+        for p in Provider::ALL {
+            let s = &v["providers"][p.as_str()];
+            f.sources[p.index()] = s["source"].as_str().unwrap_or("gateway").into();
+            if let Some(hint) = s["key"].as_str() {
+                f.hints[p.index()] = hint.into();
+            }
+            if let Some(a) = s["account"].as_str() {
+                f.account = a.into();
+            }
+        }
+        f
+    }
+
+    /// A form sent back (keys are left out on purpose).
+    pub fn from_fields(fields: &Fields, editing: bool) -> Self {
+        let mut f = LlmForm {
+            editing,
+            original: field(fields, "original").into(),
+            name: field(fields, "name").into(),
+            owner: field(fields, "owner").into(),
+            comment: field(fields, "comment").into(),
+            account: field(fields, "openai_account").into(),
+            attach: field(fields, "attach").into(),
+            ..LlmForm::default()
+        };
+        if editing {
+            f.name = f.original.clone();
+        }
+        for p in Provider::ALL {
+            f.sources[p.index()] = field(fields, p.as_str()).into();
+        }
+        f
+    }
+}
+
+/// Which field an executor message is about: a provider, `attach`,
+/// `owner`, `name`, `comment`, or `form` (the whole form).
+pub fn error_field(message: &str) -> &'static str {
+    let m = message.to_ascii_lowercase();
+    for p in Provider::ALL {
+        if m.contains(&format!("--{}", p.as_str())) || m.contains(&format!("{} key", p.as_str())) {
+            return p.as_str();
+        }
+    }
+    if m.contains("chatgpt account") {
+        return "openai";
+    }
+    if m.contains("--attach")
+        || m.contains(" vm ")
+        || m.contains("vm named")
+        || m.contains("attach")
+    {
+        return "attach";
+    }
+    if m.contains("--team") || m.contains("team named") {
+        return "owner";
+    }
+    if m.contains("--name") || m.contains("integration named") || m.contains("name") {
+        return "name";
+    }
+    if m.contains("--comment") {
+        return "comment";
+    }
+    if m.contains("--fields") || m.contains("field") {
+        return "fields";
+    }
+    "form"
+}
+
+fn field_error(at: Option<(&str, &str)>, here: &str) -> Markup {
+    html! {
+        @if let Some((f, message)) = at {
+            @if f == here { p.field-error id=(format!("{here}-error")) role="alert" { (message) } }
+        }
+    }
+}
+
+fn described(at: Option<(&str, &str)>, here: &str) -> Option<String> {
+    at.filter(|(f, _)| *f == here)
+        .map(|_| format!("{here}-error"))
+}
+
+/// The LLM dialog, to add or edit.
+pub fn llm_dialog(
+    ctx: &PageContext,
+    csrf: &str,
+    form: &LlmForm,
+    error: Option<(&str, &str)>,
+) -> Markup {
+    let title = if form.editing {
+        format!("Edit {}", form.original)
+    } else {
+        "Add an LLM integration".to_owned()
+    };
+    let scope = if form.owner.is_empty() { "int" } else { "team" };
+    layout(
+        &title,
+        Some((ctx, csrf)),
+        "/integrations",
+        html! {
+            section.card.dialog aria-labelledby="dialog-title" {
+                h1 #dialog-title { (title) }
+                (field_error(error, "form"))
+                form #llm-form method="post" action=(if form.editing { "/integrations/save" } else { "/integrations/add-llm" }) novalidate {
+                    input type="hidden" name="csrf" value=(csrf);
+                    @if form.editing {
+                        input type="hidden" name="original" value=(form.original);
+                        input type="hidden" name="owner" value=(form.owner);
+                        p { "Hostname: " code #hostname data-domain=(ctx.domain) { (form.original) "." (scope) "." (ctx.domain) } }
+                        p.help { "Rename, attach and detach from the integrations list." }
+                    } @else {
+                        label for="name" { "Name" }
+                        input #name name="name" value=(form.name) required autocomplete="off" spellcheck="false"
+                            aria-invalid=[described(error, "name").map(|_| "true")]
+                            aria-describedby=(described(error, "name").unwrap_or_else(|| "hostname-line".into()));
+                        (field_error(error, "name"))
+                        p #hostname-line .help aria-live="polite" { "VMs reach it at " code #hostname data-domain=(ctx.domain) { (form.name) "." (scope) "." (ctx.domain) } }
+                        fieldset {
+                            legend { "Owner" }
+                            (radio("owner-me", "owner", "", form.owner.is_empty(), "Personal"))
+                            @for t in &ctx.teams {
+                                (radio(&format!("owner-{t}"), "owner", t, form.owner == *t, &format!("Team {t}")))
+                            }
+                            (field_error(error, "owner"))
+                        }
+                    }
+                    @for p in Provider::ALL {
+                        @let ps = p.as_str();
+                        @let current = form.sources[p.index()].as_str();
+                        fieldset.provider data-provider=(ps) aria-describedby=[described(error, ps)] {
+                            legend { (provider_title(p)) }
+                            @for s in SOURCES {
+                                @if s != "chatgpt" || p == Provider::OpenAi {
+                                    (radio(&format!("{ps}-{s}"), ps, s, current == s, source_title(s)))
+                                }
+                            }
+                            div.key data-for="byok" {
+                                label for=(format!("{ps}-key")) { (provider_title(p)) " API key" }
+                                div.row {
+                                    input id=(format!("{ps}-key")) type="password" name=(format!("{ps}_key")) autocomplete="off" spellcheck="false"
+                                        aria-describedby=(format!("{ps}-test"));
+                                    button.test type="button" data-provider=(ps) { "Test" }
+                                }
+                                output id=(format!("{ps}-test")) role="status" aria-live="polite" {
+                                    @let hint = &form.hints[p.index()];
+                                    @if !hint.is_empty() { "A key is stored: " (hint) ". Leave the field empty to keep it." }
+                                }
+                            }
+                            @if p == Provider::OpenAi {
+                                div.key data-for="chatgpt" {
+                                    label for="openai-account" { "ChatGPT account" }
+                                    select #openai-account name="openai_account" {
+                                        @for a in &ctx.chatgpt_accounts { option value=(a) selected[*a == form.account] { (a) } }
+                                    }
+                                    @if ctx.chatgpt_accounts.is_empty() { p.help { "No account connected yet: " a href="/chatgpt" { "connect a ChatGPT account" } " first. Personal integrations only." } }
+                                    @else { p.help { "Personal integrations only." } }
+                                }
+                            }
+                            (field_error(error, ps))
+                        }
+                    }
+                    @if !form.editing {
+                        (attach_fields(ctx, "apply", true, &form.attach))
+                        (field_error(error, "attach"))
+                    }
+                    label for="comment" { "Comment (optional)" }
+                    input #comment name="comment" value=(form.comment) autocomplete="off";
+                    (field_error(error, "comment"))
+                    div.actions {
+                        button.primary type="submit" { @if form.editing { "Save changes" } @else { "Add integration" } }
+                        a.button href="/integrations" { "Cancel" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The reflection dialog.
+pub fn reflection_dialog(
+    ctx: &PageContext,
+    csrf: &str,
+    fields: &Fields,
+    error: Option<(&str, &str)>,
+) -> Markup {
+    let name = match field(fields, "name") {
+        "" => "reflection",
+        n => n,
+    };
+    layout(
+        "Add a reflection integration",
+        Some((ctx, csrf)),
+        "/integrations",
+        html! {
+            section.card.dialog aria-labelledby="dialog-title" {
+                h1 #dialog-title { "Add a reflection integration" }
+                p { "VMs read their owner's email, their integrations, tags and comment from it." }
+                (field_error(error, "form"))
+                form method="post" action="/integrations/add-reflection" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    label for="name" { "Name" }
+                    input #name name="name" value=(name) required autocomplete="off"
+                        aria-describedby=(described(error, "name").unwrap_or_else(|| "hostname-line".into()));
+                    (field_error(error, "name"))
+                    p #hostname-line .help { "VMs reach it at " code #hostname data-domain=(ctx.domain) { (name) ".int." (ctx.domain) } }
+                    label for="fields" { "Fields (all, or a list such as email,integrations)" }
+                    input #fields name="fields" value=(match field(fields, "fields") { "" => "all", f => f }) autocomplete="off";
+                    (field_error(error, "fields"))
+                    @if !ctx.teams.is_empty() {
+                        fieldset {
+                            legend { "Owner" }
+                            (radio("owner-me", "owner", "", field(fields, "owner").is_empty(), "Personal"))
+                            @for t in &ctx.teams { (radio(&format!("owner-{t}"), "owner", t, field(fields, "owner") == t, &format!("Team {t}"))) }
+                            (field_error(error, "owner"))
+                        }
+                    }
+                    (attach_fields(ctx, "apply", true, match field(fields, "attach") { "" => "auto", a => a }))
+                    (field_error(error, "attach"))
+                    label for="comment" { "Comment (optional)" }
+                    input #comment name="comment" value=(field(fields, "comment")) autocomplete="off";
+                    div.actions {
+                        button.primary type="submit" { "Add integration" }
+                        a.button href="/integrations" { "Cancel" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Editing a reflection integration: its fields and comment.
+pub fn reflection_edit_dialog(
+    ctx: &PageContext,
+    csrf: &str,
+    view: &Value,
+    error: Option<(&str, &str)>,
+) -> Markup {
+    let name = view["name"].as_str().unwrap_or("");
+    let team = view["owner"]["team"].as_str().unwrap_or("");
+    let title = format!("Edit {name}");
+    layout(
+        &title,
+        Some((ctx, csrf)),
+        "/integrations",
+        html! {
+            section.card.dialog aria-labelledby="dialog-title" {
+                h1 #dialog-title { (title) }
+                p { "Hostname: " code { (view["hostname"].as_str().unwrap_or("")) } }
+                (field_error(error, "form"))
+                form method="post" action="/integrations/save-reflection" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="original" value=(name);
+                    input type="hidden" name="owner" value=(team);
+                    label for="fields" { "Fields (all, or a list such as email,integrations)" }
+                    input #fields name="fields" value=(view["fields"].as_str().unwrap_or("all")) autocomplete="off"
+                        aria-describedby=[described(error, "fields")];
+                    (field_error(error, "fields"))
+                    label for="comment" { "Comment (optional)" }
+                    input #comment name="comment" value=(view["comment"].as_str().unwrap_or("")) autocomplete="off";
+                    div.actions {
+                        button.primary type="submit" { "Save changes" }
+                        a.button href="/integrations" { "Cancel" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Confirming a removal.
+pub fn remove_dialog(ctx: &PageContext, csrf: &str, view: &Value) -> Markup {
+    let name = view["name"].as_str().unwrap_or("");
+    let team = view["owner"]["team"].as_str().unwrap_or("");
+    layout(
+        &format!("Remove {name}"),
+        Some((ctx, csrf)),
+        "/integrations",
+        html! {
+            section.card.dialog role="alertdialog" aria-labelledby="dialog-title" aria-describedby="dialog-desc" {
+                h1 #dialog-title { "Remove " (name) "?" }
+                p #dialog-desc { "VMs will no longer reach " code { (view["hostname"].as_str().unwrap_or("")) } ". Stored keys of this integration are deleted. This cannot be undone." }
+                form method="post" action="/integrations/action" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="do" value="remove";
+                    (target_hidden(name, team))
+                    div.actions {
+                        button.danger type="submit" autofocus { "Remove " (name) }
+                        a.button href="/integrations" { "Cancel" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The ChatGPT accounts page and its connect form.
+pub fn chatgpt(
+    ctx: &PageContext,
+    csrf: &str,
+    accounts: &Value,
+    n: Option<&Notice>,
+    verified: Option<&Value>,
+) -> Markup {
+    let list = accounts["accounts"].as_array().cloned().unwrap_or_default();
+    layout(
+        "ChatGPT accounts",
+        Some((ctx, csrf)),
+        "/chatgpt",
+        html! {
+            h1 { "ChatGPT subscription" }
+            (notice(n))
+            section.card.dialog aria-labelledby="connect-heading" {
+                h2 #connect-heading { "Connect an account" }
+                p { "Device code login must be enabled in your ChatGPT security settings (or your workspace's permissions)." }
+                form method="post" action="/chatgpt/connect" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    label for="account" { "Account name (yours to choose, such as work)" }
+                    input #account name="account" required autocomplete="off" spellcheck="false";
+                    button.primary type="submit" { "Connect account" }
+                }
+            }
+            section aria-labelledby="accounts-heading" {
+                h2 #accounts-heading { "Connected accounts" }
+                @if list.is_empty() { p { "No ChatGPT accounts connected." } }
+                @else {
+                    table.data {
+                        caption.visually-hidden { "Connected ChatGPT accounts" }
+                        thead { tr { th scope="col" { "Name" } th scope="col" { "Status" } th scope="col" { "Email" } th scope="col" { "Plan" } th scope="col" { span.visually-hidden { "Actions" } } } }
+                        tbody {
+                            @for a in &list {
+                                @let name = a["name"].as_str().unwrap_or("");
+                                tr data-account=(name) {
+                                    th scope="row" { (name) }
+                                    td { (a["status"].as_str().unwrap_or("")) }
+                                    td { (a["email"].as_str().unwrap_or("-")) }
+                                    td { (a["plan"].as_str().unwrap_or("-")) }
+                                    td {
+                                        form.inline method="post" action="/chatgpt/manage" {
+                                            input type="hidden" name="csrf" value=(csrf);
+                                            input type="hidden" name="do" value="disconnect";
+                                            input type="hidden" name="account" value=(name);
+                                            button.small.danger type="submit" aria-label=(format!("Disconnect {name}")) { "Disconnect" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    form method="post" action="/chatgpt/manage" {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="do" value="verify";
+                        button type="submit" { "Verify" }
+                    }
+                }
+                @if let Some(v) = verified {
+                    ul.verified role="status" {
+                        @for a in v["accounts"].as_array().cloned().unwrap_or_default() {
+                            li.ok[a["ok"] == true] .error[a["ok"] != true] { (a["name"].as_str().unwrap_or("")) ": " (a["detail"].as_str().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The device-code step: the link, the code shown large, the wait.
+pub fn chatgpt_waiting(
+    ctx: &PageContext,
+    csrf: &str,
+    id: &str,
+    account: &str,
+    url: &str,
+    code: &str,
+    error: Option<&str>,
+) -> Markup {
+    layout(
+        "Connect ChatGPT",
+        Some((ctx, csrf)),
+        "/chatgpt",
+        html! {
+            section.card.dialog aria-labelledby="dialog-title" {
+                h1 #dialog-title { "Connect ChatGPT account " (account) }
+                @if let Some(e) = error { p.notice.error role="alert" { (e) } }
+                ol.steps {
+                    li { a.button.primary href=(url) target="_blank" rel="noopener noreferrer" { "Open ChatGPT" } " and sign in." }
+                    li { "Enter this code:" p.code aria-label=(format!("One-time code {code}")) { (code) } }
+                    li { "Come back here and click " strong { "Done signing in" } "." }
+                }
+                p.help { "Device codes are a common phishing target. Never share this code." }
+                p #login-status .waiting role="status" aria-live="polite" data-login=(id) { "Waiting for you to sign in to ChatGPT and enter the code…" }
+                form method="post" action="/chatgpt/done" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="id" value=(id);
+                    div.actions {
+                        button.primary type="submit" { "Done signing in" }
+                        a.button href="/chatgpt" { "Cancel" }
+                    }
+                }
+            }
+        },
+    )
+}
+
+const PALETTE: [&str; 8] = [
+    "#2563eb", "#d97706", "#059669", "#db2777", "#7c3aed", "#0891b2", "#65a30d", "#dc2626",
+];
+
+fn chart(report: &UsageReport) -> Markup {
+    let (w, h, left, bottom, top) = (720.0_f64, 260.0_f64, 64.0_f64, 28.0_f64, 12.0_f64);
+    let n = report.day_labels.len().max(1);
+    let totals: Vec<u64> = (0..n)
+        .map(|i| {
+            report
+                .series
+                .values()
+                .map(|v| v.get(i).copied().unwrap_or(0))
+                .sum()
+        })
+        .collect();
+    let max = totals.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let slot = (w - left - 8.0) / n as f64;
+    let bar = (slot * 0.7).max(2.0);
+    let scale = (h - bottom - top) / max;
+    let total_all: u64 = totals.iter().sum();
+    let summary = format!(
+        "Spend per day over the last {} days, by {}: {} in all; the table below lists the figures.",
+        report.days,
+        report.by,
+        dollars(i64::try_from(total_all).unwrap_or(i64::MAX))
+    );
+    let mut rects = Vec::new();
+    for i in 0..n {
+        let x = left + slot * i as f64 + (slot - bar) / 2.0;
+        let mut y = h - bottom;
+        for (k, (key, values)) in report.series.iter().enumerate() {
+            let v = values.get(i).copied().unwrap_or(0);
+            if v == 0 {
+                continue;
+            }
+            let bh = (v as f64 * scale).max(1.0);
+            y -= bh;
+            let day = report.day_labels.get(i).map(String::as_str).unwrap_or("");
+            let title = format!("{day} · {key}: {}", dollars(v as i64));
+            rects.push((x, y, bar, bh, PALETTE[k % PALETTE.len()], title));
+        }
+    }
+    html! {
+        figure.chart {
+            svg viewBox=(format!("0 0 {w} {h}")) role="img" aria-label=(summary) xmlns="http://www.w3.org/2000/svg" {
+                line x1=(left) y1=(h - bottom) x2=(w - 4.0) y2=(h - bottom) stroke="#888" {}
+                text x=(left - 6.0) y=(top + 4.0) text-anchor="end" font-size="11" { (dollars(max as i64)) }
+                text x=(left - 6.0) y=(h - bottom) text-anchor="end" font-size="11" { "$0" }
+                @for (x, y, bw, bh, color, title) in &rects {
+                    rect x=(format!("{x:.1}")) y=(format!("{y:.1}")) width=(format!("{bw:.1}")) height=(format!("{bh:.1}")) fill=(color) { title { (title) } }
+                }
+                @for i in 0..n {
+                    @let x = left + slot * i as f64 + (slot - bar) / 2.0;
+                    @if i % ((n / 7).max(1)) == 0 || i + 1 == n {
+                        text x=(format!("{:.1}", x + bar / 2.0)) y=(h - 10.0) text-anchor="middle" font-size="10" { (report.day_labels.get(i).map(|d| d.get(5..).unwrap_or(d)).unwrap_or("")) }
+                    }
+                }
+            }
+            figcaption {
+                @if total_all == 0 { p { "No spend in this period." } }
+                ul.legend {
+                    @for (k, key) in report.series.keys().enumerate() {
+                        li { svg.swatch width="12" height="12" viewBox="0 0 12 12" aria-hidden="true" { rect width="12" height="12" fill=(PALETTE[k % PALETTE.len()]) {} } " " (key) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The usage page: allocation left, spend per day, the table.
+pub fn usage(ctx: &PageContext, csrf: &str, report: &UsageReport) -> Markup {
+    layout(
+        "Usage",
+        Some((ctx, csrf)),
+        "/usage",
+        html! {
+            h1 { "Usage" }
+            p.allocation { "Allocation left: " strong #allocation { (dollars(report.allocation_micros)) } " (spent on the platform's keys)" }
+            form.controls method="get" action="/usage" {
+                label for="by" { "Split by" }
+                select #by name="by" {
+                    @for b in ["integration", "model", "vm"] { option value=(b) selected[b == report.by] { (b) } }
+                }
+                label for="days" { "Period" }
+                select #days name="days" {
+                    @for d in [7u32, 14, 30] { option value=(d) selected[d == report.days] { "last " (d) " days" } }
+                }
+                button type="submit" { "Show" }
+            }
+            (chart(report))
+            table.data #usage-table {
+                caption { "Usage in the last " (report.days) " days, by " (report.by) " (the same figures as " code { "usage --since " (report.day_labels.first().map(String::as_str).unwrap_or("")) " --by " (report.by) } ")" }
+                thead { tr {
+                    th scope="col" { (report.by) } th scope="col" { "Requests" } th scope="col" { "Input tokens" } th scope="col" { "Output tokens" } th scope="col" { "Cost" } th scope="col" { "Debited" }
+                } }
+                tbody {
+                    @if report.rows.is_empty() { tr { td colspan="6" { "No requests in this period." } } }
+                    @for r in &report.rows {
+                        tr {
+                            th scope="row" { (r["key"].as_str().unwrap_or("")) }
+                            td.num { (r["requests"].as_u64().unwrap_or(0)) }
+                            td.num { (r["input_tokens"].as_u64().unwrap_or(0)) }
+                            td.num { (r["output_tokens"].as_u64().unwrap_or(0)) }
+                            td.num { (dollars(r["cost_micros"].as_i64().unwrap_or(0))) }
+                            td.num { (dollars(r["debited_micros"].as_i64().unwrap_or(0))) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
