@@ -980,25 +980,36 @@ impl Routing {
         }
     }
 
-    /// How a data-plane answer of `status` was routed.
-    fn of(status: hyper::StatusCode) -> Self {
-        if status.is_success() {
-            Routing::Gateway
-        } else {
-            Routing::Disabled
+    /// How a data-plane answer of `status` was routed: 200 from the mock,
+    /// or 404 `provider_disabled`; `None` for anything else.
+    fn of(status: hyper::StatusCode) -> Option<Self> {
+        match status {
+            hyper::StatusCode::OK => Some(Routing::Gateway),
+            hyper::StatusCode::NOT_FOUND => Some(Routing::Disabled),
+            _ => None,
         }
     }
 }
 
 /// Requests on `addr` (one keep-alive connection, one about every
-/// millisecond) until one is routed `want`; when its answer arrived.
+/// millisecond) until one is routed `want`; when its answer arrived
+/// (`None` after `give_up`).
 async fn first_routed(addr: SocketAddr, want: Routing, give_up: Instant) -> Option<Instant> {
     let mut send = http1(addr).await;
     loop {
+        if send.ready().await.is_err() {
+            send = http1(addr).await;
+        }
         let response = send.send_request(request(false)).await.unwrap();
-        let routing = Routing::of(response.status());
-        response.into_body().collect().await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
         let answered = Instant::now();
+        let routing = Routing::of(status).unwrap_or_else(|| {
+            panic!(
+                "replica {addr} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            )
+        });
         if routing == want {
             return Some(answered);
         }
@@ -1069,7 +1080,7 @@ async fn replicas(s: &Settings, mock: &str, sqlite: SocketAddr) -> Value {
     let figures = {
         // The first bootstraps the owner and VM `local` (127.0.0.1).
         let a = start_server(mock, &config, &env);
-        let token = std::fs::read_to_string(a.dir.path().join("owner.token"))
+        let token = std::fs::read_to_string(a.dir.path().join("llm-integration-data/owner.token"))
             .expect("the first replica bootstraps the owner")
             .trim()
             .to_owned();
