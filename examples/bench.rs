@@ -679,7 +679,7 @@ async fn run(s: Settings, pinned: bool) {
             "smoke": s.smoke,
             "pinned": pinned,
             "gateway_core": core,
-            "replicas_postgres": replicas(&s, &mock.url(), via).await,
+            "replicas_postgres": replicas(&s, &mock.url(), via, pid).await,
         });
         write_json(&s, &figures);
         return;
@@ -884,7 +884,7 @@ async fn run(s: Settings, pinned: bool) {
         println!("{:<34} {:>12.1} µs", "nginx CPU per stream (c=64)", n);
     }
     println!("{:<34} {:>12.1} ns", "routing decision (10,000 VMs)", route);
-    let replicas_postgres = replicas(&s, &mock.url(), via).await;
+    let replicas_postgres = replicas(&s, &mock.url(), via, pid).await;
     let figures = json!({
         "smoke": s.smoke,
         "pinned": pinned,
@@ -1053,7 +1053,7 @@ fn ms_percentiles(mut v: Vec<f64>) -> Value {
 /// replica against `sqlite` (the SQLite gateway) in alternating rounds.
 /// Prints the figures; returns them for the JSON file (a `skipped` reason
 /// when PostgreSQL cannot be reached).
-async fn replicas(s: &Settings, mock: &str, sqlite: SocketAddr) -> Value {
+async fn replicas(s: &Settings, mock: &str, sqlite: SocketAddr, sqlite_pid: u32) -> Value {
     println!();
     println!("replicas on PostgreSQL");
     let base = postgres_base_url();
@@ -1086,7 +1086,7 @@ async fn replicas(s: &Settings, mock: &str, sqlite: SocketAddr) -> Value {
             .to_owned();
         let b = start_server(mock, &config, &env);
         let c = start_server(mock, &config, &env);
-        let figures = replica_figures(s, &token, &a, [b.addr, c.addr], sqlite).await;
+        let figures = replica_figures(s, &token, &a, [b.addr, c.addr], (sqlite, sqlite_pid)).await;
         drop((a, b, c));
         figures
     };
@@ -1104,7 +1104,7 @@ async fn replica_figures(
     token: &str,
     a: &Gateway,
     others: [SocketAddr; 2],
-    sqlite: SocketAddr,
+    (sqlite, sqlite_pid): (SocketAddr, u32),
 ) -> Value {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let writes = if s.smoke { 20 } else { 200 };
@@ -1198,26 +1198,33 @@ first request routed the new way on B and C (polled about every ms); notificatio
     // alternating.
     load(a.addr, 8, Duration::from_millis(200)).await;
     let (mut pg, mut lite) = ((Vec::new(), Duration::ZERO), (Vec::new(), Duration::ZERO));
+    let (mut pg_cpu, mut lite_cpu) = (0, 0);
     for _ in 0..s.rounds {
+        let before = cpu_us(sqlite_pid);
         let (l, t) = load(sqlite, 64, s.slice).await;
+        lite_cpu += cpu_us(sqlite_pid) - before;
         lite.0.extend(l);
         lite.1 += t;
+        let before = cpu_us(a.child.id());
         let (l, t) = load(a.addr, 64, s.slice).await;
+        pg_cpu += cpu_us(a.child.id()) - before;
         pg.0.extend(l);
         pg.1 += t;
     }
+    let lite_cpu = lite_cpu as f64 / lite.0.len().max(1) as f64;
+    let pg_cpu = pg_cpu as f64 / pg.0.len().max(1) as f64;
     let (pg, lite) = (summarize(pg.0, pg.1), summarize(lite.0, lite.1));
     let ratio = pg.rps / lite.rps.max(f64::MIN_POSITIVE);
     println!(
         "  non-streaming, concurrency 64, gateway source (metering, ledger, leased allocation)"
     );
     println!(
-        "{:<34} {:>12.1} requests/s (p50 {:.1} µs, p99 {:.1} µs)",
-        "  one server on SQLite", lite.rps, lite.p50, lite.p99
+        "{:<34} {:>12.1} requests/s (p50 {:.1} µs, p99 {:.1} µs, CPU {:.1} µs per request)",
+        "  one server on SQLite", lite.rps, lite.p50, lite.p99, lite_cpu
     );
     println!(
-        "{:<34} {:>12.1} requests/s (p50 {:.1} µs, p99 {:.1} µs)",
-        "  one replica on PostgreSQL", pg.rps, pg.p50, pg.p99
+        "{:<34} {:>12.1} requests/s (p50 {:.1} µs, p99 {:.1} µs, CPU {:.1} µs per request)",
+        "  one replica on PostgreSQL", pg.rps, pg.p50, pg.p99, pg_cpu
     );
     println!(
         "{:<34} {:>12.2}×        target: ≥ 0.9×",
@@ -1233,6 +1240,7 @@ first request routed the new way on B and C (polled about every ms); notificatio
         "propagation_from_request": sent,
         "exec": exec_ms,
         "not_propagated": missed,
-        "throughput_c64": {"sqlite": summary(&lite), "postgres": summary(&pg), "ratio": ratio},
+        "throughput_c64": {"sqlite": summary(&lite), "postgres": summary(&pg), "ratio": ratio,
+                           "cpu_us_per_request": {"sqlite": lite_cpu, "postgres": pg_cpu}},
     })
 }
