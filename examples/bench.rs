@@ -367,6 +367,23 @@ fn cpu_us(pid: u32) -> u64 {
     (ticks(11) + ticks(12)) * 10_000
 }
 
+/// CPU time of this machine's PostgreSQL server processes (named
+/// `postgres`), in microseconds; 0 when there are none (a remote server).
+fn postgres_cpu_us() -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(cpu_us)
+        .sum()
+}
+
 const BODY: &str =
     r#"{"model":"gpt-5.5","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16}"#;
 
@@ -924,6 +941,21 @@ fn postgres_base_url() -> String {
 /// notifications propagate changes within the measurement.
 const POLL_MS: u64 = 60_000;
 
+/// `url` with the password of its user part (if any) replaced by `***`,
+/// for output.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or("");
+            format!("{scheme}://{name}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Prefix of the schemas this benchmark creates (and drops, also when an
 /// interrupted run left one behind for more than an hour).
 const BENCH_SCHEMA_PREFIX: &str = "llmi_bench_";
@@ -1060,7 +1092,10 @@ async fn replicas(s: &Settings, mock: &str, sqlite: SocketAddr, sqlite_pid: u32)
     let (mut conn, schema) = match bench_schema(&base).await {
         Ok(made) => made,
         Err(e) => {
-            let reason = format!("PostgreSQL is not reachable at {base}: {e}");
+            let reason = format!(
+                "PostgreSQL is not reachable at {}: {e}",
+                without_password(&base)
+            );
             println!(
                 "  skipped: {reason} (set LLM_INTEGRATION_TEST_POSTGRES to use another server)"
             );
@@ -1198,7 +1233,7 @@ first request routed the new way on B and C (polled about every ms); notificatio
     // alternating.
     load(a.addr, 8, Duration::from_millis(200)).await;
     let (mut pg, mut lite) = ((Vec::new(), Duration::ZERO), (Vec::new(), Duration::ZERO));
-    let (mut pg_cpu, mut lite_cpu) = (0, 0);
+    let (mut pg_cpu, mut lite_cpu, mut server_cpu) = (0, 0, 0);
     for _ in 0..s.rounds {
         let before = cpu_us(sqlite_pid);
         let (l, t) = load(sqlite, 64, s.slice).await;
@@ -1206,13 +1241,16 @@ first request routed the new way on B and C (polled about every ms); notificatio
         lite.0.extend(l);
         lite.1 += t;
         let before = cpu_us(a.child.id());
+        let server_before = postgres_cpu_us();
         let (l, t) = load(a.addr, 64, s.slice).await;
         pg_cpu += cpu_us(a.child.id()) - before;
+        server_cpu += postgres_cpu_us().saturating_sub(server_before);
         pg.0.extend(l);
         pg.1 += t;
     }
     let lite_cpu = lite_cpu as f64 / lite.0.len().max(1) as f64;
     let pg_cpu = pg_cpu as f64 / pg.0.len().max(1) as f64;
+    let server_cpu = server_cpu as f64 / pg.0.len().max(1) as f64;
     let (pg, lite) = (summarize(pg.0, pg.1), summarize(lite.0, lite.1));
     let ratio = pg.rps / lite.rps.max(f64::MIN_POSITIVE);
     println!(
@@ -1226,6 +1264,12 @@ first request routed the new way on B and C (polled about every ms); notificatio
         "{:<34} {:>12.1} requests/s (p50 {:.1} µs, p99 {:.1} µs, CPU {:.1} µs per request)",
         "  one replica on PostgreSQL", pg.rps, pg.p50, pg.p99, pg_cpu
     );
+    if server_cpu > 0.0 {
+        println!(
+            "{:<34} {:>12.1} µs per request (the PostgreSQL server's processes on this machine)",
+            "  PostgreSQL server CPU", server_cpu
+        );
+    }
     println!(
         "{:<34} {:>12.2}×        target: ≥ 0.9×",
         "  PostgreSQL / SQLite", ratio
@@ -1241,6 +1285,6 @@ first request routed the new way on B and C (polled about every ms); notificatio
         "exec": exec_ms,
         "not_propagated": missed,
         "throughput_c64": {"sqlite": summary(&lite), "postgres": summary(&pg), "ratio": ratio,
-                           "cpu_us_per_request": {"sqlite": lite_cpu, "postgres": pg_cpu}},
+                           "cpu_us_per_request": {"sqlite": lite_cpu, "postgres": pg_cpu, "postgres_server": server_cpu}},
     })
 }
