@@ -36,6 +36,8 @@ struct Settings {
     smoke: bool,
     /// Only the gateway's memory: idle, after load, holding open streams.
     memory_only: bool,
+    /// Only the replicas-on-PostgreSQL section.
+    replicas_only: bool,
     rounds: usize,
     slice: Duration,
     streams_c1: usize,
@@ -62,6 +64,10 @@ struct Args {
     /// Only the gateway's memory: idle, after load, holding open streams.
     #[arg(long)]
     memory: bool,
+    /// Only the replicas-on-PostgreSQL section: change propagation between
+    /// three replicas, and one replica's throughput against SQLite.
+    #[arg(long, conflicts_with = "memory")]
+    replicas: bool,
     /// Where the figures go [default: target/release/bench.json].
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -75,6 +81,7 @@ fn settings() -> Settings {
         Settings {
             smoke,
             memory_only,
+            replicas_only: args.replicas,
             rounds: 1,
             slice: Duration::from_millis(300),
             streams_c1: 20,
@@ -86,6 +93,7 @@ fn settings() -> Settings {
         Settings {
             smoke,
             memory_only,
+            replicas_only: args.replicas,
             rounds: 5,
             slice: Duration::from_secs(2),
             streams_c1: 300,
@@ -132,7 +140,9 @@ fn gateway_binary() -> PathBuf {
 struct Gateway {
     child: Child,
     addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    /// The admin listener (`POST /exec`).
+    admin: SocketAddr,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Gateway {
@@ -154,21 +164,31 @@ impl Drop for Gateway {
 }
 
 fn start_gateway(mock: &str) -> Gateway {
+    start_server(mock, "", &[])
+}
+
+/// The real server on 127.0.0.1:0 (both listeners) in a new directory, on
+/// the gateway's core with one worker, every provider at `mock`, with
+/// `config` added to its configuration file and `env` to its environment.
+fn start_server(mock: &str, config: &str, env: &[(&str, &str)]) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("config.toml"),
         // The load comes from one address: the per-peer cap is lifted.
-        "default_allocation_usd = 1000000000.0\nshutdown_drain_secs = 1\n\
-max_connections = 100000\nmax_connections_per_peer = 100000\n",
+        format!(
+            "default_allocation_usd = 1000000000.0\nshutdown_drain_secs = 1\n\
+max_connections = 100000\nmax_connections_per_peer = 100000\n{config}"
+        ),
     )
     .unwrap();
     let wrapper: Vec<String> = std::env::var("BENCH_GATEWAY_WRAPPER")
         .map(|w| w.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
     let mut cmd = pinned_command(&gateway_binary(), &wrapper);
-    let mut child = cmd
-        .args(["--config", "config.toml"])
+    cmd.args(["--config", "config.toml"])
         .current_dir(dir.path())
+        .env_remove("LLM_INTEGRATION_MASTER_KEY")
+        .env_remove("LLM_INTEGRATION_DATABASE")
         .env("LLM_INTEGRATION_WORKER_THREADS", "1")
         .env("XDG_CONFIG_HOME", dir.path().join("config"))
         .env("LLM_INTEGRATION_LISTEN", "127.0.0.1:0")
@@ -179,33 +199,40 @@ max_connections = 100000\nmax_connections_per_peer = 100000\n",
         .env("LLM_INTEGRATION_OPENAI_BASE_URL", mock)
         .env("LLM_INTEGRATION_FIREWORKS_BASE_URL", mock)
         .env("LLM_INTEGRATION_GATEWAY_OPENAI_KEY", "bench-key")
-        .env("LLM_INTEGRATION_GATEWAY_ANTHROPIC_KEY", "bench-key")
+        .env("LLM_INTEGRATION_GATEWAY_ANTHROPIC_KEY", "bench-key");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let addr = loop {
+    let (mut addr, mut admin) = (None, None);
+    while admin.is_none() {
         let mut line = String::new();
         assert!(
             stdout.read_line(&mut line).unwrap() > 0,
             "the gateway exited"
         );
-        if let Some(url) = line
-            .trim()
-            .strip_prefix("Data plane (what VMs call): http://")
-        {
-            break url.parse().unwrap();
+        let line = line.trim();
+        if let Some(url) = line.strip_prefix("Data plane (what VMs call): http://") {
+            addr = Some(url.parse().unwrap());
         }
-    };
+        if let Some(url) = line.strip_prefix("Admin API (POST /exec): http://") {
+            admin = Some(url.parse().unwrap());
+        }
+    }
     std::thread::spawn(move || {
         let mut sink = String::new();
         let _ = std::io::Read::read_to_string(&mut stdout, &mut sink);
     });
     Gateway {
         child,
-        addr,
-        _dir: dir,
+        addr: addr.expect("the data plane's address is printed before the admin API's"),
+        admin: admin.unwrap(),
+        dir,
     }
 }
 
@@ -338,6 +365,23 @@ fn cpu_us(pid: u32) -> u64 {
             .unwrap_or(0)
     };
     (ticks(11) + ticks(12)) * 10_000
+}
+
+/// CPU time of this machine's PostgreSQL server processes (named
+/// `postgres`), in microseconds; 0 when there are none (a remote server).
+fn postgres_cpu_us() -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(cpu_us)
+        .sum()
 }
 
 const BODY: &str =
@@ -646,6 +690,17 @@ async fn run(s: Settings, pinned: bool) {
         None => println!("reference: nginx not installed (apt-get install nginx-light adds its column)"),
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
+    if s.replicas_only {
+        load(via, 8, Duration::from_millis(200)).await;
+        let figures = json!({
+            "smoke": s.smoke,
+            "pinned": pinned,
+            "gateway_core": core,
+            "replicas_postgres": replicas(&s, &mock.url(), via, pid).await,
+        });
+        write_json(&s, &figures);
+        return;
+    }
     let rss_idle = rss_kib(pid);
     if s.memory_only {
         for _ in 0..s.rounds {
@@ -846,6 +901,7 @@ async fn run(s: Settings, pinned: bool) {
         println!("{:<34} {:>12.1} µs", "nginx CPU per stream (c=64)", n);
     }
     println!("{:<34} {:>12.1} ns", "routing decision (10,000 VMs)", route);
+    let replicas_postgres = replicas(&s, &mock.url(), via, pid).await;
     let figures = json!({
         "smoke": s.smoke,
         "pinned": pinned,
@@ -860,10 +916,375 @@ async fn run(s: Settings, pinned: bool) {
         "cpu_us_per_stream": cpu_per_stream,
         "nginx_cpu_us_per_stream": nginx_cpu_per_stream,
         "routing_ns": route,
+        "replicas_postgres": replicas_postgres,
     });
+    write_json(&s, &figures);
+}
+
+fn write_json(s: &Settings, figures: &Value) {
     if let Some(dir) = s.json.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    std::fs::write(&s.json, serde_json::to_string_pretty(&figures).unwrap()).unwrap();
+    std::fs::write(&s.json, serde_json::to_string_pretty(figures).unwrap()).unwrap();
     println!("\nfigures written to {}", s.json.display());
+}
+
+/// The PostgreSQL server the replica section uses:
+/// `LLM_INTEGRATION_TEST_POSTGRES`, or the local one (trust authentication,
+/// database `test`).
+fn postgres_base_url() -> String {
+    std::env::var("LLM_INTEGRATION_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The replicas' version poll (`config_poll_ms`): a minute, so that only
+/// notifications propagate changes within the measurement.
+const POLL_MS: u64 = 60_000;
+
+/// `url` with the password of its user part (if any) replaced by `***`,
+/// for output.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or("");
+            format!("{scheme}://{name}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Prefix of the schemas this benchmark creates (and drops, also when an
+/// interrupted run left one behind for more than an hour).
+const BENCH_SCHEMA_PREFIX: &str = "llmi_bench_";
+
+/// A schema of its own on `base` for one run, and the connection that
+/// made it (to drop it at the end); the error when PostgreSQL is unreachable.
+async fn bench_schema(base: &str) -> Result<(sqlx::PgConnection, String), String> {
+    use sqlx::Connection;
+    let mut conn = tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(base))
+        .await
+        .map_err(|_| "no answer within 5 s".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'llmi\\_bench\\_%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(|e| e.to_string())?;
+    for name in stale {
+        let created = name
+            .strip_prefix(BENCH_SCHEMA_PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|t| t.parse::<u64>().ok());
+        if created.is_some_and(|t| t + 3600 < now) {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                .execute(&mut conn)
+                .await;
+        }
+    }
+    let schema = format!("{BENCH_SCHEMA_PREFIX}{now}_{}", std::process::id());
+    sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((conn, schema))
+}
+
+/// How a replica routes the `llm` integration's OpenAI requests.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Routing {
+    Gateway,
+    Disabled,
+}
+
+impl Routing {
+    fn flag(self) -> &'static str {
+        match self {
+            Routing::Gateway => "gateway",
+            Routing::Disabled => "disabled",
+        }
+    }
+
+    /// How a data-plane answer of `status` was routed: 200 from the mock,
+    /// or 404 `provider_disabled`; `None` for anything else.
+    fn of(status: hyper::StatusCode) -> Option<Self> {
+        match status {
+            hyper::StatusCode::OK => Some(Routing::Gateway),
+            hyper::StatusCode::NOT_FOUND => Some(Routing::Disabled),
+            _ => None,
+        }
+    }
+}
+
+/// Requests on `addr` (one keep-alive connection, one about every
+/// millisecond) until one is routed `want`; when its answer arrived
+/// (`None` after `give_up`).
+async fn first_routed(addr: SocketAddr, want: Routing, give_up: Instant) -> Option<Instant> {
+    let mut send = http1(addr).await;
+    loop {
+        if send.ready().await.is_err() {
+            send = http1(addr).await;
+        }
+        let response = send.send_request(request(false)).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let answered = Instant::now();
+        let routing = Routing::of(status).unwrap_or_else(|| {
+            panic!(
+                "replica {addr} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            )
+        });
+        if routing == want {
+            return Some(answered);
+        }
+        if answered > give_up {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+}
+
+/// `line` through the admin API at `admin`; panics unless it succeeded.
+async fn exec(http: &reqwest::Client, admin: SocketAddr, token: &str, line: &str) {
+    let response = http
+        .post(format!("http://{admin}/exec"))
+        .bearer_auth(token)
+        .header("content-type", "text/plain")
+        .body(line.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert!(status.is_success(), "{line}: {status} {body}");
+}
+
+fn ms_percentiles(mut v: Vec<f64>) -> Value {
+    v.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v[((v.len() as f64 - 1.0) * p).round() as usize]
+        }
+    };
+    json!({"p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0), "min_ms": at(0.0), "count": v.len()})
+}
+
+/// Three replicas on one fresh PostgreSQL schema: how long a configuration
+/// write on one takes to route requests on the other two (notifications
+/// only: their version poll is a minute), and c=64 throughput of one
+/// replica against `sqlite` (the SQLite gateway) in alternating rounds.
+/// Prints the figures; returns them for the JSON file (a `skipped` reason
+/// when PostgreSQL cannot be reached).
+async fn replicas(s: &Settings, mock: &str, sqlite: SocketAddr, sqlite_pid: u32) -> Value {
+    println!();
+    println!("replicas on PostgreSQL");
+    let base = postgres_base_url();
+    let (mut conn, schema) = match bench_schema(&base).await {
+        Ok(made) => made,
+        Err(e) => {
+            let reason = format!(
+                "PostgreSQL is not reachable at {}: {e}",
+                without_password(&base)
+            );
+            println!(
+                "  skipped: {reason} (set LLM_INTEGRATION_TEST_POSTGRES to use another server)"
+            );
+            return json!({"skipped": reason});
+        }
+    };
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let database = format!("{base}{separator}options=-c%20search_path%3D{schema}");
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("master.key");
+    let key_file = key_file.to_str().unwrap();
+    let config = format!("config_poll_ms = {POLL_MS}\n");
+    let env = [
+        ("LLM_INTEGRATION_DATABASE", database.as_str()),
+        ("LLM_INTEGRATION_MASTER_KEY_FILE", key_file),
+    ];
+    let figures = {
+        // The first bootstraps the owner and VM `local` (127.0.0.1).
+        let a = start_server(mock, &config, &env);
+        let token = std::fs::read_to_string(a.dir.path().join("llm-integration-data/owner.token"))
+            .expect("the first replica bootstraps the owner")
+            .trim()
+            .to_owned();
+        let b = start_server(mock, &config, &env);
+        let c = start_server(mock, &config, &env);
+        let figures = replica_figures(s, &token, &a, [b.addr, c.addr], (sqlite, sqlite_pid)).await;
+        drop((a, b, c));
+        figures
+    };
+    let dropped = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .execute(&mut conn)
+        .await;
+    if let Err(e) = dropped {
+        println!("  (could not drop schema {schema}: {e})");
+    }
+    figures
+}
+
+async fn replica_figures(
+    s: &Settings,
+    token: &str,
+    a: &Gateway,
+    others: [SocketAddr; 2],
+    (sqlite, sqlite_pid): (SocketAddr, u32),
+) -> Value {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let writes = if s.smoke { 20 } else { 200 };
+    let give_up = Duration::from_secs(10);
+    // Every replica routes by the bootstrapped configuration first.
+    let deadline = Instant::now() + give_up;
+    for addr in [a.addr].into_iter().chain(others) {
+        assert!(
+            first_routed(addr, Routing::Gateway, deadline)
+                .await
+                .is_some(),
+            "replica {addr} does not serve the bootstrapped configuration"
+        );
+    }
+    let (mut from_answer, mut from_sent, mut exec_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let mut missed = 0;
+    let mut state = Routing::Gateway;
+    for i in 0..writes {
+        let want = if i % 2 == 0 {
+            Routing::Disabled
+        } else {
+            Routing::Gateway
+        };
+        let probes: Vec<_> = others
+            .iter()
+            .map(|&addr| tokio::spawn(first_routed(addr, want, Instant::now() + give_up)))
+            .collect();
+        let sent = Instant::now();
+        exec(
+            &http,
+            a.admin,
+            token,
+            &format!("integrations edit llm --openai={}", want.flag()),
+        )
+        .await;
+        let answered = Instant::now();
+        state = want;
+        exec_ms.push(answered.duration_since(sent).as_secs_f64() * 1000.0);
+        for probe in probes {
+            match probe.await.unwrap() {
+                Some(routed) => {
+                    from_sent.push(routed.duration_since(sent).as_secs_f64() * 1000.0);
+                    // Signed: a replica may route the new way before the
+                    // writer's answer arrives here.
+                    from_answer.push(if routed >= answered {
+                        routed.duration_since(answered).as_secs_f64() * 1000.0
+                    } else {
+                        -(answered.duration_since(routed).as_secs_f64() * 1000.0)
+                    });
+                }
+                None => missed += 1,
+            }
+        }
+    }
+    if state != Routing::Gateway {
+        exec(
+            &http,
+            a.admin,
+            token,
+            "integrations edit llm --openai=gateway",
+        )
+        .await;
+    }
+    let answer = ms_percentiles(from_answer);
+    let sent = ms_percentiles(from_sent);
+    let exec_ms = ms_percentiles(exec_ms);
+    println!(
+        "  propagation: {writes} writes on replica A (`integrations edit llm --openai=disabled|gateway` through POST /exec), \
+first request routed the new way on B and C (polled about every ms); notifications only (config_poll_ms = {POLL_MS})"
+    );
+    let line = |label: &str, v: &Value, target: &str| {
+        println!(
+            "{label:<34} p50 {:>8.2} ms   p99 {:>8.2} ms   max {:>8.2} ms   {target}",
+            v["p50_ms"].as_f64().unwrap(),
+            v["p99_ms"].as_f64().unwrap(),
+            v["max_ms"].as_f64().unwrap()
+        )
+    };
+    line("  from the write's answer", &answer, "target: p99 ≤ 50 ms");
+    line("  from the write's request", &sent, "");
+    line("  the write itself (POST /exec)", &exec_ms, "");
+    if missed > 0 {
+        println!(
+            "  {missed} of {} did not route the new way within {} s",
+            writes * 2,
+            give_up.as_secs()
+        );
+    }
+
+    // Throughput: the same load on replica A and on the SQLite gateway,
+    // alternating.
+    load(a.addr, 8, Duration::from_millis(200)).await;
+    let (mut pg, mut lite) = ((Vec::new(), Duration::ZERO), (Vec::new(), Duration::ZERO));
+    let (mut pg_cpu, mut lite_cpu, mut server_cpu) = (0, 0, 0);
+    for _ in 0..s.rounds {
+        let before = cpu_us(sqlite_pid);
+        let (l, t) = load(sqlite, 64, s.slice).await;
+        lite_cpu += cpu_us(sqlite_pid) - before;
+        lite.0.extend(l);
+        lite.1 += t;
+        let before = cpu_us(a.child.id());
+        let server_before = postgres_cpu_us();
+        let (l, t) = load(a.addr, 64, s.slice).await;
+        pg_cpu += cpu_us(a.child.id()) - before;
+        server_cpu += postgres_cpu_us().saturating_sub(server_before);
+        pg.0.extend(l);
+        pg.1 += t;
+    }
+    let lite_cpu = lite_cpu as f64 / lite.0.len().max(1) as f64;
+    let pg_cpu = pg_cpu as f64 / pg.0.len().max(1) as f64;
+    let server_cpu = server_cpu as f64 / pg.0.len().max(1) as f64;
+    let (pg, lite) = (summarize(pg.0, pg.1), summarize(lite.0, lite.1));
+    let ratio = pg.rps / lite.rps.max(f64::MIN_POSITIVE);
+    println!(
+        "  non-streaming, concurrency 64, gateway source (metering, ledger, leased allocation)"
+    );
+    println!(
+        "{:<34} {:>12.1} requests/s (p50 {:.1} µs, p99 {:.1} µs, CPU {:.1} µs per request)",
+        "  one server on SQLite", lite.rps, lite.p50, lite.p99, lite_cpu
+    );
+    println!(
+        "{:<34} {:>12.1} requests/s (p50 {:.1} µs, p99 {:.1} µs, CPU {:.1} µs per request)",
+        "  one replica on PostgreSQL", pg.rps, pg.p50, pg.p99, pg_cpu
+    );
+    if server_cpu > 0.0 {
+        println!(
+            "{:<34} {:>12.1} µs per request (the PostgreSQL server's processes on this machine)",
+            "  PostgreSQL server CPU", server_cpu
+        );
+    }
+    println!(
+        "{:<34} {:>12.2}×        target: ≥ 0.9×",
+        "  PostgreSQL / SQLite", ratio
+    );
+    let summary =
+        |s: &Summary| json!({"rps": s.rps, "p50_us": s.p50, "p99_us": s.p99, "p999_us": s.p999});
+    json!({
+        "replicas": 3,
+        "writes": writes,
+        "config_poll_ms": POLL_MS,
+        "propagation_from_answer": answer,
+        "propagation_from_request": sent,
+        "exec": exec_ms,
+        "not_propagated": missed,
+        "throughput_c64": {"sqlite": summary(&lite), "postgres": summary(&pg), "ratio": ratio,
+                           "cpu_us_per_request": {"sqlite": lite_cpu, "postgres": pg_cpu, "postgres_server": server_cpu}},
+    })
 }
