@@ -117,6 +117,58 @@ pub async fn open(database: &Database) -> Result<Arc<dyn ControlStore>, StoreErr
     })
 }
 
+/// A usage record as the ledger's columns store it.
+pub(crate) struct LedgerRow {
+    started_at_ms: i64,
+    owner_kind: &'static str,
+    owner_id: i64,
+    vm_id: i64,
+    integration_id: i64,
+    provider: &'static str,
+    source: &'static str,
+    model: Option<String>,
+    input_tokens: i64,
+    output_tokens: i64,
+    cache_creation_tokens: i64,
+    cache_read_tokens: i64,
+    cost_micros: i64,
+    status: i64,
+    duration_ms: i64,
+    ttfb_ms: Option<i64>,
+    estimated: bool,
+}
+
+impl From<&llm_integration_core::seams::UsageRecord> for LedgerRow {
+    fn from(r: &llm_integration_core::seams::UsageRecord) -> Self {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let (owner_kind, owner_id) = owner_parts(r.owner);
+        LedgerRow {
+            started_at_ms: r
+                .started_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(ms)
+                .unwrap_or(0),
+            owner_kind,
+            owner_id,
+            vm_id: r.vm.0,
+            integration_id: r.integration.0,
+            provider: r.provider.as_str(),
+            source: r.source.as_str(),
+            model: r.model.clone(),
+            input_tokens: n(r.tokens.input),
+            output_tokens: n(r.tokens.output),
+            cache_creation_tokens: n(r.tokens.cache_creation),
+            cache_read_tokens: n(r.tokens.cache_read),
+            cost_micros: n(r.cost_micros),
+            status: i64::from(r.status),
+            duration_ms: ms(r.duration),
+            ttfb_ms: r.time_to_first_byte.map(ms),
+            estimated: r.estimated,
+        }
+    }
+}
+
 /// The text stored for an owner kind.
 pub(crate) fn owner_parts(owner: llm_integration_core::Owner) -> (&'static str, i64) {
     match owner {

@@ -202,6 +202,45 @@ async fn commit(store: &PgStore, mut tx: Transaction<'_, Postgres>) -> Result<()
     tx.commit().await.map_err(unavailable)
 }
 
+/// Appends `chunk` to the ledger with one statement of one array per
+/// column (`UNNEST`): the same text whatever the batch size, so it is
+/// prepared once per connection, and PostgreSQL binds 17 parameters
+/// instead of 17 per row.
+async fn insert_usage(
+    tx: &mut Transaction<'_, Postgres>,
+    chunk: &[llm_integration_core::seams::UsageRecord],
+) -> Result<(), StoreError> {
+    let rows: Vec<super::LedgerRow> = chunk.iter().map(super::LedgerRow::from).collect();
+    let column = |f: fn(&super::LedgerRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+    sqlx::query(
+        "INSERT INTO usage_ledger (started_at_ms, owner_kind, owner_id, vm_id, integration_id, provider, source, model, \
+         input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, cost_micros, status, duration_ms, ttfb_ms, estimated) \
+         SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[], $5::BIGINT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], \
+         $9::BIGINT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[], $13::BIGINT[], $14::BIGINT[], $15::BIGINT[], $16::BIGINT[], $17::BOOLEAN[])",
+    )
+    .bind(column(|r| r.started_at_ms))
+    .bind(rows.iter().map(|r| r.owner_kind).collect::<Vec<&str>>())
+    .bind(column(|r| r.owner_id))
+    .bind(column(|r| r.vm_id))
+    .bind(column(|r| r.integration_id))
+    .bind(rows.iter().map(|r| r.provider).collect::<Vec<&str>>())
+    .bind(rows.iter().map(|r| r.source).collect::<Vec<&str>>())
+    .bind(rows.iter().map(|r| r.model.clone()).collect::<Vec<Option<String>>>())
+    .bind(column(|r| r.input_tokens))
+    .bind(column(|r| r.output_tokens))
+    .bind(column(|r| r.cache_creation_tokens))
+    .bind(column(|r| r.cache_read_tokens))
+    .bind(column(|r| r.cost_micros))
+    .bind(column(|r| r.status))
+    .bind(column(|r| r.duration_ms))
+    .bind(rows.iter().map(|r| r.ttfb_ms).collect::<Vec<Option<i64>>>())
+    .bind(rows.iter().map(|r| r.estimated).collect::<Vec<bool>>())
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
 /// How long a server waits for a lock another holds (a ChatGPT refresh
 /// takes seconds at most).
 const LOCK_WAIT: &str = "30s";

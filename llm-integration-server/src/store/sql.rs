@@ -26,7 +26,7 @@ use llm_integration_core::{
 };
 use sqlx::{Row, Transaction};
 
-use super::{commit, hold_lock, Db, Store};
+use super::{commit, hold_lock, insert_usage, Db, Store};
 use crate::store::{conflict, corrupt, owner_parts, unavailable};
 
 fn settings_json(kind: &IntegrationKind) -> Result<(&'static str, String), StoreError> {
@@ -1063,44 +1063,9 @@ impl ControlStore for Store {
         }
         let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let mut tx = self.begin().await?;
-        // Multi-row inserts: one statement per 500 records, not one per record.
+        // Many rows per statement, not one per record (how is the driver's).
         for chunk in records.chunks(500) {
-            let mut insert = sqlx::QueryBuilder::<Db>::new(
-                "INSERT INTO usage_ledger (started_at_ms, owner_kind, owner_id, vm_id, integration_id, provider, source, model, \
-                 input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, cost_micros, status, duration_ms, ttfb_ms, estimated) ",
-            );
-            insert.push_values(chunk, |mut row, r| {
-                let (kind, id) = owner_parts(r.owner);
-                row.push_bind(unix_ms(r.started_at))
-                    .push_bind(kind)
-                    .push_bind(id)
-                    .push_bind(r.vm.0)
-                    .push_bind(r.integration.0)
-                    .push_bind(r.provider.as_str())
-                    .push_bind(r.source.as_str())
-                    .push_bind(r.model.clone())
-                    .push_bind(as_i64(r.tokens.input))
-                    .push_bind(as_i64(r.tokens.output))
-                    .push_bind(as_i64(r.tokens.cache_creation))
-                    .push_bind(as_i64(r.tokens.cache_read))
-                    .push_bind(as_i64(r.cost_micros))
-                    .push_bind(i64::from(r.status))
-                    .push_bind(i64::try_from(r.duration.as_millis()).unwrap_or(i64::MAX))
-                    .push_bind(
-                        r.time_to_first_byte
-                            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-                    )
-                    .push_bind(r.estimated);
-            });
-            // Not kept in the connection's statement cache: each batch size
-            // is its own statement, and a cached one of hundreds of rows
-            // holds hundreds of KiB.
-            insert
-                .build()
-                .persistent(false)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+            insert_usage(&mut tx, chunk).await?;
         }
         // One debit per owner, from this server's lease when it holds one;
         // owners in a fixed order, so concurrent writers lock alike.

@@ -89,3 +89,42 @@ async fn hold_lock(
 ) -> Result<llm_integration_core::seams::StoreLock, StoreError> {
     Ok(Box::new(()))
 }
+
+/// Appends `chunk` to the ledger: one multi-row `INSERT` (not kept in the
+/// statement cache: each batch size is its own statement, and a cached one
+/// of hundreds of rows holds hundreds of KiB).
+async fn insert_usage(
+    tx: &mut Transaction<'_, Sqlite>,
+    chunk: &[llm_integration_core::seams::UsageRecord],
+) -> Result<(), StoreError> {
+    let mut insert = sqlx::QueryBuilder::<Sqlite>::new(
+        "INSERT INTO usage_ledger (started_at_ms, owner_kind, owner_id, vm_id, integration_id, provider, source, model, \
+         input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens, cost_micros, status, duration_ms, ttfb_ms, estimated) ",
+    );
+    insert.push_values(chunk.iter().map(super::LedgerRow::from), |mut row, r| {
+        row.push_bind(r.started_at_ms)
+            .push_bind(r.owner_kind)
+            .push_bind(r.owner_id)
+            .push_bind(r.vm_id)
+            .push_bind(r.integration_id)
+            .push_bind(r.provider)
+            .push_bind(r.source)
+            .push_bind(r.model)
+            .push_bind(r.input_tokens)
+            .push_bind(r.output_tokens)
+            .push_bind(r.cache_creation_tokens)
+            .push_bind(r.cache_read_tokens)
+            .push_bind(r.cost_micros)
+            .push_bind(r.status)
+            .push_bind(r.duration_ms)
+            .push_bind(r.ttfb_ms)
+            .push_bind(r.estimated);
+    });
+    insert
+        .build()
+        .persistent(false)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
