@@ -117,6 +117,10 @@ async fn owner_of(store: &dyn ControlStore, owner: &OwnerArg) -> Result<Owner, E
     })
 }
 
+/// The largest allocation, in micro-dollars ($1,000,000,000): far below
+/// what a 64-bit balance holds, so grants cannot overflow it.
+const MAX_BALANCE_MICROS: i64 = 1_000_000_000_000_000;
+
 fn usd_to_micros(usd: f64) -> Result<i64, ExecError> {
     if !usd.is_finite() || usd.abs() > 1e9 {
         return Err(ExecError::Usage(format!(
@@ -390,9 +394,16 @@ pub async fn run(
         }
         AdminCommand::Allocations(AllocationsCommand::Grant { owner, usd }) => {
             let o = owner_of(store, &owner).await?;
-            let balance = store
-                .grant_allocation(o, usd_to_micros(usd)?, default_allocation)
-                .await?;
+            let micros = usd_to_micros(usd)?;
+            let current = store.allocation(o).await?.unwrap_or(default_allocation);
+            if current.saturating_add(micros).abs() > MAX_BALANCE_MICROS {
+                return Err(ExecError::Usage(format!(
+                    "that would make the allocation {}, beyond the ${} an allocation can hold; use `allocations set`",
+                    dollars(current.saturating_add(micros)),
+                    MAX_BALANCE_MICROS / 1_000_000
+                )));
+            }
+            let balance = store.grant_allocation(o, micros, default_allocation).await?;
             Ok(format!("allocation now {}\n", dollars(balance)))
         }
         AdminCommand::Usage { owner, since, by } => {

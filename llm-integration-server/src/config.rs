@@ -417,17 +417,17 @@ fn describe(error: figment::Error) -> String {
 
 impl Settings {
     /// Data dir, database and key source.
-    fn store(&self) -> (PathBuf, Database, KeySource) {
+    fn store(&self) -> Result<(PathBuf, Database, KeySource), ConfigError> {
         let data_dir = self.data_dir.clone();
         let database = match &self.database {
-            Some(value) => Database::parse(value),
+            Some(value) => Database::parse(value).map_err(ConfigError)?,
             None => Database::Sqlite(data_dir.join("llm-integration.db")),
         };
         let key_file = self
             .master_key_file
             .clone()
             .unwrap_or_else(|| crate::crypto::default_key_file(&data_dir));
-        (data_dir, database, KeySource::from_env_or(key_file))
+        Ok((data_dir, database, KeySource::from_env_or(key_file)))
     }
 
     /// The default allocation in micro-dollars.
@@ -500,7 +500,7 @@ impl Settings {
     /// Validates the settings into a [`Config`], with the gateway keys
     /// from the environment.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        let (data_dir, database, master_key) = self.store();
+        let (data_dir, database, master_key) = self.store()?;
         let limits = self.limits();
         if limits.header_read.is_zero() || limits.idle_connection.is_zero() {
             return Err(ConfigError(
@@ -633,7 +633,7 @@ impl StoreArgs {
 
     /// Just the store part of the configuration (for operator commands).
     pub fn store_config(&self) -> Result<(PathBuf, Database, KeySource), ConfigError> {
-        Ok(self.settings()?.store())
+        self.settings()?.store()
     }
 }
 
@@ -998,6 +998,16 @@ mod tests {
                 "chatgpt_backend_url = \"x\"",
                 &[],
                 "invalid chatgpt backend base URL",
+            ),
+            (
+                "database = \"postgress://u:pw@h/db\"",
+                &[],
+                "unknown scheme `postgress:`",
+            ),
+            (
+                "",
+                &["--database", "postgres:/u@h/db"],
+                "two slashes after the scheme",
             ),
             (
                 "allocation_lease_secs = 1",

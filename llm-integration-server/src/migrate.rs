@@ -320,7 +320,7 @@ struct Plan {
 /// a table this version does not know; the copy or its verification failed
 /// (the target is left empty).
 pub async fn migrate(from: &Path, to: &str, key: &KeySource) -> Result<Report, MigrateError> {
-    let target = Database::parse(to);
+    let target = Database::parse(to).map_err(fail)?;
     let Database::Postgres(url) = &target else {
         return Err(fail(format!(
             "--to {} is not a PostgreSQL URL; give postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME",
@@ -328,10 +328,15 @@ pub async fn migrate(from: &Path, to: &str, key: &KeySource) -> Result<Report, M
         )));
     };
     let shown = target.describe();
-    let from = Database::parse(&from.to_string_lossy())
-        .sqlite_path()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| from.to_path_buf());
+    let from = match Database::parse(&from.to_string_lossy()).map_err(fail)? {
+        Database::Sqlite(path) => path,
+        source @ Database::Postgres(_) => {
+            return Err(fail(format!(
+                "--from {} is a PostgreSQL URL; give --from the SQLite installation's database file (DATA_DIR/llm-integration.db)",
+                source.describe()
+            )))
+        }
+    };
     check_sqlite_file(&from)?;
 
     let source = SqliteStore::open(&from).await.map_err(|e| {
@@ -341,6 +346,7 @@ pub async fn migrate(from: &Path, to: &str, key: &KeySource) -> Result<Report, M
         ))
     })?;
     let outcome = async {
+        refuse_a_running_source(&source, &from).await?;
         let master = master_key(&source, &from, key).await?;
         let samples = Samples::read(&source, &master, &from).await?;
         let pg = PgStore::connect(url)
@@ -440,6 +446,29 @@ async fn copy_and_verify(
             KeySource::Env(_) => None,
         },
     })
+}
+
+/// A server still running on the source renews its allocation leases
+/// every second: an unexpired lease means the copy would miss what it
+/// writes next (and fold back a lease it is still spending).
+async fn refuse_a_running_source(source: &SqliteStore, from: &Path) -> Result<(), MigrateError> {
+    let newest: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(expires_at_ms) FROM allocation_leases")
+            .fetch_one(source.pool())
+            .await
+            .map_err(|e| fail(format!("cannot read {}: {e}", from.display())))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    match newest {
+        Some(expires) if expires > now => Err(fail(format!(
+            "a server is running on {}, or stopped without shutting down (its allocation lease expires in {} s); stop it with SIGTERM (or wait for the lease), then run admin migrate again",
+            from.display(),
+            (expires - now + 999) / 1000
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The source must be an existing SQLite file (opening would create one).

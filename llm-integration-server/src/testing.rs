@@ -77,7 +77,7 @@ const TEST_SCHEMA_PREFIX: &str = "llmi_test_";
 
 /// Creates an empty schema for one test on [`test_postgres_url`] and
 /// returns a URL whose connections use it. Schemas of earlier runs older
-/// than an hour are dropped on the way.
+/// than 15 minutes (longer than any test) are dropped on the way.
 ///
 /// Panics with the fix when PostgreSQL cannot be reached.
 pub async fn fresh_postgres_schema() -> String {
@@ -107,7 +107,7 @@ pub async fn fresh_postgres_schema() -> String {
             .strip_prefix(TEST_SCHEMA_PREFIX)
             .and_then(|rest| rest.split('_').next())
             .and_then(|t| t.parse::<u64>().ok());
-        if created.is_some_and(|t| t + 3600 < now) {
+        if created.is_some_and(|t| t + 900 < now) {
             let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
                 .execute(&mut conn)
                 .await;

@@ -45,16 +45,49 @@ impl std::fmt::Debug for Database {
 impl Database {
     /// Reads a `--database` value: `postgres://…`/`postgresql://…`,
     /// `sqlite:PATH` (also `sqlite://PATH`), or a plain path.
-    pub fn parse(value: &str) -> Database {
-        let lower = value.get(..13).unwrap_or(value).to_ascii_lowercase();
-        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-            return Database::Postgres(value.to_owned());
+    ///
+    /// Errors: a value that starts like a URL (`NAME:/…`) with any other
+    /// scheme, or a PostgreSQL scheme without `//` (a typo must not become
+    /// a SQLite file named after the URL, password included); the message
+    /// shows the value with any password hidden.
+    pub fn parse(value: &str) -> Result<Database, String> {
+        let scheme = value
+            .split_once(':')
+            .map(|(s, _)| s)
+            .filter(|s| {
+                s.len() >= 2
+                    && s.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+            })
+            .map(str::to_ascii_lowercase);
+        let looks_like_url = value
+            .split_once(':')
+            .is_some_and(|(_, rest)| rest.starts_with('/'));
+        match scheme.as_deref() {
+            Some("postgres" | "postgresql") => {
+                let rest = &value[value.find(':').map_or(0, |i| i + 1)..];
+                if rest.starts_with("//") {
+                    return Ok(Database::Postgres(value.to_owned()));
+                }
+                Err(format!(
+                    "--database `{}:…` is not a whole URL: a PostgreSQL URL is postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME (two slashes after the scheme)",
+                    scheme.as_deref().unwrap_or("postgres")
+                ))
+            }
+            Some("sqlite") => {
+                let path = value
+                    .strip_prefix("sqlite://")
+                    .or_else(|| value.get("sqlite:".len()..))
+                    .unwrap_or(value);
+                Ok(Database::Sqlite(PathBuf::from(path)))
+            }
+            Some(other) if looks_like_url => Err(format!(
+                "--database {}: unknown scheme `{other}:`; give a SQLite file path (or sqlite:PATH), or a PostgreSQL URL postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME",
+                redact_password(value)
+            )),
+            _ => Ok(Database::Sqlite(PathBuf::from(value))),
         }
-        let path = value
-            .strip_prefix("sqlite://")
-            .or_else(|| value.strip_prefix("sqlite:"))
-            .unwrap_or(value);
-        Database::Sqlite(PathBuf::from(path))
     }
 
     /// The database for messages: the file's path, or the URL with any
@@ -201,23 +234,38 @@ mod tests {
 
     #[test]
     fn the_scheme_picks_the_backend() {
+        let ok = |v: &str| Database::parse(v).unwrap();
         assert_eq!(
-            Database::parse("postgres://u@h/db"),
+            ok("postgres://u@h/db"),
             Database::Postgres("postgres://u@h/db".into())
         );
         assert_eq!(
-            Database::parse("PostgreSQL://u@h/db"),
+            ok("PostgreSQL://u@h/db"),
             Database::Postgres("PostgreSQL://u@h/db".into())
         );
-        assert_eq!(
-            Database::parse("sqlite:/d/x.db"),
-            Database::Sqlite("/d/x.db".into())
-        );
-        assert_eq!(
-            Database::parse("sqlite:///d/x.db"),
-            Database::Sqlite("/d/x.db".into())
-        );
-        assert_eq!(Database::parse("x.db"), Database::Sqlite("x.db".into()));
+        assert_eq!(ok("sqlite:/d/x.db"), Database::Sqlite("/d/x.db".into()));
+        assert_eq!(ok("sqlite:///d/x.db"), Database::Sqlite("/d/x.db".into()));
+        assert_eq!(ok("SQLite:x.db"), Database::Sqlite("x.db".into()));
+        assert_eq!(ok("x.db"), Database::Sqlite("x.db".into()));
+        assert_eq!(ok("./a:b.db"), Database::Sqlite("./a:b.db".into()));
+        assert_eq!(ok("C:x.db"), Database::Sqlite("C:x.db".into()));
+    }
+
+    /// A typo in the scheme is refused, never a SQLite file named after
+    /// the URL; the refusal hides the password.
+    #[test]
+    fn scheme_typos_are_refused() {
+        for (value, says) in [
+            ("postgress://u:s3cret@h/db", "unknown scheme `postgress:`"),
+            ("postgre://u:s3cret@h/db", "unknown scheme `postgre:`"),
+            ("mysql://u:s3cret@h/db", "unknown scheme `mysql:`"),
+            ("postgres:/u:s3cret@h/db", "two slashes"),
+            ("postgres:u:s3cret@h/db", "two slashes"),
+        ] {
+            let e = Database::parse(value).unwrap_err();
+            assert!(e.contains(says), "{value}: {e}");
+            assert!(!e.contains("s3cret"), "{value}: {e}");
+        }
     }
 
     #[test]
@@ -235,7 +283,7 @@ mod tests {
             ),
             ("postgres://u@h/db", "postgres://u@h/db"),
         ] {
-            let d = Database::parse(url);
+            let d = Database::parse(url).unwrap();
             assert_eq!(d.describe(), shown);
             assert!(!format!("{d:?}").contains("s3cret"));
         }

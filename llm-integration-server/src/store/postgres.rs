@@ -61,6 +61,29 @@ impl PgStore {
             ))
         })?;
         let options = options.application_name("llm-integration");
+        // One connection first, so that a refusal says why (a pool that
+        // cannot connect only says it timed out).
+        let first = tokio::time::timeout(ACQUIRE_TIMEOUT * 2, {
+            use sqlx::ConnectOptions;
+            options.connect()
+        })
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(format!(
+                "cannot connect to PostgreSQL at {shown}: no answer within {} s",
+                (ACQUIRE_TIMEOUT * 2).as_secs()
+            ))
+        })?
+        .map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot connect to PostgreSQL at {shown}: {}",
+                redact(&e.to_string(), url)
+            ))
+        })?;
+        {
+            use sqlx::Connection;
+            let _ = first.close().await;
+        }
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .min_connections(0)
