@@ -457,10 +457,7 @@ async fn refuse_a_running_source(source: &SqliteStore, from: &Path) -> Result<()
             .fetch_one(source.pool())
             .await
             .map_err(|e| fail(format!("cannot read {}: {e}", from.display())))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
+    let now = crate::store::unix_ms(std::time::SystemTime::now());
     match newest {
         Some(expires) if expires > now => Err(fail(format!(
             "a server is running on {}, or stopped without shutting down (its allocation lease expires in {} s); stop it with SIGTERM (or wait for the lease), then run admin migrate again",

@@ -44,6 +44,8 @@ use std::time::{Duration, Instant, SystemTime};
 use llm_integration_core::seams::{ControlStore, LeaseRequest, StoreError};
 use llm_integration_core::Owner;
 
+use crate::store::unix_ms;
+
 /// How long a lease lives unless renewed, by default (the server's
 /// `allocation_lease_secs`).
 pub const LEASE_TTL: Duration = Duration::from_secs(30);
@@ -138,12 +140,6 @@ pub struct Allocator {
     /// Bumped by every ledger write, so a lease answer read across a write
     /// is not mistaken for the truth.
     writes: AtomicU64,
-}
-
-fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl Allocator {

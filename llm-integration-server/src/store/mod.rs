@@ -108,6 +108,35 @@ impl Database {
     }
 }
 
+/// The passwords a PostgreSQL URL carries: its userinfo's
+/// (`scheme://user:SECRET@host`) and any `password=SECRET` parameter.
+pub(crate) fn url_passwords(url: &str) -> Vec<&str> {
+    let Some((_, rest)) = url.split_once("://") else {
+        return Vec::new();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let userinfo = authority
+        .rsplit_once('@')
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, p)| p);
+    let query = tail
+        .split_once('?')
+        .map(|(_, q)| q)
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(k, _)| k.eq_ignore_ascii_case("password"))
+        .map(|(_, v)| v);
+    userinfo
+        .into_iter()
+        .chain(query)
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
 /// `scheme://user:secret@host/…` → `scheme://user:***@host/…`; the query
 /// string's `password=` too.
 fn redact_password(url: &str) -> String {
@@ -150,6 +179,13 @@ pub async fn open(database: &Database) -> Result<Arc<dyn ControlStore>, StoreErr
     })
 }
 
+/// `t` as Unix milliseconds (0 before the epoch, saturating far after).
+pub(crate) fn unix_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// A usage record as the ledger's columns store it.
 pub(crate) struct LedgerRow {
     started_at_ms: i64,
@@ -177,11 +213,7 @@ impl From<&llm_integration_core::seams::UsageRecord> for LedgerRow {
         let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         let (owner_kind, owner_id) = owner_parts(r.owner);
         LedgerRow {
-            started_at_ms: r
-                .started_at
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(ms)
-                .unwrap_or(0),
+            started_at_ms: unix_ms(r.started_at),
             owner_kind,
             owner_id,
             vm_id: r.vm.0,
@@ -285,6 +317,9 @@ mod tests {
         ] {
             let d = Database::parse(url).unwrap();
             assert_eq!(d.describe(), shown);
+            if url.contains("s3cret") {
+                assert_eq!(url_passwords(url), ["s3cret"], "{url}");
+            }
             assert!(!format!("{d:?}").contains("s3cret"));
         }
     }

@@ -314,17 +314,10 @@ fn channel_for(schema: &str) -> String {
     format!("{base}_{hex}")
 }
 
-/// Removes the URL's password from a driver message that may quote it.
+/// Removes the URL's passwords (its userinfo's and a `password=`
+/// parameter's) from a driver message that may quote them.
 fn redact(message: &str, url: &str) -> String {
-    let password = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split(['/', '?']).next())
-        .and_then(|authority| authority.rsplit_once('@'))
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, p)| p)
-        .filter(|p| !p.is_empty());
-    match password {
-        Some(p) => message.replace(p, "***"),
-        None => message.to_owned(),
-    }
+    super::url_passwords(url)
+        .into_iter()
+        .fold(message.to_owned(), |m, p| m.replace(p, "***"))
 }

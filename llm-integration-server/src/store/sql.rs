@@ -27,7 +27,7 @@ use llm_integration_core::{
 use sqlx::{Row, Transaction};
 
 use super::{commit, hold_lock, insert_usage, Db, Store};
-use crate::store::{conflict, corrupt, owner_parts, unavailable};
+use crate::store::{conflict, corrupt, owner_parts, unavailable, unix_ms};
 
 fn settings_json(kind: &IntegrationKind) -> Result<(&'static str, String), StoreError> {
     let encoded = match kind {
@@ -189,6 +189,31 @@ async fn lock_allocation(
     .map_err(unavailable)
 }
 
+/// An owner's whole balance: unleased plus what the servers' leases hold.
+const OWNER_BALANCE: &str =
+    "SELECT balance_micros + (SELECT CAST(COALESCE(SUM(micros), 0) AS BIGINT) \
+     FROM allocation_leases l WHERE l.owner_kind = a.owner_kind AND l.owner_id = a.owner_id) \
+     FROM allocations a WHERE owner_kind = $1 AND owner_id = $2";
+
+/// Adds `micros` (negative to debit) to an owner's unleased balance.
+async fn add_to_balance(
+    tx: &mut Transaction<'_, Db>,
+    kind: &str,
+    id: i64,
+    micros: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE allocations SET balance_micros = balance_micros + $3 WHERE owner_kind = $1 AND owner_id = $2",
+    )
+    .bind(kind)
+    .bind(id)
+    .bind(micros)
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
 /// The owner a stored `(owner_kind, owner_id)` names.
 fn owner_from(kind: &str, id: i64) -> Result<Owner, StoreError> {
     match kind {
@@ -196,12 +221,6 @@ fn owner_from(kind: &str, id: i64) -> Result<Owner, StoreError> {
         "team" => Ok(Owner::Team(TeamId(id))),
         other => Err(corrupt("owner kind", other)),
     }
-}
-
-fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn parse<T: FromStr>(what: &str, value: &str) -> Result<T, StoreError>
@@ -324,11 +343,7 @@ impl ConfigStore for Store {
             let id: i64 = r.try_get(0).map_err(unavailable)?;
             let owner_kind: String = r.try_get(1).map_err(unavailable)?;
             let owner_id: i64 = r.try_get(2).map_err(unavailable)?;
-            let owner = match owner_kind.as_str() {
-                "user" => Owner::User(UserId(owner_id)),
-                "team" => Owner::Team(TeamId(owner_id)),
-                other => return Err(corrupt("owner kind", other)),
-            };
+            let owner = owner_from(&owner_kind, owner_id)?;
             let name: String = r.try_get(3).map_err(unavailable)?;
             let kind_text: String = r.try_get(4).map_err(unavailable)?;
             let settings: String = r.try_get(5).map_err(unavailable)?;
@@ -810,16 +825,12 @@ impl ControlStore for Store {
 
     async fn allocation(&self, owner: Owner) -> Result<Option<i64>, StoreError> {
         let (kind, id) = owner_parts(owner);
-        sqlx::query_scalar(
-            "SELECT balance_micros + (SELECT CAST(COALESCE(SUM(micros), 0) AS BIGINT) FROM allocation_leases l \
-             WHERE l.owner_kind = a.owner_kind AND l.owner_id = a.owner_id) \
-             FROM allocations a WHERE owner_kind = $1 AND owner_id = $2",
-        )
-        .bind(kind)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)
+        sqlx::query_scalar(OWNER_BALANCE)
+            .bind(kind)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)
     }
 
     async fn set_allocation(&self, owner: Owner, micros: i64) -> Result<(), StoreError> {
@@ -854,25 +865,13 @@ impl ControlStore for Store {
         let (kind, id) = owner_parts(owner);
         let mut tx = self.begin().await?;
         lock_allocation(&mut tx, owner, default).await?;
-        sqlx::query(
-            "UPDATE allocations SET balance_micros = balance_micros + $3 WHERE owner_kind = $1 AND owner_id = $2",
-        )
-        .bind(kind)
-        .bind(id)
-        .bind(micros)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let total: i64 = sqlx::query_scalar(
-            "SELECT balance_micros + (SELECT CAST(COALESCE(SUM(micros), 0) AS BIGINT) FROM allocation_leases l \
-             WHERE l.owner_kind = a.owner_kind AND l.owner_id = a.owner_id) \
-             FROM allocations a WHERE owner_kind = $1 AND owner_id = $2",
-        )
-        .bind(kind)
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        add_to_balance(&mut tx, kind, id, micros).await?;
+        let total: i64 = sqlx::query_scalar(OWNER_BALANCE)
+            .bind(kind)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         Ok(total)
     }
@@ -976,15 +975,7 @@ impl ControlStore for Store {
             .await
             .map_err(unavailable)?;
         }
-        sqlx::query(
-            "UPDATE allocations SET balance_micros = balance_micros + $3 WHERE owner_kind = $1 AND owner_id = $2",
-        )
-        .bind(kind)
-        .bind(id)
-        .bind(returned)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        add_to_balance(&mut tx, kind, id, returned).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(returned)
     }
@@ -1025,15 +1016,7 @@ impl ControlStore for Store {
             .fetch_all(&mut *tx)
             .await
             .map_err(unavailable)?;
-            sqlx::query(
-                "UPDATE allocations SET balance_micros = balance_micros + $3 WHERE owner_kind = $1 AND owner_id = $2",
-            )
-            .bind(&kind)
-            .bind(id)
-            .bind(returned.iter().sum::<i64>())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+            add_to_balance(&mut tx, &kind, id, returned.iter().sum::<i64>()).await?;
             tx.commit().await.map_err(unavailable)?;
         }
         let held = sqlx::query(
@@ -1090,15 +1073,7 @@ impl ControlStore for Store {
             .await
             .map_err(unavailable)?;
             if leased.rows_affected() == 0 {
-                sqlx::query(
-                    "UPDATE allocations SET balance_micros = balance_micros - $3 WHERE owner_kind = $1 AND owner_id = $2",
-                )
-                .bind(kind)
-                .bind(id)
-                .bind(cost)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+                add_to_balance(&mut tx, kind, id, -cost).await?;
             }
         }
         tx.commit().await.map_err(unavailable)
