@@ -151,7 +151,8 @@ async fn embed() -> Result<(), Box<dyn std::error::Error>> {
                 base: PerProvider::from_fn(|_| mock.url()),
                 ..UpstreamTargets::default()
             })
-            .build(),
+            .build()
+            .map_err(|e| -> Box<dyn std::error::Error> { e.into() })?,
     );
 
     let app = axum::Router::new()

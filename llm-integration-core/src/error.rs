@@ -35,7 +35,7 @@ pub enum Error {
     #[error("unknown provider {0:?}; use anthropic, openai or fireworks")]
     UnknownProvider(String),
     /// An unknown provider source.
-    #[error("unknown source {0:?}; use gateway, byok, chatgpt or disabled")]
+    #[error("unknown source {0:?}; use gateway, byok, chatgpt, custom or disabled")]
     UnknownSource(String),
     /// A source that the provider cannot have.
     #[error("provider {provider} cannot use source {source_name}: {reason}")]
@@ -47,6 +47,17 @@ pub enum Error {
         /// Why, and what to use instead.
         reason: &'static str,
     },
+    /// A custom endpoint URL that cannot be used.
+    #[error("invalid endpoint URL {value:?}: {reason}")]
+    InvalidEndpoint {
+        /// The rejected value (cut at 200 characters).
+        value: String,
+        /// Why, and what to give instead.
+        reason: String,
+    },
+    /// A custom header for an endpoint that cannot be used.
+    #[error("invalid endpoint header: {0}")]
+    InvalidEndpointHeader(String),
     /// An unknown reflection field.
     #[error("unknown reflection field {0:?}; use all or a comma-separated list of email, integrations, tags, comment, default_port")]
     UnknownReflectionField(String),

@@ -69,12 +69,17 @@ pub const IDENTITY: [&str; 14] = [
 ];
 
 /// How a provider expects its credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthScheme {
     /// `x-api-key: KEY` (Anthropic), with `anthropic-version` defaulted.
     XApiKey,
-    /// `Authorization: Bearer KEY` (OpenAI, Fireworks, the ChatGPT backend).
+    /// `Authorization: Bearer KEY` (OpenAI, Fireworks, the ChatGPT backend,
+    /// a custom endpoint's bearer token).
     Bearer,
+    /// `NAME: VALUE`, a custom endpoint's own header.
+    Header(HeaderName),
+    /// Nothing (a custom endpoint without authentication).
+    None,
 }
 
 /// The credential to inject, as text.
@@ -128,7 +133,7 @@ pub fn strip_for_upstream(headers: &mut HeaderMap, client_ip_header: Option<&Hea
 /// Injects `credential` the way `scheme` says. A credential that is not a
 /// valid header value is not injected (the provider then refuses the
 /// request as unauthenticated; nothing echoes the value).
-pub fn inject_credential(headers: &mut HeaderMap, scheme: AuthScheme, credential: Injected<'_>) {
+pub fn inject_credential(headers: &mut HeaderMap, scheme: &AuthScheme, credential: Injected<'_>) {
     match scheme {
         AuthScheme::XApiKey => {
             if let Ok(mut v) = HeaderValue::from_str(credential.secret) {
@@ -148,6 +153,13 @@ pub fn inject_credential(headers: &mut HeaderMap, scheme: AuthScheme, credential
                 headers.insert(AUTHORIZATION, v);
             }
         }
+        AuthScheme::Header(name) => {
+            if let Ok(mut v) = HeaderValue::from_str(credential.secret) {
+                v.set_sensitive(true);
+                headers.insert(name.clone(), v);
+            }
+        }
+        AuthScheme::None => {}
     }
     if let Some(account) = credential.account_id {
         if let Ok(v) = HeaderValue::from_str(account) {
@@ -198,7 +210,7 @@ mod tests {
         let secret = "sk-real";
         inject_credential(
             &mut h,
-            AuthScheme::XApiKey,
+            &AuthScheme::XApiKey,
             Injected {
                 secret,
                 account_id: None,
@@ -229,7 +241,7 @@ mod tests {
         strip_for_upstream(&mut h, None);
         inject_credential(
             &mut h,
-            AuthScheme::Bearer,
+            &AuthScheme::Bearer,
             Injected {
                 secret,
                 account_id: Some("acct"),
@@ -243,13 +255,44 @@ mod tests {
         let mut h = HeaderMap::new();
         inject_credential(
             &mut h,
-            AuthScheme::Bearer,
+            &AuthScheme::Bearer,
             Injected {
                 secret: "bad\nkey",
                 account_id: None,
             },
         );
         assert!(h.get("authorization").is_none());
+
+        // A custom endpoint's header replaces a client's copy; `None` sends nothing.
+        let mut h = HeaderMap::new();
+        h.insert("x-team-key", HeaderValue::from_static("the-client's"));
+        h.insert("authorization", HeaderValue::from_static("Bearer client"));
+        strip_for_upstream(&mut h, None);
+        let scheme = AuthScheme::Header(HeaderName::from_static("x-team-key"));
+        inject_credential(
+            &mut h,
+            &scheme,
+            Injected {
+                secret,
+                account_id: None,
+            },
+        );
+        assert_eq!(
+            h.get_all("x-team-key").iter().collect::<Vec<_>>(),
+            ["sk-real"]
+        );
+        assert!(h.get("x-team-key").unwrap().is_sensitive());
+        assert!(h.get("authorization").is_none());
+        let mut h = HeaderMap::new();
+        inject_credential(
+            &mut h,
+            &AuthScheme::None,
+            Injected {
+                secret,
+                account_id: None,
+            },
+        );
+        assert!(h.is_empty());
     }
 
     #[test]

@@ -74,6 +74,7 @@ mod source;
 // The data plane's pure steps, and the seams: used by their module path.
 pub mod answer;
 pub mod body;
+pub mod endpoint;
 pub mod headers;
 pub mod json_scan;
 pub mod model_list;
@@ -113,7 +114,8 @@ pub use gateway_error::{Blame, GatewayError};
 pub use host::{effective_host, hostname, parse_host, request_host, HostError, HostTarget, Scope};
 pub use integration::Integration;
 pub use model_id::{
-    provider_by_prefix, route_model, route_model_for, ModelCatalog, ModelError, ModelRoute,
+    provider_by_prefix, route_model, route_model_for, CatalogScope, ModelCatalog, ModelError,
+    ModelLookup, ModelRoute,
 };
 pub use names::{AccountName, IntegrationName, TagName, TeamName, VmName};
 pub use provider::{Dialect, PerProvider, Provider, ProviderSet};
@@ -123,4 +125,6 @@ pub use router::{
 };
 pub use secret::{KeyHint, SecretString};
 pub use snapshot::{Snapshot, SnapshotOptions};
-pub use source::{CredentialRef, ProviderSource, Source, SourceKind};
+pub use source::{
+    check_endpoint_header, CredentialRef, EndpointAuth, ProviderSource, Source, SourceKind,
+};

@@ -5,14 +5,62 @@
 //! exact matches in the known catalogs, then the well-known prefixes.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use crate::domain::IntegrationId;
 use crate::provider::{Provider, ProviderSet};
 
 /// Model IDs known to be served by each provider (from their model lists).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModelCatalog {
     by_model: HashMap<Box<str>, ProviderSet>,
+    /// The models custom endpoints list, by integration and provider: in
+    /// that integration they replace the provider's entries above.
+    endpoints: HashMap<(IntegrationId, Provider), HashSet<Box<str>>>,
+}
+
+/// Where a router looks model IDs up: a [`ModelCatalog`], or its view
+/// from one integration ([`ModelCatalog::scope`]).
+pub trait ModelLookup {
+    /// The providers known to serve `model`.
+    fn providers_of(&self, model: &str) -> ProviderSet;
+}
+
+impl ModelLookup for ModelCatalog {
+    fn providers_of(&self, model: &str) -> ProviderSet {
+        ModelCatalog::providers_of(self, model)
+    }
+}
+
+/// A catalog as one integration sees it: for each provider on a custom
+/// endpoint, that endpoint's list instead of the provider's.
+#[derive(Debug, Clone, Copy)]
+pub struct CatalogScope<'c> {
+    catalog: &'c ModelCatalog,
+    integration: IntegrationId,
+    custom: ProviderSet,
+}
+
+impl ModelLookup for CatalogScope<'_> {
+    fn providers_of(&self, model: &str) -> ProviderSet {
+        let mut set = ProviderSet::default();
+        for provider in self.catalog.providers_of(model).iter() {
+            if !self.custom.contains(provider) {
+                set = set.with(provider);
+            }
+        }
+        for provider in self.custom.iter() {
+            let listed = self
+                .catalog
+                .endpoints
+                .get(&(self.integration, provider))
+                .is_some_and(|models| models.contains(model));
+            if listed {
+                set = set.with(provider);
+            }
+        }
+        set
+    }
 }
 
 impl ModelCatalog {
@@ -37,6 +85,42 @@ impl ModelCatalog {
     /// The providers known to serve `model`.
     pub fn providers_of(&self, model: &str) -> ProviderSet {
         self.by_model.get(model).copied().unwrap_or_default()
+    }
+
+    /// Records the models the custom endpoint of `provider` in
+    /// `integration` lists (replacing what was recorded for it).
+    pub fn set_endpoint<'a>(
+        &mut self,
+        integration: IntegrationId,
+        provider: Provider,
+        models: impl IntoIterator<Item = &'a str>,
+    ) {
+        self.endpoints.insert(
+            (integration, provider),
+            models.into_iter().map(Box::from).collect(),
+        );
+    }
+
+    /// The models recorded for the custom endpoint of `provider` in
+    /// `integration`, if its list was read.
+    pub fn endpoint_models(
+        &self,
+        integration: IntegrationId,
+        provider: Provider,
+    ) -> Option<impl Iterator<Item = &str>> {
+        self.endpoints
+            .get(&(integration, provider))
+            .map(|models| models.iter().map(AsRef::as_ref))
+    }
+
+    /// This catalog as `integration` sees it, the providers in `custom`
+    /// being on custom endpoints.
+    pub fn scope(&self, integration: IntegrationId, custom: ProviderSet) -> CatalogScope<'_> {
+        CatalogScope {
+            catalog: self,
+            integration,
+            custom,
+        }
     }
 
     /// The models known to be served by `provider`.
@@ -134,7 +218,7 @@ pub fn provider_by_prefix(model: &str) -> Option<Provider> {
 /// ```
 pub fn route_model<'m>(
     model: &'m str,
-    catalog: &ModelCatalog,
+    catalog: &impl ModelLookup,
     enabled: ProviderSet,
 ) -> Result<ModelRoute<'m>, ModelError> {
     route_model_for(model, catalog, enabled, ProviderSet::ALL)
@@ -148,7 +232,7 @@ pub fn route_model<'m>(
 /// As [`route_model`].
 pub fn route_model_for<'m>(
     model: &'m str,
-    catalog: &ModelCatalog,
+    catalog: &impl ModelLookup,
     enabled: ProviderSet,
     serves: ProviderSet,
 ) -> Result<ModelRoute<'m>, ModelError> {

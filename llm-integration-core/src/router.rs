@@ -504,6 +504,15 @@ fn enabled_providers(settings: &LlmSettings) -> ProviderSet {
         .collect()
 }
 
+/// The providers of `settings` on a custom endpoint, whose own model lists
+/// replace the providers' in the catalog.
+fn custom_providers(settings: &LlmSettings) -> ProviderSet {
+    Provider::ALL
+        .into_iter()
+        .filter(|p| matches!(settings.source(*p), Source::Custom { .. }))
+        .collect()
+}
+
 fn upstream(provider: Provider, path: &str, query: Option<&str>) -> String {
     let prefix = provider.upstream_prefix();
     let mut out =
@@ -630,8 +639,14 @@ impl Snapshot {
                     })));
                 }
                 if let Some(id) = path.strip_prefix("/v1/models/") {
-                    let route = route_model(id, &self.catalog, enabled_providers(settings))
-                        .map_err(|e| model_refusal(e, id, integration))?;
+                    let route = route_model(
+                        id,
+                        &self
+                            .catalog
+                            .scope(integration.id, custom_providers(settings)),
+                        enabled_providers(settings),
+                    )
+                    .map_err(|e| model_refusal(e, id, integration))?;
                     let upstream_path = match &route.upstream_model {
                         Some(m) => upstream(route.provider, &format!("/v1/models/{m}"), query),
                         None => upstream(route.provider, path, query),
@@ -810,7 +825,9 @@ impl Snapshot {
         let model = model.ok_or_else(|| refuse(Refusal::MissingModel))?;
         let route = route_model_for(
             model,
-            &self.catalog,
+            &self
+                .catalog
+                .scope(pending.integration.id, custom_providers(pending.settings)),
             enabled_providers(pending.settings),
             pending.family.providers(),
         )

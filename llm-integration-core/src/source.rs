@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::domain::CredentialId;
+use crate::endpoint::EndpointUrl;
 use crate::error::Error;
 use crate::names::AccountName;
 use crate::provider::Provider;
@@ -16,7 +17,7 @@ use crate::secret::KeyHint;
 /// is its traffic debited from the owner's allocation, and which credential
 /// does the credential resolver have to produce.
 pub trait ProviderSource {
-    /// The kind, as shown and typed (`gateway`, `byok`, `chatgpt`, `disabled`).
+    /// The kind, as shown and typed (`gateway`, `byok`, `chatgpt`, `custom`, `disabled`).
     fn kind(&self) -> SourceKind;
     /// Whether the provider is usable (not `disabled`).
     fn is_enabled(&self) -> bool {
@@ -40,6 +41,8 @@ pub enum SourceKind {
     Byok,
     /// A connected ChatGPT subscription (OpenAI, personal integrations only).
     Chatgpt,
+    /// A custom HTTPS endpoint speaking the provider's API family.
+    Custom,
     /// The provider is hidden.
     Disabled,
 }
@@ -51,6 +54,7 @@ impl SourceKind {
             SourceKind::Gateway => "gateway",
             SourceKind::Byok => "byok",
             SourceKind::Chatgpt => "chatgpt",
+            SourceKind::Custom => "custom",
             SourceKind::Disabled => "disabled",
         }
     }
@@ -61,6 +65,7 @@ impl SourceKind {
             SourceKind::Gateway => "LLM gateway",
             SourceKind::Byok => "API Key",
             SourceKind::Chatgpt => "ChatGPT subscription",
+            SourceKind::Custom => "Custom HTTPS endpoint",
             SourceKind::Disabled => "Disabled",
         }
     }
@@ -91,6 +96,7 @@ impl FromStr for SourceKind {
             "gateway" => Ok(SourceKind::Gateway),
             "byok" => Ok(SourceKind::Byok),
             "chatgpt" => Ok(SourceKind::Chatgpt),
+            "custom" => Ok(SourceKind::Custom),
             "disabled" => Ok(SourceKind::Disabled),
             other => Err(Error::UnknownSource(other.to_owned())),
         }
@@ -118,8 +124,127 @@ pub enum Source {
         /// The account's local name.
         account: AccountName,
     },
+    /// A custom HTTPS endpoint speaking the provider's API family. Usage
+    /// is recorded, not debited (like `byok`).
+    Custom {
+        /// The endpoint's API base.
+        url: EndpointUrl,
+        /// How requests to it are authenticated.
+        auth: EndpointAuth,
+    },
     /// The provider is hidden.
     Disabled,
+}
+
+/// How a custom endpoint is authenticated. The token or header value is
+/// stored sealed, like an API key; only its [`KeyHint`] is kept here.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "scheme", rename_all = "lowercase")]
+pub enum EndpointAuth {
+    /// Nothing is sent.
+    None,
+    /// `Authorization: Bearer TOKEN`.
+    Bearer {
+        /// The stored (encrypted) token.
+        credential: CredentialId,
+        /// What may be shown of it.
+        hint: KeyHint,
+    },
+    /// One custom header, `NAME: VALUE`.
+    Header {
+        /// The header's name, lowercase (a valid HTTP field name, not one
+        /// the gateway owns: see [`check_endpoint_header`]).
+        name: String,
+        /// The stored (encrypted) value.
+        credential: CredentialId,
+        /// What may be shown of it.
+        hint: KeyHint,
+    },
+}
+
+impl EndpointAuth {
+    /// The stored credential, if any.
+    pub fn credential(&self) -> Option<CredentialId> {
+        match self {
+            EndpointAuth::None => None,
+            EndpointAuth::Bearer { credential, .. } | EndpointAuth::Header { credential, .. } => {
+                Some(*credential)
+            }
+        }
+    }
+
+    /// Points the stored credential at `id` (after the store saved it).
+    pub fn set_credential(&mut self, id: CredentialId, new_hint: KeyHint) {
+        match self {
+            EndpointAuth::None => {}
+            EndpointAuth::Bearer { credential, hint }
+            | EndpointAuth::Header {
+                credential, hint, ..
+            } => {
+                *credential = id;
+                *hint = new_hint;
+            }
+        }
+    }
+}
+
+impl fmt::Display for EndpointAuth {
+    /// `no authentication`, `bearer token set (…abcd)`, `header x-api-key set (…abcd)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndpointAuth::None => f.write_str("no authentication"),
+            EndpointAuth::Bearer { hint, .. } => write!(f, "bearer token {hint}"),
+            EndpointAuth::Header { name, hint, .. } => write!(f, "header {name} {hint}"),
+        }
+    }
+}
+
+/// Headers a custom endpoint's credential may not be sent in: those that
+/// frame the request or that the gateway sets itself.
+const RESERVED_HEADERS: [&str; 14] = [
+    "host",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authorization",
+    "proxy-connection",
+    "cookie",
+    "forwarded",
+];
+
+/// Checks a custom endpoint's header name and returns it lowercase.
+///
+/// # Errors
+/// [`Error::InvalidEndpointHeader`] for a name that is not an HTTP field
+/// name (RFC 9110 § 5.1: a token), or one that frames the request or that
+/// the gateway owns (`Host`, `Content-Length`, `Transfer-Encoding`, …);
+/// for `Authorization`, use the bearer form (`--P-key`).
+pub fn check_endpoint_header(name: &str) -> Result<String, Error> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || name.len() > 100 || !name.bytes().all(token) {
+        return Err(Error::InvalidEndpointHeader(format!(
+            "{:?} is not a header name (letters, digits and -; write it as 'Name: value')",
+            name.chars().take(100).collect::<String>()
+        )));
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower == "authorization" {
+        return Err(Error::InvalidEndpointHeader(
+            "for Authorization: Bearer, give the token with --PROVIDER-key instead of --PROVIDER-header".into(),
+        ));
+    }
+    if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-forwarded-") {
+        return Err(Error::InvalidEndpointHeader(format!(
+            "{lower} is set by the gateway itself and cannot carry a credential; use another header name"
+        )));
+    }
+    Ok(lower)
 }
 
 /// Which credential a request needs, for the credential resolver.
@@ -131,6 +256,8 @@ pub enum CredentialRef<'a> {
     ApiKey(CredentialId),
     /// A connected ChatGPT account (by owner-local name).
     ChatGpt(&'a AccountName),
+    /// Nothing to inject (a custom endpoint without authentication).
+    Anonymous,
 }
 
 impl ProviderSource for Source {
@@ -139,6 +266,7 @@ impl ProviderSource for Source {
             Source::Gateway => SourceKind::Gateway,
             Source::Byok { .. } => SourceKind::Byok,
             Source::Chatgpt { .. } => SourceKind::Chatgpt,
+            Source::Custom { .. } => SourceKind::Custom,
             Source::Disabled => SourceKind::Disabled,
         }
     }
@@ -148,6 +276,10 @@ impl ProviderSource for Source {
             Source::Gateway => Some(CredentialRef::Gateway(provider)),
             Source::Byok { credential, .. } => Some(CredentialRef::ApiKey(*credential)),
             Source::Chatgpt { account } => Some(CredentialRef::ChatGpt(account)),
+            Source::Custom { auth, .. } => Some(match auth.credential() {
+                Some(id) => CredentialRef::ApiKey(id),
+                None => CredentialRef::Anonymous,
+            }),
             Source::Disabled => None,
         }
     }
@@ -161,6 +293,7 @@ impl fmt::Display for Source {
             Source::Gateway => f.write_str("gateway"),
             Source::Byok { hint, .. } => write!(f, "byok, key {hint}"),
             Source::Chatgpt { account } => write!(f, "chatgpt, account {account}"),
+            Source::Custom { url, auth } => write!(f, "custom {url}, {auth}"),
             Source::Disabled => f.write_str("disabled"),
         }
     }
@@ -176,6 +309,7 @@ mod tests {
             SourceKind::Gateway,
             SourceKind::Byok,
             SourceKind::Chatgpt,
+            SourceKind::Custom,
             SourceKind::Disabled,
         ] {
             assert_eq!(k.as_str().parse::<SourceKind>(), Ok(k));

@@ -59,7 +59,7 @@ use crate::gateway_error::GatewayError;
 use crate::headers::{inject_credential, strip_for_upstream, AuthScheme, Injected};
 use crate::provider::{Dialect, PerProvider, Provider};
 use crate::router::Forward;
-use crate::source::{ProviderSource, Source};
+use crate::source::{EndpointAuth, ProviderSource, Source};
 use crate::wire::errors::ErrorClass;
 
 /// Where each source's requests go.
@@ -164,7 +164,7 @@ impl UpstreamPlan {
         for (name, value) in &self.set_headers {
             headers.insert(name.clone(), value.clone());
         }
-        inject_credential(headers, self.auth, credential);
+        inject_credential(headers, &self.auth, credential);
     }
 }
 
@@ -327,15 +327,40 @@ pub fn plan(
                 }
             }
         }
-        let base = &targets.base[provider];
-        let mut url = String::with_capacity(base.len() + forward.upstream_path.len());
-        url.push_str(base);
-        url.push_str(&forward.upstream_path);
-        url
+        if let Source::Custom { url, .. } = forward.source {
+            // The provider's API path, without the provider's own prefix
+            // (`/inference` for Fireworks), under the endpoint's base.
+            let api_path = forward
+                .upstream_path
+                .strip_prefix(provider.upstream_prefix())
+                .unwrap_or(&forward.upstream_path);
+            url.join(api_path)
+        } else {
+            let base = &targets.base[provider];
+            let mut url = String::with_capacity(base.len() + forward.upstream_path.len());
+            url.push_str(base);
+            url.push_str(&forward.upstream_path);
+            url
+        }
     };
-    let auth = match provider {
-        Provider::Anthropic => AuthScheme::XApiKey,
-        Provider::OpenAi | Provider::Fireworks => AuthScheme::Bearer,
+    let auth = match (forward.source, provider) {
+        (Source::Custom { auth, .. }, _) => {
+            if provider == Provider::Anthropic {
+                default_headers.push((
+                    HeaderName::from_static("anthropic-version"),
+                    HeaderValue::from_static("2023-06-01"),
+                ));
+            }
+            match auth {
+                EndpointAuth::None => AuthScheme::None,
+                EndpointAuth::Bearer { .. } => AuthScheme::Bearer,
+                EndpointAuth::Header { name, .. } => HeaderName::from_bytes(name.as_bytes())
+                    .map(AuthScheme::Header)
+                    .unwrap_or(AuthScheme::None),
+            }
+        }
+        (_, Provider::Anthropic) => AuthScheme::XApiKey,
+        (_, Provider::OpenAi | Provider::Fireworks) => AuthScheme::Bearer,
     };
     Ok(UpstreamPlan {
         url,

@@ -239,6 +239,12 @@ pub struct Settings {
     pub ssh_max_connections_per_peer: usize,
     /// Authentication attempts one SSH connection may make (each key offered counts).
     pub ssh_max_auth_attempts: usize,
+    /// Custom endpoints may be private, loopback or link-local addresses,
+    /// and plain `http://` (private deployments and tests; off by default).
+    pub allow_private_endpoints: bool,
+    /// Extra trusted roots (PEM certificates) for custom endpoints whose
+    /// certificates a private authority issued.
+    pub upstream_ca_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -287,6 +293,8 @@ impl Default for Settings {
             ssh_max_connections: 256,
             ssh_max_connections_per_peer: 8,
             ssh_max_auth_attempts: 6,
+            allow_private_endpoints: false,
+            upstream_ca_file: None,
         }
     }
 }
@@ -340,6 +348,39 @@ pub struct Config {
     pub default_host: Option<String>,
     /// The SSH door, when it is on.
     pub ssh: Option<crate::ssh::SshSettings>,
+    /// Custom endpoints: private addresses allowed, extra trusted roots.
+    pub endpoints: EndpointSettings,
+}
+
+/// What custom endpoints may reach and trust.
+#[derive(Clone)]
+pub struct EndpointSettings {
+    /// `allow_private_endpoints`.
+    pub allow_private: bool,
+    /// The certificates of `upstream_ca_file`.
+    pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// Resolves endpoints' host names (the system's resolver unless an
+    /// embedder or a test gives its own).
+    pub resolver: std::sync::Arc<dyn crate::endpoints::EndpointResolver>,
+}
+
+impl Default for EndpointSettings {
+    fn default() -> Self {
+        EndpointSettings {
+            allow_private: false,
+            extra_roots: Vec::new(),
+            resolver: std::sync::Arc::new(crate::endpoints::SystemResolver),
+        }
+    }
+}
+
+impl std::fmt::Debug for EndpointSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointSettings")
+            .field("allow_private", &self.allow_private)
+            .field("extra_roots", &self.extra_roots.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A configuration that cannot be used.
@@ -588,7 +629,16 @@ impl Settings {
                 )));
             }
         }
+        let extra_roots = match &self.upstream_ca_file {
+            Some(path) => crate::endpoints::read_roots(path).map_err(ConfigError)?,
+            None => Vec::new(),
+        };
         Ok(Config {
+            endpoints: EndpointSettings {
+                allow_private: self.allow_private_endpoints,
+                extra_roots,
+                ..EndpointSettings::default()
+            },
             ssh,
             limits,
             default_host: self.default_host,

@@ -12,6 +12,7 @@ pub mod chatgpt;
 pub mod config;
 pub mod crypto;
 pub mod dataplane;
+pub mod endpoints;
 pub mod exec_http;
 pub mod executor;
 pub mod listen;

@@ -203,6 +203,13 @@ impl App {
             config.allocation_lease,
         ));
         let (ledger, ledger_writer) = Ledger::start(store.clone(), allocator.clone());
+        let endpoints = crate::dataplane::EndpointOptions {
+            policy: Arc::new(crate::endpoints::EndpointPolicy::new(
+                config.endpoints.allow_private,
+            )),
+            resolver: config.endpoints.resolver.clone(),
+            extra_roots: config.endpoints.extra_roots.clone(),
+        };
         let executor = Arc::new(
             Executor::new(
                 store.clone(),
@@ -215,7 +222,9 @@ impl App {
             .with_ledger(ledger.clone())
             .with_gateway_keys(llm_integration_core::PerProvider::from_fn(|p| {
                 config.gateway_keys.get(p).is_some()
-            })),
+            }))
+            .with_endpoints(endpoints.clone(), &config.limits)
+            .map_err(StartError::Other)?,
         );
         let metering = Arc::new(Metering::new(
             config.prices.clone(),
@@ -233,7 +242,9 @@ impl App {
                 .trusted_proxies(config.trusted.clone())
                 .models_ttl(config.models_ttl)
                 .default_host(config.default_host.clone())
-                .build(),
+                .endpoints(endpoints.clone())
+                .build()
+                .map_err(StartError::Other)?,
         );
         let accept = Accept {
             tls: match &config.tls {
@@ -332,6 +343,14 @@ impl App {
         data: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
+        // Custom endpoints may not point back at this server.
+        let policy = self.data_plane.endpoint_policy();
+        let listeners = [Some(&admin), data.as_ref(), self.ssh_listener.as_ref()];
+        for listener in listeners.into_iter().flatten() {
+            if let Ok(address) = listener.local_addr() {
+                policy.add_own(address);
+            }
+        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let poller = {
             let live = self.live.clone();

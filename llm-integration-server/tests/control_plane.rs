@@ -403,7 +403,7 @@ async fn bad_inputs_get_clear_answers(dirs: Dirs) {
         (
             "integrations add llm --name x --anthropic=magic",
             StatusCode::BAD_REQUEST,
-            "gateway, byok, chatgpt or disabled",
+            "gateway, byok, chatgpt, custom or disabled",
         ),
         (
             "integrations add llm --name x --team core --openai=chatgpt --openai-account=w",

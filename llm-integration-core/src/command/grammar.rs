@@ -122,9 +122,12 @@ pub(super) enum AddType {
     #[command(
         after_help = "Examples:\n  integrations add llm --name llm --attach auto:all\n  \
 printf '%s' \"$OPENAI_API_KEY\" | llm-integration integrations add llm --name openai-key \
---openai=byok --openai-key=- --anthropic=disabled --fireworks=disabled --attach tag:llm\n\n\
+--openai=byok --openai-key=- --anthropic=disabled --fireworks=disabled --attach tag:llm\n  \
+printf '%s' \"$TOKEN\" | llm-integration integrations add llm --name local \
+--openai=custom --openai-url=https://models.example.com/v1 --openai-key=-\n\n\
 SRC is one of: gateway (managed credentials, metered), byok (your API key), \
-chatgpt (a connected ChatGPT account, openai only), disabled."
+chatgpt (a connected ChatGPT account, openai only), custom (your own HTTPS endpoint: \
+--P-url=URL, and --P-key=TOKEN for a bearer token or --P-header='Name: value'), disabled."
     )]
     Llm(LlmArgs),
     /// Add a reflection integration (what a VM may learn about itself).
@@ -145,15 +148,33 @@ pub(super) struct ProviderArgs {
     /// Fireworks' source.
     #[arg(long, value_name = "SRC")]
     pub fireworks: Option<SourceKind>,
-    /// Anthropic API key for --anthropic=byok; - reads it from standard input.
+    /// Anthropic API key for --anthropic=byok (or bearer token for --anthropic=custom); - reads it from standard input.
     #[arg(long = "anthropic-key", value_name = "KEY|-")]
     pub anthropic_key: Option<String>,
-    /// OpenAI API key for --openai=byok; - reads it from standard input.
+    /// OpenAI API key for --openai=byok (or bearer token for --openai=custom); - reads it from standard input.
     #[arg(long = "openai-key", value_name = "KEY|-")]
     pub openai_key: Option<String>,
-    /// Fireworks API key for --fireworks=byok; - reads it from standard input.
+    /// Fireworks API key for --fireworks=byok (or bearer token for --fireworks=custom); - reads it from standard input.
     #[arg(long = "fireworks-key", value_name = "KEY|-")]
     pub fireworks_key: Option<String>,
+    /// Anthropic-compatible endpoint's base URL for --anthropic=custom.
+    #[arg(long = "anthropic-url", value_name = "URL")]
+    pub anthropic_url: Option<String>,
+    /// OpenAI-compatible endpoint's base URL for --openai=custom.
+    #[arg(long = "openai-url", value_name = "URL")]
+    pub openai_url: Option<String>,
+    /// Fireworks-compatible endpoint's base URL for --fireworks=custom.
+    #[arg(long = "fireworks-url", value_name = "URL")]
+    pub fireworks_url: Option<String>,
+    /// A header the Anthropic endpoint authenticates with ('Name: value'; 'Name: -' reads the value from standard input).
+    #[arg(long = "anthropic-header", value_name = "'NAME: VALUE|-'")]
+    pub anthropic_header: Option<String>,
+    /// A header the OpenAI endpoint authenticates with ('Name: value'; 'Name: -' reads the value from standard input).
+    #[arg(long = "openai-header", value_name = "'NAME: VALUE|-'")]
+    pub openai_header: Option<String>,
+    /// A header the Fireworks endpoint authenticates with ('Name: value'; 'Name: -' reads the value from standard input).
+    #[arg(long = "fireworks-header", value_name = "'NAME: VALUE|-'")]
+    pub fireworks_header: Option<String>,
     /// The connected ChatGPT account for --openai=chatgpt.
     #[arg(long = "openai-account", value_name = "ACCOUNT")]
     pub openai_account: Option<AccountName>,

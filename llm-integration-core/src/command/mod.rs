@@ -35,6 +35,7 @@ use zeroize::Zeroize;
 
 use crate::attachment::AttachmentSpec;
 use crate::domain::ReflectionFields;
+use crate::endpoint::EndpointUrl;
 use crate::names::{AccountName, IntegrationName, TagName, TeamName, VmName};
 use crate::provider::Provider;
 use crate::secret::SecretString;
@@ -339,8 +340,44 @@ pub enum SourceChoice {
     Byok(Option<KeyInput>),
     /// `--openai=chatgpt --openai-account=ACCOUNT`
     Chatgpt(AccountName),
+    /// `--P=custom --P-url=URL [--P-key=TOKEN|-] [--P-header='Name: value'|'Name: -']`;
+    /// on `edit`, what is not given (the URL, the authentication) is kept.
+    Custom {
+        /// The endpoint's base URL (`None`, on edit only: keep the stored one).
+        url: Option<EndpointUrl>,
+        /// How to authenticate (`None`: none on add, keep the stored one on edit).
+        auth: Option<EndpointAuthInput>,
+    },
     /// `--P=disabled`
     Disabled,
+}
+
+/// A custom endpoint's authentication as given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointAuthInput {
+    /// `--P-key=TOKEN|-`: `Authorization: Bearer TOKEN`.
+    Bearer(KeyInput),
+    /// `--P-header='Name: value'|'Name: -'`.
+    Header {
+        /// The header name, lowercase, checked by [`crate::check_endpoint_header`].
+        name: String,
+        /// Its value.
+        value: KeyInput,
+    },
+}
+
+impl EndpointAuthInput {
+    /// The secret, as given.
+    pub fn input(&self) -> &KeyInput {
+        match self {
+            EndpointAuthInput::Bearer(k) | EndpointAuthInput::Header { value: k, .. } => k,
+        }
+    }
+    fn input_mut(&mut self) -> &mut KeyInput {
+        match self {
+            EndpointAuthInput::Bearer(k) | EndpointAuthInput::Header { value: k, .. } => k,
+        }
+    }
 }
 
 impl SourceChoice {
@@ -350,6 +387,7 @@ impl SourceChoice {
             SourceChoice::Gateway => SourceKind::Gateway,
             SourceChoice::Byok(_) => SourceKind::Byok,
             SourceChoice::Chatgpt(_) => SourceKind::Chatgpt,
+            SourceChoice::Custom { .. } => SourceKind::Custom,
             SourceChoice::Disabled => SourceKind::Disabled,
         }
     }
@@ -400,13 +438,20 @@ impl ProviderChoices {
     pub fn stdin_providers(&self) -> Vec<Provider> {
         Provider::ALL
             .into_iter()
-            .filter(|p| {
-                matches!(
-                    self.get(*p),
-                    Some(SourceChoice::Byok(Some(KeyInput::Stdin)))
-                )
-            })
+            .filter(|p| self.stdin_input(*p).is_some())
             .collect()
+    }
+
+    /// `provider`'s secret, when it is to be read from standard input.
+    fn stdin_input(&self, provider: Provider) -> Option<&KeyInput> {
+        let input = match self.get(provider)? {
+            SourceChoice::Byok(Some(k)) => k,
+            SourceChoice::Custom {
+                auth: Some(auth), ..
+            } => auth.input(),
+            _ => return None,
+        };
+        matches!(input, KeyInput::Stdin).then_some(input)
     }
 }
 
@@ -629,9 +674,14 @@ impl Command {
         let redact = |p: &ProviderChoices| {
             let mut p = p.clone();
             for provider in Provider::ALL {
-                if let Some(SourceChoice::Byok(Some(key @ KeyInput::Value(_)))) = p.slot(provider) {
-                    *key = KeyInput::Stdin;
-                }
+                let key = match p.slot(provider) {
+                    Some(SourceChoice::Byok(Some(key))) => key,
+                    Some(SourceChoice::Custom {
+                        auth: Some(auth), ..
+                    }) => auth.input_mut(),
+                    _ => continue,
+                };
+                *key = KeyInput::Stdin;
             }
             p
         };
@@ -656,6 +706,18 @@ fn push_providers(a: &mut Vec<String>, p: &ProviderChoices) {
             match choice {
                 SourceChoice::Byok(Some(_)) => a.push(format!("--{provider}-key=-")),
                 SourceChoice::Chatgpt(account) => a.push(format!("--openai-account={account}")),
+                SourceChoice::Custom { url, auth } => {
+                    if let Some(url) = url {
+                        a.push(format!("--{provider}-url={url}"));
+                    }
+                    match auth {
+                        Some(EndpointAuthInput::Bearer(_)) => a.push(format!("--{provider}-key=-")),
+                        Some(EndpointAuthInput::Header { name, .. }) => {
+                            a.push(format!("--{provider}-header={name}: -"));
+                        }
+                        None => {}
+                    }
+                }
                 _ => {}
             }
         }
@@ -865,14 +927,38 @@ fn provider_choices(
         anthropic_key,
         openai_key,
         fireworks_key,
+        anthropic_url,
+        openai_url,
+        fireworks_url,
+        anthropic_header,
+        openai_header,
+        fireworks_header,
         openai_account,
     } = args;
     let mut out = ProviderChoices::default();
     let mut account = openai_account;
-    for (provider, kind, key) in [
-        (Provider::Anthropic, anthropic, anthropic_key),
-        (Provider::OpenAi, openai, openai_key),
-        (Provider::Fireworks, fireworks, fireworks_key),
+    for (provider, kind, key, url, header) in [
+        (
+            Provider::Anthropic,
+            anthropic,
+            anthropic_key,
+            anthropic_url,
+            anthropic_header,
+        ),
+        (
+            Provider::OpenAi,
+            openai,
+            openai_key,
+            openai_url,
+            openai_header,
+        ),
+        (
+            Provider::Fireworks,
+            fireworks,
+            fireworks_key,
+            fireworks_url,
+            fireworks_header,
+        ),
     ] {
         let key = match key {
             Some(k) if k.is_empty() => {
@@ -884,11 +970,20 @@ fn provider_choices(
             Some(k) => Some(KeyInput::Value(SecretString::from(k))),
             None => None,
         };
+        if kind != Some(SourceKind::Custom) {
+            for (flag, given) in [("url", url.is_some()), ("header", header.is_some())] {
+                if given {
+                    return Err(CommandError::new(format!(
+                        "--{provider}-{flag} is only used with --{provider}=custom; add --{provider}=custom or remove --{provider}-{flag}"
+                    )));
+                }
+            }
+        }
         let choice = match kind {
             None => {
                 if key.is_some() {
                     return Err(CommandError::new(format!(
-                        "--{provider}-key is only used with --{provider}=byok; add --{provider}=byok or remove --{provider}-key"
+                        "--{provider}-key is only used with --{provider}=byok or --{provider}=custom; add --{provider}=byok or remove --{provider}-key"
                     )));
                 }
                 None
@@ -897,12 +992,12 @@ fn provider_choices(
                 if kind == SourceKind::Chatgpt && provider != Provider::OpenAi {
                     return Err(CommandError::new(format!(
                         "--{provider}=chatgpt: a ChatGPT subscription can only be the openai source; \
-use gateway, byok or disabled for {provider}"
+use gateway, byok, custom or disabled for {provider}"
                     )));
                 }
-                if key.is_some() && kind != SourceKind::Byok {
+                if key.is_some() && !matches!(kind, SourceKind::Byok | SourceKind::Custom) {
                     return Err(CommandError::new(format!(
-                        "--{provider}-key is only used with --{provider}=byok, not --{provider}={kind}; \
+                        "--{provider}-key is only used with --{provider}=byok or --{provider}=custom, not --{provider}={kind}; \
 use --{provider}=byok or remove --{provider}-key"
                     )));
                 }
@@ -918,6 +1013,7 @@ or --{provider}-key=- to read it from standard input"
                         }
                         SourceChoice::Byok(key)
                     }
+                    SourceKind::Custom => custom_choice(provider, adding, url, key, header)?,
                     SourceKind::Chatgpt => {
                         if let Some(team) = team {
                             return Err(CommandError::new(format!(
@@ -944,6 +1040,60 @@ connect an account first with `integrations setup chatgpt --name ACCOUNT`",
         ));
     }
     Ok(out)
+}
+
+/// `--P=custom` with its URL and authentication flags.
+fn custom_choice(
+    provider: Provider,
+    adding: bool,
+    url: Option<String>,
+    key: Option<KeyInput>,
+    header: Option<String>,
+) -> Result<SourceChoice, CommandError> {
+    let url = match url {
+        Some(u) => Some(
+            u.parse::<EndpointUrl>()
+                .map_err(|e| CommandError::new(format!("--{provider}-url: {e}")))?,
+        ),
+        None if adding => {
+            return Err(CommandError::new(format!(
+                "--{provider}=custom needs the endpoint: add --{provider}-url=https://HOST/v1"
+            )))
+        }
+        None => None,
+    };
+    let auth = match (key, header) {
+        (Some(_), Some(_)) => {
+            return Err(CommandError::new(format!(
+                "give --{provider}-key (sent as Authorization: Bearer) or --{provider}-header, not both"
+            )))
+        }
+        (Some(key), None) => Some(EndpointAuthInput::Bearer(key)),
+        (None, Some(header)) => {
+            let Some((name, value)) = header.split_once(':') else {
+                return Err(CommandError::new(format!(
+                    "--{provider}-header needs 'Name: value' (or 'Name: -' to read the value from standard input)"
+                )));
+            };
+            let name = crate::check_endpoint_header(name.trim())
+                .map_err(|e| {
+                    let e = e.to_string().replace("--PROVIDER-", &format!("--{provider}-"));
+                    CommandError::new(format!("--{provider}-header: {e}"))
+                })?;
+            let value = match value.trim() {
+                "" => {
+                    return Err(CommandError::new(format!(
+                        "--{provider}-header has no value; give 'Name: value', or 'Name: -' to read it from standard input"
+                    )))
+                }
+                "-" => KeyInput::Stdin,
+                v => KeyInput::Value(SecretString::from(v.to_owned())),
+            };
+            Some(EndpointAuthInput::Header { name, value })
+        }
+        (None, None) => None,
+    };
+    Ok(SourceChoice::Custom { url, auth })
 }
 
 fn convert(cli: grammar::Cli) -> Result<CommandLine, CommandError> {

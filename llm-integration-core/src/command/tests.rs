@@ -854,19 +854,19 @@ fn bad_input_names_the_problem_and_the_fix() {
         // sources
         (
             "integrations add llm --name x --openai=apikey".into(),
-            vec!["'apikey'", "--openai <SRC>", "use gateway, byok, chatgpt or disabled"],
+            vec!["'apikey'", "--openai <SRC>", "use gateway, byok, chatgpt, custom or disabled"],
         ),
         (
             "integrations edit llm --fireworks=Gateway".into(),
-            vec!["'Gateway'", "--fireworks <SRC>", "use gateway, byok, chatgpt or disabled"],
+            vec!["'Gateway'", "--fireworks <SRC>", "use gateway, byok, chatgpt, custom or disabled"],
         ),
         (
             "integrations add llm --name x --anthropic=chatgpt".into(),
-            vec!["--anthropic=chatgpt", "only be the openai source", "use gateway, byok or disabled for anthropic"],
+            vec!["--anthropic=chatgpt", "only be the openai source", "use gateway, byok, custom or disabled for anthropic"],
         ),
         (
             "integrations edit llm --fireworks=chatgpt --openai-account=work".into(),
-            vec!["--fireworks=chatgpt", "use gateway, byok or disabled for fireworks"],
+            vec!["--fireworks=chatgpt", "use gateway, byok, custom or disabled for fireworks"],
         ),
         (
             "integrations add llm --name x --team eng --openai=chatgpt --openai-account=work".into(),
@@ -1085,7 +1085,7 @@ fn validation_messages_are_exact() {
     let cases = [
         (
             "integrations add llm --name x --anthropic=chatgpt",
-            "--anthropic=chatgpt: a ChatGPT subscription can only be the openai source; use gateway, byok or disabled for anthropic",
+            "--anthropic=chatgpt: a ChatGPT subscription can only be the openai source; use gateway, byok, custom or disabled for anthropic",
         ),
         (
             "integrations add llm --name x --openai=chatgpt",
@@ -1097,11 +1097,11 @@ fn validation_messages_are_exact() {
         ),
         (
             "integrations edit llm --openai-key=abc",
-            "--openai-key is only used with --openai=byok; add --openai=byok or remove --openai-key",
+            "--openai-key is only used with --openai=byok or --openai=custom; add --openai=byok or remove --openai-key",
         ),
         (
             "integrations edit llm --openai=gateway --openai-key=abc",
-            "--openai-key is only used with --openai=byok, not --openai=gateway; use --openai=byok or remove --openai-key",
+            "--openai-key is only used with --openai=byok or --openai=custom, not --openai=gateway; use --openai=byok or remove --openai-key",
         ),
         (
             "integrations add llm --name x --anthropic=byok",
@@ -2124,4 +2124,87 @@ fn ssh_key_mistakes_are_refused_with_the_fix() {
         "A".repeat(MAX_SSH_KEY_BYTES)
     );
     assert!(ssh_key_command(&long).unwrap_err().contains("at most"));
+}
+
+// ---------------------------------------------------------------------------
+// Custom endpoints
+// ---------------------------------------------------------------------------
+
+#[test]
+fn custom_sources_parse_with_their_url_and_authentication() {
+    let Command::AddLlm(add) = command(
+        "integrations add llm --name local --openai=custom --openai-url=https://models.example.com/v1/ --openai-key=-",
+    ) else {
+        panic!("not add llm");
+    };
+    let Some(SourceChoice::Custom {
+        url: Some(url),
+        auth: Some(auth),
+    }) = &add.providers.openai
+    else {
+        panic!("{:?}", add.providers.openai);
+    };
+    assert_eq!(url.as_str(), "https://models.example.com/v1");
+    assert_eq!(auth, &EndpointAuthInput::Bearer(KeyInput::Stdin));
+    assert_eq!(add.providers.stdin_providers(), vec![Provider::OpenAi]);
+
+    let Command::Edit(edit) = command(&format!(
+        "integrations edit local --anthropic=custom --anthropic-url=https://gw.example.com --anthropic-header='X-Team-Key: {KEY}'"
+    )) else {
+        panic!("not edit");
+    };
+    let Some(SourceChoice::Custom {
+        auth: Some(EndpointAuthInput::Header { name, value }),
+        ..
+    }) = &edit.providers.anthropic
+    else {
+        panic!("{:?}", edit.providers.anthropic);
+    };
+    assert_eq!(name, "x-team-key");
+    assert_eq!(value, &value_key(KEY));
+    // Printed, the value is never shown, and the line parses back.
+    let printed = Command::Edit(edit.clone()).to_string();
+    assert!(!printed.contains(KEY), "{printed}");
+    assert!(
+        printed.contains("'--anthropic-header=x-team-key: -'"),
+        "{printed}"
+    );
+    assert_eq!(command(&printed), Command::Edit(edit).redacted());
+
+    // On edit the URL may be left out (the stored one is kept).
+    let Command::Edit(edit) =
+        command("integrations edit local --fireworks=custom --fireworks-key=-")
+    else {
+        panic!("not edit");
+    };
+    assert!(matches!(
+        edit.providers.fireworks,
+        Some(SourceChoice::Custom {
+            url: None,
+            auth: Some(_)
+        })
+    ));
+}
+
+#[test]
+fn custom_source_mistakes_name_the_flag_and_the_fix() {
+    for (line, says) in [
+        ("integrations add llm --name x --openai=custom", "--openai=custom needs the endpoint: add --openai-url="),
+        ("integrations add llm --name x --openai-url=https://m.example.com", "--openai-url is only used with --openai=custom"),
+        ("integrations add llm --name x --openai=byok --openai-key=k --openai-header='a: b'", "--openai-header is only used with --openai=custom"),
+        ("integrations add llm --name x --openai=custom --openai-url=ftp://m.example.com", "--openai-url: invalid endpoint URL"),
+        ("integrations add llm --name x --openai=custom --openai-url=https://u:p@m.example.com", "credentials do not belong in the URL"),
+        ("integrations add llm --name x --openai=custom --openai-url=https://m.example.com --openai-key=k --openai-header='a: b'", "not both"),
+        ("integrations add llm --name x --openai=custom --openai-url=https://m.example.com --openai-header=nocolon", "'Name: value'"),
+        ("integrations add llm --name x --openai=custom --openai-url=https://m.example.com --openai-header='x-key:'", "has no value"),
+        ("integrations add llm --name x --openai=custom --openai-url=https://m.example.com --openai-header='Host: evil'", "set by the gateway itself"),
+        ("integrations add llm --name x --openai=custom --openai-url=https://m.example.com --openai-header='Authorization: Bearer x'", "--openai-key"),
+        ("integrations add llm --name x --openai=custom --openai-url=https://m.example.com --openai-header='bad name: x'", "not a header name"),
+        ("integrations add llm --name x --openai=custom --openai-url=https://m.example.com --openai-key=", "--openai-key is empty"),
+        ("integrations add llm --name x --openai=gateway --openai-key=k", "--openai=byok or --openai=custom"),
+    ] {
+        let message = error(line);
+        assert!(message.contains(says), "{line}: {message}");
+        assert!(!message.contains(KEY));
+    }
 }

@@ -90,6 +90,8 @@ impl CredentialResolver for ServerCredentials {
                 let text = std::str::from_utf8(&plain).map_err(|_| CredentialError::Unavailable("a stored key is not UTF-8".into()))?;
                 Ok(Credential { secret: SecretString::from(text.to_owned()), account_id: None })
             }
+            // Nothing is injected (the plan's scheme sends nothing).
+            CredentialRef::Anonymous => Ok(Credential { secret: SecretString::from(String::new()), account_id: None }),
             CredentialRef::ChatGpt(account) => match owner {
                 Owner::User(user) => self.chatgpt.credential(user, account).await,
                 Owner::Team(_) => Err(CredentialError::NeedsOwner(

@@ -30,7 +30,7 @@ mod body;
 mod credentials;
 pub mod encoding;
 mod listener;
-mod models;
+pub mod models;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -59,7 +59,7 @@ use llm_integration_core::seams::{
 };
 use llm_integration_core::upstream::{self, UpstreamPlan, UpstreamTargets};
 use llm_integration_core::wire::errors::ErrorClass;
-use llm_integration_core::{reflection, Dialect, ProviderSource, VmId};
+use llm_integration_core::{reflection, Dialect, ProviderSource, Source, VmId};
 use llm_integration_core::{Blame, GatewayError};
 use llm_integration_core::{Decision, Forward, Plan, RouteRequest, Router, SnapshotRouter};
 use secrecy::ExposeSecret;
@@ -171,6 +171,10 @@ pub struct DataPlane {
     callers: Arc<dyn CallerResolver>,
     credentials: Arc<dyn CredentialResolver>,
     client: UpstreamClient,
+    /// Custom endpoints' client: every connection checked by the policy.
+    endpoint_client: crate::endpoints::EndpointClient,
+    /// Custom endpoints' policy and resolver.
+    endpoint_options: EndpointOptions,
     targets: UpstreamTargets,
     models: ModelLists,
     limits: Limits,
@@ -206,9 +210,40 @@ pub struct DataPlaneBuilder {
     trusted: TrustedProxies,
     models_ttl: Duration,
     default_host: Option<String>,
+    endpoints: EndpointOptions,
+}
+
+/// What custom endpoints may reach and trust (see [`crate::endpoints`]).
+#[derive(Clone)]
+pub struct EndpointOptions {
+    /// The address policy (shared with the executor's configuration checks).
+    pub policy: Arc<crate::endpoints::EndpointPolicy>,
+    /// Resolves endpoints' host names.
+    pub resolver: Arc<dyn crate::endpoints::EndpointResolver>,
+    /// Trusted roots besides the public web's.
+    pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+}
+
+impl Default for EndpointOptions {
+    /// Public endpoints only, the system's resolver, the public web's roots.
+    fn default() -> Self {
+        EndpointOptions {
+            policy: Arc::new(crate::endpoints::EndpointPolicy::new(false)),
+            resolver: Arc::new(crate::endpoints::SystemResolver),
+            extra_roots: Vec::new(),
+        }
+    }
 }
 
 impl DataPlaneBuilder {
+    /// How custom endpoints are reached (the default: public HTTPS
+    /// endpoints only, the system's resolver).
+    #[must_use]
+    pub fn endpoints(mut self, endpoints: EndpointOptions) -> Self {
+        self.endpoints = endpoints;
+        self
+    }
+
     /// Routes with `router` instead of [`SnapshotRouter`].
     #[must_use]
     pub fn router(mut self, router: Arc<dyn Router>) -> Self {
@@ -262,7 +297,10 @@ impl DataPlaneBuilder {
     }
 
     /// The data plane.
-    pub fn build(self) -> DataPlane {
+    ///
+    /// # Errors
+    /// A message when an extra trusted root is not a usable certificate.
+    pub fn build(self) -> Result<DataPlane, String> {
         let callers = self
             .callers
             .unwrap_or_else(|| Arc::new(AddressResolver::new(self.trusted.clone())));
@@ -272,8 +310,16 @@ impl DataPlaneBuilder {
             max_total: self.limits.max_buffered_body,
             max_per_peer: (self.limits.max_buffered_body / 4).max(self.limits.max_body),
         });
-        DataPlane {
+        let endpoint_client = crate::endpoints::endpoint_client(
+            &self.limits,
+            self.endpoints.policy.clone(),
+            self.endpoints.resolver.clone(),
+            &self.endpoints.extra_roots,
+        )?;
+        Ok(DataPlane {
             client: upstream_client(&self.limits),
+            endpoint_client,
+            endpoint_options: self.endpoints,
             live: self.live,
             router: self.router,
             callers,
@@ -288,7 +334,7 @@ impl DataPlaneBuilder {
             default_host: self.default_host,
             catalog_refreshes: tokio::sync::watch::Sender::new(0),
             cut: tokio_util::sync::CancellationToken::new(),
-        }
+        })
     }
 }
 
@@ -409,6 +455,7 @@ impl DataPlane {
             trusted: TrustedProxies::default(),
             models_ttl: Duration::from_secs(300),
             default_host: None,
+            endpoints: EndpointOptions::default(),
         }
     }
 
@@ -445,11 +492,19 @@ impl DataPlane {
         DataPlaneService(self.clone())
     }
 
+    /// The custom endpoints' address policy (the server adds its
+    /// listeners to it as they are bound).
+    pub fn endpoint_policy(&self) -> &crate::endpoints::EndpointPolicy {
+        &self.endpoint_options.policy
+    }
+
     fn context(&self) -> ListContext<'_> {
         ListContext {
             client: &self.client,
+            endpoint_client: &self.endpoint_client,
             targets: &self.targets,
             credentials: self.credentials.as_ref(),
+            snapshot: None,
         }
     }
 
@@ -470,7 +525,12 @@ impl DataPlane {
                 _ = ticker.tick() => {}
             }
             let previous = self.live.catalog();
-            let catalog = self.models.gateway_catalog(self.context(), &previous).await;
+            let snapshot = self.live.snapshot();
+            let context = ListContext {
+                snapshot: Some(&snapshot),
+                ..self.context()
+            };
+            let catalog = self.models.gateway_catalog(context, &previous).await;
             if catalog != *previous {
                 tracing::debug!(models = catalog.len(), "model catalog refreshed");
                 self.live.set_catalog(Arc::new(catalog));
@@ -946,39 +1006,57 @@ ask an operator for more allocation, or use your own key (`integrations edit {} 
         if let Some(m) = metered.as_mut() {
             m.sent();
         }
-        let response =
-            match tokio::time::timeout(self.limits.upstream_response, self.client.request(request))
-                .await
-            {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => {
-                    let chatgpt =
-                        matches!(reference, llm_integration_core::CredentialRef::ChatGpt(_));
-                    let origin = origin_of(&plan.url);
-                    return Err(upstream_error(
-                        dialect,
-                        Upstream {
-                            provider,
-                            chatgpt,
-                            origin,
-                        },
-                        &e,
-                        self.limits.max_body,
-                    ));
-                }
-                Err(_) => {
-                    return Err(GatewayError::new(
-                        dialect,
-                        ErrorClass::Timeout,
-                        "upstream_timeout",
-                        format!(
-                            "{provider} did not answer within {} s",
-                            self.limits.upstream_response.as_secs()
-                        ),
-                    ))
-                }
-            };
+        let custom = matches!(forward.source, Source::Custom { .. });
+        let sending = if custom {
+            self.endpoint_client.request(request)
+        } else {
+            self.client.request(request)
+        };
+        let response = match tokio::time::timeout(self.limits.upstream_response, sending).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                let chatgpt = matches!(reference, llm_integration_core::CredentialRef::ChatGpt(_));
+                let origin = origin_of(&plan.url);
+                return Err(upstream_error(
+                    dialect,
+                    Upstream {
+                        provider,
+                        chatgpt,
+                        custom: custom.then_some(forward.integration.name.as_str()),
+                        origin,
+                    },
+                    &e,
+                    self.limits.max_body,
+                ));
+            }
+            Err(_) => {
+                return Err(GatewayError::new(
+                    dialect,
+                    ErrorClass::Timeout,
+                    "upstream_timeout",
+                    format!(
+                        "{provider} did not answer within {} s",
+                        self.limits.upstream_response.as_secs()
+                    ),
+                ))
+            }
+        };
         let (mut head, mut incoming) = response.into_parts();
+        if custom && head.status.is_redirection() {
+            // Never followed, nor passed on: a redirect could point the VM
+            // (or a later request) anywhere.
+            return Err(GatewayError::new(
+                dialect,
+                ErrorClass::BadGateway,
+                "endpoint_redirect",
+                format!(
+                    "the custom {provider} endpoint of integration {} answered a redirect ({}), which the gateway does not follow; \
+set --{provider}-url to the address it redirects to",
+                    forward.integration.name,
+                    head.status.as_u16()
+                ),
+            ));
+        }
         strip_for_client(&mut head.headers);
         let content_type = head.headers.get(CONTENT_TYPE).cloned();
         let content_type = content_type.as_ref().map(|v| v.as_bytes());
@@ -1257,6 +1335,8 @@ struct Upstream<'a> {
     provider: llm_integration_core::Provider,
     /// ChatGPT's Codex backend rather than the provider's API.
     chatgpt: bool,
+    /// A custom endpoint: the integration's name.
+    custom: Option<&'a str>,
     /// `scheme://host:port` of the call (for the operator's log only).
     origin: &'a str,
 }
@@ -1288,6 +1368,19 @@ fn upstream_error(
         }
         source = s.source();
     }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(refused) = s.downcast_ref::<crate::endpoints::EndpointRefused>() {
+            tracing::warn!(provider = %upstream.provider, upstream = upstream.origin, reason = %refused, "custom endpoint refused");
+            return GatewayError::new(
+                dialect,
+                ErrorClass::Permission,
+                "endpoint_not_allowed",
+                refused.to_string(),
+            );
+        }
+        source = s.source();
+    }
     let detail = crate::error_chain(e);
     let what = if e.is_connect() {
         "could not be reached"
@@ -1296,7 +1389,12 @@ fn upstream_error(
     };
     let detail = Redactor::default().redact(&detail).into_owned();
     let provider = upstream.provider;
-    let (name, setting) = if upstream.chatgpt {
+    let (name, setting) = if let Some(integration) = upstream.custom {
+        (
+            format!("the custom {provider} endpoint of integration {integration}"),
+            format!("its --{provider}-url"),
+        )
+    } else if upstream.chatgpt {
         (
             "ChatGPT's Codex backend".to_owned(),
             "--chatgpt-backend-url".to_owned(),

@@ -13,17 +13,19 @@ use std::time::{Duration, Instant};
 
 use http::{Method, Request};
 use http_body_util::{BodyExt, Either, Full};
+use llm_integration_core::endpoint::EndpointUrl;
 use llm_integration_core::model_list::{self, ModelEntry, MAX_PAGES};
 use llm_integration_core::redact::Redactor;
 use llm_integration_core::seams::{Credential, CredentialResolver};
 use llm_integration_core::upstream::UpstreamTargets;
 use llm_integration_core::{
-    AccountName, CredentialId, CredentialRef, ModelCatalog, ModelListing, ModelsShape, Owner,
-    Provider, ProviderSource, Source,
+    AccountName, CredentialId, CredentialRef, EndpointAuth, IntegrationKind, ModelCatalog,
+    ModelListing, ModelsShape, Owner, Provider, ProviderSource, Snapshot, Source,
 };
 use secrecy::ExposeSecret;
 
 use super::UpstreamClient;
+use crate::endpoints::EndpointClient;
 
 /// The ChatGPT backend's catalog is asked for as this Codex version.
 const CHATGPT_CLIENT_VERSION: &str = crate::chatgpt::CLIENT_VERSION;
@@ -36,6 +38,9 @@ enum CacheKey {
     Gateway(Provider),
     ApiKey(CredentialId),
     ChatGpt(Owner, AccountName),
+    /// A custom endpoint: its URL and credential (a change of either is a
+    /// new list).
+    Endpoint(Provider, EndpointUrl, Option<CredentialId>),
 }
 
 /// A provider's list (or why it could not be read) and when it was fetched.
@@ -50,10 +55,14 @@ const FAILURE_TTL: Duration = Duration::from_secs(10);
 pub struct ListContext<'a> {
     /// The upstream client.
     pub client: &'a UpstreamClient,
+    /// Custom endpoints' client.
+    pub endpoint_client: &'a EndpointClient,
     /// Where each source's requests go.
     pub targets: &'a UpstreamTargets,
     /// The credentials.
     pub credentials: &'a dyn CredentialResolver,
+    /// The configuration whose custom endpoints' lists join the catalog.
+    pub snapshot: Option<&'a Snapshot>,
 }
 
 /// Cached model lists.
@@ -100,6 +109,9 @@ impl ModelLists {
             Source::Gateway => CacheKey::Gateway(provider),
             Source::Byok { credential, .. } => CacheKey::ApiKey(*credential),
             Source::Chatgpt { account } => CacheKey::ChatGpt(owner, account.clone()),
+            Source::Custom { url, auth } => {
+                CacheKey::Endpoint(provider, url.clone(), auth.credential())
+            }
             Source::Disabled => return Err("the provider is disabled".into()),
         };
         if let Some(list) = self.cached(&key) {
@@ -117,7 +129,9 @@ impl ModelLists {
         let reference = source
             .credential(provider)
             .ok_or("the provider is disabled")?;
-        let list = fetch(ctx, owner, provider, reference).await.map(Arc::new);
+        let list = fetch(ctx, owner, provider, source, reference)
+            .await
+            .map(Arc::new);
         self.store(key, list.clone());
         list
     }
@@ -165,7 +179,48 @@ impl ModelLists {
                 }
             }
         }
+        self.endpoint_catalog(ctx, previous, &mut catalog).await;
         catalog
+    }
+
+    /// Adds to `catalog` the lists of the custom endpoints of the live
+    /// configuration's integrations (in the snapshot `ctx.snapshot`); an
+    /// endpoint whose list cannot be read keeps its entries from
+    /// `previous`.
+    async fn endpoint_catalog(
+        &self,
+        ctx: ListContext<'_>,
+        previous: &ModelCatalog,
+        catalog: &mut ModelCatalog,
+    ) {
+        let Some(snapshot) = ctx.snapshot else {
+            return;
+        };
+        for integration in snapshot.integrations() {
+            let IntegrationKind::Llm(settings) = &integration.kind else {
+                continue;
+            };
+            for provider in Provider::ALL {
+                let source = settings.source(provider);
+                if !matches!(source, Source::Custom { .. }) {
+                    continue;
+                }
+                match self.list(ctx, integration.owner, provider, source).await {
+                    Ok(list) => catalog.set_endpoint(
+                        integration.id,
+                        provider,
+                        list.iter().map(|m| m.id.as_str()),
+                    ),
+                    Err(message) => {
+                        tracing::debug!(%provider, integration = %integration.name, %message, "custom endpoint's list not read; keeping the last good one");
+                        if let Some(models) = previous.endpoint_models(integration.id, provider) {
+                            let models: Vec<&str> = models.collect();
+                            catalog.set_endpoint(integration.id, provider, models);
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -174,6 +229,7 @@ async fn fetch(
     ctx: ListContext<'_>,
     owner: Owner,
     provider: Provider,
+    source: &Source,
     reference: CredentialRef<'_>,
 ) -> Result<Vec<ModelEntry>, String> {
     let chatgpt = matches!(reference, CredentialRef::ChatGpt(_));
@@ -186,9 +242,77 @@ async fn fetch(
     // Whatever the upstream says is repeated to the VM (`failed_providers`)
     // and in logs: never with the credential it was sent, should it echo it.
     let redactor = Redactor::new([secret]);
-    fetch_with(ctx, provider, &credential, chatgpt)
-        .await
-        .map_err(|m| redactor.redact(&m).into_owned())
+    let list = match source {
+        Source::Custom { url, auth } => {
+            endpoint_list(ctx.endpoint_client, provider, url, auth, secret).await
+        }
+        _ => fetch_with(ctx, provider, &credential, chatgpt).await,
+    };
+    list.map_err(|m| redactor.redact(&m).into_owned())
+}
+
+/// A custom endpoint's model list: `GET` its `/v1/models` (under its
+/// URL), in `provider`'s list shape, with the endpoint's authentication
+/// (`secret` is its token or header value; empty without).
+///
+/// # Errors
+/// What went wrong, for a person (the endpoint's answer quoted; the
+/// caller redacts the secret from it).
+pub async fn endpoint_list(
+    client: &EndpointClient,
+    provider: Provider,
+    url: &EndpointUrl,
+    auth: &EndpointAuth,
+    secret: &str,
+) -> Result<Vec<ModelEntry>, String> {
+    let mut headers = Vec::new();
+    let value = |v: String| {
+        http::HeaderValue::from_str(&v).map_err(|_| {
+            "the list request cannot be built (the credential is not a valid header value)"
+                .to_owned()
+        })
+    };
+    match auth {
+        EndpointAuth::None => {}
+        EndpointAuth::Bearer { .. } => {
+            headers.push((
+                http::header::AUTHORIZATION,
+                value(format!("Bearer {secret}"))?,
+            ));
+        }
+        EndpointAuth::Header { name, .. } => {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("{name:?} is not a header name"))?;
+            headers.push((name, value(secret.to_owned())?));
+        }
+    }
+    if provider == Provider::Anthropic {
+        headers.push((
+            http::HeaderName::from_static("anthropic-version"),
+            http::HeaderValue::from_static("2023-06-01"),
+        ));
+    }
+    let mut entries = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let path = model_list::page_url(provider, "", after.as_deref());
+        let path = path
+            .strip_prefix(provider.upstream_prefix())
+            .unwrap_or(&path);
+        let (status, body) = get_with(client, &url.join(path), &headers).await?;
+        if (300..400).contains(&status) {
+            return Err(format!(
+                "HTTP {status}: the endpoint answered a redirect, which the gateway does not follow; give the URL it redirects to"
+            ));
+        }
+        let page = model_list::parse_page(provider, status, &body)?;
+        entries.extend(page.models);
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    Ok(entries)
 }
 
 async fn fetch_with(
@@ -228,6 +352,44 @@ async fn get(
     provider: Provider,
     credential: &Credential,
 ) -> Result<(u16, bytes::Bytes), String> {
+    let secret = credential.secret.expose_secret();
+    let invalid = |_| {
+        "the list request cannot be built (a credential is not a valid header value)".to_owned()
+    };
+    let mut headers = match provider {
+        Provider::Anthropic => vec![
+            (
+                http::HeaderName::from_static("x-api-key"),
+                http::HeaderValue::from_str(secret).map_err(invalid)?,
+            ),
+            (
+                http::HeaderName::from_static("anthropic-version"),
+                http::HeaderValue::from_static("2023-06-01"),
+            ),
+        ],
+        Provider::OpenAi | Provider::Fireworks => vec![(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_str(&format!("Bearer {secret}")).map_err(invalid)?,
+        )],
+    };
+    if let Some(account) = &credential.account_id {
+        headers.push((
+            http::HeaderName::from_static("chatgpt-account-id"),
+            http::HeaderValue::from_str(account).map_err(invalid)?,
+        ));
+    }
+    get_with(client, url, &headers).await
+}
+
+/// One `GET` with `headers`, within [`LIST_TIMEOUT`].
+async fn get_with<C>(
+    client: &hyper_util::client::legacy::Client<C, super::UpstreamBody>,
+    url: &str,
+    headers: &[(http::HeaderName, http::HeaderValue)],
+) -> Result<(u16, bytes::Bytes), String>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
     let mut request = Request::builder()
         .method(Method::GET)
         .uri(url)
@@ -236,32 +398,26 @@ async fn get(
             "user-agent",
             concat!("llm-integration/", env!("CARGO_PKG_VERSION")),
         );
-    let secret = credential.secret.expose_secret();
-    request = match provider {
-        Provider::Anthropic => request
-            .header("x-api-key", secret)
-            .header("anthropic-version", "2023-06-01"),
-        Provider::OpenAi | Provider::Fireworks => {
-            request.header("authorization", format!("Bearer {secret}"))
-        }
-    };
-    if let Some(account) = &credential.account_id {
-        request = request.header("chatgpt-account-id", account);
+    for (name, value) in headers {
+        let mut value = value.clone();
+        value.set_sensitive(true);
+        request = request.header(name, value);
     }
     let request = request
         .body(Either::Left(Full::new(bytes::Bytes::new())))
-        .map_err(|_| {
-            "the list request cannot be built (a credential is not a valid header value)".to_owned()
-        })?;
+        .map_err(|_| "the list request cannot be built (the URL is not valid)".to_owned())?;
     let response = tokio::time::timeout(LIST_TIMEOUT, client.request(request))
         .await
         .map_err(|_| "timed out".to_owned())?
         .map_err(|e| format!("request failed: {}", crate::error_chain(&e)))?;
     let status = response.status().as_u16();
-    let body = tokio::time::timeout(LIST_TIMEOUT, response.into_body().collect())
-        .await
-        .map_err(|_| "timed out".to_owned())?
-        .map_err(|e| format!("reading the list failed: {}", crate::error_chain(&e)))?
-        .to_bytes();
+    let body = tokio::time::timeout(
+        LIST_TIMEOUT,
+        http_body_util::Limited::new(response.into_body(), 16 * 1024 * 1024).collect(),
+    )
+    .await
+    .map_err(|_| "timed out".to_owned())?
+    .map_err(|e| format!("reading the list failed: {e}"))?
+    .to_bytes();
     Ok((status, body))
 }

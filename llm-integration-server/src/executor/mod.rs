@@ -12,13 +12,15 @@ mod render;
 use std::sync::Arc;
 
 use llm_integration_core::command::{
-    AddLlm, AddReflection, ChatgptSetup, Command, CommandLine, Edit, IntegrationRef, KeyInput,
-    ProviderChoices, SourceChoice,
+    AddLlm, AddReflection, ChatgptSetup, Command, CommandLine, Edit, EndpointAuthInput,
+    IntegrationRef, KeyInput, ProviderChoices, SourceChoice,
 };
+use llm_integration_core::endpoint::EndpointUrl;
 use llm_integration_core::seams::{ControlStore, NewCredential, StoreError};
 use llm_integration_core::{
-    AttachmentSpec, ConfigRecords, CredentialId, IntegrationConfig, IntegrationId, IntegrationKind,
-    KeyHint, LlmSettings, Owner, Provider, ReflectionSettings, SecretString, Source, UserId,
+    AttachmentSpec, ConfigRecords, CredentialId, EndpointAuth, IntegrationConfig, IntegrationId,
+    IntegrationKind, KeyHint, LlmSettings, Owner, Provider, ReflectionSettings, SecretString,
+    Source, UserId,
 };
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
@@ -142,6 +144,12 @@ pub struct Executor {
     /// many are asked for, the store keeps connections for the data
     /// plane's balance reads and for configuration writes.
     reports: tokio::sync::Semaphore,
+    /// Custom endpoints: the address policy, the resolver, and a client
+    /// for `integrations test` (the data plane's rules).
+    endpoints: Option<(
+        crate::dataplane::EndpointOptions,
+        crate::endpoints::EndpointClient,
+    )>,
     /// Whether this server has the platform's key for each provider (for
     /// `integrations test`); all, unless told.
     gateway_keys: llm_integration_core::PerProvider<bool>,
@@ -200,6 +208,19 @@ async fn wait_for_login(
 /// The key of `provider` from standard input: the whole input when one key
 /// is read, else its line (keys are read in the order anthropic, openai,
 /// fireworks, one per line).
+/// `scheme://host:port` of an endpoint: where a stored secret may go.
+fn origin(url: &EndpointUrl) -> String {
+    let scheme = if url.is_plain_http() { "http" } else { "https" };
+    let host = match url.host() {
+        llm_integration_core::endpoint::EndpointHost::Name(n) => n.to_owned(),
+        llm_integration_core::endpoint::EndpointHost::Address(std::net::IpAddr::V6(a)) => {
+            format!("[{a}]")
+        }
+        llm_integration_core::endpoint::EndpointHost::Address(a) => a.to_string(),
+    };
+    format!("{scheme}://{host}:{}", url.port())
+}
+
 fn stdin_key(
     choices: &ProviderChoices,
     stdin: &Option<SecretString>,
@@ -356,7 +377,36 @@ impl Executor {
             ledger: None,
             reports: tokio::sync::Semaphore::new(1),
             gateway_keys: llm_integration_core::PerProvider::from_fn(|_| true),
+            endpoints: None,
         }
+    }
+
+    /// Checks custom endpoints by `options` (at configuration time, and
+    /// in `integrations test`). Without it, every custom endpoint is
+    /// checked as public-only with the system's resolver.
+    ///
+    /// # Errors
+    /// A message when an extra trusted root is not a usable certificate.
+    pub fn with_endpoints(
+        mut self,
+        options: crate::dataplane::EndpointOptions,
+        limits: &crate::dataplane::Limits,
+    ) -> Result<Self, String> {
+        let client = crate::endpoints::endpoint_client(
+            limits,
+            options.policy.clone(),
+            options.resolver.clone(),
+            &options.extra_roots,
+        )?;
+        self.endpoints = Some((options, client));
+        Ok(self)
+    }
+
+    fn endpoint_options(&self) -> crate::dataplane::EndpointOptions {
+        self.endpoints
+            .as_ref()
+            .map(|(o, _)| o.clone())
+            .unwrap_or_default()
     }
 
     /// Which providers this server has the platform's key for, so that
@@ -670,6 +720,162 @@ printf '%s' \"$OPENAI_API_KEY\" | llm-integration integrations edit NAME --opena
         })
     }
 
+    /// Lists a custom endpoint's models with its credential: `Ok(detail)`
+    /// when it answers a list, `Err(detail)` saying what failed.
+    async fn test_endpoint(
+        &self,
+        provider: Provider,
+        url: &EndpointUrl,
+        auth: &EndpointAuth,
+    ) -> Result<Result<String, String>, ExecError> {
+        let secret = match auth.credential() {
+            Some(id) => {
+                let sealed = self.store.sealed_credential(id).await?.ok_or_else(|| {
+                    ExecError::Unavailable(format!(
+                        "the stored {provider} endpoint credential is missing from the store"
+                    ))
+                })?;
+                let plain = self
+                    .key
+                    .open(&sealed, purpose::API_KEY)
+                    .map_err(|e| ExecError::Unavailable(e.to_string()))?;
+                SecretString::from(String::from_utf8_lossy(&plain).into_owned())
+            }
+            None => SecretString::from(String::new()),
+        };
+        let options = self.endpoint_options();
+        if let Err(refused) = options
+            .policy
+            .check_url(url, options.resolver.as_ref())
+            .await
+        {
+            return Ok(Err(refused.to_string()));
+        }
+        let client = match &self.endpoints {
+            Some((_, client)) => client.clone(),
+            None => crate::endpoints::endpoint_client(
+                &crate::dataplane::Limits::default(),
+                options.policy.clone(),
+                options.resolver.clone(),
+                &[],
+            )
+            .map_err(ExecError::Unavailable)?,
+        };
+        let redactor = llm_integration_core::redact::Redactor::new([secret.expose_secret()]);
+        Ok(
+            match crate::dataplane::models::endpoint_list(
+                &client,
+                provider,
+                url,
+                auth,
+                secret.expose_secret(),
+            )
+            .await
+            {
+                Ok(models) => Ok(format!("{url} answers with {} models", models.len())),
+                Err(e) => Err(format!("{url}: {}", redactor.redact(&e))),
+            },
+        )
+    }
+
+    /// Seals a custom endpoint's header value (spaces allowed inside, as
+    /// in `Token abc`; not control characters).
+    fn seal_header_value(
+        &self,
+        provider: Provider,
+        name: &str,
+        value: &SecretString,
+    ) -> Result<NewCredential, ExecError> {
+        let text = value.expose_secret().trim();
+        if text.is_empty() {
+            return Err(ExecError::Usage(format!(
+                "the value of the {provider} endpoint's {name} header is empty; give 'Name: value'"
+            )));
+        }
+        if http::HeaderValue::from_str(text).is_err() {
+            return Err(ExecError::Usage(format!(
+                "the value of the {provider} endpoint's {name} header has control or non-ASCII characters; give it on one line"
+            )));
+        }
+        let sealed = self
+            .key
+            .seal(text.as_bytes(), purpose::API_KEY)
+            .map_err(|e| ExecError::Unavailable(e.to_string()))?;
+        Ok(NewCredential {
+            provider,
+            sealed,
+            hint: KeyHint::of(&SecretString::from(text.to_owned())),
+        })
+    }
+
+    /// The custom source `choice` makes of `current` (what is not given is
+    /// kept), with the credential to store, if a new one was given.
+    async fn custom_source(
+        &self,
+        provider: Provider,
+        current: &Source,
+        url: Option<&EndpointUrl>,
+        auth: Option<&EndpointAuthInput>,
+        read: impl Fn(&KeyInput) -> Result<SecretString, ExecError>,
+        name: &str,
+    ) -> Result<(Source, Option<NewCredential>), ExecError> {
+        let existing = match current {
+            Source::Custom { url, auth } => Some((url, auth)),
+            _ => None,
+        };
+        let url = match (url, existing) {
+            (Some(u), _) => u.clone(),
+            (None, Some((u, _))) => u.clone(),
+            (None, None) => {
+                return Err(ExecError::Usage(format!(
+                    "--{provider}=custom needs the endpoint: {name} has no {provider} endpoint yet; add --{provider}-url=https://HOST/v1"
+                )))
+            }
+        };
+        let options = self.endpoint_options();
+        options
+            .policy
+            .check_url(&url, options.resolver.as_ref())
+            .await
+            .map_err(|e| ExecError::Usage(format!("--{provider}-url: {e}")))?;
+        let (auth, credential) = match auth {
+            Some(EndpointAuthInput::Bearer(input)) => {
+                let key = self.seal_key(provider, &read(input)?)?;
+                let auth = EndpointAuth::Bearer {
+                    credential: CredentialId(0),
+                    hint: key.hint.clone(),
+                };
+                (auth, Some(key))
+            }
+            Some(EndpointAuthInput::Header {
+                name: header,
+                value,
+            }) => {
+                let key = self.seal_header_value(provider, header, &read(value)?)?;
+                let auth = EndpointAuth::Header {
+                    name: header.clone(),
+                    credential: CredentialId(0),
+                    hint: key.hint.clone(),
+                };
+                (auth, Some(key))
+            }
+            None => match existing {
+                // A stored secret goes only to the endpoint it was given for.
+                Some((old, auth)) if auth.credential().is_some() && origin(old) != origin(&url) => {
+                    return Err(ExecError::Usage(format!(
+                        "the {provider} endpoint moves from {} to {}: give its credential again (--{provider}-key or --{provider}-header), \
+since the stored one is sent only to the endpoint it was given for",
+                        origin(old),
+                        origin(&url)
+                    )));
+                }
+                Some((_, auth)) => (auth.clone(), None),
+                None => (EndpointAuth::None, None),
+            },
+        };
+        Ok((Source::Custom { url, auth }, credential))
+    }
+
     /// Applies provider choices to `settings`, returning the keys to store.
     async fn apply_providers(
         &self,
@@ -706,6 +912,24 @@ or --{provider}-key=- to read it from standard input"
                         )))
                     }
                 },
+                SourceChoice::Custom { url, auth } => {
+                    let read = |input: &KeyInput| match input {
+                        KeyInput::Value(k) => Ok(k.clone()),
+                        KeyInput::Stdin => stdin_key(choices, stdin, provider),
+                    };
+                    let (source, key) = self
+                        .custom_source(
+                            provider,
+                            settings.source(provider),
+                            url.as_ref(),
+                            auth.as_ref(),
+                            read,
+                            name,
+                        )
+                        .await?;
+                    keys.extend(key);
+                    source
+                }
                 SourceChoice::Chatgpt(account) => {
                     if let Owner::Team(_) = owner {
                         return Err(ExecError::Usage(
@@ -900,6 +1124,16 @@ ask the operator to set it, or use --{provider}=byok with your own key",
                     )
                 }
                 Source::Chatgpt { account } => ("skipped", format!("uses ChatGPT account {account}; check it with `integrations setup chatgpt --verify`")),
+                Source::Custom { url, auth } => {
+                    tested += 1;
+                    match self.test_endpoint(provider, url, auth).await? {
+                        Ok(detail) => ("ok", detail),
+                        Err(detail) => {
+                            failed = true;
+                            ("failed", detail)
+                        }
+                    }
+                }
                 Source::Disabled => ("skipped", "disabled".to_owned()),
             };
             // A provider's answer is quoted in `detail`: shown on one line,
@@ -914,7 +1148,7 @@ ask the operator to set it, or use --{provider}=byok with your own key",
         if tested == 0 && only.is_some() {
             let p = only.unwrap_or(Provider::OpenAi);
             return Err(ExecError::Usage(format!(
-                "{}'s {p} source is {}, not byok; there is no stored key to test",
+                "{}'s {p} source is {}, not byok or custom; there is no stored key or endpoint to test",
                 i.name,
                 llm_integration_core::ProviderSource::kind(settings.source(p))
             )));

@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 
 use llm_integration_core::{
-    AttachmentSpec, IntegrationConfig, IntegrationKind, Owner, Provider, Source, TagName,
+    AttachmentSpec, EndpointAuth, IntegrationConfig, IntegrationKind, Owner, Provider, Source,
+    TagName,
 };
 use serde_json::{json, Value};
 
@@ -45,6 +46,22 @@ fn source_json(source: &Source) -> Value {
         Source::Gateway => json!({"source": "gateway"}),
         Source::Byok { hint, .. } => json!({"source": "byok", "key": hint.to_string()}),
         Source::Chatgpt { account } => json!({"source": "chatgpt", "account": account}),
+        Source::Custom { url, auth } => {
+            let mut v = json!({"source": "custom", "url": url.as_str()});
+            match auth {
+                EndpointAuth::None => v["auth"] = json!("none"),
+                EndpointAuth::Bearer { hint, .. } => {
+                    v["auth"] = json!("bearer");
+                    v["key"] = json!(hint.to_string());
+                }
+                EndpointAuth::Header { name, hint, .. } => {
+                    v["auth"] = json!("header");
+                    v["header"] = json!(name);
+                    v["key"] = json!(hint.to_string());
+                }
+            }
+            v
+        }
         Source::Disabled => json!({"source": "disabled"}),
     }
 }
@@ -54,6 +71,18 @@ fn source_text(v: &Value) -> String {
     match source {
         "byok" => format!("API key, {}", v["key"].as_str().unwrap_or("set")),
         "chatgpt" => format!("ChatGPT account {}", v["account"].as_str().unwrap_or("?")),
+        "custom" => {
+            let url = v["url"].as_str().unwrap_or("?");
+            let key = v["key"].as_str().unwrap_or("set");
+            match v["auth"].as_str() {
+                Some("bearer") => format!("custom endpoint {url}, bearer token {key}"),
+                Some("header") => format!(
+                    "custom endpoint {url}, header {} {key}",
+                    v["header"].as_str().unwrap_or("?")
+                ),
+                _ => format!("custom endpoint {url}, no authentication"),
+            }
+        }
         other => other.to_owned(),
     }
 }

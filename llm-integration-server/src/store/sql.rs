@@ -67,10 +67,15 @@ async fn store_keys(
         .await
         .map_err(unavailable)?;
         let credential = CredentialId(row.try_get(0).map_err(unavailable)?);
-        *settings.source_mut(key.provider) = Source::Byok {
-            credential,
-            hint: key.hint,
-        };
+        match settings.source_mut(key.provider) {
+            Source::Custom { auth, .. } => auth.set_credential(credential, key.hint),
+            source => {
+                *source = Source::Byok {
+                    credential,
+                    hint: key.hint,
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -86,6 +91,7 @@ async fn prune_keys(
             .iter()
             .filter_map(|p| match s.source(*p) {
                 Source::Byok { credential, .. } => Some(credential.0),
+                Source::Custom { auth, .. } => auth.credential().map(|c| c.0),
                 _ => None,
             })
             .collect(),
