@@ -409,6 +409,40 @@ mod tests {
     }
 
     #[test]
+    fn a_custom_endpoints_list_replaces_its_providers_entries_in_its_integration() {
+        let mut catalog = ModelCatalog::new();
+        catalog.insert(Provider::OpenAi, "gpt-5.5");
+        catalog.insert(Provider::Fireworks, "llama-local");
+        catalog.set_endpoint(IntegrationId(7), Provider::OpenAi, ["llama-local", "qwen3"]);
+        let custom: ProviderSet = [Provider::OpenAi].into_iter().collect();
+        let scope = catalog.scope(IntegrationId(7), custom);
+        // The endpoint's own models route to its provider, before a
+        // catalog match of another provider.
+        assert_eq!(
+            route_model("qwen3", &scope, all()).unwrap().provider,
+            Provider::OpenAi
+        );
+        assert!(scope.providers_of("llama-local").contains(Provider::OpenAi));
+        // The provider's public entries are not the endpoint's.
+        assert!(!scope.providers_of("gpt-5.5").contains(Provider::OpenAi));
+        // Another integration sees the public catalog.
+        let other = catalog.scope(IntegrationId(8), custom);
+        assert!(other.providers_of("qwen3").is_empty());
+        assert_eq!(
+            route_model("llama-local", &catalog, all())
+                .unwrap()
+                .provider,
+            Provider::Fireworks
+        );
+        assert_eq!(
+            catalog
+                .endpoint_models(IntegrationId(7), Provider::OpenAi)
+                .map(|m| m.count()),
+            Some(2)
+        );
+    }
+
+    #[test]
     fn unknown_and_malformed() {
         assert_eq!(p("llama-3"), Err(ModelError::Unknown("llama-3".into())));
         assert_eq!(p("omni"), Err(ModelError::Unknown("omni".into())));

@@ -29,9 +29,9 @@ use llm_integration_core::upstream::{
     plan, reads_body, ResponsePlan, UpstreamPlan, UpstreamTargets, CHATGPT_ACCEPTED,
 };
 use llm_integration_core::{
-    ConfigRecords, CredentialId, Decision, Dialect, GatewayError, IntegrationConfig, IntegrationId,
-    IntegrationKind, KeyHint, LlmSettings, Owner, RouteRequest, Snapshot, SnapshotOptions, Source,
-    User, UserId, Vm, VmId,
+    ConfigRecords, CredentialId, Decision, Dialect, EndpointAuth, GatewayError, IntegrationConfig,
+    IntegrationId, IntegrationKind, KeyHint, LlmSettings, Owner, RouteRequest, Snapshot,
+    SnapshotOptions, Source, User, UserId, Vm, VmId,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -50,6 +50,8 @@ const GATEWAY: &str = "llm.int.exe.xyz";
 const CHATGPT: &str = "sub.int.exe.xyz";
 /// Every provider on the owner's own keys (not metered).
 const BYOK: &str = "keyed.int.exe.xyz";
+/// Every provider on a custom endpoint.
+const OWN: &str = "own.int.exe.xyz";
 
 fn snapshot() -> &'static Snapshot {
     static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
@@ -87,6 +89,31 @@ fn snapshot() -> &'static Snapshot {
                         anthropic: byok(1),
                         openai: byok(2),
                         fireworks: byok(3),
+                    },
+                ),
+                integration(
+                    4,
+                    "own",
+                    LlmSettings {
+                        anthropic: Source::Custom {
+                            url: "https://gw.example.com/anthropic".parse().unwrap(),
+                            auth: EndpointAuth::Header {
+                                name: "x-team-key".into(),
+                                credential: CredentialId(4),
+                                hint: KeyHint::from_last4(None),
+                            },
+                        },
+                        openai: Source::Custom {
+                            url: "https://models.example.com/v1".parse().unwrap(),
+                            auth: EndpointAuth::Bearer {
+                                credential: CredentialId(5),
+                                hint: KeyHint::from_last4(None),
+                            },
+                        },
+                        fireworks: Source::Custom {
+                            url: "https://fw.example.com:8443/inference".parse().unwrap(),
+                            auth: EndpointAuth::None,
+                        },
                     },
                 ),
             ],
@@ -398,6 +425,49 @@ fn plan_rows() -> Vec<Row> {
                 body: r#"{"model":"accounts/fireworks/models/kimi-k2-instruct","stream":true,"stream_options":{"include_usage":false}}"#,
                 strip: false,
                 model: Some("accounts/fireworks/models/kimi-k2-instruct"),
+                ..CHAT
+            }),
+        ),
+        (
+            "a custom OpenAI endpoint given as its SDK base (`…/v1`): no `/v1/v1`",
+            OWN,
+            "/v1/chat/completions",
+            r#"{"model":"gpt-5","stream":true}"#,
+            Ok(Want {
+                url: "https://models.example.com/v1/chat/completions",
+                body: r#"{"model":"gpt-5","stream":true,"stream_options":{"include_usage":true}}"#,
+                ..CHAT
+            }),
+        ),
+        (
+            "a custom Anthropic endpoint under a path prefix, the query kept",
+            OWN,
+            "/v1/messages?beta=true",
+            r#"{"model":"claude-opus-4-6","max_tokens":5}"#,
+            Ok(Want {
+                url: "https://gw.example.com/anthropic/v1/messages?beta=true",
+                body: r#"{"model":"claude-opus-4-6","max_tokens":5}"#,
+                strip: false,
+                max_output: Some(5),
+                model: Some("claude-opus-4-6"),
+                expect: Some(Expect::Json),
+                reads_body: false,
+                ..CHAT
+            }),
+        ),
+        (
+            "a custom Fireworks endpoint: the API path without Fireworks' own prefix",
+            OWN,
+            "/fireworks/inference/v1/chat/completions",
+            r#"{"model":"accounts/fireworks/models/x","max_tokens":9}"#,
+            Ok(Want {
+                url: "https://fw.example.com:8443/inference/v1/chat/completions",
+                body: r#"{"model":"accounts/fireworks/models/x","max_tokens":9}"#,
+                strip: false,
+                max_output: Some(9),
+                model: Some("accounts/fireworks/models/x"),
+                reads_body: false,
+                expect: Some(Expect::Json),
                 ..CHAT
             }),
         ),
@@ -2083,5 +2153,63 @@ fn byte_order_mark_split_across_chunks() {
              stripped from the first line whatever the split (it is only stripped when the \
              first chunk holds all three BOM bytes)"
         );
+    }
+}
+
+/// A custom endpoint gets its own authentication, and the client's
+/// credentials never: bearer, one custom header, or nothing.
+#[test]
+fn custom_endpoints_get_their_own_authentication_only() {
+    let client = || {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer vm-own"));
+        h.insert("x-api-key", HeaderValue::from_static("vm-own"));
+        h.insert("x-team-key", HeaderValue::from_static("vm-own"));
+        h
+    };
+    let secret = Injected {
+        secret: "endpoint-secret",
+        account_id: None,
+    };
+    for (target, body, want) in [
+        (
+            "/v1/chat/completions",
+            r#"{"model":"gpt-5"}"#,
+            [
+                ("authorization", Some("Bearer endpoint-secret")),
+                ("x-api-key", None),
+                ("x-team-key", Some("vm-own")),
+            ],
+        ),
+        (
+            "/v1/messages",
+            r#"{"model":"claude-opus-4-6","max_tokens":1}"#,
+            [
+                ("authorization", None),
+                ("x-api-key", None),
+                ("x-team-key", Some("endpoint-secret")),
+            ],
+        ),
+        (
+            "/fireworks/inference/v1/chat/completions",
+            r#"{"model":"accounts/fireworks/models/x"}"#,
+            [
+                ("authorization", None),
+                ("x-api-key", None),
+                ("x-team-key", Some("vm-own")),
+            ],
+        ),
+    ] {
+        let (planned, _) = plan_for(OWN, target, body.as_bytes());
+        let planned = planned.unwrap();
+        let mut headers = client();
+        planned.apply_headers(&mut headers, None, secret);
+        for (name, value) in want {
+            assert_eq!(
+                headers.get(name).and_then(|v| v.to_str().ok()),
+                value,
+                "{target} {name}"
+            );
+        }
     }
 }

@@ -1370,7 +1370,15 @@ fn upstream_error(
     }
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = source {
-        if let Some(refused) = s.downcast_ref::<crate::endpoints::EndpointRefused>() {
+        // An `io::Error` hides the error it wraps from `source()`.
+        let refused = s
+            .downcast_ref::<crate::endpoints::EndpointRefused>()
+            .or_else(|| {
+                s.downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref())
+                    .and_then(|inner| inner.downcast_ref::<crate::endpoints::EndpointRefused>())
+            });
+        if let Some(refused) = refused {
             tracing::warn!(provider = %upstream.provider, upstream = upstream.origin, reason = %refused, "custom endpoint refused");
             return GatewayError::new(
                 dialect,
