@@ -1036,9 +1036,10 @@ impl AnthropicWriter {
         }
     }
 
-    /// Closes the block of `key` if it is the open one.
-    pub fn close_key(&mut self, out: &mut Vec<u8>, key: (u64, u64)) {
-        if matches!(self.open, Some((_, k, _)) if k == key) {
+    /// Closes the open block if it belongs to the upstream's output item
+    /// `output_index` (the first half of its key).
+    pub fn close_output(&mut self, out: &mut Vec<u8>, output_index: u64) {
+        if matches!(self.open, Some((_, (k, _), _)) if k == output_index) {
             self.close(out);
         }
     }
