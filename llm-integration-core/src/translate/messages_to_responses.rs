@@ -14,7 +14,7 @@
 //! | `model`, `stream` | `model`, `stream`; always `store: false` |
 //! | `system` (string or text blocks) | `instructions` (blocks joined by a blank line) |
 //! | `messages[]` `role: "system"` entry | an `input` message with `role: "system"` |
-//! | user `text` / `image` (`base64`, `url`) | `input` message parts `input_text` / `input_image` (base64 as a `data:` URL) |
+//! | user `text` / `image` (`base64`, `url`) | `input` message parts `input_text` / `input_image` (`detail: auto`; base64 as a `data:` URL) |
 //! | user `document`: text source / PDF | `input_text` / `input_file` (`file_data`; OpenAI only, dropped on Fireworks) |
 //! | assistant `text` | an `input` message with `role: "assistant"` and an `output_text` part |
 //! | assistant `tool_use` | a `function_call` item (`call_id`, `name`, `arguments` as JSON text) |
@@ -156,7 +156,7 @@ fn input(conv: &Conversation) -> Vec<Value> {
                     .iter()
                     .map(|p| match p {
                         Part::Text(text) => json!({"type": "input_text", "text": text}),
-                        Part::Image(url) => json!({"type": "input_image", "image_url": url}),
+                        Part::Image(url) => json!({"type": "input_image", "image_url": url, "detail": "auto"}),
                         Part::File { data_url, filename } => {
                             json!({"type": "input_file", "file_data": data_url, "filename": filename})
                         }
