@@ -952,3 +952,124 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// The fuzz target's entry point, on the seeds and on their mutations.
+
+#[test]
+fn the_fuzz_seeds_hold_the_fuzz_invariants() {
+    let seeds = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/seeds/translate_anthropic_client"
+    );
+    let mut n = 0;
+    for entry in std::fs::read_dir(seeds).expect("seed directory") {
+        let data = std::fs::read(entry.expect("entry").path()).expect("seed");
+        llm_integration_core::fuzzing::translate_anthropic_client(&data);
+        n += 1;
+    }
+    assert!(n >= 16);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn cut_and_corrupted_streams_hold_the_fuzz_invariants(
+        which in 0..(CHAT_STREAMS.len() + RESPONSES_STREAMS.len()),
+        cut in any::<prop::sample::Index>(),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+    ) {
+        let (_, name) = all_streams().nth(which).expect("fixture");
+        let mut input = fixture(&format!("{name}.sse"));
+        input.truncate(cut.index(input.len() + 1));
+        for (at, byte) in flips {
+            if !input.is_empty() {
+                let i = at.index(input.len());
+                input[i] = byte;
+            }
+        }
+        llm_integration_core::fuzzing::translate_anthropic_client(&input);
+    }
+
+    #[test]
+    fn arbitrary_bytes_hold_the_fuzz_invariants(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+        llm_integration_core::fuzzing::translate_anthropic_client(&data);
+    }
+}
+
+/// Anthropic-shaped requests with arbitrary blocks, roles and members.
+fn request_strategy() -> impl Strategy<Value = Value> {
+    let text = "[ -~]{0,8}";
+    let block = prop_oneof![
+        text.prop_map(|t| json!({"type": "text", "text": t, "cache_control": {"type": "ephemeral"}})),
+        (0u8..3).prop_map(|i| json!({"type": "tool_use", "id": format!("t{i}"), "name": "Read", "input": {"i": i}})),
+        (0u8..3, any::<bool>()).prop_map(|(i, e)| json!({"type": "tool_result", "tool_use_id": format!("t{i}"), "is_error": e, "content": [{"type": "text", "text": "r"}, {"type": "image", "source": {"type": "url", "url": "u"}}]})),
+        Just(json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}})),
+        Just(json!({"type": "thinking", "thinking": "t", "signature": "s"})),
+        Just(json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "AA=="}})),
+        Just(json!({"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}})),
+        Just(json!({"type": "mystery"})),
+        Just(json!({"text": 1})),
+    ];
+    let role = prop_oneof![
+        Just("user"),
+        Just("assistant"),
+        Just("system"),
+        Just("tool")
+    ];
+    let message = (role, proptest::collection::vec(block, 0..4), any::<bool>()).prop_map(
+        |(role, blocks, as_string)| {
+            if as_string {
+                json!({"role": role, "content": "plain"})
+            } else {
+                json!({"role": role, "content": blocks})
+            }
+        },
+    );
+    let extra = prop_oneof![
+        Just(json!({})),
+        Just(
+            json!({"tools": [{"name": "Read", "input_schema": {"type": "object"}}, {"type": "bash_20250124", "name": "bash"}], "tool_choice": {"type": "tool", "name": "Read"}})
+        ),
+        Just(
+            json!({"thinking": {"type": "enabled", "budget_tokens": 2048}, "stream": true, "top_k": 5})
+        ),
+        Just(
+            json!({"stop_sequences": ["a", "b", "c", "d", "e"], "metadata": {"user_id": "u", "other": 1}})
+        ),
+        Just(json!({"system": [{"type": "text", "text": "s"}, {"type": "image"}]})),
+        Just(json!({"max_tokens": "many", "stream": 3})),
+    ];
+    (proptest::collection::vec(message, 0..5), extra).prop_map(|(messages, extra)| {
+        let mut r = json!({"model": "m", "max_tokens": 10, "messages": messages});
+        if let (Some(r), Some(extra)) = (r.as_object_mut(), extra.as_object()) {
+            r.extend(extra.clone());
+        }
+        r
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn arbitrary_requests_translate_or_are_refused_by_name(request in request_strategy()) {
+        let bytes = request.to_string().into_bytes();
+        llm_integration_core::fuzzing::translate_anthropic_client(&bytes);
+        for r in [
+            messages_to_chat::request(&bytes, messages_to_chat::Target::OpenAi),
+            messages_to_responses::request(&bytes, messages_to_responses::Target::Fireworks),
+        ] {
+            match r {
+                Ok(_) => {}
+                Err(TranslateError::Unexpressible { field, reason }) => {
+                    prop_assert!(field.starts_with("messages[") || field == "stop_sequences" || field.starts_with("system[") || field.starts_with("tool_choice"), "{field}");
+                    prop_assert!(!reason.is_empty());
+                }
+                Err(TranslateError::InvalidBody(reason)) => prop_assert!(reason.contains('`'), "{reason}"),
+                Err(other) => prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
+}
