@@ -145,6 +145,49 @@ pub(super) fn effort_for_budget(budget: u64) -> &'static str {
     }
 }
 
+/// The most members named in [`Dropped`]; past it, the list ends with
+/// [`MORE_DROPPED`] (the list travels in a response header).
+const MAX_DROPPED: usize = 32;
+
+/// The last entry of a [`Dropped`] list cut at [`MAX_DROPPED`].
+const MORE_DROPPED: &str = "(more members)";
+
+/// A client's member name as it may appear in a [`Dropped`] path: ASCII
+/// letters, digits and `_ - $ @ . : /` kept, anything else (a comma, a
+/// control character, a non-ASCII character) as `?`, at most 64
+/// characters (then `...`), so the list is a valid header value whose
+/// commas separate members.
+fn member(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_-$@.:/".contains(c) {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if name.chars().count() > 64 {
+        out.push_str("...");
+    }
+    out
+}
+
+/// `dropped` cut at [`MAX_DROPPED`] members.
+fn capped(dropped: Dropped) -> Dropped {
+    if dropped.fields().len() <= MAX_DROPPED {
+        return dropped;
+    }
+    let mut cut = Dropped::default();
+    for field in &dropped.fields()[..MAX_DROPPED - 1] {
+        cut.push(field.clone());
+    }
+    cut.push(MORE_DROPPED);
+    cut
+}
+
 fn invalid(reason: impl Into<String>) -> TranslateError {
     TranslateError::InvalidBody(reason.into())
 }
@@ -204,6 +247,10 @@ pub(super) fn read_request(body: &[u8], pdf: bool) -> Result<Conversation, Trans
     let mut thinking_effort = None;
     let mut config_effort = None;
     for (key, value) in &obj {
+        // The SDKs leave out what is not given; a `null` means the same.
+        if value.is_null() {
+            continue;
+        }
         match key.as_str() {
             "model" => {}
             "messages" => {}
@@ -255,12 +302,12 @@ pub(super) fn read_request(body: &[u8], pdf: bool) -> Result<Conversation, Trans
                         match (k.as_str(), v) {
                             ("user_id", Value::String(s)) => conv.user_id = Some(s.clone()),
                             ("user_id", Value::Null) => {}
-                            _ => dropped.push(format!("metadata.{k}")),
+                            _ => dropped.push(format!("metadata.{}", member(k))),
                         }
                     }
                 }
             }
-            other => dropped.push(other),
+            other => dropped.push(member(other)),
         }
     }
     // An explicit effort wins over one derived from a thinking budget.
@@ -288,7 +335,7 @@ pub(super) fn read_request(body: &[u8], pdf: bool) -> Result<Conversation, Trans
         }
         conv.parallel_tool_calls = None;
     }
-    conv.dropped = dropped;
+    conv.dropped = capped(dropped);
     Ok(conv)
 }
 
@@ -339,7 +386,7 @@ fn read_output_config(
                     "`output_config.effort` must be `low`, `medium`, `high` or `max`",
                 ))
             }
-            _ => dropped.push(format!("output_config.{k}")),
+            _ => dropped.push(format!("output_config.{}", member(k))),
         }
     }
     Ok(effort)
@@ -386,7 +433,7 @@ fn text_block(
     let text = string_member(obj, "text", path)?;
     for k in obj.keys() {
         if k != "type" && k != "text" {
-            dropped.push(format!("{drop_path}.{k}"));
+            dropped.push(format!("{drop_path}.{}", member(k)));
         }
     }
     Ok(text)
@@ -407,7 +454,7 @@ fn read_tools(value: &Value, dropped: &mut Dropped) -> Result<Vec<Tool>, Transla
             // Server tools (web search, code execution, bash, text editor,
             // computer use, …) run at Anthropic only.
             Some(kind) => {
-                dropped.push(format!("tools[type={kind}]"));
+                dropped.push(format!("tools[type={}]", member(kind)));
                 continue;
             }
         }
@@ -430,7 +477,7 @@ fn read_tools(value: &Value, dropped: &mut Dropped) -> Result<Vec<Tool>, Transla
                 k.as_str(),
                 "type" | "name" | "input_schema" | "description" | "strict"
             ) {
-                dropped.push(format!("tools[].{k}"));
+                dropped.push(format!("tools[].{}", member(k)));
             }
         }
         tools.push(Tool {
@@ -569,7 +616,7 @@ fn read_assistant(
                 let input = obj.get("input").cloned().unwrap_or_else(|| json!({}));
                 for k in obj.keys() {
                     if !matches!(k.as_str(), "type" | "id" | "name" | "input") {
-                        dropped.push(format!("messages[].content[].{k}"));
+                        dropped.push(format!("messages[].content[].{}", member(k)));
                     }
                 }
                 calls.push(Call {
@@ -1202,6 +1249,31 @@ mod tests {
         assert_eq!(effort_for_budget(16383), "medium");
         assert_eq!(effort_for_budget(16384), "high");
         assert_eq!(effort_for_budget(31999), "high");
+    }
+
+    #[test]
+    fn dropped_names_are_header_safe_and_bounded() {
+        let mut body = json!({"model": "m", "messages": [], "a,b\r\nX-Evil: 1": 1, "é": 2});
+        for i in 0..100 {
+            body[format!("extra{i:03}")] = json!(i);
+        }
+        let conv = read_request(body.to_string().as_bytes(), true).unwrap();
+        let fields = conv.dropped.fields();
+        assert_eq!(fields.len(), MAX_DROPPED);
+        assert_eq!(fields.last().map(String::as_str), Some(MORE_DROPPED));
+        assert!(fields.iter().all(|f| f
+            .bytes()
+            .all(|b| (b == b' ' || b.is_ascii_graphic()) && b != b',')));
+        assert_eq!(member(&"x".repeat(70)), format!("{}...", "x".repeat(64)));
+        assert_eq!(member("a,b\r\nc"), "a?b??c");
+    }
+
+    #[test]
+    fn null_members_are_absent() {
+        let body = br#"{"model":"m","messages":[],"temperature":null,"system":null,"tools":null,"stream":null}"#;
+        let conv = read_request(body, true).unwrap();
+        assert!(conv.dropped.is_empty());
+        assert_eq!(conv.temperature, None);
     }
 
     #[test]
