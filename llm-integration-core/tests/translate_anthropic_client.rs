@@ -1073,3 +1073,134 @@ proptest! {
         }
     }
 }
+
+impl Completion {
+    /// The same answer as a Responses `response` object.
+    fn response_object(&self) -> Value {
+        let mut output = Vec::new();
+        if !self.reasoning.is_empty() {
+            output.push(json!({"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": self.reasoning}]}));
+        }
+        if !self.text.is_empty() {
+            output.push(
+                json!({"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                "content": [{"type": "output_text", "text": self.text, "annotations": []}]}),
+            );
+        }
+        for (i, (name, args)) in self.calls.iter().enumerate() {
+            output.push(json!({"type": "function_call", "id": format!("fc_{i}"), "call_id": format!("call_{i}"),
+                "name": name, "arguments": args.to_string(), "status": "completed"}));
+        }
+        json!({"id": "resp_p", "object": "response", "model": "m", "status": "completed", "output": output,
+            "usage": {"input_tokens": 50, "input_tokens_details": {"cached_tokens": 10}, "output_tokens": 7}})
+    }
+
+    /// The same answer as a Responses event stream, text and arguments cut
+    /// every `step` characters.
+    fn response_stream(&self, step: usize) -> Vec<u8> {
+        let whole = self.response_object();
+        let mut out = String::new();
+        let mut event = |data: Value| {
+            out.push_str(&format!(
+                "event: {}\ndata: {data}\n\n",
+                data["type"].as_str().unwrap_or("")
+            ));
+        };
+        let pieces = |s: &str| -> Vec<String> {
+            let chars: Vec<char> = s.chars().collect();
+            chars
+                .chunks(step.max(1))
+                .map(|c| c.iter().collect())
+                .collect()
+        };
+        event(
+            json!({"type": "response.created", "response": {"id": "resp_p", "status": "in_progress", "output": []}}),
+        );
+        for (oi, item) in whole["output"].as_array().into_iter().flatten().enumerate() {
+            let mut added = item.clone();
+            match item["type"].as_str() {
+                Some("function_call") => added["arguments"] = json!(""),
+                Some("message") => added["content"] = json!([]),
+                _ => added["summary"] = json!([]),
+            }
+            event(json!({"type": "response.output_item.added", "output_index": oi, "item": added}));
+            match item["type"].as_str() {
+                Some("reasoning") => {
+                    for p in pieces(self.reasoning.as_str()) {
+                        event(
+                            json!({"type": "response.reasoning_summary_text.delta", "output_index": oi, "summary_index": 0, "delta": p}),
+                        );
+                    }
+                }
+                Some("message") => {
+                    for p in pieces(self.text.as_str()) {
+                        event(
+                            json!({"type": "response.output_text.delta", "output_index": oi, "content_index": 0, "delta": p}),
+                        );
+                    }
+                }
+                _ => {
+                    for p in pieces(item["arguments"].as_str().unwrap_or("")) {
+                        event(
+                            json!({"type": "response.function_call_arguments.delta", "output_index": oi, "delta": p}),
+                        );
+                    }
+                }
+            }
+            event(json!({"type": "response.output_item.done", "output_index": oi, "item": item}));
+        }
+        event(json!({"type": "response.completed", "response": whole}));
+        out.into_bytes()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// The Responses stream, accumulated, is the whole response translated.
+    #[test]
+    fn the_responses_stream_and_the_whole_response_agree(c in completion_strategy(), step in 1usize..8) {
+        let whole = message(messages_to_responses::response(c.response_object().to_string().as_bytes()));
+        let streamed = accumulate(&events(&run(Upstream::Responses, &c.response_stream(step), &[])));
+        prop_assert_eq!(&streamed["content"], &whole["content"]);
+        prop_assert_eq!(&streamed["stop_reason"], &whole["stop_reason"]);
+        prop_assert_eq!(&streamed["usage"], &whole["usage"]);
+        prop_assert_eq!(&streamed["id"], &whole["id"]);
+    }
+
+    /// A response's output, translated for the client and sent back as the
+    /// assistant turn of its next request, reaches the upstream as the
+    /// same input items (reasoning aside).
+    #[test]
+    fn responses_output_round_trips(c in completion_strategy()) {
+        prop_assume!(!c.text.is_empty() || !c.calls.is_empty());
+        let anthropic = message(messages_to_responses::response(c.response_object().to_string().as_bytes()));
+        let results: Vec<Value> = anthropic["content"].as_array().into_iter().flatten()
+            .filter(|b| b["type"] == "tool_use")
+            .map(|b| json!({"type": "tool_result", "tool_use_id": b["id"], "content": "ok"}))
+            .collect();
+        let mut messages = vec![json!({"role": "user", "content": "go"}), json!({"role": "assistant", "content": anthropic["content"]})];
+        if !results.is_empty() {
+            messages.push(json!({"role": "user", "content": results}));
+        }
+        let back = responses(minimal(json!({"messages": messages}))).expect("translates");
+        let input = back["input"].as_array().expect("input");
+        let object = c.response_object();
+        let original: Vec<&Value> = object["output"].as_array().into_iter().flatten()
+            .filter(|i| i["type"] != "reasoning")
+            .collect();
+        let sent = &input[1..1 + original.len()];
+        for (s, o) in sent.iter().zip(&original) {
+            prop_assert_eq!(&s["type"], &o["type"]);
+            if o["type"] == "message" {
+                prop_assert_eq!(&s["content"][0]["text"], &o["content"][0]["text"]);
+            } else {
+                prop_assert_eq!(&s["call_id"], &o["call_id"]);
+                prop_assert_eq!(&s["name"], &o["name"]);
+                let parse = |v: &Value| serde_json::from_str::<Value>(v.as_str().unwrap_or("")).ok();
+                prop_assert_eq!(parse(&s["arguments"]), parse(&o["arguments"]));
+            }
+        }
+        prop_assert_eq!(input.len(), 1 + original.len() + c.calls.len());
+    }
+}
