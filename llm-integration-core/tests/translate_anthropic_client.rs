@@ -569,11 +569,11 @@ fn what_cannot_be_expressed_is_refused_naming_the_member() {
         ),
         (
             json!([{"role": "user", "content": "go"}, tool_use, {"role": "user", "content": "and?"}]),
-            "messages[1]",
+            "messages[1].content[0]",
         ),
         (
             json!([{"role": "user", "content": "go"}, tool_use]),
-            "messages[1]",
+            "messages[1].content[0]",
         ),
         (
             json!([{"role": "user", "content": [{"type": "image", "source": {"type": "file", "file_id": "file_1"}}]}]),

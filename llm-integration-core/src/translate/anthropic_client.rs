@@ -537,6 +537,11 @@ fn read_messages(
                 )))
             }
         };
+        if !matches!(role.as_str(), "user" | "assistant" | "system") {
+            return Err(invalid(format!(
+                "`{path}.role` must be `user` or `assistant`"
+            )));
+        }
         match role.as_str() {
             "user" => {
                 let parts = read_user(&blocks, &path, pdf, &mut pending, &mut turns, dropped)?;
@@ -546,9 +551,9 @@ fn read_messages(
             }
             _ if !pending.is_empty() => {}
             "assistant" => {
-                let turn = read_assistant(&blocks, &path, dropped)?;
+                let (turn, calls_at) = read_assistant(&blocks, &path, dropped)?;
                 if let Turn::Assistant { text, calls } = &turn {
-                    pending = calls.iter().map(|c| (c.id.clone(), path.clone())).collect();
+                    pending = calls.iter().map(|c| c.id.clone()).zip(calls_at).collect();
                     if text.is_empty() && calls.is_empty() {
                         continue;
                     }
@@ -568,11 +573,7 @@ fn read_messages(
                 }
                 turns.push(Turn::System(texts.join("\n\n")));
             }
-            _ => {
-                return Err(invalid(format!(
-                    "`{path}.role` must be `user` or `assistant`"
-                )))
-            }
+            _ => {}
         }
         if let Some((id, at)) = pending.first() {
             return Err(unexpressible(
@@ -590,13 +591,15 @@ fn read_messages(
     Ok(turns)
 }
 
+/// An assistant message, and the path of each of its `tool_use` blocks.
 fn read_assistant(
     blocks: &[Value],
     path: &str,
     dropped: &mut Dropped,
-) -> Result<Turn, TranslateError> {
+) -> Result<(Turn, Vec<String>), TranslateError> {
     let mut texts = Vec::new();
     let mut calls = Vec::new();
+    let mut calls_at = Vec::new();
     for (j, block) in blocks.iter().enumerate() {
         let bpath = format!("{path}.content[{j}]");
         let obj = block
@@ -624,6 +627,7 @@ fn read_assistant(
                     name,
                     arguments: input.to_string(),
                 });
+                calls_at.push(bpath);
             }
             "thinking"
             | "redacted_thinking"
@@ -640,10 +644,13 @@ fn read_assistant(
             _ => return Err(unknown_block(&bpath, kind)),
         }
     }
-    Ok(Turn::Assistant {
-        text: texts.join("\n\n"),
-        calls,
-    })
+    Ok((
+        Turn::Assistant {
+            text: texts.join("\n\n"),
+            calls,
+        },
+        calls_at,
+    ))
 }
 
 fn unknown_block(path: &str, kind: &str) -> TranslateError {
