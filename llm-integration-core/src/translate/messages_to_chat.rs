@@ -30,7 +30,7 @@
 //! | `output_config.effort` (`low`/`medium`/`high`/`max`) | `reasoning_effort` (`max` → `high`); wins over a thinking budget |
 //! | `metadata.user_id` | Fireworks `user`; OpenAI `safety_identifier` when ≤ 64 characters, else dropped |
 //!
-//! Dropped and named in [`Dropped`]: `cache_control`, `citations`, thinking
+//! Dropped and named in [`Dropped`](super::Dropped): `cache_control`, `citations`, thinking
 //! and redacted-thinking blocks in the history, server tools and their
 //! blocks, images inside a `tool_result`, `thinking: disabled`, `top_k` on
 //! OpenAI, `context_management`, `container`, `mcp_servers`,
@@ -39,6 +39,36 @@
 //! remains. Refused ([`TranslateError::Unexpressible`]): an unknown content
 //! block type, an image by Files API id, a `tool_result` answering no
 //! `tool_use` of the turn before, a `tool_use` left unanswered.
+//!
+//! Paths in the dropped list leave array indices out
+//! (`messages[].content[].cache_control`; a block by its type,
+//! `messages[].content[type=thinking]`), so a member dropped in every turn
+//! is named once; at most 32 are named (the last is then `(more members)`).
+//! A member whose value is `null` counts as absent.
+//!
+//! ```
+//! use llm_integration_core::translate::messages_to_chat::{request, Stream, Target};
+//! use llm_integration_core::translate::StreamTranslator;
+//!
+//! let body = br#"{"model":"gpt-5.5","max_tokens":1024,"stream":true,"top_k":5,
+//!     "messages":[{"role":"user","content":"Hello"}]}"#;
+//! let translated = request(body, Target::OpenAi)?;
+//! assert_eq!(translated.dropped.header_value().as_deref(), Some("top_k"));
+//! let upstream: serde_json::Value = serde_json::from_slice(&translated.body)?;
+//! assert_eq!(upstream["max_completion_tokens"], 1024);
+//! assert_eq!(upstream["stream_options"]["include_usage"], true);
+//!
+//! let mut stream = Stream::new("gpt-5.5");
+//! let mut out = Vec::new();
+//! stream.feed(b"data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n", &mut out);
+//! stream.feed(b"data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n", &mut out);
+//! stream.finish(&mut out);
+//! let text = String::from_utf8(out)?;
+//! assert!(text.starts_with("event: message_start\n"));
+//! assert!(text.contains("event: content_block_delta\n") && text.contains(r#""text":"Hi""#));
+//! assert!(text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! # The answer
 //!
