@@ -1204,3 +1204,22 @@ proptest! {
         prop_assert_eq!(input.len(), 1 + original.len() + c.calls.len());
     }
 }
+
+#[test]
+fn a_json_schema_output_format_becomes_a_structured_output() {
+    let schema = json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": false});
+    let r =
+        minimal(json!({"output_config": {"format": {"type": "json_schema", "schema": schema}}}));
+    assert_eq!(
+        chat(r.clone()).expect("translates")["response_format"],
+        json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}})
+    );
+    assert_eq!(
+        responses(r).expect("translates")["text"],
+        json!({"format": {"type": "json_schema", "name": "output", "schema": schema, "strict": true}})
+    );
+    let bad = minimal(json!({"output_config": {"format": {"type": "xml"}}}));
+    assert!(
+        matches!(chat(bad), Err(TranslateError::InvalidBody(reason)) if reason.contains("output_config.format"))
+    );
+}

@@ -112,6 +112,8 @@ pub(super) struct Conversation {
     pub effort: Option<&'static str>,
     /// `metadata.user_id`.
     pub user_id: Option<String>,
+    /// The JSON Schema the answer must follow (`output_config.format`).
+    pub output_schema: Option<Value>,
     pub dropped: Dropped,
 }
 
@@ -242,6 +244,7 @@ pub(super) fn read_request(body: &[u8], pdf: bool) -> Result<Conversation, Trans
         parallel_tool_calls: None,
         effort: None,
         user_id: None,
+        output_schema: None,
         dropped: Dropped::default(),
     };
     let mut thinking_effort = None;
@@ -295,7 +298,9 @@ pub(super) fn read_request(body: &[u8], pdf: bool) -> Result<Conversation, Trans
                 conv.parallel_tool_calls = parallel;
             }
             "thinking" => thinking_effort = read_thinking(value, &mut dropped)?,
-            "output_config" => config_effort = read_output_config(value, &mut dropped)?,
+            "output_config" => {
+                (config_effort, conv.output_schema) = read_output_config(value, &mut dropped)?;
+            }
             "metadata" => {
                 if let Some(meta) = value.as_object() {
                     for (k, v) in meta {
@@ -368,15 +373,32 @@ fn read_thinking(value: &Value, dropped: &mut Dropped) -> Result<Option<Thinking
     }
 }
 
+/// `output_config`: the effort, and the JSON Schema of a `json_schema`
+/// output format.
 fn read_output_config(
     value: &Value,
     dropped: &mut Dropped,
-) -> Result<Option<&'static str>, TranslateError> {
+) -> Result<(Option<&'static str>, Option<Value>), TranslateError> {
     let Some(obj) = value.as_object() else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let mut effort = None;
+    let mut schema = None;
     for (k, v) in obj {
+        if k == "format" {
+            if v.is_null() {
+                continue;
+            }
+            match (v.get("type").and_then(Value::as_str), v.get("schema")) {
+                (Some("json_schema"), Some(s @ Value::Object(_))) => schema = Some(s.clone()),
+                _ => {
+                    return Err(invalid(
+                        "`output_config.format` must be {\"type\":\"json_schema\",\"schema\":{…}}",
+                    ))
+                }
+            }
+            continue;
+        }
         match (k.as_str(), v.as_str()) {
             ("effort", Some("low")) => effort = Some("low"),
             ("effort", Some("medium")) => effort = Some("medium"),
@@ -389,7 +411,7 @@ fn read_output_config(
             _ => dropped.push(format!("output_config.{}", member(k))),
         }
     }
-    Ok(effort)
+    Ok((effort, schema))
 }
 
 fn read_system(value: &Value, dropped: &mut Dropped) -> Result<Option<String>, TranslateError> {

@@ -29,12 +29,13 @@
 //! | `thinking` `enabled` | `reasoning_effort`: budget < 4096 `low`, < 16384 `medium`, else `high` |
 //! | `output_config.effort` (`low`/`medium`/`high`/`max`) | `reasoning_effort` (`max` → `high`); wins over a thinking budget |
 //! | `metadata.user_id` | Fireworks `user`; OpenAI `safety_identifier` when ≤ 64 characters, else dropped |
+//! | `output_config.format` (`json_schema`) | `response_format: {"type":"json_schema","json_schema":{"name":"output","schema":…,"strict":true}}` |
 //!
 //! Dropped and named in [`Dropped`](super::Dropped): `cache_control`, `citations`, thinking
 //! and redacted-thinking blocks in the history, server tools and their
 //! blocks, images inside a `tool_result`, `thinking: disabled`, `top_k` on
 //! OpenAI, `context_management`, `container`, `mcp_servers`,
-//! `service_tier`, `output_config` members other than `effort`, and any
+//! `service_tier`, `output_config` members other than `effort` and `format`, and any
 //! other top-level member. A `tool_choice` is dropped when no client tool
 //! remains. Refused ([`TranslateError::Unexpressible`]): an unknown content
 //! block type, an image by Files API id, a `tool_result` answering no
@@ -188,6 +189,12 @@ pub fn request(body: &[u8], target: Target) -> Result<TranslatedRequest, Transla
     }
     if let Some(effort) = conv.effort {
         out.insert("reasoning_effort".into(), json!(effort));
+    }
+    if let Some(schema) = conv.output_schema.take() {
+        out.insert(
+            "response_format".into(),
+            json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}}),
+        );
     }
     conv.put_user(&mut out, target);
     Ok(TranslatedRequest {

@@ -26,6 +26,7 @@
 //! | `temperature`, `top_p` | the same |
 //! | `thinking` `enabled` / `output_config.effort` | `reasoning: {"effort", "summary": "auto"}` (budget < 4096 `low`, < 16384 `medium`, else `high`; `max` → `high`) |
 //! | `metadata.user_id` | Fireworks `user`; OpenAI `safety_identifier` when ≤ 64 characters, else dropped |
+//! | `output_config.format` (`json_schema`) | `text.format: {"type":"json_schema","name":"output","schema":…,"strict":true}` |
 //!
 //! Dropped and named in [`Dropped`](super::Dropped): what
 //! [`messages_to_chat`](super::messages_to_chat) drops, and `top_k` and
@@ -133,6 +134,12 @@ pub fn request(body: &[u8], target: Target) -> Result<TranslatedRequest, Transla
         out.insert(
             "reasoning".into(),
             json!({"effort": effort, "summary": "auto"}),
+        );
+    }
+    if let Some(schema) = conv.output_schema.take() {
+        out.insert(
+            "text".into(),
+            json!({"format": {"type": "json_schema", "name": "output", "schema": schema, "strict": true}}),
         );
     }
     conv.put_user(&mut out, target);
