@@ -1223,3 +1223,53 @@ fn a_json_schema_output_format_becomes_a_structured_output() {
         matches!(chat(bad), Err(TranslateError::InvalidBody(reason)) if reason.contains("output_config.format"))
     );
 }
+
+/// The text of an accumulated message's text blocks.
+fn text_of(message: &Value) -> String {
+    message["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["type"] == "text")
+        .filter_map(|b| b["text"].as_str())
+        .collect()
+}
+
+#[test]
+fn the_relay_fixtures_translate_too() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    for (upstream, name, text, usage) in [
+        (
+            Upstream::Chat,
+            "openai_chat.sse",
+            "tok0 tok1 tok2 tok3 tok4 ",
+            (12, 0, 5),
+        ),
+        (
+            Upstream::Chat,
+            "fireworks_chat.sse",
+            "Hello there, 世界",
+            (5, 16, 8),
+        ),
+        (
+            Upstream::Responses,
+            "openai_responses.sse",
+            "tok0 tok1 tok2 tok3 tok4 ",
+            (9, 3, 5),
+        ),
+        (
+            Upstream::Responses,
+            "chatgpt_responses.sse",
+            "Café — the tests pass: `cargo test` ✔\n\"done\"",
+            (298, 1536, 97),
+        ),
+    ] {
+        let input = std::fs::read(format!("{dir}/{name}")).expect("fixture");
+        let m = accumulate(&events(&run(upstream, &input, &[])));
+        assert_eq!(text_of(&m), text, "{name}");
+        assert_eq!(m["stop_reason"], "end_turn", "{name}");
+        assert_eq!(m["usage"]["input_tokens"], usage.0, "{name}");
+        assert_eq!(m["usage"]["cache_read_input_tokens"], usage.1, "{name}");
+        assert_eq!(m["usage"]["output_tokens"], usage.2, "{name}");
+    }
+}
