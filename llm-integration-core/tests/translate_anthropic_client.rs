@@ -1273,3 +1273,27 @@ fn the_relay_fixtures_translate_too() {
         assert_eq!(m["usage"]["output_tokens"], usage.2, "{name}");
     }
 }
+
+#[test]
+fn block_members_without_counterpart_are_named() {
+    let r = minimal(json!({"messages": [{"role": "user", "content": [
+        {"type": "document", "title": "Notes", "context": "from the wiki", "citations": {"enabled": true},
+            "source": {"type": "text", "media_type": "text/plain", "data": "notes"}},
+        {"type": "text", "text": "Summarise.", "cache_control": {"type": "ephemeral"}},
+    ]}]}));
+    let t = messages_to_chat::request(r.to_string().as_bytes(), messages_to_chat::Target::OpenAi)
+        .expect("translates");
+    assert_eq!(
+        sorted(t.dropped.fields()),
+        [
+            "messages[].content[].cache_control",
+            "messages[].content[].citations",
+            "messages[].content[].context",
+            "messages[].content[].title",
+        ]
+    );
+    assert_eq!(
+        body(&t)["messages"][0]["content"][0],
+        json!({"type": "text", "text": "notes"})
+    );
+}

@@ -697,16 +697,27 @@ fn read_user(
             .as_object()
             .ok_or_else(|| invalid(format!("`{bpath}` must be a content block object")))?;
         let kind = obj.get("type").and_then(Value::as_str).unwrap_or("");
-        for k in obj.keys() {
-            if k == "cache_control" || k == "citations" {
-                dropped.push(format!("messages[].content[].{k}"));
-            }
-        }
+        // The block's members that are translated; the others (such as
+        // `cache_control` and `citations`) are dropped.
+        let known: &[&str] = match kind {
+            "text" => &["type", "text"],
+            "image" => &["type", "source"],
+            "tool_result" => &["type", "tool_use_id", "content", "is_error"],
+            _ => &[],
+        };
+        let mut known = known;
         match kind {
             "text" => parts.push(Part::Text(string_member(obj, "text", &bpath)?)),
             "image" => parts.push(Part::Image(image_url(obj, &bpath)?)),
             "document" => match document(obj, &bpath, pdf)? {
-                Some(part) => parts.push(part),
+                Some(part @ Part::File { .. }) => {
+                    parts.push(part);
+                    known = &["type", "source", "title"];
+                }
+                Some(part) => {
+                    parts.push(part);
+                    known = &["type", "source"];
+                }
                 None => dropped.push("messages[].content[type=document]"),
             },
             "tool_result" => {
@@ -733,6 +744,13 @@ fn read_user(
                 dropped.push(format!("messages[].content[type={kind}]"))
             }
             _ => return Err(unknown_block(&bpath, kind)),
+        }
+        if !known.is_empty() {
+            for k in obj.keys() {
+                if !known.contains(&k.as_str()) {
+                    dropped.push(format!("messages[].content[].{}", member(k)));
+                }
+            }
         }
     }
     Ok(parts)
