@@ -97,3 +97,107 @@ pub fn route(data: &[u8]) {
         assert!(crate::path::check_path(path).is_ok(), "{path}");
     }
 }
+
+/// Translates arbitrary bytes for an OpenAI-family upstream as an
+/// Anthropic Messages request (to Chat Completions and to Responses, for
+/// each target), as whole answers, as an error body, and as both streams.
+/// A translated request is a JSON object naming the model, whose `tool`
+/// messages answer calls made before them; a stream gives the same bytes
+/// in two chunks as in one, each event's data is JSON whose `type` is the
+/// event's name, `message_start` (when present) comes first, and the
+/// stream ends with exactly one `message_stop` or `error`.
+pub fn translate_anthropic_client(data: &[u8]) {
+    use crate::translate::{messages_to_chat, messages_to_responses, StreamTranslator};
+    use serde_json::Value;
+
+    for target in [
+        messages_to_chat::Target::OpenAi,
+        messages_to_chat::Target::Fireworks,
+    ] {
+        if let Ok(t) = messages_to_chat::request(data, target) {
+            let body: Value = serde_json::from_slice(&t.body).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(body["model"].as_str(), Some(t.model.as_str()));
+            let mut called = Vec::new();
+            for m in body["messages"].as_array().into_iter().flatten() {
+                for c in m["tool_calls"].as_array().into_iter().flatten() {
+                    called.push(c["id"].clone());
+                }
+                if m["role"] == "tool" {
+                    assert!(called.contains(&m["tool_call_id"]), "{m}");
+                }
+            }
+        }
+        if let Ok(t) = messages_to_responses::request(data, target) {
+            let body: Value = serde_json::from_slice(&t.body).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(body["model"].as_str(), Some(t.model.as_str()));
+            assert_eq!(body["store"], Value::Bool(false));
+        }
+    }
+    for body in [
+        messages_to_chat::response(data),
+        messages_to_responses::response(data),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let v: Value = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v["type"], "message");
+    }
+    let error: Value = serde_json::from_slice(&messages_to_chat::error_response(500, data))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(error["type"], "error");
+
+    let split = data
+        .first()
+        .map_or(0, |b| usize::from(*b) % (data.len() + 1));
+    let streams: [fn() -> Box<dyn StreamTranslator>; 2] = [
+        || Box::new(messages_to_chat::Stream::new("m")),
+        || Box::new(messages_to_responses::Stream::new("m")),
+    ];
+    for make in streams {
+        let mut whole = Vec::new();
+        let mut t = make();
+        t.feed(data, &mut whole);
+        t.finish(&mut whole);
+        let mut parts = Vec::new();
+        let mut t = make();
+        t.feed(&data[..split], &mut parts);
+        t.feed(&data[split..], &mut parts);
+        t.finish(&mut parts);
+        assert_eq!(whole, parts, "split at {split}");
+        check_anthropic_stream(&whole);
+    }
+}
+
+/// Checks the shape of an Anthropic event stream (see
+/// [`translate_anthropic_client`]).
+fn check_anthropic_stream(stream: &[u8]) {
+    let mut names = Vec::new();
+    let mut framer = crate::sse::SseFramer::new(false);
+    let mut check = |e: crate::sse::SseEvent<'_>| {
+        if e.tail {
+            return;
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(e.data).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(v["type"], e.event);
+        names.push(e.event.to_owned());
+    };
+    framer.feed(stream, &mut check);
+    assert!(framer.finish(&mut check).is_empty());
+    if let Some(i) = names.iter().position(|n| n == "message_start") {
+        assert_eq!(i, 0, "{names:?}");
+    }
+    let ends = names
+        .iter()
+        .filter(|n| *n == "message_stop" || *n == "error")
+        .count();
+    assert_eq!(ends, 1, "{names:?}");
+    assert!(
+        matches!(
+            names.last().map(String::as_str),
+            Some("message_stop" | "error")
+        ),
+        "{names:?}"
+    );
+}

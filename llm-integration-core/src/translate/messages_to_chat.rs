@@ -1,0 +1,549 @@
+//! An Anthropic Messages client (`POST /v1/messages`, Claude Code
+//! included) served by an OpenAI Chat Completions upstream (OpenAI or
+//! Fireworks).
+//!
+//! Shapes follow Anthropic's Messages API reference and streaming guide
+//! (`platform.claude.com/docs/en/api/messages`, `…/build-with-claude/streaming`)
+//! and OpenAI's Chat Completions reference
+//! (`platform.openai.com/docs/api-reference/chat`), with Fireworks'
+//! documented differences (`docs.fireworks.ai/api-reference/post-chatcompletions`).
+//!
+//! # The request
+//!
+//! | Anthropic member | Chat Completions |
+//! |---|---|
+//! | `model`, `stream` | `model`, `stream` (+ `stream_options.include_usage: true`) |
+//! | `system` (string or text blocks) | a first `system` message (blocks joined by a blank line) |
+//! | `messages[]` `role: "system"` entry | a `system` message in place |
+//! | user `text` / `image` (`base64`, `url`) | `text` / `image_url` parts (base64 as a `data:` URL) |
+//! | user `document`: text source / PDF | a `text` part / a `file` part (OpenAI only; dropped on Fireworks) |
+//! | assistant `text` + `tool_use` | one `assistant` message: `content` and `tool_calls` (`input` as the `arguments` JSON text) |
+//! | user `tool_result` (string or text blocks) | a `tool` message (`tool_call_id`) right after the assistant turn; `is_error` prefixes the text with `Error: ` |
+//! | `tools[]` (`input_schema`, `strict`) | `tools[]` `{"type":"function","function":{name, description, parameters, strict}}` |
+//! | `tool_choice` `auto` / `any` / `tool` / `none` | `auto` / `required` / `{"type":"function",…}` / `none` |
+//! | `tool_choice.disable_parallel_tool_use: true` | `parallel_tool_calls: false` |
+//! | `max_tokens` | OpenAI `max_completion_tokens`; Fireworks `max_tokens` |
+//! | `stop_sequences` | `stop` (OpenAI takes at most 4) |
+//! | `temperature`, `top_p` | the same |
+//! | `top_k` | Fireworks `top_k`; dropped on OpenAI |
+//! | `thinking` `enabled` | `reasoning_effort`: budget < 4096 `low`, < 16384 `medium`, else `high` |
+//! | `output_config.effort` (`low`/`medium`/`high`/`max`) | `reasoning_effort` (`max` → `high`); wins over a thinking budget |
+//! | `metadata.user_id` | Fireworks `user`; OpenAI `safety_identifier` when ≤ 64 characters, else dropped |
+//! | `output_config.format` (`json_schema`) | `response_format: {"type":"json_schema","json_schema":{"name":"output","schema":…,"strict":true}}` |
+//!
+//! Dropped and named in [`Dropped`](super::Dropped): `cache_control`, `citations`, thinking
+//! and redacted-thinking blocks in the history, server tools and their
+//! blocks, images inside a `tool_result`, `thinking: disabled`, `top_k` on
+//! OpenAI, `context_management`, `container`, `mcp_servers`,
+//! `service_tier`, `output_config` members other than `effort` and `format`, and any
+//! other top-level member. A `tool_choice` is dropped when no client tool
+//! remains. Refused ([`TranslateError::Unexpressible`]): an unknown content
+//! block type, an image by Files API id, a `tool_result` answering no
+//! `tool_use` of the turn before, a `tool_use` left unanswered.
+//!
+//! Paths in the dropped list leave array indices out
+//! (`messages[].content[].cache_control`; a block by its type,
+//! `messages[].content[type=thinking]`), so a member dropped in every turn
+//! is named once; at most 32 are named (the last is then `(more members)`).
+//! A member whose value is `null` counts as absent.
+//!
+//! ```
+//! use llm_integration_core::translate::messages_to_chat::{request, Stream, Target};
+//! use llm_integration_core::translate::StreamTranslator;
+//!
+//! let body = br#"{"model":"gpt-5.5","max_tokens":1024,"stream":true,"top_k":5,
+//!     "messages":[{"role":"user","content":"Hello"}]}"#;
+//! let translated = request(body, Target::OpenAi)?;
+//! assert_eq!(translated.dropped.header_value().as_deref(), Some("top_k"));
+//! let upstream: serde_json::Value = serde_json::from_slice(&translated.body)?;
+//! assert_eq!(upstream["max_completion_tokens"], 1024);
+//! assert_eq!(upstream["stream_options"]["include_usage"], true);
+//!
+//! let mut stream = Stream::new("gpt-5.5");
+//! let mut out = Vec::new();
+//! stream.feed(b"data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n", &mut out);
+//! stream.feed(b"data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n", &mut out);
+//! stream.finish(&mut out);
+//! let text = String::from_utf8(out)?;
+//! assert!(text.starts_with("event: message_start\n"));
+//! assert!(text.contains("event: content_block_delta\n") && text.contains(r#""text":"Hi""#));
+//! assert!(text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # The answer
+//!
+//! | Chat Completions | Anthropic |
+//! |---|---|
+//! | `message.reasoning_content` (or `reasoning`) | a `thinking` block (first) |
+//! | `message.content`, `message.refusal` | a `text` block |
+//! | `message.tool_calls[]` | `tool_use` blocks (`input` parsed from `arguments`) |
+//! | `finish_reason` `stop` / `length` / `tool_calls` / `content_filter` | `stop_reason` `end_turn` / `max_tokens` / `tool_use` / `refusal` (a refusal is `refusal` too) |
+//! | `usage.prompt_tokens` − cached | `usage.input_tokens` |
+//! | `usage.prompt_tokens_details.cached_tokens` | `usage.cache_read_input_tokens` |
+//! | `usage.completion_tokens` | `usage.output_tokens` |
+//!
+//! A stream ([`Stream`]) becomes Anthropic's event sequence:
+//! `message_start`, each block's `content_block_start`, deltas
+//! (`text_delta`, `thinking_delta`, `input_json_delta`) and
+//! `content_block_stop`, then `message_delta` (stop reason and usage, read
+//! from the usage chunk) and `message_stop` at `[DONE]`. Parallel tool
+//! calls become one block each, in the order their `index` first appears.
+//! A chunk with an `error` object becomes an `event: error`; so does a
+//! stream that ends before any `finish_reason` (a stream cut after its
+//! `finish_reason` but before `[DONE]` is complete and ends cleanly). The
+//! stop reason `stop_sequence` is never reported: Chat Completions does
+//! not say which sequence matched (`end_turn`).
+
+use serde_json::{json, Map, Value};
+
+pub use super::anthropic_client::Target;
+use super::anthropic_client::{
+    self, read_request, AnthropicWriter, Conversation, Part, ToolChoice, Turn, Usage,
+};
+use super::{StreamTranslator, TranslateError, TranslatedRequest};
+use crate::sse::SseFramer;
+
+/// The most stop sequences OpenAI accepts.
+const OPENAI_MAX_STOP: usize = 4;
+
+/// Translates a client's Anthropic Messages body into a Chat Completions
+/// body for `target`.
+///
+/// # Errors
+///
+/// [`TranslateError::InvalidBody`] when the body is not an Anthropic
+/// Messages request; [`TranslateError::Unexpressible`] naming the member
+/// that Chat Completions cannot express.
+pub fn request(body: &[u8], target: Target) -> Result<TranslatedRequest, TranslateError> {
+    let mut conv = read_request(body, target == Target::OpenAi)?;
+    let mut out = Map::new();
+    out.insert("model".into(), Value::String(conv.model.clone()));
+    out.insert("messages".into(), Value::Array(messages(&conv)));
+    if let Some(max) = conv.max_tokens {
+        let key = match target {
+            Target::OpenAi => "max_completion_tokens",
+            Target::Fireworks => "max_tokens",
+        };
+        out.insert(key.into(), json!(max));
+    }
+    if conv.stream {
+        out.insert("stream".into(), Value::Bool(true));
+        out.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    if let Some(t) = conv.temperature.take() {
+        out.insert("temperature".into(), t);
+    }
+    if let Some(p) = conv.top_p.take() {
+        out.insert("top_p".into(), p);
+    }
+    if let Some(k) = conv.top_k.take() {
+        match target {
+            Target::Fireworks => {
+                out.insert("top_k".into(), k);
+            }
+            Target::OpenAi => conv.dropped.push("top_k"),
+        }
+    }
+    if !conv.stop_sequences.is_empty() {
+        if target == Target::OpenAi && conv.stop_sequences.len() > OPENAI_MAX_STOP {
+            return Err(TranslateError::Unexpressible {
+                field: "stop_sequences".into(),
+                reason: format!(
+                    "OpenAI accepts at most {OPENAI_MAX_STOP} stop sequences; send {OPENAI_MAX_STOP} or fewer"
+                ),
+            });
+        }
+        out.insert("stop".into(), json!(conv.stop_sequences));
+    }
+    if !conv.tools.is_empty() {
+        let tools: Vec<Value> = conv
+            .tools
+            .iter()
+            .map(|t| {
+                let mut function = Map::new();
+                function.insert("name".into(), json!(t.name));
+                if let Some(d) = &t.description {
+                    function.insert("description".into(), json!(d));
+                }
+                function.insert("parameters".into(), t.parameters.clone());
+                if let Some(strict) = t.strict {
+                    function.insert("strict".into(), json!(strict));
+                }
+                json!({"type": "function", "function": function})
+            })
+            .collect();
+        out.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(choice) = &conv.tool_choice {
+        let choice = match choice {
+            ToolChoice::Auto => json!("auto"),
+            ToolChoice::Required => json!("required"),
+            ToolChoice::None => json!("none"),
+            ToolChoice::Tool(name) => json!({"type": "function", "function": {"name": name}}),
+        };
+        out.insert("tool_choice".into(), choice);
+    }
+    if let Some(parallel) = conv.parallel_tool_calls {
+        out.insert("parallel_tool_calls".into(), json!(parallel));
+    }
+    if let Some(effort) = conv.effort {
+        out.insert("reasoning_effort".into(), json!(effort));
+    }
+    if let Some(schema) = conv.output_schema.take() {
+        out.insert(
+            "response_format".into(),
+            json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}}),
+        );
+    }
+    conv.put_user(&mut out, target);
+    Ok(TranslatedRequest {
+        body: Value::Object(out).to_string().into_bytes(),
+        model: conv.model,
+        stream: conv.stream,
+        dropped: conv.dropped,
+    })
+}
+
+fn user_content(parts: &[Part]) -> Value {
+    if let [Part::Text(text)] = parts {
+        return json!(text);
+    }
+    let parts: Vec<Value> = parts
+        .iter()
+        .map(|p| match p {
+            Part::Text(text) => json!({"type": "text", "text": text}),
+            Part::Image(url) => json!({"type": "image_url", "image_url": {"url": url}}),
+            Part::File { data_url, filename } => {
+                json!({"type": "file", "file": {"file_data": data_url, "filename": filename}})
+            }
+        })
+        .collect();
+    Value::Array(parts)
+}
+
+/// The text of a tool result as the model reads it.
+pub(super) fn tool_output_text(output: &str, is_error: bool) -> String {
+    if is_error {
+        format!("Error: {output}")
+    } else {
+        output.to_owned()
+    }
+}
+
+fn messages(conv: &Conversation) -> Vec<Value> {
+    let mut out = Vec::new();
+    if let Some(system) = &conv.system {
+        out.push(json!({"role": "system", "content": system}));
+    }
+    for turn in &conv.turns {
+        out.push(match turn {
+            Turn::System(text) => json!({"role": "system", "content": text}),
+            Turn::User(parts) => json!({"role": "user", "content": user_content(parts)}),
+            Turn::Assistant { text, calls } => {
+                let mut m = Map::new();
+                m.insert("role".into(), json!("assistant"));
+                m.insert(
+                    "content".into(),
+                    if text.is_empty() && !calls.is_empty() {
+                        Value::Null
+                    } else {
+                        json!(text)
+                    },
+                );
+                if !calls.is_empty() {
+                    let calls: Vec<Value> = calls
+                        .iter()
+                        .map(|c| {
+                            json!({
+                                "id": c.id,
+                                "type": "function",
+                                "function": {"name": c.name, "arguments": c.arguments},
+                            })
+                        })
+                        .collect();
+                    m.insert("tool_calls".into(), Value::Array(calls));
+                }
+                Value::Object(m)
+            }
+            Turn::ToolResult {
+                call_id,
+                output,
+                is_error,
+            } => json!({
+                "role": "tool",
+                "tool_call_id": call_id,
+                "content": tool_output_text(output, *is_error),
+            }),
+        });
+    }
+    out
+}
+
+/// The Anthropic stop reason for a Chat Completions `finish_reason`.
+fn stop_reason(finish: &str, refusal: bool, tool_use: bool) -> &'static str {
+    if refusal {
+        return "refusal";
+    }
+    match finish {
+        "length" => "max_tokens",
+        "tool_calls" | "function_call" => "tool_use",
+        "content_filter" => "refusal",
+        _ if tool_use => "tool_use",
+        _ => "end_turn",
+    }
+}
+
+fn reasoning_text(v: &Value) -> Option<&str> {
+    v.get("reasoning_content")
+        .and_then(Value::as_str)
+        .or_else(|| v.get("reasoning").and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+}
+
+/// Translates a `chat.completion` body into an Anthropic `message` body.
+///
+/// # Errors
+///
+/// [`TranslateError::InvalidBody`] when the body is not a chat completion
+/// (or is an error object); [`TranslateError::Unexpressible`] when a tool
+/// call's arguments are not a JSON object.
+pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        TranslateError::InvalidBody(format!("the upstream's answer is not JSON: {e}"))
+    })?;
+    if let Some(error) = v.get("error").filter(|e| !e.is_null()) {
+        let (_, message) = anthropic_client::openai_error(error, "api_error");
+        return Err(TranslateError::InvalidBody(format!(
+            "the upstream answered an error: {message}"
+        )));
+    }
+    let choice = v.get("choices").and_then(|c| c.get(0)).ok_or_else(|| {
+        TranslateError::InvalidBody("the upstream's chat completion has no `choices[0]`".into())
+    })?;
+    let message = choice.get("message").unwrap_or(&Value::Null);
+    let mut content = Vec::new();
+    if let Some(reasoning) = reasoning_text(message) {
+        content.push(json!({"type": "thinking", "thinking": reasoning, "signature": ""}));
+    }
+    if let Some(text) = message
+        .get("content")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        content.push(json!({"type": "text", "text": text}));
+    }
+    let refusal = message
+        .get("refusal")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    if let Some(text) = refusal {
+        content.push(json!({"type": "text", "text": text}));
+    }
+    let calls = message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for (i, call) in calls.iter().enumerate() {
+        let function = call.get("function").unwrap_or(&Value::Null);
+        let arguments = function
+            .get("arguments")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let input = anthropic_client::tool_input(
+            arguments,
+            &format!("choices[0].message.tool_calls[{i}].function.arguments"),
+        )?;
+        content.push(json!({
+            "type": "tool_use",
+            "id": call.get("id").and_then(Value::as_str).map_or_else(|| format!("call_{i}"), str::to_owned),
+            "name": function.get("name").and_then(Value::as_str).unwrap_or(""),
+            "input": input,
+        }));
+    }
+    let finish = choice
+        .get("finish_reason")
+        .and_then(Value::as_str)
+        .unwrap_or("stop");
+    let usage = v.get("usage").map(Usage::from_openai).unwrap_or_default();
+    let id = anthropic_client::message_id(v.get("id").and_then(Value::as_str));
+    let model = v.get("model").and_then(Value::as_str).unwrap_or("");
+    Ok(anthropic_client::message_body(
+        &id,
+        model,
+        content,
+        stop_reason(finish, refusal.is_some(), !calls.is_empty()),
+        usage,
+    ))
+}
+
+/// An upstream's OpenAI-style error answer (`{"error":{"message","type","code"}}`)
+/// as an Anthropic error body (`{"type":"error","error":{"type","message"}}`),
+/// its `type` from the HTTP `status` by Anthropic's table (400
+/// `invalid_request_error`, 401 `authentication_error`, 403
+/// `permission_error`, 404 `not_found_error`, 429 `rate_limit_error`, 503
+/// and 529 `overloaded_error`, 504 `timeout_error`, other 5xx `api_error`),
+/// except an exhausted quota (`billing_error`). A body that is not JSON
+/// is quoted (its first 1000 characters).
+pub fn error_response(status: u16, body: &[u8]) -> Vec<u8> {
+    anthropic_client::error_response(status, body)
+}
+
+/// The streaming answer: Chat Completions chunks in, the Anthropic event
+/// stream out (see the module documentation).
+#[derive(Debug)]
+pub struct Stream {
+    framer: SseFramer,
+    state: State,
+}
+
+#[derive(Debug)]
+struct State {
+    writer: AnthropicWriter,
+    finish_reason: Option<String>,
+    refusal: bool,
+    usage: Usage,
+}
+
+impl Stream {
+    /// A translator for an answer of `model` (the name the client used,
+    /// reported in `message_start`).
+    pub fn new(model: &str) -> Self {
+        Stream {
+            framer: SseFramer::new(false),
+            state: State {
+                writer: AnthropicWriter::new(model),
+                finish_reason: None,
+                refusal: false,
+                usage: Usage::default(),
+            },
+        }
+    }
+}
+
+impl StreamTranslator for Stream {
+    fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        let state = &mut self.state;
+        self.framer.feed(chunk, &mut |e| {
+            if e.oversize {
+                state.writer.error(
+                    out,
+                    "api_error",
+                    "the upstream sent an event over the size limit",
+                );
+            } else if e.has_data && !e.tail {
+                state.data(e.data, out);
+            }
+        });
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        let state = &mut self.state;
+        self.framer.finish(&mut |e| {
+            if e.has_data && !e.tail && !e.oversize {
+                state.data(e.data, out);
+            }
+        });
+        state.complete(out);
+    }
+}
+
+impl State {
+    fn complete(&mut self, out: &mut Vec<u8>) {
+        match &self.finish_reason {
+            Some(finish) => {
+                let reason = stop_reason(finish, self.refusal, self.writer.tool_use);
+                self.writer.end(out, reason, self.usage);
+            }
+            None => self.writer.error(
+                out,
+                "api_error",
+                "the upstream's stream ended before its final chunk (no finish_reason); the answer is incomplete",
+            ),
+        }
+    }
+
+    fn data(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if self.writer.done() {
+            return;
+        }
+        if data.trim_ascii() == b"[DONE]" {
+            self.complete(out);
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(data) else {
+            self.writer.error(
+                out,
+                "api_error",
+                "the upstream sent a stream event that is not JSON",
+            );
+            return;
+        };
+        if let Some(error) = v.get("error").filter(|e| !e.is_null()) {
+            let (kind, message) = anthropic_client::openai_error(error, "api_error");
+            self.writer.error(out, kind, &message);
+            return;
+        }
+        self.writer.start(out, v.get("id").and_then(Value::as_str));
+        if let Some(usage) = v.get("usage").filter(|u| u.is_object()) {
+            self.usage = Usage::from_openai(usage);
+        }
+        let choices = v
+            .get("choices")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for choice in choices {
+            // The request never asks for `n` > 1: other choices cannot occur.
+            if choice.get("index").and_then(Value::as_u64).unwrap_or(0) != 0 {
+                continue;
+            }
+            let delta = choice.get("delta").unwrap_or(&Value::Null);
+            if let Some(reasoning) = reasoning_text(delta) {
+                self.writer.thinking(out, (0, 0), reasoning);
+            }
+            if let Some(text) = delta.get("content").and_then(Value::as_str) {
+                self.writer.text(out, (0, 0), text);
+            }
+            if let Some(text) = delta
+                .get("refusal")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
+                self.refusal = true;
+                self.writer.text(out, (0, 0), text);
+            }
+            let calls = delta
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for (position, call) in calls.iter().enumerate() {
+                let index = call
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(position as u64);
+                let key = (1, index);
+                let function = call.get("function").unwrap_or(&Value::Null);
+                if !self.writer.tool_seen(key) {
+                    let id = call
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .map_or_else(|| format!("call_{index}"), str::to_owned);
+                    let name = function.get("name").and_then(Value::as_str).unwrap_or("");
+                    self.writer.tool_start(out, key, &id, name);
+                }
+                if let Some(args) = function.get("arguments").and_then(Value::as_str) {
+                    self.writer.tool_args(out, key, args);
+                }
+            }
+            if let Some(finish) = choice.get("finish_reason").and_then(Value::as_str) {
+                self.finish_reason = Some(finish.to_owned());
+            }
+            if self.writer.done() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! An Anthropic Messages client (`POST /v1/messages`, Claude Code
+//! included) served by an OpenAI Responses upstream: a ChatGPT
+//! subscription, a Responses-only model, or Fireworks' Responses API.
+//!
+//! Shapes follow Anthropic's Messages API reference and streaming guide
+//! and OpenAI's Responses reference
+//! (`platform.openai.com/docs/api-reference/responses`, and
+//! `…/responses-streaming` for the events).
+//!
+//! # The request
+//!
+//! | Anthropic member | Responses |
+//! |---|---|
+//! | `model`, `stream` | `model`, `stream`; always `store: false` |
+//! | `system` (string or text blocks) | `instructions` (blocks joined by a blank line) |
+//! | `messages[]` `role: "system"` entry | an `input` message with `role: "system"` |
+//! | user `text` / `image` (`base64`, `url`) | `input` message parts `input_text` / `input_image` (`detail: auto`; base64 as a `data:` URL) |
+//! | user `document`: text source / PDF | `input_text` / `input_file` (`file_data`; OpenAI only, dropped on Fireworks) |
+//! | assistant `text` | an `input` message with `role: "assistant"` and an `output_text` part |
+//! | assistant `tool_use` | a `function_call` item (`call_id`, `name`, `arguments` as JSON text) |
+//! | user `tool_result` | a `function_call_output` item (`call_id`, `output`) right after the calls; `is_error` prefixes the text with `Error: ` |
+//! | `tools[]` | `{"type":"function", name, description, parameters, strict}` (`strict: false` unless the client set it: Responses defaults to strict schemas) |
+//! | `tool_choice` `auto` / `any` / `tool` / `none` | `auto` / `required` / `{"type":"function","name":…}` / `none` |
+//! | `tool_choice.disable_parallel_tool_use: true` | `parallel_tool_calls: false` |
+//! | `max_tokens` | `max_output_tokens` |
+//! | `temperature`, `top_p` | the same |
+//! | `thinking` `enabled` / `output_config.effort` | `reasoning: {"effort", "summary": "auto"}` (budget < 4096 `low`, < 16384 `medium`, else `high`; `max` → `high`) |
+//! | `metadata.user_id` | Fireworks `user`; OpenAI `safety_identifier` when ≤ 64 characters, else dropped |
+//! | `output_config.format` (`json_schema`) | `text.format: {"type":"json_schema","name":"output","schema":…,"strict":true}` |
+//!
+//! Dropped and named in [`Dropped`](super::Dropped): what
+//! [`messages_to_chat`](super::messages_to_chat) drops, and `top_k` and
+//! `stop_sequences` (the Responses API has neither). Refused: as there.
+//!
+//! # The answer
+//!
+//! | Responses | Anthropic |
+//! |---|---|
+//! | `reasoning` item: `summary[].text` (or `content[]` reasoning text) | a `thinking` block |
+//! | `message` item: `output_text` / `refusal` parts | `text` blocks |
+//! | `function_call` item | a `tool_use` block (`id` = `call_id`, `input` parsed from `arguments`) |
+//! | `status: completed` | `stop_reason` `tool_use` when a tool was called, `refusal` after a refusal, else `end_turn` |
+//! | `status: incomplete`, `incomplete_details.reason` `max_output_tokens` / `content_filter` | `max_tokens` / `refusal` (other reasons: `max_tokens`) |
+//! | `usage.input_tokens` − cached, `input_tokens_details.cached_tokens`, `output_tokens` | `usage.input_tokens`, `cache_read_input_tokens`, `output_tokens` |
+//!
+//! A stream ([`Stream`]): `response.created` gives `message_start`;
+//! `response.output_text.delta` and `response.refusal.delta` give
+//! `text_delta`s, `response.reasoning_summary_text.delta` and
+//! `response.reasoning_text.delta` give `thinking_delta`s (summary parts
+//! separated by a blank line), `response.output_item.added` of a
+//! `function_call` opens a `tool_use` block that
+//! `response.function_call_arguments.delta` fills (`input_json_delta`);
+//! `response.output_item.done` closes the item's block;
+//! `response.completed` and `response.incomplete` give `message_delta` and
+//! `message_stop`; `response.failed` and `error` give an `event: error`, as
+//! does a stream that ends before its terminal event.
+
+use serde_json::{json, Map, Value};
+
+pub use super::anthropic_client::Target;
+use super::anthropic_client::{
+    self, read_request, AnthropicWriter, Conversation, Part, ToolChoice, Turn, Usage,
+};
+use super::messages_to_chat::tool_output_text;
+use super::{StreamTranslator, TranslateError, TranslatedRequest};
+use crate::sse::SseFramer;
+
+/// Translates a client's Anthropic Messages body into a Responses body
+/// for `target`.
+///
+/// # Errors
+///
+/// [`TranslateError::InvalidBody`] when the body is not an Anthropic
+/// Messages request; [`TranslateError::Unexpressible`] naming the member
+/// that the Responses API cannot express.
+pub fn request(body: &[u8], target: Target) -> Result<TranslatedRequest, TranslateError> {
+    let mut conv = read_request(body, target == Target::OpenAi)?;
+    let mut out = Map::new();
+    out.insert("model".into(), Value::String(conv.model.clone()));
+    if let Some(system) = &conv.system {
+        out.insert("instructions".into(), json!(system));
+    }
+    out.insert("input".into(), Value::Array(input(&conv)));
+    out.insert("store".into(), Value::Bool(false));
+    if conv.stream {
+        out.insert("stream".into(), Value::Bool(true));
+    }
+    if let Some(max) = conv.max_tokens {
+        out.insert("max_output_tokens".into(), json!(max));
+    }
+    if let Some(t) = conv.temperature.take() {
+        out.insert("temperature".into(), t);
+    }
+    if let Some(p) = conv.top_p.take() {
+        out.insert("top_p".into(), p);
+    }
+    if conv.top_k.take().is_some() {
+        conv.dropped.push("top_k");
+    }
+    if !conv.stop_sequences.is_empty() {
+        conv.dropped.push("stop_sequences");
+    }
+    if !conv.tools.is_empty() {
+        let tools: Vec<Value> = conv
+            .tools
+            .iter()
+            .map(|t| {
+                let mut tool = Map::new();
+                tool.insert("type".into(), json!("function"));
+                tool.insert("name".into(), json!(t.name));
+                if let Some(d) = &t.description {
+                    tool.insert("description".into(), json!(d));
+                }
+                tool.insert("parameters".into(), t.parameters.clone());
+                tool.insert("strict".into(), json!(t.strict.unwrap_or(false)));
+                Value::Object(tool)
+            })
+            .collect();
+        out.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(choice) = &conv.tool_choice {
+        let choice = match choice {
+            ToolChoice::Auto => json!("auto"),
+            ToolChoice::Required => json!("required"),
+            ToolChoice::None => json!("none"),
+            ToolChoice::Tool(name) => json!({"type": "function", "name": name}),
+        };
+        out.insert("tool_choice".into(), choice);
+    }
+    if let Some(parallel) = conv.parallel_tool_calls {
+        out.insert("parallel_tool_calls".into(), json!(parallel));
+    }
+    if let Some(effort) = conv.effort {
+        out.insert(
+            "reasoning".into(),
+            json!({"effort": effort, "summary": "auto"}),
+        );
+    }
+    if let Some(schema) = conv.output_schema.take() {
+        out.insert(
+            "text".into(),
+            json!({"format": {"type": "json_schema", "name": "output", "schema": schema, "strict": true}}),
+        );
+    }
+    conv.put_user(&mut out, target);
+    Ok(TranslatedRequest {
+        body: Value::Object(out).to_string().into_bytes(),
+        model: conv.model,
+        stream: conv.stream,
+        dropped: conv.dropped,
+    })
+}
+
+fn input(conv: &Conversation) -> Vec<Value> {
+    let mut out = Vec::new();
+    for turn in &conv.turns {
+        match turn {
+            Turn::System(text) => {
+                out.push(json!({"type": "message", "role": "system", "content": text}))
+            }
+            Turn::User(parts) => {
+                let parts: Vec<Value> = parts
+                    .iter()
+                    .map(|p| match p {
+                        Part::Text(text) => json!({"type": "input_text", "text": text}),
+                        Part::Image(url) => json!({"type": "input_image", "image_url": url, "detail": "auto"}),
+                        Part::File { data_url, filename } => {
+                            json!({"type": "input_file", "file_data": data_url, "filename": filename})
+                        }
+                    })
+                    .collect();
+                out.push(json!({"type": "message", "role": "user", "content": parts}));
+            }
+            Turn::Assistant { text, calls } => {
+                if !text.is_empty() {
+                    out.push(json!({
+                        "type": "message",
+                        "role": "assistant",
+                        "content": [{"type": "output_text", "text": text}],
+                    }));
+                }
+                for call in calls {
+                    out.push(json!({
+                        "type": "function_call",
+                        "call_id": call.id,
+                        "name": call.name,
+                        "arguments": call.arguments,
+                    }));
+                }
+            }
+            Turn::ToolResult {
+                call_id,
+                output,
+                is_error,
+            } => out.push(json!({
+                "type": "function_call_output",
+                "call_id": call_id,
+                "output": tool_output_text(output, *is_error),
+            })),
+        }
+    }
+    out
+}
+
+/// The Anthropic stop reason of a finished response.
+fn stop_reason(response: &Value, refusal: bool, tool_use: bool) -> &'static str {
+    if response.get("status").and_then(Value::as_str) == Some("incomplete") {
+        let reason = response
+            .get("incomplete_details")
+            .and_then(|d| d.get("reason"))
+            .and_then(Value::as_str);
+        return match reason {
+            Some("content_filter") => "refusal",
+            _ => "max_tokens",
+        };
+    }
+    if refusal {
+        "refusal"
+    } else if tool_use {
+        "tool_use"
+    } else {
+        "end_turn"
+    }
+}
+
+fn texts<'a>(parts: Option<&'a Value>, kind: &str, field: &str) -> Vec<&'a str> {
+    parts
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p.get("type").and_then(Value::as_str) == Some(kind))
+        .filter_map(|p| p.get(field).and_then(Value::as_str))
+        .collect()
+}
+
+/// Translates a Responses `response` object into an Anthropic `message`
+/// body.
+///
+/// # Errors
+///
+/// [`TranslateError::InvalidBody`] when the body is not a response object,
+/// or is a failed response; [`TranslateError::Unexpressible`] when a
+/// function call's arguments are not a JSON object.
+pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        TranslateError::InvalidBody(format!("the upstream's answer is not JSON: {e}"))
+    })?;
+    if let Some(error) = v.get("error").filter(|e| !e.is_null()) {
+        let (_, message) = anthropic_client::openai_error(error, "api_error");
+        return Err(TranslateError::InvalidBody(format!(
+            "the upstream answered an error: {message}"
+        )));
+    }
+    let output = v.get("output").and_then(Value::as_array).ok_or_else(|| {
+        TranslateError::InvalidBody("the upstream's response has no `output` array".into())
+    })?;
+    let mut content = Vec::new();
+    let mut refusal = false;
+    let mut tool_use = false;
+    for (i, item) in output.iter().enumerate() {
+        match item.get("type").and_then(Value::as_str) {
+            Some("reasoning") => {
+                let mut thinking = texts(item.get("summary"), "summary_text", "text");
+                if thinking.is_empty() {
+                    thinking = texts(item.get("content"), "reasoning_text", "text");
+                }
+                if !thinking.is_empty() {
+                    content.push(json!({"type": "thinking", "thinking": thinking.join("\n\n"), "signature": ""}));
+                }
+            }
+            Some("message") => {
+                for part in item
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                {
+                    let text = match part.get("type").and_then(Value::as_str) {
+                        Some("output_text") => part.get("text").and_then(Value::as_str),
+                        Some("refusal") => {
+                            refusal = true;
+                            part.get("refusal").and_then(Value::as_str)
+                        }
+                        _ => None,
+                    };
+                    if let Some(text) = text.filter(|t| !t.is_empty()) {
+                        content.push(json!({"type": "text", "text": text}));
+                    }
+                }
+            }
+            Some("function_call") => {
+                tool_use = true;
+                let arguments = item.get("arguments").and_then(Value::as_str).unwrap_or("");
+                let input =
+                    anthropic_client::tool_input(arguments, &format!("output[{i}].arguments"))?;
+                content.push(json!({
+                    "type": "tool_use",
+                    "id": item.get("call_id").and_then(Value::as_str).unwrap_or(""),
+                    "name": item.get("name").and_then(Value::as_str).unwrap_or(""),
+                    "input": input,
+                }));
+            }
+            _ => {}
+        }
+    }
+    let usage = v.get("usage").map(Usage::from_openai).unwrap_or_default();
+    let id = anthropic_client::message_id(v.get("id").and_then(Value::as_str));
+    let model = v.get("model").and_then(Value::as_str).unwrap_or("");
+    Ok(anthropic_client::message_body(
+        &id,
+        model,
+        content,
+        stop_reason(&v, refusal, tool_use),
+        usage,
+    ))
+}
+
+/// An upstream's error answer (OpenAI's `{"error":{…}}` or the ChatGPT
+/// backend's `{"detail":"…"}`) as an Anthropic error body; the same rules
+/// as [`messages_to_chat::error_response`](super::messages_to_chat::error_response).
+pub fn error_response(status: u16, body: &[u8]) -> Vec<u8> {
+    anthropic_client::error_response(status, body)
+}
+
+/// The streaming answer: Responses events in, the Anthropic event stream
+/// out (see the module documentation).
+#[derive(Debug)]
+pub struct Stream {
+    framer: SseFramer,
+    state: State,
+}
+
+#[derive(Debug)]
+struct State {
+    writer: AnthropicWriter,
+    refusal: bool,
+    /// The reasoning summary part last written: (output index, summary index).
+    last_summary: Option<(u64, u64)>,
+    /// Output indexes of function calls whose arguments were streamed.
+    streamed_args: Vec<u64>,
+}
+
+impl Stream {
+    /// A translator for an answer of `model` (the name the client used,
+    /// reported in `message_start`).
+    pub fn new(model: &str) -> Self {
+        Stream {
+            framer: SseFramer::new(false),
+            state: State {
+                writer: AnthropicWriter::new(model),
+                refusal: false,
+                last_summary: None,
+                streamed_args: Vec::new(),
+            },
+        }
+    }
+}
+
+impl StreamTranslator for Stream {
+    fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        let state = &mut self.state;
+        self.framer.feed(chunk, &mut |e| {
+            if e.oversize {
+                state.writer.error(
+                    out,
+                    "api_error",
+                    "the upstream sent an event over the size limit",
+                );
+            } else if e.has_data && !e.tail {
+                state.data(e.data, out);
+            }
+        });
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        let state = &mut self.state;
+        self.framer.finish(&mut |e| {
+            if e.has_data && !e.tail && !e.oversize {
+                state.data(e.data, out);
+            }
+        });
+        state.writer.error(
+            out,
+            "api_error",
+            "the upstream's stream ended before response.completed; the answer is incomplete",
+        );
+    }
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn u64_of(v: &Value, key: &str) -> u64 {
+    v.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+impl State {
+    fn data(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if self.writer.done() || data.trim_ascii() == b"[DONE]" {
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(data) else {
+            self.writer.error(
+                out,
+                "api_error",
+                "the upstream sent a stream event that is not JSON",
+            );
+            return;
+        };
+        let output_index = u64_of(&v, "output_index");
+        match str_of(&v, "type") {
+            "response.created" | "response.in_progress" | "response.queued" => {
+                let id = v
+                    .get("response")
+                    .and_then(|r| r.get("id"))
+                    .and_then(Value::as_str);
+                self.writer.start(out, id);
+            }
+            "response.output_item.added" => {
+                let item = v.get("item").unwrap_or(&Value::Null);
+                if str_of(item, "type") == "function_call" {
+                    self.writer.tool_start(
+                        out,
+                        (output_index, 0),
+                        str_of(item, "call_id"),
+                        str_of(item, "name"),
+                    );
+                }
+            }
+            "response.output_text.delta" => {
+                let key = (output_index, u64_of(&v, "content_index"));
+                self.writer.text(out, key, str_of(&v, "delta"));
+            }
+            "response.refusal.delta" => {
+                self.refusal = true;
+                let key = (output_index, u64_of(&v, "content_index"));
+                self.writer.text(out, key, str_of(&v, "delta"));
+            }
+            "response.reasoning_summary_text.delta" => {
+                let key = (output_index, 0);
+                let part = (output_index, u64_of(&v, "summary_index"));
+                let delta = str_of(&v, "delta");
+                if !delta.is_empty()
+                    && self
+                        .writer
+                        .is_open(anthropic_client::BlockKind::Thinking, key)
+                    && self.last_summary != Some(part)
+                {
+                    self.writer.thinking(out, key, "\n\n");
+                }
+                if !delta.is_empty() {
+                    self.last_summary = Some(part);
+                }
+                self.writer.thinking(out, key, delta);
+            }
+            "response.reasoning_text.delta" => {
+                self.writer
+                    .thinking(out, (output_index, 0), str_of(&v, "delta"));
+            }
+            "response.function_call_arguments.delta" => {
+                let delta = str_of(&v, "delta");
+                if !delta.is_empty() && !self.streamed_args.contains(&output_index) {
+                    self.streamed_args.push(output_index);
+                }
+                self.writer.tool_args(out, (output_index, 0), delta);
+            }
+            "response.output_item.done" => {
+                let item = v.get("item").unwrap_or(&Value::Null);
+                if str_of(item, "type") == "function_call" {
+                    let key = (output_index, 0);
+                    if !self.writer.tool_seen(key) {
+                        self.writer.tool_start(
+                            out,
+                            key,
+                            str_of(item, "call_id"),
+                            str_of(item, "name"),
+                        );
+                    }
+                    if !self.streamed_args.contains(&output_index) {
+                        self.writer.tool_args(out, key, str_of(item, "arguments"));
+                    }
+                }
+                self.writer.close_output(out, output_index);
+            }
+            "response.completed" | "response.incomplete" => {
+                let response = v.get("response").unwrap_or(&Value::Null);
+                let usage = response
+                    .get("usage")
+                    .map(Usage::from_openai)
+                    .unwrap_or_default();
+                let reason = stop_reason(response, self.refusal, self.writer.tool_use);
+                self.writer.end(out, reason, usage);
+            }
+            "response.failed" => {
+                let error = v
+                    .get("response")
+                    .and_then(|r| r.get("error"))
+                    .unwrap_or(&Value::Null);
+                let (kind, message) = anthropic_client::openai_error(error, "api_error");
+                self.writer.error(out, kind, &message);
+            }
+            "error" => {
+                let error = v.get("error").filter(|e| e.is_object()).unwrap_or(&v);
+                let (kind, message) = anthropic_client::openai_error(error, "api_error");
+                self.writer.error(out, kind, &message);
+            }
+            _ => {}
+        }
+    }
+}
