@@ -1,7 +1,7 @@
 //! An Anthropic Messages client served by OpenAI-family upstreams: the
 //! request mappings, the answers, and the stream transducers replayed on
 //! recorded streams in each provider's documented shape
-//! (`tests/fixtures/translate/NAME.sse`, expected Anthropic events in
+//! (`tests/fixtures/translate/anthropic_client/NAME.sse`, expected Anthropic events in
 //! `NAME.anthropic.sse`), in any chunk split.
 
 use llm_integration_core::sse::SseFramer;
@@ -11,7 +11,7 @@ use llm_integration_core::translate::{
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/translate");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/translate/anthropic_client");
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{FIXTURES}/{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
