@@ -84,6 +84,7 @@ pub mod relay;
 pub mod seams;
 pub mod sse;
 pub mod surface;
+pub mod translate;
 pub mod upstream;
 pub mod usage;
 pub mod wire;

@@ -1,0 +1,1 @@
+//! Placeholder module; see the parent module for the direction it translates.

@@ -1,0 +1,152 @@
+//! Protocol translation: a client speaking one provider API family served by
+//! a model behind another.
+//!
+//! Four directions, each a request mapping and an answer mapping (a whole
+//! JSON body, or a streaming transducer fed the upstream's bytes in any
+//! chunk split):
+//!
+//! | client speaks | upstream speaks | module |
+//! |---|---|---|
+//! | Anthropic Messages | OpenAI Chat Completions | [`messages_to_chat`] |
+//! | Anthropic Messages | OpenAI Responses | [`messages_to_responses`] |
+//! | OpenAI Chat Completions | Anthropic Messages | [`chat_to_messages`] |
+//! | OpenAI Responses | Anthropic Messages | [`responses_to_messages`] |
+//!
+//! *Rule*: nothing is silently mistranslated. A request member with no
+//! counterpart is dropped and named in [`Dropped`] (the server sends the
+//! list in the `llm-integration-dropped` response header); a request that
+//! cannot be expressed at all is a [`TranslateError`] naming the member (a
+//! 400 in the client's dialect).
+//!
+//! Unlike the forwarding path, a translated request is necessarily a new
+//! body: the client's bytes cannot reach a provider that speaks another
+//! language. Metering reads the upstream's own answer (its native usage
+//! shape) before it is translated, so the served model is what is priced.
+
+use std::fmt;
+
+pub mod chat_to_messages;
+pub mod messages_to_chat;
+pub mod messages_to_responses;
+pub mod responses_to_messages;
+
+/// The response header naming the request members dropped in translation.
+pub const DROPPED_HEADER: &str = "llm-integration-dropped";
+
+/// A request that cannot be expressed in the upstream's API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TranslateError {
+    /// The body is not a JSON object of the client's API.
+    #[error("the request body is not valid JSON for this API: {0}")]
+    InvalidBody(String),
+    /// A member (a JSON path such as `messages[2].content[0].type`) has a
+    /// value the upstream's API cannot express.
+    #[error("`{field}` cannot be translated: {reason}")]
+    Unexpressible {
+        /// The member, as a JSON path into the client's body.
+        field: String,
+        /// Why, and what to send instead.
+        reason: String,
+    },
+}
+
+/// The request members dropped because the upstream's API has no
+/// counterpart, as JSON paths (`metadata.user_id`, `top_k`), in the order
+/// met, without repeats.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dropped(Vec<String>);
+
+impl Dropped {
+    /// Records `field` as dropped (once).
+    pub fn push(&mut self, field: impl Into<String>) {
+        let field = field.into();
+        if !self.0.contains(&field) {
+            self.0.push(field);
+        }
+    }
+    /// Whether nothing was dropped.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// The dropped members, in the order met.
+    pub fn fields(&self) -> &[String] {
+        &self.0
+    }
+    /// The `llm-integration-dropped` header value: the members joined by
+    /// `, ` (`None` when nothing was dropped).
+    pub fn header_value(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| self.0.join(", "))
+    }
+}
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(", "))
+    }
+}
+
+/// A translated request: the body for the upstream and what was learned
+/// from the client's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranslatedRequest {
+    /// The upstream's JSON body.
+    pub body: Vec<u8>,
+    /// The model named (as the client named it, `provider/` prefix removed).
+    pub model: String,
+    /// Whether the client asked for a stream (the upstream request streams
+    /// exactly when the client's does).
+    pub stream: bool,
+    /// What had no counterpart.
+    pub dropped: Dropped,
+}
+
+/// A streaming answer translator: fed the upstream's event-stream bytes in
+/// any chunk split, it writes the client's event stream. The same input in
+/// any split gives the same output.
+pub trait StreamTranslator: Send {
+    /// Feeds a chunk of the upstream's answer; appends what the client
+    /// should receive now to `out`.
+    fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>);
+    /// The upstream's answer ended (cleanly or not): appends the closing
+    /// events the client's API requires (an error event when the upstream
+    /// stopped before its final event).
+    fn finish(&mut self, out: &mut Vec<u8>);
+}
+
+/// Writes one server-sent event: `event: NAME` (when `event` is given) and
+/// one `data:` line, then the blank line. `data` must not contain a line
+/// break (compact JSON never does).
+pub fn write_sse(out: &mut Vec<u8>, event: Option<&str>, data: &[u8]) {
+    if let Some(event) = event {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(event.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_lists_each_member_once_in_order() {
+        let mut dropped = Dropped::default();
+        assert_eq!(dropped.header_value(), None);
+        dropped.push("top_k");
+        dropped.push("metadata.user_id");
+        dropped.push("top_k");
+        assert_eq!(dropped.header_value().as_deref(), Some("top_k, metadata.user_id"));
+    }
+
+    #[test]
+    fn sse_events_are_framed_by_the_specification() {
+        let mut out = Vec::new();
+        write_sse(&mut out, Some("ping"), b"{}");
+        write_sse(&mut out, None, b"[DONE]");
+        assert_eq!(out, b"event: ping\ndata: {}\n\ndata: [DONE]\n\n");
+    }
+}
