@@ -28,6 +28,7 @@ use std::fmt;
 pub mod chat_to_messages;
 pub mod messages_to_chat;
 pub mod messages_to_responses;
+mod openai_client;
 pub mod responses_to_messages;
 
 /// The response header naming the request members dropped in translation.
@@ -139,7 +140,10 @@ mod tests {
         dropped.push("top_k");
         dropped.push("metadata.user_id");
         dropped.push("top_k");
-        assert_eq!(dropped.header_value().as_deref(), Some("top_k, metadata.user_id"));
+        assert_eq!(
+            dropped.header_value().as_deref(),
+            Some("top_k, metadata.user_id")
+        );
     }
 
     #[test]
