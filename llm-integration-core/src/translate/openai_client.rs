@@ -9,7 +9,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::TranslateError;
+use super::{Dropped, TranslateError};
 
 /// `max_tokens` sent when the client names no output limit: Anthropic
 /// requires one, OpenAI does not. 32 000 is what Claude Code itself sends
@@ -365,6 +365,181 @@ pub(super) fn thinking_budget(
     };
     let budget = budget.min(max_tokens.saturating_sub(1));
     Ok((budget >= MIN_THINKING_BUDGET).then_some(budget))
+}
+
+/// One text block, or none for empty text (Anthropic refuses empty text
+/// blocks).
+pub(super) fn text_blocks(text: &str) -> Vec<Value> {
+    if text.is_empty() {
+        Vec::new()
+    } else {
+        vec![text_block(text)]
+    }
+}
+
+/// An OpenAI `temperature` (0 to 2) for Anthropic (0 to 1).
+pub(super) fn parse_temperature(value: &Value, field: &str) -> Result<f64, TranslateError> {
+    let t = value.as_f64().ok_or_else(|| invalid(field, "a number"))?;
+    if t > 1.0 {
+        return Err(unexpressible(
+            field,
+            "Anthropic's temperature goes from 0 to 1: send 1 or less",
+        ));
+    }
+    Ok(t)
+}
+
+/// An OpenAI `service_tier` for Anthropic: `default` is `standard_only`,
+/// `auto` needs nothing, others (`flex`, `priority`, `scale`) are dropped.
+pub(super) fn parse_service_tier(
+    value: &Value,
+    dropped: &mut Dropped,
+) -> Result<Option<&'static str>, TranslateError> {
+    match str_at(value, "service_tier")? {
+        "auto" => Ok(None),
+        "default" => Ok(Some("standard_only")),
+        _ => {
+            dropped.push("service_tier");
+            Ok(None)
+        }
+    }
+}
+
+/// The request members besides the conversation, read from the client's
+/// body, and the rules that tie them together upstream.
+#[derive(Debug)]
+pub(super) struct Settings<'a> {
+    pub model: &'a str,
+    pub max_tokens: u64,
+    /// The reasoning effort and the member that named it.
+    pub effort: Option<(&'a str, &'static str)>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub stop: Option<Vec<String>>,
+    pub user_id: Option<&'a str>,
+    pub service_tier: Option<&'static str>,
+    pub stream: bool,
+    /// Anthropic tools.
+    pub tools: Vec<Value>,
+    /// The Anthropic `tool_choice`.
+    pub choice: Option<Value>,
+    /// `parallel_tool_calls` (default true).
+    pub parallel: bool,
+}
+
+impl Settings<'_> {
+    /// The Anthropic Messages body. Rules: without tools, `tool_choice` is
+    /// left out (unexpressible if it forces a tool); `parallel_tool_calls:
+    /// false` is `disable_parallel_tool_use`; thinking (see
+    /// [`thinking_budget`]) is off when a tool is forced or the last
+    /// assistant tool turn has no thinking block (Anthropic refuses both);
+    /// with thinking on, a temperature other than 1 and a `top_p` under
+    /// 0.95 are dropped (Anthropic refuses them); with both `temperature`
+    /// and `top_p`, `top_p` is dropped (current Claude models take one).
+    pub(super) fn assemble(
+        self,
+        conversation: Conversation,
+        dropped: &mut Dropped,
+    ) -> Result<Vec<u8>, TranslateError> {
+        let Settings {
+            model,
+            max_tokens,
+            effort,
+            mut temperature,
+            mut top_p,
+            stop,
+            user_id,
+            service_tier,
+            stream,
+            tools,
+            mut choice,
+            parallel,
+        } = self;
+        let forced = choice
+            .as_ref()
+            .is_some_and(|c| c["type"] == "any" || c["type"] == "tool");
+        if tools.is_empty() {
+            if forced {
+                return Err(unexpressible(
+                    "tool_choice",
+                    "it asks for a tool the upstream is not offered: offer a function tool",
+                ));
+            }
+            choice = None;
+        } else if !parallel {
+            let mut c = choice.unwrap_or_else(|| json!({"type": "auto"}));
+            if c["type"] != "none" {
+                c["disable_parallel_tool_use"] = Value::Bool(true);
+            }
+            choice = Some(c);
+        }
+
+        let mut budget = None;
+        if let Some((effort, field)) = effort {
+            budget = thinking_budget(effort, max_tokens, field)?;
+            if budget.is_none() && effort != "none" {
+                dropped.push(field);
+            }
+            if budget.is_some() && (forced || conversation.tool_turn_without_thinking()) {
+                budget = None;
+                dropped.push(field);
+            }
+        }
+        if budget.is_some() {
+            if temperature.is_some_and(|t| t != 1.0) {
+                temperature = None;
+                dropped.push("temperature");
+            }
+            if top_p.is_some_and(|p| p < 0.95) {
+                top_p = None;
+                dropped.push("top_p");
+            }
+        }
+        if temperature.is_some() && top_p.is_some() {
+            top_p = None;
+            dropped.push("top_p");
+        }
+
+        let (system, messages) = conversation.finish();
+        let mut out = Map::new();
+        out.insert("model".into(), Value::from(model));
+        out.insert("max_tokens".into(), Value::from(max_tokens));
+        if let Some(system) = system {
+            out.insert("system".into(), system);
+        }
+        out.insert("messages".into(), messages);
+        if !tools.is_empty() {
+            out.insert("tools".into(), Value::Array(tools));
+        }
+        if let Some(choice) = choice {
+            out.insert("tool_choice".into(), choice);
+        }
+        if let Some(budget) = budget {
+            out.insert(
+                "thinking".into(),
+                json!({"type": "enabled", "budget_tokens": budget}),
+            );
+        }
+        if let Some(t) = temperature {
+            out.insert("temperature".into(), Value::from(t));
+        }
+        if let Some(p) = top_p {
+            out.insert("top_p".into(), Value::from(p));
+        }
+        if let Some(stop) = stop {
+            out.insert("stop_sequences".into(), Value::from(stop));
+        }
+        if let Some(user_id) = user_id {
+            out.insert("metadata".into(), json!({"user_id": user_id}));
+        }
+        if let Some(tier) = service_tier {
+            out.insert("service_tier".into(), Value::from(tier));
+        }
+        if stream {
+            out.insert("stream".into(), Value::Bool(true));
+        }
+        Ok(to_bytes(&Value::Object(out)))
+    }
 }
 
 /// Token counts read from an Anthropic answer: `message_start`'s usage,

@@ -63,13 +63,13 @@
 //! Anthropic `ping` events become SSE comments, which keep the connection
 //! alive and which clients skip.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::openai_client::{
-    base_id, custom_tool, function_tool, image_block, invalid, member, parse_object, pdf_block,
-    positive_int, required_str, str_at, text_block, thinking_budget, to_bytes, tool_use_id,
-    unexpressible, Conversation, OpenAiError, Role, Usage, CUSTOM_TOOL_INPUT, CUSTOM_TOOL_SUFFIX,
-    DEFAULT_MAX_TOKENS, REDACTED_MARK, THINKING_MARK,
+    base_id, custom_tool, function_tool, image_block, invalid, member, parse_object,
+    parse_service_tier, parse_temperature, pdf_block, positive_int, required_str, str_at,
+    text_blocks, to_bytes, tool_use_id, unexpressible, Conversation, OpenAiError, Role, Settings,
+    Usage, CUSTOM_TOOL_INPUT, CUSTOM_TOOL_SUFFIX, DEFAULT_MAX_TOKENS, REDACTED_MARK, THINKING_MARK,
 };
 use super::{write_sse, Dropped, StreamTranslator, TranslateError, TranslatedRequest};
 use crate::sse::{SseEvent, SseFramer};
@@ -115,18 +115,7 @@ pub fn request(body: &[u8]) -> Result<TranslatedRequest, TranslateError> {
                     .ok_or_else(|| invalid("stream", "a boolean"))?
             }
             "max_output_tokens" => max_tokens = positive_int(value, "max_output_tokens")?,
-            "temperature" => {
-                let t = value
-                    .as_f64()
-                    .ok_or_else(|| invalid("temperature", "a number"))?;
-                if t > 1.0 {
-                    return Err(unexpressible(
-                        "temperature",
-                        "Anthropic's temperature goes from 0 to 1: send 1 or less",
-                    ));
-                }
-                temperature = Some(t);
-            }
+            "temperature" => temperature = Some(parse_temperature(value, "temperature")?),
             "top_p" => top_p = Some(value.as_f64().ok_or_else(|| invalid("top_p", "a number"))?),
             "parallel_tool_calls" => {
                 parallel = value
@@ -183,11 +172,7 @@ pub fn request(body: &[u8]) -> Result<TranslatedRequest, TranslateError> {
                     user_id = Some(user);
                 }
             }
-            "service_tier" => match str_at(value, key)? {
-                "auto" => {}
-                "default" => service_tier = Some("standard_only"),
-                _ => dropped.push("service_tier"),
-            },
+            "service_tier" => service_tier = parse_service_tier(value, &mut dropped)?,
             "store" if value == false => {}
             "truncation" if value == "disabled" => {}
             "background" if value == false => {}
@@ -229,109 +214,31 @@ pub fn request(body: &[u8]) -> Result<TranslatedRequest, TranslateError> {
         Some(tools) => translate_tools(tools, &mut names, &mut dropped)?,
         None => Vec::new(),
     };
-    let mut choice = match member(&root, "tool_choice") {
+    let choice = match member(&root, "tool_choice") {
         Some(choice) => tool_choice(choice, &names)?,
         None => None,
     };
-    let forced = choice
-        .as_ref()
-        .is_some_and(|c| c["type"] == "any" || c["type"] == "tool");
-    if tools.is_empty() {
-        if forced {
-            return Err(unexpressible(
-                "tool_choice",
-                "it asks for a tool the upstream is not offered: offer a function or custom tool",
-            ));
-        }
-        choice = None;
-    } else if !parallel {
-        let mut c = choice.unwrap_or_else(|| json!({"type": "auto"}));
-        if c["type"] != "none" {
-            c["disable_parallel_tool_use"] = Value::Bool(true);
-        }
-        choice = Some(c);
-    }
-
-    let mut budget = match effort {
-        Some(effort) => {
-            let budget = thinking_budget(effort, max_tokens, "reasoning.effort")?;
-            if budget.is_none() && effort != "none" {
-                dropped.push("reasoning.effort");
-            }
-            budget
-        }
-        None => None,
+    let settings = Settings {
+        model,
+        max_tokens,
+        effort: effort.map(|e| (e, "reasoning.effort")),
+        temperature,
+        top_p,
+        stop: None,
+        user_id,
+        service_tier,
+        stream,
+        tools,
+        choice,
+        parallel,
     };
-    if budget.is_some() && (forced || conversation.tool_turn_without_thinking()) {
-        budget = None;
-        dropped.push("reasoning.effort");
-    }
-    if budget.is_some() {
-        if temperature.is_some_and(|t| t != 1.0) {
-            temperature = None;
-            dropped.push("temperature");
-        }
-        if top_p.is_some_and(|p| p < 0.95) {
-            top_p = None;
-            dropped.push("top_p");
-        }
-    }
-    if temperature.is_some() && top_p.is_some() {
-        top_p = None;
-        dropped.push("top_p");
-    }
-
-    let (system, messages) = conversation.finish();
-    let mut out = Map::new();
-    out.insert("model".into(), Value::from(model));
-    out.insert("max_tokens".into(), Value::from(max_tokens));
-    if let Some(system) = system {
-        out.insert("system".into(), system);
-    }
-    out.insert("messages".into(), messages);
-    if !tools.is_empty() {
-        out.insert("tools".into(), Value::Array(tools));
-    }
-    if let Some(choice) = choice {
-        out.insert("tool_choice".into(), choice);
-    }
-    if let Some(budget) = budget {
-        out.insert(
-            "thinking".into(),
-            json!({"type": "enabled", "budget_tokens": budget}),
-        );
-    }
-    if let Some(t) = temperature {
-        out.insert("temperature".into(), Value::from(t));
-    }
-    if let Some(p) = top_p {
-        out.insert("top_p".into(), Value::from(p));
-    }
-    if let Some(user_id) = user_id {
-        out.insert("metadata".into(), json!({"user_id": user_id}));
-    }
-    if let Some(tier) = service_tier {
-        out.insert("service_tier".into(), Value::from(tier));
-    }
-    if stream {
-        out.insert("stream".into(), Value::Bool(true));
-    }
+    let body = settings.assemble(conversation, &mut dropped)?;
     Ok(TranslatedRequest {
-        body: to_bytes(&Value::Object(out)),
+        body,
         model: model.to_owned(),
         stream,
         dropped,
     })
-}
-
-/// One text block, or none for empty text (Anthropic refuses empty text
-/// blocks).
-fn text_blocks(text: &str) -> Vec<Value> {
-    if text.is_empty() {
-        Vec::new()
-    } else {
-        vec![text_block(text)]
-    }
 }
 
 /// Translates one `input` item into the conversation.
@@ -547,12 +454,14 @@ fn content_blocks(
                     ));
                 }
             }
-            other => return Err(unexpressible(
-                format!("{part_path}.type"),
-                format!(
+            other => {
+                return Err(unexpressible(
+                    format!("{part_path}.type"),
+                    format!(
                     "a content part of type `{other}` has no Anthropic counterpart: leave it out"
                 ),
-            )),
+                ))
+            }
         }
     }
     Ok(blocks)
