@@ -385,12 +385,14 @@ fn content_blocks(content: Option<&Value>, path: &str) -> Result<Vec<Value>, Tra
                     }
                 }
             }
-            other => return Err(unexpressible(
-                format!("{part_path}.type"),
-                format!(
+            other => {
+                return Err(unexpressible(
+                    format!("{part_path}.type"),
+                    format!(
                     "a content part of type `{other}` has no Anthropic counterpart: leave it out"
                 ),
-            )),
+                ))
+            }
         }
     }
     Ok(blocks)

@@ -203,7 +203,7 @@ impl Conversation {
                 mark_cache(block);
             }
         }
-        let system = (!system.is_empty()).then(|| Value::Array(system));
+        let system = (!system.is_empty()).then_some(Value::Array(system));
         (system, Value::Array(messages))
     }
 }
