@@ -1244,3 +1244,57 @@ fn error_bodies() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// The fuzz target's entry point, replayed.
+
+#[test]
+fn fuzz_entry_point_on_the_seeds() {
+    let seeds =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/translate_openai_client");
+    let mut count = 0;
+    for entry in std::fs::read_dir(seeds).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        llm_integration_core::fuzzing::translate_openai_client(&data);
+        count += 1;
+    }
+    assert!(count >= 8);
+}
+
+proptest! {
+    #[test]
+    fn fuzz_entry_point_on_random_bytes(data in prop::collection::vec(any::<u8>(), 0..300)) {
+        llm_integration_core::fuzzing::translate_openai_client(&data);
+    }
+
+    /// Fixtures with bytes overwritten, removed or repeated: nearly valid
+    /// input reaches deeper than random bytes.
+    #[test]
+    fn fuzz_entry_point_on_damaged_fixtures(
+        which in prop::sample::select(vec![
+            "anthropic_text.sse", "anthropic_thinking.sse", "anthropic_parallel_tool_use.sse",
+            "codex_request.json", "anthropic_message.json",
+        ]),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), 0u8..3, any::<u8>()), 1..6),
+    ) {
+        let mut data = fixture(which);
+        for (at, kind, byte) in edits {
+            if data.is_empty() {
+                break;
+            }
+            let i = at.index(data.len());
+            match kind {
+                0 => data[i] = byte,
+                1 => {
+                    data.remove(i);
+                }
+                _ => {
+                    let end = (i + usize::from(byte)).min(data.len());
+                    let piece = data[i..end].to_vec();
+                    data.splice(i..i, piece);
+                }
+            }
+        }
+        llm_integration_core::fuzzing::translate_openai_client(&data);
+    }
+}
