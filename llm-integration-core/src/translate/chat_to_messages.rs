@@ -795,3 +795,61 @@ impl StreamTranslator for Stream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_reasons_become_finish_reasons() {
+        for (stop, finish) in [
+            (Some("end_turn"), "stop"),
+            (Some("stop_sequence"), "stop"),
+            (Some("pause_turn"), "stop"),
+            (None, "stop"),
+            (Some("max_tokens"), "length"),
+            (Some("model_context_window_exceeded"), "length"),
+            (Some("tool_use"), "tool_calls"),
+            (Some("refusal"), "content_filter"),
+        ] {
+            assert_eq!(finish_reason(stop), finish, "{stop:?}");
+        }
+    }
+
+    #[test]
+    fn tool_choices() {
+        let names = vec!["ls".to_owned()];
+        assert_eq!(
+            tool_choice(&json!("required"), &names).unwrap(),
+            Some(json!({"type": "any"}))
+        );
+        assert_eq!(
+            tool_choice(
+                &json!({"type": "function", "function": {"name": "ls"}}),
+                &names
+            )
+            .unwrap(),
+            Some(json!({"type": "tool", "name": "ls"}))
+        );
+        assert!(tool_choice(
+            &json!({"type": "function", "function": {"name": "rm"}}),
+            &names
+        )
+        .is_err());
+        assert!(tool_choice(&json!("sometimes"), &names).is_err());
+    }
+
+    #[test]
+    fn stop_sequences_and_output_limits() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"x"}],"stop":["a","b"],"max_tokens":50}"#;
+        let t = request(body).unwrap();
+        let body: Value = serde_json::from_slice(&t.body).unwrap();
+        assert_eq!(body["stop_sequences"], json!(["a", "b"]));
+        assert_eq!(body["max_tokens"], 50);
+        assert!(!t.stream);
+        assert!(
+            request(br#"{"model":"m","messages":[{"role":"user","content":"x"}],"stop":[1]}"#)
+                .is_err()
+        );
+    }
+}

@@ -1216,3 +1216,75 @@ impl StreamTranslator for Stream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn translated(body: Value) -> (Value, Dropped) {
+        let t = request(&to_bytes(&body)).unwrap();
+        (serde_json::from_slice(&t.body).unwrap(), t.dropped)
+    }
+
+    #[test]
+    fn a_string_input_is_one_user_turn() {
+        let (body, dropped) = translated(
+            json!({"model": "claude-haiku-4-5", "input": "Hi", "max_output_tokens": 100}),
+        );
+        assert!(dropped.is_empty());
+        assert_eq!(
+            body,
+            json!({"model": "claude-haiku-4-5", "max_tokens": 100, "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}]}]})
+        );
+    }
+
+    #[test]
+    fn stop_reasons_decide_the_status() {
+        assert_eq!(outcome(Some("end_turn")), ("completed", None));
+        assert_eq!(outcome(Some("tool_use")), ("completed", None));
+        assert_eq!(outcome(Some("stop_sequence")), ("completed", None));
+        assert_eq!(outcome(None), ("completed", None));
+        assert_eq!(
+            outcome(Some("max_tokens")),
+            ("incomplete", Some("max_output_tokens"))
+        );
+        assert_eq!(
+            outcome(Some("refusal")),
+            ("incomplete", Some("content_filter"))
+        );
+    }
+
+    #[test]
+    fn freeform_input_falls_back_to_the_json_text() {
+        assert_eq!(
+            custom_input(r#"{"input":"*** Begin Patch"}"#),
+            "*** Begin Patch"
+        );
+        assert_eq!(custom_input(r#"{"patch":"x"}"#), r#"{"patch":"x"}"#);
+        assert_eq!(custom_input("{\"input\": \"cut"), "{\"input\": \"cut");
+    }
+
+    #[test]
+    fn message_stop_closes_blocks_left_open() {
+        let mut stream = Stream::new("m");
+        let mut out = Vec::new();
+        stream.feed(
+            concat!(
+                "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":{\"input_tokens\":1}}}\n\n",
+                "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"Hi\"}}\n\n",
+                "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+            )
+            .as_bytes(),
+            &mut out,
+        );
+        stream.finish(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        // The block's initial text came as a delta, the item was closed,
+        // and the stream completed once.
+        assert!(text.contains("\"delta\":\"Hi\""));
+        assert!(text.contains("event: response.output_item.done"));
+        assert_eq!(text.matches("event: response.completed").count(), 1);
+        assert!(!text.contains("response.failed"));
+    }
+}
