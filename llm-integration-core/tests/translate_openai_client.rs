@@ -768,6 +768,52 @@ fn a_codex_request() {
     assert_json_fixture("codex_request.anthropic.json", &got);
 }
 
+/// Codex's loop: the items a streamed answer announced done go back as the
+/// next request's history with the tool's output; Anthropic gets its own
+/// thinking blocks back whole, so thinking stays on for the tool turn.
+#[test]
+fn a_codex_tool_loop_keeps_thinking_on() {
+    let out = run(responses_stream(), &fixture("anthropic_thinking.sse"), &[]);
+    let mut input = vec![json!({"type": "message", "role": "user",
+                                "content": [{"type": "input_text", "text": "Add a.txt"}]})];
+    for e in events(&out) {
+        if e.name == "response.output_item.done" {
+            input.push(e.data["item"].clone());
+        }
+    }
+    input.push(
+        json!({"type": "custom_tool_call_output", "call_id": "toolu_01C", "output": "Success"}),
+    );
+    let (body, dropped) = responses_request(json!({
+        "model": "claude-sonnet-4-6",
+        "input": input,
+        "tools": [{"type": "custom", "name": "apply_patch", "format": {"type": "text"}}],
+        "reasoning": {"effort": "medium", "summary": "auto"},
+        "include": ["reasoning.encrypted_content"],
+        "store": false,
+        "stream": true,
+    }));
+    assert!(dropped.is_empty(), "{dropped:?}");
+    assert_eq!(
+        body["thinking"],
+        json!({"type": "enabled", "budget_tokens": 8192})
+    );
+    assert_eq!(
+        body["messages"][1]["content"],
+        json!([
+            {"type": "thinking", "thinking": "The user wants a patch.", "signature": "EqQBCkYIARgCIkB"},
+            {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va"},
+            {"type": "tool_use", "id": "toolu_01C", "name": "apply_patch__freeform",
+             "input": {"input": "*** Begin Patch\n*** Add File: a.txt\n+hi\n*** End Patch"}},
+        ])
+    );
+    assert_eq!(
+        body["messages"][2]["content"],
+        json!([{"type": "tool_result", "tool_use_id": "toolu_01C", "content": "Success",
+                "cache_control": {"type": "ephemeral"}}])
+    );
+}
+
 #[test]
 fn responses_turns_merge_and_instructions_lead() {
     let (body, dropped) = responses_request(json!({
