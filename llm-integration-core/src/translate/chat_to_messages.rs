@@ -53,6 +53,23 @@
 //! `message_stop`, becomes a `data: {"error":{…}}` event (which the OpenAI
 //! SDKs raise) and no `[DONE]`. Anthropic `ping` events become SSE
 //! comments.
+//!
+//! ```
+//! use llm_integration_core::translate::chat_to_messages::{include_usage, request, Stream};
+//! use llm_integration_core::translate::StreamTranslator;
+//!
+//! let body = br#"{"model":"claude-haiku-4-5","messages":[{"role":"user","content":"Hi"}],
+//!                 "stream":true,"stream_options":{"include_usage":true},"seed":1}"#;
+//! let translated = request(body)?;
+//! assert_eq!(translated.dropped.header_value().as_deref(), Some("seed"));
+//!
+//! let mut stream = Stream::new(&translated.model, include_usage(body));
+//! let mut out = Vec::new();
+//! stream.feed(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", &mut out);
+//! stream.finish(&mut out);
+//! assert!(String::from_utf8(out)?.ends_with("data: [DONE]\n\n"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use serde_json::{json, Map, Value};
 

@@ -62,6 +62,26 @@
 //! becomes `response.failed` too, never a completion (Codex then retries).
 //! Anthropic `ping` events become SSE comments, which keep the connection
 //! alive and which clients skip.
+//!
+//! ```
+//! use llm_integration_core::translate::responses_to_messages::{request, Stream};
+//! use llm_integration_core::translate::StreamTranslator;
+//!
+//! let body = br#"{"model":"claude-sonnet-4-6","input":"Hi","stream":true,"store":false}"#;
+//! let translated = request(body)?;
+//! assert!(translated.stream && translated.dropped.is_empty());
+//! let upstream: serde_json::Value = serde_json::from_slice(&translated.body)?;
+//! assert_eq!(upstream["max_tokens"], 32000);
+//!
+//! let mut stream = Stream::new(&translated.model).created_at(1_700_000_000);
+//! let mut out = Vec::new();
+//! stream.feed(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\"}}\n\n", &mut out);
+//! stream.finish(&mut out); // no message_stop: a failure, not a completion
+//! let out = String::from_utf8(out)?;
+//! assert!(out.starts_with("event: response.created\n"));
+//! assert!(out.contains("event: response.failed\n"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use serde_json::{json, Value};
 
