@@ -1147,9 +1147,9 @@ impl Stream {
         self.emit(out, kind, event);
     }
 
-    fn block_stop(&mut self, out: &mut Vec<u8>, mut block: OpenBlock) {
+    fn block_stop(&mut self, out: &mut Vec<u8>, block: OpenBlock) {
         let (id, at) = (block.item_id.clone(), block.output_index);
-        match &mut block.part {
+        match &block.part {
             Part::Text(text) => {
                 let text = text.clone();
                 self.emit(
@@ -1188,8 +1188,6 @@ impl Stream {
             }
             Part::Custom { input, .. } => {
                 let raw = custom_input(input);
-                *input =
-                    serde_json::to_string(&json!({CUSTOM_TOOL_INPUT: raw})).unwrap_or_default();
                 if !raw.is_empty() {
                     self.emit(
                         out,
