@@ -164,6 +164,9 @@ pub fn request(body: &[u8]) -> Result<TranslatedRequest, TranslateError> {
                 let user = str_at(value, key)?;
                 if member(&root, "safety_identifier").is_none() {
                     user_id = Some(user);
+                } else {
+                    // One `metadata.user_id`: the safety identifier's.
+                    dropped.push("user");
                 }
             }
             "service_tier" => service_tier = parse_service_tier(value, &mut dropped)?,

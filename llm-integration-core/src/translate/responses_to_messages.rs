@@ -190,14 +190,23 @@ pub fn request(body: &[u8]) -> Result<TranslatedRequest, TranslateError> {
                 let user = str_at(value, key)?;
                 if member(&root, "safety_identifier").is_none() {
                     user_id = Some(user);
+                } else {
+                    // One `metadata.user_id`: the safety identifier's.
+                    dropped.push("user");
                 }
             }
             "service_tier" => service_tier = parse_service_tier(value, &mut dropped)?,
             "store" if value == false => {}
             "truncation" if value == "disabled" => {}
             "background" if value == false => {}
-            "previous_response_id" | "conversation" | "background" => {
+            "previous_response_id" | "conversation" => {
                 return Err(unexpressible(key.as_str(), NO_STATE))
+            }
+            "background" => {
+                return Err(unexpressible(
+                    "background",
+                    "the gateway keeps no responses to poll later: send the request without `background` (stream it for long answers)",
+                ))
             }
             "prompt" => return Err(unexpressible(
                 "prompt",
