@@ -140,10 +140,7 @@ mod tests {
         dropped.push("top_k");
         dropped.push("metadata.user_id");
         dropped.push("top_k");
-        assert_eq!(
-            dropped.header_value().as_deref(),
-            Some("top_k, metadata.user_id")
-        );
+        assert_eq!(dropped.header_value().as_deref(), Some("top_k, metadata.user_id"));
     }
 
     #[test]
