@@ -4,7 +4,7 @@
 //! - recorded-shape Anthropic streams (text, tool use, parallel tool use,
 //!   thinking with a freeform tool, refusal, output limit, an error in the
 //!   middle, a cut stream) give the exact event sequences in
-//!   `fixtures/translate/` (set `TRANSLATE_FIXTURES=write` to rewrite them
+//!   `fixtures/translate/openai_client/` (set `TRANSLATE_FIXTURES=write` to rewrite them
 //!   after a deliberate change, and read the diff);
 //! - any chunk split, and any line-end style, gives the same output;
 //! - a stream and the non-stream answer of the same content agree;
@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 
 fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/translate")
+        .join("tests/fixtures/translate/openai_client")
         .join(name)
 }
 
