@@ -201,3 +201,91 @@ fn check_anthropic_stream(stream: &[u8]) {
         "{names:?}"
     );
 }
+
+/// Runs arbitrary bytes through the OpenAI-client translations (Responses
+/// and Chat Completions clients, Anthropic upstream): as a request body, a
+/// whole answer, an error body, and an upstream stream fed in two chunks
+/// cut where the first byte says. A translated request must alternate
+/// user and assistant turns; a translated stream must be well-formed
+/// events (JSON data) that end in exactly one terminal event.
+pub fn translate_openai_client(data: &[u8]) {
+    use crate::translate::{chat_to_messages, responses_to_messages, StreamTranslator};
+
+    for translated in [
+        responses_to_messages::request(data),
+        chat_to_messages::request(data),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let body: serde_json::Value = match serde_json::from_slice(&translated.body) {
+            Ok(body) => body,
+            Err(e) => panic!("a translated request is not JSON: {e}"),
+        };
+        assert!(body["max_tokens"].as_u64().is_some_and(|n| n > 0));
+        let messages = body["messages"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        assert!(!messages.is_empty());
+        for pair in messages.windows(2) {
+            assert_ne!(pair[0]["role"], pair[1]["role"], "turns must alternate");
+        }
+    }
+    let _ = responses_to_messages::response(data);
+    let _ = chat_to_messages::response(data);
+    for body in [
+        responses_to_messages::error_response(502, data),
+        chat_to_messages::error_response(400, data),
+    ] {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&body);
+        assert!(parsed.is_ok_and(|v| v["error"]["message"].is_string()));
+    }
+
+    let cut = data
+        .first()
+        .map_or(0, |&b| usize::from(b) % (data.len() + 1));
+    let run = |mut t: Box<dyn StreamTranslator>| {
+        let mut out = Vec::new();
+        t.feed(&data[..cut], &mut out);
+        t.feed(&data[cut..], &mut out);
+        t.finish(&mut out);
+        let mut events: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut framer = crate::sse::SseFramer::new(false);
+        let mut push = |e: crate::sse::SseEvent<'_>| {
+            if e.has_data {
+                events.push((e.event.to_owned(), e.data.to_vec()));
+            }
+        };
+        framer.feed(&out, &mut push);
+        assert!(framer.finish(&mut push).is_empty(), "an unterminated event");
+        for (_, data) in &events {
+            assert!(
+                data == b"[DONE]" || serde_json::from_slice::<serde_json::Value>(data).is_ok(),
+                "not JSON: {}",
+                String::from_utf8_lossy(data)
+            );
+        }
+        events
+    };
+    let events = run(Box::new(responses_to_messages::Stream::new("m")));
+    let terminal = |name: &str| {
+        matches!(
+            name,
+            "response.completed" | "response.incomplete" | "response.failed"
+        )
+    };
+    assert_eq!(events.iter().filter(|(n, _)| terminal(n)).count(), 1);
+    assert!(events.last().is_some_and(|(n, _)| terminal(n)));
+    let events = run(Box::new(chat_to_messages::Stream::new("m", true)));
+    let last = events.last().map(|(_, d)| d.as_slice()).unwrap_or(b"");
+    let failed =
+        serde_json::from_slice::<serde_json::Value>(last).is_ok_and(|v| v.get("error").is_some());
+    assert!(last == b"[DONE]" || failed);
+    let ends = events.iter().filter(|(_, d)| {
+        d == b"[DONE]"
+            || serde_json::from_slice::<serde_json::Value>(d)
+                .is_ok_and(|v| v.get("error").is_some())
+    });
+    assert_eq!(ends.count(), 1);
+}

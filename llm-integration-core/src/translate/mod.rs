@@ -29,6 +29,7 @@ mod anthropic_client;
 pub mod chat_to_messages;
 pub mod messages_to_chat;
 pub mod messages_to_responses;
+mod openai_client;
 pub mod responses_to_messages;
 
 /// The response header naming the request members dropped in translation.
