@@ -183,6 +183,8 @@ pub struct CommandLine {
 
 /// What parsing produced: a command, or help text to show (`--help`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+// One per command line: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Parsed {
     /// A command to execute.
     Command(CommandLine),
