@@ -298,7 +298,7 @@ async fn commands_run_over_exec_with_the_clis_outcomes() {
     .await;
     assert_eq!(test.status, 2, "{} {}", test.stdout, test.stderr);
     assert!(
-        test.stderr.contains("no stored key to test"),
+        test.stderr.contains("there is no stored key"),
         "{}",
         test.stderr
     );
