@@ -452,7 +452,7 @@ pub fn error_field(message: &str) -> &'static str {
     if m.contains("--name") || m.contains("integration named") || m.contains("name") {
         return "name";
     }
-    if m.contains("--comment") || m.contains("comment") {
+    if m.contains("--comment") {
         return "comment";
     }
     if m.contains("--fields") || m.contains("field") {
