@@ -560,13 +560,13 @@ pub fn llm_dialog(
                                         (radio(&format!("{ps}-auth-{a}"), &format!("{ps}_auth"), a, auth == a, auth_title(a)))
                                     }
                                     div.auth-fields data-auth="bearer" {
-                                        label for=(format!("{ps}-token")) { "Bearer token" }
+                                        label for=(format!("{ps}-token")) { (provider_title(p)) " bearer token" }
                                         input id=(format!("{ps}-token")) type="password" name=(format!("{ps}_token")) autocomplete="off" spellcheck="false";
                                     }
                                     div.auth-fields data-auth="header" {
-                                        label for=(format!("{ps}-header")) { "Header name" }
+                                        label for=(format!("{ps}-header")) { (provider_title(p)) " header name" }
                                         input id=(format!("{ps}-header")) name=(format!("{ps}_header")) value=(form.headers[p.index()]) autocomplete="off" spellcheck="false" placeholder="x-api-key";
-                                        label for=(format!("{ps}-header-value")) { "Header value" }
+                                        label for=(format!("{ps}-header-value")) { (provider_title(p)) " header value" }
                                         input id=(format!("{ps}-header-value")) type="password" name=(format!("{ps}_header_value")) autocomplete="off" spellcheck="false";
                                     }
                                 }
