@@ -201,6 +201,14 @@ try {
     await page.locator("ul.verified li.ok", { hasText: "work: ok" }).waitFor();
     await screenshot(page, "chatgpt-accounts");
     await noKeyIn(page, context);
+    // At phone width the accounts stack: nothing off-screen.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(wide <= 1, `the accounts page is ${wide}px wider than a phone`);
+    const right = (await page.getByRole("link", { name: "Disconnect work" }).boundingBox());
+    assert.ok(right.x + right.width <= 390, "Disconnect is on screen");
+    await page.screenshot({ path: `${SHOTS}/chatgpt-accounts-phone.png`, fullPage: true });
+    await page.setViewportSize({ width: 1100, height: 900 });
   });
 
   await step("use the ChatGPT account in an integration", async () => {
