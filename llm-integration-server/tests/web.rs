@@ -1528,6 +1528,10 @@ async fn usage_page_shows_raw_names_every_column_and_team_usage() {
     let (status, html) = b.get("/usage?days=1").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("Usage in the last 1 days"), "{html}");
+    // The longest period is shown too.
+    let (status, html) = b.get("/usage?days=366&by=model").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("gpt-5 &lt;b&gt;mini&lt;/b&gt;"), "{html}");
     // A team's usage, as `usage --team`.
     let (status, html) = b.get("/usage?team=core").await;
     assert_eq!(status, StatusCode::OK, "{html}");

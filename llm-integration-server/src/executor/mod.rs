@@ -194,6 +194,11 @@ async fn wait_for_login(
             }
             Poll::Approved { code, verifier } => {
                 let tokens = chatgpt.exchange(&code, &verifier).await?;
+                // Cancelled (the receiver closed) while ChatGPT answered:
+                // nothing is connected.
+                if progress.is_closed() {
+                    return Err("the login was cancelled; nothing was connected".into());
+                }
                 chatgpt.save(user, name, &tokens, "connected").await?;
                 return Ok(format!(
                     "plan {}, {}",
