@@ -1087,6 +1087,12 @@ async fn forms_must_come_from_this_scheme_host_and_port() {
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{origin}");
         assert!(html.contains("scheme, host and port"), "{html}");
+        if origin.starts_with("https://") {
+            assert!(
+                html.contains("must send X-Forwarded-Proto: https"),
+                "{html}"
+            );
+        }
     }
     // Behind a TLS proxy the https origin is the page's.
     let r = client()

@@ -365,6 +365,13 @@ fn origin_refusal(uri: &Uri, headers: &HeaderMap) -> Option<&'static str> {
         if origin == expected {
             return None;
         }
+        let downgraded = matches!(
+            (origin.strip_prefix("https://"), expected.strip_prefix("http://")),
+            (Some(o), Some(e)) if o == e
+        );
+        if downgraded {
+            return Some("this form was sent from the https page but the server was reached over plain HTTP (its Origin is not this page's scheme, host and port): a TLS front proxy must send X-Forwarded-Proto: https");
+        }
         return Some("this form was sent from another site (its Origin is not this page's scheme, host and port); open the page itself and try again");
     }
     if let Some(referer) = headers.get(header::REFERER).and_then(|v| v.to_str().ok()) {
