@@ -138,6 +138,15 @@ async fn server(
     .await
 }
 
+/// A VM's Chat Completion request through the gateway.
+async fn chat(vm: &reqwest::Client, s: &Server) -> reqwest::Response {
+    vm.post(format!("{}/v1/chat/completions", s.data_url(HOST)))
+        .json(&json!({"model": "gpt-5.5", "messages": []}))
+        .send()
+        .await
+        .unwrap()
+}
+
 fn usage_of(s: &Value) -> (u64, i64) {
     let requests = s["rows"]
         .as_array()
@@ -324,12 +333,7 @@ async fn an_endpoint_that_redirects_is_not_followed() {
     ))
     .await;
     let vm = s.vm_client(VM.parse().unwrap(), &[HOST]);
-    let r = vm
-        .post(format!("{}/v1/chat/completions", s.data_url(HOST)))
-        .json(&json!({"model": "gpt-5.5", "messages": []}))
-        .send()
-        .await
-        .unwrap();
+    let r = chat(&vm, &s).await;
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     let body = r.text().await.unwrap();
     assert!(
@@ -397,12 +401,7 @@ async fn endpoints_reaching_the_platform_network_are_refused_by_rule() {
         .await;
     let before = mock.count();
     let vm = s.vm_client(VM.parse().unwrap(), &[HOST]);
-    let r = vm
-        .post(format!("{}/v1/chat/completions", s.data_url(HOST)))
-        .json(&json!({"model": "gpt-5.5", "messages": []}))
-        .send()
-        .await
-        .unwrap();
+    let r = chat(&vm, &s).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let body = r.text().await.unwrap();
     assert!(
@@ -435,12 +434,7 @@ async fn allowing_private_endpoints_never_allows_the_gateway_itself() {
     ))
     .await;
     let vm = s.vm_client(VM.parse().unwrap(), &[HOST]);
-    let r = vm
-        .post(format!("{}/v1/chat/completions", s.data_url(HOST)))
-        .json(&json!({"model": "gpt-5.5", "messages": []}))
-        .send()
-        .await
-        .unwrap();
+    let r = chat(&vm, &s).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(r.text().await.unwrap().contains("is this gateway itself"));
     // The mock itself, on loopback over plain http, is reachable.
@@ -449,12 +443,7 @@ async fn allowing_private_endpoints_never_allows_the_gateway_itself() {
         mock.url()
     ))
     .await;
-    let r = vm
-        .post(format!("{}/v1/chat/completions", s.data_url(HOST)))
-        .json(&json!({"model": "gpt-5.5", "messages": []}))
-        .send()
-        .await
-        .unwrap();
+    let r = chat(&vm, &s).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
         mock.last().unwrap().header("authorization"),

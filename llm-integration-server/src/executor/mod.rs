@@ -702,6 +702,20 @@ printf '%s' \"$OPENAI_API_KEY\" | llm-integration integrations edit NAME --opena
         Ok(())
     }
 
+    /// Seals a checked secret (an API key, a token, a header value) under
+    /// the master key, with its hint.
+    fn seal(&self, provider: Provider, text: &str) -> Result<NewCredential, ExecError> {
+        let sealed = self
+            .key
+            .seal(text.as_bytes(), purpose::API_KEY)
+            .map_err(|e| ExecError::Unavailable(e.to_string()))?;
+        Ok(NewCredential {
+            provider,
+            sealed,
+            hint: KeyHint::of(&SecretString::from(text.to_owned())),
+        })
+    }
+
     fn seal_key(&self, provider: Provider, key: &SecretString) -> Result<NewCredential, ExecError> {
         let text = key.expose_secret().trim();
         if text.is_empty() {
@@ -714,15 +728,7 @@ printf '%s' \"$OPENAI_API_KEY\" | llm-integration integrations edit NAME --opena
                 "the {provider} key contains spaces or control characters; give the key alone, without quotes or newlines"
             )));
         }
-        let sealed = self
-            .key
-            .seal(text.as_bytes(), purpose::API_KEY)
-            .map_err(|e| ExecError::Unavailable(e.to_string()))?;
-        Ok(NewCredential {
-            provider,
-            sealed,
-            hint: KeyHint::of(&SecretString::from(text.to_owned())),
-        })
+        self.seal(provider, text)
     }
 
     /// Lists a custom endpoint's models with its credential: `Ok(detail)`
@@ -870,15 +876,7 @@ printf '%s' \"$OPENAI_API_KEY\" | llm-integration integrations edit NAME --opena
                 "the value of the {provider} endpoint's {name} header has control or non-ASCII characters; give it on one line"
             )));
         }
-        let sealed = self
-            .key
-            .seal(text.as_bytes(), purpose::API_KEY)
-            .map_err(|e| ExecError::Unavailable(e.to_string()))?;
-        Ok(NewCredential {
-            provider,
-            sealed,
-            hint: KeyHint::of(&SecretString::from(text.to_owned())),
-        })
+        self.seal(provider, text)
     }
 
     /// The custom source `choice` makes of `current` (what is not given is
