@@ -474,3 +474,43 @@ async fn team_integrations_may_use_a_custom_endpoint() {
     assert!(!view.to_string().contains("team-endpoint-token"));
     s.stop().await;
 }
+
+/// A removed key's id is never another key's: the next key stored (here
+/// a custom endpoint's token, after an API key was used and removed)
+/// reaches its endpoint, not the removed one.
+#[tokio::test]
+async fn a_removed_key_never_reaches_the_next_endpoint_stored() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::new();
+    let s = server(&mock, &dirs, Table::with(&[]), true, None).await;
+    let vm = s.vm_client(VM.parse().unwrap(), &[HOST]);
+    let (status, body) = s
+        .with_stdin(
+            "integrations add llm --name local --openai=byok --openai-key=- --attach auto:all",
+            "sk-removed-key-0000000001",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(chat(&vm, &s).await.status(), StatusCode::OK);
+    assert_eq!(
+        mock.last().unwrap().header("authorization"),
+        Some("Bearer sk-removed-key-0000000001")
+    );
+    s.ok("integrations remove local").await;
+    let (status, body) = s
+        .with_stdin(
+            &format!(
+                "integrations add llm --name local --openai=custom --openai-url={}/v1 --openai-key=- --attach auto:all",
+                mock.url()
+            ),
+            "endpoint-token-0000000002",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(chat(&vm, &s).await.status(), StatusCode::OK);
+    assert_eq!(
+        mock.last().unwrap().header("authorization"),
+        Some("Bearer endpoint-token-0000000002")
+    );
+    s.stop().await;
+}

@@ -2,8 +2,10 @@
 //! `byok` keys opened from their sealed form.
 //!
 //! Sealed keys are cached in memory after their first use (a stored key
-//! never changes: a new key gets a new id), so the hot path makes no
-//! database round trip; a key is opened (decrypted) only to build the
+//! never changes: a new key gets a new id, and ids are never reused), so
+//! the hot path makes no database round trip; the cache is keyed by the
+//! id and by the owner and provider that asked for it, so even a store
+//! that reused an id could not hand one owner's key to another; a key is opened (decrypted) only to build the
 //! upstream request, and dropped (zeroized) with it.
 
 use std::collections::HashMap;
@@ -24,7 +26,7 @@ pub struct ServerCredentials {
     chatgpt: Arc<crate::chatgpt::ChatGpt>,
     store: Arc<dyn ControlStore>,
     key: Arc<MasterKey>,
-    sealed: RwLock<HashMap<CredentialId, SealedSecret>>,
+    sealed: RwLock<HashMap<(CredentialId, Owner, Provider), SealedSecret>>,
 }
 
 impl ServerCredentials {
@@ -44,8 +46,14 @@ impl ServerCredentials {
         }
     }
 
-    async fn sealed(&self, id: CredentialId) -> Result<SealedSecret, CredentialError> {
-        if let Some(s) = self.sealed.read().ok().and_then(|m| m.get(&id).cloned()) {
+    async fn sealed(
+        &self,
+        id: CredentialId,
+        owner: Owner,
+        provider: Provider,
+    ) -> Result<SealedSecret, CredentialError> {
+        let key = (id, owner, provider);
+        if let Some(s) = self.sealed.read().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(s);
         }
         let sealed = self
@@ -59,7 +67,7 @@ impl ServerCredentials {
                 )
             })?;
         if let Ok(mut m) = self.sealed.write() {
-            m.insert(id, sealed.clone());
+            m.insert(key, sealed.clone());
         }
         Ok(sealed)
     }
@@ -85,7 +93,7 @@ impl CredentialResolver for ServerCredentials {
                     ))
                 }),
             CredentialRef::ApiKey(id) => {
-                let sealed = self.sealed(id).await?;
+                let sealed = self.sealed(id, owner, provider).await?;
                 let plain = self.key.open(&sealed, purpose::API_KEY).map_err(|e| CredentialError::Unavailable(e.to_string()))?;
                 let text = std::str::from_utf8(&plain).map_err(|_| CredentialError::Unavailable("a stored key is not UTF-8".into()))?;
                 Ok(Credential { secret: SecretString::from(text.to_owned()), account_id: None })
