@@ -183,6 +183,13 @@ impl FromStr for EndpointUrl {
             None if https => 443,
             None => 80,
         };
+        let lower = path.to_ascii_lowercase();
+        if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") {
+            return Err(invalid(
+                value,
+                "the path has percent-encoded dots or slashes; write the path plainly",
+            ));
+        }
         if path.split('/').any(|s| s == "." || s == "..") || path.contains("//") {
             return Err(invalid(value, "the path has empty, `.` or `..` segments"));
         }
@@ -356,6 +363,9 @@ fn v6_rule(ip: Ipv6Addr) -> Option<&'static str> {
         0x2001 if s[1] == 0x0db8 => "documentation (2001:db8::/32)",
         // Teredo carries an obfuscated IPv4 address: not a place to send keys.
         0x2001 if s[1] == 0 => "Teredo (2001::/32)",
+        // ORCHID, benchmarking and the other IETF protocol assignments.
+        0x2001 if s[1] < 0x0200 => "IETF protocol assignments (2001::/23)",
+        0x5f00 => "segment routing (5f00::/16)",
         0x3fff if s[1] <= 0x0fff => "documentation (3fff::/20)",
         0x0000..=0x1fff => "reserved (not global unicast)",
         _ => return None,
@@ -453,6 +463,8 @@ mod tests {
             ("https://m.example.com:x", "port"),
             ("https://exa mple.com", "spaces"),
             ("https://m.example.com/a/../b", "`..`"),
+            ("https://m.example.com/a/%2e%2e/b", "percent-encoded"),
+            ("https://m.example.com/a%2Fb", "percent-encoded"),
             ("https://m_x.example.com", "host name"),
             ("https://[::1", "closed"),
             ("https://[zz]", "IPv6"),
@@ -511,6 +523,9 @@ mod tests {
             ("100::1", "discard"),
             ("2001:db8::1", "documentation"),
             ("2001::1", "Teredo"),
+            ("2001:10::1", "IETF protocol assignments"),
+            ("2001:2::1", "IETF protocol assignments"),
+            ("5f00::1", "segment routing"),
             ("::2", "unspecified"),
         ] {
             let got = address_rule(address.parse().unwrap());

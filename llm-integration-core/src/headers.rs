@@ -36,7 +36,7 @@ pub const HOP_BY_HOP: [&str; 9] = [
 ];
 
 /// Headers a client may carry a credential in. All are removed.
-pub const CLIENT_CREDENTIALS: [&str; 10] = [
+pub const CLIENT_CREDENTIALS: [&str; 12] = [
     "authorization",
     "x-api-key",
     "api-key",
@@ -47,6 +47,8 @@ pub const CLIENT_CREDENTIALS: [&str; 10] = [
     "openai-project",
     "x-goog-api-key",
     "anthropic-workspace-id",
+    "x-amz-security-token",
+    "x-ms-token-aad",
 ];
 
 /// Identity and forwarding headers, including the common client-address

@@ -201,8 +201,13 @@ impl fmt::Display for EndpointAuth {
 
 /// Headers a custom endpoint's credential may not be sent in: those that
 /// frame the request or that the gateway sets itself.
-const RESERVED_HEADERS: [&str; 14] = [
+const RESERVED_HEADERS: [&str; 19] = [
     "host",
+    "expect",
+    "accept",
+    "accept-encoding",
+    "range",
+    "user-agent",
     "content-length",
     "content-type",
     "content-encoding",

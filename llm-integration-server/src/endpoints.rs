@@ -74,6 +74,14 @@ impl EndpointPolicy {
     /// # Errors
     /// [`EndpointRefused`] naming the address and the rule.
     pub fn check(&self, host: &str, address: IpAddr, port: u16) -> Result<(), EndpointRefused> {
+        // `::ffff:a.b.c.d` is a.b.c.d; connecting to an unspecified address
+        // reaches this machine, so it is never an endpoint.
+        let address = address.to_canonical();
+        if address.is_unspecified() {
+            return Err(EndpointRefused(format!(
+                "the custom endpoint {host} is the unspecified address {address}, which reaches this machine; give the endpoint's own address"
+            )));
+        }
         if self.is_own(address, port) {
             return Err(EndpointRefused(format!(
                 "the custom endpoint {host} is this gateway itself ({address} port {port}); point it at another service"
@@ -115,10 +123,13 @@ impl EndpointPolicy {
         let Ok(own) = self.own.read() else {
             return true;
         };
+        let address = address.to_canonical();
         own.iter().any(|listener| {
+            let bound = listener.ip().to_canonical();
             listener.port() == port
-                && (listener.ip() == address
-                    || (listener.ip().is_unspecified() && address_rule(address).is_some()))
+                && (bound == address
+                    || (bound.is_unspecified() && address_rule(address).is_some())
+                    || (bound.is_loopback() && address.is_loopback()))
         })
     }
 

@@ -519,13 +519,25 @@ impl DataPlane {
         tokio::pin!(shutdown);
         let mut ticker = tokio::time::interval(every.max(Duration::from_secs(1)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A configuration change (a new custom endpoint, say) refreshes the
+        // catalog within a second instead of at the next tick; lists read
+        // before are served from the cache.
+        let mut changes = tokio::time::interval(Duration::from_secs(1));
+        changes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seen = None;
         loop {
             tokio::select! {
                 () = &mut shutdown => return,
                 _ = ticker.tick() => {}
+                _ = changes.tick() => {
+                    if seen == Some(self.live.snapshot().version()) {
+                        continue;
+                    }
+                }
             }
             let previous = self.live.catalog();
             let snapshot = self.live.snapshot();
+            seen = Some(snapshot.version());
             let context = ListContext {
                 snapshot: Some(&snapshot),
                 ..self.context()
@@ -1085,16 +1097,25 @@ set --{provider}-url to the address it redirects to",
                     .iter()
                     .flat_map(|(raw, _)| raw.to_vec())
                     .collect();
-                let text = secret.expose_secret().as_bytes();
-                if !text.is_empty() && memchr::memmem::find(&whole, text).is_some() {
-                    let cleaned = String::from_utf8_lossy(&whole).replace(
-                        secret.expose_secret(),
-                        llm_integration_core::redact::REDACTED,
-                    );
+                if let Some(cleaned) = without_secret(&whole, secret.expose_secret()) {
                     tracing::warn!(%provider, "the upstream echoed the credential in its error; removed");
                     let cleaned = Bytes::from(cleaned);
                     ahead.frames = vec![(cleaned.clone(), cleaned)];
                     head.headers.remove(CONTENT_LENGTH);
+                }
+            }
+        }
+        // Nor in a header of the answer, whatever its status.
+        let text = secret.expose_secret();
+        if !text.is_empty() {
+            for value in head.headers.values_mut() {
+                if memchr::memmem::find(value.as_bytes(), text.as_bytes()).is_some() {
+                    tracing::warn!(%provider, "the upstream echoed the credential in a header; removed");
+                    let cleaned = String::from_utf8_lossy(value.as_bytes())
+                        .replace(text, llm_integration_core::redact::REDACTED);
+                    *value = HeaderValue::from_str(&cleaned).unwrap_or(HeaderValue::from_static(
+                        llm_integration_core::redact::REDACTED,
+                    ));
                 }
             }
         }
@@ -1353,6 +1374,37 @@ fn origin_of(url: &str) -> &str {
 /// The error a client gets for an upstream call that failed before its
 /// answer's head. The client learns which upstream failed and how; the
 /// operator's log also names its address and the setting that chose it.
+/// `body` without `secret`, when it holds it: written out (replaced with
+/// `[REDACTED]`, every other byte kept), or only in a JSON string's
+/// escaped spelling (`\u0073k-…`: the body is then written again, each
+/// string that held it redacted). `None` when the secret is not there.
+fn without_secret(body: &[u8], secret: &str) -> Option<String> {
+    use llm_integration_core::redact::REDACTED;
+    if secret.is_empty() {
+        return None;
+    }
+    if memchr::memmem::find(body, secret.as_bytes()).is_some() {
+        return Some(String::from_utf8_lossy(body).replace(secret, REDACTED));
+    }
+    fn walk(value: &mut serde_json::Value, secret: &str) -> bool {
+        match value {
+            serde_json::Value::String(text) if text.contains(secret) => {
+                *text = text.replace(secret, REDACTED);
+                true
+            }
+            serde_json::Value::Array(items) => {
+                items.iter_mut().fold(false, |f, v| walk(v, secret) | f)
+            }
+            serde_json::Value::Object(members) => {
+                members.values_mut().fold(false, |f, v| walk(v, secret) | f)
+            }
+            _ => false,
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    walk(&mut value, secret).then(|| value.to_string())
+}
+
 fn upstream_error(
     dialect: Dialect,
     upstream: Upstream<'_>,
@@ -1452,5 +1504,27 @@ where
         let plane = self.0.clone();
         let connection = req.extensions().get::<ConnectionInfo>().copied();
         Box::pin(async move { Ok(plane.handle(req, connection).await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_secret;
+
+    #[test]
+    fn an_echoed_secret_is_removed_however_it_is_spelled() {
+        let secret = "sk-echoed-0123";
+        assert_eq!(
+            without_secret(br#"{"error":"bad key sk-echoed-0123"}"#, secret).as_deref(),
+            Some(r#"{"error":"bad key [REDACTED]"}"#)
+        );
+        // Written with JSON escapes, it is found in the decoded string.
+        let escaped = br#"{"error":{"message":"key \u0073k-echoed-0123 refused","n":[1,"\u0073k-echoed-0123"]}}"#;
+        let cleaned = without_secret(escaped, secret).unwrap();
+        assert!(!cleaned.contains("echoed-0123"), "{cleaned}");
+        assert!(cleaned.contains("[REDACTED]"));
+        assert_eq!(without_secret(br#"{"error":"nothing here"}"#, secret), None);
+        assert_eq!(without_secret(b"not json", secret), None);
+        assert_eq!(without_secret(b"anything", ""), None);
     }
 }

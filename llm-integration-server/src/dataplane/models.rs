@@ -271,6 +271,15 @@ impl ModelLists {
     }
 }
 
+/// The largest page of a provider's own list, in bytes.
+const PROVIDER_LIST_BYTES: usize = 16 * 1024 * 1024;
+
+/// The largest page of a custom endpoint's list, in bytes: a tenant's
+/// server could answer with millions of entries, each costing the shared
+/// gateway memory while the page is read ([`MAX_ENDPOINT_MODELS`] of
+/// ordinary IDs take well under this).
+const ENDPOINT_LIST_BYTES: usize = 2 * 1024 * 1024;
+
 /// Custom endpoints' lists read at once during a catalog refresh.
 const ENDPOINT_LISTS_AT_ONCE: usize = 8;
 
@@ -357,7 +366,8 @@ pub async fn endpoint_list(
         let path = path
             .strip_prefix(provider.upstream_prefix())
             .unwrap_or(&path);
-        let (status, body) = get_with(client, &url.join(path), &headers).await?;
+        let (status, body) =
+            get_with(client, &url.join(path), &headers, ENDPOINT_LIST_BYTES).await?;
         if (300..400).contains(&status) {
             return Err(format!(
                 "HTTP {status}: the endpoint answered a redirect, which the gateway does not follow; give the URL it redirects to"
@@ -444,7 +454,7 @@ async fn get(
             http::HeaderValue::from_str(account).map_err(invalid)?,
         ));
     }
-    get_with(client, url, &headers).await
+    get_with(client, url, &headers, PROVIDER_LIST_BYTES).await
 }
 
 /// One `GET` with `headers`, within [`LIST_TIMEOUT`].
@@ -452,6 +462,7 @@ async fn get_with<C>(
     client: &hyper_util::client::legacy::Client<C, super::UpstreamBody>,
     url: &str,
     headers: &[(http::HeaderName, http::HeaderValue)],
+    limit: usize,
 ) -> Result<(u16, bytes::Bytes), String>
 where
     C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
@@ -479,7 +490,7 @@ where
     let status = response.status().as_u16();
     let body = tokio::time::timeout(
         LIST_TIMEOUT,
-        http_body_util::Limited::new(response.into_body(), 16 * 1024 * 1024).collect(),
+        http_body_util::Limited::new(response.into_body(), limit).collect(),
     )
     .await
     .map_err(|_| "timed out".to_owned())?

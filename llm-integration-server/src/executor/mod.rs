@@ -871,7 +871,10 @@ printf '%s' \"$OPENAI_API_KEY\" | llm-integration integrations edit NAME --opena
                 "the value of the {provider} endpoint's {name} header is empty; give 'Name: value'"
             )));
         }
-        if http::HeaderValue::from_str(text).is_err() {
+        if !text
+            .bytes()
+            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+        {
             return Err(ExecError::Usage(format!(
                 "the value of the {provider} endpoint's {name} header has control or non-ASCII characters; give it on one line"
             )));
