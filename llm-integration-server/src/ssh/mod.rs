@@ -421,6 +421,9 @@ fn server_config(settings: &SshSettings, key: PrivateKey) -> russh::server::Conf
         keepalive_interval: Some(Duration::from_secs(15)),
         keepalive_max: 3,
         nodelay: true,
+        // Input a channel has not read yet, in messages (of up to 32 KiB):
+        // past it the connection waits for the channel.
+        channel_buffer_size: 16,
         ..Default::default()
     }
 }

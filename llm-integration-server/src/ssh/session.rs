@@ -444,7 +444,12 @@ pub(super) async fn shell(mut ctx: Context) {
         };
         run_line(&mut ctx, &mut terminal, &line).await;
     }
-    ctx.finish(0).await;
+    let status = if ctx.ending() {
+        Status::Failed
+    } else {
+        Status::Ok
+    };
+    ctx.finish(status as u32).await;
 }
 
 /// Whether a typed line gives a key on the command line (`--P-key=VALUE`
