@@ -763,3 +763,21 @@ impl russh::server::Handler for Connection {
         session.channel_failure(channel)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::early_drop;
+
+    #[test]
+    fn connections_not_signed_in_are_refused_at_random_past_half_the_cap() {
+        assert!((0..32).all(|pending| !early_drop(pending, 64)));
+        assert!(early_drop(64, 64) && early_drop(65, 64));
+        // A cap of one: the first is let in, no second.
+        assert!(!early_drop(0, 1) && early_drop(1, 1));
+        // 30 % at half the cap, 97 % one short of it.
+        let at_half = (0..1000).filter(|_| early_drop(32, 64)).count();
+        assert!((200..=400).contains(&at_half), "{at_half}");
+        let near_full = (0..1000).filter(|_| early_drop(63, 64)).count();
+        assert!(near_full > 900, "{near_full}");
+    }
+}
