@@ -200,6 +200,9 @@ impl IntegrationConfig {
 /// type, an [`crate::Integration`] impl and a routing arm: a local change.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
+// One value per integration, built when the configuration loads: its size
+// costs nothing on the hot path, and a box would cost a pointer chase there.
+#[allow(clippy::large_enum_variant)]
 pub enum IntegrationKind {
     /// An LLM gateway integration.
     Llm(LlmSettings),

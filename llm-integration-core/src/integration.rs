@@ -38,8 +38,17 @@ impl Integration for LlmSettings {
             .join(" ")
     }
 
+    /// `curl https://HOST/v1/models`, then, for each provider on a custom
+    /// endpoint, where its answers come from (the endpoint's URL, never
+    /// its credential).
     fn help(&self, hostname: &str) -> String {
-        format!("curl https://{hostname}/v1/models")
+        let mut help = format!("curl https://{hostname}/v1/models");
+        for p in Provider::ALL {
+            if let crate::source::Source::Custom { url, .. } = self.source(p) {
+                help.push_str(&format!("; {p} answers from the custom endpoint {url}"));
+            }
+        }
+        help
     }
 }
 
@@ -96,6 +105,18 @@ mod tests {
         assert_eq!(
             llm.help("llm.int.exe.xyz"),
             "curl https://llm.int.exe.xyz/v1/models"
+        );
+        llm.openai = Source::Custom {
+            url: "https://models.example.com/v1".parse().unwrap(),
+            auth: crate::source::EndpointAuth::None,
+        };
+        assert_eq!(
+            llm.summary(),
+            "anthropic=gateway openai=custom fireworks=disabled"
+        );
+        assert_eq!(
+            llm.help("local.int.exe.xyz"),
+            "curl https://local.int.exe.xyz/v1/models; openai answers from the custom endpoint https://models.example.com/v1"
         );
         let kind = IntegrationKind::Reflection(ReflectionSettings::default());
         assert_eq!(kind.type_name(), "reflection");

@@ -964,6 +964,8 @@ mod tests {
             ssh_max_connections_per_peer = 21
             ssh_max_unauthenticated = 23
             ssh_max_auth_attempts = 22
+            allow_private_endpoints = true
+            upstream_ca_file = "/ca.pem"
             [upstreams]
             anthropic = "http://a"
             openai = "http://o"

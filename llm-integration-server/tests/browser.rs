@@ -1,7 +1,7 @@
 //! The browser door in a real browser: Debian's Chromium driven by
 //! playwright-core (both installed by `.ci/install`) through every flow of
 //! the web page, against the real server, the mock upstream and the
-//! ChatGPT mock. The script (`tests/clients/browser-door.mjs`) checks what
+//! ChatGPT mock (which also stands in for a custom endpoint). The script (`tests/clients/browser-door.mjs`) checks what
 //! each page shows and what the store holds, and saves a screenshot of
 //! each screen under `target/ui-screenshots/`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -52,7 +52,13 @@ async fn every_flow_of_the_page_in_chromium() {
         backend: chatgpt.backend_url(),
     };
     let dirs = Dirs::new();
-    let s = Server::start_with(&dirs, &upstream.url(), move |c| c.chatgpt = endpoints).await;
+    let s = Server::start_with(&dirs, &upstream.url(), move |c| {
+        c.chatgpt = endpoints;
+        // The mock upstream stands in for a custom endpoint (plain HTTP on
+        // loopback, which only this setting allows).
+        c.endpoints.allow_private = true;
+    })
+    .await;
     s.ok("tag local llm").await;
 
     // Some traffic on the default integration, for the usage page.
@@ -93,7 +99,8 @@ async fn every_flow_of_the_page_in_chromium() {
         .env("TOKEN", &s.token)
         .env("SHOTS", &shots)
         .env("CHROMIUM", &chromium)
-        .env("DOMAIN", "exe.xyz");
+        .env("DOMAIN", "exe.xyz")
+        .env("CUSTOM_URL", format!("{}/v1", upstream.url()));
     let run = tokio::task::spawn_blocking(move || node.output().unwrap());
     let output = tokio::time::timeout(std::time::Duration::from_secs(240), run)
         .await
@@ -127,7 +134,10 @@ async fn every_flow_of_the_page_in_chromium() {
         "04-llm-dialog",
         "06-chatgpt-device-code",
         "07-chatgpt-accounts",
-        "10-usage",
+        "09-chatgpt-disconnect-confirm",
+        "10-remove-confirm",
+        "11-llm-dialog-custom",
+        "12-usage",
     ] {
         assert!(
             shots.join(format!("{shot}.png")).exists(),

@@ -298,7 +298,11 @@ async fn commands_run_over_exec_with_the_clis_outcomes() {
     )
     .await;
     assert_eq!(test.status, 2, "{} {}", test.stdout, test.stderr);
-    assert!(test.stderr.contains("no stored key"), "{}", test.stderr);
+    assert!(
+        test.stderr.contains("there is no stored key"),
+        "{}",
+        test.stderr
+    );
     // A fingerprint that is not one is shown once escaped, not twice.
     let bad = ssh(addr, &key, "ssh-key remove SHA256:x\u{1b}y", None, false).await;
     assert_eq!(bad.status, 2, "{}", bad.stderr);

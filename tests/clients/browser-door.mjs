@@ -10,11 +10,14 @@
 //   SHOTS       where screenshots go
 //   CHROMIUM    the browser executable (default /usr/bin/chromium)
 //   DOMAIN      the domain hostnames end in
+//   CUSTOM_URL  an OpenAI-compatible endpoint (the mock upstream) for the
+//               Custom HTTPS endpoint source
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 
-const { BASE, LOGIN_URL, TOKEN, SHOTS, DOMAIN } = process.env;
+const { BASE, LOGIN_URL, TOKEN, SHOTS, DOMAIN, CUSTOM_URL } = process.env;
+const ENDPOINT_TOKEN = "endpoint-token-browser-9911";
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const GOOD_KEY = "sk-browser-good-0123456789abcd";
 const BAD_KEY = "sk-mock-refused-000000000000";
@@ -50,11 +53,11 @@ async function step(name, fn) {
 
 async function noKeyIn(page, context) {
   const html = await page.content();
-  for (const key of [GOOD_KEY, BAD_KEY, TOKEN]) {
+  for (const key of [GOOD_KEY, BAD_KEY, TOKEN, ENDPOINT_TOKEN]) {
     assert.ok(!html.includes(key), "a key is in the page's HTML");
   }
   for (const c of await context.cookies()) {
-    for (const key of [GOOD_KEY, BAD_KEY, TOKEN]) assert.ok(!c.value.includes(key), "a key is in a cookie");
+    for (const key of [GOOD_KEY, BAD_KEY, TOKEN, ENDPOINT_TOKEN]) assert.ok(!c.value.includes(key), "a key is in a cookie");
   }
 }
 
@@ -93,7 +96,7 @@ try {
   await step("add an API Key integration, testing a bad and a good key", async () => {
     await page.locator("a.tile", { hasText: "LLM" }).first().click();
     await page.waitForURL("**/integrations/new/llm");
-    await page.getByLabel("Name").fill("openai-key");
+    await page.getByLabel("Name", { exact: true }).fill("openai-key");
     assert.equal(await page.locator("#hostname").textContent(), `openai-key.int.${DOMAIN}`);
     await page.locator("#anthropic-disabled").check();
     await page.locator("#fireworks-disabled").check();
@@ -114,6 +117,16 @@ try {
     assert.equal((await exec("integrations show openai-key")).status, 404);
     await page.getByRole("button", { name: "Add integration" }).click();
     await page.locator(".notice.ok", { hasText: "added llm integration openai-key" }).waitFor();
+    // POST/redirect/GET: the list's own address, and a reload sends nothing.
+    assert.ok(page.url().endsWith("/integrations"), page.url());
+    let posts = 0;
+    const count = (r) => { if (r.method() === "POST") posts += 1; };
+    page.on("request", count);
+    await page.reload();
+    await card("openai-key").waitFor();
+    page.off("request", count);
+    assert.equal(posts, 0, "a reload posted the form again");
+    assert.equal(await page.locator(".notice.ok").count(), 0, "the message shows once");
     await card("openai-key").locator('dd[data-provider="openai"]', { hasText: "API Key, set (…abcd)" }).waitFor();
     const stored = await show("openai-key");
     assert.equal(stored.providers.openai.source, "byok");
@@ -125,11 +138,11 @@ try {
 
   await step("an error shows beside its field, in the executor's words", async () => {
     await page.goto(BASE + "/integrations/new/llm");
-    await page.getByLabel("Name").fill("openai-key");
+    await page.getByLabel("Name", { exact: true }).fill("openai-key");
     await page.locator("#apply-none").check();
     await page.getByRole("button", { name: "Add integration" }).click();
     await page.locator("#name-error", { hasText: "an integration named openai-key already exists" }).waitFor();
-    assert.equal(await page.getByLabel("Name").getAttribute("aria-describedby"), "name-error");
+    assert.equal(await page.getByLabel("Name", { exact: true }).getAttribute("aria-describedby"), "name-error");
     await screenshot(page, "llm-dialog-error");
   });
 
@@ -188,11 +201,19 @@ try {
     await page.locator("ul.verified li.ok", { hasText: "work: ok" }).waitFor();
     await screenshot(page, "chatgpt-accounts");
     await noKeyIn(page, context);
+    // At phone width the accounts stack: nothing off-screen.
+    await page.setViewportSize({ width: 390, height: 844 });
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(wide <= 1, `the accounts page is ${wide}px wider than a phone`);
+    const right = (await page.getByRole("link", { name: "Disconnect work" }).boundingBox());
+    assert.ok(right.x + right.width <= 390, "Disconnect is on screen");
+    await page.screenshot({ path: `${SHOTS}/chatgpt-accounts-phone.png`, fullPage: true });
+    await page.setViewportSize({ width: 1100, height: 900 });
   });
 
   await step("use the ChatGPT account in an integration", async () => {
     await page.goto(BASE + "/integrations/new/llm");
-    await page.getByLabel("Name").fill("chatgpt-llm");
+    await page.getByLabel("Name", { exact: true }).fill("chatgpt-llm");
     await page.locator("#openai-chatgpt").check();
     await page.getByLabel("ChatGPT account").selectOption("work");
     await page.locator("#anthropic-disabled").check();
@@ -207,8 +228,14 @@ try {
     assert.deepEqual(stored.attachments, ["auto:all"]);
   });
 
-  await step("disconnect the ChatGPT account", async () => {
+  await step("disconnect the ChatGPT account, confirmed", async () => {
     await page.getByRole("link", { name: "ChatGPT accounts" }).click();
+    await page.getByRole("link", { name: "Disconnect work" }).click();
+    await page.getByRole("heading", { name: "Disconnect ChatGPT account work?" }).waitFor();
+    await page.locator("ul.users li", { hasText: "chatgpt-llm" }).waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), "Cancel", "the focus starts on Cancel");
+    await screenshot(page, "chatgpt-disconnect-confirm");
+    assert.equal((await exec("integrations setup chatgpt --list --json")).json.accounts.length, 1, "asking changed nothing");
     await page.getByRole("button", { name: "Disconnect work" }).click();
     await page.locator(".notice.ok", { hasText: "disconnected ChatGPT account work" }).waitFor();
     await page.locator(".notice.ok", { hasText: "still used by chatgpt-llm" }).waitFor();
@@ -219,7 +246,7 @@ try {
 
   await step("test the stored key and edit a reflection integration", async () => {
     await page.goto(BASE + "/integrations");
-    await page.getByRole("button", { name: "Test the stored keys of openai-main" }).click();
+    await page.getByRole("button", { name: "Test the stored keys and endpoints of openai-main" }).click();
     await page.locator(".notice.ok", { hasText: "openai: ok" }).waitFor();
     await page.getByRole("link", { name: "Edit reflection" }).click();
     await page.getByLabel(/^Fields/).fill("email,integrations");
@@ -234,11 +261,40 @@ try {
   await step("remove, confirmed", async () => {
     await page.getByRole("link", { name: "Remove openai-main" }).click();
     await page.getByRole("heading", { name: "Remove openai-main?" }).waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), "Cancel", "the focus starts on Cancel");
     await screenshot(page, "remove-confirm");
     await page.getByRole("button", { name: "Remove openai-main" }).click();
     await page.locator(".notice.ok", { hasText: "removed integration openai-main" }).waitFor();
     assert.equal(await card("openai-main").count(), 0);
     assert.equal((await exec("integrations show openai-main")).status, 404);
+  });
+
+  await step("add a Custom HTTPS endpoint with a bearer token, tested first", async () => {
+    await page.goto(BASE + "/integrations/new/llm");
+    await page.getByLabel("Name", { exact: true }).fill("custom-llm");
+    await page.locator("#anthropic-disabled").check();
+    await page.locator("#fireworks-disabled").check();
+    await page.locator("#openai-custom").check();
+    assert.equal(await page.locator("#openai-key").isVisible(), false, "the API key field is for API Key only");
+    await page.getByLabel("OpenAI endpoint URL").fill(CUSTOM_URL);
+    assert.equal(await page.locator("#openai-token").isVisible(), false, "no token field without Bearer token");
+    await page.locator("#openai-auth-bearer").check();
+    await page.getByLabel("OpenAI bearer token").fill(ENDPOINT_TOKEN);
+    assert.equal(await page.locator("#openai-header").isVisible(), false);
+    await page.locator('fieldset[data-provider="openai"] button.test-endpoint').click();
+    await page.locator("#openai-endpoint-test.ok", { hasText: "models" }).waitFor();
+    await page.locator("#apply-none").check();
+    await screenshot(page, "llm-dialog-custom");
+    await page.getByRole("button", { name: "Add integration" }).click();
+    await page.locator(".notice.ok", { hasText: "added llm integration custom-llm" }).waitFor();
+    await card("custom-llm").locator('dd[data-provider="openai"]', { hasText: "bearer token set (…9911)" }).waitFor();
+    const stored = await show("custom-llm");
+    assert.equal(stored.providers.openai.source, "custom");
+    assert.equal(stored.providers.openai.auth, "bearer");
+    assert.equal(stored.providers.openai.url, CUSTOM_URL);
+    await page.getByRole("link", { name: "Edit custom-llm" }).click();
+    await page.locator("#openai-endpoint-test", { hasText: "A credential is stored: set (…9911)" }).waitFor();
+    await noKeyIn(page, context);
   });
 
   await step("read the usage page after some traffic", async () => {
@@ -253,9 +309,13 @@ try {
     for (const row of usage.json.rows) {
       const tr = page.locator("#usage-table tbody tr", { has: page.locator("th", { hasText: row.key }) });
       const cells = await tr.locator("td").allTextContents();
-      assert.deepEqual(cells, [String(row.requests), String(row.input_tokens), String(row.output_tokens), dollars(row.cost_micros), dollars(row.debited_micros)]);
+      const counts = ["requests", "ok_requests", "refused_requests", "failed_requests", "estimated_requests", "input_tokens", "cache_creation_tokens", "cache_read_tokens", "output_tokens"];
+      assert.deepEqual(cells, [...counts.map((c) => String(row[c])), dollars(row.cost_micros), dollars(row.debited_micros)]);
     }
     assert.ok((await page.locator("figure.chart svg rect").count()) > 0, "the chart has bars");
+    const swatch = await page.locator("svg.swatch").first().boundingBox();
+    assert.equal(Math.round(swatch.width), 12, "legend swatches are 12px squares");
+    assert.equal(Math.round(swatch.height), 12);
     await screenshot(page, "usage");
     await page.getByLabel("Split by").selectOption("model");
     await page.getByRole("button", { name: "Show" }).click();
@@ -271,6 +331,11 @@ try {
     await screenshot(page, "integrations-phone");
     await page.goto(BASE + "/integrations/new/llm");
     await screenshot(page, "llm-dialog-phone");
+    for (const path of ["/chatgpt", "/usage?by=model"]) {
+      await page.goto(BASE + path);
+      const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(wide <= 1, `${path} is ${wide}px wider than a phone`);
+    }
     await page.setViewportSize({ width: 1100, height: 900 });
   });
 

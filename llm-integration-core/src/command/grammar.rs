@@ -27,6 +27,8 @@ pub(super) struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per command line: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Top {
     /// List, add, edit and attach integrations.
     #[command(subcommand)]
@@ -117,6 +119,7 @@ printf '%s' \"$ANTHROPIC_API_KEY\" | llm-integration integrations edit llm --ant
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)]
 pub(super) enum AddType {
     /// Add an LLM integration. Providers not named default to the gateway.
     #[command(

@@ -183,6 +183,8 @@ pub struct CommandLine {
 
 /// What parsing produced: a command, or help text to show (`--help`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+// One per command line: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Parsed {
     /// A command to execute.
     Command(CommandLine),
@@ -792,12 +794,19 @@ pub fn parse_args(mut args: Vec<String>) -> Result<Parsed, CommandError> {
     outcome
 }
 
-/// Whether a word looks like a credential: a known key prefix, or a long
-/// unbroken token (clap may echo a mistyped argument verbatim).
+/// Whether a word looks like a credential (clap may echo a mistyped
+/// argument verbatim): a known key prefix, or a long unbroken token that
+/// reads as random: upper- and lowercase letters and digits mixed, or 32
+/// hexadecimal digits and more. Names are lowercase DNS labels, so a long
+/// name is not mistaken for a key.
 fn looks_like_secret(word: &str) -> bool {
     const PREFIXES: [&str; 5] = ["sk-", "fw_", "fw-", "lli_", "sess-"];
-    let token = word.len() >= 24 && !word.chars().any(char::is_whitespace);
-    PREFIXES.iter().any(|p| word.starts_with(p)) || token
+    let unbroken = word.len() >= 24 && !word.chars().any(char::is_whitespace);
+    let mixed = word.chars().any(|c| c.is_ascii_uppercase())
+        && word.chars().any(|c| c.is_ascii_lowercase())
+        && word.chars().any(|c| c.is_ascii_digit());
+    let hex = word.len() >= 32 && word.chars().all(|c| c.is_ascii_hexdigit());
+    PREFIXES.iter().any(|p| word.starts_with(p)) || (unbroken && (mixed || hex))
 }
 
 /// Removes from `message` every value given to a `--*-key` flag, and every
@@ -827,7 +836,9 @@ fn redact_keys(message: &str, args: &[String]) -> String {
     for v in values.into_iter().filter(|v| v.len() > 1 && *v != "-") {
         out = out.replace(v, "[REDACTED]");
     }
-    out
+    // A part of an argument may be echoed alone (`--attach=tag:VALUE`
+    // quotes VALUE): key-shaped text goes wherever it is.
+    crate::redact::Redactor::new([]).redact(&out).into_owned()
 }
 
 fn check_comment(comment: Option<String>) -> Result<Option<String>, CommandError> {

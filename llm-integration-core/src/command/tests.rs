@@ -2208,3 +2208,15 @@ fn custom_source_mistakes_name_the_flag_and_the_fix() {
         assert!(!message.contains(KEY));
     }
 }
+
+/// A key-shaped value is not echoed even when only a part of its argument
+/// is quoted; a long ordinary name is echoed as typed.
+#[test]
+fn key_shaped_parts_are_redacted_and_names_are_not() {
+    let line = "integrations attach llm tag:sk-ant-api03-SecretKeyValue0123456789";
+    let msg = error(line);
+    assert!(!msg.contains("SecretKeyValue"), "{msg}");
+    let long = "an-ordinary-but-rather-long-integration-name-";
+    let msg = error(&format!("integrations add llm --name {long}"));
+    assert!(msg.contains(long), "{msg}");
+}

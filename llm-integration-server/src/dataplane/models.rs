@@ -193,36 +193,94 @@ impl ModelLists {
         previous: &ModelCatalog,
         catalog: &mut ModelCatalog,
     ) {
+        use futures_util::StreamExt;
         let Some(snapshot) = ctx.snapshot else {
             return;
         };
-        for integration in snapshot.integrations() {
-            let IntegrationKind::Llm(settings) = &integration.kind else {
-                continue;
-            };
-            for provider in Provider::ALL {
-                let source = settings.source(provider);
-                if !matches!(source, Source::Custom { .. }) {
-                    continue;
-                }
-                match self.list(ctx, integration.owner, provider, source).await {
-                    Ok(list) => catalog.set_endpoint(
-                        integration.id,
-                        provider,
-                        list.iter().map(|m| m.id.as_str()),
-                    ),
-                    Err(message) => {
+        let endpoints: Vec<_> = snapshot
+            .integrations()
+            .iter()
+            .filter_map(|i| match &i.kind {
+                IntegrationKind::Llm(settings) => Some((i, settings)),
+                IntegrationKind::Reflection(_) => None,
+            })
+            .flat_map(|(i, settings)| {
+                Provider::ALL
+                    .into_iter()
+                    .filter(|p| matches!(settings.source(*p), Source::Custom { .. }))
+                    .map(move |p| (i, p, settings.source(p)))
+            })
+            .collect();
+        // Endpoints are the tenants' servers: a slow one must not hold the
+        // others (or the gateway's catalog) back, so they are read a few
+        // at a time, within one deadline; what is not read in time keeps
+        // its last good list.
+        let mut read = HashMap::new();
+        type Fetch<'f> = std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = (
+                            (llm_integration_core::IntegrationId, Provider),
+                            Result<Arc<Vec<ModelEntry>>, String>,
+                        ),
+                    > + Send
+                    + 'f,
+            >,
+        >;
+        let mut pending: Vec<Fetch<'_>> = Vec::with_capacity(endpoints.len());
+        for (i, p, source) in &endpoints {
+            let (id, owner, provider, source) = (i.id, i.owner, *p, *source);
+            pending.push(Box::pin(async move {
+                (
+                    (id, provider),
+                    self.list(ctx, owner, provider, source).await,
+                )
+            }));
+        }
+        let fetches = futures_util::stream::iter(pending).buffer_unordered(ENDPOINT_LISTS_AT_ONCE);
+        tokio::pin!(fetches);
+        let deadline = tokio::time::sleep(ENDPOINT_LISTS_DEADLINE);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                next = fetches.next() => match next {
+                    Some((key, list)) => { read.insert(key, list); }
+                    None => break,
+                },
+                () = &mut deadline => break,
+            }
+        }
+        for (integration, provider, _) in &endpoints {
+            match read.get(&(integration.id, *provider)) {
+                Some(Ok(list)) => catalog.set_endpoint(
+                    integration.id,
+                    *provider,
+                    list.iter().map(|m| m.id.as_str()),
+                ),
+                other => {
+                    if let Some(Err(message)) = other {
                         tracing::debug!(%provider, integration = %integration.name, %message, "custom endpoint's list not read; keeping the last good one");
-                        if let Some(models) = previous.endpoint_models(integration.id, provider) {
-                            let models: Vec<&str> = models.collect();
-                            catalog.set_endpoint(integration.id, provider, models);
-                        }
+                    }
+                    if let Some(models) = previous.endpoint_models(integration.id, *provider) {
+                        let models: Vec<&str> = models.collect();
+                        catalog.set_endpoint(integration.id, *provider, models);
                     }
                 }
             }
         }
     }
 }
+
+/// Custom endpoints' lists read at once during a catalog refresh.
+const ENDPOINT_LISTS_AT_ONCE: usize = 8;
+
+/// How long a catalog refresh waits for custom endpoints' lists.
+const ENDPOINT_LISTS_DEADLINE: Duration = Duration::from_secs(20);
+
+/// The most models kept of one custom endpoint's list (a tenant's server
+/// could list millions), and the longest model ID kept.
+const MAX_ENDPOINT_MODELS: usize = 10_000;
+const MAX_MODEL_ID: usize = 256;
 
 /// Fetches a list from the upstream.
 async fn fetch(
@@ -336,7 +394,15 @@ async fn fetch_with(
         let url = model_list::page_url(provider, &ctx.targets.base[provider], after.as_deref());
         let (status, body) = get(ctx.client, &url, provider, credential).await?;
         let page = model_list::parse_page(provider, status, &body)?;
-        entries.extend(page.models);
+        entries.extend(
+            page.models
+                .into_iter()
+                .filter(|m| m.id.len() <= MAX_MODEL_ID),
+        );
+        if entries.len() >= MAX_ENDPOINT_MODELS {
+            entries.truncate(MAX_ENDPOINT_MODELS);
+            break;
+        }
         match page.next_after {
             Some(next) => after = Some(next),
             None => break,

@@ -194,6 +194,11 @@ async fn wait_for_login(
             }
             Poll::Approved { code, verifier } => {
                 let tokens = chatgpt.exchange(&code, &verifier).await?;
+                // Cancelled (the receiver closed) while ChatGPT answered:
+                // nothing is connected.
+                if progress.is_closed() {
+                    return Err("the login was cancelled; nothing was connected".into());
+                }
                 chatgpt.save(user, name, &tokens, "connected").await?;
                 return Ok(format!(
                     "plan {}, {}",
@@ -743,6 +748,62 @@ printf '%s' \"${}_API_KEY\" | llm-integration integrations edit NAME --{provider
 
     /// Lists a custom endpoint's models with its credential: `Ok(detail)`
     /// when it answers a list, `Err(detail)` saying what failed.
+    /// Checks a custom endpoint before anything is saved (the web page's
+    /// `Test`): the credential's form with the same words as a command
+    /// (`auth` is `None`, `Some((None, token))` for a bearer token or
+    /// `Some((Some(header), value))`), the address rule, then one
+    /// model-list request. `Ok` says how many models the endpoint lists;
+    /// `Err` says what is wrong. Neither contains the credential.
+    pub async fn check_endpoint(
+        &self,
+        provider: Provider,
+        url: &EndpointUrl,
+        auth: Option<(Option<&str>, &SecretString)>,
+    ) -> Result<String, String> {
+        let (auth, secret) = match auth {
+            None => (EndpointAuth::None, SecretString::from(String::new())),
+            Some((None, token)) => {
+                let sealed = self.seal_key(provider, token).map_err(|e| e.to_string())?;
+                let auth = EndpointAuth::Bearer {
+                    credential: CredentialId(0),
+                    hint: sealed.hint,
+                };
+                (
+                    auth,
+                    SecretString::from(token.expose_secret().trim().to_owned()),
+                )
+            }
+            Some((Some(header), value)) => {
+                let name =
+                    llm_integration_core::check_endpoint_header(header.trim()).map_err(|e| {
+                        e.to_string()
+                            .replace("--PROVIDER-", &format!("--{provider}-"))
+                    })?;
+                let sealed = self
+                    .seal_header_value(provider, &name, value)
+                    .map_err(|e| e.to_string())?;
+                let auth = EndpointAuth::Header {
+                    name,
+                    credential: CredentialId(0),
+                    hint: sealed.hint,
+                };
+                (
+                    auth,
+                    SecretString::from(value.expose_secret().trim().to_owned()),
+                )
+            }
+        };
+        match self.probe_endpoint(provider, url, &auth, &secret).await {
+            Ok(Ok(detail)) => {
+                Ok(llm_integration_core::redact::printable_line(&detail).into_owned())
+            }
+            Ok(Err(detail)) => {
+                Err(llm_integration_core::redact::printable_line(&detail).into_owned())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     async fn test_endpoint(
         &self,
         provider: Provider,
@@ -764,6 +825,18 @@ printf '%s' \"${}_API_KEY\" | llm-integration integrations edit NAME --{provider
             }
             None => SecretString::from(String::new()),
         };
+        self.probe_endpoint(provider, url, auth, &secret).await
+    }
+
+    /// One model-list request to a custom endpoint with `secret`, after
+    /// the address rule.
+    async fn probe_endpoint(
+        &self,
+        provider: Provider,
+        url: &EndpointUrl,
+        auth: &EndpointAuth,
+        secret: &SecretString,
+    ) -> Result<Result<String, String>, ExecError> {
         let options = self.endpoint_options();
         if let Err(refused) = options
             .policy

@@ -2,35 +2,46 @@
 //! same origin as `POST /exec`.
 //!
 //! Server-rendered pages (maud templates in [`pages`]) with a small
-//! progressive-enhancement script; the stylesheet and script are compiled
-//! into the binary (`assets/`), nothing is fetched from elsewhere. Every
-//! write is a command line built from the form and run by the same
+//! progressive-enhancement script; the stylesheet, script and icon are
+//! compiled into the binary (`assets/`), nothing is fetched from elsewhere.
+//! Every write is a command line built from the form and run by the same
 //! [`crate::executor::Executor`] as the CLI and `/exec`, so the checks and
-//! the error messages are the CLI's.
+//! the error messages are the CLI's. A change that succeeds answers
+//! `303 See Other` to the page that shows it (POST/redirect/GET), with a
+//! one-time message kept on the server for the session, so reloading never
+//! sends a form (or a key) again.
 //!
-//! Security: sessions are random secrets in an `HttpOnly`, `SameSite=Strict`
-//! cookie (`Secure` when the page is reached over HTTPS), stored hashed
-//! with an expiry ([`session`]); every POST must come from this origin
-//! (`Origin`) and carry the session's CSRF token. A key typed into a form
-//! goes to the executor as standard input and is never written back into
-//! a page, a cookie or a log.
+//! Security: sessions are random secrets in an `HttpOnly`,
+//! `SameSite=Strict` cookie, named `__Host-lli_session` and `Secure` when
+//! the page is reached over HTTPS (`lli_session` over plain HTTP), stored
+//! hashed with an expiry ([`session`]); a request carrying two session
+//! cookies is signed out and the cookies cleared, since one may have been
+//! set by another site on this host. Every POST must come from this
+//! origin (`Origin`, scheme, host and port) and carry the session's CSRF
+//! token. A key typed into a form goes to the executor as standard input
+//! and is never written back into a page, a cookie or a log. Key and
+//! endpoint tests and ChatGPT logins are capped per user.
 
 mod pages;
 pub mod session;
 mod usage;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use axum::extract::{Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use llm_integration_core::command::{parse_args, Parsed};
+use llm_integration_core::endpoint::EndpointUrl;
+use llm_integration_core::redact::Redactor;
 use llm_integration_core::seams::WebTokenKind;
 use llm_integration_core::{Provider, SecretString, UserId};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
@@ -38,17 +49,65 @@ use crate::exec_http::AdminState;
 use crate::executor::{Answer, ExecError, PageContext};
 
 pub use pages::Notice;
+use session::CookieSession;
 
-/// The browser door's own state: ChatGPT logins in progress.
+/// Key and endpoint tests a user may run per [`TEST_WINDOW`].
+pub const MAX_TESTS_PER_WINDOW: usize = 10;
+/// The window [`MAX_TESTS_PER_WINDOW`] counts in.
+pub const TEST_WINDOW: Duration = Duration::from_secs(60);
+/// ChatGPT logins a user may have waiting at once.
+pub const MAX_PENDING_LOGINS: usize = 3;
+/// How long a one-time message waits for the page it was left for.
+const FLASH_LIFETIME: Duration = Duration::from_secs(10 * 60);
+/// One-time messages kept at most (one per session).
+const MAX_FLASHES: usize = 10_000;
+
+/// The browser door's own state: ChatGPT logins in progress, the one-time
+/// messages of the sessions, and each user's recent tests.
 #[derive(Default)]
 pub struct WebState {
     logins: Mutex<HashMap<String, ChatgptLogin>>,
+    flash: Mutex<HashMap<String, Flash>>,
+    tests: Mutex<HashMap<UserId, VecDeque<Instant>>>,
 }
 
 impl std::fmt::Debug for WebState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebState").finish_non_exhaustive()
     }
+}
+
+impl WebState {
+    /// Counts a test for `user`; `false` when the user is over the cap.
+    fn allow_test(&self, user: UserId) -> bool {
+        let Ok(mut tests) = self.tests.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        tests.retain(|_, times| {
+            while times
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= TEST_WINDOW)
+            {
+                times.pop_front();
+            }
+            !times.is_empty()
+        });
+        let times = tests.entry(user).or_default();
+        if times.len() >= MAX_TESTS_PER_WINDOW {
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
+}
+
+/// A message left for the next page a session opens (after a redirect).
+#[derive(Debug, Clone)]
+struct Flash {
+    notice: Option<Notice>,
+    verified: Option<Value>,
+    at: Instant,
 }
 
 /// A device-code login started from the page.
@@ -59,7 +118,10 @@ struct ChatgptLogin {
     url: String,
     code: String,
     outcome: Arc<Mutex<LoginOutcome>>,
-    started: std::time::Instant,
+    started: Instant,
+    /// The task following the login; aborting it closes the executor's
+    /// channel, which ends the login before it connects anything.
+    follow: Arc<tokio::task::AbortHandle>,
 }
 
 /// Where a device-code login stands.
@@ -87,8 +149,11 @@ pub fn routes() -> Router<AdminState> {
         .route("/", get(|| async { Redirect::to("/integrations") }))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
+        .route("/assets/icon.svg", get(icon))
+        .route("/favicon.ico", get(icon))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
+        .route("/signed-out", get(signed_out_page))
         .route("/integrations", get(integrations_page))
         .route("/integrations/new/llm", get(new_llm_page))
         .route("/integrations/new/reflection", get(new_reflection_page))
@@ -100,16 +165,21 @@ pub fn routes() -> Router<AdminState> {
         .route("/integrations/save-reflection", post(save_reflection))
         .route("/integrations/action", post(action))
         .route("/integrations/test-key", post(test_key))
+        .route("/integrations/test-endpoint", post(test_endpoint))
         .route("/chatgpt", get(chatgpt_page))
         .route("/chatgpt/connect", post(chatgpt_connect))
+        .route("/chatgpt/login", get(chatgpt_login_page))
         .route("/chatgpt/status", get(chatgpt_status))
         .route("/chatgpt/done", post(chatgpt_done))
+        .route("/chatgpt/cancel", post(chatgpt_cancel))
+        .route("/chatgpt/disconnect", get(chatgpt_disconnect_page))
         .route("/chatgpt/manage", post(chatgpt_manage))
         .route("/usage", get(usage_page))
 }
 
 const CSS: &str = include_str!("assets/app.css");
 const JS: &str = include_str!("assets/app.js");
+const ICON: &str = include_str!("assets/icon.svg");
 
 async fn css() -> Response {
     asset("text/css; charset=utf-8", CSS)
@@ -117,6 +187,10 @@ async fn css() -> Response {
 
 async fn js() -> Response {
     asset("text/javascript; charset=utf-8", JS)
+}
+
+async fn icon() -> Response {
+    asset("image/svg+xml", ICON)
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -168,28 +242,107 @@ fn see_other(to: &str) -> Response {
     secured(Redirect::to(to).into_response())
 }
 
-/// The host the browser reached (authority or `Host`).
-fn host_of(uri: &Uri, headers: &HeaderMap) -> Option<String> {
-    uri.authority().map(|a| a.as_str().to_owned()).or_else(|| {
-        headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-    })
+/// Adds `Set-Cookie` headers.
+fn with_cookies(mut r: Response, cookies: &[String]) -> Response {
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r
 }
 
-/// Whether the page was reached over HTTPS (directly, or through a proxy
-/// that says so); the session cookie is then `Secure`.
+/// Text shown in a page that may quote what was typed: key-shaped text
+/// removed (a key typed in the wrong field is never echoed).
+fn shown(text: &str) -> String {
+    Redactor::new([]).redact(text).into_owned()
+}
+
+/// Whether `text` holds something shaped like an API key (`sk-…`,
+/// `sk-ant-…`, `fw_…`).
+fn key_shaped(text: &str) -> bool {
+    Redactor::new([]).redact(text) != text
+}
+
+/// A refusal of a request the page never makes (a malformed query or
+/// form), as an HTML page with the page's headers.
+fn malformed(status: StatusCode, what: &str, detail: &str) -> Response {
+    html(
+        status,
+        pages::refused(
+            "Bad request",
+            &shown(&format!(
+                "{what} is not one this page sends ({detail}); use the page's links and forms"
+            )),
+        ),
+    )
+}
+
+/// A query string, refused as an HTML page when malformed.
+struct PageQuery<T>(T);
+
+impl<S, T> FromRequestParts<S> for PageQuery<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(PageQuery(v)),
+            Err(e) => Err(malformed(e.status(), "the address's query", &e.body_text())),
+        }
+    }
+}
+
+/// A form body, refused as an HTML page when malformed or too large.
+struct PageForm(Fields);
+
+impl<S: Send + Sync> FromRequest<S> for PageForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        match Form::<Fields>::from_request(req, state).await {
+            Ok(Form(f)) => Ok(PageForm(f)),
+            Err(e) => Err(malformed(e.status(), "the form", &e.body_text())),
+        }
+    }
+}
+
+/// The host the browser reached (authority or `Host`), lowercase.
+fn host_of(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    uri.authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .map(|h| h.to_ascii_lowercase())
+}
+
+/// Whether the page was reached over HTTPS: directly, or through a front
+/// proxy that says so (`X-Forwarded-Proto: https`, which a browser cannot
+/// set). The session cookie is then `__Host-` and `Secure`, and forms
+/// must come from the `https` origin.
 fn over_https(uri: &Uri, headers: &HeaderMap) -> bool {
     uri.scheme_str() == Some("https")
         || headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
-        || headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("https://"))
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+}
+
+/// This page's origin as a browser writes it: `scheme://host[:port]`, the
+/// port left out when it is the scheme's default.
+fn expected_origin(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    let host = host_of(uri, headers)?;
+    let https = over_https(uri, headers);
+    let default = if https { ":443" } else { ":80" };
+    let host = host.strip_suffix(default).unwrap_or(&host);
+    Some(format!("{}://{host}", if https { "https" } else { "http" }))
 }
 
 /// The refusal of a POST from another origin.
@@ -201,26 +354,32 @@ fn foreign(why: &str) -> Response {
 }
 
 /// A POST must come from a page of this origin: `Origin` (or, without
-/// it, `Referer`) must be this host over http or https. Says why, if it
-/// is not.
+/// it, `Referer`) must be this page's scheme, host and port. Says why, if
+/// it is not.
 fn origin_refusal(uri: &Uri, headers: &HeaderMap) -> Option<&'static str> {
-    let Some(host) = host_of(uri, headers) else {
+    let Some(expected) = expected_origin(uri, headers) else {
         return Some("the request names no host");
     };
-    let allowed = [format!("http://{host}"), format!("https://{host}")];
     if let Some(origin) = headers.get(header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or("");
-        if allowed.iter().any(|a| a == origin) {
+        let origin = origin.to_str().unwrap_or("").to_ascii_lowercase();
+        if origin == expected {
             return None;
         }
-        return Some("this form was sent from another site (its Origin is not this page's); open the page itself and try again");
+        let downgraded = matches!(
+            (origin.strip_prefix("https://"), expected.strip_prefix("http://")),
+            (Some(o), Some(e)) if o == e
+        );
+        if downgraded {
+            return Some("this form was sent from the https page but the server was reached over plain HTTP (its Origin is not this page's scheme, host and port): a TLS front proxy must send X-Forwarded-Proto: https");
+        }
+        return Some("this form was sent from another site (its Origin is not this page's scheme, host and port); open the page itself and try again");
     }
     if let Some(referer) = headers.get(header::REFERER).and_then(|v| v.to_str().ok()) {
-        if allowed.iter().any(|a| {
-            referer
-                .strip_prefix(a.as_str())
-                .is_some_and(|rest| rest.starts_with('/'))
-        }) {
+        let referer = referer.to_ascii_lowercase();
+        if referer
+            .strip_prefix(expected.as_str())
+            .is_some_and(|rest| rest.starts_with('/'))
+        {
             return None;
         }
     }
@@ -234,18 +393,11 @@ struct Session {
     csrf: String,
 }
 
-fn cookie_value(headers: &HeaderMap) -> Option<Zeroizing<String>> {
-    for value in headers.get_all(header::COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        for pair in value.split(';') {
-            if let Some((k, v)) = pair.trim().split_once('=') {
-                if k == session::COOKIE && !v.is_empty() {
-                    return Some(Zeroizing::new(v.to_owned()));
-                }
-            }
-        }
+impl Session {
+    /// The key of this session's one-time message.
+    fn flash_key(&self) -> String {
+        session::secret_hash(&self.secret)
     }
-    None
 }
 
 fn unavailable_page() -> Response {
@@ -258,10 +410,35 @@ fn unavailable_page() -> Response {
     )
 }
 
-/// The session the request's cookie names, if it is valid.
-async fn session_of(state: &AdminState, headers: &HeaderMap) -> Result<Option<Session>, Response> {
-    let Some(secret) = cookie_value(headers) else {
-        return Ok(None);
+/// The answer to a request carrying two session cookies: signed out, the
+/// cookies cleared.
+fn ambiguous_session(uri: &Uri) -> Response {
+    tracing::info!("web request with two session cookies refused");
+    with_cookies(
+        html(
+            StatusCode::UNAUTHORIZED,
+            pages::refused(
+                "Signed out",
+                "this browser sent two session cookies (another site on this host may have set one), so neither is trusted; \
+both were removed: sign in again",
+            ),
+        ),
+        &session::clearing_cookies(uri.path(), true),
+    )
+}
+
+/// The session the request's cookie names, if it is valid; a request with
+/// two session cookies is answered as signed out.
+async fn session_of(
+    state: &AdminState,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, Response> {
+    let cookies = headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes());
+    let secret = match session::cookie_session(cookies, over_https(uri, headers)) {
+        CookieSession::None => return Ok(None),
+        CookieSession::Ambiguous => return Err(ambiguous_session(uri)),
+        CookieSession::One(secret) => secret,
     };
     match state
         .store
@@ -287,8 +464,12 @@ async fn session_of(state: &AdminState, headers: &HeaderMap) -> Result<Option<Se
 }
 
 /// For a page: the session, or a redirect to sign in.
-async fn page_session(state: &AdminState, headers: &HeaderMap) -> Result<Session, Response> {
-    match session_of(state, headers).await? {
+async fn page_session(
+    state: &AdminState,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Session, Response> {
+    match session_of(state, uri, headers).await? {
         Some(s) => Ok(s),
         None => Err(see_other("/login")),
     }
@@ -304,7 +485,7 @@ async fn post_session(
     if let Some(why) = origin_refusal(uri, headers) {
         return Err(foreign(why));
     }
-    let Some(s) = session_of(state, headers).await? else {
+    let Some(s) = session_of(state, uri, headers).await? else {
         return Err(html(
             StatusCode::UNAUTHORIZED,
             pages::refused(
@@ -323,6 +504,42 @@ async fn post_session(
         ));
     }
     Ok(s)
+}
+
+/// Leaves `notice` (and a ChatGPT verification) for the session's next
+/// page and answers `303 See Other` to `to`.
+fn redirect_with(
+    state: &AdminState,
+    s: &Session,
+    to: &str,
+    notice: Option<Notice>,
+    verified: Option<Value>,
+) -> Response {
+    if let Ok(mut flash) = state.web.flash.lock() {
+        flash.retain(|_, f| f.at.elapsed() < FLASH_LIFETIME);
+        if flash.len() < MAX_FLASHES {
+            flash.insert(
+                s.flash_key(),
+                Flash {
+                    notice,
+                    verified,
+                    at: Instant::now(),
+                },
+            );
+        }
+    }
+    see_other(to)
+}
+
+/// The message left for this session, once.
+fn take_flash(state: &AdminState, s: &Session) -> Option<Flash> {
+    state
+        .web
+        .flash
+        .lock()
+        .ok()
+        .and_then(|mut f| f.remove(&s.flash_key()))
+        .filter(|f| f.at.elapsed() < FLASH_LIFETIME)
 }
 
 /// What the page knows of the user for every screen.
@@ -347,6 +564,27 @@ struct Failed {
     message: String,
 }
 
+impl Failed {
+    fn usage(message: impl Into<String>) -> Self {
+        Failed {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+/// A command-line parse error's first line, without `error: `.
+fn parse_message(message: &str) -> String {
+    shown(
+        message
+            .trim_start_matches("error: ")
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim(),
+    )
+}
+
 /// Runs a command line (as words) as `user` through the executor.
 async fn run(
     state: &AdminState,
@@ -354,24 +592,13 @@ async fn run(
     args: Vec<String>,
     stdin: Option<SecretString>,
 ) -> Result<Answer, Failed> {
-    let parsed = parse_args(args).map_err(|e| Failed {
-        status: StatusCode::BAD_REQUEST,
-        message: e
-            .message
-            .trim_start_matches("error: ")
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_owned(),
-    })?;
+    let parsed = parse_args(args).map_err(|e| Failed::usage(parse_message(&e.message)))?;
     let line = match parsed {
         Parsed::Command(line) => line,
         Parsed::Help(_) => {
-            return Err(Failed {
-                status: StatusCode::BAD_REQUEST,
-                message: "that form asked for help instead of a change".into(),
-            })
+            return Err(Failed::usage(
+                "that form asked for help instead of a change",
+            ))
         }
     };
     tracing::info!(user = user.0, command = %line.command, "web");
@@ -381,7 +608,7 @@ async fn run(
         .await
         .map_err(|e: ExecError| Failed {
             status: e.status(),
-            message: e.to_string(),
+            message: shown(&e.to_string()),
         })
 }
 
@@ -398,12 +625,22 @@ struct LoginQuery {
 
 async fn login_page(
     State(state): State<AdminState>,
+    uri: Uri,
     headers: HeaderMap,
-    Query(q): Query<LoginQuery>,
+    PageQuery(q): PageQuery<LoginQuery>,
 ) -> Response {
     if q.link.is_none() {
-        if let Ok(Some(_)) = session_of(&state, &headers).await {
-            return see_other("/integrations");
+        match session_of(&state, &uri, &headers).await {
+            Ok(Some(_)) => return see_other("/integrations"),
+            Err(r) if r.status() == StatusCode::UNAUTHORIZED => {
+                // Two session cookies: cleared, and the sign-in form shown.
+                let mut page = html(StatusCode::OK, pages::login(None, None));
+                for c in r.headers().get_all(header::SET_COOKIE) {
+                    page.headers_mut().append(header::SET_COOKIE, c.clone());
+                }
+                return page;
+            }
+            _ => {}
         }
     }
     html(StatusCode::OK, pages::login(q.link.as_deref(), None))
@@ -413,7 +650,7 @@ async fn login(
     State(state): State<AdminState>,
     uri: Uri,
     headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    PageForm(fields): PageForm,
 ) -> Response {
     if let Some(why) = origin_refusal(&uri, &headers) {
         return foreign(why);
@@ -460,27 +697,21 @@ async fn login(
         Err(_) => return unavailable_page(),
     };
     tracing::info!(user = user.0, "web sign-in");
-    let mut cookie = format!(
-        "{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        session::COOKIE,
+    // The new cookie, and no other at the page's folders (a second one
+    // there would sign this browser out again).
+    let mut cookies = vec![session::session_cookie(
         secret.as_str(),
-        session::SESSION_LIFETIME.as_secs()
-    );
-    if over_https(&uri, &headers) {
-        cookie.push_str("; Secure");
-    }
-    let mut r = see_other("/integrations");
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        r.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    r
+        over_https(&uri, &headers),
+    )];
+    cookies.extend(session::clearing_cookies("/", false));
+    with_cookies(see_other("/integrations"), &cookies)
 }
 
 async fn logout(
     State(state): State<AdminState>,
     uri: Uri,
     headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    PageForm(fields): PageForm,
 ) -> Response {
     let s = match post_session(&state, &uri, &headers, &fields).await {
         Ok(s) => s,
@@ -495,12 +726,17 @@ async fn logout(
         return unavailable_page();
     }
     tracing::info!(user = s.user.0, "web sign-out");
-    let mut r = html(StatusCode::OK, pages::signed_out());
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("lli_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-    );
-    r
+    if let Ok(mut flash) = state.web.flash.lock() {
+        flash.remove(&s.flash_key());
+    }
+    with_cookies(
+        see_other("/signed-out"),
+        &session::clearing_cookies("/", true),
+    )
+}
+
+async fn signed_out_page() -> Response {
+    html(StatusCode::OK, pages::signed_out())
 }
 
 // ---------------------------------------------------------- integrations
@@ -519,15 +755,25 @@ async fn list_json(state: &AdminState, user: UserId) -> Result<Value, Response> 
     }
 }
 
-async fn integrations_page(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    let s = match page_session(&state, &headers).await {
+async fn integrations_page(
+    State(state): State<AdminState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let s = match page_session(&state, &uri, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    render_list(&state, &s, None).await
+    let notice = take_flash(&state, &s).and_then(|f| f.notice);
+    render_list(&state, &s, notice, StatusCode::OK).await
 }
 
-async fn render_list(state: &AdminState, s: &Session, notice: Option<Notice>) -> Response {
+async fn render_list(
+    state: &AdminState,
+    s: &Session,
+    notice: Option<Notice>,
+    status: StatusCode,
+) -> Response {
     let f = match frame(state, s).await {
         Ok(f) => f,
         Err(r) => return r,
@@ -536,14 +782,15 @@ async fn render_list(state: &AdminState, s: &Session, notice: Option<Notice>) ->
         Ok(l) => l,
         Err(r) => return r,
     };
-    let status = match &notice {
-        Some(Notice::Error(_)) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::OK,
-    };
     html(
         status,
         pages::integrations(&f.ctx, &f.csrf, &list, notice.as_ref()),
     )
+}
+
+/// The list with a refusal at the top.
+async fn list_error(state: &AdminState, s: &Session, e: Failed) -> Response {
+    render_list(state, s, Some(Notice::Error(e.message)), e.status).await
 }
 
 #[derive(serde::Deserialize)]
@@ -552,8 +799,33 @@ struct Target {
     team: Option<String>,
 }
 
-async fn new_llm_page(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    let s = match page_session(&state, &headers).await {
+/// The first of `llm`, `llm-2`, `llm-3`, … that no personal integration of
+/// the user is named.
+fn free_name(list: &Value) -> String {
+    let taken: Vec<&str> = list["integrations"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|i| i["owner"]["kind"] == "user")
+                .filter_map(|i| i["name"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    (1..)
+        .map(|n: u32| {
+            if n == 1 {
+                "llm".to_owned()
+            } else {
+                format!("llm-{n}")
+            }
+        })
+        .find(|n| !taken.contains(&n.as_str()))
+        .unwrap_or_default()
+}
+
+async fn new_llm_page(State(state): State<AdminState>, uri: Uri, headers: HeaderMap) -> Response {
+    let s = match page_session(&state, &uri, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -561,15 +833,23 @@ async fn new_llm_page(State(state): State<AdminState>, headers: HeaderMap) -> Re
         Ok(f) => f,
         Err(r) => return r,
     };
-    let form = pages::LlmForm::new_default();
+    let list = match list_json(&state, s.user).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let form = pages::LlmForm::new_default(free_name(&list));
     html(
         StatusCode::OK,
         pages::llm_dialog(&f.ctx, &f.csrf, &form, None),
     )
 }
 
-async fn new_reflection_page(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    let s = match page_session(&state, &headers).await {
+async fn new_reflection_page(
+    State(state): State<AdminState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let s = match page_session(&state, &uri, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -600,10 +880,11 @@ async fn show(state: &AdminState, user: UserId, name: &str, team: &str) -> Resul
 
 async fn edit_page(
     State(state): State<AdminState>,
+    uri: Uri,
     headers: HeaderMap,
-    Query(t): Query<Target>,
+    PageQuery(t): PageQuery<Target>,
 ) -> Response {
-    let s = match page_session(&state, &headers).await {
+    let s = match page_session(&state, &uri, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -614,9 +895,7 @@ async fn edit_page(
     let (name, team) = (t.name.unwrap_or_default(), t.team.unwrap_or_default());
     let view = match show(&state, s.user, &name, &team).await {
         Ok(v) => v,
-        Err(e) => {
-            return render_list(&state, &s, Some(Notice::Error(e.message))).await;
-        }
+        Err(e) => return list_error(&state, &s, e).await,
     };
     if view["type"] != "llm" {
         return html(
@@ -633,10 +912,11 @@ async fn edit_page(
 
 async fn remove_page(
     State(state): State<AdminState>,
+    uri: Uri,
     headers: HeaderMap,
-    Query(t): Query<Target>,
+    PageQuery(t): PageQuery<Target>,
 ) -> Response {
-    let s = match page_session(&state, &headers).await {
+    let s = match page_session(&state, &uri, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -647,7 +927,7 @@ async fn remove_page(
     let (name, team) = (t.name.unwrap_or_default(), t.team.unwrap_or_default());
     match show(&state, s.user, &name, &team).await {
         Ok(view) => html(StatusCode::OK, pages::remove_dialog(&f.ctx, &f.csrf, &view)),
-        Err(e) => render_list(&state, &s, Some(Notice::Error(e.message))).await,
+        Err(e) => list_error(&state, &s, e).await,
     }
 }
 
@@ -662,42 +942,169 @@ fn attach_spec(fields: &Fields) -> Option<String> {
     }
 }
 
-/// The provider flags and the keys (as standard input, one line each in
-/// provider order) of an LLM dialog.
-fn provider_words(fields: &Fields, words: &mut Vec<String>) -> Option<SecretString> {
-    let mut keys = Vec::new();
+/// A form's refusal before any command runs: the field it concerns (a
+/// provider, `comment`, …) and why.
+struct FormError {
+    at: &'static str,
+    message: String,
+}
+
+/// The secret fields of a provider in the LLM dialog, with what each is
+/// called, and the source (and custom authentication) that uses it.
+fn secret_fields(p: Provider) -> [(String, &'static str, &'static str, &'static str); 3] {
+    [
+        (format!("{p}_key"), "an API key", "byok", ""),
+        (format!("{p}_token"), "a bearer token", "custom", "bearer"),
+        (
+            format!("{p}_header_value"),
+            "a header value",
+            "custom",
+            "header",
+        ),
+    ]
+}
+
+/// The provider flags and the secrets (as standard input, one line each
+/// in provider order) of an LLM dialog. `stored` is the integration's
+/// view when editing (its custom endpoints' authentication is kept when
+/// no new secret is typed).
+fn provider_words(
+    fields: &Fields,
+    stored: Option<&Value>,
+    words: &mut Vec<String>,
+) -> Result<Option<SecretString>, FormError> {
+    let mut secrets: Vec<String> = Vec::new();
     for p in Provider::ALL {
-        let source = field(fields, p.as_str());
+        let ps = p.as_str();
+        let source = field(fields, ps);
+        let auth = field(fields, &format!("{p}_auth"));
+        let refuse = |message: String| FormError { at: ps, message };
+        // A secret typed where the chosen source does not use it is an
+        // error, not dropped: the user meant it for something.
+        for (name, what, for_source, for_auth) in secret_fields(p) {
+            let value = field(fields, &name);
+            if value.is_empty() {
+                continue;
+            }
+            if value.contains(['\n', '\r']) {
+                return Err(refuse(format!(
+                    "the {} field holds a line break; paste the value on one line",
+                    pages::provider_title(p)
+                )));
+            }
+            let used = source == for_source && (for_auth.is_empty() || auth == for_auth);
+            if !used {
+                return Err(refuse(format!(
+                    "{what} was typed for {} but its source is {}{}; choose {} to use it, or clear the field",
+                    pages::provider_title(p),
+                    pages::source_title(source),
+                    if source == "custom" { format!(" with {}", pages::auth_title(auth)) } else { String::new() },
+                    if for_source == "byok" { "API Key".to_owned() } else { format!("Custom HTTPS endpoint with {}", pages::auth_title(for_auth)) },
+                )));
+            }
+        }
         if source.is_empty() {
             continue;
         }
         words.push(format!("--{p}={source}"));
-        if source == "byok" {
-            let key = field(fields, &format!("{p}_key"));
-            if !key.is_empty() {
-                words.push(format!("--{p}-key=-"));
-                keys.push(key.to_owned());
+        match source {
+            "byok" => {
+                let key = field(fields, &format!("{p}_key"));
+                if !key.is_empty() {
+                    words.push(format!("--{p}-key=-"));
+                    secrets.push(key.to_owned());
+                }
             }
-        }
-        if source == "chatgpt" && p == Provider::OpenAi {
-            words.push(format!(
-                "--openai-account={}",
-                field(fields, "openai_account")
-            ));
+            "chatgpt" if p == Provider::OpenAi => {
+                words.push(format!(
+                    "--openai-account={}",
+                    field(fields, "openai_account")
+                ));
+            }
+            "custom" => {
+                let view = stored
+                    .map(|v| &v["providers"][ps])
+                    .filter(|v| v["source"] == "custom");
+                let stored_auth = view.and_then(|v| v["auth"].as_str()).unwrap_or("none");
+                let url = field(fields, &format!("{p}_url")).trim();
+                if !url.is_empty() {
+                    words.push(format!("--{p}-url={url}"));
+                }
+                match auth {
+                    "bearer" => {
+                        let token = field(fields, &format!("{p}_token"));
+                        if !token.is_empty() {
+                            words.push(format!("--{p}-key=-"));
+                            secrets.push(token.to_owned());
+                        } else if stored_auth != "bearer" {
+                            return Err(refuse(format!(
+                                "{}: paste the endpoint's bearer token, or choose No authentication",
+                                pages::provider_title(p)
+                            )));
+                        }
+                    }
+                    "header" => {
+                        let name = field(fields, &format!("{p}_header")).trim();
+                        let value = field(fields, &format!("{p}_header_value"));
+                        let same_header = stored_auth == "header"
+                            && view.and_then(|v| v["header"].as_str())
+                                == Some(&name.to_ascii_lowercase());
+                        if name.is_empty() {
+                            return Err(refuse(format!(
+                                "{}: give the header's name (such as x-api-key)",
+                                pages::provider_title(p)
+                            )));
+                        }
+                        if !value.is_empty() {
+                            words.push(format!("--{p}-header={name}: -"));
+                            secrets.push(value.to_owned());
+                        } else if !same_header {
+                            return Err(refuse(format!(
+                                "{}: give the value of the {name} header",
+                                pages::provider_title(p)
+                            )));
+                        }
+                    }
+                    _ => {
+                        if stored_auth != "none" {
+                            return Err(refuse(format!(
+                                "the {} endpoint has a stored credential, which an edit keeps; to send none, \
+choose LLM gateway and save, then set the endpoint again with No authentication",
+                                pages::provider_title(p)
+                            )));
+                        }
+                    }
+                }
+            }
+            _ => {}
         }
     }
-    if keys.is_empty() {
+    Ok(if secrets.is_empty() {
         None
     } else {
-        Some(SecretString::from(keys.join("\n")))
+        Some(SecretString::from(secrets.join("\n")))
+    })
+}
+
+/// A comment shaped like an API key is refused: VMs read comments through
+/// reflection.
+fn comment_refusal(fields: &Fields) -> Result<(), FormError> {
+    if key_shaped(field(fields, "comment")) {
+        return Err(FormError {
+            at: "comment",
+            message: "the comment looks like an API key (sk-…, sk-ant-…, fw_…); VMs can read comments through \
+reflection, so keep keys out of it (put a key in its provider's API Key field)"
+                .into(),
+        });
     }
+    Ok(())
 }
 
 async fn add_llm(
     State(state): State<AdminState>,
     uri: Uri,
     headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    PageForm(fields): PageForm,
 ) -> Response {
     let s = match post_session(&state, &uri, &headers, &fields).await {
         Ok(s) => s,
@@ -705,7 +1112,22 @@ async fn add_llm(
     };
     let mut args = words(&["integrations", "add", "llm"]);
     args.push(format!("--name={}", field(&fields, "name").trim()));
-    let stdin = provider_words(&fields, &mut args);
+    let stdin =
+        match comment_refusal(&fields).and_then(|()| provider_words(&fields, None, &mut args)) {
+            Ok(stdin) => stdin,
+            Err(e) => {
+                return llm_form_refused(
+                    &state,
+                    &s,
+                    &fields,
+                    false,
+                    StatusCode::BAD_REQUEST,
+                    e.at,
+                    &e.message,
+                )
+                .await
+            }
+        };
     let team = field(&fields, "owner");
     if !team.is_empty() {
         args.push(format!("--team={team}"));
@@ -718,30 +1140,63 @@ async fn add_llm(
         args.push(format!("--attach={spec}"));
     }
     match run(&state, s.user, args, stdin).await {
-        Ok(a) => render_list(&state, &s, Some(Notice::Done(first_line(&a.text)))).await,
+        Ok(a) => done(&state, &s, &a),
         Err(e) => llm_form_error(&state, &s, &fields, false, e).await,
     }
+}
+
+/// A change made: its first line left for the list, which it redirects to.
+fn done(state: &AdminState, s: &Session, a: &Answer) -> Response {
+    redirect_with(
+        state,
+        s,
+        "/integrations",
+        Some(Notice::Done(first_line(&a.text))),
+        None,
+    )
 }
 
 async fn save_llm(
     State(state): State<AdminState>,
     uri: Uri,
     headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    PageForm(fields): PageForm,
 ) -> Response {
     let s = match post_session(&state, &uri, &headers, &fields).await {
         Ok(s) => s,
         Err(r) => return r,
     };
+    let (name, team) = (field(&fields, "original"), field(&fields, "owner"));
+    // Not the user's (or gone): said on the list, as the other actions do.
+    let stored = match show(&state, s.user, name, team).await {
+        Ok(v) => v,
+        Err(e) => return list_error(&state, &s, e).await,
+    };
     let mut args = words(&["integrations", "edit"]);
-    args.extend(target_words(
-        field(&fields, "original"),
-        field(&fields, "owner"),
-    ));
-    let stdin = provider_words(&fields, &mut args);
+    args.extend(target_words(name, team));
+    let stdin = match comment_refusal(&fields)
+        .and_then(|()| provider_words(&fields, Some(&stored), &mut args))
+    {
+        Ok(stdin) => stdin,
+        Err(e) => {
+            return llm_form_refused(
+                &state,
+                &s,
+                &fields,
+                true,
+                StatusCode::BAD_REQUEST,
+                e.at,
+                &e.message,
+            )
+            .await
+        }
+    };
     args.push(format!("--comment={}", field(&fields, "comment")));
     match run(&state, s.user, args, stdin).await {
-        Ok(a) => render_list(&state, &s, Some(Notice::Done(first_line(&a.text)))).await,
+        Ok(a) => done(&state, &s, &a),
+        Err(e) if e.status == StatusCode::NOT_FOUND && e.message.contains("integration named") => {
+            list_error(&state, &s, e).await
+        }
         Err(e) => llm_form_error(&state, &s, &fields, true, e).await,
     }
 }
@@ -750,40 +1205,47 @@ async fn save_reflection(
     State(state): State<AdminState>,
     uri: Uri,
     headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    PageForm(fields): PageForm,
 ) -> Response {
     let s = match post_session(&state, &uri, &headers, &fields).await {
         Ok(s) => s,
         Err(r) => return r,
     };
     let (name, team) = (field(&fields, "original"), field(&fields, "owner"));
-    let mut args = words(&["integrations", "edit"]);
-    args.extend(target_words(name, team));
-    args.push(format!("--fields={}", field(&fields, "fields").trim()));
-    args.push(format!("--comment={}", field(&fields, "comment")));
-    match run(&state, s.user, args, None).await {
-        Ok(a) => render_list(&state, &s, Some(Notice::Done(first_line(&a.text)))).await,
-        Err(e) => {
-            let f = match frame(&state, &s).await {
-                Ok(f) => f,
-                Err(r) => return r,
-            };
-            let view = match show(&state, s.user, name, team).await {
-                Ok(v) => v,
-                Err(e2) => return render_list(&state, &s, Some(Notice::Error(e2.message))).await,
-            };
-            let at = pages::error_field(&e.message);
-            html(
-                e.status,
-                pages::reflection_edit_dialog(
-                    &f.ctx,
-                    &f.csrf,
-                    &view,
-                    Some((at, e.message.as_str())),
-                ),
-            )
+    let view = match show(&state, s.user, name, team).await {
+        Ok(v) => v,
+        Err(e) => return list_error(&state, &s, e).await,
+    };
+    let (status, at, message) = match comment_refusal(&fields) {
+        Err(e) => (StatusCode::BAD_REQUEST, e.at, e.message),
+        Ok(()) => {
+            let mut args = words(&["integrations", "edit"]);
+            args.extend(target_words(name, team));
+            args.push(format!("--fields={}", field(&fields, "fields").trim()));
+            args.push(format!("--comment={}", field(&fields, "comment")));
+            match run(&state, s.user, args, None).await {
+                Ok(a) => return done(&state, &s, &a),
+                Err(e)
+                    if e.status == StatusCode::NOT_FOUND
+                        && e.message.contains("integration named") =>
+                {
+                    return list_error(&state, &s, e).await
+                }
+                Err(e) => {
+                    let at = pages::placed(pages::error_field(&e.message), &["fields", "comment"]);
+                    (e.status, at, e.message)
+                }
+            }
         }
-    }
+    };
+    let f = match frame(&state, &s).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    html(
+        status,
+        pages::reflection_edit_dialog(&f.ctx, &f.csrf, &view, Some((at, message.as_str()))),
+    )
 }
 
 fn first_line(text: &str) -> String {
@@ -797,15 +1259,52 @@ async fn llm_form_error(
     editing: bool,
     e: Failed,
 ) -> Response {
+    let at = pages::error_field(&e.message);
+    llm_form_refused(state, s, fields, editing, e.status, at, &e.message).await
+}
+
+async fn llm_form_refused(
+    state: &AdminState,
+    s: &Session,
+    fields: &Fields,
+    editing: bool,
+    status: StatusCode,
+    at: &str,
+    message: &str,
+) -> Response {
     let f = match frame(state, s).await {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let form = pages::LlmForm::from_fields(fields, editing);
-    let at = pages::error_field(&e.message);
+    let mut form = pages::LlmForm::from_fields(fields, editing);
+    if editing {
+        // The stored key hints, as the edit dialog showed them.
+        if let Ok(view) = show(state, s.user, &form.original, &form.owner).await {
+            form.keep_hints(&pages::LlmForm::from_view(&view));
+        }
+    }
+    // Fields an edit does not show (name, owner, where to apply): said
+    // at the top of the form.
+    let at = if editing {
+        pages::placed(at, &["openai", "anthropic", "fireworks", "comment", "form"])
+    } else {
+        pages::placed(
+            at,
+            &[
+                "openai",
+                "anthropic",
+                "fireworks",
+                "comment",
+                "form",
+                "name",
+                "owner",
+                "attach",
+            ],
+        )
+    };
     html(
-        e.status,
-        pages::llm_dialog(&f.ctx, &f.csrf, &form, Some((at, e.message.as_str()))),
+        status,
+        pages::llm_dialog(&f.ctx, &f.csrf, &form, Some((at, message))),
     )
 }
 
@@ -813,51 +1312,60 @@ async fn add_reflection(
     State(state): State<AdminState>,
     uri: Uri,
     headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    PageForm(fields): PageForm,
 ) -> Response {
     let s = match post_session(&state, &uri, &headers, &fields).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let mut args = words(&["integrations", "add", "reflection"]);
-    args.push(format!("--name={}", field(&fields, "name").trim()));
-    let fields_value = field(&fields, "fields").trim();
-    if !fields_value.is_empty() {
-        args.push(format!("--fields={fields_value}"));
-    }
-    let team = field(&fields, "owner");
-    if !team.is_empty() {
-        args.push(format!("--team={team}"));
-    }
-    let comment = field(&fields, "comment");
-    if !comment.is_empty() {
-        args.push(format!("--comment={comment}"));
-    }
-    if let Some(spec) = attach_spec(&fields) {
-        args.push(format!("--attach={spec}"));
-    }
-    match run(&state, s.user, args, None).await {
-        Ok(a) => render_list(&state, &s, Some(Notice::Done(first_line(&a.text)))).await,
-        Err(e) => {
-            let f = match frame(&state, &s).await {
-                Ok(f) => f,
-                Err(r) => return r,
-            };
-            let at = pages::error_field(&e.message);
-            html(
-                e.status,
-                pages::reflection_dialog(&f.ctx, &f.csrf, &fields, Some((at, e.message.as_str()))),
-            )
+    let (status, at, message) = match comment_refusal(&fields) {
+        Err(e) => (StatusCode::BAD_REQUEST, e.at, e.message),
+        Ok(()) => {
+            let mut args = words(&["integrations", "add", "reflection"]);
+            args.push(format!("--name={}", field(&fields, "name").trim()));
+            let fields_value = field(&fields, "fields").trim();
+            if !fields_value.is_empty() {
+                args.push(format!("--fields={fields_value}"));
+            }
+            let team = field(&fields, "owner");
+            if !team.is_empty() {
+                args.push(format!("--team={team}"));
+            }
+            let comment = field(&fields, "comment");
+            if !comment.is_empty() {
+                args.push(format!("--comment={comment}"));
+            }
+            if let Some(spec) = attach_spec(&fields) {
+                args.push(format!("--attach={spec}"));
+            }
+            match run(&state, s.user, args, None).await {
+                Ok(a) => return done(&state, &s, &a),
+                Err(e) => {
+                    let at = pages::placed(
+                        pages::error_field(&e.message),
+                        &["name", "fields", "owner", "attach", "comment"],
+                    );
+                    (e.status, at, e.message)
+                }
+            }
         }
-    }
+    };
+    let f = match frame(&state, &s).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    html(
+        status,
+        pages::reflection_dialog(&f.ctx, &f.csrf, &fields, Some((at, message.as_str()))),
+    )
 }
 
-/// The list's row actions: rename, attach, detach, remove.
+/// The list's row actions: rename, attach, detach, remove, test.
 async fn action(
     State(state): State<AdminState>,
     uri: Uri,
     headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    PageForm(fields): PageForm,
 ) -> Response {
     let s = match post_session(&state, &uri, &headers, &fields).await {
         Ok(s) => s,
@@ -888,43 +1396,56 @@ async fn action(
             args.extend(target_words(name, team));
         }
         _ => {
-            return render_list(
+            return list_error(
                 &state,
                 &s,
-                Some(Notice::Error(
-                    "unknown action; use the page's buttons (rename, attach, detach, test, remove)"
-                        .into(),
-                )),
+                Failed::usage(
+                    "unknown action; use the page's buttons (rename, attach, detach, test, remove)",
+                ),
             )
             .await
         }
     }
-    let notice = match run(&state, s.user, args, None).await {
+    match run(&state, s.user, args, None).await {
         Ok(a) if verb == "test" => {
             let text = format!("{name}: {}", a.text.trim().replace('\n', "; "));
-            if a.failed {
+            let notice = if a.failed {
                 Notice::Error(text)
             } else {
                 Notice::Done(text)
-            }
+            };
+            redirect_with(&state, &s, "/integrations", Some(notice), None)
         }
-        Ok(a) => Notice::Done(first_line(&a.text)),
-        Err(e) => Notice::Error(e.message),
-    };
-    render_list(&state, &s, Some(notice)).await
+        Ok(a) => done(&state, &s, &a),
+        Err(e) => list_error(&state, &s, e).await,
+    }
+}
+
+/// The refusal of a test over the per-user cap.
+fn too_many_tests() -> Response {
+    let mut r = json_answer(
+        false,
+        format!(
+            "too many tests: at most {MAX_TESTS_PER_WINDOW} a minute; wait a minute and try again"
+        ),
+    );
+    *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    r
 }
 
 /// `Test` in the LLM dialog: checks a pasted key against the provider.
-/// Answers JSON `{"ok": bool, "message": "…"}`, never the key.
+/// Answers JSON `{"ok": bool, "message": "…"}`, never the key; 429 past
+/// [`MAX_TESTS_PER_WINDOW`] a minute.
 async fn test_key(
     State(state): State<AdminState>,
     uri: Uri,
     headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    PageForm(fields): PageForm,
 ) -> Response {
-    if let Err(r) = post_session(&state, &uri, &headers, &fields).await {
-        return r;
-    }
+    let s = match post_session(&state, &uri, &headers, &fields).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let provider: Provider = match field(&fields, "provider").parse() {
         Ok(p) => p,
         Err(_) => {
@@ -934,10 +1455,107 @@ async fn test_key(
             )
         }
     };
+    if !state.web.allow_test(s.user) {
+        return too_many_tests();
+    }
     let key = SecretString::from(field(&fields, "key").to_owned());
     match state.executor.check_key(provider, &key).await {
         Ok(detail) => json_answer(true, format!("{provider} accepted the key: {detail}")),
         Err(detail) => json_answer(false, format!("{provider} refused the key: {detail}")),
+    }
+}
+
+/// `Test` of a custom endpoint in the LLM dialog: the endpoint's model
+/// list with the typed credential, or, editing with no new credential
+/// and the stored URL, `integrations test NAME --provider P`. Answers
+/// JSON `{"ok": bool, "message": "…"}`, never the credential.
+async fn test_endpoint(
+    State(state): State<AdminState>,
+    uri: Uri,
+    headers: HeaderMap,
+    PageForm(fields): PageForm,
+) -> Response {
+    let s = match post_session(&state, &uri, &headers, &fields).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let provider: Provider = match field(&fields, "provider").parse() {
+        Ok(p) => p,
+        Err(_) => {
+            return json_answer(
+                false,
+                "name a provider: anthropic, openai or fireworks".into(),
+            )
+        }
+    };
+    let url = field(&fields, "url").trim();
+    if url.is_empty() {
+        return json_answer(
+            false,
+            format!("--{provider}-url: give the endpoint's base URL, such as https://models.example.com/v1"),
+        );
+    }
+    let url: EndpointUrl = match url.parse() {
+        Ok(u) => u,
+        Err(e) => return json_answer(false, shown(&format!("--{provider}-url: {e}"))),
+    };
+    if !state.web.allow_test(s.user) {
+        return too_many_tests();
+    }
+    let auth = field(&fields, "auth");
+    let token = SecretString::from(field(&fields, "token").to_owned());
+    let header = field(&fields, "header").trim();
+    let value = SecretString::from(field(&fields, "header_value").to_owned());
+    let typed = match auth {
+        "bearer" => !token.expose_secret().is_empty(),
+        "header" => !value.expose_secret().is_empty(),
+        _ => false,
+    };
+    let original = field(&fields, "original");
+    if !typed && auth != "none" && !original.is_empty() {
+        // The stored credential, for the stored URL only.
+        let team = field(&fields, "owner");
+        let stored = show(&state, s.user, original, team).await;
+        let same = stored.as_ref().is_ok_and(|v| {
+            v["providers"][provider.as_str()]["url"].as_str() == Some(url.as_str())
+                && v["providers"][provider.as_str()]["auth"] == auth
+        });
+        if same {
+            let mut args = words(&["integrations", "test"]);
+            args.extend(target_words(original, team));
+            args.push(format!("--provider={provider}"));
+            return match run(&state, s.user, args, None).await {
+                Ok(a) => json_answer(!a.failed, a.text.trim().replace('\n', "; ")),
+                Err(e) => json_answer(false, e.message),
+            };
+        }
+    }
+    let given = match auth {
+        "bearer" if typed => Some((None, &token)),
+        "header" if typed => Some((Some(header), &value)),
+        "bearer" => {
+            return json_answer(
+                false,
+                format!(
+                    "{}: paste the endpoint's bearer token first, then click Test",
+                    pages::provider_title(provider)
+                ),
+            )
+        }
+        "header" => {
+            return json_answer(
+                false,
+                format!(
+                    "{}: give the header's name and value first, then click Test",
+                    pages::provider_title(provider)
+                ),
+            )
+        }
+        _ => None,
+    };
+    match state.executor.check_endpoint(provider, &url, given).await {
+        Ok(detail) => json_answer(true, shown(&detail)),
+        Err(detail) => json_answer(false, shown(&detail)),
     }
 }
 
@@ -970,35 +1588,55 @@ async fn chatgpt_render(
     s: &Session,
     notice: Option<Notice>,
     verified: Option<&Value>,
+    status: StatusCode,
 ) -> Response {
     let f = match frame(state, s).await {
         Ok(f) => f,
         Err(r) => return r,
     };
     let accounts = chatgpt_accounts(state, s.user).await;
-    let status = match &notice {
-        Some(Notice::Error(_)) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::OK,
-    };
     html(
         status,
         pages::chatgpt(&f.ctx, &f.csrf, &accounts, notice.as_ref(), verified),
     )
 }
 
-async fn chatgpt_page(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    let s = match page_session(&state, &headers).await {
+async fn chatgpt_page(State(state): State<AdminState>, uri: Uri, headers: HeaderMap) -> Response {
+    let s = match page_session(&state, &uri, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    chatgpt_render(&state, &s, None, None).await
+    let flash = take_flash(&state, &s);
+    let (notice, verified) = flash.map(|f| (f.notice, f.verified)).unwrap_or_default();
+    chatgpt_render(&state, &s, notice, verified.as_ref(), StatusCode::OK).await
+}
+
+async fn chatgpt_error(state: &AdminState, s: &Session, message: String) -> Response {
+    chatgpt_render(
+        state,
+        s,
+        Some(Notice::Error(message)),
+        None,
+        StatusCode::BAD_REQUEST,
+    )
+    .await
+}
+
+/// Ends a login: forgotten, and its follower stopped (which ends the
+/// executor's polling before it connects anything).
+fn end_login(state: &AdminState, id: &str) {
+    if let Ok(mut logins) = state.web.logins.lock() {
+        if let Some(l) = logins.remove(id) {
+            l.follow.abort();
+        }
+    }
 }
 
 async fn chatgpt_connect(
     State(state): State<AdminState>,
     uri: Uri,
     headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    PageForm(fields): PageForm,
 ) -> Response {
     let s = match post_session(&state, &uri, &headers, &fields).await {
         Ok(s) => s,
@@ -1017,45 +1655,55 @@ async fn chatgpt_connect(
             llm_integration_core::command::Command::SetupChatgpt(
                 llm_integration_core::command::ChatgptSetup::Connect(a),
             ) => a,
-            _ => {
-                return chatgpt_render(
-                    &state,
-                    &s,
-                    Some(Notice::Error("give an account name".into())),
-                    None,
-                )
-                .await
-            }
+            _ => return chatgpt_error(&state, &s, "give an account name".into()).await,
         },
         Ok(Parsed::Help(_)) => {
-            return chatgpt_render(
-                &state,
-                &s,
-                Some(Notice::Error("give an account name".into())),
-                None,
-            )
-            .await
+            return chatgpt_error(&state, &s, "give an account name".into()).await
         }
-        Err(e) => {
-            let message = e
-                .message
-                .trim_start_matches("error: ")
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned();
-            return chatgpt_render(&state, &s, Some(Notice::Error(message)), None).await;
-        }
+        Err(e) => return chatgpt_error(&state, &s, parse_message(&e.message)).await,
     };
+    // At most a few logins waiting per user.
+    let pending = state
+        .web
+        .logins
+        .lock()
+        .map(|mut logins| {
+            let expired: Vec<String> = logins
+                .iter()
+                .filter(|(_, l)| l.started.elapsed() >= crate::chatgpt::DEVICE_CODE_LIFETIME * 2)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in expired {
+                if let Some(l) = logins.remove(&id) {
+                    l.follow.abort();
+                }
+            }
+            logins
+                .values()
+                .filter(|l| l.user == s.user && outcome_of(l) == LoginOutcome::Waiting)
+                .count()
+        })
+        .unwrap_or(MAX_PENDING_LOGINS);
+    if pending >= MAX_PENDING_LOGINS {
+        return chatgpt_render(
+            &state,
+            &s,
+            Some(Notice::Error(format!(
+                "{pending} ChatGPT logins are already waiting for you (at most {MAX_PENDING_LOGINS}); \
+finish or cancel one of them, or wait until their codes expire (15 minutes)"
+            ))),
+            None,
+            StatusCode::TOO_MANY_REQUESTS,
+        )
+        .await;
+    }
     let mut rx = match state
         .executor
         .connect_chatgpt(s.user, account.clone(), true)
         .await
     {
         Ok(rx) => rx,
-        Err(e) => {
-            return chatgpt_render(&state, &s, Some(Notice::Error(e.to_string())), None).await
-        }
+        Err(e) => return chatgpt_error(&state, &s, shown(&e.to_string())).await,
     };
     let first = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await;
     let event: Value = match first {
@@ -1066,73 +1714,58 @@ async fn chatgpt_connect(
         event["verification_url"].as_str(),
         event["user_code"].as_str(),
     ) else {
-        return chatgpt_render(
+        return chatgpt_error(
             &state,
             &s,
-            Some(Notice::Error(
-                "ChatGPT's login service did not give a code; try again".into(),
-            )),
-            None,
+            "ChatGPT's login service did not give a code; try again".into(),
         )
         .await;
     };
     let outcome = Arc::new(Mutex::new(LoginOutcome::Waiting));
-    let login = ChatgptLogin {
-        user: s.user,
-        account: account.to_string(),
-        url: url.to_owned(),
-        code: code.to_owned(),
-        outcome: outcome.clone(),
-        started: std::time::Instant::now(),
-    };
     let id = match session::new_secret("") {
         Ok(id) => id.to_string(),
         Err(_) => return unavailable_page(),
     };
     // Follows the login to its end (the executor polls ChatGPT while
     // this receiver is open).
-    tokio::spawn(async move {
-        while let Some(line) = rx.recv().await {
-            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            let new = match v["event"].as_str() {
-                Some("connected") => LoginOutcome::Connected(format!(
-                    "Connected ChatGPT account {} ({}).",
-                    v["account"].as_str().unwrap_or(""),
-                    v["detail"].as_str().unwrap_or("")
-                )),
-                Some("error") => LoginOutcome::Failed(
-                    v["message"]
-                        .as_str()
-                        .unwrap_or("the login failed")
-                        .to_owned(),
-                ),
-                _ => continue,
-            };
-            if let Ok(mut o) = outcome.lock() {
-                *o = new;
+    let follower = {
+        let outcome = outcome.clone();
+        tokio::spawn(async move {
+            while let Some(line) = rx.recv().await {
+                let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                let new = match v["event"].as_str() {
+                    Some("connected") => LoginOutcome::Connected(format!(
+                        "Connected ChatGPT account {} ({}).",
+                        v["account"].as_str().unwrap_or(""),
+                        v["detail"].as_str().unwrap_or("")
+                    )),
+                    Some("error") => LoginOutcome::Failed(
+                        v["message"]
+                            .as_str()
+                            .unwrap_or("the login failed")
+                            .to_owned(),
+                    ),
+                    _ => continue,
+                };
+                if let Ok(mut o) = outcome.lock() {
+                    *o = new;
+                }
             }
-        }
-    });
-    if let Ok(mut logins) = state.web.logins.lock() {
-        logins.retain(|_, l| l.started.elapsed() < crate::chatgpt::DEVICE_CODE_LIFETIME * 2);
-        logins.insert(id.clone(), login.clone());
-    }
-    let f = match frame(&state, &s).await {
-        Ok(f) => f,
-        Err(r) => return r,
+        })
     };
-    html(
-        StatusCode::OK,
-        pages::chatgpt_waiting(
-            &f.ctx,
-            &f.csrf,
-            &id,
-            &login.account,
-            &login.url,
-            &login.code,
-            None,
-        ),
-    )
+    let login = ChatgptLogin {
+        user: s.user,
+        account: account.to_string(),
+        url: url.to_owned(),
+        code: code.to_owned(),
+        outcome,
+        started: Instant::now(),
+        follow: Arc::new(follower.abort_handle()),
+    };
+    if let Ok(mut logins) = state.web.logins.lock() {
+        logins.insert(id.clone(), login);
+    }
+    see_other(&format!("/chatgpt/login?id={id}"))
 }
 
 fn login_of(state: &AdminState, user: UserId, id: &str) -> Option<ChatgptLogin> {
@@ -1157,13 +1790,70 @@ struct LoginId {
     id: Option<String>,
 }
 
+/// The device-code screen of a login in progress.
+async fn chatgpt_login_page(
+    State(state): State<AdminState>,
+    uri: Uri,
+    headers: HeaderMap,
+    PageQuery(q): PageQuery<LoginId>,
+) -> Response {
+    let s = match page_session(&state, &uri, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let id = q.id.unwrap_or_default();
+    let Some(login) = login_of(&state, s.user, &id) else {
+        return chatgpt_error(
+            &state,
+            &s,
+            "that login is no longer in progress; connect the account again".into(),
+        )
+        .await;
+    };
+    waiting_page(&state, &s, &id, &login, None, StatusCode::OK).await
+}
+
+async fn waiting_page(
+    state: &AdminState,
+    s: &Session,
+    id: &str,
+    login: &ChatgptLogin,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let f = match frame(state, s).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    html(
+        status,
+        pages::chatgpt_waiting(
+            &f.ctx,
+            &f.csrf,
+            id,
+            &login.account,
+            &login.url,
+            &login.code,
+            error,
+        ),
+    )
+}
+
 async fn chatgpt_status(
     State(state): State<AdminState>,
+    uri: Uri,
     headers: HeaderMap,
-    Query(q): Query<LoginId>,
+    PageQuery(q): PageQuery<LoginId>,
 ) -> Response {
-    let Ok(Some(s)) = session_of(&state, &headers).await else {
-        return (StatusCode::UNAUTHORIZED, "signed out").into_response();
+    let Ok(Some(s)) = session_of(&state, &uri, &headers).await else {
+        return secured(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::CONTENT_TYPE, "application/json")],
+                json!({"state": "unknown", "message": "signed out; sign in again"}).to_string(),
+            )
+                .into_response(),
+        );
     };
     let Some(login) = login_of(&state, s.user, q.id.as_deref().unwrap_or("")) else {
         return secured(
@@ -1196,7 +1886,7 @@ async fn chatgpt_done(
     State(state): State<AdminState>,
     uri: Uri,
     headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    PageForm(fields): PageForm,
 ) -> Response {
     let s = match post_session(&state, &uri, &headers, &fields).await {
         Ok(s) => s,
@@ -1204,56 +1894,131 @@ async fn chatgpt_done(
     };
     let id = field(&fields, "id");
     let Some(login) = login_of(&state, s.user, id) else {
-        return chatgpt_render(
+        return chatgpt_error(
             &state,
             &s,
-            Some(Notice::Error(
-                "that login is no longer in progress; connect the account again".into(),
-            )),
-            None,
+            "that login is no longer in progress; connect the account again".into(),
         )
         .await;
     };
     match outcome_of(&login) {
         LoginOutcome::Connected(m) => {
-            if let Ok(mut l) = state.web.logins.lock() {
-                l.remove(id);
-            }
-            chatgpt_render(&state, &s, Some(Notice::Done(m)), None).await
+            end_login(&state, id);
+            redirect_with(&state, &s, "/chatgpt", Some(Notice::Done(m)), None)
         }
         LoginOutcome::Failed(m) => {
-            if let Ok(mut l) = state.web.logins.lock() {
-                l.remove(id);
-            }
-            chatgpt_render(&state, &s, Some(Notice::Error(m)), None).await
+            end_login(&state, id);
+            chatgpt_error(&state, &s, m).await
         }
         LoginOutcome::Waiting => {
-            let f = match frame(&state, &s).await {
-                Ok(f) => f,
-                Err(r) => return r,
-            };
-            html(
+            waiting_page(
+                &state,
+                &s,
+                id,
+                &login,
+                Some("ChatGPT has not confirmed the sign-in yet: open ChatGPT, sign in, enter the code shown here, then click Done signing in again."),
                 StatusCode::CONFLICT,
-                pages::chatgpt_waiting(
-                    &f.ctx,
-                    &f.csrf,
-                    id,
-                    &login.account,
-                    &login.url,
-                    &login.code,
-                    Some("ChatGPT has not confirmed the sign-in yet: open ChatGPT, sign in, enter the code shown here, then click Done signing in again."),
-                ),
             )
+            .await
         }
     }
 }
 
-/// `Verify` and `Disconnect`.
+/// `Cancel` on the device-code screen: the login ends, nothing is
+/// connected.
+async fn chatgpt_cancel(
+    State(state): State<AdminState>,
+    uri: Uri,
+    headers: HeaderMap,
+    PageForm(fields): PageForm,
+) -> Response {
+    let s = match post_session(&state, &uri, &headers, &fields).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let id = field(&fields, "id");
+    let notice = match login_of(&state, s.user, id) {
+        Some(login) => {
+            end_login(&state, id);
+            match outcome_of(&login) {
+                LoginOutcome::Connected(m) => Notice::Done(format!(
+                    "{m} It connected before the cancel arrived; disconnect it below if you did not mean to."
+                )),
+                _ => Notice::Done(format!(
+                    "Cancelled the login of ChatGPT account {}; nothing was connected.",
+                    login.account
+                )),
+            }
+        }
+        None => Notice::Done("That login had already ended.".into()),
+    };
+    redirect_with(&state, &s, "/chatgpt", Some(notice), None)
+}
+
+#[derive(serde::Deserialize)]
+struct AccountQuery {
+    account: Option<String>,
+}
+
+/// The integrations of the user that use ChatGPT account `account`.
+fn users_of_account(list: &Value, account: &str) -> Vec<String> {
+    list["integrations"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|i| {
+                    i["providers"]["openai"]["source"] == "chatgpt"
+                        && i["providers"]["openai"]["account"] == account
+                })
+                .filter_map(|i| i["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Confirming a disconnection, naming the integrations that use the
+/// account.
+async fn chatgpt_disconnect_page(
+    State(state): State<AdminState>,
+    uri: Uri,
+    headers: HeaderMap,
+    PageQuery(q): PageQuery<AccountQuery>,
+) -> Response {
+    let s = match page_session(&state, &uri, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let account = q.account.unwrap_or_default();
+    let f = match frame(&state, &s).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if !f.ctx.chatgpt_accounts.contains(&account) {
+        return chatgpt_error(
+            &state,
+            &s,
+            format!("you have no ChatGPT account named {}", shown(&account)),
+        )
+        .await;
+    }
+    let list = match list_json(&state, s.user).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let users = users_of_account(&list, &account);
+    html(
+        StatusCode::OK,
+        pages::disconnect_dialog(&f.ctx, &f.csrf, &account, &users),
+    )
+}
+
+/// `Verify` and `Disconnect` (confirmed).
 async fn chatgpt_manage(
     State(state): State<AdminState>,
     uri: Uri,
     headers: HeaderMap,
-    Form(fields): Form<Fields>,
+    PageForm(fields): PageForm,
 ) -> Response {
     let s = match post_session(&state, &uri, &headers, &fields).await {
         Ok(s) => s,
@@ -1263,8 +2028,8 @@ async fn chatgpt_manage(
         "verify" => {
             let args = words(&["integrations", "setup", "chatgpt", "--verify", "--json"]);
             match run(&state, s.user, args, None).await {
-                Ok(a) => chatgpt_render(&state, &s, None, Some(&a.json)).await,
-                Err(e) => chatgpt_render(&state, &s, Some(Notice::Error(e.message)), None).await,
+                Ok(a) => redirect_with(&state, &s, "/chatgpt", None, Some(a.json)),
+                Err(e) => chatgpt_error(&state, &s, e.message).await,
             }
         }
         "disconnect" => {
@@ -1275,21 +2040,18 @@ async fn chatgpt_manage(
                 format!("--name={}", field(&fields, "account")),
                 "--delete".into(),
             ];
-            let notice = match run(&state, s.user, args, None).await {
-                Ok(a) => Notice::Done(a.text.trim().replace('\n', " ")),
-                Err(e) => Notice::Error(e.message),
-            };
-            chatgpt_render(&state, &s, Some(notice), None).await
+            match run(&state, s.user, args, None).await {
+                Ok(a) => redirect_with(
+                    &state,
+                    &s,
+                    "/chatgpt",
+                    Some(Notice::Done(a.text.trim().replace('\n', " "))),
+                    None,
+                ),
+                Err(e) => chatgpt_error(&state, &s, e.message).await,
+            }
         }
-        _ => {
-            chatgpt_render(
-                &state,
-                &s,
-                Some(Notice::Error("unknown action".into())),
-                None,
-            )
-            .await
-        }
+        _ => chatgpt_error(&state, &s, "unknown action".into()).await,
     }
 }
 
@@ -1297,10 +2059,11 @@ async fn chatgpt_manage(
 
 async fn usage_page(
     State(state): State<AdminState>,
+    uri: Uri,
     headers: HeaderMap,
-    Query(q): Query<usage::UsageQuery>,
+    PageQuery(q): PageQuery<usage::UsageQuery>,
 ) -> Response {
-    let s = match page_session(&state, &headers).await {
+    let s = match page_session(&state, &uri, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -1310,6 +2073,6 @@ async fn usage_page(
     };
     match usage::report(&state, s.user, &q).await {
         Ok(report) => html(StatusCode::OK, pages::usage(&f.ctx, &f.csrf, &report)),
-        Err(e) => html(e.status, pages::refused("Usage unavailable", &e.message)),
+        Err(e) => html(e.status, pages::usage_refused(&f.ctx, &f.csrf, &e.message)),
     }
 }

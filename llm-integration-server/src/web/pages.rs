@@ -20,7 +20,8 @@ pub enum Notice {
     Error(String),
 }
 
-fn provider_title(p: Provider) -> &'static str {
+/// A provider as the page names it.
+pub(super) fn provider_title(p: Provider) -> &'static str {
     match p {
         Provider::Anthropic => "Anthropic",
         Provider::OpenAi => "OpenAI",
@@ -28,17 +29,29 @@ fn provider_title(p: Provider) -> &'static str {
     }
 }
 
-fn source_title(source: &str) -> &'static str {
+/// A source as the page names it.
+pub(super) fn source_title(source: &str) -> &'static str {
     match source {
         "gateway" => "LLM gateway",
         "byok" => "API Key",
         "chatgpt" => "ChatGPT subscription",
+        "custom" => "Custom HTTPS endpoint",
         "disabled" => "Disabled",
-        _ => "Unknown",
+        _ => "no source",
     }
 }
 
-const SOURCES: [&str; 4] = ["gateway", "byok", "chatgpt", "disabled"];
+/// A custom endpoint's authentication as the page names it.
+pub(super) fn auth_title(auth: &str) -> &'static str {
+    match auth {
+        "bearer" => "Bearer token",
+        "header" => "Header",
+        _ => "No authentication",
+    }
+}
+
+const SOURCES: [&str; 5] = ["gateway", "byok", "chatgpt", "custom", "disabled"];
+const AUTHS: [&str; 3] = ["none", "bearer", "header"];
 
 fn layout(title: &str, user: Option<(&PageContext, &str)>, current: &str, body: Markup) -> Markup {
     html! {
@@ -48,6 +61,7 @@ fn layout(title: &str, user: Option<(&PageContext, &str)>, current: &str, body: 
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · LLM integrations" }
+                link rel="icon" href="/assets/icon.svg" type="image/svg+xml";
                 link rel="stylesheet" href="/assets/app.css";
                 script src="/assets/app.js" defer {}
             }
@@ -193,6 +207,18 @@ fn source_summary(v: &Value) -> String {
             "ChatGPT subscription ({})",
             v["account"].as_str().unwrap_or("?")
         ),
+        "custom" => {
+            let url = v["url"].as_str().unwrap_or("?");
+            let key = v["key"].as_str().unwrap_or("set");
+            match v["auth"].as_str() {
+                Some("bearer") => format!("Custom HTTPS endpoint {url}, bearer token {key}"),
+                Some("header") => format!(
+                    "Custom HTTPS endpoint {url}, header {} {key}",
+                    v["header"].as_str().unwrap_or("?")
+                ),
+                _ => format!("Custom HTTPS endpoint {url}, no authentication"),
+            }
+        }
         other => source_title(other).to_owned(),
     }
 }
@@ -262,12 +288,12 @@ pub fn integrations(ctx: &PageContext, csrf: &str, list: &Value, n: Option<&Noti
                             }
                             div.actions {
                                 a.button href=(format!("/integrations/edit?{q}")) aria-label=(format!("Edit {name}")) { "Edit" }
-                                @if kind == "llm" && it["providers"].as_object().is_some_and(|p| p.values().any(|v| v["source"] == "byok")) {
+                                @if kind == "llm" && it["providers"].as_object().is_some_and(|p| p.values().any(|v| v["source"] == "byok" || v["source"] == "custom")) {
                                     form.inline method="post" action="/integrations/action" {
                                         input type="hidden" name="csrf" value=(csrf);
                                         input type="hidden" name="do" value="test";
                                         (target_hidden(name, team))
-                                        button type="submit" aria-label=(format!("Test the stored keys of {name}")) { "Test keys" }
+                                        button type="submit" aria-label=(format!("Test the stored keys and endpoints of {name}")) { "Test" }
                                     }
                                 }
                                 a.button.danger href=(format!("/integrations/remove?{q}")) aria-label=(format!("Remove {name}")) { "Remove" }
@@ -319,6 +345,13 @@ pub struct LlmForm {
     pub sources: [String; 3],
     /// Each provider's stored key hint (edit only).
     pub hints: [String; 3],
+    /// Each provider's custom endpoint URL.
+    pub urls: [String; 3],
+    /// Each provider's custom endpoint authentication (`none`, `bearer`,
+    /// `header`).
+    pub auths: [String; 3],
+    /// Each provider's custom endpoint header name.
+    pub headers: [String; 3],
     /// The ChatGPT account for OpenAI.
     pub account: String,
     /// The attachment choice (`none`, `vm`, `tag`, `auto`).
@@ -326,10 +359,11 @@ pub struct LlmForm {
 }
 
 impl LlmForm {
-    /// A new integration: `llm`, every provider on the gateway, `auto:all`.
-    pub fn new_default() -> Self {
+    /// A new integration named `name` (a name the user has not used),
+    /// every provider on the gateway, `auto:all`.
+    pub fn new_default(name: String) -> Self {
         LlmForm {
-            name: "llm".into(),
+            name,
             sources: ["gateway".into(), "gateway".into(), "gateway".into()],
             attach: "auto".into(),
             ..LlmForm::default()
@@ -355,8 +389,17 @@ impl LlmForm {
             if let Some(a) = s["account"].as_str() {
                 f.account = a.into();
             }
+            f.urls[p.index()] = s["url"].as_str().unwrap_or("").into();
+            f.auths[p.index()] = s["auth"].as_str().unwrap_or("none").into();
+            f.headers[p.index()] = s["header"].as_str().unwrap_or("").into();
         }
         f
+    }
+
+    /// Takes the stored key hints of `stored` (a form sent back while
+    /// editing shows what is kept).
+    pub fn keep_hints(&mut self, stored: &LlmForm) {
+        self.hints = stored.hints.clone();
     }
 
     /// A form sent back (keys are left out on purpose).
@@ -376,6 +419,9 @@ impl LlmForm {
         }
         for p in Provider::ALL {
             f.sources[p.index()] = field(fields, p.as_str()).into();
+            f.urls[p.index()] = field(fields, &format!("{p}_url")).into();
+            f.auths[p.index()] = field(fields, &format!("{p}_auth")).into();
+            f.headers[p.index()] = field(fields, &format!("{p}_header")).into();
         }
         f
     }
@@ -413,6 +459,12 @@ pub fn error_field(message: &str) -> &'static str {
         return "fields";
     }
     "form"
+}
+
+/// `at` if the dialog shows that field (one of `shown`), else `form` (the
+/// message goes at the top of the form).
+pub fn placed(at: &str, shown: &[&'static str]) -> &'static str {
+    shown.iter().find(|f| **f == at).copied().unwrap_or("form")
 }
 
 fn field_error(at: Option<(&str, &str)>, here: &str) -> Markup {
@@ -491,7 +543,38 @@ pub fn llm_dialog(
                                 }
                                 output id=(format!("{ps}-test")) role="status" aria-live="polite" {
                                     @let hint = &form.hints[p.index()];
-                                    @if !hint.is_empty() { "A key is stored: " (hint) ". Leave the field empty to keep it." }
+                                    @if !hint.is_empty() && form.sources[p.index()] == "byok" { "A key is stored: " (hint) ". Leave the field empty to keep it." }
+                                }
+                            }
+                            div.key data-for="custom" {
+                                @let url = &form.urls[p.index()];
+                                @let auth = match form.auths[p.index()].as_str() { "" => "none", a => a };
+                                @let stored = if form.editing && form.hints[p.index()].is_empty() { "" } else { form.hints[p.index()].as_str() };
+                                label for=(format!("{ps}-url")) { (provider_title(p)) " endpoint URL" }
+                                input id=(format!("{ps}-url")) type="url" name=(format!("{ps}_url")) value=(url) autocomplete="off" spellcheck="false"
+                                    placeholder="https://models.example.com/v1" aria-describedby=(format!("{ps}-url-help"));
+                                p.help id=(format!("{ps}-url-help")) { "HTTPS only; the base URL its API paths go under (" code { "/v1/models" } " lists its models)." }
+                                fieldset.auth {
+                                    legend { "Authentication" }
+                                    @for a in AUTHS {
+                                        (radio(&format!("{ps}-auth-{a}"), &format!("{ps}_auth"), a, auth == a, auth_title(a)))
+                                    }
+                                    div.auth-fields data-auth="bearer" {
+                                        label for=(format!("{ps}-token")) { (provider_title(p)) " bearer token" }
+                                        input id=(format!("{ps}-token")) type="password" name=(format!("{ps}_token")) autocomplete="off" spellcheck="false";
+                                    }
+                                    div.auth-fields data-auth="header" {
+                                        label for=(format!("{ps}-header")) { (provider_title(p)) " header name" }
+                                        input id=(format!("{ps}-header")) name=(format!("{ps}_header")) value=(form.headers[p.index()]) autocomplete="off" spellcheck="false" placeholder="x-api-key";
+                                        label for=(format!("{ps}-header-value")) { (provider_title(p)) " header value" }
+                                        input id=(format!("{ps}-header-value")) type="password" name=(format!("{ps}_header_value")) autocomplete="off" spellcheck="false";
+                                    }
+                                }
+                                div.row {
+                                    button.test-endpoint type="button" data-provider=(ps) aria-describedby=(format!("{ps}-endpoint-test")) { "Test" }
+                                }
+                                output id=(format!("{ps}-endpoint-test")) role="status" aria-live="polite" {
+                                    @if !stored.is_empty() && form.sources[p.index()] == "custom" && auth != "none" { "A credential is stored: " (stored) ". Leave the field empty to keep it." }
                                 }
                             }
                             @if p == Provider::OpenAi {
@@ -512,7 +595,9 @@ pub fn llm_dialog(
                         (field_error(error, "attach"))
                     }
                     label for="comment" { "Comment (optional)" }
-                    input #comment name="comment" value=(form.comment) autocomplete="off";
+                    input #comment name="comment" value=(form.comment) autocomplete="off"
+                        aria-describedby=[described(error, "comment")] aria-invalid=[described(error, "comment").map(|_| "true")];
+                    p.help { "VMs may read the comment through a reflection integration: no keys in it." }
                     (field_error(error, "comment"))
                     div.actions {
                         button.primary type="submit" { @if form.editing { "Save changes" } @else { "Add integration" } }
@@ -565,7 +650,9 @@ pub fn reflection_dialog(
                     (attach_fields(ctx, "apply", true, match field(fields, "attach") { "" => "auto", a => a }))
                     (field_error(error, "attach"))
                     label for="comment" { "Comment (optional)" }
-                    input #comment name="comment" value=(field(fields, "comment")) autocomplete="off";
+                    input #comment name="comment" value=(field(fields, "comment")) autocomplete="off"
+                        aria-describedby=[described(error, "comment")];
+                    (field_error(error, "comment"))
                     div.actions {
                         button.primary type="submit" { "Add integration" }
                         a.button href="/integrations" { "Cancel" }
@@ -604,7 +691,9 @@ pub fn reflection_edit_dialog(
                         aria-describedby=[described(error, "fields")];
                     (field_error(error, "fields"))
                     label for="comment" { "Comment (optional)" }
-                    input #comment name="comment" value=(view["comment"].as_str().unwrap_or("")) autocomplete="off";
+                    input #comment name="comment" value=(view["comment"].as_str().unwrap_or("")) autocomplete="off"
+                        aria-describedby=[described(error, "comment")];
+                    (field_error(error, "comment"))
                     div.actions {
                         button.primary type="submit" { "Save changes" }
                         a.button href="/integrations" { "Cancel" }
@@ -632,8 +721,8 @@ pub fn remove_dialog(ctx: &PageContext, csrf: &str, view: &Value) -> Markup {
                     input type="hidden" name="do" value="remove";
                     (target_hidden(name, team))
                     div.actions {
-                        button.danger type="submit" autofocus { "Remove " (name) }
-                        a.button href="/integrations" { "Cancel" }
+                        a.button href="/integrations" autofocus { "Cancel" }
+                        button.danger type="submit" { "Remove " (name) }
                     }
                 }
             }
@@ -671,24 +760,19 @@ pub fn chatgpt(
                 h2 #accounts-heading { "Connected accounts" }
                 @if list.is_empty() { p { "No ChatGPT accounts connected." } }
                 @else {
-                    table.data {
+                    table.data.accounts {
                         caption.visually-hidden { "Connected ChatGPT accounts" }
                         thead { tr { th scope="col" { "Name" } th scope="col" { "Status" } th scope="col" { "Email" } th scope="col" { "Plan" } th scope="col" { span.visually-hidden { "Actions" } } } }
                         tbody {
                             @for a in &list {
                                 @let name = a["name"].as_str().unwrap_or("");
                                 tr data-account=(name) {
-                                    th scope="row" { (name) }
-                                    td { (a["status"].as_str().unwrap_or("")) }
-                                    td { (a["email"].as_str().unwrap_or("-")) }
-                                    td { (a["plan"].as_str().unwrap_or("-")) }
-                                    td {
-                                        form.inline method="post" action="/chatgpt/manage" {
-                                            input type="hidden" name="csrf" value=(csrf);
-                                            input type="hidden" name="do" value="disconnect";
-                                            input type="hidden" name="account" value=(name);
-                                            button.small.danger type="submit" aria-label=(format!("Disconnect {name}")) { "Disconnect" }
-                                        }
+                                    th scope="row" data-label="Name" { (name) }
+                                    td data-label="Status" { (a["status"].as_str().unwrap_or("")) }
+                                    td data-label="Email" { (a["email"].as_str().unwrap_or("-")) }
+                                    td data-label="Plan" { (a["plan"].as_str().unwrap_or("-")) }
+                                    td.row-actions {
+                                        a.button.small.danger href=(format!("/chatgpt/disconnect?account={name}")) aria-label=(format!("Disconnect {name}")) { "Disconnect" }
                                     }
                                 }
                             }
@@ -705,6 +789,38 @@ pub fn chatgpt(
                         @for a in v["accounts"].as_array().cloned().unwrap_or_default() {
                             li.ok[a["ok"] == true] .error[a["ok"] != true] { (a["name"].as_str().unwrap_or("")) ": " (a["detail"].as_str().unwrap_or("")) }
                         }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Confirming a ChatGPT account's disconnection, naming the integrations
+/// that use it.
+pub fn disconnect_dialog(ctx: &PageContext, csrf: &str, account: &str, users: &[String]) -> Markup {
+    layout(
+        &format!("Disconnect {account}"),
+        Some((ctx, csrf)),
+        "/chatgpt",
+        html! {
+            section.card.dialog role="alertdialog" aria-labelledby="dialog-title" aria-describedby="dialog-desc" {
+                h1 #dialog-title { "Disconnect ChatGPT account " (account) "?" }
+                div #dialog-desc {
+                    @if users.is_empty() {
+                        p { "No integration uses it. Its tokens are deleted from the gateway." }
+                    } @else {
+                        p { "These integrations use it for OpenAI; their OpenAI requests fail until you connect an account named " code { (account) } " again or change their source:" }
+                        ul.users { @for u in users { li { code { (u) } } } }
+                    }
+                }
+                form method="post" action="/chatgpt/manage" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="do" value="disconnect";
+                    input type="hidden" name="account" value=(account);
+                    div.actions {
+                        a.button href="/chatgpt" autofocus { "Cancel" }
+                        button.danger type="submit" { "Disconnect " (account) }
                     }
                 }
             }
@@ -737,12 +853,16 @@ pub fn chatgpt_waiting(
                 }
                 p.help { "Device codes are a common phishing target. Never share this code." }
                 p #login-status .waiting role="status" aria-live="polite" data-login=(id) { "Waiting for you to sign in to ChatGPT and enter the code…" }
-                form method="post" action="/chatgpt/done" {
-                    input type="hidden" name="csrf" value=(csrf);
-                    input type="hidden" name="id" value=(id);
-                    div.actions {
+                div.actions {
+                    form.inline method="post" action="/chatgpt/done" {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="id" value=(id);
                         button.primary type="submit" { "Done signing in" }
-                        a.button href="/chatgpt" { "Cancel" }
+                    }
+                    form.inline method="post" action="/chatgpt/cancel" {
+                        input type="hidden" name="csrf" value=(csrf);
+                        input type="hidden" name="id" value=(id);
+                        button type="submit" { "Cancel" }
                     }
                 }
             }
@@ -821,46 +941,105 @@ fn chart(report: &UsageReport) -> Markup {
     }
 }
 
-/// The usage page: allocation left, spend per day, the table.
+/// The usage controls: whose usage, split by what, over how many days.
+fn usage_controls(ctx: &PageContext, by: &str, days: u32, team: &str) -> Markup {
+    html! {
+        form.controls method="get" action="/usage" {
+            @if !ctx.teams.is_empty() {
+                span.control {
+                    label for="team" { "Whose" }
+                    select #team name="team" {
+                        option value="" selected[team.is_empty()] { "Mine" }
+                        @for t in &ctx.teams { option value=(t) selected[t == team] { "Team " (t) } }
+                    }
+                }
+            }
+            span.control {
+                label for="by" { "Split by" }
+                select #by name="by" {
+                    @for b in ["integration", "model", "vm"] { option value=(b) selected[b == by] { (b) } }
+                }
+            }
+            span.control {
+                label for="days" { "Period" }
+                select #days name="days" {
+                    @let choices = [1u32, 7, 14, 30, 90, 366];
+                    @if !choices.contains(&days) { option value=(days) selected { "last " (days) " days" } }
+                    @for d in choices { option value=(d) selected[d == days] { @if d == 1 { "today" } @else { "last " (d) " days" } } }
+                }
+            }
+            button type="submit" { "Show" }
+        }
+    }
+}
+
+/// The usage page: allocation left, spend per day, the table with the
+/// columns of the `usage` command's report.
 pub fn usage(ctx: &PageContext, csrf: &str, report: &UsageReport) -> Markup {
+    let whose = if report.team.is_empty() {
+        String::new()
+    } else {
+        format!(" --team {}", report.team)
+    };
+    layout(
+        "Usage",
+        Some((ctx, csrf)),
+        "/usage",
+        html! {
+            h1 { "Usage" @if !report.team.is_empty() { " of team " (report.team) } }
+            p.allocation { "Allocation left: " strong #allocation { (dollars(report.allocation_micros)) } " (spent on the platform's keys)" }
+            (usage_controls(ctx, report.by, report.days, &report.team))
+            (chart(report))
+            div.table-scroll {
+                table.data #usage-table {
+                    caption { "Usage in the last " (report.days) " days, by " (report.by) " (the same figures as " code { "usage --since " (report.day_labels.first().map(String::as_str).unwrap_or("")) " --by " (report.by) (whose) } ")" }
+                    thead { tr {
+                        th scope="col" { (report.by) }
+                        @for (title, _) in USAGE_COLUMNS { th scope="col" { (title) } }
+                        th scope="col" { "Cost" } th scope="col" { "Debited" }
+                    } }
+                    tbody {
+                        @if report.rows.is_empty() { tr { td colspan=(USAGE_COLUMNS.len() + 3) { "No requests in this period." } } }
+                        @for r in &report.rows {
+                            tr {
+                                th scope="row" { (super::usage::unescaped(r["key"].as_str().unwrap_or(""))) }
+                                @for (_, member) in USAGE_COLUMNS { td.num { (r[member].as_u64().unwrap_or(0)) } }
+                                td.num { (dollars(r["cost_micros"].as_i64().unwrap_or(0))) }
+                                td.num { (dollars(r["debited_micros"].as_i64().unwrap_or(0))) }
+                            }
+                        }
+                    }
+                }
+            }
+            p.help { "Requests: ok answered below 400, refused 4xx, failed 5xx or no answer. Estimated: tokens the gateway estimated (the provider's usage report never came). Input is uncached input; cache write and cache read are counted apart. Cost at list prices in US dollars; debited is the part charged to the allocation (gateway sources only)." }
+        },
+    )
+}
+
+/// The usage report's count columns: title and `usage --json` member.
+const USAGE_COLUMNS: [(&str, &str); 9] = [
+    ("Requests", "requests"),
+    ("OK", "ok_requests"),
+    ("Refused", "refused_requests"),
+    ("Failed", "failed_requests"),
+    ("Estimated", "estimated_requests"),
+    ("Input tokens", "input_tokens"),
+    ("Cache write", "cache_creation_tokens"),
+    ("Cache read", "cache_read_tokens"),
+    ("Output tokens", "output_tokens"),
+];
+
+/// The usage page when the figures cannot be shown (a bad period, a team
+/// the user is not in): the controls and why.
+pub fn usage_refused(ctx: &PageContext, csrf: &str, why: &str) -> Markup {
     layout(
         "Usage",
         Some((ctx, csrf)),
         "/usage",
         html! {
             h1 { "Usage" }
-            p.allocation { "Allocation left: " strong #allocation { (dollars(report.allocation_micros)) } " (spent on the platform's keys)" }
-            form.controls method="get" action="/usage" {
-                label for="by" { "Split by" }
-                select #by name="by" {
-                    @for b in ["integration", "model", "vm"] { option value=(b) selected[b == report.by] { (b) } }
-                }
-                label for="days" { "Period" }
-                select #days name="days" {
-                    @for d in [7u32, 14, 30] { option value=(d) selected[d == report.days] { "last " (d) " days" } }
-                }
-                button type="submit" { "Show" }
-            }
-            (chart(report))
-            table.data #usage-table {
-                caption { "Usage in the last " (report.days) " days, by " (report.by) " (the same figures as " code { "usage --since " (report.day_labels.first().map(String::as_str).unwrap_or("")) " --by " (report.by) } ")" }
-                thead { tr {
-                    th scope="col" { (report.by) } th scope="col" { "Requests" } th scope="col" { "Input tokens" } th scope="col" { "Output tokens" } th scope="col" { "Cost" } th scope="col" { "Debited" }
-                } }
-                tbody {
-                    @if report.rows.is_empty() { tr { td colspan="6" { "No requests in this period." } } }
-                    @for r in &report.rows {
-                        tr {
-                            th scope="row" { (r["key"].as_str().unwrap_or("")) }
-                            td.num { (r["requests"].as_u64().unwrap_or(0)) }
-                            td.num { (r["input_tokens"].as_u64().unwrap_or(0)) }
-                            td.num { (r["output_tokens"].as_u64().unwrap_or(0)) }
-                            td.num { (dollars(r["cost_micros"].as_i64().unwrap_or(0))) }
-                            td.num { (dollars(r["debited_micros"].as_i64().unwrap_or(0))) }
-                        }
-                    }
-                }
-            }
+            p.notice.error role="alert" { (why) }
+            (usage_controls(ctx, "integration", super::usage::DEFAULT_DAYS, ""))
         },
     )
 }

@@ -1,7 +1,8 @@
-//! The usage page's figures: the same `usage` command as the CLI, once for
-//! the table and once per day boundary for the chart (the spend of a day
-//! is what was spent since its midnight minus what was spent since the
-//! next midnight, so each day's figure is the command's own).
+//! The usage page's figures: the same `usage` command as the CLI (for the
+//! user, or with `--team` for one of their teams), once for the table and
+//! once per day boundary for the chart (the spend of a day is what was
+//! spent since its midnight minus what was spent since the next midnight,
+//! so each day's figure is the command's own).
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,13 +13,21 @@ use serde_json::Value;
 use super::{run, Failed};
 use crate::exec_http::AdminState;
 
-/// `GET /usage?by=integration|model|vm&days=7|14|30`.
+/// The longest period the page shows, in days.
+pub const MAX_DAYS: u32 = 366;
+/// The period shown when none is asked for, in days.
+pub const DEFAULT_DAYS: u32 = 14;
+
+/// `GET /usage?by=integration|model|vm&days=1..=366&team=TEAM`.
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct UsageQuery {
     /// How the chart and the table are split.
     pub by: Option<String>,
-    /// How many days back (today included).
-    pub days: Option<u32>,
+    /// How many days back (today included), as typed.
+    pub days: Option<String>,
+    /// A team of the user (its usage instead of the user's); empty for
+    /// the user's own.
+    pub team: Option<String>,
 }
 
 /// What the usage page shows.
@@ -28,6 +37,8 @@ pub struct UsageReport {
     pub by: &'static str,
     /// Days shown, today included.
     pub days: u32,
+    /// The team whose usage this is, empty for the user's own.
+    pub team: String,
     /// The allocation left, in micro-dollars.
     pub allocation_micros: i64,
     /// The day labels (`YYYY-MM-DD`, UTC), oldest first.
@@ -58,6 +69,36 @@ fn label(days: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// A row key as the request named it: the `usage` command writes every
+/// character but printable ASCII as `\u{HEX}` for a terminal; a page
+/// shows the text itself (escaped as HTML by the template).
+pub fn unescaped(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut rest = key;
+    while let Some(at) = rest.find("\\u{") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 3..];
+        let decoded = after.find('}').and_then(|end| {
+            u32::from_str_radix(&after[..end], 16)
+                .ok()
+                .and_then(char::from_u32)
+                .map(|c| (c, end))
+        });
+        match decoded {
+            Some((c, end)) => {
+                out.push(c);
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str("\\u{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn costs(answer: &Value) -> BTreeMap<String, u64> {
     answer["rows"]
         .as_array()
@@ -65,7 +106,7 @@ fn costs(answer: &Value) -> BTreeMap<String, u64> {
             rows.iter()
                 .map(|r| {
                     (
-                        r["key"].as_str().unwrap_or("").to_owned(),
+                        unescaped(r["key"].as_str().unwrap_or("")),
                         r["cost_micros"].as_u64().unwrap_or(0),
                     )
                 })
@@ -79,14 +120,32 @@ async fn usage_since(
     user: UserId,
     since: &str,
     by: &str,
+    team: &str,
 ) -> Result<Value, Failed> {
-    let args = vec![
+    let mut args = vec![
         "usage".to_owned(),
         format!("--since={since}"),
         format!("--by={by}"),
         "--json".to_owned(),
     ];
+    if !team.is_empty() {
+        args.push(format!("--team={team}"));
+    }
     run(state, user, args, None).await.map(|a| a.json)
+}
+
+/// The period asked for: a whole number of days from 1 to [`MAX_DAYS`].
+fn days_of(q: &UsageQuery) -> Result<u32, Failed> {
+    let Some(text) = q.days.as_deref().map(str::trim).filter(|d| !d.is_empty()) else {
+        return Ok(DEFAULT_DAYS);
+    };
+    match text.parse::<u32>() {
+        Ok(d) if (1..=MAX_DAYS).contains(&d) => Ok(d),
+        _ => Err(Failed::usage(format!(
+            "days must be a whole number of days from 1 to {MAX_DAYS}, not {:?}; for example days=30",
+            text.chars().take(20).collect::<String>()
+        ))),
+    }
 }
 
 /// Reads the figures for `q` as `user`.
@@ -95,23 +154,32 @@ pub async fn report(
     user: UserId,
     q: &UsageQuery,
 ) -> Result<UsageReport, Failed> {
-    let by = match q.by.as_deref() {
-        Some("model") => "model",
-        Some("vm") => "vm",
-        _ => "integration",
+    let by = match q.by.as_deref().unwrap_or("") {
+        "model" => "model",
+        "vm" => "vm",
+        "integration" | "" => "integration",
+        other => {
+            return Err(Failed::usage(format!(
+                "by must be integration, model or vm, not {:?}",
+                other.chars().take(20).collect::<String>()
+            )))
+        }
     };
-    let days = q.days.filter(|d| [7, 14, 30].contains(d)).unwrap_or(14);
+    let days = days_of(q)?;
+    let team = q.team.as_deref().unwrap_or("").trim();
     let today = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| (d.as_secs() / 86_400) as i64)
         .unwrap_or(0);
     let first = today - i64::from(days) + 1;
-    let whole = usage_since(state, user, &label(first), by).await?;
+    let whole = usage_since(state, user, &label(first), by, team).await?;
     // Cumulative spend since each midnight, oldest first; the last is today's.
     let mut cumulative = Vec::with_capacity(days as usize);
     cumulative.push(costs(&whole));
     for day in first + 1..=today {
-        cumulative.push(costs(&usage_since(state, user, &label(day), by).await?));
+        cumulative.push(costs(
+            &usage_since(state, user, &label(day), by, team).await?,
+        ));
     }
     let mut series: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for key in cumulative[0].keys() {
@@ -130,6 +198,7 @@ pub async fn report(
     Ok(UsageReport {
         by,
         days,
+        team: team.to_owned(),
         allocation_micros: whole["allocation_micros"].as_i64().unwrap_or(0),
         day_labels: (first..=today).map(label).collect(),
         series,
@@ -147,5 +216,14 @@ mod tests {
         assert_eq!(label(19_723), "2024-01-01");
         assert_eq!(label(20_513), "2026-03-01");
         assert_eq!(label(20_512), "2026-02-28");
+    }
+
+    #[test]
+    fn keys_are_shown_as_the_request_named_them() {
+        assert_eq!(unescaped("gpt-5"), "gpt-5");
+        assert_eq!(unescaped("a\\u{20}b"), "a b");
+        assert_eq!(unescaped("claude-\\u{430}"), "claude-\u{430}");
+        assert_eq!(unescaped("x\\u{zz}y\\u{"), "x\\u{zz}y\\u{");
+        assert_eq!(unescaped("\\u{110000}"), "\\u{110000}");
     }
 }

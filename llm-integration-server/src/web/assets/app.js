@@ -1,6 +1,7 @@
 // Progressive enhancement for the browser door; every form works without it.
 // It shows the hostname as the name is typed, shows only the fields of the
-// chosen source, runs `Test` on a pasted key, and follows a ChatGPT login.
+// chosen source (and custom endpoint authentication), runs `Test` on a
+// pasted key or an endpoint, and follows a ChatGPT login.
 "use strict";
 
 function csrfOf(form) {
@@ -38,6 +39,71 @@ function setupSources() {
     };
     set.querySelectorAll('input[type="radio"]').forEach((r) => r.addEventListener("change", update));
     update();
+    // A custom endpoint's authentication: only the chosen one's fields.
+    const auth = () => {
+      const chosen = set.querySelector('input[name="' + provider + '_auth"]:checked');
+      const value = chosen ? chosen.value : "none";
+      set.querySelectorAll(".auth-fields").forEach((div) => {
+        div.hidden = div.dataset.auth !== value;
+      });
+    };
+    set.querySelectorAll('input[name="' + provider + '_auth"]').forEach((r) => r.addEventListener("change", auth));
+    auth();
+  });
+}
+
+async function runTest(button, out, body, busy) {
+  out.className = "busy";
+  out.textContent = busy;
+  button.disabled = true;
+  try {
+    const r = await fetch(button.dataset.action, { method: "POST", body, credentials: "same-origin" });
+    const answer = r.headers.get("content-type") === "application/json" ? await r.json() : { ok: false, message: "the test was refused (HTTP " + r.status + "); reload the page" };
+    out.className = answer.ok ? "ok" : "error";
+    out.textContent = answer.message;
+  } catch (e) {
+    out.className = "error";
+    out.textContent = "The server could not be reached; try again.";
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function setupEndpointTests() {
+  document.querySelectorAll("button.test-endpoint").forEach((button) => {
+    button.dataset.action = "/integrations/test-endpoint";
+    button.addEventListener("click", () => {
+      const p = button.dataset.provider;
+      const form = button.form;
+      const value = (id) => {
+        const input = document.getElementById(id);
+        return input ? input.value : "";
+      };
+      const chosen = form.querySelector('input[name="' + p + '_auth"]:checked');
+      const hidden = (name) => {
+        const input = form.querySelector('input[type="hidden"][name="' + name + '"]');
+        return input ? input.value : "";
+      };
+      const out = document.getElementById(p + "-endpoint-test");
+      if (!value(p + "-url")) {
+        out.className = "error";
+        out.textContent = "Give the endpoint's URL first, then click Test.";
+        document.getElementById(p + "-url").focus();
+        return;
+      }
+      const body = new URLSearchParams({
+        csrf: csrfOf(form),
+        provider: p,
+        url: value(p + "-url"),
+        auth: chosen ? chosen.value : "none",
+        token: value(p + "-token"),
+        header: value(p + "-header"),
+        header_value: value(p + "-header-value"),
+        original: hidden("original"),
+        owner: hidden("owner"),
+      });
+      runTest(button, out, body, "Listing the endpoint's models…");
+    });
   });
 }
 
@@ -54,20 +120,8 @@ function setupTests() {
         return;
       }
       const body = new URLSearchParams({ csrf: csrfOf(button.form), provider, key: input.value });
-      out.className = "busy";
-      out.textContent = "Testing the key with " + provider + "…";
-      button.disabled = true;
-      try {
-        const r = await fetch("/integrations/test-key", { method: "POST", body, credentials: "same-origin" });
-        const answer = r.headers.get("content-type") === "application/json" ? await r.json() : { ok: false, message: "the test was refused (HTTP " + r.status + "); reload the page" };
-        out.className = answer.ok ? "ok" : "error";
-        out.textContent = answer.message;
-      } catch (e) {
-        out.className = "error";
-        out.textContent = "The server could not be reached; try again.";
-      } finally {
-        button.disabled = false;
-      }
+      button.dataset.action = "/integrations/test-key";
+      runTest(button, out, body, "Testing the key with " + provider + "…");
     });
   });
 }
@@ -100,5 +154,6 @@ document.addEventListener("DOMContentLoaded", () => {
   setupHostname();
   setupSources();
   setupTests();
+  setupEndpointTests();
   setupLogin();
 });
