@@ -337,12 +337,13 @@ async fn until_closed(closed: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = closed.wait_for(|c| *c).await;
 }
 
-/// "anthropic key", "anthropic and openai keys", for a message.
+/// "anthropic key", "anthropic and openai keys (one line each)", for a
+/// message.
 fn keys_named(providers: &[Provider]) -> String {
     let names: Vec<&str> = providers.iter().map(|p| p.as_str()).collect();
     match names.as_slice() {
         [one] => format!("{one} key"),
-        [rest @ .., last] => format!("{} and {last} keys, one line each", rest.join(", ")),
+        [rest @ .., last] => format!("{} and {last} keys (one line each)", rest.join(", ")),
         [] => "key".to_owned(),
     }
 }
@@ -818,6 +819,32 @@ mod tests {
             "integrations edit llm --openai=byok --openai-key -"
         ));
         assert!(!holds_a_key("integrations list"));
+    }
+
+    #[test]
+    fn keys_are_named_as_asked() {
+        assert_eq!(keys_named(&[Provider::Anthropic]), "anthropic key");
+        assert_eq!(
+            keys_named(&[Provider::Anthropic, Provider::OpenAi, Provider::Fireworks]),
+            "anthropic, openai and fireworks keys (one line each)"
+        );
+        assert_eq!(key_variable(Provider::Fireworks), "\"$FIREWORKS_API_KEY\"");
+    }
+
+    #[test]
+    fn help_names_this_door() {
+        let help = door_help(
+            "Usage: llm-integration integrations edit [OPTIONS] <NAME>\n\nExamples:\n  \
+printf '%s' \"$K\" | llm-integration integrations edit llm\n  llm-integration ssh-key add K\n  \
+llm-integration-server admin users add-key E K\n",
+            "exe.dev",
+        );
+        assert_eq!(
+            help,
+            "Usage: integrations edit [OPTIONS] <NAME>\n\nExamples:\n  \
+printf '%s' \"$K\" | ssh exe.dev integrations edit llm\n  ssh exe.dev ssh-key add K\n  \
+llm-integration-server admin users add-key E K\n"
+        );
     }
 
     #[test]
