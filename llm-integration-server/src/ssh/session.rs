@@ -15,10 +15,11 @@
 //! long. Before each command the key the connection signed in with is
 //! checked again; a removed key ends the session.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ use llm_integration_core::command::{
 use llm_integration_core::redact::printable;
 use llm_integration_core::{Provider, SecretString, UserId};
 use russh::server::Msg;
-use russh::{Channel, ChannelMsg};
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use zeroize::Zeroizing;
 
 use super::editor::{Edit, LineEditor};
@@ -44,6 +45,9 @@ const OUTPUT_PIECE: usize = 32 * 1024;
 const STDIN_HINT_AFTER: Duration = Duration::from_millis(500);
 /// How long the end of a channel (status, EOF, close) may take to send.
 const FINISH_WITHIN: Duration = Duration::from_secs(5);
+/// Input received while output is being sent and kept for later: past
+/// this many bytes no more is taken until it is used (the client waits).
+const MAX_INBOX: usize = 64 * 1024;
 
 /// A channel's task.
 pub(super) type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -55,7 +59,14 @@ pub(super) struct Context {
     /// The fingerprint of the key the connection signed in with.
     key: String,
     peer: IpAddr,
-    channel: Channel<Msg>,
+    /// The channel's input.
+    reader: ChannelReadHalf,
+    /// The channel's input read while sending output (so that the
+    /// connection never waits on this task while it waits on the client),
+    /// for [`Context::next`].
+    inbox: Inbox,
+    /// The channel's output.
+    writer: ChannelWriteHalf<Msg>,
     /// The client asked for a pseudo-terminal: its terminal is raw, so
     /// the door echoes, and lines end in CRLF.
     pty: bool,
@@ -70,7 +81,50 @@ pub(super) struct Context {
     /// Input stopped for the idle timeout.
     idled: bool,
     /// Output could not be delivered: nothing more is sent.
-    broken: AtomicBool,
+    broken: bool,
+}
+
+/// Input kept while output was being sent.
+#[derive(Default)]
+struct Inbox {
+    messages: VecDeque<ChannelMsg>,
+    bytes: usize,
+    /// The channel's input has ended (its sender is gone).
+    done: bool,
+}
+
+impl Inbox {
+    /// Whether more input may be taken (see [`MAX_INBOX`]).
+    fn open(&self) -> bool {
+        !self.done && self.bytes < MAX_INBOX
+    }
+
+    /// Keeps `message` (`None`: the channel is gone) if it matters later:
+    /// data, the end of input or of the channel.
+    fn keep(&mut self, message: Option<ChannelMsg>) {
+        match message {
+            Some(ChannelMsg::Data { data }) => {
+                self.bytes += data.len();
+                self.messages.push_back(ChannelMsg::Data { data });
+            }
+            Some(message @ (ChannelMsg::Eof | ChannelMsg::Close)) => {
+                self.messages.push_back(message)
+            }
+            Some(_) => {}
+            None => {
+                self.done = true;
+                self.messages.push_back(ChannelMsg::Close);
+            }
+        }
+    }
+
+    fn take(&mut self) -> Option<ChannelMsg> {
+        let message = self.messages.pop_front()?;
+        if let ChannelMsg::Data { data } = &message {
+            self.bytes -= data.len();
+        }
+        Some(message)
+    }
 }
 
 /// How a command ended, as an exit status.
@@ -110,24 +164,27 @@ impl Context {
         shell: bool,
         running: Running,
     ) -> Context {
+        let (reader, writer) = channel.split();
         Context {
             door,
             user,
             key,
             peer,
-            channel,
+            reader,
+            inbox: Inbox::default(),
+            writer,
             pty,
             shell,
             running,
             eof: false,
             closed: false,
             idled: false,
-            broken: AtomicBool::new(false),
+            broken: false,
         }
     }
 
     /// Sends `text` on `stream`, with CRLF line ends on a pseudo-terminal.
-    async fn write(&self, stream: Stream, text: &str) -> bool {
+    async fn write(&mut self, stream: Stream, text: &str) -> bool {
         let bytes = if self.pty {
             text.replace("\r\n", "\n")
                 .replace('\n', "\r\n")
@@ -139,11 +196,12 @@ impl Context {
     }
 
     /// Sends `bytes` on `stream`, piece by piece as the client's window
-    /// allows. False when they could not all be delivered: the client is
-    /// gone, or read nothing for the idle timeout (then the connection is
-    /// closed, see [`SshDoor::connection`]).
-    async fn send(&self, stream: Stream, bytes: Vec<u8>) -> bool {
-        if self.broken.load(Ordering::Relaxed) {
+    /// allows, keeping what the client sends meanwhile. False when they
+    /// could not all be delivered: the client is gone, or read nothing for
+    /// the idle timeout (then the connection is closed, see
+    /// [`SshDoor::connection`]).
+    async fn send(&mut self, stream: Stream, bytes: Vec<u8>) -> bool {
+        if self.broken {
             return false;
         }
         let idle = self.door.settings.idle_timeout;
@@ -154,40 +212,70 @@ impl Context {
             let end = (at + OUTPUT_PIECE).min(bytes.len());
             let piece = bytes.slice(at..end);
             at = end;
+            let Context {
+                reader,
+                inbox,
+                writer,
+                pty,
+                running,
+                broken,
+                ..
+            } = &mut *self;
             let sending = async {
                 match stream {
                     // On a pseudo-terminal there is one stream, as in a terminal.
-                    Stream::Err if !self.pty => self.channel.extended_data_bytes(1, piece).await,
-                    _ => self.channel.data_bytes(piece).await,
+                    Stream::Err if !*pty => writer.extended_data_bytes(1, piece).await,
+                    _ => writer.data_bytes(piece).await,
                 }
             };
-            let delivered = tokio::select! {
-                sent = tokio::time::timeout(idle, sending) => match sent {
-                    Ok(sent) => sent.is_ok(),
-                    Err(_) => {
-                        self.running.0.stalled.store(true, Ordering::Relaxed);
-                        false
-                    }
-                },
-                () = until_closed(&mut closed) => false,
+            let sending = tokio::time::timeout(idle, sending);
+            tokio::pin!(sending);
+            let delivered = loop {
+                tokio::select! {
+                    sent = &mut sending => break match sent {
+                        Ok(sent) => sent.is_ok(),
+                        Err(_) => {
+                            running.0.stalled.store(true, Ordering::Relaxed);
+                            false
+                        }
+                    },
+                    () = until_closed(&mut closed) => break false,
+                    // The connection hands input to this channel a few
+                    // messages at a time and waits while they are not
+                    // taken: taken here (up to a bound), it does not wait
+                    // on this task while this task waits on it.
+                    message = reader.wait(), if inbox.open() => inbox.keep(message),
+                }
             };
             if !delivered {
-                self.broken.store(true, Ordering::Relaxed);
+                *broken = true;
                 return false;
             }
         }
         true
     }
 
+    /// The channel's next message: one kept while sending, else the next
+    /// one to come (`None`: the channel is gone).
+    async fn receive(&mut self) -> Option<ChannelMsg> {
+        if let Some(message) = self.inbox.take() {
+            return Some(message);
+        }
+        if self.inbox.done {
+            return None;
+        }
+        self.reader.wait().await
+    }
+
     /// Ends the channel with `status`. The connection counts as idle from
     /// the last input when the channel ended for want of it.
     async fn finish(self, status: u32) {
-        if !self.broken.load(Ordering::Relaxed) {
+        if !self.broken {
             let mut closed = self.running.0.closed.subscribe();
             let end = async {
-                let _ = self.channel.exit_status(status).await;
-                let _ = self.channel.eof().await;
-                let _ = self.channel.close().await;
+                let _ = self.writer.exit_status(status).await;
+                let _ = self.writer.eof().await;
+                let _ = self.writer.close().await;
             };
             tokio::select! {
                 _ = tokio::time::timeout(FINISH_WITHIN, end) => {}
@@ -207,7 +295,7 @@ impl Context {
             return Err(Stop::Closed);
         }
         let idle = self.door.settings.idle_timeout;
-        match tokio::time::timeout(idle, self.channel.wait()).await {
+        match tokio::time::timeout(idle, self.receive()).await {
             Err(_) => {
                 self.idled = true;
                 Err(Stop::Idle)
@@ -303,7 +391,7 @@ or use ssh -t {host} … for a hidden prompt",
     /// Whether the command may run: the key the connection signed in with
     /// is still registered to the user. When it is not, says so and marks
     /// the connection for closing.
-    async fn still_signed_in(&self, json: bool) -> bool {
+    async fn still_signed_in(&mut self, json: bool) -> bool {
         match self.door.still_registered(self.user, &self.key).await {
             Ok(true) => true,
             Ok(false) => {
@@ -328,7 +416,7 @@ or use ssh -t {host} … for a hidden prompt",
     /// Whether the session must end: its key was removed or its output
     /// cannot be delivered.
     fn ending(&self) -> bool {
-        self.broken.load(Ordering::Relaxed) || self.running.0.revoked.load(Ordering::Relaxed)
+        self.broken || self.running.0.revoked.load(Ordering::Relaxed)
     }
 }
 
@@ -659,7 +747,7 @@ fn log_command(ctx: &Context, line: &CommandLine, ok: Option<bool>) {
     }
 }
 
-async fn run_command(ctx: &Context, line: &CommandLine, stdin: Option<SecretString>) -> Status {
+async fn run_command(ctx: &mut Context, line: &CommandLine, stdin: Option<SecretString>) -> Status {
     let result = ctx.door.executor.execute(ctx.user, line, stdin).await;
     log_command(ctx, line, Some(result.as_ref().is_ok_and(|a| !a.failed)));
     match result {
@@ -684,7 +772,7 @@ async fn run_command(ctx: &Context, line: &CommandLine, stdin: Option<SecretStri
 
 /// Writes an error on standard error: `error: MESSAGE`, or with `--json`
 /// the `/exec` shape `{"error": {"kind": …, "message": …}}`.
-async fn write_error(ctx: &Context, kind: &str, message: &str, json: bool) {
+async fn write_error(ctx: &mut Context, kind: &str, message: &str, json: bool) {
     let text = if json {
         json_printable(
             &(serde_json::json!({"error": {"kind": kind, "message": message}}).to_string() + "\n"),
@@ -695,7 +783,7 @@ async fn write_error(ctx: &Context, kind: &str, message: &str, json: bool) {
     ctx.write(Stream::Err, &text).await;
 }
 
-async fn report_error(ctx: &Context, e: &crate::executor::ExecError, json: bool) -> Status {
+async fn report_error(ctx: &mut Context, e: &crate::executor::ExecError, json: bool) -> Status {
     write_error(ctx, e.kind(), &e.to_string(), json).await;
     match e {
         crate::executor::ExecError::Usage(_) => Status::Usage,
@@ -717,7 +805,7 @@ async fn stream_lines(
     loop {
         let line = tokio::select! {
             line = lines.recv() => line,
-            message = ctx.channel.wait(), if !ctx.closed => {
+            message = ctx.receive(), if !ctx.closed => {
                 match message {
                     Some(ChannelMsg::Data { data }) if ctx.pty && data.contains(&0x03) => {
                         tracing::info!(peer = %ctx.peer, user = ctx.user.0, "ssh: ChatGPT login stopped with Ctrl-C");
@@ -819,6 +907,28 @@ mod tests {
             "integrations edit llm --openai=byok --openai-key -"
         ));
         assert!(!holds_a_key("integrations list"));
+    }
+
+    #[test]
+    fn input_kept_while_sending_is_bounded_and_kept_in_order() {
+        let mut inbox = Inbox::default();
+        let piece = bytes::Bytes::from(vec![b'x'; MAX_INBOX / 2]);
+        inbox.keep(Some(ChannelMsg::Data {
+            data: piece.clone(),
+        }));
+        inbox.keep(Some(ChannelMsg::WindowAdjusted { new_size: 1 }));
+        assert!(inbox.open());
+        inbox.keep(Some(ChannelMsg::Data { data: piece }));
+        assert!(!inbox.open(), "no more is taken past the bound");
+        inbox.keep(Some(ChannelMsg::Eof));
+        assert!(matches!(inbox.take(), Some(ChannelMsg::Data { .. })));
+        assert!(inbox.open());
+        assert!(matches!(inbox.take(), Some(ChannelMsg::Data { .. })));
+        assert!(matches!(inbox.take(), Some(ChannelMsg::Eof)));
+        assert!(inbox.take().is_none());
+        inbox.keep(None);
+        assert!(!inbox.open());
+        assert!(matches!(inbox.take(), Some(ChannelMsg::Close)));
     }
 
     #[test]
