@@ -624,19 +624,25 @@ async fn an_interactive_session_through_a_pseudo_terminal() {
         type_keys(&format!("{secret}\r"));
         screen.expect("updated llm", 1);
         screen.expect(prompt, 6);
+        // An empty key changes nothing and names the key asked for.
+        type_keys("integrations edit llm --fireworks=byok --fireworks-key=-\r");
+        screen.expect("fireworks key: ", 1);
+        type_keys("\r");
+        screen.expect("no fireworks key given; nothing was changed", 1);
+        screen.expect(prompt, 7);
         // A line that gives a key on the command line is not remembered:
         // Up recalls the line before it.
         type_keys("integrations edit llm --fireworks=byok --fireworks-key=fw-inline-0123456789\r");
         screen.expect("updated llm", 2);
-        screen.expect(prompt, 7);
+        screen.expect(prompt, 8);
         type_keys("\x1b[A");
         screen.expect(
-            &format!("\r{prompt}integrations edit llm --anthropic=byok --anthropic-key=-\u{1b}[K"),
+            &format!("\r{prompt}integrations edit llm --fireworks=byok --fireworks-key=-\u{1b}[K"),
             1,
         );
         type_keys("\x03");
         screen.expect("^C", 2);
-        screen.expect(prompt, 8);
+        screen.expect(prompt, 9);
         // A usage error is shown and the session goes on; help lists the commands.
         type_keys("integrations frobnicate\r");
         screen.expect("error: ", 1);

@@ -660,6 +660,12 @@ async fn stdin_for(
         match read_edit(ctx, terminal, &prompt, true).await {
             Ok(Edit::Line(key)) => {
                 let key = Zeroizing::new(key);
+                if key.trim().is_empty() {
+                    return Err((
+                        Status::Usage,
+                        format!("no {provider} key given; nothing was changed"),
+                    ));
+                }
                 keys.push_str(key.trim());
                 keys.push('\n');
             }
