@@ -55,16 +55,33 @@ impl<'a> Redactor<'a> {
 /// Whether `c` would move the cursor, change the terminal or hide what
 /// follows: C0 controls, DEL, C1 controls, bidirectional embeddings,
 /// overrides, isolates and marks, line and paragraph separators,
-/// zero-width characters and the byte-order mark.
+/// zero-width characters, the byte-order mark, and the characters that
+/// draw nothing (Unicode's default-ignorable code points but for the
+/// variation selectors, which only pick a glyph's style): the soft
+/// hyphen, the combining grapheme joiner, the Hangul and Khmer fillers,
+/// the Mongolian selectors and vowel separator, the interlinear
+/// annotation marks, and the tag characters U+E0000–U+E007F (with which
+/// text can be hidden inside text).
 fn is_unprintable(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{200b}'..='\u{200f}'
-                | '\u{2028}'..='\u{202e}'
-                | '\u{2060}'..='\u{2069}'
+            '\u{00ad}'
+                | '\u{034f}'
                 | '\u{061c}'
+                | '\u{115f}'..='\u{1160}'
+                | '\u{17b4}'..='\u{17b5}'
+                | '\u{180b}'..='\u{180f}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{3164}'
                 | '\u{feff}'
+                | '\u{ffa0}'
+                | '\u{fff0}'..='\u{fffb}'
+                | '\u{1bca0}'..='\u{1bca3}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0000}'..='\u{e007f}'
         )
 }
 
@@ -87,7 +104,8 @@ fn escape_unprintable(text: &str, keep_lines: bool) -> Cow<'_, str> {
 /// `text` safe to print on a terminal, lines kept: every character that
 /// could move the cursor, recolour or clear the screen, reorder or hide
 /// text (controls other than `\n` and `\t`, ESC and CR included;
-/// bidirectional controls; zero-width characters) is written as a
+/// bidirectional controls; zero-width and other characters that draw
+/// nothing, tag characters included) is written as a
 /// `\u{…}` escape. For text that came from an upstream or a tenant.
 pub fn printable(text: &str) -> Cow<'_, str> {
     escape_unprintable(text, true)
@@ -169,6 +187,14 @@ mod tests {
             "x\\u{202e}y\\u{2066}z\\u{200b}\\u{feff}\\u{9b}"
         );
         assert_eq!(printable_line("a\nb\tc"), "a\\u{a}b\\u{9}c");
+        // Characters that draw nothing: a soft hyphen, the Mongolian vowel
+        // separator, Hangul fillers, and tag characters spelling "hi".
+        assert_eq!(
+            printable("a\u{ad}b\u{180e}c\u{115f}\u{3164}d\u{e0068}\u{e0069}\u{e007f}"),
+            "a\\u{ad}b\\u{180e}c\\u{115f}\\u{3164}d\\u{e0068}\\u{e0069}\\u{e007f}"
+        );
+        // A variation selector only picks a glyph's style: kept.
+        assert_eq!(printable("\u{2764}\u{fe0f}"), "\u{2764}\u{fe0f}");
         assert_eq!(printable("é 漢字 🙂"), "é 漢字 🙂");
         assert_eq!(super::printable_field("漢字\u{1b}", 4), "漢");
         assert_eq!(super::printable_field("ab\u{1b}", 10), "ab\\u{1b}");

@@ -237,6 +237,9 @@ pub struct Settings {
     pub ssh_max_connections: usize,
     /// Open SSH connections at most from one address.
     pub ssh_max_connections_per_peer: usize,
+    /// Open SSH connections not signed in yet, at most (past half of it,
+    /// new ones are refused at random, as OpenSSH's `MaxStartups`).
+    pub ssh_max_unauthenticated: usize,
     /// Authentication attempts one SSH connection may make (each key offered counts).
     pub ssh_max_auth_attempts: usize,
     /// Custom endpoints may be private, loopback or link-local addresses,
@@ -292,6 +295,7 @@ impl Default for Settings {
             ssh_idle_timeout_secs: 600,
             ssh_max_connections: 256,
             ssh_max_connections_per_peer: 8,
+            ssh_max_unauthenticated: 64,
             ssh_max_auth_attempts: 6,
             allow_private_endpoints: false,
             upstream_ca_file: None,
@@ -509,10 +513,11 @@ impl Settings {
         if self.ssh_idle_timeout_secs == 0
             || self.ssh_max_connections == 0
             || self.ssh_max_connections_per_peer == 0
+            || self.ssh_max_unauthenticated == 0
             || self.ssh_max_auth_attempts == 0
         {
             return Err(ConfigError(
-                "ssh_idle_timeout_secs, ssh_max_connections, ssh_max_connections_per_peer and ssh_max_auth_attempts must be at least 1".into(),
+                "ssh_idle_timeout_secs, ssh_max_connections, ssh_max_connections_per_peer, ssh_max_unauthenticated and ssh_max_auth_attempts must be at least 1".into(),
             ));
         }
         let name = self.ssh_name.clone().unwrap_or_else(|| domain.to_owned());
@@ -534,6 +539,7 @@ impl Settings {
             idle_timeout: Duration::from_secs(self.ssh_idle_timeout_secs),
             max_connections: self.ssh_max_connections,
             max_connections_per_peer: self.ssh_max_connections_per_peer,
+            max_unauthenticated: self.ssh_max_unauthenticated,
             max_auth_attempts: self.ssh_max_auth_attempts,
         }))
     }
@@ -956,6 +962,7 @@ mod tests {
             ssh_idle_timeout_secs = 19
             ssh_max_connections = 20
             ssh_max_connections_per_peer = 21
+            ssh_max_unauthenticated = 23
             ssh_max_auth_attempts = 22
             allow_private_endpoints = true
             upstream_ca_file = "/ca.pem"

@@ -74,6 +74,7 @@ async fn start(
             idle_timeout: Duration::from_secs(60),
             max_connections: 64,
             max_connections_per_peer: 16,
+            max_unauthenticated: 16,
             max_auth_attempts: 6,
         });
         adjust(c);
@@ -302,6 +303,34 @@ async fn commands_run_over_exec_with_the_clis_outcomes() {
         "{}",
         test.stderr
     );
+    // A fingerprint that is not one is shown once escaped, not twice.
+    let bad = ssh(addr, &key, "ssh-key remove SHA256:x\u{1b}y", None, false).await;
+    assert_eq!(bad.status, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("\"SHA256:x\\u{1b}y\""),
+        "{}",
+        bad.stderr
+    );
+    // Characters that draw nothing (a soft hyphen, a Hangul filler, tag
+    // characters) are shown as escapes, as controls are.
+    let hidden = "a\u{ad}b\u{3164}c\u{e0041}\u{e007f}d";
+    let add = ssh(
+        addr,
+        &key,
+        &format!("integrations add reflection --name soft --comment '{hidden}'"),
+        None,
+        false,
+    )
+    .await;
+    assert_eq!(add.status, 0, "{}", add.stderr);
+    let show = ssh(addr, &key, "integrations show soft", None, false).await;
+    assert!(
+        show.stdout
+            .contains("a\\u{ad}b\\u{3164}c\\u{e0041}\\u{e007f}d"),
+        "{}",
+        show.stdout
+    );
+    assert!(!show.stdout.contains(hidden), "{}", show.stdout);
     s.stop().await;
 }
 
@@ -449,11 +478,28 @@ async fn unregistered_keys_and_passwords_are_refused_and_other_users_integration
     )
     .await;
     assert_eq!(steal.status, 1, "{}", steal.stderr);
-    // A key already registered to someone cannot be registered again.
-    let (status, _) = s
+    // A key already registered to someone cannot be registered again, and
+    // the refusal does not say whose it is; one's own is said to be one's.
+    let (status, body) = s
         .run_as(&bob_token, &format!("ssh-key add '{}'", public(&alice)))
         .await;
     assert_eq!(status, 409);
+    assert!(body.contains("cannot be registered"), "{body}");
+    assert!(!body.contains("already"), "{body}");
+    let again = ssh(
+        addr,
+        &alice,
+        &format!("ssh-key add '{}'", public(&alice)),
+        None,
+        false,
+    )
+    .await;
+    assert_eq!(again.status, 1);
+    assert!(
+        again.stderr.contains("registered to you already"),
+        "{}",
+        again.stderr
+    );
     // Alice removes her key; it no longer signs in.
     let removed = ssh(
         addr,
@@ -578,24 +624,32 @@ async fn an_interactive_session_through_a_pseudo_terminal() {
         type_keys(&format!("{secret}\r"));
         screen.expect("updated llm", 1);
         screen.expect(prompt, 6);
+        // An empty key changes nothing and names the key asked for.
+        type_keys("integrations edit llm --fireworks=byok --fireworks-key=-\r");
+        screen.expect("fireworks key: ", 1);
+        type_keys("\r");
+        screen.expect("no fireworks key given; nothing was changed", 1);
+        screen.expect(prompt, 7);
         // A line that gives a key on the command line is not remembered:
         // Up recalls the line before it.
         type_keys("integrations edit llm --fireworks=byok --fireworks-key=fw-inline-0123456789\r");
         screen.expect("updated llm", 2);
-        screen.expect(prompt, 7);
+        screen.expect(prompt, 8);
         type_keys("\x1b[A");
         screen.expect(
-            &format!("\r{prompt}integrations edit llm --anthropic=byok --anthropic-key=-\u{1b}[K"),
+            &format!("\r{prompt}integrations edit llm --fireworks=byok --fireworks-key=-\u{1b}[K"),
             1,
         );
         type_keys("\x03");
         screen.expect("^C", 2);
-        screen.expect(prompt, 8);
+        screen.expect(prompt, 9);
         // A usage error is shown and the session goes on; help lists the commands.
         type_keys("integrations frobnicate\r");
         screen.expect("error: ", 1);
         type_keys("help\r");
-        screen.expect("Ctrl-D or `exit` leaves", 1);
+        let help = screen.expect("Ctrl-D or `exit` leaves", 1);
+        assert!(help.contains("Usage: [OPTIONS] <COMMAND>"), "{help}");
+        assert!(!help.contains("llm-integration "), "{help}");
         type_keys("exit\r");
         let status = child.wait().unwrap();
         (status.code(), screen.text())
@@ -828,5 +882,339 @@ async fn an_idle_session_is_closed() {
     .await
     .unwrap();
     assert_eq!(status, Some(0), "{text}");
+    s.stop().await;
+}
+
+/// Runs `ssh … COMMAND` until it exits 0, within [`DEADLINE`]; returns
+/// how many runs were refused first.
+async fn until_it_runs(addr: SocketAddr, key: &Path, command: &str) -> usize {
+    let deadline = Instant::now() + DEADLINE;
+    let mut refused = 0;
+    loop {
+        let ran = ssh(addr, key, command, None, false).await;
+        if ran.status == 0 {
+            return refused;
+        }
+        refused += 1;
+        assert!(
+            Instant::now() < deadline,
+            "`{command}` never ran: {} {}",
+            ran.status,
+            ran.stderr
+        );
+    }
+}
+
+/// Waits for `child` to exit, within [`DEADLINE`].
+fn exits(child: &mut std::process::Child) -> Option<i32> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(Instant::now() < deadline, "the process never exited");
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let (dirs, s) = start(&upstream.url(), |c| {
+        let ssh = c.ssh.as_mut().unwrap();
+        ssh.idle_timeout = Duration::from_secs(2);
+        ssh.max_connections_per_peer = 1;
+    })
+    .await;
+    let addr = s.ssh.unwrap();
+    let key = keygen(dirs.data.path(), "alice");
+    register(&s, &s.token.clone(), &key).await;
+
+    // A shell without a terminal fed `help` without end, its output read
+    // at first and then no more (`yes help | ssh -T host | sleep`).
+    let key2 = key.clone();
+    let (mut child, output) = tokio::task::spawn_blocking(move || {
+        let mut child = ssh_command(addr, &key2, &["-T", "-o", "LogLevel=ERROR"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        std::thread::spawn(move || while input.write_all(b"help\n").is_ok() {});
+        let mut output = child.stdout.take().unwrap();
+        let mut seen = 0;
+        let mut buffer = [0u8; 4096];
+        while seen < 16 * 1024 {
+            let n = output.read(&mut buffer).unwrap();
+            assert!(n > 0, "the session ended early");
+            seen += n;
+        }
+        (child, output)
+    })
+    .await
+    .unwrap();
+    // The connection holds the address's only slot until the door, its
+    // output stuck, closes it; then another connection is let in.
+    until_it_runs(addr, &key, "integrations list").await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(output);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_removed_key_runs_nothing_more() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let (dirs, s) = start(&upstream.url(), |_| {}).await;
+    let addr = s.ssh.unwrap();
+    let key = keygen(dirs.data.path(), "alice");
+    register(&s, &s.token.clone(), &key).await;
+    let listed = ssh(addr, &key, "ssh-key list --json", None, false).await;
+    let fingerprint = serde_json::from_str::<Value>(&listed.stdout).unwrap()["keys"][0]
+        ["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // One connection that opens channels as asked (an OpenSSH master),
+    // and an interactive session on another.
+    let control = dirs.data.path().join("ctl");
+    let control_opt = format!("ControlPath={}", control.display());
+    let mut master = ssh_command(
+        addr,
+        &key,
+        &["-M", "-N", "-o", &control_opt, "-o", "LogLevel=ERROR"],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let through_master = |command: &str| {
+        let mut c = ssh_command(addr, &key, &["-o", &control_opt, "-o", "LogLevel=ERROR"]);
+        c.arg(command).stdin(Stdio::null());
+        c
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while !control.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the master connection never opened"
+        );
+        assert!(master.try_wait().unwrap().is_none(), "the master exited");
+        tokio::task::yield_now().await;
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+    let mut first = through_master("integrations list");
+    let out = tokio::task::spawn_blocking(move || first.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let key2 = key.clone();
+    let (mut shell, screen) = tokio::task::spawn_blocking(move || open_session(addr, &key2))
+        .await
+        .unwrap();
+
+    // The key is removed over another door.
+    let (status, body) = s.run(&format!("ssh-key remove {fingerprint}")).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The open session runs nothing more and is closed.
+    let (code, text) = tokio::task::spawn_blocking(move || {
+        let mut keys = shell.stdin.take().unwrap();
+        keys.write_all(b"integrations list\r").unwrap();
+        keys.flush().unwrap();
+        let text = screen.expect("no longer registered", 1);
+        (exits(&mut shell), text)
+    })
+    .await
+    .unwrap();
+    assert_ne!(code, None);
+    assert!(!text.contains("reflection.int.exe.xyz"), "{text}");
+    // No new channel opens on the connection opened before, which is
+    // closed too.
+    let mut again = through_master("integrations list");
+    let out = tokio::task::spawn_blocking(move || again.output().unwrap())
+        .await
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    let ended = tokio::task::spawn_blocking(move || exits(&mut master))
+        .await
+        .unwrap();
+    assert_ne!(ended, None);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn strangers_cannot_take_every_connection() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let (dirs, s) = start(&upstream.url(), |c| {
+        c.ssh.as_mut().unwrap().max_unauthenticated = 2;
+    })
+    .await;
+    let addr = s.ssh.unwrap();
+    let key = keygen(dirs.data.path(), "alice");
+    register(&s, &s.token.clone(), &key).await;
+    let (mut session, screen, strangers) = tokio::task::spawn_blocking(move || {
+        let (session, screen) = open_session(addr, &key);
+        // Connections that never sign in: at most two are let in (the
+        // second only at random); those let in are greeted with the
+        // server's version, without its number.
+        let mut strangers = Vec::new();
+        let mut greeted = 0;
+        for _ in 0..8 {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream.set_read_timeout(Some(DEADLINE)).unwrap();
+            let mut first = [0u8; 64];
+            let n = stream.read(&mut first).unwrap_or(0);
+            if n > 0 {
+                assert_eq!(&first[..n], b"SSH-2.0-llm-integration\r\n");
+                greeted += 1;
+            }
+            strangers.push(stream);
+        }
+        (session, screen, (greeted, strangers))
+    })
+    .await
+    .unwrap();
+    let (greeted, strangers) = strangers;
+    assert!((1..=2).contains(&greeted), "{greeted} strangers let in");
+    // The signed-in session goes on.
+    let mut keys = session.stdin.take().unwrap();
+    keys.write_all(b"integrations list\r").unwrap();
+    keys.flush().unwrap();
+    let key = dirs.data.path().join("alice");
+    tokio::task::spawn_blocking(move || screen.expect("reflection.int.exe.xyz", 1))
+        .await
+        .unwrap();
+    // Once the strangers leave, new connections are let in again.
+    drop(strangers);
+    until_it_runs(addr, &key, "integrations list").await;
+    drop(keys);
+    session.kill().unwrap();
+    session.wait().unwrap();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_chatgpt_login_whose_client_is_killed_connects_nothing() {
+    // The login would be approved at its first poll, two seconds in.
+    let chatgpt = MockChatGpt::start(ChatGptBehaviour {
+        pending_polls: 0,
+        interval: 2,
+        ..ChatGptBehaviour::default()
+    })
+    .await
+    .unwrap();
+    let upstream = MockUpstream::start().await.unwrap();
+    let endpoints = ChatGptEndpoints {
+        auth: chatgpt.auth_url(),
+        backend: chatgpt.backend_url(),
+    };
+    let (dirs, s) = start(&upstream.url(), move |c| c.chatgpt = endpoints).await;
+    let addr = s.ssh.unwrap();
+    let key = keygen(dirs.data.path(), "alice");
+    register(&s, &s.token.clone(), &key).await;
+    let key2 = key.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut child = ssh_command(addr, &key2, &["-o", "LogLevel=ERROR"])
+            .arg("integrations setup chatgpt --name lost")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let screen = Screen::follow(child.stdout.take().unwrap());
+        screen.expect("Waiting for authorization...", 1);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    })
+    .await
+    .unwrap();
+    // A second login, started after the first was dropped, polls after
+    // it would have: when it is connected, the first would have been.
+    let second = ssh(
+        addr,
+        &key,
+        "integrations setup chatgpt --name kept",
+        None,
+        false,
+    )
+    .await;
+    assert_eq!(second.status, 0, "{} {}", second.stdout, second.stderr);
+    let accounts = s.ok("integrations setup chatgpt --list").await;
+    assert!(accounts.contains("kept"), "{accounts}");
+    assert!(!accounts.contains("lost"), "{accounts}");
+    assert_eq!(chatgpt.polls(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_awaited_on_standard_input_is_announced_and_named() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let (dirs, s) = start(&upstream.url(), |_| {}).await;
+    let addr = s.ssh.unwrap();
+    let key = keygen(dirs.data.path(), "alice");
+    register(&s, &s.token.clone(), &key).await;
+
+    // Nothing piped in: the hint names this door and the provider asked.
+    let empty = ssh(
+        addr,
+        &key,
+        "integrations edit llm --anthropic=byok --anthropic-key=-",
+        Some(""),
+        false,
+    )
+    .await;
+    assert_eq!(empty.status, 2, "{}", empty.stderr);
+    assert!(empty.stderr.contains("anthropic key"), "{}", empty.stderr);
+    assert!(
+        empty
+            .stderr
+            .contains("printf '%s' \"$ANTHROPIC_API_KEY\" | ssh exe.dev "),
+        "{}",
+        empty.stderr
+    );
+    assert!(empty.stderr.contains("ssh -t"), "{}", empty.stderr);
+    assert!(
+        !empty.stderr.contains("llm-integration "),
+        "{}",
+        empty.stderr
+    );
+    assert!(!empty.stderr.contains("openai"), "{}", empty.stderr);
+
+    // Standard input open and nothing typed yet (no terminal, so no
+    // prompt): standard error says what is awaited; the key then typed
+    // and ended is used.
+    let secret = "sk-ant-typed-late-0123456789abcd";
+    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        let mut child = ssh_command(addr, &key, &["-o", "LogLevel=ERROR"])
+            .arg("integrations edit llm --anthropic=byok --anthropic-key=-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let errors = Screen::follow(child.stderr.take().unwrap());
+        let output = Screen::follow(child.stdout.take().unwrap());
+        let hint = errors.expect("from standard input", 1);
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(secret.as_bytes()).unwrap();
+        drop(input);
+        let status = exits(&mut child);
+        (status, output.text(), hint)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, Some(0), "{stdout} {stderr}");
+    assert!(
+        stderr.starts_with(
+            "reading the anthropic key from standard input; pipe it in, or use ssh -t for a hidden prompt"
+        ),
+        "{stderr}"
+    );
+    assert!(stdout.contains("set (…abcd)"), "{stdout}");
     s.stop().await;
 }

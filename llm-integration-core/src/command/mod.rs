@@ -910,7 +910,7 @@ fn check_fingerprint(text: &str) -> Result<String, CommandError> {
         return Ok(fingerprint.to_owned());
     }
     Err(CommandError::new(format!(
-        "ssh-key remove: {:?} is not a key fingerprint; give SHA256:… as `ssh-key list` shows it",
+        "ssh-key remove: \"{}\" is not a key fingerprint; give SHA256:… as `ssh-key list` shows it",
         crate::redact::printable_field(fingerprint, 80)
     )))
 }

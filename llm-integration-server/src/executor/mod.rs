@@ -438,11 +438,15 @@ impl Executor {
     ) -> Result<Answer, ExecError> {
         let command = &line.command;
         if command.reads_stdin() && stdin.as_ref().is_none_or(|s| s.expose_secret().is_empty()) {
-            return Err(ExecError::Usage(
-                "this command reads a key from standard input (-), but none was given; pipe it in, e.g. \
-printf '%s' \"$OPENAI_API_KEY\" | llm-integration integrations edit NAME --openai=byok --openai-key=-"
-                    .into(),
-            ));
+            let provider = command
+                .stdin_providers()
+                .first()
+                .map_or("openai", |p| p.as_str());
+            return Err(ExecError::Usage(format!(
+                "this command reads the {provider} key from standard input (-), but none was given; pipe it in, e.g. \
+printf '%s' \"${}_API_KEY\" | llm-integration integrations edit NAME --{provider}-key=-",
+                provider.to_uppercase()
+            )));
         }
         let _guard = if command.is_read_only() {
             None
@@ -570,6 +574,23 @@ printf '%s' \"$OPENAI_API_KEY\" | llm-integration integrations edit NAME --opena
         Ok(match command {
             SshKeyCommand::Add(line) => {
                 let record = crate::ssh::keys::authorized_key(line).map_err(ExecError::Usage)?;
+                // Yours is said to be yours; another account's is refused
+                // without saying whose, or that it is another's.
+                match self.store.user_by_ssh_key(&record.fingerprint).await? {
+                    Some(owner) if owner == user => {
+                        return Err(ExecError::Conflict(format!(
+                            "SSH key {} is registered to you already; `ssh-key list` shows it",
+                            record.fingerprint
+                        )))
+                    }
+                    Some(_) => {
+                        return Err(ExecError::Conflict(
+                            "that SSH key cannot be registered; make a new one with `ssh-keygen -t ed25519` and add its .pub line"
+                                .into(),
+                        ))
+                    }
+                    None => {}
+                }
                 self.store.add_ssh_key(user, &record).await?;
                 Answer::ok(
                     format!(

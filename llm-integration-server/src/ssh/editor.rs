@@ -14,7 +14,10 @@
 //!
 //! The terminal is assumed to be VT100-like (the client's, in raw mode,
 //! as `ssh` leaves it when it allocates a pseudo-terminal): the line is
-//! redrawn as `CR`, prompt, text, erase-to-end, cursor back.
+//! redrawn as `CR`, prompt, text, erase-to-end, cursor back. Redraws are
+//! drawn once per [`LineEditor::take_output`], however many keys asked
+//! for one, so what the editor answers stays within the size of the keys
+//! fed plus one line.
 
 /// Characters a line may hold at most; typing past it rings the bell.
 pub const MAX_LINE_CHARS: usize = 4096;
@@ -64,6 +67,8 @@ pub struct LineEditor {
     /// The last byte was CR (so an LF right after it is the same Enter).
     after_cr: bool,
     output: Vec<u8>,
+    /// The line is to be drawn again before more output.
+    dirty: bool,
 }
 
 impl LineEditor {
@@ -81,12 +86,14 @@ impl LineEditor {
             pending: Vec::new(),
             after_cr: false,
             output: Vec::new(),
+            dirty: false,
         }
     }
 
     /// Starts a new line with `prompt`; `hidden` lines are not echoed nor
     /// remembered (a key).
     pub fn start(&mut self, prompt: &str, hidden: bool) {
+        self.settle();
         self.prompt = prompt.to_owned();
         self.hidden = hidden;
         self.line.clear();
@@ -114,8 +121,10 @@ impl LineEditor {
         &self.history
     }
 
-    /// The bytes to send to the terminal since the last call.
+    /// The bytes to send to the terminal since the last call: at most
+    /// one redraw of the line, and the echo of what was fed.
     pub fn take_output(&mut self) -> Vec<u8> {
+        self.settle();
         std::mem::take(&mut self.output)
     }
 
@@ -184,6 +193,7 @@ impl LineEditor {
             b'\n' if after_cr => {}
             b'\n' => return Some(self.enter()),
             0x03 => {
+                self.settle();
                 self.output.extend_from_slice(b"^C\r\n");
                 self.line.clear();
                 self.cursor = 0;
@@ -192,6 +202,7 @@ impl LineEditor {
             }
             0x04 => {
                 if self.line.is_empty() {
+                    self.settle();
                     self.output.extend_from_slice(b"\r\n");
                     return Some(Edit::Eof);
                 }
@@ -269,7 +280,7 @@ impl LineEditor {
         if self.hidden {
             return;
         }
-        if self.cursor == self.line.len() {
+        if self.cursor == self.line.len() && !self.dirty {
             let mut buf = [0u8; 4];
             self.output
                 .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
@@ -294,6 +305,7 @@ impl LineEditor {
 
     fn enter(&mut self) -> Edit {
         let text: String = self.line.iter().collect();
+        self.settle();
         self.output.extend_from_slice(b"\r\n");
         self.line.clear();
         self.cursor = 0;
@@ -338,9 +350,18 @@ impl LineEditor {
         self.redraw();
     }
 
-    /// Draws the prompt and line again, with the cursor in place.
+    /// Asks for the prompt and line to be drawn again (at the next
+    /// [`LineEditor::settle`]).
     fn redraw(&mut self) {
-        if self.hidden {
+        if !self.hidden {
+            self.dirty = true;
+        }
+    }
+
+    /// Draws the prompt and line again, with the cursor in place, if a
+    /// redraw was asked for.
+    fn settle(&mut self) {
+        if !std::mem::replace(&mut self.dirty, false) || self.hidden {
             return;
         }
         self.output.push(b'\r');
@@ -515,6 +536,23 @@ mod tests {
         let l = line(&mut e, &format!("{long}\r"));
         assert_eq!(l.len(), MAX_LINE_CHARS);
         assert!(e.take_output().contains(&0x07));
+    }
+
+    #[test]
+    fn keys_that_redraw_answer_with_one_redraw() {
+        let mut e = editor();
+        typed(&mut e, &"x".repeat(3000));
+        e.take_output();
+        // Left and Right, 5000 times each: the line is drawn once.
+        let keys = "\x1b[D\x1b[C".repeat(5000);
+        assert!(typed(&mut e, &keys).is_empty());
+        let out = String::from_utf8(e.take_output()).unwrap();
+        assert_eq!(out, format!("\rexe.xyz ▶ {}\x1b[K", "x".repeat(3000)));
+        // A redraw still pending is drawn before the line ends.
+        typed(&mut e, "\x1b[Dy");
+        assert_eq!(line(&mut e, "\r"), format!("{}yx", "x".repeat(2999)));
+        let out = String::from_utf8(e.take_output()).unwrap();
+        assert!(out.ends_with("yx\x1b[K\x1b[1D\r\n"), "{out:?}");
     }
 
     #[test]

@@ -12,11 +12,19 @@
 //! every client is shown before signing in says how to register a key.
 //!
 //! What a peer may hold: a time to sign in (`LOGIN_GRACE`), a bound on
-//! authentication attempts, connections capped in all and per address, an
-//! idle timeout (no typing at a prompt, no standard input awaited past it,
-//! no connection left without a running command), and keepalives that
-//! drop a vanished client. Nothing typed reaches a shell of this machine:
-//! a line is parsed by the core's grammar or refused.
+//! authentication attempts, connections capped in all, per address and
+//! while not signed in (past half of that cap new connections are refused
+//! at random, as OpenSSH's `MaxStartups` does, so strangers cannot take
+//! every connection), an idle timeout (no typing at a prompt, no standard
+//! input awaited past it, no connection left without a running command),
+//! the same bound on output that cannot be delivered (a client that stops
+//! reading is disconnected, and a session holds at most one window of
+//! output), and keepalives that drop a vanished client. A key removed
+//! (or its user deleted) runs nothing more: it is checked before every
+//! command and every new channel, and its connection is closed when the
+//! check fails. Nothing typed reaches a shell of this machine: a line is
+//! parsed by the core's grammar or refused. Refused connections are
+//! logged once a minute at most, with the count of those not logged.
 
 pub mod editor;
 pub mod keys;
@@ -27,7 +35,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use llm_integration_core::seams::ControlStore;
 use llm_integration_core::UserId;
@@ -42,6 +50,12 @@ use crate::executor::Executor;
 pub const LOGIN_GRACE: Duration = Duration::from_secs(30);
 /// Session channels one connection may hold at once.
 const MAX_CHANNELS: usize = 4;
+/// How often a refused connection is logged at most (the others are
+/// counted in the next line).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+/// The share (percent) of new connections refused once half of the
+/// unauthenticated cap is taken; it rises linearly to all at the cap.
+const EARLY_DROP_PERCENT: u32 = 30;
 
 /// The SSH door's settings (file keys `ssh_*`, flags `--ssh-listen` and
 /// `--ssh-name`).
@@ -60,6 +74,10 @@ pub struct SshSettings {
     pub max_connections: usize,
     /// Open connections at most from one address.
     pub max_connections_per_peer: usize,
+    /// Open connections not signed in yet, at most (within
+    /// `max_connections`). Past half of it a new connection is refused at
+    /// random: 30 % at half, rising to all at the cap.
+    pub max_unauthenticated: usize,
     /// Authentication attempts one connection may make (each key offered
     /// counts).
     pub max_auth_attempts: usize,
@@ -72,9 +90,43 @@ pub struct SshDoor {
     fingerprint: String,
     executor: Arc<Executor>,
     store: Arc<dyn ControlStore>,
-    /// Open connections per address.
-    peers: Mutex<HashMap<IpAddr, usize>>,
-    open: AtomicUsize,
+    /// Open connections per address, and in all, and not signed in.
+    peers: Mutex<Counts>,
+    /// Refused connections, for the log.
+    refusals: Mutex<Refusals>,
+}
+
+/// Open connections, counted under one lock.
+#[derive(Debug, Default)]
+struct Counts {
+    by_peer: HashMap<IpAddr, usize>,
+    open: usize,
+    unauthenticated: usize,
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    PerAddress,
+    Total,
+    NotSignedIn,
+}
+
+impl Refusal {
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::PerAddress => "over the per-address connection cap",
+            Refusal::Total => "over the connection cap",
+            Refusal::NotSignedIn => "too many connections not signed in",
+        }
+    }
+}
+
+/// Refused connections since the last log line about them.
+#[derive(Debug, Default)]
+struct Refusals {
+    logged_at: Option<Instant>,
+    unlogged: u64,
 }
 
 impl std::fmt::Debug for SshDoor {
@@ -113,8 +165,8 @@ impl SshDoor {
                 fingerprint,
                 executor,
                 store,
-                peers: Mutex::new(HashMap::new()),
-                open: AtomicUsize::new(0),
+                peers: Mutex::new(Counts::default()),
+                refusals: Mutex::new(Refusals::default()),
             },
             created,
         ))
@@ -139,10 +191,13 @@ impl SshDoor {
     ) {
         let mut sessions = tokio::task::JoinSet::new();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut summary = tokio::time::interval(REFUSAL_LOG_EVERY);
+        summary.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
+                _ = summary.tick() => self.summarise_refusals(),
                 accepted = listener.accept() => {
                     let (stream, peer) = match accepted {
                         Ok(a) => a,
@@ -152,16 +207,20 @@ impl SshDoor {
                             continue;
                         }
                     };
-                    let Some(slot) = self.admit(peer.ip()) else {
-                        tracing::warn!(peer = %peer.ip(), "ssh: connection refused, over the connection cap");
-                        drop(stream);
-                        continue;
+                    let slot = match self.admit(peer.ip()) {
+                        Ok(slot) => slot,
+                        Err(refusal) => {
+                            drop(stream);
+                            self.refused(peer.ip(), refusal);
+                            continue;
+                        }
                     };
                     let door = self.clone();
                     let stop = stop_rx.clone();
                     sessions.spawn(async move {
-                        let _slot = slot;
-                        door.connection(stream, peer, stop).await;
+                        let state = slot.state.clone();
+                        door.connection(stream, peer, state, stop).await;
+                        drop(slot);
                     });
                 }
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
@@ -177,24 +236,88 @@ impl SshDoor {
         }
     }
 
-    /// A slot for a connection from `ip`, if the caps allow one.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let count = peers.entry(ip).or_insert(0);
-        if *count >= self.settings.max_connections_per_peer
-            || self.open.load(Ordering::Relaxed) >= self.settings.max_connections
-        {
-            if *count == 0 {
-                peers.remove(&ip);
-            }
-            return None;
+    /// A slot for a connection from `ip`, if the caps allow one; else why not.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
+        let mut counts = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.by_peer.get(&ip).copied().unwrap_or(0) >= self.settings.max_connections_per_peer {
+            return Err(Refusal::PerAddress);
         }
-        *count += 1;
-        self.open.fetch_add(1, Ordering::Relaxed);
-        Some(Slot {
+        if counts.open >= self.settings.max_connections {
+            return Err(Refusal::Total);
+        }
+        if early_drop(counts.unauthenticated, self.settings.max_unauthenticated) {
+            return Err(Refusal::NotSignedIn);
+        }
+        *counts.by_peer.entry(ip).or_insert(0) += 1;
+        counts.open += 1;
+        counts.unauthenticated += 1;
+        Ok(Slot {
             door: self.clone(),
             ip,
+            state: Arc::new(ConnectionState::default()),
         })
+    }
+
+    /// Counts `state`'s connection as signed in (once).
+    fn signed_in(&self, state: &ConnectionState) {
+        if !state.authenticated.swap(true, Ordering::SeqCst) {
+            let mut counts = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            counts.unauthenticated = counts.unauthenticated.saturating_sub(1);
+        }
+    }
+
+    /// Logs a refused connection: the first in a minute with its address,
+    /// the others counted in the next line.
+    fn refused(&self, ip: IpAddr, refusal: Refusal) {
+        let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if refusals
+            .logged_at
+            .is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_EVERY)
+        {
+            refusals.unlogged += 1;
+            return;
+        }
+        let unlogged = std::mem::take(&mut refusals.unlogged);
+        refusals.logged_at = Some(now);
+        tracing::warn!(
+            peer = %ip,
+            reason = refusal.reason(),
+            refused_before = unlogged,
+            "ssh: connection refused ({}); more refusals in the next minute are counted, not logged one by one",
+            refusal.reason()
+        );
+    }
+
+    /// Logs how many connections were refused without a line of their own.
+    fn summarise_refusals(&self) {
+        let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if refusals.unlogged == 0
+            || refusals
+                .logged_at
+                .is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_EVERY)
+        {
+            return;
+        }
+        let unlogged = std::mem::take(&mut refusals.unlogged);
+        refusals.logged_at = Some(now);
+        tracing::warn!(
+            refused = unlogged,
+            "ssh: {unlogged} more connections refused over the connection caps"
+        );
+    }
+
+    /// Whether `key` is still registered to `user` (not removed, the user
+    /// not deleted). `Err` when the store cannot tell.
+    async fn still_registered(&self, user: UserId, key: &str) -> Result<bool, String> {
+        match self.store.user_by_ssh_key(key).await {
+            Ok(owner) => Ok(owner == Some(user)),
+            Err(e) => {
+                tracing::error!(error = %e, "ssh: store unavailable while checking a key");
+                Err("cannot check your SSH key now: the store is unavailable; try again".into())
+            }
+        }
     }
 
     /// Serves one connection: the SSH session, with the sign-in grace
@@ -203,18 +326,21 @@ impl SshDoor {
         self: Arc<Self>,
         stream: tokio::net::TcpStream,
         peer: SocketAddr,
+        state: Arc<ConnectionState>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let _ = stream.set_nodelay(true);
-        let state = Arc::new(ConnectionState::default());
         let handler = Connection {
             door: self.clone(),
             peer,
             user: None,
+            key: String::new(),
             state: state.clone(),
             channels: HashMap::new(),
             ptys: Vec::new(),
         };
+        // Whatever ends the connection, its channels' tasks stop waiting.
+        let _closing = Closing(state.clone());
         let running = match tokio::time::timeout(
             LOGIN_GRACE,
             russh::server::run_stream(self.config.clone(), stream, handler),
@@ -232,6 +358,7 @@ impl SshDoor {
         tokio::pin!(running);
         let started = tokio::time::Instant::now();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let idle = self.settings.idle_timeout;
         let reason = loop {
             tokio::select! {
                 result = &mut running => {
@@ -240,27 +367,30 @@ impl SshDoor {
                     }
                     return;
                 }
-                _ = stop.wait_for(|s| *s) => break "the server is stopping",
+                _ = stop.wait_for(|s| *s) => break "the server is stopping".to_owned(),
                 _ = tick.tick() => {
                     if !state.authenticated.load(Ordering::Relaxed) {
                         if started.elapsed() > LOGIN_GRACE {
-                            break "not signed in in time";
+                            break "not signed in in time".to_owned();
                         }
+                    } else if state.revoked.load(Ordering::Relaxed) {
+                        break "this SSH key is no longer registered".to_owned();
+                    } else if state.stalled.load(Ordering::Relaxed) {
+                        tracing::info!(peer = %peer.ip(), "ssh: output not read for {} s; connection closed", idle.as_secs());
+                        break format!("output not read for {} s", idle.as_secs());
                     } else if state.running.load(Ordering::Relaxed) == 0
-                        && state.idle_since().elapsed() > self.settings.idle_timeout
+                        && state.idle_since().elapsed() >= idle
                     {
-                        break "idle for too long";
+                        break "idle for too long".to_owned();
                     }
                 }
             }
         };
-        let _ = handle
-            .disconnect(
-                russh::Disconnect::ByApplication,
-                reason.to_owned(),
-                String::new(),
-            )
-            .await;
+        state.close();
+        // The session may be stuck on a client that reads nothing: the
+        // goodbye is tried, then the connection dropped regardless.
+        let bye = handle.disconnect(russh::Disconnect::ByApplication, reason, String::new());
+        let _ = tokio::time::timeout(Duration::from_secs(2), bye).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), running).await;
     }
 
@@ -278,9 +408,8 @@ impl SshDoor {
 
 fn server_config(settings: &SshSettings, key: PrivateKey) -> russh::server::Config {
     russh::server::Config {
-        server_id: russh::SshId::Standard(
-            format!("SSH-2.0-llm-integration_{}", env!("CARGO_PKG_VERSION")).into(),
-        ),
+        // No version: it would only help someone looking for a known flaw.
+        server_id: russh::SshId::Standard("SSH-2.0-llm-integration".into()),
         methods: MethodSet::from(&[MethodKind::PublicKey][..]),
         auth_rejection_time: Duration::from_millis(300),
         auth_rejection_time_initial: Some(Duration::ZERO),
@@ -292,30 +421,54 @@ fn server_config(settings: &SshSettings, key: PrivateKey) -> russh::server::Conf
         keepalive_interval: Some(Duration::from_secs(15)),
         keepalive_max: 3,
         nodelay: true,
+        // Input a channel has not read yet, in messages (of up to 32 KiB):
+        // past it the connection waits for the channel.
+        channel_buffer_size: 16,
         ..Default::default()
     }
+}
+
+/// Whether a new connection is refused at random, with `pending` not
+/// signed in of at most `cap`: never below half the cap, then 30 % rising
+/// linearly to all at the cap.
+fn early_drop(pending: usize, cap: usize) -> bool {
+    if pending >= cap {
+        return true;
+    }
+    let start = cap.div_ceil(2);
+    if pending < start {
+        return false;
+    }
+    let rise = (100 - EARLY_DROP_PERCENT) as usize * (pending - start) / (cap - start);
+    let percent = EARLY_DROP_PERCENT as usize + rise;
+    getrandom::u32().is_ok_and(|r| (r % 100) < percent as u32)
 }
 
 /// A connection's place under the caps, given back when it ends.
 struct Slot {
     door: Arc<SshDoor>,
     ip: IpAddr,
+    state: Arc<ConnectionState>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut peers = self.door.peers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = peers.get_mut(&self.ip) {
+        let mut counts = self.door.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.by_peer.get_mut(&self.ip) {
             *count -= 1;
             if *count == 0 {
-                peers.remove(&self.ip);
+                counts.by_peer.remove(&self.ip);
             }
         }
-        self.door.open.fetch_sub(1, Ordering::Relaxed);
+        counts.open = counts.open.saturating_sub(1);
+        if !self.state.authenticated.swap(true, Ordering::SeqCst) {
+            counts.unauthenticated = counts.unauthenticated.saturating_sub(1);
+        }
     }
 }
 
-/// What the connection's watchdog reads of its session.
+/// What the connection's watchdog reads of its session, and how it tells
+/// the channels' tasks that the connection is gone.
 #[derive(Debug)]
 struct ConnectionState {
     authenticated: AtomicBool,
@@ -323,6 +476,12 @@ struct ConnectionState {
     running: AtomicUsize,
     /// When the last one ended (or the connection signed in).
     idle_since: Mutex<tokio::time::Instant>,
+    /// A channel's output could not be delivered within the idle timeout.
+    stalled: AtomicBool,
+    /// The key the connection signed in with was removed.
+    revoked: AtomicBool,
+    /// The connection is closing: `true` once.
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Default for ConnectionState {
@@ -331,6 +490,9 @@ impl Default for ConnectionState {
             authenticated: AtomicBool::new(false),
             running: AtomicUsize::new(0),
             idle_since: Mutex::new(tokio::time::Instant::now()),
+            stalled: AtomicBool::new(false),
+            revoked: AtomicBool::new(false),
+            closed: tokio::sync::watch::Sender::new(false),
         }
     }
 }
@@ -342,6 +504,27 @@ impl ConnectionState {
 
     fn touch(&self) {
         *self.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+    }
+
+    /// Counts the connection as idle since `idle` ago (a channel ended by
+    /// the idle timeout: the connection closes at once if nothing else runs).
+    fn idle_out(&self, idle: Duration) {
+        let now = tokio::time::Instant::now();
+        *self.idle_since.lock().unwrap_or_else(|p| p.into_inner()) =
+            now.checked_sub(idle).unwrap_or(now);
+    }
+
+    fn close(&self) {
+        self.closed.send_replace(true);
+    }
+}
+
+/// Marks the connection closed when dropped.
+struct Closing(Arc<ConnectionState>);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
@@ -367,6 +550,8 @@ struct Connection {
     door: Arc<SshDoor>,
     peer: SocketAddr,
     user: Option<UserId>,
+    /// The fingerprint of the key the connection signed in with.
+    key: String,
     state: Arc<ConnectionState>,
     /// Session channels opened and not yet running anything.
     channels: HashMap<ChannelId, Channel<Msg>>,
@@ -389,20 +574,23 @@ impl Connection {
         &mut self,
         channel: ChannelId,
         session: &mut Session,
+        shell: bool,
         run: impl FnOnce(session::Context) -> session::Job,
     ) -> Result<(), russh::Error> {
         let (Some(open), Some(user)) = (self.channels.remove(&channel), self.user) else {
             return session.channel_failure(channel);
         };
         session.channel_success(channel)?;
-        let context = session::Context {
-            door: self.door.clone(),
+        let context = session::Context::new(
+            self.door.clone(),
             user,
-            channel: open,
-            pty: self.ptys.contains(&channel),
-            running: Running::new(self.state.clone()),
-            eof: false,
-        };
+            self.key.clone(),
+            self.peer.ip(),
+            open,
+            self.ptys.contains(&channel),
+            shell,
+            Running::new(self.state.clone()),
+        );
         tokio::spawn(run(context));
         Ok(())
     }
@@ -453,7 +641,8 @@ impl russh::server::Handler for Connection {
         match self.door.user_of(key).await {
             Some(user) => {
                 self.user = Some(user);
-                self.state.authenticated.store(true, Ordering::Relaxed);
+                self.key = keys::fingerprint(key);
+                self.door.signed_in(&self.state);
                 self.state.touch();
                 tracing::info!(peer = %self.peer.ip(), user = user.0, key = %keys::fingerprint(key), "ssh: signed in");
                 Ok(Auth::Accept)
@@ -469,12 +658,24 @@ impl russh::server::Handler for Connection {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         let held = self.channels.len() + self.state.running.load(Ordering::Relaxed);
-        if self.user.is_none() || held >= MAX_CHANNELS {
+        let Some(user) = self.user.filter(|_| held < MAX_CHANNELS) else {
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        let registered = self.door.still_registered(user, &self.key).await;
+        if registered != Ok(true) {
+            if registered == Ok(false) {
+                tracing::info!(peer = %self.peer.ip(), user = user.0, key = %self.key, "ssh: key no longer registered; connection closed");
+                self.state.revoked.store(true, Ordering::Relaxed);
+            }
             reply
                 .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
             return Ok(());
         }
+        self.state.touch();
         self.channels.insert(channel.id(), channel);
         reply.accept().await;
         Ok(())
@@ -526,7 +727,7 @@ impl russh::server::Handler for Connection {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.start(channel, session, |c| Box::pin(session::shell(c)))
+        self.start(channel, session, true, |c| Box::pin(session::shell(c)))
     }
 
     async fn exec_request(
@@ -536,7 +737,7 @@ impl russh::server::Handler for Connection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let command = data.to_vec();
-        self.start(channel, session, move |c| {
+        self.start(channel, session, false, move |c| {
             Box::pin(session::exec(c, command))
         })
     }
@@ -560,5 +761,23 @@ impl russh::server::Handler for Connection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_failure(channel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::early_drop;
+
+    #[test]
+    fn connections_not_signed_in_are_refused_at_random_past_half_the_cap() {
+        assert!((0..32).all(|pending| !early_drop(pending, 64)));
+        assert!(early_drop(64, 64) && early_drop(65, 64));
+        // A cap of one: the first is let in, no second.
+        assert!(!early_drop(0, 1) && early_drop(1, 1));
+        // 30 % at half the cap, 97 % one short of it.
+        let at_half = (0..1000).filter(|_| early_drop(32, 64)).count();
+        assert!((200..=400).contains(&at_half), "{at_half}");
+        let near_full = (0..1000).filter(|_| early_drop(63, 64)).count();
+        assert!(near_full > 900, "{near_full}");
     }
 }
