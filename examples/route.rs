@@ -56,6 +56,7 @@ fn show_routes() -> Result<(), Box<dyn std::error::Error>> {
             hint: KeyHint::from_last4(Some("wxyz".into())),
         },
         fireworks: Source::Disabled,
+        translate: true,
     });
     let mut shared = IntegrationConfig::default_llm(IntegrationId(3), Owner::Team(team));
     shared.name = "shared".parse()?;

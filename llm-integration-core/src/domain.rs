@@ -217,7 +217,9 @@ impl IntegrationKind {
     }
 }
 
-/// The settings of an `llm` integration: one source per provider.
+/// The settings of an `llm` integration: one source per provider, and
+/// whether a client of one API family may reach the other family's models
+/// through protocol translation ([`crate::translate`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct LlmSettings {
     /// Anthropic's source.
@@ -226,6 +228,16 @@ pub struct LlmSettings {
     pub openai: Source,
     /// Fireworks' source.
     pub fireworks: Source,
+    /// `--translate=on|off`: an Anthropic Messages request naming an
+    /// OpenAI model (and an OpenAI request naming a Claude model) is
+    /// translated (on, the default; settings stored before the setting
+    /// existed load as on) or refused with the endpoint to use (off).
+    #[serde(default = "translate_default")]
+    pub translate: bool,
+}
+
+fn translate_default() -> bool {
+    true
 }
 
 impl LlmSettings {
@@ -235,6 +247,7 @@ impl LlmSettings {
             anthropic: Source::Gateway,
             openai: Source::Gateway,
             fireworks: Source::Gateway,
+            translate: true,
         }
     }
 
