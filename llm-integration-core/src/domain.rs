@@ -436,6 +436,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn settings_stored_before_translate_existed_load_with_it_on() {
+        let mut stored = serde_json::to_value(LlmSettings::all_gateway()).unwrap();
+        stored.as_object_mut().unwrap().remove("translate");
+        let loaded: LlmSettings = serde_json::from_value(stored).unwrap();
+        assert!(loaded.translate);
+        let mut off = LlmSettings::all_gateway();
+        off.translate = false;
+        let round: LlmSettings =
+            serde_json::from_str(&serde_json::to_string(&off).unwrap()).unwrap();
+        assert_eq!(round, off);
+    }
+
+    #[test]
     fn fields_parse_and_print() {
         assert_eq!(
             "all".parse::<ReflectionFields>().unwrap(),

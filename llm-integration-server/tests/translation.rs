@@ -511,3 +511,69 @@ async fn count_tokens_of_an_openai_model_is_an_estimate_that_says_so() {
         .contains("approximating"));
     assert_eq!(mock.count(), before, "estimated without the upstream");
 }
+
+#[tokio::test]
+async fn translate_off_keeps_the_wrong_endpoint_refusals() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::new();
+    let s = Server::start(&dirs, &mock.url()).await;
+    let shown = s.json("integrations show llm").await;
+    assert_eq!(shown["translate"], true, "{shown}");
+    let text = s.ok("integrations edit llm --translate=off").await;
+    assert!(text.contains("translate: off"), "{text}");
+    let shown = s.json("integrations show llm").await;
+    assert_eq!(shown["translate"], false, "{shown}");
+    assert!(s.ok("integrations list").await.contains("translate=off"));
+    let before = mock.count();
+    let a = post(
+        &s,
+        "/v1/messages",
+        json!({"model": "gpt-5", "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}),
+        &ANTHROPIC,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(
+        a.text
+            .contains("use /v1/chat/completions or /v1/responses for OpenAI models"),
+        "{}",
+        a.text
+    );
+    let a = post(
+        &s,
+        "/v1/responses",
+        json!({"model": "claude-sonnet-4-6", "input": "Hi"}),
+        &[],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(
+        a.text.contains("use /v1/messages for Anthropic models"),
+        "{}",
+        a.text
+    );
+    let a = post(
+        &s,
+        "/v1/messages/count_tokens",
+        json!({"model": "gpt-5", "messages": [{"role": "user", "content": "Hi"}]}),
+        &ANTHROPIC,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(mock.count(), before);
+
+    s.ok("integrations edit llm --translate=on").await;
+    let a = post(
+        &s,
+        "/v1/responses",
+        json!({"model": "claude-sonnet-4-6", "input": "Hi"}),
+        &[],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+
+    let added = s
+        .json("integrations add llm --name plain --translate=off")
+        .await;
+    assert_eq!(added["integration"]["translate"], false, "{added}");
+}
