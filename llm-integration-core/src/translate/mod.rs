@@ -211,9 +211,30 @@ impl Dropped {
         &self.0
     }
     /// The `llm-integration-dropped` header value: the members joined by
-    /// `, ` (`None` when nothing was dropped).
+    /// `, ` (`None` when nothing was dropped). A character a header value
+    /// cannot carry as text (a control character, anything outside ASCII)
+    /// is written as a JSON escape (`\u00e9`), so every name is shown.
     pub fn header_value(&self) -> Option<String> {
-        (!self.0.is_empty()).then(|| self.0.join(", "))
+        if self.0.is_empty() {
+            return None;
+        }
+        let mut out = String::new();
+        for (i, field) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            for c in field.chars() {
+                if c == ' ' || c.is_ascii_graphic() {
+                    out.push(c);
+                } else {
+                    let mut units = [0u16; 2];
+                    for unit in c.encode_utf16(&mut units) {
+                        out.push_str(&format!("\\u{unit:04x}"));
+                    }
+                }
+            }
+        }
+        Some(out)
     }
 }
 
@@ -280,6 +301,17 @@ mod tests {
             dropped.header_value().as_deref(),
             Some("top_k, metadata.user_id")
         );
+    }
+
+    #[test]
+    fn dropped_names_are_header_safe() {
+        let mut dropped = Dropped::default();
+        dropped.push("caf\u{e9}");
+        dropped.push("a\nb");
+        dropped.push("\u{1f600}");
+        let value = dropped.header_value().unwrap();
+        assert_eq!(value, "caf\\u00e9, a\\u000ab, \\ud83d\\ude00");
+        assert!(http::HeaderValue::from_str(&value).is_ok());
     }
 
     #[test]
