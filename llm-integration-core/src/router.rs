@@ -7,6 +7,15 @@
 //! generic endpoints whose provider depends on the body's `model`, returns
 //! [`Plan::NeedsModel`]; [`Router::resolve_model`] finishes the decision
 //! once the model is known. [`Router::route_with_model`] does both.
+//!
+//! A model whose provider does not serve the client's API family is
+//! translated when the integration allows it ([`LlmSettings::translate`]):
+//! the [`Forward`] then names the upstream API's path and carries the
+//! [`Translation`] (an Anthropic Messages client on an OpenAI model, an
+//! OpenAI client on a Claude model); Anthropic's `count_tokens` for an
+//! OpenAI or Fireworks model is [`Decision::CountTokens`]. Without
+//! translation, or for an endpoint with no counterpart, the refusal names
+//! the endpoint to use ([`Refusal::WrongEndpoint`]).
 
 use http::Method;
 
