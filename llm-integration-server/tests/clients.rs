@@ -16,6 +16,7 @@ use std::process::{Command, Output};
 
 use llm_integration_mock::MockUpstream;
 use llm_integration_server::testing::{Dirs, Process, Server, GATEWAY_KEYS};
+use serde_json::json;
 
 fn client(name: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -658,5 +659,73 @@ async fn codex_on_a_claude_model_calls_a_tool() {
         body.contains("42"),
         "the output of `echo $((6*7))` arrived intact: {body}"
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_code_on_a_chatgpt_subscription() {
+    use llm_integration_mock::chatgpt::{ChatGptBehaviour, MockChatGpt, ACCOUNT_ID};
+    let chatgpt = MockChatGpt::start(ChatGptBehaviour {
+        pending_polls: 0,
+        ..ChatGptBehaviour::default()
+    })
+    .await
+    .unwrap();
+    let mock = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::new();
+    let endpoints = llm_integration_server::chatgpt::ChatGptEndpoints {
+        auth: chatgpt.auth_url(),
+        backend: chatgpt.backend_url(),
+    };
+    let s = Server::start_with(&dirs, &mock.url(), move |c| {
+        c.chatgpt = endpoints;
+        c.default_host = Some("sub.int.exe.xyz".into());
+    })
+    .await;
+    let answer = s
+        .http
+        .post(format!("{}/exec", s.url))
+        .bearer_auth(&s.token)
+        .body("integrations setup chatgpt --name work")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(answer.contains("Connected"), "{answer}");
+    s.ok(
+        "integrations add llm --name sub --openai=chatgpt --openai-account=work --attach auto:all",
+    )
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(client("claude"));
+    quiet(&mut cmd, home.path());
+    cmd.env(
+        "ANTHROPIC_BASE_URL",
+        format!("http://127.0.0.1:{}", s.data.port()),
+    )
+    .env("ANTHROPIC_API_KEY", "implicit")
+    .args(["-p", "Say hello", "--model", "gpt-5.5"]);
+    let out = run(cmd).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("tok0 tok1 tok2"),
+        "{}",
+        text(&out)
+    );
+    // Claude Code's turn went to the ChatGPT backend as the Responses API.
+    let seen = chatgpt.backend_requests();
+    assert!(!seen.is_empty(), "{}", text(&out));
+    for r in &seen {
+        assert_eq!(r.header("chatgpt-account-id"), Some(ACCOUNT_ID));
+        let body = r.json().unwrap();
+        assert_eq!(body["model"], "gpt-5.5");
+        assert_eq!(
+            (&body["store"], &body["stream"]),
+            (&json!(false), &json!(true))
+        );
+        assert!(body["input"].is_array(), "{body}");
+    }
     s.stop().await;
 }
