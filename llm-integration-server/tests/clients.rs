@@ -3,7 +3,9 @@
 //! `~/.claude/settings.json` with an `apiKeyHelper`) and Codex CLI (a
 //! custom model provider, as `-c` flags and as `~/.codex/config.toml`),
 //! each to a completed turn, a tool call included; Codex through a ChatGPT
-//! subscription too.
+//! subscription too. Across the API families (translated by the gateway):
+//! Claude Code on a GPT model and Codex on a Claude model, each completing
+//! a tool-using turn, and Claude Code on a ChatGPT subscription.
 //!
 //! The clients are installed by `.ci/run` (`npm ci` in `tests/clients`,
 //! pinned versions). They reach the gateway at `http://127.0.0.1:PORT`,
