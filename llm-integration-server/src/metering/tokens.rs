@@ -66,11 +66,13 @@ pub const DOCUMENT_TOKENS: u64 = 3_000;
 /// models; for Fireworks' open-weights models `o200k_base` as an
 /// approximation (their tokenizers, Llama 3's, Qwen's, DeepSeek's, have
 /// vocabularies of the same order and count English and code within a
-/// few tenths of it).
+/// few tenths of it). A conversation Chat Completions cannot carry (a
+/// `tool_use` not yet answered, a block of an unknown type) is counted as
+/// the JSON text of its `system`, `messages` and `tools`.
 ///
 /// # Errors
-/// The translation's error: the body is not an Anthropic Messages
-/// request, or has a member Chat Completions cannot express.
+/// [`TranslateError::InvalidBody`]: the body is not an Anthropic Messages
+/// request.
 pub fn estimate_input(
     provider: Provider,
     model: &str,
@@ -80,9 +82,13 @@ pub fn estimate_input(
         Provider::Fireworks => Target::Fireworks,
         _ => Target::OpenAi,
     };
-    let translated = messages_to_chat::request(body, target)?;
-    let chat: Value = serde_json::from_slice(&translated.body)
-        .map_err(|e| TranslateError::InvalidBody(e.to_string()))?;
+    let translated = match messages_to_chat::request(body, target) {
+        Ok(t) => Some(t),
+        // A conversation Chat Completions could not carry (a tool call not
+        // yet answered, say) still has a size.
+        Err(TranslateError::Unexpressible { .. }) => None,
+        Err(e) => return Err(e),
+    };
     let old = provider == Provider::OpenAi
         && (model.starts_with("gpt-4-") || model == "gpt-4" || model.starts_with("gpt-3.5"));
     let (bpe, name) = match (provider, old) {
@@ -94,6 +100,20 @@ pub fn estimate_input(
         ),
     };
     let count = |text: &str| bpe.encode_ordinary(text).len() as u64;
+    let Some(translated) = translated else {
+        // Counted as the JSON text of what the model reads: more than its
+        // content (the punctuation counts too), never less.
+        let request: Value =
+            serde_json::from_slice(body).map_err(|e| TranslateError::InvalidBody(e.to_string()))?;
+        let total = ["system", "messages", "tools"]
+            .iter()
+            .filter_map(|member| request.get(*member))
+            .map(|value| count(&value.to_string()))
+            .sum::<u64>();
+        return Ok((total + 3, name));
+    };
+    let chat: Value = serde_json::from_slice(&translated.body)
+        .map_err(|e| TranslateError::InvalidBody(e.to_string()))?;
     let mut total = 3;
     for message in chat["messages"].as_array().into_iter().flatten() {
         total += 3;
@@ -147,6 +167,11 @@ mod tests {
         .unwrap();
         assert!(name.contains("approximating"));
         assert!(estimate_input(Provider::OpenAi, "gpt-5.5", b"[]").is_err());
+        // A tool call still unanswered: counted by its JSON text.
+        let pending = br#"{"model":"gpt-5.5","messages":[{"role":"user","content":"Hello"},
+{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"Bash","input":{"command":"ls"}}]}]}"#;
+        let (p, _) = estimate_input(Provider::OpenAi, "gpt-5.5", pending).unwrap();
+        assert!(p > n, "{p}");
     }
 
     #[test]
