@@ -577,3 +577,44 @@ async fn translate_off_keeps_the_wrong_endpoint_refusals() {
         .await;
     assert_eq!(added["integration"]["translate"], false, "{added}");
 }
+
+#[tokio::test]
+async fn a_translated_stream_cut_by_the_upstream_ends_with_an_error_in_the_clients_dialect() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::new();
+    let s = Server::start(&dirs, &mock.url()).await;
+    let a = post(
+        &s,
+        "/v1/messages",
+        json!({"model": "gpt-5", "max_tokens": 100, "stream": true,
+               "messages": [{"role": "user", "content": "Hello"}]}),
+        &[ANTHROPIC[0], ANTHROPIC[1], ("x-mock-fail", "reset")],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.text.starts_with("event: message_start\n"), "{}", a.text);
+    assert!(a.text.contains("event: error\n"), "{}", a.text);
+    assert!(
+        !a.text.contains("message_stop"),
+        "never a completion: {}",
+        a.text
+    );
+    let a = post(
+        &s,
+        "/v1/responses",
+        json!({"model": "claude-sonnet-4-6", "input": "Hello", "stream": true}),
+        &[("x-mock-fail", "reset")],
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(!a.text.contains("response.completed"), "{}", a.text);
+    assert!(
+        a.text.contains("event: response.failed\n"),
+        "the Responses API's own failure, which Codex retries: {}",
+        a.text
+    );
+    // Both recorded, as failed requests of the served models.
+    let rows = usage_by_model(&s, 2).await;
+    assert_eq!(rows["gpt-5"]["requests"], 1);
+    assert_eq!(rows["claude-sonnet-4-6"]["requests"], 1);
+}

@@ -12,7 +12,8 @@
 //! one SSE `error` event in the endpoint's dialect, then the stream ends.
 //! A translated stream passes what the relay keeps (the upstream's own
 //! events, already metered) through the core's [`StreamTranslator`], which
-//! writes the client's events.
+//! writes the client's events; a failure then ends the stream as the
+//! client's API ends a broken one (`response.failed`, an `error` event).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -247,6 +248,16 @@ impl RelayBody {
 
     fn fail(&mut self, message: &str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.end();
+        if let (true, Some(mut translator)) = (self.sse, self.translator.take()) {
+            // The client's API's own ending of a broken stream
+            // (`response.failed` for a Responses client, an `error` event
+            // for an Anthropic one), which its clients act on.
+            let mut out = Vec::new();
+            translator.finish(&mut out);
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+            }
+        }
         if self.sse {
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from(sse_error_event(
                 self.dialect,
