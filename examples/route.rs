@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use http::Method;
+use llm_integration::translate::Translation;
 use llm_integration::{
     AttachmentSpec, ConfigRecords, CredentialId, Decision, Dialect, IntegrationConfig,
     IntegrationId, IntegrationKind, KeyHint, LlmSettings, ModelsShape, Owner, Provider,
@@ -56,6 +57,7 @@ fn show_routes() -> Result<(), Box<dyn std::error::Error>> {
             hint: KeyHint::from_last4(Some("wxyz".into())),
         },
         fireworks: Source::Disabled,
+        translate: true,
     });
     let mut shared = IntegrationConfig::default_llm(IntegrationId(3), Owner::Team(team));
     shared.name = "shared".parse()?;
@@ -143,6 +145,12 @@ fn show_routes() -> Result<(), Box<dyn std::error::Error>> {
             "/v1/messages",
             Some("gpt-5.5"),
         ),
+        (
+            "llm.int.exe.xyz",
+            Method::POST,
+            "/v1/messages/count_tokens?beta=true",
+            Some("gpt-5.5"),
+        ),
         ("llm.int.exe.xyz", Method::POST, "/v1/messages", None),
         (
             "llm.int.exe.xyz",
@@ -173,11 +181,30 @@ fn show_routes() -> Result<(), Box<dyn std::error::Error>> {
                     .upstream_model
                     .map(|m| format!("; the body's model becomes {m}"))
                     .unwrap_or_default();
+                let translated = match f.translation {
+                    Translation::None => "",
+                    Translation::MessagesToChat(_) => {
+                        "; translated from Anthropic Messages to Chat Completions and back"
+                    }
+                    Translation::MessagesToResponses(_) => {
+                        "; translated from Anthropic Messages to the Responses API and back"
+                    }
+                    Translation::ChatToMessages => {
+                        "; translated from Chat Completions to Anthropic Messages and back"
+                    }
+                    Translation::ResponsesToMessages => {
+                        "; translated from the Responses API to Anthropic Messages and back"
+                    }
+                };
                 println!(
-                    "  -> forward to {} at {base}{} (integration {}, source {}){rewrite}",
+                    "  -> forward to {} at {base}{} (integration {}, source {}){rewrite}{translated}",
                     f.provider, f.upstream_path, f.integration.name, f.source
                 );
             }
+            Ok(Decision::CountTokens(c)) => println!(
+                "  -> 200 at once: an estimate of the input tokens of {} ({} has no count_tokens)",
+                c.model, c.provider
+            ),
             Ok(Decision::ListModels(l)) => {
                 let providers: Vec<_> = l.providers.iter().map(|p| p.as_str()).collect();
                 println!(

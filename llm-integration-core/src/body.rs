@@ -153,6 +153,12 @@ impl<'a> JsonObject<'a> {
         })
     }
 
+    /// The text this object was read from: for an object read with
+    /// [`JsonObject::parse`], the whole body.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
     /// The members, in the order they appear.
     pub fn members(&self) -> &[Member<'a>] {
         &self.members

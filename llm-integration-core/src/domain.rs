@@ -220,7 +220,9 @@ impl IntegrationKind {
     }
 }
 
-/// The settings of an `llm` integration: one source per provider.
+/// The settings of an `llm` integration: one source per provider, and
+/// whether a client of one API family may reach the other family's models
+/// through protocol translation ([`crate::translate`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct LlmSettings {
     /// Anthropic's source.
@@ -229,6 +231,16 @@ pub struct LlmSettings {
     pub openai: Source,
     /// Fireworks' source.
     pub fireworks: Source,
+    /// `--translate=on|off`: an Anthropic Messages request naming an
+    /// OpenAI model (and an OpenAI request naming a Claude model) is
+    /// translated (on, the default; settings stored before the setting
+    /// existed load as on) or refused with the endpoint to use (off).
+    #[serde(default = "translate_default")]
+    pub translate: bool,
+}
+
+fn translate_default() -> bool {
+    true
 }
 
 impl LlmSettings {
@@ -238,6 +250,7 @@ impl LlmSettings {
             anthropic: Source::Gateway,
             openai: Source::Gateway,
             fireworks: Source::Gateway,
+            translate: true,
         }
     }
 
@@ -424,6 +437,19 @@ pub struct ConfigRecords {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_stored_before_translate_existed_load_with_it_on() {
+        let mut stored = serde_json::to_value(LlmSettings::all_gateway()).unwrap();
+        stored.as_object_mut().unwrap().remove("translate");
+        let loaded: LlmSettings = serde_json::from_value(stored).unwrap();
+        assert!(loaded.translate);
+        let mut off = LlmSettings::all_gateway();
+        off.translate = false;
+        let round: LlmSettings =
+            serde_json::from_str(&serde_json::to_string(&off).unwrap()).unwrap();
+        assert_eq!(round, off);
+    }
 
     #[test]
     fn fields_parse_and_print() {

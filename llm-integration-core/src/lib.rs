@@ -122,7 +122,7 @@ pub use names::{AccountName, IntegrationName, TagName, TeamName, VmName};
 pub use provider::{Dialect, PerProvider, Provider, ProviderSet};
 pub use router::{
     dialect_for, Decision, Forward, ModelListing, ModelsShape, PendingModel, Plan, ReflectionPath,
-    ReflectionRoute, Refusal, Refused, RouteRequest, Router, SnapshotRouter,
+    ReflectionRoute, Refusal, Refused, RouteRequest, Router, SnapshotRouter, TokenCount,
 };
 pub use secret::{KeyHint, SecretString};
 pub use snapshot::{Snapshot, SnapshotOptions};

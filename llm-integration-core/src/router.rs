@@ -7,6 +7,15 @@
 //! generic endpoints whose provider depends on the body's `model`, returns
 //! [`Plan::NeedsModel`]; [`Router::resolve_model`] finishes the decision
 //! once the model is known. [`Router::route_with_model`] does both.
+//!
+//! A model whose provider does not serve the client's API family is
+//! translated when the integration allows it ([`LlmSettings::translate`]):
+//! the [`Forward`] then names the upstream API's path and carries the
+//! [`Translation`] (an Anthropic Messages client on an OpenAI model, an
+//! OpenAI client on a Claude model); Anthropic's `count_tokens` for an
+//! OpenAI or Fireworks model is [`Decision::CountTokens`]. Without
+//! translation, or for an endpoint with no counterpart, the refusal names
+//! the endpoint to use ([`Refusal::WrongEndpoint`]).
 
 use http::Method;
 
@@ -21,6 +30,7 @@ use crate::path::{check_path, classify_path, split_target, PathError, PathRoute}
 use crate::provider::{Dialect, Provider, ProviderSet};
 use crate::snapshot::{Snapshot, VmEntry};
 use crate::source::{ProviderSource, Source};
+use crate::translate::{Target, Translation};
 use crate::wire::errors::{error_body, ErrorClass};
 
 /// Decides where requests go, on a configuration [`Snapshot`].
@@ -222,6 +232,24 @@ pub enum Decision<'s> {
         /// The methods the route takes.
         allow: &'static str,
     },
+    /// Answer Anthropic's `POST /v1/messages/count_tokens` with an
+    /// estimate: the model is served by a provider without that endpoint
+    /// (OpenAI, or Fireworks, whose Anthropic-compatible layer does not
+    /// document it), and the integration translates.
+    CountTokens(TokenCount<'s>),
+}
+
+/// A token count to estimate (see [`Decision::CountTokens`]).
+#[derive(Debug)]
+pub struct TokenCount<'s> {
+    /// The integration the request reached.
+    pub integration: &'s IntegrationConfig,
+    /// The provider serving the model.
+    pub provider: Provider,
+    /// The model, as the provider names it (`provider/` prefix removed).
+    pub model: String,
+    /// The dialect of errors (Anthropic's).
+    pub dialect: Dialect,
 }
 
 /// A request to forward.
@@ -239,8 +267,12 @@ pub struct Forward<'s> {
     /// The model to put in the body, when it differs from the client's
     /// (an explicit `provider/` prefix was stripped).
     pub upstream_model: Option<String>,
-    /// The dialect of errors the gateway generates on this route.
+    /// The dialect of errors the gateway generates on this route (the
+    /// client's, also when the request is translated).
     pub dialect: Dialect,
+    /// The protocol translation the request takes ([`Translation::None`]
+    /// when the client speaks the provider's API).
+    pub translation: Translation,
 }
 
 /// Which list shape to answer `/v1/models` in.
@@ -615,6 +647,7 @@ impl Snapshot {
                         upstream_path: upstream(provider, rest, query),
                         upstream_model: None,
                         dialect,
+                        translation: Translation::None,
                     },
                     method,
                 )
@@ -659,6 +692,7 @@ impl Snapshot {
                             upstream_path,
                             upstream_model: None,
                             dialect,
+                            translation: Translation::None,
                         },
                         method,
                     )
@@ -694,12 +728,43 @@ impl Snapshot {
                         upstream_path: upstream(provider, path, query),
                         upstream_model: None,
                         dialect,
+                        translation: Translation::None,
                     },
                     method,
                 )
                 .map(|f| Plan::Ready(Decision::Forward(f)))
             }
         }
+    }
+}
+
+/// The translation a request of `path` takes to `provider` (whose API
+/// family does not serve the path): [`Translation::None`] when the
+/// integration does not translate or the path has no counterpart (the
+/// request is then refused with the endpoint to use).
+///
+/// Fireworks never needs one here: it serves both families natively (its
+/// Anthropic-compatible `/inference/v1/messages` takes Anthropic clients
+/// as they are, which keeps every member and costs no translation).
+fn translation_for(
+    settings: &LlmSettings,
+    path: &str,
+    provider: Provider,
+    source: &Source,
+) -> Translation {
+    if !settings.translate {
+        return Translation::None;
+    }
+    match (path, provider) {
+        // A ChatGPT subscription serves the Responses API only.
+        ("/v1/messages", Provider::OpenAi) if matches!(source, Source::Chatgpt { .. }) => {
+            Translation::MessagesToResponses(Target::OpenAi)
+        }
+        ("/v1/messages", Provider::OpenAi) => Translation::MessagesToChat(Target::OpenAi),
+        ("/v1/messages", Provider::Fireworks) => Translation::MessagesToChat(Target::Fireworks),
+        ("/v1/chat/completions", Provider::Anthropic) => Translation::ChatToMessages,
+        ("/v1/responses", Provider::Anthropic) => Translation::ResponsesToMessages,
+        _ => Translation::None,
     }
 }
 
@@ -832,6 +897,42 @@ impl Snapshot {
             pending.family.providers(),
         )
         .map_err(|e| refuse(model_refusal(e, model, pending.integration)))?;
+        let upstream_model = || route.upstream_model.as_deref().unwrap_or(model).to_owned();
+        if pending.settings.translate
+            && pending.path == "/v1/messages/count_tokens"
+            && matches!(route.provider, Provider::OpenAi | Provider::Fireworks)
+        {
+            return Ok(Decision::CountTokens(TokenCount {
+                integration: pending.integration,
+                provider: route.provider,
+                model: upstream_model(),
+                dialect: pending.dialect,
+            }));
+        }
+        let source = pending.settings.source(route.provider);
+        let translation = if pending.family.serves(route.provider) {
+            Translation::None
+        } else {
+            translation_for(pending.settings, pending.path, route.provider, source)
+        };
+        if let Some(api_path) = translation.upstream_api_path() {
+            return guarded(
+                Forward {
+                    integration: pending.integration,
+                    provider: route.provider,
+                    source,
+                    // The client's query (`?beta=true`) is its API's, not
+                    // the upstream's.
+                    upstream_path: upstream(route.provider, api_path, None),
+                    upstream_model: route.upstream_model.map(|m| m.into_owned()),
+                    dialect: pending.dialect,
+                    translation,
+                },
+                &Method::POST,
+            )
+            .map(Decision::Forward)
+            .map_err(refuse);
+        }
         if !pending.family.serves(route.provider) {
             let hint = match pending.family {
                 ApiFamily::Anthropic => {
@@ -853,6 +954,7 @@ impl Snapshot {
                 upstream_path: upstream(route.provider, pending.path, pending.query),
                 upstream_model: route.upstream_model.map(|m| m.into_owned()),
                 dialect: pending.dialect,
+                translation: Translation::None,
             },
             &Method::POST,
         )

@@ -22,6 +22,15 @@
 //!   and no parameter outside [`CHATGPT_ACCEPTED`].
 //! - **Metering facts**: the model, the output limit in any API's
 //!   spelling, and whether the call produces output at all.
+//! - **Translation** (a [`Forward`] whose [`Translation`] is not `None`):
+//!   the client's body is translated into the upstream API's
+//!   ([`crate::translate`]) and the rules above apply to the translated
+//!   body (the `model` prefix, the usage request, the ChatGPT backend's
+//!   reshaping, whose removed members are named dropped too); the answer
+//!   is translated back by the plan's [`TranslationPlan`] after metering
+//!   has read it. The headers of the client's API family
+//!   (`anthropic-version`, `anthropic-beta`, `openai-beta`, …) do not
+//!   cross; an Anthropic upstream gets `anthropic-version: 2023-06-01`.
 //!
 //! ```
 //! use llm_integration_core::body::JsonObject;
@@ -60,6 +69,7 @@ use crate::headers::{inject_credential, strip_for_upstream, AuthScheme, Injected
 use crate::provider::{Dialect, PerProvider, Provider};
 use crate::router::Forward;
 use crate::source::{EndpointAuth, ProviderSource, Source};
+use crate::translate::{self, AnswerTranslation, TranslateError, Translation};
 use crate::wire::errors::ErrorClass;
 
 /// Where each source's requests go.
@@ -143,7 +153,34 @@ pub struct UpstreamPlan {
     pub produces_output: bool,
     /// How many answers the request asks for (`n`, or `best_of`).
     pub choices: Option<u64>,
+    /// Client headers removed before sending (the other API family's).
+    pub remove_headers: Vec<HeaderName>,
+    /// The protocol translation: the upstream's whole body and how to
+    /// translate the answer back (`None`: the request is forwarded in the
+    /// client's API, with [`UpstreamPlan::body`]'s edits).
+    pub translation: Option<TranslationPlan>,
 }
+
+/// A translated request's body and how its answer goes back.
+#[derive(Debug, Clone)]
+pub struct TranslationPlan {
+    /// The upstream's body, whole (sent instead of the client's).
+    pub body: Vec<u8>,
+    /// How the answer is translated back; its `dropped` list is what the
+    /// `llm-integration-dropped` response header names.
+    pub answer: AnswerTranslation,
+}
+
+/// Headers of the Anthropic API family, which an OpenAI-family upstream
+/// does not take.
+const ANTHROPIC_HEADERS: [&str; 3] = [
+    "anthropic-version",
+    "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access",
+];
+
+/// Headers of the OpenAI API family, which Anthropic does not take.
+const OPENAI_HEADERS: [&str; 3] = ["openai-beta", "openai-organization", "openai-project"];
 
 impl UpstreamPlan {
     /// Turns the client's request headers into the upstream's, in place:
@@ -156,6 +193,9 @@ impl UpstreamPlan {
         credential: Injected<'_>,
     ) {
         strip_for_upstream(headers, client_ip_header);
+        for name in &self.remove_headers {
+            headers.remove(name);
+        }
         for (name, value) in &self.default_headers {
             if !headers.contains_key(name) {
                 headers.insert(name.clone(), value.clone());
@@ -193,7 +233,8 @@ fn produces_output(path: &str) -> bool {
 /// output limit), to ask for a stream's usage, or to reshape a request
 /// for the ChatGPT backend.
 pub fn reads_body(forward: &Forward<'_>) -> bool {
-    forward.source.is_metered()
+    forward.translation.is_some()
+        || forward.source.is_metered()
         || matches!(forward.source, Source::Chatgpt { .. })
         || asks_for_usage(forward.provider, path_of(&forward.upstream_path))
 }
@@ -244,8 +285,99 @@ pub fn max_output(body: &JsonObject<'_>) -> Option<u64> {
 /// # Errors
 /// A [`GatewayError`] when the request cannot go to this source: a
 /// ChatGPT subscription serves `POST /v1/responses` only, with a JSON
-/// object body.
+/// object body; a translated request (400, in the client's dialect) whose
+/// body is not its API's request or has a member the upstream's API cannot
+/// express (the message names it).
 pub fn plan(
+    forward: &Forward<'_>,
+    body: Option<&JsonObject<'_>>,
+    targets: &UpstreamTargets,
+) -> Result<UpstreamPlan, GatewayError> {
+    if !forward.translation.is_some() {
+        return plan_native(forward, body, targets);
+    }
+    let dialect = forward.dialect;
+    let Some(client) = body else {
+        return Err(GatewayError::new(
+            dialect,
+            ErrorClass::InvalidRequest,
+            "invalid_json",
+            "the request body must be a JSON object",
+        ));
+    };
+    let translated = forward
+        .translation
+        .request(client.bytes())
+        .map_err(|e| translate_error(dialect, &e))?;
+    let object =
+        JsonObject::parse(&translated.body).map_err(|e| GatewayError::invalid_body(dialect, &e))?;
+    let mut plan = plan_native(forward, Some(&object), targets)?;
+    let mut dropped = translated.dropped.clone();
+    if matches!(forward.source, Source::Chatgpt { .. }) {
+        for member in object.members() {
+            if !CHATGPT_ACCEPTED.contains(&member.name.as_ref()) {
+                dropped.push(client_member(&member.name));
+            }
+        }
+    }
+    let body = plan.body.apply(&translated.body);
+    plan.body = BodyEdits::default();
+    plan.set_headers.push((
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    ));
+    let family_headers: &[&str] = match forward.translation {
+        Translation::ChatToMessages | Translation::ResponsesToMessages => {
+            plan.default_headers.push((
+                HeaderName::from_static("anthropic-version"),
+                HeaderValue::from_static("2023-06-01"),
+            ));
+            &OPENAI_HEADERS
+        }
+        _ => &ANTHROPIC_HEADERS,
+    };
+    plan.remove_headers = family_headers
+        .iter()
+        .map(|name| HeaderName::from_static(name))
+        .collect();
+    let include_usage = forward.translation == Translation::ChatToMessages
+        && translate::chat_to_messages::include_usage(client.bytes());
+    plan.translation = Some(TranslationPlan {
+        body,
+        answer: AnswerTranslation {
+            translation: forward.translation,
+            model: translated.model,
+            include_usage,
+            dropped,
+            created_at: 0,
+        },
+    });
+    Ok(plan)
+}
+
+/// A translated request's refusal: 400 in the client's dialect, naming the
+/// member.
+fn translate_error(dialect: Dialect, error: &TranslateError) -> GatewayError {
+    let code = match error {
+        TranslateError::InvalidBody(_) => "invalid_request",
+        _ => "untranslatable_request",
+    };
+    GatewayError::new(dialect, ErrorClass::InvalidRequest, code, error.to_string())
+}
+
+/// The Anthropic client's name for a Responses member the ChatGPT backend
+/// does not take (the member it was translated from).
+fn client_member(responses_member: &str) -> String {
+    match responses_member {
+        "max_output_tokens" => "max_tokens".to_owned(),
+        "safety_identifier" => "metadata.user_id".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// [`plan`] for a request in the upstream's own API (`body`: the body as
+/// sent, or the translated body).
+fn plan_native(
     forward: &Forward<'_>,
     body: Option<&JsonObject<'_>>,
     targets: &UpstreamTargets,
@@ -374,5 +506,7 @@ pub fn plan(
         max_output: body.and_then(max_output),
         produces_output: produces_output(path),
         choices: body.and_then(|b| count(b, "n").max(count(b, "best_of"))),
+        remove_headers: Vec::new(),
+        translation: None,
     })
 }

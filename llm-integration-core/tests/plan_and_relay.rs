@@ -80,6 +80,7 @@ fn snapshot() -> &'static Snapshot {
                             account: "work".parse().unwrap(),
                         },
                         fireworks: Source::Gateway,
+                        translate: true,
                     },
                 ),
                 integration(
@@ -89,6 +90,7 @@ fn snapshot() -> &'static Snapshot {
                         anthropic: byok(1),
                         openai: byok(2),
                         fireworks: byok(3),
+                        translate: true,
                     },
                 ),
                 integration(
@@ -114,6 +116,7 @@ fn snapshot() -> &'static Snapshot {
                             url: "https://fw.example.com:8443/inference".parse().unwrap(),
                             auth: EndpointAuth::None,
                         },
+                        translate: true,
                     },
                 ),
             ],

@@ -75,7 +75,7 @@ fn records() -> impl Strategy<Value = ConfigRecords> {
         1..5,
     );
     let kind = prop_oneof![
-        3 => (source(), source(), source()).prop_map(|(a, o, f)| IntegrationKind::Llm(LlmSettings { anthropic: a, openai: o, fireworks: f })),
+        3 => (source(), source(), source()).prop_map(|(a, o, f)| IntegrationKind::Llm(LlmSettings { anthropic: a, openai: o, fireworks: f, translate: true })),
         1 => Just(IntegrationKind::Reflection(ReflectionSettings::default())),
     ];
     let integrations = prop::collection::vec(
@@ -247,6 +247,7 @@ fn disabled_providers_are_never_listed() {
         anthropic: Source::Disabled,
         openai: Source::Gateway,
         fireworks: Source::Disabled,
+        translate: true,
     });
     let s = Snapshot::build(
         ConfigRecords {

@@ -52,6 +52,7 @@ fn snapshot() -> Snapshot {
             hint: KeyHint::from_last4(Some("wxyz".into())),
         },
         fireworks: Source::Disabled,
+        translate: true,
     });
     let mut refl = IntegrationConfig::default_reflection(IntegrationId(4), Owner::User(ALICE));
     refl.kind = IntegrationKind::Reflection(ReflectionSettings {
@@ -769,7 +770,9 @@ fn provider_and_model_refusals() {
             .0,
         Refusal::MalformedModel
     );
-    let (e, d) = route(&s, DEVBOX, h, Method::POST, "/v1/messages", Some("gpt-5.5")).unwrap_err();
+    // Translated on /v1/messages (tests/translate_route.rs); an endpoint
+    // with no counterpart in the model's API is refused.
+    let (e, d) = route(&s, DEVBOX, h, Method::POST, "/v1/complete", Some("gpt-5.5")).unwrap_err();
     assert!(
         matches!(
             e,
@@ -786,7 +789,7 @@ fn provider_and_model_refusals() {
         DEVBOX,
         h,
         Method::POST,
-        "/v1/responses",
+        "/v1/embeddings",
         Some("claude-opus-4-6"),
     )
     .unwrap_err();

@@ -623,3 +623,63 @@ async fn a_hostile_login_service_cannot_show_secrets_or_drive_the_terminal() {
         s.stop().await;
     }
 }
+
+#[tokio::test]
+async fn an_anthropic_client_on_a_chatgpt_subscription_speaks_responses_to_the_backend() {
+    let (chatgpt, _upstream, _dirs, s) = start(ChatGptBehaviour::default()).await;
+    let (status, _, all) = connect(&s, "work", false).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    s.ok(
+        "integrations add llm --name sub --openai=chatgpt --openai-account=work --attach auto:all",
+    )
+    .await;
+    let vm = s.vm_client("127.0.0.1".parse::<IpAddr>().unwrap(), &["sub.int.exe.xyz"]);
+    let url = format!("{}/v1/messages", s.data_url("sub.int.exe.xyz"));
+    let ask = |stream: bool| {
+        json!({"model": "gpt-5.5", "max_tokens": 2000, "temperature": 0.2, "stream": stream,
+               "system": "Be brief.", "messages": [{"role": "user", "content": "Hello"}]})
+    };
+    // A client that does not stream: the backend's stream is collected,
+    // then translated into an Anthropic message.
+    let r = vm
+        .post(&url)
+        .header("anthropic-version", "2023-06-01")
+        .header("x-api-key", "placeholder")
+        .json(&ask(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["llm-integration-dropped"],
+        "max_tokens, temperature",
+        "what the backend does not take is named"
+    );
+    let m: Value = r.json().await.unwrap();
+    assert_eq!(m["type"], "message", "{m}");
+    assert_eq!(m["role"], "assistant");
+    assert!(m["content"][0]["text"].as_str().is_some(), "{m}");
+    let sent = chatgpt.backend_requests().pop().unwrap().json().unwrap();
+    assert_eq!(sent["instructions"], "Be brief.");
+    assert_eq!(
+        (sent["store"].clone(), sent["stream"].clone()),
+        (json!(false), json!(true))
+    );
+    assert!(sent.get("max_output_tokens").is_none(), "{sent}");
+    // A client that streams: Anthropic's events.
+    let r = vm
+        .post(&url)
+        .header("anthropic-version", "2023-06-01")
+        .json(&ask(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.text().await.unwrap();
+    assert!(body.starts_with("event: message_start\n"), "{body}");
+    assert!(body.contains("event: content_block_delta\n"), "{body}");
+    assert!(
+        body.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
+        "{body}"
+    );
+}

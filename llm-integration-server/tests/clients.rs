@@ -3,7 +3,9 @@
 //! `~/.claude/settings.json` with an `apiKeyHelper`) and Codex CLI (a
 //! custom model provider, as `-c` flags and as `~/.codex/config.toml`),
 //! each to a completed turn, a tool call included; Codex through a ChatGPT
-//! subscription too.
+//! subscription too. Across the API families (translated by the gateway):
+//! Claude Code on a GPT model and Codex on a Claude model, each completing
+//! a tool-using turn, and Claude Code on a ChatGPT subscription.
 //!
 //! The clients are installed by `.ci/run` (`npm ci` in `tests/clients`,
 //! pinned versions). They reach the gateway at `http://127.0.0.1:PORT`,
@@ -16,6 +18,7 @@ use std::process::{Command, Output};
 
 use llm_integration_mock::MockUpstream;
 use llm_integration_server::testing::{Dirs, Process, Server, GATEWAY_KEYS};
+use serde_json::json;
 
 fn client(name: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -188,9 +191,13 @@ async fn claude_code_with_env_and_with_settings_json() {
 }
 
 fn codex(home: &Path, base: &str, flags: bool) -> Command {
+    codex_on(home, base, flags, "gpt-5.5")
+}
+
+fn codex_on(home: &Path, base: &str, flags: bool, model: &str) -> Command {
     let mut cmd = Command::new(client("codex"));
     quiet(&mut cmd, home);
-    cmd.args(["exec", "--skip-git-repo-check", "--model", "gpt-5.5"]);
+    cmd.args(["exec", "--skip-git-repo-check", "--model", model]);
     if flags {
         cmd.args([
             "-c",
@@ -529,5 +536,198 @@ async fn claude_code_default_model_on_a_fresh_account() {
         llm_integration_core::pricing::PriceMatch::Default,
         "{model}"
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_code_on_a_gpt_model_calls_a_tool_and_uses_its_result() {
+    let mock = MockUpstream::start().await.unwrap();
+    let (_dirs, s) = gateway(&mock, "llm.int.exe.xyz").await;
+    let base = format!("http://127.0.0.1:{}", s.data.port());
+    let home = tempfile::tempdir().unwrap();
+    mock.set_tool_scenario(Some("Bash"));
+    let mut cmd = Command::new(client("claude"));
+    quiet(&mut cmd, home.path());
+    cmd.env("ANTHROPIC_BASE_URL", &base)
+        .env("ANTHROPIC_API_KEY", "implicit")
+        .args([
+            "-p",
+            "Compute it with the shell",
+            "--model",
+            "gpt-5.5",
+            "--allowedTools",
+            "Bash",
+        ]);
+    let out = run(cmd).await;
+    assert!(out.status.success(), "{}", text(&out));
+    // The turn went to OpenAI's Chat Completions, the tool call and its
+    // result translated both ways, and the model's last answer reached
+    // Claude Code's output.
+    let chat: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/chat/completions")
+        .collect();
+    assert!(!chat.is_empty(), "{}", text(&out));
+    for r in &chat {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {}", GATEWAY_KEYS[1]).as_str())
+        );
+        assert!(r.header("anthropic-beta").is_none());
+        assert_eq!(r.json().unwrap()["model"], "gpt-5.5");
+    }
+    let followed = chat
+        .iter()
+        .find_map(|r| {
+            let body = r.json().unwrap();
+            body["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["role"] == "tool")
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("no request carried the tool's result: {}", text(&out)));
+    assert_eq!(followed["tool_call_id"], "call_mock");
+    assert!(
+        followed["content"].as_str().unwrap().contains("42"),
+        "the result of `echo $((6*7))` arrived intact: {followed}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("tok0 tok1 tok2"),
+        "{}",
+        text(&out)
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_on_a_claude_model_calls_a_tool() {
+    let mock = MockUpstream::start().await.unwrap();
+    let (_dirs, s) = gateway(&mock, "llm.int.exe.xyz").await;
+    let base = format!("http://127.0.0.1:{}", s.data.port());
+    let home = tempfile::tempdir().unwrap();
+    let mut probe = codex_on(home.path(), &base, true, "claude-sonnet-4-6");
+    probe.arg("Say hello");
+    let out = run(probe).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("tok0 tok1 tok2"),
+        "{}",
+        text(&out)
+    );
+    let first = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/messages")
+        .unwrap_or_else(|| panic!("Codex's turn did not reach Anthropic: {}", text(&out)));
+    assert_eq!(first.header("x-api-key"), Some(GATEWAY_KEYS[0]));
+    assert_eq!(first.header("anthropic-version"), Some("2023-06-01"));
+    let names: Vec<String> = first.json().unwrap()["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect();
+    let shell = ["shell", "exec_command", "local_shell"]
+        .into_iter()
+        .find(|n| names.iter().any(|x| x == n))
+        .unwrap_or_else(|| panic!("no shell tool in {names:?}"));
+    mock.clear();
+    mock.set_tool_scenario(Some(shell));
+    let mut cmd = codex_on(home.path(), &base, true, "claude-sonnet-4-6");
+    cmd.args([
+        "--dangerously-bypass-approvals-and-sandbox",
+        "Compute it with the shell",
+    ]);
+    let out = run(cmd).await;
+    mock.set_tool_scenario(None);
+    assert!(out.status.success(), "{}", text(&out));
+    let followed: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.path == "/v1/messages" && String::from_utf8_lossy(&r.body).contains("tool_result")
+        })
+        .collect();
+    assert!(
+        !followed.is_empty(),
+        "no request carried the tool's output (tool {shell}): {}",
+        text(&out)
+    );
+    let body = String::from_utf8_lossy(&followed[0].body).into_owned();
+    assert!(
+        body.contains("42"),
+        "the output of `echo $((6*7))` arrived intact: {body}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_code_on_a_chatgpt_subscription() {
+    use llm_integration_mock::chatgpt::{ChatGptBehaviour, MockChatGpt, ACCOUNT_ID};
+    let chatgpt = MockChatGpt::start(ChatGptBehaviour {
+        pending_polls: 0,
+        ..ChatGptBehaviour::default()
+    })
+    .await
+    .unwrap();
+    let mock = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::new();
+    let endpoints = llm_integration_server::chatgpt::ChatGptEndpoints {
+        auth: chatgpt.auth_url(),
+        backend: chatgpt.backend_url(),
+    };
+    let s = Server::start_with(&dirs, &mock.url(), move |c| {
+        c.chatgpt = endpoints;
+        c.default_host = Some("sub.int.exe.xyz".into());
+    })
+    .await;
+    let answer = s
+        .http
+        .post(format!("{}/exec", s.url))
+        .bearer_auth(&s.token)
+        .body("integrations setup chatgpt --name work")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(answer.contains("Connected"), "{answer}");
+    s.ok(
+        "integrations add llm --name sub --openai=chatgpt --openai-account=work --attach auto:all",
+    )
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(client("claude"));
+    quiet(&mut cmd, home.path());
+    cmd.env(
+        "ANTHROPIC_BASE_URL",
+        format!("http://127.0.0.1:{}", s.data.port()),
+    )
+    .env("ANTHROPIC_API_KEY", "implicit")
+    .args(["-p", "Say hello", "--model", "gpt-5.5"]);
+    let out = run(cmd).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("tok0 tok1 tok2"),
+        "{}",
+        text(&out)
+    );
+    // Claude Code's turn went to the ChatGPT backend as the Responses API.
+    let seen = chatgpt.backend_requests();
+    assert!(!seen.is_empty(), "{}", text(&out));
+    for r in &seen {
+        assert_eq!(r.header("chatgpt-account-id"), Some(ACCOUNT_ID));
+        let body = r.json().unwrap();
+        assert_eq!(body["model"], "gpt-5.5");
+        assert_eq!(
+            (&body["store"], &body["stream"]),
+            (&json!(false), &json!(true))
+        );
+        assert!(body["input"].is_array(), "{body}");
+    }
     s.stop().await;
 }

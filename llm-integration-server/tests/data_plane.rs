@@ -1024,13 +1024,15 @@ async fn a_model_only_the_catalog_knows_routes_to_its_provider() {
         seen[0].header("authorization"),
         Some(format!("Bearer {}", GATEWAY_KEYS[1]).as_str())
     );
-    // The catalog says which provider; the endpoint still has to fit it.
+    // The catalog says which provider; the endpoint still has to fit it
+    // (or be one the gateway translates: Anthropic's legacy completions
+    // are not).
     let (status, _, text) = post(
         &c,
         &s,
         "llm.int.exe.xyz",
-        "/v1/messages",
-        json!({"model": "sora-2-pro", "max_tokens": 5, "messages": []}),
+        "/v1/complete",
+        json!({"model": "sora-2-pro", "max_tokens_to_sample": 5, "prompt": "x"}),
         &[],
     )
     .await;

@@ -1,6 +1,8 @@
 //! The official OpenAI and Anthropic Python SDKs call the gateway with a
-//! placeholder key, streaming and not, and receive the mock's answers; the
-//! mock receives the real credential and never the placeholder.
+//! placeholder key, streaming and not, and receive the mock's answers (the
+//! Anthropic SDK from a GPT model and the OpenAI SDK from a Claude model
+//! too, translated); the mock receives the real credential and never the
+//! placeholder.
 //!
 //! The SDKs are installed by `.ci/run` into `.venv` (pinned in
 //! `tests/sdk/requirements.txt`); `LLM_INTEGRATION_TEST_PYTHON` may name
@@ -82,6 +84,29 @@ async fn official_python_sdks_work_through_the_gateway() {
     assert_eq!(v["messages_tool"], "shell");
     assert_eq!(v["messages_usage"], serde_json::json!([12, 3]));
     assert_eq!(v["count_tokens"], 12);
+    // Across the families, translated by the gateway.
+    let cross = &v["cross"];
+    assert_eq!(cross["messages_stream_on_gpt"], "tok0 tok1 tok2 ", "{v}");
+    assert_eq!(cross["messages_stream_on_gpt_stop"], "end_turn");
+    assert_eq!(cross["messages_on_gpt_gzip"], "tok0 tok1 tok2 ");
+    assert_eq!(
+        cross["messages_tool_on_gpt"],
+        serde_json::json!(["shell", {"command": "echo $((6*7))"}, "tool_use"])
+    );
+    assert_eq!(cross["count_tokens_on_gpt"][1], "tiktoken o200k_base");
+    assert!(cross["count_tokens_on_gpt"][0].as_u64().unwrap() > 0);
+    assert_eq!(
+        cross["chat_stream_on_claude"],
+        serde_json::json!(["tok0 tok1 tok2 ", 3])
+    );
+    assert_eq!(
+        cross["responses_stream_on_claude"],
+        serde_json::json!(["tok0 tok1 tok2 ", 3])
+    );
+    assert_eq!(
+        cross["responses_tool_on_claude"],
+        serde_json::json!(["function_call", "shell"])
+    );
     assert_eq!(v["embedding_len"], 3);
     let openai_models: Vec<&str> = v["openai_models"]
         .as_array()

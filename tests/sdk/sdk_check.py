@@ -67,6 +67,50 @@ out["count_tokens"] = an.messages.count_tokens(
 ).input_tokens
 out["anthropic_models"] = sorted(m.id for m in an.models.list())
 
+# Across the API families (the gateway translates): the Anthropic SDK on a
+# GPT model, the OpenAI SDK on a Claude model, streamed, with a tool call.
+cross = {}
+with an.messages.stream(model="gpt-5.5", max_tokens=64, messages=[{"role": "user", "content": "hi"}]) as s:
+    cross["messages_stream_on_gpt"] = s.get_final_text()
+    cross["messages_stream_on_gpt_stop"] = s.get_final_message().stop_reason
+gzipped = an.messages.create(
+    model="gpt-5.5", max_tokens=64, messages=[{"role": "user", "content": "hi"}],
+    extra_headers={"x-mock-encoding": "gzip"},
+)
+cross["messages_on_gpt_gzip"] = gzipped.content[0].text
+tool_msg = an.messages.create(
+    model="gpt-5.5",
+    max_tokens=64,
+    messages=[{"role": "user", "content": "run it"}],
+    tools=[{"name": "shell", "input_schema": {"type": "object"}}],
+    extra_headers={"x-mock-tool": "shell"},
+)
+cross["messages_tool_on_gpt"] = [tool_msg.content[0].name, tool_msg.content[0].input, tool_msg.stop_reason]
+raw = an.messages.with_raw_response.count_tokens(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
+cross["count_tokens_on_gpt"] = [raw.parse().input_tokens, raw.headers.get("llm-integration-estimate")]
+stream = oa.chat.completions.create(
+    model="claude-sonnet-4-6", messages=[{"role": "user", "content": "hi"}], stream=True,
+    stream_options={"include_usage": True},
+)
+parts, usage = [], None
+for chunk in stream:
+    if chunk.choices and chunk.choices[0].delta.content:
+        parts.append(chunk.choices[0].delta.content)
+    if chunk.usage:
+        usage = chunk.usage.completion_tokens
+cross["chat_stream_on_claude"] = ["".join(parts), usage]
+with oa.responses.stream(model="claude-sonnet-4-6", input="hi") as s:
+    final = s.get_final_response()
+cross["responses_stream_on_claude"] = [final.output_text, final.usage.output_tokens]
+tool = oa.responses.create(
+    model="claude-sonnet-4-6",
+    input="run it",
+    tools=[{"type": "function", "name": "shell", "parameters": {"type": "object"}}],
+    extra_headers={"x-mock-tool": "shell"},
+)
+cross["responses_tool_on_claude"] = [tool.output[0].type, tool.output[0].name]
+out["cross"] = cross
+
 # Upstream framings the SDKs must survive through the gateway: CRLF or CR
 # line ends, spaced JSON, a gzipped stream, no content type. The SDK's
 # default chat stream (no stream_options) must never see the usage chunk

@@ -3,6 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
+use super::Switch;
 use crate::attachment::AttachmentSpec;
 use crate::domain::ReflectionFields;
 use crate::names::{AccountName, IntegrationName, TagName, TeamName, VmName};
@@ -190,6 +191,9 @@ pub(super) struct LlmArgs {
     pub name: IntegrationName,
     #[command(flatten)]
     pub providers: ProviderArgs,
+    /// Protocol translation: an Anthropic client (Claude Code) may use OpenAI models and an OpenAI client (Codex) Claude models, translated by the gateway (on, the default), or is told which endpoint to use (off).
+    #[arg(long, value_name = "on|off")]
+    pub translate: Option<Switch>,
     /// Make it a team integration (NAME.team.DOMAIN) of TEAM.
     #[arg(long, value_name = "TEAM")]
     pub team: Option<TeamName>,
@@ -229,6 +233,9 @@ pub(super) struct EditArgs {
     pub team: Option<TeamName>,
     #[command(flatten)]
     pub providers: ProviderArgs,
+    /// Protocol translation between the API families: on (Claude Code on OpenAI models, Codex on Claude) or off.
+    #[arg(long, value_name = "on|off")]
+    pub translate: Option<Switch>,
     /// A new comment ("" clears it).
     #[arg(long, value_name = "TEXT")]
     pub comment: Option<String>,

@@ -132,6 +132,30 @@ impl std::str::FromStr for Since {
     }
 }
 
+/// A setting turned `on` or `off` (`--translate=on|off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+impl Switch {
+    /// `true` for [`Switch::On`].
+    pub fn is_on(self) -> bool {
+        self == Switch::On
+    }
+
+    /// `on` or `off`, as the command line spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Switch::On => "on",
+            Switch::Off => "off",
+        }
+    }
+}
+
 /// `usage --by`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum UsageBy {
@@ -466,6 +490,9 @@ pub struct AddLlm {
     pub team: Option<TeamName>,
     /// Provider sources; providers not given default to `gateway`.
     pub providers: ProviderChoices,
+    /// `--translate=on|off`: protocol translation between the API
+    /// families (on when not given).
+    pub translate: Option<Switch>,
     /// A comment.
     pub comment: Option<String>,
     /// Attachments, without duplicates, in the order given.
@@ -494,6 +521,8 @@ pub struct Edit {
     pub target: IntegrationRef,
     /// Provider changes (llm integrations).
     pub providers: ProviderChoices,
+    /// `--translate=on|off` (llm integrations).
+    pub translate: Option<Switch>,
     /// A new comment.
     pub comment: Option<String>,
     /// New fields (reflection integrations).
@@ -574,6 +603,9 @@ impl Command {
                     format!("--name={}", add.name),
                 ]);
                 push_providers(&mut a, &add.providers);
+                if let Some(t) = add.translate {
+                    a.push(format!("--translate={}", t.as_str()));
+                }
                 team(&mut a, &add.team);
                 if let Some(c) = &add.comment {
                     a.push(format!("--comment={c}"));
@@ -598,6 +630,9 @@ impl Command {
                 a.extend(["integrations".into(), "edit".into()]);
                 target(&mut a, &e.target);
                 push_providers(&mut a, &e.providers);
+                if let Some(t) = e.translate {
+                    a.push(format!("--translate={}", t.as_str()));
+                }
                 if let Some(c) = &e.comment {
                     a.push(format!("--comment={c}"));
                 }
@@ -1143,6 +1178,7 @@ fn convert(cli: grammar::Cli) -> Result<CommandLine, CommandError> {
                     name: a.name,
                     team: a.team,
                     providers,
+                    translate: a.translate,
                     comment: check_comment(a.comment)?,
                     attach: dedup(a.attach),
                 })
@@ -1156,21 +1192,27 @@ fn convert(cli: grammar::Cli) -> Result<CommandLine, CommandError> {
             }),
             Integrations::Edit(e) => {
                 let providers = provider_choices(e.providers, e.team.as_ref(), false)?;
-                if e.fields.is_some() && !providers.is_empty() {
+                if e.fields.is_some() && (!providers.is_empty() || e.translate.is_some()) {
                     return Err(CommandError::new(
-                        "edit: --fields applies to reflection integrations and provider flags to llm integrations; \
+                        "edit: --fields applies to reflection integrations and provider flags (and --translate) to llm integrations; \
 give one or the other",
                     ));
                 }
                 let comment = check_comment(e.comment)?;
-                if providers.is_empty() && comment.is_none() && e.fields.is_none() {
+                if providers.is_empty() && comment.is_none() && e.fields.is_none() && e.translate.is_none() {
                     return Err(CommandError::new(format!(
-                        "edit {}: nothing to change; give --anthropic, --openai, --fireworks, --comment or --fields \
+                        "edit {}: nothing to change; give --anthropic, --openai, --fireworks, --translate, --comment or --fields \
 (see `integrations edit --help`)",
                         e.name
                     )));
                 }
-                Command::Edit(Edit { target: reference(e.name, e.team), providers, comment, fields: e.fields })
+                Command::Edit(Edit {
+                    target: reference(e.name, e.team),
+                    providers,
+                    translate: e.translate,
+                    comment,
+                    fields: e.fields,
+                })
             }
             Integrations::Setup(SetupType::Chatgpt(c)) => Command::SetupChatgpt(match (c.name, c.list, c.verify, c.delete) {
                 (None, true, false, false) => ChatgptSetup::List,

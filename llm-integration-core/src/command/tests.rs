@@ -72,6 +72,7 @@ fn add_llm(n: &str) -> AddLlm {
         name: name(n),
         team: None,
         providers: ProviderChoices::default(),
+        translate: None,
         comment: None,
         attach: Vec::new(),
     }
@@ -81,6 +82,7 @@ fn edit(target: IntegrationRef) -> Edit {
     Edit {
         target,
         providers: ProviderChoices::default(),
+        translate: None,
         comment: None,
         fields: None,
     }
@@ -335,6 +337,7 @@ fn happy_cases() -> Vec<(&'static str, Command)> {
                     openai: byok_stdin(),
                     fireworks: Some(SourceChoice::Disabled),
                 },
+                translate: None,
                 comment: Some("two words".into()),
                 // duplicates dropped, order kept
                 attach: vec![spec("vm:devbox"), spec("tag:gpu")],
@@ -393,6 +396,13 @@ fn happy_cases() -> Vec<(&'static str, Command)> {
             }),
         ),
         (
+            "integrations add llm --name a --translate=off",
+            Command::AddLlm(AddLlm {
+                translate: Some(Switch::Off),
+                ..add_llm("a")
+            }),
+        ),
+        (
             "integrations add llm --comment=--not-a-flag --name a",
             Command::AddLlm(AddLlm {
                 comment: Some("--not-a-flag".into()),
@@ -441,6 +451,13 @@ fn happy_cases() -> Vec<(&'static str, Command)> {
                     openai: Some(SourceChoice::Byok(None)),
                     ..ProviderChoices::default()
                 },
+                ..edit(personal("llm"))
+            }),
+        ),
+        (
+            "integrations edit llm --translate on",
+            Command::Edit(Edit {
+                translate: Some(Switch::On),
                 ..edit(personal("llm"))
             }),
         ),
@@ -797,6 +814,14 @@ fn bad_input_names_the_problem_and_the_fix() {
             "integrations show llm extra".into(),
             vec!["unexpected argument 'extra'", "Usage: integrations show"],
         ),
+        (
+            "integrations edit llm --translate=maybe".into(),
+            vec!["'maybe'", "--translate", "on, off"],
+        ),
+        (
+            "integrations edit reflection --fields email --translate off".into(),
+            vec!["--fields applies to reflection integrations", "--translate"],
+        ),
         // bad names
         (
             "integrations show LLM".into(),
@@ -932,7 +957,7 @@ fn bad_input_names_the_problem_and_the_fix() {
         // edit
         (
             "integrations edit llm".into(),
-            vec!["edit llm: nothing to change", "--anthropic, --openai, --fireworks, --comment or --fields", "integrations edit --help"],
+            vec!["edit llm: nothing to change", "--anthropic, --openai, --fireworks, --translate, --comment or --fields", "integrations edit --help"],
         ),
         (
             "integrations edit llm --team eng".into(),
@@ -1113,7 +1138,7 @@ fn validation_messages_are_exact() {
         ),
         (
             "integrations edit llm",
-            "edit llm: nothing to change; give --anthropic, --openai, --fireworks, --comment or --fields (see `integrations edit --help`)",
+            "edit llm: nothing to change; give --anthropic, --openai, --fireworks, --translate, --comment or --fields (see `integrations edit --help`)",
         ),
         (
             "integrations setup chatgpt",
@@ -1806,20 +1831,29 @@ mod round_trip {
             .prop_map(|(name, team)| IntegrationRef { name, team })
     }
 
+    fn switch() -> impl Strategy<Value = Switch> {
+        prop_oneof![Just(Switch::On), Just(Switch::Off)]
+    }
+
     fn add_llm() -> impl Strategy<Value = Command> {
         (integration_name(), proptest::option::of(team_name())).prop_flat_map(|(name, team)| {
             let personal = team.is_none();
-            (providers(true, personal), comment(), attachments()).prop_map(
-                move |(providers, comment, attach)| {
+            (
+                providers(true, personal),
+                comment(),
+                attachments(),
+                proptest::option::of(switch()),
+            )
+                .prop_map(move |(providers, comment, attach, translate)| {
                     Command::AddLlm(AddLlm {
                         name: name.clone(),
                         team: team.clone(),
                         providers,
+                        translate,
                         comment,
                         attach,
                     })
-                },
-            )
+                })
         })
     }
 
@@ -1848,20 +1882,24 @@ mod round_trip {
             let shape = prop_oneof![
                 (
                     providers(false, personal).prop_filter("a provider flag", |p| !p.is_empty()),
-                    comment()
+                    comment(),
+                    proptest::option::of(switch()),
                 )
-                    .prop_map(|(p, c)| (p, c, None)),
+                    .prop_map(|(p, c, t)| (p, t, c, None)),
                 (reflection_fields(), comment()).prop_map(|(f, c)| (
                     ProviderChoices::default(),
+                    None,
                     c,
                     Some(f)
                 )),
-                comment_text().prop_map(|c| (ProviderChoices::default(), Some(c), None)),
+                comment_text().prop_map(|c| (ProviderChoices::default(), None, Some(c), None)),
+                switch().prop_map(|t| (ProviderChoices::default(), Some(t), None, None)),
             ];
-            shape.prop_map(move |(providers, comment, fields)| {
+            shape.prop_map(move |(providers, translate, comment, fields)| {
                 Command::Edit(Edit {
                     target: target.clone(),
                     providers,
+                    translate,
                     comment,
                     fields,
                 })

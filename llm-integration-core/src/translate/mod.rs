@@ -32,6 +32,141 @@ pub mod messages_to_responses;
 mod openai_client;
 pub mod responses_to_messages;
 
+pub use anthropic_client::Target;
+
+/// Which translation a forwarded request takes: decided by the router
+/// (the client's API family against the provider serving the model), the
+/// request built by [`Translation::request`] in the upstream plan, the
+/// answer translated by [`AnswerTranslation`] after metering has read the
+/// upstream's own bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Translation {
+    /// The client speaks the provider's API: forwarded as sent.
+    #[default]
+    None,
+    /// An Anthropic Messages client, a Chat Completions upstream
+    /// ([`messages_to_chat`]).
+    MessagesToChat(Target),
+    /// An Anthropic Messages client, a Responses upstream (a ChatGPT
+    /// subscription serves the Responses API only;
+    /// [`messages_to_responses`]).
+    MessagesToResponses(Target),
+    /// A Chat Completions client, an Anthropic Messages upstream
+    /// ([`chat_to_messages`]).
+    ChatToMessages,
+    /// A Responses client, an Anthropic Messages upstream
+    /// ([`responses_to_messages`]).
+    ResponsesToMessages,
+}
+
+impl Translation {
+    /// Whether the request is translated at all.
+    pub fn is_some(self) -> bool {
+        self != Translation::None
+    }
+
+    /// The upstream API path (after the provider's prefix) a translated
+    /// request goes to; `None` when it is not translated.
+    pub fn upstream_api_path(self) -> Option<&'static str> {
+        match self {
+            Translation::None => None,
+            Translation::MessagesToChat(_) => Some("/v1/chat/completions"),
+            Translation::MessagesToResponses(_) => Some("/v1/responses"),
+            Translation::ChatToMessages | Translation::ResponsesToMessages => Some("/v1/messages"),
+        }
+    }
+
+    /// Translates the client's request body into the upstream's.
+    ///
+    /// # Errors
+    /// The direction's [`TranslateError`]: a body that is not a request of
+    /// the client's API, or a member the upstream cannot express.
+    pub fn request(self, body: &[u8]) -> Result<TranslatedRequest, TranslateError> {
+        match self {
+            Translation::None => Err(TranslateError::InvalidBody(
+                "the request is not translated".to_owned(),
+            )),
+            Translation::MessagesToChat(target) => messages_to_chat::request(body, target),
+            Translation::MessagesToResponses(target) => {
+                messages_to_responses::request(body, target)
+            }
+            Translation::ChatToMessages => chat_to_messages::request(body),
+            Translation::ResponsesToMessages => responses_to_messages::request(body),
+        }
+    }
+}
+
+/// How to translate one answer back: the direction, the model the client
+/// named (answers carry it, so the client sees the name it asked for) and
+/// what the client's request said about the answer's shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerTranslation {
+    /// The direction.
+    pub translation: Translation,
+    /// The model as the client named it (`provider/` prefix removed).
+    pub model: String,
+    /// A Chat Completions client asked for the usage chunk
+    /// (`stream_options.include_usage`).
+    pub include_usage: bool,
+    /// What had no counterpart in the upstream's API (for the
+    /// [`DROPPED_HEADER`]).
+    pub dropped: Dropped,
+    /// The answer's creation time for OpenAI-shaped answers (`created`,
+    /// `created_at`), in Unix seconds; the server sets its clock's.
+    pub created_at: u64,
+}
+
+impl AnswerTranslation {
+    /// The streaming translator for an event-stream answer.
+    pub fn stream(&self) -> Box<dyn StreamTranslator> {
+        match self.translation {
+            Translation::MessagesToChat(_) | Translation::None => {
+                Box::new(messages_to_chat::Stream::new(&self.model))
+            }
+            Translation::MessagesToResponses(_) => {
+                Box::new(messages_to_responses::Stream::new(&self.model))
+            }
+            Translation::ChatToMessages => Box::new(
+                chat_to_messages::Stream::new(&self.model, self.include_usage)
+                    .created_at(self.created_at),
+            ),
+            Translation::ResponsesToMessages => Box::new(
+                responses_to_messages::Stream::new(&self.model).created_at(self.created_at),
+            ),
+        }
+    }
+
+    /// A whole successful answer (a JSON body) in the client's API.
+    ///
+    /// # Errors
+    /// [`TranslateError`] when the body is not the upstream API's answer.
+    pub fn response(&self, body: &[u8]) -> Result<Vec<u8>, TranslateError> {
+        match self.translation {
+            Translation::MessagesToChat(_) | Translation::None => messages_to_chat::response(body),
+            Translation::MessagesToResponses(_) => messages_to_responses::response(body),
+            Translation::ChatToMessages => chat_to_messages::response_at(body, self.created_at),
+            Translation::ResponsesToMessages => {
+                responses_to_messages::response_at(body, self.created_at)
+            }
+        }
+    }
+
+    /// An upstream's error answer (HTTP `status`, its body as sent) as an
+    /// error body of the client's API.
+    pub fn error_response(&self, status: u16, body: &[u8]) -> Vec<u8> {
+        match self.translation {
+            Translation::MessagesToChat(_) | Translation::None => {
+                messages_to_chat::error_response(status, body)
+            }
+            Translation::MessagesToResponses(_) => {
+                messages_to_responses::error_response(status, body)
+            }
+            Translation::ChatToMessages => chat_to_messages::error_response(status, body),
+            Translation::ResponsesToMessages => responses_to_messages::error_response(status, body),
+        }
+    }
+}
+
 /// The response header naming the request members dropped in translation.
 pub const DROPPED_HEADER: &str = "llm-integration-dropped";
 
@@ -76,9 +211,30 @@ impl Dropped {
         &self.0
     }
     /// The `llm-integration-dropped` header value: the members joined by
-    /// `, ` (`None` when nothing was dropped).
+    /// `, ` (`None` when nothing was dropped). A character a header value
+    /// cannot carry as text (a control character, anything outside ASCII)
+    /// is written as a JSON escape (`\u00e9`), so every name is shown.
     pub fn header_value(&self) -> Option<String> {
-        (!self.0.is_empty()).then(|| self.0.join(", "))
+        if self.0.is_empty() {
+            return None;
+        }
+        let mut out = String::new();
+        for (i, field) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            for c in field.chars() {
+                if c == ' ' || c.is_ascii_graphic() {
+                    out.push(c);
+                } else {
+                    let mut units = [0u16; 2];
+                    for unit in c.encode_utf16(&mut units) {
+                        out.push_str(&format!("\\u{unit:04x}"));
+                    }
+                }
+            }
+        }
+        Some(out)
     }
 }
 
@@ -145,6 +301,17 @@ mod tests {
             dropped.header_value().as_deref(),
             Some("top_k, metadata.user_id")
         );
+    }
+
+    #[test]
+    fn dropped_names_are_header_safe() {
+        let mut dropped = Dropped::default();
+        dropped.push("caf\u{e9}");
+        dropped.push("a\nb");
+        dropped.push("\u{1f600}");
+        let value = dropped.header_value().unwrap();
+        assert_eq!(value, "caf\\u00e9, a\\u000ab, \\ud83d\\ude00");
+        assert!(http::HeaderValue::from_str(&value).is_ok());
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! and so cancels the upstream request, and records the usage seen so
 //! far. An idle stream times out; an upstream failure mid-stream becomes
 //! one SSE `error` event in the endpoint's dialect, then the stream ends.
+//! A translated stream passes what the relay keeps (the upstream's own
+//! events, already metered) through the core's [`StreamTranslator`], which
+//! writes the client's events; a failure then ends the stream as the
+//! client's API ends a broken one (`response.failed`, an `error` event).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,6 +24,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use llm_integration_core::relay::ResponseRelay;
+use llm_integration_core::translate::StreamTranslator;
 use llm_integration_core::wire::errors::sse_error_event;
 use llm_integration_core::Dialect;
 use tokio::time::{Instant, Sleep};
@@ -95,6 +100,8 @@ pub struct RelayBody {
     relays_decoded: bool,
     /// Decides what is relayed and reads the usage.
     relay: ResponseRelay,
+    /// Translates the relayed events into the client's API.
+    translator: Option<Box<dyn StreamTranslator>>,
     /// Finished when the body ends, fails or is dropped.
     metered: Option<Metered>,
     idle: Duration,
@@ -126,6 +133,7 @@ impl RelayBody {
             decoder: None,
             relays_decoded: false,
             relay,
+            translator: None,
             metered,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
@@ -153,6 +161,26 @@ impl RelayBody {
         self
     }
 
+    /// Translates what is relayed with `translator` (the relay must relay
+    /// decoded bytes: [`RelayBody::with_decoder`] with `relays_decoded`).
+    #[must_use]
+    pub fn with_translator(mut self, translator: Box<dyn StreamTranslator>) -> Self {
+        self.translator = Some(translator);
+        self
+    }
+
+    /// What reaches the client of `relayed`: itself, or its translation.
+    fn translate(&mut self, relayed: Bytes) -> Bytes {
+        match &mut self.translator {
+            None => relayed,
+            Some(translator) => {
+                let mut out = Vec::new();
+                translator.feed(&relayed, &mut out);
+                Bytes::from(out)
+            }
+        }
+    }
+
     /// Decodes the answer with `decoder` for the meter, and relays the
     /// decoded bytes when `relays_decoded`.
     #[must_use]
@@ -165,6 +193,12 @@ impl RelayBody {
     /// Passes one frame (raw, and decoded when the answer is coded)
     /// through the relay; returns what reaches the client.
     fn pass(&mut self, raw: Bytes, decoded: Option<Bytes>) -> Bytes {
+        let relayed = self.relayed(raw, decoded);
+        self.translate(relayed)
+    }
+
+    /// What the relay keeps of one frame.
+    fn relayed(&mut self, raw: Bytes, decoded: Option<Bytes>) -> Bytes {
         let decoded = match (decoded, &mut self.decoder) {
             (Some(d), _) => d,
             (None, Some(decoder)) => match decoder.push(&raw) {
@@ -187,7 +221,7 @@ impl RelayBody {
     /// The exact size when the answer is relayed unchanged and the upstream
     /// said its size.
     fn exact_size(&self) -> SizeHint {
-        if self.sse || self.relay.alters_body() {
+        if self.sse || self.relay.alters_body() || self.translator.is_some() {
             return SizeHint::default();
         }
         let ahead: u64 = self.ahead.iter().map(|(raw, _)| raw.len() as u64).sum();
@@ -214,6 +248,16 @@ impl RelayBody {
 
     fn fail(&mut self, message: &str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.end();
+        if let (true, Some(mut translator)) = (self.sse, self.translator.take()) {
+            // The client's API's own ending of a broken stream
+            // (`response.failed` for a Responses client, an `error` event
+            // for an Anthropic one), which its clients act on.
+            let mut out = Vec::new();
+            translator.finish(&mut out);
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+            }
+        }
         if self.sse {
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from(sse_error_event(
                 self.dialect,
@@ -290,6 +334,12 @@ impl Body for RelayBody {
                 }
                 Poll::Ready(None) => {
                     let rest = self.relay.finish();
+                    let mut rest = self.translate(rest);
+                    if let Some(translator) = self.translator.as_mut() {
+                        let mut out = rest.to_vec();
+                        translator.finish(&mut out);
+                        rest = Bytes::from(out);
+                    }
                     self.end();
                     return if rest.is_empty() {
                         Poll::Ready(None)

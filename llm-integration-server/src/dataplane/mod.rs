@@ -57,11 +57,14 @@ use llm_integration_core::relay::{is_event_stream, ResponseRelay};
 use llm_integration_core::seams::{
     AddressResolver, CallerRequest, CallerResolver, ConnectionInfo, CredentialResolver,
 };
+use llm_integration_core::translate::{AnswerTranslation, DROPPED_HEADER};
 use llm_integration_core::upstream::{self, UpstreamPlan, UpstreamTargets};
 use llm_integration_core::wire::errors::ErrorClass;
 use llm_integration_core::{reflection, Dialect, ProviderSource, Source, VmId};
 use llm_integration_core::{Blame, GatewayError};
-use llm_integration_core::{Decision, Forward, Plan, RouteRequest, Router, SnapshotRouter};
+use llm_integration_core::{
+    Decision, Forward, Plan, RouteRequest, Router, SnapshotRouter, TokenCount,
+};
 use secrecy::ExposeSecret;
 
 pub use body::{BoxError, ProxyBody, RelayBody};
@@ -684,7 +687,7 @@ impl DataPlane {
                         .await?;
                     read = Some(self.decode_body(&parts.headers, bytes, dialect, requires_json)?);
                 }
-                let plan = {
+                let mut plan = {
                     let object = match read.as_ref().map(|r| JsonObject::parse(&r.decoded)) {
                         Some(Ok(object)) => Some(object),
                         Some(Err(e)) if requires_json => {
@@ -706,7 +709,18 @@ impl DataPlane {
                     plan.choices,
                     plan.produces_output,
                 );
+                let translated = plan.translation.as_mut().map(|t| {
+                    t.answer.created_at = SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    std::mem::take(&mut t.body)
+                });
                 let upstream_body: UpstreamBody = match (read, body) {
+                    // Translated: a new body, in the upstream's API.
+                    _ if translated.is_some() => {
+                        parts.headers.remove(http::header::CONTENT_ENCODING);
+                        Either::Left(Full::new(Bytes::from(translated.unwrap_or_default())))
+                    }
                     // Unchanged: as the client sent it, coded or not.
                     (Some(r), _) if plan.body.is_empty() => Either::Left(Full::new(r.raw)),
                     (Some(r), _) => {
@@ -721,6 +735,10 @@ impl DataPlane {
                 };
                 self.forward(caller, &forward, plan, parts, upstream_body, estimate)
                     .await
+            }
+            Decision::CountTokens(count) => {
+                let text = read.as_ref().map_or(&b""[..], |r| &r.decoded[..]);
+                Ok(count_tokens(&count, text))
             }
             Decision::ListModels(listing) => {
                 let answer = self.models.answer(self.context(), &listing).await;
@@ -1148,6 +1166,47 @@ set --{provider}-url to the address it redirects to",
             ));
         };
         metered.response(head.status.as_u16());
+        if let Some(translation) = &plan.translation {
+            if let Some(value) = translation
+                .answer
+                .dropped
+                .header_value()
+                .and_then(|v| HeaderValue::from_str(&v).ok())
+            {
+                head.headers.insert(DROPPED_HEADER, value);
+            }
+            if !(sse && head.status.is_success() && !plan.response.collect_response) {
+                let collect = plan.response.collect_response && sse;
+                return self
+                    .translate_whole(
+                        head,
+                        incoming,
+                        decoder,
+                        ahead,
+                        relay,
+                        metered,
+                        (&translation.answer, collect),
+                        dialect,
+                    )
+                    .await;
+            }
+            // A stream, translated event by event: relayed decoded.
+            head.headers.remove(CONTENT_LENGTH);
+            head.headers.remove(http::header::CONTENT_ENCODING);
+            let body = RelayBody::new(
+                incoming,
+                relay,
+                Some(metered),
+                self.limits.idle_stream,
+                sse,
+                dialect,
+            )
+            .with_read_ahead(ahead.frames, ahead.ended)
+            .with_decoder(decoder, true)
+            .with_translator(translation.answer.stream())
+            .with_cut(self.cut.clone());
+            return Ok(Response::from_parts(head, ProxyBody::Relay(Box::new(body))));
+        }
         if plan.response.collect_response && sse && head.status.is_success() {
             return self
                 .collect_response(head, incoming, decoder, ahead, relay, metered, dialect)
@@ -1251,6 +1310,97 @@ set --{provider}-url to the address it redirects to",
         }
     }
 
+    /// A translated answer that is not relayed as a stream (a JSON answer,
+    /// an error, or a ChatGPT stream collected for a client that did not
+    /// stream): read whole through the relay (which meters the upstream's
+    /// own bytes), then translated into the client's API. `collect`: the
+    /// answer is the relay's collected `response` object.
+    #[allow(clippy::too_many_arguments)] // the answer's parts, handed on
+    async fn translate_whole(
+        &self,
+        mut head: http::response::Parts,
+        mut incoming: hyper::body::Incoming,
+        mut decoder: Option<StreamDecoder>,
+        ahead: ReadAhead,
+        mut relay: ResponseRelay,
+        mut metered: Metered,
+        (answer, collect): (&AnswerTranslation, bool),
+        dialect: Dialect,
+    ) -> Result<Response<ProxyBody>, GatewayError> {
+        let failed = |message: &str| {
+            GatewayError::new(
+                dialect,
+                ErrorClass::BadGateway,
+                "upstream_stream_error",
+                message.to_owned(),
+            )
+        };
+        let mut whole = Vec::new();
+        for (_, decoded) in ahead.frames {
+            whole.extend_from_slice(&relay.feed(decoded));
+        }
+        let read = async {
+            if !ahead.ended {
+                while let Some(frame) = incoming.frame().await {
+                    let frame = frame.map_err(|_| failed("the upstream's answer broke off"))?;
+                    if let Ok(data) = frame.into_data() {
+                        let kept = relay.feed(decode_chunk(&mut decoder, &data));
+                        if whole.len() + kept.len() > TRANSLATED_ANSWER_MAX {
+                            return Err(failed(&format!(
+                                "the upstream's answer is larger than {} MiB, too large to translate",
+                                TRANSLATED_ANSWER_MAX >> 20
+                            )));
+                        }
+                        whole.extend_from_slice(&kept);
+                    }
+                }
+            }
+            whole.extend_from_slice(&relay.finish());
+            Ok::<(), GatewayError>(())
+        };
+        let outcome = match tokio::time::timeout(self.limits.upstream_response, read).await {
+            Ok(r) => r,
+            Err(_) => Err(failed("the upstream's answer did not end in time")),
+        };
+        let status = head.status;
+        let translated = outcome.and_then(|()| {
+            if !status.is_success() {
+                return Ok(answer.error_response(status.as_u16(), &whole));
+            }
+            let source = if collect {
+                relay.collected().map(|b| b.to_vec()).ok_or_else(|| {
+                    failed("the ChatGPT backend's answer ended without response.completed")
+                })?
+            } else {
+                whole
+            };
+            answer.response(&source).map_err(|e| {
+                GatewayError::new(
+                    dialect,
+                    ErrorClass::BadGateway,
+                    "untranslatable_answer",
+                    format!("the upstream's answer could not be translated: {e}"),
+                )
+            })
+        });
+        let sent = match &translated {
+            Ok(_) => status.as_u16(),
+            Err(e) => e.status().as_u16(),
+        };
+        let reading = relay.reading(
+            status.is_success() && translated.is_ok(),
+            metered.input_estimate(),
+            0,
+        );
+        metered.finish(Some(sent), reading, relay.model());
+        let body = translated?;
+        head.headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        head.headers.remove(CONTENT_LENGTH);
+        head.headers.remove(http::header::CONTENT_ENCODING);
+        Ok(Response::from_parts(head, ProxyBody::full(body)))
+    }
+
     /// For a client that did not stream, on a backend that only streams:
     /// reads the events up to `response.completed` and answers its response
     /// object.
@@ -1320,6 +1470,38 @@ set --{provider}-url to the address it redirects to",
         Ok(Response::from_parts(head, ProxyBody::full(body)))
     }
 }
+
+/// The largest whole answer translated (a non-streamed answer, or an
+/// error): past it, 502.
+const TRANSLATED_ANSWER_MAX: usize = 64 * 1024 * 1024;
+
+/// Answers Anthropic's `count_tokens` for a model of another family with an
+/// estimate: the request read as the Chat Completions request it
+/// translates to, counted by [`tokens::estimate_input`], with the
+/// [`ESTIMATE_HEADER`] naming the tokenizer.
+fn count_tokens(count: &TokenCount<'_>, body: &[u8]) -> Response<ProxyBody> {
+    match tokens::estimate_input(count.provider, &count.model, body) {
+        Ok((input_tokens, tokenizer)) => {
+            let mut r = json_response(
+                StatusCode::OK,
+                serde_json::json!({ "input_tokens": input_tokens }).to_string(),
+            );
+            r.headers_mut()
+                .insert(ESTIMATE_HEADER, HeaderValue::from_static(tokenizer));
+            r
+        }
+        Err(e) => error_response(&GatewayError::new(
+            count.dialect,
+            ErrorClass::InvalidRequest,
+            "invalid_request",
+            e.to_string(),
+        )),
+    }
+}
+
+/// The response header of an answer the gateway estimated rather than had
+/// from the provider; its value names the method (`tiktoken o200k_base`).
+pub const ESTIMATE_HEADER: &str = "llm-integration-estimate";
 
 /// The most an answer is decoded to (for the meter, or to relay it
 /// changed): past it, the answer is relayed as received and its usage is

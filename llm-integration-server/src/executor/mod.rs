@@ -1055,6 +1055,7 @@ or --{provider}-key=- to read it from standard input"
     ) -> Result<Answer, ExecError> {
         let owner = ctx.new_integration(add.team.as_ref(), &add.name, &add.attach)?;
         let mut settings = LlmSettings::all_gateway();
+        settings.translate = add.translate.is_none_or(|t| t.is_on());
         let keys = self
             .apply_providers(
                 ctx,
@@ -1142,11 +1143,14 @@ or --{provider}-key=- to read it from standard input"
                         current.name.as_str(),
                     )
                     .await?;
+                if let Some(translate) = edit.translate {
+                    settings.translate = translate.is_on();
+                }
             }
             IntegrationKind::Reflection(settings) => {
-                if !edit.providers.is_empty() {
+                if !edit.providers.is_empty() || edit.translate.is_some() {
                     return Err(ExecError::Usage(format!(
-                        "provider flags apply to llm integrations; {} is a reflection integration (use --fields)",
+                        "provider flags and --translate apply to llm integrations; {} is a reflection integration (use --fields)",
                         current.name
                     )));
                 }

@@ -33,6 +33,7 @@ pub fn integration_json(i: &IntegrationConfig, domain: &str, team: Option<String
                 providers.insert(p.to_string(), source_json(settings.source(p)));
             }
             v["providers"] = Value::Object(providers);
+            v["translate"] = json!(settings.translate);
         }
         IntegrationKind::Reflection(settings) => {
             v["fields"] = json!(settings.fields.to_string());
@@ -134,6 +135,14 @@ pub fn show_text(v: &Value) -> String {
             }
         }
     }
+    if let Some(translate) = v["translate"].as_bool() {
+        let text = if translate {
+            "on (Anthropic clients may use OpenAI models, OpenAI clients Claude models)"
+        } else {
+            "off"
+        };
+        field(&mut out, "translate", text);
+    }
     if let Some(fields) = v["fields"].as_str() {
         field(&mut out, "fields", fields);
     }
@@ -207,6 +216,7 @@ pub(super) fn list(ctx: &Ctx) -> Answer {
                                     .unwrap_or("?")
                             )
                         })
+                        .chain((v["translate"] == false).then(|| "translate=off".to_owned()))
                         .collect::<Vec<_>>()
                         .join(" "),
                     None => format!("fields={}", v["fields"].as_str().unwrap_or("all")),

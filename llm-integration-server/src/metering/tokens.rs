@@ -6,8 +6,10 @@
 
 use std::sync::{Arc, LazyLock};
 
+use llm_integration_core::translate::{messages_to_chat, Target, TranslateError};
 use llm_integration_core::usage::{RatioCounter, TokenCounter};
 use llm_integration_core::Provider;
+use serde_json::Value;
 use tiktoken_rs::CoreBPE;
 
 /// A `tiktoken` encoding.
@@ -44,9 +46,133 @@ pub fn counter_for(provider: Provider, model: Option<&str>) -> Arc<dyn TokenCoun
     }
 }
 
+/// Tokens counted for each image in an estimate: what OpenAI bills a
+/// 1024×1024 image at high detail (85 + 170 per 512-pixel tile).
+pub const IMAGE_TOKENS: u64 = 765;
+
+/// Tokens counted for each PDF in an estimate: about three pages of text
+/// and their images (the document's own pages are not read).
+pub const DOCUMENT_TOKENS: u64 = 3_000;
+
+/// Estimates the input tokens of an Anthropic Messages request (a
+/// `count_tokens` body) for `model` of `provider` (OpenAI or Fireworks):
+/// the request is read as the Chat Completions request it translates to
+/// ([`llm_integration_core::translate::messages_to_chat`]) and counted by
+/// OpenAI's rule for chat messages (3 tokens a message plus its role and
+/// content, 3 for the reply's start), tool definitions by their JSON text,
+/// images at [`IMAGE_TOKENS`] and PDFs at [`DOCUMENT_TOKENS`]. Returns the
+/// count and the estimate's description for the
+/// `llm-integration-estimate` header: OpenAI's own encoding for OpenAI
+/// models; for Fireworks' open-weights models `o200k_base` as an
+/// approximation (their tokenizers, Llama 3's, Qwen's, DeepSeek's, have
+/// vocabularies of the same order and count English and code within a
+/// few tenths of it). A conversation Chat Completions cannot carry (a
+/// `tool_use` not yet answered, a block of an unknown type) is counted as
+/// the JSON text of its `system`, `messages` and `tools`.
+///
+/// # Errors
+/// [`TranslateError::InvalidBody`]: the body is not an Anthropic Messages
+/// request.
+pub fn estimate_input(
+    provider: Provider,
+    model: &str,
+    body: &[u8],
+) -> Result<(u64, &'static str), TranslateError> {
+    let target = match provider {
+        Provider::Fireworks => Target::Fireworks,
+        _ => Target::OpenAi,
+    };
+    let translated = match messages_to_chat::request(body, target) {
+        Ok(t) => Some(t),
+        // A conversation Chat Completions could not carry (a tool call not
+        // yet answered, say) still has a size.
+        Err(TranslateError::Unexpressible { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let old = provider == Provider::OpenAi
+        && (model.starts_with("gpt-4-") || model == "gpt-4" || model.starts_with("gpt-3.5"));
+    let (bpe, name) = match (provider, old) {
+        (Provider::OpenAi, true) => (tiktoken_rs::cl100k_base_singleton(), "tiktoken cl100k_base"),
+        (Provider::OpenAi, false) => (tiktoken_rs::o200k_base_singleton(), "tiktoken o200k_base"),
+        _ => (
+            tiktoken_rs::o200k_base_singleton(),
+            "tiktoken o200k_base, approximating the model's own tokenizer",
+        ),
+    };
+    let count = |text: &str| bpe.encode_ordinary(text).len() as u64;
+    let Some(translated) = translated else {
+        // Counted as the JSON text of what the model reads: more than its
+        // content (the punctuation counts too), never less.
+        let request: Value =
+            serde_json::from_slice(body).map_err(|e| TranslateError::InvalidBody(e.to_string()))?;
+        let total = ["system", "messages", "tools"]
+            .iter()
+            .filter_map(|member| request.get(*member))
+            .map(|value| count(&value.to_string()))
+            .sum::<u64>();
+        return Ok((total + 3, name));
+    };
+    let chat: Value = serde_json::from_slice(&translated.body)
+        .map_err(|e| TranslateError::InvalidBody(e.to_string()))?;
+    let mut total = 3;
+    for message in chat["messages"].as_array().into_iter().flatten() {
+        total += 3;
+        total += count(message["role"].as_str().unwrap_or(""));
+        match &message["content"] {
+            Value::String(text) => total += count(text),
+            Value::Array(parts) => {
+                for part in parts {
+                    total += match part["type"].as_str() {
+                        Some("text") => count(part["text"].as_str().unwrap_or("")),
+                        Some("image_url") => IMAGE_TOKENS,
+                        Some("file") => DOCUMENT_TOKENS,
+                        _ => count(&part.to_string()),
+                    };
+                }
+            }
+            _ => {}
+        }
+        for call in message["tool_calls"].as_array().into_iter().flatten() {
+            total += count(call["function"]["name"].as_str().unwrap_or(""));
+            total += count(call["function"]["arguments"].as_str().unwrap_or(""));
+        }
+    }
+    for tool in chat["tools"].as_array().into_iter().flatten() {
+        total += count(&tool["function"].to_string());
+    }
+    Ok((total, name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn estimates_count_text_messages_tools_and_images() {
+        let small = br#"{"model":"gpt-5.5","messages":[{"role":"user","content":"Hello"}]}"#;
+        let (n, name) = estimate_input(Provider::OpenAi, "gpt-5.5", small).unwrap();
+        assert_eq!(name, "tiktoken o200k_base");
+        // 3 (reply) + 3 (message) + "user" + "Hello".
+        assert_eq!(n, 8);
+        let big = br#"{"model":"gpt-5.5","system":"Be brief.","tools":[{"name":"Bash","input_schema":{"type":"object"}}],
+"messages":[{"role":"user","content":[{"type":"text","text":"Hello"},
+{"type":"image","source":{"type":"url","url":"https://example.com/a.png"}}]}]}"#;
+        let (m, _) = estimate_input(Provider::OpenAi, "gpt-5.5", big).unwrap();
+        assert!(m > n + IMAGE_TOKENS, "{m}");
+        let (_, name) = estimate_input(
+            Provider::Fireworks,
+            "accounts/fireworks/models/glm-4p6",
+            small,
+        )
+        .unwrap();
+        assert!(name.contains("approximating"));
+        assert!(estimate_input(Provider::OpenAi, "gpt-5.5", b"[]").is_err());
+        // A tool call still unanswered: counted by its JSON text.
+        let pending = br#"{"model":"gpt-5.5","messages":[{"role":"user","content":"Hello"},
+{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"Bash","input":{"command":"ls"}}]}]}"#;
+        let (p, _) = estimate_input(Provider::OpenAi, "gpt-5.5", pending).unwrap();
+        assert!(p > n, "{p}");
+    }
 
     #[test]
     fn counters_by_family() {
