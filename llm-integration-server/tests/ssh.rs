@@ -392,6 +392,53 @@ async fn a_key_piped_through_stdin_is_stored_and_used_by_a_vm() {
     s.stop().await;
 }
 
+/// A custom endpoint configured over SSH, its header value piped in:
+/// stored sealed, and sent by the gateway to the endpoint.
+#[tokio::test]
+async fn a_custom_endpoint_is_configured_over_ssh() {
+    let upstream = MockUpstream::start().await.unwrap();
+    let (dirs, s) = start(&upstream.url(), |c| c.endpoints.allow_private = true).await;
+    let addr = s.ssh.unwrap();
+    let key = keygen(dirs.data.path(), "alice");
+    register(&s, &s.token.clone(), &key).await;
+    let value = "endpoint-value-over-ssh-0123456789";
+    let add = ssh(
+        addr,
+        &key,
+        &format!(
+            "integrations add llm --name own --openai=custom --openai-url={}/v1 --openai-header='X-Endpoint-Key: -' --attach auto:all",
+            upstream.url()
+        ),
+        Some(value),
+        false,
+    )
+    .await;
+    assert_eq!(add.status, 0, "{}", add.stderr);
+    assert!(!add.stdout.contains(value) && !add.stderr.contains(value));
+    let show = ssh(addr, &key, "integrations show own", None, false).await;
+    assert!(
+        show.stdout.contains("header x-endpoint-key set (…6789)"),
+        "{}",
+        show.stdout
+    );
+    let client = s.vm_client("127.0.0.1".parse().unwrap(), &["own.int.exe.xyz"]);
+    let response = client
+        .post(format!(
+            "{}/v1/chat/completions",
+            s.data_url("own.int.exe.xyz")
+        ))
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        upstream.last().unwrap().header("x-endpoint-key"),
+        Some(value)
+    );
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn unregistered_keys_and_passwords_are_refused_and_other_users_integrations_are_not_found() {
     let upstream = MockUpstream::start().await.unwrap();
