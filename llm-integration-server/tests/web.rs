@@ -1388,6 +1388,25 @@ async fn key_tests_are_capped_per_user() {
             "{v}"
         );
     }
+    // Testing an integration's stored keys from the list counts too.
+    s.ok("integrations edit llm --openai=byok --openai-key=sk-mock-stored-0123456789abcdef")
+        .await;
+    let (status, html) = b
+        .post("/integrations/action", &[("do", "test"), ("name", "llm")])
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{html}");
+    assert!(
+        html.contains("too many tests: at most 10 a minute"),
+        "{html}"
+    );
+    assert!(!html.contains("0123456789abcdef"), "{html}");
+    // So does verifying the ChatGPT accounts.
+    let (status, html) = b.post("/chatgpt/manage", &[("do", "verify")]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{html}");
+    assert!(
+        html.contains("too many tests: at most 10 a minute"),
+        "{html}"
+    );
     // Another user is not held back.
     let other = s.user("other@example.com").await;
     let o = sign_in_with_link(&s, &other).await;

@@ -1409,6 +1409,16 @@ async fn action(
             args.extend(target_words(name, team));
         }
         "test" => {
+            // Testing the stored keys calls the providers, as `Test` in
+            // the dialog does: the same per-user cap.
+            if !state.web.allow_test(s.user) {
+                return list_error(
+                    &state,
+                    &s,
+                    Failed::new(StatusCode::TOO_MANY_REQUESTS, &too_many_tests_message()),
+                )
+                .await;
+            }
             args.push("test".into());
             args.extend(target_words(name, team));
         }
@@ -1438,14 +1448,13 @@ async fn action(
     }
 }
 
+fn too_many_tests_message() -> String {
+    format!("too many tests: at most {MAX_TESTS_PER_WINDOW} a minute; wait a minute and try again")
+}
+
 /// The refusal of a test over the per-user cap.
 fn too_many_tests() -> Response {
-    let mut r = json_answer(
-        false,
-        format!(
-            "too many tests: at most {MAX_TESTS_PER_WINDOW} a minute; wait a minute and try again"
-        ),
-    );
+    let mut r = json_answer(false, too_many_tests_message());
     *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     r
 }
@@ -2061,6 +2070,17 @@ async fn chatgpt_manage(
     };
     match field(&fields, "do") {
         "verify" => {
+            // Verifying calls ChatGPT for every account: capped as tests are.
+            if !state.web.allow_test(s.user) {
+                return chatgpt_render(
+                    &state,
+                    &s,
+                    Some(Notice::Error(too_many_tests_message())),
+                    None,
+                    StatusCode::TOO_MANY_REQUESTS,
+                )
+                .await;
+            }
             let args = words(&["integrations", "setup", "chatgpt", "--verify", "--json"]);
             match run(&state, s.user, args, None).await {
                 Ok(a) => redirect_with(&state, &s, "/chatgpt", None, Some(a.json)),
