@@ -1875,16 +1875,20 @@ async fn waiting_page(
         Ok(f) => f,
         Err(r) => return r,
     };
+    let (login_state, status_text) = login_status(login);
     html(
         status,
         pages::chatgpt_waiting(
             &f.ctx,
             &f.csrf,
-            id,
-            &login.account,
-            &login.url,
-            &login.code,
-            login_status(login),
+            &pages::DeviceLogin {
+                id,
+                account: &login.account,
+                url: &login.url,
+                code: &login.code,
+                state: login_state,
+                status: status_text,
+            },
             error,
         ),
     )

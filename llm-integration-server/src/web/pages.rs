@@ -935,19 +935,39 @@ pub fn disconnect_dialog(ctx: &PageContext, csrf: &str, account: &str, users: &[
     )
 }
 
+/// A ChatGPT device-code login as its screen shows it.
+pub struct DeviceLogin<'a> {
+    /// The login's id on this server.
+    pub id: &'a str,
+    /// The account name it connects.
+    pub account: &'a str,
+    /// Where to enter the code.
+    pub url: &'a str,
+    /// The one-time code.
+    pub code: &'a str,
+    /// `waiting`, `connected` or `failed`.
+    pub state: &'a str,
+    /// What to say of where it stands.
+    pub status: String,
+}
+
 /// The device-code step: the link, the code shown large, where the
-/// login stands (`state`: `waiting`, `connected`, `failed`, and what to
-/// say), and `error` when Done was clicked before ChatGPT confirmed.
+/// login stands, and `error` when Done was clicked before ChatGPT
+/// confirmed.
 pub fn chatgpt_waiting(
     ctx: &PageContext,
     csrf: &str,
-    id: &str,
-    account: &str,
-    url: &str,
-    code: &str,
-    (state, status): (&str, String),
+    login: &DeviceLogin<'_>,
     error: Option<&str>,
 ) -> Markup {
+    let DeviceLogin {
+        id,
+        account,
+        url,
+        code,
+        state,
+        ref status,
+    } = *login;
     layout(
         "Connect ChatGPT",
         Some((ctx, csrf)),
