@@ -1056,14 +1056,15 @@ fn chart(report: &UsageReport) -> Markup {
                 @for (x, y, bw, bh, color, title) in &rects {
                     rect x=(format!("{x:.1}")) y=(format!("{y:.1}")) width=(format!("{bw:.1}")) height=(format!("{bh:.1}")) fill=(color) { title { (title) } }
                 }
-                // Day labels: about seven at desktop width, about four (the
-                // others marked `minor`) at phone width.
+                // Day labels counted back from today: about seven at
+                // desktop width, about four (the others marked `minor`) at
+                // phone width.
                 @let step = n.div_ceil(7).max(1);
-                @for i in (0..n).filter(|i| i % step == 0) {
+                @for i in (0..n).filter(|i| (n - 1 - i) % step == 0) {
                     @let x = left + slot * i as f64 + slot / 2.0;
-                    @let anchor = if i == 0 { "start" } else if i + step >= n { "end" } else { "middle" };
+                    @let anchor = if i + 1 == n { "end" } else if i == 0 { "start" } else { "middle" };
                     @let x = match anchor { "start" => x - bar / 2.0, "end" => x + bar / 2.0, _ => x };
-                    text class=[(i % (2 * step) != 0).then_some("minor")] x=(format!("{x:.1}")) y=(h - 10.0) text-anchor=(anchor) font-size="12" { (report.day_labels.get(i).map(|d| d.get(5..).unwrap_or(d)).unwrap_or("")) }
+                    text class=[((n - 1 - i) % (2 * step) != 0).then_some("minor")] x=(format!("{x:.1}")) y=(h - 10.0) text-anchor=(anchor) font-size="12" { (report.day_labels.get(i).map(|d| d.get(5..).unwrap_or(d)).unwrap_or("")) }
                 }
             }
             figcaption {
