@@ -13,6 +13,7 @@ use std::process::Command;
 use llm_integration_core::{IntegrationKind, Owner, Source, UserId};
 use llm_integration_mock::chatgpt::{ChatGptBehaviour, MockChatGpt};
 use llm_integration_mock::MockUpstream;
+use llm_integration_server::admin::{AdminCommand, VmAddArgs, VmsCommand};
 use llm_integration_server::chatgpt::ChatGptEndpoints;
 use llm_integration_server::testing::{Dirs, Server};
 use serde_json::json;
@@ -60,6 +61,21 @@ async fn every_flow_of_the_page_in_chromium() {
     })
     .await;
     s.ok("tag local llm").await;
+    // A teammate's VM in a team of the user: offered for team
+    // integrations only.
+    s.user("mate@example.com").await;
+    s.team("core", &["owner@localhost", "mate@example.com"])
+        .await;
+    s.admin(AdminCommand::Vms(VmsCommand::Add(VmAddArgs {
+        name: "devbox".parse().unwrap(),
+        owner: "mate@example.com".into(),
+        team: Some("core".parse().unwrap()),
+        addresses: vec![],
+        tags: vec![],
+        comment: String::new(),
+        port: None,
+    })))
+    .await;
 
     // Some traffic on the default integration, for the usage page.
     let host = "llm.int.exe.xyz";
@@ -138,6 +154,7 @@ async fn every_flow_of_the_page_in_chromium() {
         "10-remove-confirm",
         "11-llm-dialog-custom",
         "12-usage",
+        "usage-phone",
     ] {
         assert!(
             shots.join(format!("{shot}.png")).exists(),

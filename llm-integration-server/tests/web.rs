@@ -13,13 +13,16 @@ use std::time::{Duration, SystemTime};
 use llm_integration_core::seams::WebTokenKind;
 use llm_integration_core::{IntegrationKind, Owner, Source, UserId};
 use llm_integration_mock::MockUpstream;
-use llm_integration_server::admin::{self, AdminCommand, UsersCommand};
+use llm_integration_server::admin::{self, AdminCommand, UsersCommand, VmAddArgs, VmsCommand};
 use llm_integration_server::testing::{Dirs, Server};
 use llm_integration_server::web::session;
 use reqwest::StatusCode;
 
 const KEY: &str = "sk-web-secret-0123456789ABCDwxyz";
 const OTHER_KEY: &str = "sk-ant-secret-9876543210ZYXWvuts";
+/// The command language's refusal of a key-shaped comment, in the page's
+/// terms.
+const COMMENT_REFUSED: &str = "Comment looks like it holds an API key or token";
 
 /// A browser: a client that does not follow redirects, with a session cookie.
 struct Browser {
@@ -1231,7 +1234,8 @@ async fn careless_input_is_caught_and_keys_are_never_echoed() {
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
         assert!(html.contains("id=\"comment-error\""), "{html}");
-        assert!(html.contains("the comment looks like an API key"), "{html}");
+        assert!(html.contains(COMMENT_REFUSED), "{html}");
+        assert!(!html.contains("abcdefghijklmnop"), "{html}");
     }
     let (status, html) = b
         .post(
@@ -1240,8 +1244,31 @@ async fn careless_input_is_caught_and_keys_are_never_echoed() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(html.contains("the comment looks like an API key"), "{html}");
+    assert!(html.contains("id=\"comment-error\""), "{html}");
+    assert!(html.contains(COMMENT_REFUSED), "{html}");
+    let (status, html) = b
+        .post(
+            "/integrations/save-reflection",
+            &[
+                ("original", "reflection"),
+                ("fields", "all"),
+                ("comment", shaped),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
+    assert!(html.contains("id=\"comment-error\""), "{html}");
+    assert!(html.contains(COMMENT_REFUSED), "{html}");
     assert_eq!(s.json("integrations show llm").await["comment"], "");
+    // The same refusal as the command line's, where the flag is named.
+    let (status, text) = s
+        .run(&format!("integrations edit llm --comment 'mine: {shaped}'"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        text.contains("--comment looks like it holds an API key or token"),
+        "{text}"
+    );
     // A key-shaped tag is not echoed anywhere in the message; an ordinary
     // long name is.
     let (status, html) = b
@@ -1361,6 +1388,25 @@ async fn key_tests_are_capped_per_user() {
             "{v}"
         );
     }
+    // Testing an integration's stored keys from the list counts too.
+    s.ok("integrations edit llm --openai=byok --openai-key=sk-mock-stored-0123456789abcdef")
+        .await;
+    let (status, html) = b
+        .post("/integrations/action", &[("do", "test"), ("name", "llm")])
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{html}");
+    assert!(
+        html.contains("too many tests: at most 10 a minute"),
+        "{html}"
+    );
+    assert!(!html.contains("0123456789abcdef"), "{html}");
+    // So does verifying the ChatGPT accounts.
+    let (status, html) = b.post("/chatgpt/manage", &[("do", "verify")]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{html}");
+    assert!(
+        html.contains("too many tests: at most 10 a minute"),
+        "{html}"
+    );
     // Another user is not held back.
     let other = s.user("other@example.com").await;
     let o = sign_in_with_link(&s, &other).await;
@@ -1413,6 +1459,23 @@ async fn chatgpt_logins_are_capped_cancelled_and_disconnects_confirmed() {
         assert!(html.contains("MOCK-CODE"), "{html}");
         ids.push(login_id(&html));
     }
+    // Done before ChatGPT confirmed: refused, with the status still
+    // waiting (the script removes the refusal once the status moves on).
+    let (status, html) = b.post("/chatgpt/done", &[("id", &ids[0])]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{html}");
+    assert!(
+        html.contains("<p class=\"notice error\" id=\"login-error\" role=\"alert\">ChatGPT has not confirmed the sign-in yet"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<p class=\"waiting\" id=\"login-status\""),
+        "{html}"
+    );
+    let (_, script) = b.get("/assets/app.js").await;
+    assert!(
+        script.contains("document.getElementById(\"login-error\")"),
+        "the script knows the refusal's id"
+    );
     // The screen is a page of its own: reloading it starts nothing.
     let (status, html) = b.get(&format!("/chatgpt/login?id={}", ids[0])).await;
     assert_eq!(status, StatusCode::OK);
@@ -1450,6 +1513,15 @@ async fn chatgpt_logins_are_capped_cancelled_and_disconnects_confirmed() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The screen, opened again, says it is connected, and nothing else.
+    let (status, html) = b.get(&format!("/chatgpt/login?id={id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("<p class=\"waiting connected\" id=\"login-status\" role=\"status\"")
+            && html.contains("Connected ChatGPT account kept"),
+        "{html}"
+    );
+    assert!(!html.contains("notice error"), "{html}");
     let (status, html) = b.post("/chatgpt/done", &[("id", &id)]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(html.contains("Connected ChatGPT account kept"), "{html}");
@@ -1601,7 +1673,10 @@ async fn a_custom_endpoint_from_the_dialog() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["ok"], false, "{v}");
     assert!(
-        v["message"].as_str().unwrap().starts_with("--openai-url: "),
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("OpenAI endpoint URL: "),
         "{v}"
     );
 
@@ -1620,7 +1695,9 @@ async fn a_custom_endpoint_from_the_dialog() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(html.contains("id=\"openai-error\""), "{html}");
     assert!(
-        html.contains("--openai=custom needs the endpoint"),
+        html.contains(
+            "OpenAI source Custom HTTPS endpoint needs the endpoint: give the OpenAI endpoint URL"
+        ),
         "{html}"
     );
     // Added with a bearer token: stored sealed, shown as a hint.
@@ -1754,4 +1831,158 @@ async fn a_custom_endpoint_from_the_dialog() {
             assert!(!html.contains(secret), "{page}");
         }
     }
+}
+
+/// The text of the error shown beside field `field` (`name`, `attach`, …).
+fn field_error(html: &str, field: &str) -> String {
+    let open = format!("id=\"{field}-error\" role=\"alert\">");
+    let at = html
+        .find(&open)
+        .unwrap_or_else(|| panic!("no {field} error: {html}"))
+        + open.len();
+    html[at..at + html[at..].find("</p>").unwrap()].to_owned()
+}
+
+#[tokio::test]
+async fn errors_beside_the_fields_use_the_forms_words() {
+    let (_upstream, _dirs, s) = start().await;
+    let b = sign_in_with_link(&s, &s.token).await;
+    for (fields, at, says) in [
+        (
+            vec![("name", "Bad Name!"), ("attach", "none")],
+            "name",
+            "invalid value 'Bad Name!' for Name: ",
+        ),
+        (
+            vec![("name", "llm"), ("attach", "none")],
+            "name",
+            "an integration named llm already exists; pick another Name",
+        ),
+        (
+            vec![("name", "tagged"), ("attach", "tag"), ("attach_tag", "")],
+            "attach",
+            "invalid value 'tag:' for Apply to: ",
+        ),
+        (
+            vec![("name", "keyless"), ("openai", "byok"), ("attach", "none")],
+            "openai",
+            "OpenAI source API Key needs the key: paste it in OpenAI API key",
+        ),
+    ] {
+        let (status, html) = b.post("/integrations/add-llm", &fields).await;
+        assert!(status.is_client_error(), "{fields:?}: {status}");
+        let message = field_error(&html, at);
+        assert!(message.starts_with(says), "{fields:?}: {message}");
+        assert!(
+            !message.contains("--") && !message.contains("<SPEC>") && !message.contains("<NAME>"),
+            "{fields:?}: {message}"
+        );
+    }
+    // The list's rename says New name; a command to type stays as written.
+    let (status, html) = b
+        .post(
+            "/integrations/action",
+            &[("do", "rename"), ("name", "llm"), ("new_name", "Bad!")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        html.contains("invalid value 'Bad!' for New name: "),
+        "{html}"
+    );
+    let (_, html) = b
+        .post(
+            "/integrations/add-reflection",
+            &[("name", "llm"), ("attach", "none")],
+        )
+        .await;
+    assert!(
+        field_error(&html, "name")
+            .contains("pick another Name, or change it with `integrations edit llm`"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn the_vm_lists_offer_the_owner_scopes_vms() {
+    let (_upstream, _dirs, s) = start().await;
+    s.user("mate@example.com").await;
+    s.team("core", &["owner@localhost", "mate@example.com"])
+        .await;
+    for (name, owner, team) in [
+        ("devbox", "mate@example.com", Some("core")),
+        ("teambox", "owner@localhost", Some("core")),
+        ("matebox", "mate@example.com", None),
+    ] {
+        s.admin(AdminCommand::Vms(VmsCommand::Add(VmAddArgs {
+            name: name.parse().unwrap(),
+            owner: owner.into(),
+            team: team.map(|t| t.parse().unwrap()),
+            addresses: vec![],
+            tags: vec![],
+            comment: String::new(),
+            port: None,
+        })))
+        .await;
+    }
+    s.ok("integrations add llm --name shared --team core").await;
+    let b = sign_in_with_link(&s, &s.token).await;
+    let options = |select: &str| -> Vec<String> {
+        select
+            .split("<option value=\"")
+            .skip(1)
+            .map(|o| o[..o.find('"').unwrap()].to_owned())
+            .collect()
+    };
+    // Each card's list: the scope of the integration's owner.
+    let (_, html) = b.get("/integrations").await;
+    let card = |name: &str| -> String {
+        let at = html.find(&format!("data-integration=\"{name}\"")).unwrap();
+        let rest = &html[at..];
+        let select = &rest[rest.find("name=\"attach_vm\"").unwrap()..];
+        select[..select.find("</select>").unwrap()].to_owned()
+    };
+    assert_eq!(options(&card("llm")), ["local", "teambox"]);
+    assert_eq!(options(&card("shared")), ["devbox", "teambox"]);
+    // The dialogs: one group per owner scope, for the script to choose.
+    for path in ["/integrations/new/llm", "/integrations/new/reflection"] {
+        let (_, html) = b.get(path).await;
+        let select = &html[html.find("name=\"attach_vm\" data-scoped").expect(&html)..];
+        let select = &select[..select.find("</select>").unwrap()];
+        let group = |owner: &str| -> Vec<String> {
+            let at = select.find(&format!("data-owner=\"{owner}\"")).unwrap();
+            options(&select[at..at + select[at..].find("</optgroup>").unwrap()])
+        };
+        assert_eq!(group(""), ["local", "teambox"], "{path}");
+        assert_eq!(group("core"), ["devbox", "teambox"], "{path}");
+        assert!(!select.contains("matebox"), "{path}: {select}");
+    }
+    // Without the script, a VM outside the scope is refused by the executor.
+    let (status, html) = b
+        .post(
+            "/integrations/add-llm",
+            &[("name", "mine"), ("attach", "vm"), ("attach_vm", "devbox")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{html}");
+    assert!(
+        field_error(&html, "attach").starts_with("you have no VM named devbox"),
+        "{html}"
+    );
+    let (status, html) = b
+        .post(
+            "/integrations/add-llm",
+            &[
+                ("name", "mine"),
+                ("owner", "core"),
+                ("attach", "vm"),
+                ("attach_vm", "devbox"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+    assert_eq!(
+        s.json("integrations show mine --team core").await["attachments"],
+        serde_json::json!(["vm:devbox"])
+    );
 }

@@ -46,6 +46,18 @@ async function screenshot(page, name) {
   await page.screenshot({ path: file, fullPage: true });
 }
 
+// The buttons and links of a card's row of actions share a top and a
+// height (a button in its own form included).
+async function actionsAligned(c) {
+  const boxes = [];
+  for (const item of await c.locator(".actions > a, .actions button").all()) boxes.push(await item.boundingBox());
+  assert.ok(boxes.length >= 3, "Edit, Test and Remove");
+  for (const b of boxes) {
+    assert.ok(Math.abs(b.y - boxes[0].y) <= 1, `actions at ${boxes.map((x) => x.y)}`);
+    assert.ok(Math.abs(b.height - boxes[0].height) <= 1, `actions ${boxes.map((x) => x.height)} high`);
+  }
+}
+
 async function step(name, fn) {
   process.stdout.write(`step: ${name}\n`);
   await fn();
@@ -96,6 +108,13 @@ try {
   await step("add an API Key integration, testing a bad and a good key", async () => {
     await page.locator("a.tile", { hasText: "LLM" }).first().click();
     await page.waitForURL("**/integrations/new/llm");
+    // The VM list follows the owner: the user's VMs, or the team's.
+    const vms = () => page.locator("#apply-vm-name option").evaluateAll((os) => os.map((o) => o.value));
+    assert.deepEqual(await vms(), ["local"]);
+    await page.locator("#owner-core").check();
+    assert.deepEqual(await vms(), ["devbox"]);
+    await page.locator("#owner-me").check();
+    assert.deepEqual(await vms(), ["local"]);
     await page.getByLabel("Name", { exact: true }).fill("openai-key");
     assert.equal(await page.locator("#hostname").textContent(), `openai-key.int.${DOMAIN}`);
     await page.locator("#anthropic-disabled").check();
@@ -161,6 +180,7 @@ try {
 
   await step("rename, detach and attach", async () => {
     const c = card("openai-key");
+    await actionsAligned(c);
     await c.locator("summary", { hasText: "Rename" }).click();
     await c.getByLabel("New name").fill("openai-main");
     await c.getByRole("button", { name: "Rename" }).click();
@@ -190,6 +210,7 @@ try {
     await page.locator(".notice.error", { hasText: "ChatGPT has not confirmed the sign-in yet" }).waitFor();
     await page.locator("p.code", { hasText: "MOCK-CODE" }).waitFor();
     await page.locator("#login-status.connected", { hasText: "Connected ChatGPT account work" }).waitFor();
+    assert.equal(await page.locator(".notice.error").count(), 0, "once connected, the early refusal is gone");
     await page.getByRole("button", { name: "Done signing in" }).click();
     await page.locator(".notice.ok", { hasText: "Connected ChatGPT account work" }).waitFor();
     const row = page.locator('tr[data-account="work"]');
@@ -300,7 +321,7 @@ try {
   await step("read the usage page after some traffic", async () => {
     await page.getByRole("link", { name: "Usage" }).click();
     await page.getByRole("heading", { name: "Usage" }).waitFor();
-    const command = (await page.locator("#usage-table caption code").textContent()).trim();
+    const command = (await page.locator("#usage-command code").textContent()).trim();
     const usage = await exec(command + " --json");
     assert.equal(usage.status, 200, usage.text);
     const dollars = (m) => (m < 0 ? "-" : "") + "$" + Math.floor(Math.abs(m) / 1e6) + "." + String(Math.abs(m) % 1e6).padStart(6, "0");
@@ -319,8 +340,8 @@ try {
     await screenshot(page, "usage");
     await page.getByLabel("Split by").selectOption("model");
     await page.getByRole("button", { name: "Show" }).click();
-    await page.waitForURL("**/usage?by=model*");
-    await page.locator("#usage-table caption code", { hasText: "--by model" }).waitFor();
+    await page.waitForURL("**/usage?*by=model*");
+    await page.locator("#usage-command code", { hasText: "--by model" }).waitFor();
   });
 
   await step("phone width", async () => {
@@ -329,6 +350,7 @@ try {
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 1, `the page is ${overflow}px wider than a phone`);
     await screenshot(page, "integrations-phone");
+    await actionsAligned(page.locator("li.card", { has: page.locator(".actions button", { hasText: "Test" }) }).first());
     await page.goto(BASE + "/integrations/new/llm");
     await screenshot(page, "llm-dialog-phone");
     for (const path of ["/chatgpt", "/usage?by=model"]) {
@@ -336,6 +358,21 @@ try {
       const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       assert.ok(wide <= 1, `${path} is ${wide}px wider than a phone`);
     }
+    // The usage page at phone width: the chart's text is legible, the
+    // command line wraps, the table scrolls inside its own box.
+    for (const text of await page.locator("figure.chart svg:not(.swatch) text").all()) {
+      const box = await text.boundingBox();
+      if (!box) continue; // a day label hidden at this width
+      assert.ok(box.height >= 10, `chart text is ${box.height}px high`);
+      assert.ok(box.x >= 0 && box.x + box.width <= 390, `chart text at ${box.x}..${box.x + box.width}`);
+    }
+    const command = await page.locator("#usage-command").boundingBox();
+    assert.ok(command.x + command.width <= 390, `the usage command line ends at ${command.x + command.width}`);
+    const scroller = await page.locator(".table-scroll").boundingBox();
+    assert.ok(scroller.x + scroller.width <= 390, `the table's box ends at ${scroller.x + scroller.width}`);
+    const table = await page.locator("#usage-table").evaluate((t) => [t.scrollWidth, t.parentElement.clientWidth]);
+    assert.ok(table[0] > table[1], "the table is wider than its box, which scrolls");
+    await page.screenshot({ path: `${SHOTS}/usage-phone.png`, fullPage: true });
     await page.setViewportSize({ width: 1100, height: 900 });
   });
 

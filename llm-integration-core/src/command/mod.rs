@@ -889,6 +889,14 @@ fn check_comment(comment: Option<String>) -> Result<Option<String>, CommandError
             "--comment contains a control character (newline, tab, …); use one line of text",
         ));
     }
+    // VMs read comments through reflection: a key pasted into one would
+    // be shown to every VM the reflection integration applies to.
+    if crate::redact::Redactor::new([]).redact(&c) != c {
+        return Err(CommandError::new(
+            "--comment looks like it holds an API key or token (sk-…, sk-ant-…, fw_…); VMs can read comments \
+through reflection, so keep keys out of it: give a key with --anthropic-key, --openai-key or --fireworks-key",
+        ));
+    }
     Ok(Some(c))
 }
 

@@ -648,6 +648,40 @@ fn comment_limit_is_in_characters() {
 }
 
 #[test]
+fn a_key_shaped_comment_is_refused_everywhere_a_comment_goes() {
+    for line in [
+        "integrations add llm --name a --comment 'my key sk-ant-api03-AAAAAAAAAAAAAAAAAAAA'",
+        "integrations add reflection --name r --comment fw_ZZZZZZZZZZZZZZZZZZZZ",
+        "integrations edit llm --comment=sk-proj-AAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        let msg = error(line);
+        assert!(
+            msg.contains("--comment looks like it holds an API key or token"),
+            "{line}: {msg}"
+        );
+        assert!(
+            msg.contains("VMs can read comments through reflection"),
+            "{msg}"
+        );
+        assert!(
+            !msg.contains("AAAAAAAA") && !msg.contains("ZZZZZZZZ"),
+            "the key is not echoed: {msg}"
+        );
+    }
+    // Model names and short prefixes are not keys.
+    for comment in ["gpt-5.5 for sk-x tests", "uses fw_ and sk- prefixes"] {
+        let line = shell_words::join(["integrations", "edit", "llm", "--comment", comment]);
+        assert_eq!(
+            command(&line),
+            Command::Edit(Edit {
+                comment: Some(comment.into()),
+                ..edit(personal("llm"))
+            })
+        );
+    }
+}
+
+#[test]
 fn name_boundaries() {
     let longest = "a".repeat(63);
     assert_eq!(

@@ -24,6 +24,7 @@
 
 mod pages;
 pub mod session;
+mod terms;
 mod usage;
 
 use std::collections::{HashMap, VecDeque};
@@ -256,12 +257,6 @@ fn with_cookies(mut r: Response, cookies: &[String]) -> Response {
 /// removed (a key typed in the wrong field is never echoed).
 fn shown(text: &str) -> String {
     Redactor::new([]).redact(text).into_owned()
-}
-
-/// Whether `text` holds something shaped like an API key (`sk-…`,
-/// `sk-ant-…`, `fw_…`).
-fn key_shaped(text: &str) -> bool {
-    Redactor::new([]).redact(text) != text
 }
 
 /// A refusal of a request the page never makes (a malformed query or
@@ -545,31 +540,78 @@ fn take_flash(state: &AdminState, s: &Session) -> Option<Flash> {
 /// What the page knows of the user for every screen.
 struct Frame {
     ctx: PageContext,
+    /// The VMs of each owner scope, for the attach lists.
+    vms: pages::VmScopes,
     csrf: String,
 }
 
-async fn frame(state: &AdminState, s: &Session) -> Result<Frame, Response> {
-    match state.executor.page_context(s.user).await {
-        Ok(ctx) => Ok(Frame {
-            ctx,
-            csrf: s.csrf.clone(),
-        }),
-        Err(_) => Err(unavailable_page()),
-    }
+/// The VMs `user` may name in a `vm:` attachment, per owner scope (as the
+/// executor checks them: a personal integration's VMs are owned by the
+/// user, a team integration's belong to the team).
+async fn vm_scopes(state: &AdminState, user: UserId) -> Result<pages::VmScopes, Response> {
+    let records = state.store.load().await.map_err(|e| {
+        tracing::error!(error = %e, "store unavailable while reading VMs for a web page");
+        unavailable_page()
+    })?;
+    let mine = records
+        .vms
+        .iter()
+        .filter(|v| v.owner == user)
+        .map(|v| v.name.to_string())
+        .collect();
+    let teams = records
+        .teams
+        .iter()
+        .filter(|t| t.members.contains(&user))
+        .map(|t| {
+            let vms = records
+                .vms
+                .iter()
+                .filter(|v| v.team == Some(t.id))
+                .map(|v| v.name.to_string())
+                .collect();
+            (t.name.to_string(), vms)
+        })
+        .collect();
+    Ok(pages::VmScopes { mine, teams })
 }
 
-/// A command's failure, in the CLI's words.
+async fn frame(state: &AdminState, s: &Session) -> Result<Frame, Response> {
+    let ctx = state
+        .executor
+        .page_context(s.user)
+        .await
+        .map_err(|_| unavailable_page())?;
+    Ok(Frame {
+        ctx,
+        vms: vm_scopes(state, s.user).await?,
+        csrf: s.csrf.clone(),
+    })
+}
+
+/// A command's failure: the field of the form it concerns and the
+/// message in the form's terms ([`terms`]).
 struct Failed {
     status: StatusCode,
+    /// The field, from the command's own words ([`pages::error_field`]).
+    at: &'static str,
     message: String,
 }
 
 impl Failed {
-    fn usage(message: impl Into<String>) -> Self {
+    /// A refusal of the executor or the parser, `message` in the command
+    /// language's words (key-shaped text is removed).
+    fn new(status: StatusCode, message: &str) -> Self {
+        let message = shown(message);
         Failed {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
+            status,
+            at: pages::error_field(&message),
+            message: terms::in_form_terms(&message),
         }
+    }
+
+    fn usage(message: impl Into<String>) -> Self {
+        Failed::new(StatusCode::BAD_REQUEST, &message.into())
     }
 }
 
@@ -606,10 +648,7 @@ async fn run(
         .executor
         .execute(user, &line, stdin)
         .await
-        .map_err(|e: ExecError| Failed {
-            status: e.status(),
-            message: shown(&e.to_string()),
-        })
+        .map_err(|e: ExecError| Failed::new(e.status(), &e.to_string()))
 }
 
 fn words(list: &[&str]) -> Vec<String> {
@@ -784,7 +823,7 @@ async fn render_list(
     };
     html(
         status,
-        pages::integrations(&f.ctx, &f.csrf, &list, notice.as_ref()),
+        pages::integrations(&f.ctx, &f.vms, &f.csrf, &list, notice.as_ref()),
     )
 }
 
@@ -840,7 +879,7 @@ async fn new_llm_page(State(state): State<AdminState>, uri: Uri, headers: Header
     let form = pages::LlmForm::new_default(free_name(&list));
     html(
         StatusCode::OK,
-        pages::llm_dialog(&f.ctx, &f.csrf, &form, None),
+        pages::llm_dialog(&f.ctx, &f.vms, &f.csrf, &form, None),
     )
 }
 
@@ -859,7 +898,7 @@ async fn new_reflection_page(
     };
     html(
         StatusCode::OK,
-        pages::reflection_dialog(&f.ctx, &f.csrf, &Fields::new(), None),
+        pages::reflection_dialog(&f.ctx, &f.vms, &f.csrf, &Fields::new(), None),
     )
 }
 
@@ -906,7 +945,7 @@ async fn edit_page(
     let form = pages::LlmForm::from_view(&view);
     html(
         StatusCode::OK,
-        pages::llm_dialog(&f.ctx, &f.csrf, &form, None),
+        pages::llm_dialog(&f.ctx, &f.vms, &f.csrf, &form, None),
     )
 }
 
@@ -1086,20 +1125,6 @@ choose LLM gateway and save, then set the endpoint again with No authentication"
     })
 }
 
-/// A comment shaped like an API key is refused: VMs read comments through
-/// reflection.
-fn comment_refusal(fields: &Fields) -> Result<(), FormError> {
-    if key_shaped(field(fields, "comment")) {
-        return Err(FormError {
-            at: "comment",
-            message: "the comment looks like an API key (sk-…, sk-ant-…, fw_…); VMs can read comments through \
-reflection, so keep keys out of it (put a key in its provider's API Key field)"
-                .into(),
-        });
-    }
-    Ok(())
-}
-
 async fn add_llm(
     State(state): State<AdminState>,
     uri: Uri,
@@ -1112,22 +1137,21 @@ async fn add_llm(
     };
     let mut args = words(&["integrations", "add", "llm"]);
     args.push(format!("--name={}", field(&fields, "name").trim()));
-    let stdin =
-        match comment_refusal(&fields).and_then(|()| provider_words(&fields, None, &mut args)) {
-            Ok(stdin) => stdin,
-            Err(e) => {
-                return llm_form_refused(
-                    &state,
-                    &s,
-                    &fields,
-                    false,
-                    StatusCode::BAD_REQUEST,
-                    e.at,
-                    &e.message,
-                )
-                .await
-            }
-        };
+    let stdin = match provider_words(&fields, None, &mut args) {
+        Ok(stdin) => stdin,
+        Err(e) => {
+            return llm_form_refused(
+                &state,
+                &s,
+                &fields,
+                false,
+                StatusCode::BAD_REQUEST,
+                e.at,
+                &e.message,
+            )
+            .await
+        }
+    };
     let team = field(&fields, "owner");
     if !team.is_empty() {
         args.push(format!("--team={team}"));
@@ -1174,9 +1198,7 @@ async fn save_llm(
     };
     let mut args = words(&["integrations", "edit"]);
     args.extend(target_words(name, team));
-    let stdin = match comment_refusal(&fields)
-        .and_then(|()| provider_words(&fields, Some(&stored), &mut args))
-    {
+    let stdin = match provider_words(&fields, Some(&stored), &mut args) {
         Ok(stdin) => stdin,
         Err(e) => {
             return llm_form_refused(
@@ -1216,25 +1238,21 @@ async fn save_reflection(
         Ok(v) => v,
         Err(e) => return list_error(&state, &s, e).await,
     };
-    let (status, at, message) = match comment_refusal(&fields) {
-        Err(e) => (StatusCode::BAD_REQUEST, e.at, e.message),
-        Ok(()) => {
-            let mut args = words(&["integrations", "edit"]);
-            args.extend(target_words(name, team));
-            args.push(format!("--fields={}", field(&fields, "fields").trim()));
-            args.push(format!("--comment={}", field(&fields, "comment")));
-            match run(&state, s.user, args, None).await {
-                Ok(a) => return done(&state, &s, &a),
-                Err(e)
-                    if e.status == StatusCode::NOT_FOUND
-                        && e.message.contains("integration named") =>
-                {
-                    return list_error(&state, &s, e).await
-                }
-                Err(e) => {
-                    let at = pages::placed(pages::error_field(&e.message), &["fields", "comment"]);
-                    (e.status, at, e.message)
-                }
+    let (status, at, message) = {
+        let mut args = words(&["integrations", "edit"]);
+        args.extend(target_words(name, team));
+        args.push(format!("--fields={}", field(&fields, "fields").trim()));
+        args.push(format!("--comment={}", field(&fields, "comment")));
+        match run(&state, s.user, args, None).await {
+            Ok(a) => return done(&state, &s, &a),
+            Err(e)
+                if e.status == StatusCode::NOT_FOUND && e.message.contains("integration named") =>
+            {
+                return list_error(&state, &s, e).await
+            }
+            Err(e) => {
+                let at = pages::placed(e.at, &["fields", "comment"]);
+                (e.status, at, e.message)
             }
         }
     };
@@ -1259,8 +1277,7 @@ async fn llm_form_error(
     editing: bool,
     e: Failed,
 ) -> Response {
-    let at = pages::error_field(&e.message);
-    llm_form_refused(state, s, fields, editing, e.status, at, &e.message).await
+    llm_form_refused(state, s, fields, editing, e.status, e.at, &e.message).await
 }
 
 async fn llm_form_refused(
@@ -1304,7 +1321,7 @@ async fn llm_form_refused(
     };
     html(
         status,
-        pages::llm_dialog(&f.ctx, &f.csrf, &form, Some((at, message))),
+        pages::llm_dialog(&f.ctx, &f.vms, &f.csrf, &form, Some((at, message))),
     )
 }
 
@@ -1318,35 +1335,29 @@ async fn add_reflection(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let (status, at, message) = match comment_refusal(&fields) {
-        Err(e) => (StatusCode::BAD_REQUEST, e.at, e.message),
-        Ok(()) => {
-            let mut args = words(&["integrations", "add", "reflection"]);
-            args.push(format!("--name={}", field(&fields, "name").trim()));
-            let fields_value = field(&fields, "fields").trim();
-            if !fields_value.is_empty() {
-                args.push(format!("--fields={fields_value}"));
-            }
-            let team = field(&fields, "owner");
-            if !team.is_empty() {
-                args.push(format!("--team={team}"));
-            }
-            let comment = field(&fields, "comment");
-            if !comment.is_empty() {
-                args.push(format!("--comment={comment}"));
-            }
-            if let Some(spec) = attach_spec(&fields) {
-                args.push(format!("--attach={spec}"));
-            }
-            match run(&state, s.user, args, None).await {
-                Ok(a) => return done(&state, &s, &a),
-                Err(e) => {
-                    let at = pages::placed(
-                        pages::error_field(&e.message),
-                        &["name", "fields", "owner", "attach", "comment"],
-                    );
-                    (e.status, at, e.message)
-                }
+    let (status, at, message) = {
+        let mut args = words(&["integrations", "add", "reflection"]);
+        args.push(format!("--name={}", field(&fields, "name").trim()));
+        let fields_value = field(&fields, "fields").trim();
+        if !fields_value.is_empty() {
+            args.push(format!("--fields={fields_value}"));
+        }
+        let team = field(&fields, "owner");
+        if !team.is_empty() {
+            args.push(format!("--team={team}"));
+        }
+        let comment = field(&fields, "comment");
+        if !comment.is_empty() {
+            args.push(format!("--comment={comment}"));
+        }
+        if let Some(spec) = attach_spec(&fields) {
+            args.push(format!("--attach={spec}"));
+        }
+        match run(&state, s.user, args, None).await {
+            Ok(a) => return done(&state, &s, &a),
+            Err(e) => {
+                let at = pages::placed(e.at, &["name", "fields", "owner", "attach", "comment"]);
+                (e.status, at, e.message)
             }
         }
     };
@@ -1356,7 +1367,13 @@ async fn add_reflection(
     };
     html(
         status,
-        pages::reflection_dialog(&f.ctx, &f.csrf, &fields, Some((at, message.as_str()))),
+        pages::reflection_dialog(
+            &f.ctx,
+            &f.vms,
+            &f.csrf,
+            &fields,
+            Some((at, message.as_str())),
+        ),
     )
 }
 
@@ -1392,6 +1409,16 @@ async fn action(
             args.extend(target_words(name, team));
         }
         "test" => {
+            // Testing the stored keys calls the providers, as `Test` in
+            // the dialog does: the same per-user cap.
+            if !state.web.allow_test(s.user) {
+                return list_error(
+                    &state,
+                    &s,
+                    Failed::new(StatusCode::TOO_MANY_REQUESTS, &too_many_tests_message()),
+                )
+                .await;
+            }
             args.push("test".into());
             args.extend(target_words(name, team));
         }
@@ -1421,14 +1448,13 @@ async fn action(
     }
 }
 
+fn too_many_tests_message() -> String {
+    format!("too many tests: at most {MAX_TESTS_PER_WINDOW} a minute; wait a minute and try again")
+}
+
 /// The refusal of a test over the per-user cap.
 fn too_many_tests() -> Response {
-    let mut r = json_answer(
-        false,
-        format!(
-            "too many tests: at most {MAX_TESTS_PER_WINDOW} a minute; wait a minute and try again"
-        ),
-    );
+    let mut r = json_answer(false, too_many_tests_message());
     *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     r
 }
@@ -1492,12 +1518,20 @@ async fn test_endpoint(
     if url.is_empty() {
         return json_answer(
             false,
-            format!("--{provider}-url: give the endpoint's base URL, such as https://models.example.com/v1"),
+            format!(
+                "{} endpoint URL: give the endpoint's base URL, such as https://models.example.com/v1",
+                pages::provider_title(provider)
+            ),
         );
     }
     let url: EndpointUrl = match url.parse() {
         Ok(u) => u,
-        Err(e) => return json_answer(false, shown(&format!("--{provider}-url: {e}"))),
+        Err(e) => {
+            return json_answer(
+                false,
+                terms::in_form_terms(&shown(&format!("--{provider}-url: {e}"))),
+            )
+        }
     };
     if !state.web.allow_test(s.user) {
         return too_many_tests();
@@ -1660,7 +1694,10 @@ async fn chatgpt_connect(
         Ok(Parsed::Help(_)) => {
             return chatgpt_error(&state, &s, "give an account name".into()).await
         }
-        Err(e) => return chatgpt_error(&state, &s, parse_message(&e.message)).await,
+        Err(e) => {
+            return chatgpt_error(&state, &s, terms::in_form_terms(&parse_message(&e.message)))
+                .await
+        }
     };
     // At most a few logins waiting per user.
     let pending = state
@@ -1777,6 +1814,19 @@ fn login_of(state: &AdminState, user: UserId, id: &str) -> Option<ChatgptLogin> 
         .and_then(|l| l.get(id).filter(|l| l.user == user).cloned())
 }
 
+/// Where a login stands, for the device-code screen: `waiting`,
+/// `connected` or `failed`, and what to say.
+fn login_status(login: &ChatgptLogin) -> (&'static str, String) {
+    match outcome_of(login) {
+        LoginOutcome::Waiting => (
+            "waiting",
+            "Waiting for you to sign in to ChatGPT and enter the code…".to_owned(),
+        ),
+        LoginOutcome::Connected(m) => ("connected", format!("{m} Click Done signing in.")),
+        LoginOutcome::Failed(m) => ("failed", m),
+    }
+}
+
 fn outcome_of(login: &ChatgptLogin) -> LoginOutcome {
     login
         .outcome
@@ -1825,15 +1875,20 @@ async fn waiting_page(
         Ok(f) => f,
         Err(r) => return r,
     };
+    let (login_state, status_text) = login_status(login);
     html(
         status,
         pages::chatgpt_waiting(
             &f.ctx,
             &f.csrf,
-            id,
-            &login.account,
-            &login.url,
-            &login.code,
+            &pages::DeviceLogin {
+                id,
+                account: &login.account,
+                url: &login.url,
+                code: &login.code,
+                state: login_state,
+                status: status_text,
+            },
             error,
         ),
     )
@@ -1865,14 +1920,7 @@ async fn chatgpt_status(
                 .into_response(),
         );
     };
-    let (st, message) = match outcome_of(&login) {
-        LoginOutcome::Waiting => (
-            "waiting",
-            "Waiting for you to sign in to ChatGPT and enter the code…".to_owned(),
-        ),
-        LoginOutcome::Connected(m) => ("connected", format!("{m} Click Done signing in.")),
-        LoginOutcome::Failed(m) => ("failed", m),
-    };
+    let (st, message) = login_status(&login);
     secured(
         (
             [(header::CONTENT_TYPE, "application/json")],
@@ -2026,6 +2074,17 @@ async fn chatgpt_manage(
     };
     match field(&fields, "do") {
         "verify" => {
+            // Verifying calls ChatGPT for every account: capped as tests are.
+            if !state.web.allow_test(s.user) {
+                return chatgpt_render(
+                    &state,
+                    &s,
+                    Some(Notice::Error(too_many_tests_message())),
+                    None,
+                    StatusCode::TOO_MANY_REQUESTS,
+                )
+                .await;
+            }
             let args = words(&["integrations", "setup", "chatgpt", "--verify", "--json"]);
             match run(&state, s.user, args, None).await {
                 Ok(a) => redirect_with(&state, &s, "/chatgpt", None, Some(a.json)),

@@ -8,6 +8,18 @@ use serde_json::Value;
 
 use super::usage::UsageReport;
 use super::{field, Fields};
+
+/// A typed field's value to write back into a form sent back with an
+/// error: empty if it holds key-shaped text (a key pasted in the wrong
+/// field is never echoed).
+fn typed<'a>(fields: &'a Fields, name: &str) -> &'a str {
+    let value = field(fields, name);
+    if llm_integration_core::redact::Redactor::new([]).redact(value) == value {
+        value
+    } else {
+        ""
+    }
+}
 use crate::executor::PageContext;
 use crate::usage_report::dollars;
 
@@ -168,7 +180,52 @@ fn target_hidden(name: &str, team: &str) -> Markup {
     }
 }
 
-fn attach_fields(ctx: &PageContext, id: &str, optional: bool, selected: &str) -> Markup {
+/// The VMs a `vm:` attachment may name, per owner scope: a personal
+/// integration's are the user's own VMs, a team integration's the team's.
+#[derive(Debug, Clone, Default)]
+pub struct VmScopes {
+    /// The user's VMs, by name.
+    pub mine: Vec<String>,
+    /// Each team of the user with its VMs, by name.
+    pub teams: Vec<(String, Vec<String>)>,
+}
+
+impl VmScopes {
+    /// The VMs of the scope of `team` (empty: the user's own).
+    pub fn of(&self, team: &str) -> &[String] {
+        if team.is_empty() {
+            return &self.mine;
+        }
+        self.teams
+            .iter()
+            .find(|(t, _)| t == team)
+            .map(|(_, vms)| vms.as_slice())
+            .unwrap_or(&[])
+    }
+}
+
+/// The text of the VM list when the scope has none.
+fn no_vms(team: &str) -> String {
+    if team.is_empty() {
+        "(you have no VMs)".to_owned()
+    } else {
+        format!("(team {team} has no VMs)")
+    }
+}
+
+/// Where to apply an integration. `owner` is the integration's owner when
+/// it is fixed (`Some("")` personal, `Some(team)`): the VM list holds that
+/// scope's VMs. `None` for a dialog with an owner choice: one group per
+/// scope, which the script narrows to the chosen owner's (without it,
+/// the executor refuses a VM outside the scope).
+fn attach_fields(
+    ctx: &PageContext,
+    scopes: &VmScopes,
+    owner: Option<&str>,
+    id: &str,
+    optional: bool,
+    selected: &str,
+) -> Markup {
     html! {
         fieldset.attach {
             legend { "Apply to" }
@@ -177,9 +234,30 @@ fn attach_fields(ctx: &PageContext, id: &str, optional: bool, selected: &str) ->
             }
             (radio(&format!("{id}-vm"), "attach", "vm", selected == "vm", "A VM"))
             label.sub for=(format!("{id}-vm-name")) { "VM" }
-            select id=(format!("{id}-vm-name")) name="attach_vm" {
-                @if ctx.vms.is_empty() { option value="" { "(you have no VMs)" } }
-                @for vm in &ctx.vms { option value=(vm) { (vm) } }
+            @match owner {
+                Some(team) => {
+                    select id=(format!("{id}-vm-name")) name="attach_vm" {
+                        @if scopes.of(team).is_empty() { option value="" { (no_vms(team)) } }
+                        @for vm in scopes.of(team) { option value=(vm) { (vm) } }
+                    }
+                }
+                None => {
+                    select id=(format!("{id}-vm-name")) name="attach_vm" data-scoped {
+                        @if scopes.mine.is_empty() && scopes.teams.iter().all(|(_, v)| v.is_empty()) {
+                            option value="" { (no_vms("")) }
+                        }
+                        @if !scopes.mine.is_empty() {
+                            optgroup label="Your VMs" data-owner="" {
+                                @for vm in &scopes.mine { option value=(vm) { (vm) } }
+                            }
+                        }
+                        @for (team, vms) in &scopes.teams {
+                            optgroup label=(format!("Team {team}'s VMs")) data-owner=(team) {
+                                @for vm in vms { option value=(vm) { (vm) } }
+                            }
+                        }
+                    }
+                }
             }
             (radio(&format!("{id}-tag"), "attach", "tag", selected == "tag", "VMs with a tag"))
             label.sub for=(format!("{id}-tag-name")) { "Tag" }
@@ -225,7 +303,13 @@ fn source_summary(v: &Value) -> String {
 
 /// The integrations page: tiles, then every integration of the user and
 /// their teams with its actions.
-pub fn integrations(ctx: &PageContext, csrf: &str, list: &Value, n: Option<&Notice>) -> Markup {
+pub fn integrations(
+    ctx: &PageContext,
+    scopes: &VmScopes,
+    csrf: &str,
+    list: &Value,
+    n: Option<&Notice>,
+) -> Markup {
     let items = list["integrations"].as_array().cloned().unwrap_or_default();
     layout(
         "Integrations",
@@ -315,7 +399,7 @@ pub fn integrations(ctx: &PageContext, csrf: &str, list: &Value, n: Option<&Noti
                                     input type="hidden" name="csrf" value=(csrf);
                                     input type="hidden" name="do" value="attach";
                                     (target_hidden(name, team))
-                                    (attach_fields(ctx, &format!("attach-{i}"), false, "vm"))
+                                    (attach_fields(ctx, scopes, Some(team), &format!("attach-{i}"), false, "vm"))
                                     button type="submit" { "Attach" }
                                 }
                             }
@@ -407,9 +491,9 @@ impl LlmForm {
         let mut f = LlmForm {
             editing,
             original: field(fields, "original").into(),
-            name: field(fields, "name").into(),
+            name: typed(fields, "name").into(),
             owner: field(fields, "owner").into(),
-            comment: field(fields, "comment").into(),
+            comment: typed(fields, "comment").into(),
             account: field(fields, "openai_account").into(),
             attach: field(fields, "attach").into(),
             ..LlmForm::default()
@@ -419,9 +503,9 @@ impl LlmForm {
         }
         for p in Provider::ALL {
             f.sources[p.index()] = field(fields, p.as_str()).into();
-            f.urls[p.index()] = field(fields, &format!("{p}_url")).into();
+            f.urls[p.index()] = typed(fields, &format!("{p}_url")).into();
             f.auths[p.index()] = field(fields, &format!("{p}_auth")).into();
-            f.headers[p.index()] = field(fields, &format!("{p}_header")).into();
+            f.headers[p.index()] = typed(fields, &format!("{p}_header")).into();
         }
         f
     }
@@ -431,6 +515,27 @@ impl LlmForm {
 /// `owner`, `name`, `comment`, or `form` (the whole form).
 pub fn error_field(message: &str) -> &'static str {
     let m = message.to_ascii_lowercase();
+    // A message that starts with a flag is about that flag, whatever
+    // other flags its advice names.
+    if let Some(rest) = m.strip_prefix("--") {
+        let flag = rest
+            .split(|c: char| !(c.is_ascii_lowercase() || c == '-'))
+            .next()
+            .unwrap_or("");
+        match flag {
+            "comment" => return "comment",
+            "fields" => return "fields",
+            "name" => return "name",
+            "team" => return "owner",
+            "attach" => return "attach",
+            _ => {}
+        }
+        for p in Provider::ALL {
+            if flag.starts_with(p.as_str()) {
+                return p.as_str();
+            }
+        }
+    }
     for p in Provider::ALL {
         if m.contains(&format!("--{}", p.as_str())) || m.contains(&format!("{} key", p.as_str())) {
             return p.as_str();
@@ -483,6 +588,7 @@ fn described(at: Option<(&str, &str)>, here: &str) -> Option<String> {
 /// The LLM dialog, to add or edit.
 pub fn llm_dialog(
     ctx: &PageContext,
+    scopes: &VmScopes,
     csrf: &str,
     form: &LlmForm,
     error: Option<(&str, &str)>,
@@ -591,7 +697,7 @@ pub fn llm_dialog(
                         }
                     }
                     @if !form.editing {
-                        (attach_fields(ctx, "apply", true, &form.attach))
+                        (attach_fields(ctx, scopes, ctx.teams.is_empty().then_some(""), "apply", true, &form.attach))
                         (field_error(error, "attach"))
                     }
                     label for="comment" { "Comment (optional)" }
@@ -612,11 +718,12 @@ pub fn llm_dialog(
 /// The reflection dialog.
 pub fn reflection_dialog(
     ctx: &PageContext,
+    scopes: &VmScopes,
     csrf: &str,
     fields: &Fields,
     error: Option<(&str, &str)>,
 ) -> Markup {
-    let name = match field(fields, "name") {
+    let name = match typed(fields, "name") {
         "" => "reflection",
         n => n,
     };
@@ -637,7 +744,7 @@ pub fn reflection_dialog(
                     (field_error(error, "name"))
                     p #hostname-line .help { "VMs reach it at " code #hostname data-domain=(ctx.domain) { (name) ".int." (ctx.domain) } }
                     label for="fields" { "Fields (all, or a list such as email,integrations)" }
-                    input #fields name="fields" value=(match field(fields, "fields") { "" => "all", f => f }) autocomplete="off";
+                    input #fields name="fields" value=(match typed(fields, "fields") { "" => "all", f => f }) autocomplete="off";
                     (field_error(error, "fields"))
                     @if !ctx.teams.is_empty() {
                         fieldset {
@@ -647,10 +754,10 @@ pub fn reflection_dialog(
                             (field_error(error, "owner"))
                         }
                     }
-                    (attach_fields(ctx, "apply", true, match field(fields, "attach") { "" => "auto", a => a }))
+                    (attach_fields(ctx, scopes, ctx.teams.is_empty().then_some(""), "apply", true, match field(fields, "attach") { "" => "auto", a => a }))
                     (field_error(error, "attach"))
                     label for="comment" { "Comment (optional)" }
-                    input #comment name="comment" value=(field(fields, "comment")) autocomplete="off"
+                    input #comment name="comment" value=(typed(fields, "comment")) autocomplete="off"
                         aria-describedby=[described(error, "comment")];
                     (field_error(error, "comment"))
                     div.actions {
@@ -828,16 +935,39 @@ pub fn disconnect_dialog(ctx: &PageContext, csrf: &str, account: &str, users: &[
     )
 }
 
-/// The device-code step: the link, the code shown large, the wait.
+/// A ChatGPT device-code login as its screen shows it.
+pub struct DeviceLogin<'a> {
+    /// The login's id on this server.
+    pub id: &'a str,
+    /// The account name it connects.
+    pub account: &'a str,
+    /// Where to enter the code.
+    pub url: &'a str,
+    /// The one-time code.
+    pub code: &'a str,
+    /// `waiting`, `connected` or `failed`.
+    pub state: &'a str,
+    /// What to say of where it stands.
+    pub status: String,
+}
+
+/// The device-code step: the link, the code shown large, where the
+/// login stands, and `error` when Done was clicked before ChatGPT
+/// confirmed.
 pub fn chatgpt_waiting(
     ctx: &PageContext,
     csrf: &str,
-    id: &str,
-    account: &str,
-    url: &str,
-    code: &str,
+    login: &DeviceLogin<'_>,
     error: Option<&str>,
 ) -> Markup {
+    let DeviceLogin {
+        id,
+        account,
+        url,
+        code,
+        state,
+        ref status,
+    } = *login;
     layout(
         "Connect ChatGPT",
         Some((ctx, csrf)),
@@ -845,14 +975,14 @@ pub fn chatgpt_waiting(
         html! {
             section.card.dialog aria-labelledby="dialog-title" {
                 h1 #dialog-title { "Connect ChatGPT account " (account) }
-                @if let Some(e) = error { p.notice.error role="alert" { (e) } }
+                @if let Some(e) = error { p #login-error .notice.error role="alert" { (e) } }
                 ol.steps {
                     li { a.button.primary href=(url) target="_blank" rel="noopener noreferrer" { "Open ChatGPT" } " and sign in." }
                     li { "Enter this code:" p.code aria-label=(format!("One-time code {code}")) { (code) } }
                     li { "Come back here and click " strong { "Done signing in" } "." }
                 }
                 p.help { "Device codes are a common phishing target. Never share this code." }
-                p #login-status .waiting role="status" aria-live="polite" data-login=(id) { "Waiting for you to sign in to ChatGPT and enter the code…" }
+                p #login-status .waiting.connected[state == "connected"].failed[state == "failed"] role="status" aria-live="polite" data-login=(id) { (status) }
                 div.actions {
                     form.inline method="post" action="/chatgpt/done" {
                         input type="hidden" name="csrf" value=(csrf);
@@ -875,7 +1005,10 @@ const PALETTE: [&str; 8] = [
 ];
 
 fn chart(report: &UsageReport) -> Markup {
-    let (w, h, left, bottom, top) = (720.0_f64, 260.0_f64, 64.0_f64, 28.0_f64, 12.0_f64);
+    // The largest day's figure is written above the plot, left-aligned,
+    // so the left margin only holds `$0`; the margins leave room for the
+    // text drawn larger at phone width (the stylesheet's 24 units).
+    let (w, h, left, bottom, top) = (720.0_f64, 280.0_f64, 44.0_f64, 40.0_f64, 36.0_f64);
     let n = report.day_labels.len().max(1);
     let totals: Vec<u64> = (0..n)
         .map(|i| {
@@ -917,16 +1050,21 @@ fn chart(report: &UsageReport) -> Markup {
         figure.chart {
             svg viewBox=(format!("0 0 {w} {h}")) role="img" aria-label=(summary) xmlns="http://www.w3.org/2000/svg" {
                 line x1=(left) y1=(h - bottom) x2=(w - 4.0) y2=(h - bottom) stroke="#888" {}
-                text x=(left - 6.0) y=(top + 4.0) text-anchor="end" font-size="11" { (dollars(max as i64)) }
-                text x=(left - 6.0) y=(h - bottom) text-anchor="end" font-size="11" { "$0" }
+                line x1=(left) y1=(top) x2=(w - 4.0) y2=(top) stroke="#ccc" stroke-dasharray="4 4" {}
+                text x="4" y=(top - 8.0) font-size="12" { (dollars(max as i64)) }
+                text x=(left - 6.0) y=(h - bottom) text-anchor="end" font-size="12" { "$0" }
                 @for (x, y, bw, bh, color, title) in &rects {
                     rect x=(format!("{x:.1}")) y=(format!("{y:.1}")) width=(format!("{bw:.1}")) height=(format!("{bh:.1}")) fill=(color) { title { (title) } }
                 }
-                @for i in 0..n {
-                    @let x = left + slot * i as f64 + (slot - bar) / 2.0;
-                    @if i % ((n / 7).max(1)) == 0 || i + 1 == n {
-                        text x=(format!("{:.1}", x + bar / 2.0)) y=(h - 10.0) text-anchor="middle" font-size="10" { (report.day_labels.get(i).map(|d| d.get(5..).unwrap_or(d)).unwrap_or("")) }
-                    }
+                // Day labels counted back from today: about seven at
+                // desktop width, about four (the others marked `minor`) at
+                // phone width.
+                @let step = n.div_ceil(7).max(1);
+                @for i in (0..n).filter(|i| (n - 1 - i) % step == 0) {
+                    @let x = left + slot * i as f64 + slot / 2.0;
+                    @let anchor = if i + 1 == n { "end" } else if i == 0 { "start" } else { "middle" };
+                    @let x = match anchor { "start" => x - bar / 2.0, "end" => x + bar / 2.0, _ => x };
+                    text class=[((n - 1 - i) % (2 * step) != 0).then_some("minor")] x=(format!("{x:.1}")) y=(h - 10.0) text-anchor=(anchor) font-size="12" { (report.day_labels.get(i).map(|d| d.get(5..).unwrap_or(d)).unwrap_or("")) }
                 }
             }
             figcaption {
@@ -990,9 +1128,11 @@ pub fn usage(ctx: &PageContext, csrf: &str, report: &UsageReport) -> Markup {
             p.allocation { "Allocation left: " strong #allocation { (dollars(report.allocation_micros)) } " (spent on the platform's keys)" }
             (usage_controls(ctx, report.by, report.days, &report.team))
             (chart(report))
-            div.table-scroll {
+            p #usage-command .help { "The table holds the same figures as " code { "usage --since " (report.day_labels.first().map(String::as_str).unwrap_or("")) " --by " (report.by) (whose) } "." }
+            // Wider than a phone: it scrolls in its own box, not the page.
+            div.table-scroll tabindex="0" role="region" aria-labelledby="usage-caption" {
                 table.data #usage-table {
-                    caption { "Usage in the last " (report.days) " days, by " (report.by) " (the same figures as " code { "usage --since " (report.day_labels.first().map(String::as_str).unwrap_or("")) " --by " (report.by) (whose) } ")" }
+                    caption #usage-caption { "Usage in the last " (report.days) " days, by " (report.by) }
                     thead { tr {
                         th scope="col" { (report.by) }
                         @for (title, _) in USAGE_COLUMNS { th scope="col" { (title) } }

@@ -139,6 +139,10 @@ function setupLogin() {
       if (answer.message && status.textContent !== answer.message) status.textContent = answer.message;
       if (answer.state !== "waiting") {
         status.classList.add(answer.state);
+        // "Done signing in" clicked too early left a refusal on the page;
+        // the status now says where the login stands, alone.
+        const early = document.getElementById("login-error");
+        if (early) early.remove();
         stopped = true;
         return;
       }
@@ -150,7 +154,36 @@ function setupLogin() {
   setTimeout(poll, 1000);
 }
 
+// The VM list of a dialog with an owner choice: only the VMs of the
+// chosen owner's scope (the server sends one group per scope).
+function setupVmScopes() {
+  document.querySelectorAll("select[data-scoped]").forEach((select) => {
+    const form = select.form;
+    const scopes = new Map();
+    select.querySelectorAll("optgroup").forEach((group) => {
+      const vms = Array.from(group.querySelectorAll("option")).map((o) => o.value);
+      scopes.set(group.dataset.owner, { vms });
+    });
+    const update = () => {
+      const owner = form.querySelector('input[name="owner"]:checked');
+      const team = owner ? owner.value : "";
+      const scope = scopes.get(team);
+      const before = select.value;
+      select.replaceChildren();
+      if (!scope || scope.vms.length === 0) {
+        const option = new Option(team ? "(team " + team + " has no VMs)" : "(you have no VMs)", "");
+        select.add(option);
+        return;
+      }
+      scope.vms.forEach((vm) => select.add(new Option(vm, vm, false, vm === before)));
+    };
+    form.querySelectorAll('input[name="owner"]').forEach((r) => r.addEventListener("change", update));
+    update();
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  setupVmScopes();
   setupHostname();
   setupSources();
   setupTests();
