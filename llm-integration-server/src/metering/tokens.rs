@@ -23,8 +23,63 @@ impl std::fmt::Debug for Tiktoken {
 
 impl TokenCounter for Tiktoken {
     fn count(&self, text: &str) -> u64 {
-        (self.0)().encode_ordinary(text).len() as u64
+        bounded_count((self.0)(), text)
     }
+}
+
+/// Text counted token by token at most, in bytes; past it, the rest is
+/// counted at the ratio of what was. A tokenizer's cost grows with the
+/// square of a word's length, and the text comes from tenants and
+/// upstreams: a megabyte without a space must cost no more than this.
+const EXACT_BYTES: usize = 64 * 1024;
+
+/// The longest piece the tokenizer is given at once, in bytes: cut after
+/// the last whitespace within it when there is one (so words stay whole),
+/// else at a character boundary.
+const PIECE_BYTES: usize = 512;
+
+/// The largest character boundary of `text` at or below `at`.
+fn boundary_at_or_before(text: &str, mut at: usize) -> usize {
+    at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+/// `text`'s tokens by `bpe`, in bounded time: pieces of at most
+/// [`PIECE_BYTES`], the first [`EXACT_BYTES`] counted exactly and the
+/// rest extrapolated. Exact for ordinary text (cuts fall after
+/// whitespace, where the tokenizer's own pre-split cuts too).
+pub fn bounded_count(bpe: &CoreBPE, text: &str) -> u64 {
+    let exact_end = boundary_at_or_before(text, EXACT_BYTES);
+    let mut counted = 0u64;
+    let mut at = 0;
+    while at < exact_end {
+        let mut end = boundary_at_or_before(text, at + PIECE_BYTES);
+        if end <= at {
+            // A character longer than a piece cannot happen (at most 4
+            // bytes); step over one anyway rather than loop.
+            end = text[at..]
+                .char_indices()
+                .nth(1)
+                .map_or(text.len(), |(i, _)| at + i);
+        }
+        if end < exact_end {
+            if let Some(space) = text[at..end].rfind(char::is_whitespace) {
+                if space > 0 {
+                    end = at + space;
+                }
+            }
+        }
+        counted += bpe.encode_ordinary(&text[at..end]).len() as u64;
+        at = end;
+    }
+    let rest = (text.len() - exact_end) as u128;
+    if rest == 0 || exact_end == 0 {
+        return counted;
+    }
+    counted + (u128::from(counted) * rest / exact_end as u128) as u64
 }
 
 static O200K: LazyLock<Arc<dyn TokenCounter>> =
@@ -99,7 +154,7 @@ pub fn estimate_input(
             "tiktoken o200k_base, approximating the model's own tokenizer",
         ),
     };
-    let count = |text: &str| bpe.encode_ordinary(text).len() as u64;
+    let count = |text: &str| bounded_count(bpe, text);
     let Some(translated) = translated else {
         // Counted as the JSON text of what the model reads: more than its
         // content (the punctuation counts too), never less.
@@ -172,6 +227,24 @@ mod tests {
 {"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"Bash","input":{"command":"ls"}}]}]}"#;
         let (p, _) = estimate_input(Provider::OpenAi, "gpt-5.5", pending).unwrap();
         assert!(p > n, "{p}");
+    }
+
+    #[test]
+    fn counting_is_bounded_and_exact_for_ordinary_text() {
+        let bpe = tiktoken_rs::o200k_base_singleton();
+        let prose = "The gateway counts tokens the way the provider does. ".repeat(200);
+        assert_eq!(
+            bounded_count(bpe, &prose),
+            bpe.encode_ordinary(&prose).len() as u64
+        );
+        // A run without spaces far past the exact part: bounded, no panic,
+        // extrapolated from what was counted.
+        let run = "a".repeat(8 * 1024 * 1024);
+        let n = bounded_count(bpe, &run);
+        assert!(n > 100_000 && n < 8 * 1024 * 1024, "{n}");
+        let wide = "é".repeat(40_000);
+        assert!(bounded_count(bpe, &wide) > 0);
+        assert_eq!(bounded_count(bpe, ""), 0);
     }
 
     #[test]
