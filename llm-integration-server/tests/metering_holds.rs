@@ -491,3 +491,26 @@ async fn reservations_follow_what_a_request_is_likely_to_cost() {
     );
     s.stop().await;
 }
+
+/// A request that cost far more than it reserved leaves the lease in
+/// debt; the owner's next request still gets served while the balance
+/// (default allocation, $10) holds money, and the debt is paid first.
+#[tokio::test]
+async fn an_overspent_lease_does_not_lock_the_owner_out() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dirs = Dirs::new();
+    let s = Server::start(&dirs, &mock.url()).await;
+    let snapshot = s.live.snapshot();
+    let vm = snapshot
+        .vm_by_address("127.0.0.1".parse().unwrap())
+        .unwrap();
+    let owner = Owner::User(snapshot.vm(vm).unwrap().owner);
+    let allocator = s.metering.allocator.clone().unwrap();
+    let first = allocator.reserve(owner, 1_000, 1).await.unwrap().unwrap();
+    // Reserved $0.001, cost $3.
+    allocator.settle(first, 3_000_000);
+    let next = allocator.reserve(owner, 1_000, 1).await.unwrap();
+    assert!(next.is_ok(), "refused: {next:?}");
+    allocator.settle(next.unwrap(), 1_000);
+    s.stop().await;
+}

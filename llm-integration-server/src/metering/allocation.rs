@@ -301,11 +301,16 @@ impl Allocator {
             // what is in flight, so that a busy owner is not leased for
             // request by request.
             let in_flight = account.map_or(0, |a| a.reserved);
+            // A request that cost more than it reserved leaves the lease in
+            // debt: what is leased next covers the debt first, or the owner
+            // would be refused while the balance still holds money.
+            let debt = available.min(0).saturating_neg();
             let want = likely
                 .saturating_mul(SLICE_REQUESTS)
                 .saturating_add(in_flight.saturating_mul(2))
-                .max(MIN_SLICE);
-            (want, minimum.saturating_sub(available.max(0)).max(0))
+                .max(MIN_SLICE)
+                .saturating_add(debt);
+            (want, minimum.saturating_sub(available).max(0))
         };
         let now_wall = SystemTime::now();
         let request = LeaseRequest {
