@@ -58,7 +58,8 @@ struct Settings {
     name = "bench",
     bin_name = "cargo run --release --example bench --",
     after_help = "Environment: BENCH_GATEWAY_CORE=0 puts the gateway on the load generator's core; \
-BENCH_GATEWAY_WRAPPER=\"perf record -g --\" runs it under a profiler."
+BENCH_GATEWAY_WRAPPER=\"perf record -g --\" runs it under a profiler; \
+BENCH_GATEWAY_BIN=PATH runs another build of the server (to compare two builds)."
 )]
 struct Args {
     /// A seconds-long run (the figures are rough).
@@ -124,6 +125,9 @@ fn target_dir() -> PathBuf {
 }
 
 fn gateway_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("BENCH_GATEWAY_BIN") {
+        return PathBuf::from(path);
+    }
     let path = target_dir().join("llm-integration-server");
     if !path.exists() {
         let profile = if target_dir().ends_with("release") {
@@ -772,12 +776,15 @@ async fn run(s: Settings, pinned: bool) {
             rss_parts(pid)
         );
         let holding = rss_holding_streams(via, pid, s.open_streams).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let closed = rss_kib(pid);
         println!(
-            "gateway RSS: idle {:.1} MiB, after the concurrency-64 load {:.1} MiB, holding {} open streams {:.1} MiB",
+            "gateway RSS: idle {:.1} MiB, after the concurrency-64 load {:.1} MiB, holding {} open streams {:.1} MiB, after they closed {:.1} MiB",
             rss_idle as f64 / 1024.0,
             after_load as f64 / 1024.0,
             s.open_streams,
-            holding as f64 / 1024.0
+            holding as f64 / 1024.0,
+            closed as f64 / 1024.0
         );
         if let Some(n) = &nginx {
             let (before, holding) = nginx_memory(n, s.open_streams).await;
