@@ -1408,9 +1408,10 @@ fn parse_callgrind(text: &str) -> Counts {
                 || caller.starts_with("__rust_")
                 || caller.starts_with("__rg_")
                 || C_ALLOC.contains(&caller.as_str());
-            if RUST_ALLOC.contains(&callee.as_str()) && !RUST_ALLOC.contains(&caller.as_str())
-                || C_ALLOC.contains(&callee.as_str()) && !shim
-            {
+            let rust =
+                RUST_ALLOC.contains(&callee.as_str()) && !RUST_ALLOC.contains(&caller.as_str());
+            let c = C_ALLOC.contains(&callee.as_str()) && !shim;
+            if rust || c {
                 counts.allocations += n;
             }
         }
