@@ -1,7 +1,8 @@
 //! The gateway against a direct call, in one run: what a proxy hop costs.
 //!
 //! `cargo run --release --example bench` (add `-- --smoke` for a seconds-long
-//! run, `-- --memory` for the gateway's memory figures alone, `-- --json
+//! run, `-- --memory` for the gateway's memory figures alone, `-- --profile`
+//! for instructions and allocations per request under callgrind, `-- --json
 //! PATH` to choose where the figures go; default `target/release/bench.json`).
 //!
 //! It starts a fast mock upstream (in this process) and the real gateway
@@ -38,6 +39,8 @@ struct Settings {
     memory_only: bool,
     /// Only the replicas-on-PostgreSQL section.
     replicas_only: bool,
+    /// Only the exact counts: instructions and allocations per request.
+    profile_only: bool,
     rounds: usize,
     slice: Duration,
     streams_c1: usize,
@@ -55,7 +58,8 @@ struct Settings {
     name = "bench",
     bin_name = "cargo run --release --example bench --",
     after_help = "Environment: BENCH_GATEWAY_CORE=0 puts the gateway on the load generator's core; \
-BENCH_GATEWAY_WRAPPER=\"perf record -g --\" runs it under a profiler."
+BENCH_GATEWAY_WRAPPER=\"perf record -g --\" runs it under a profiler; \
+BENCH_GATEWAY_BIN=PATH runs another build of the server (to compare two builds)."
 )]
 struct Args {
     /// A seconds-long run (the figures are rough).
@@ -68,6 +72,11 @@ struct Args {
     /// three replicas, and one replica's throughput against SQLite.
     #[arg(long, conflicts_with = "memory")]
     replicas: bool,
+    /// Only the exact counts, gateway and nginx each run under valgrind's
+    /// callgrind: instructions and allocator calls per request, streamed
+    /// and not (about 2 minutes; with --smoke, fewer requests).
+    #[arg(long, conflicts_with_all = ["memory", "replicas"])]
+    profile: bool,
     /// Where the figures go [default: target/release/bench.json].
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -82,6 +91,7 @@ fn settings() -> Settings {
             smoke,
             memory_only,
             replicas_only: args.replicas,
+            profile_only: args.profile,
             rounds: 1,
             slice: Duration::from_millis(300),
             streams_c1: 20,
@@ -94,6 +104,7 @@ fn settings() -> Settings {
             smoke,
             memory_only,
             replicas_only: args.replicas,
+            profile_only: args.profile,
             rounds: 5,
             slice: Duration::from_secs(2),
             streams_c1: 300,
@@ -114,6 +125,9 @@ fn target_dir() -> PathBuf {
 }
 
 fn gateway_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("BENCH_GATEWAY_BIN") {
+        return PathBuf::from(path);
+    }
     let path = target_dir().join("llm-integration-server");
     if !path.exists() {
         let profile = if target_dir().ends_with("release") {
@@ -167,10 +181,27 @@ fn start_gateway(mock: &str) -> Gateway {
     start_server(mock, "", &[])
 }
 
+/// A profiler's command line from `BENCH_GATEWAY_WRAPPER`, empty without it.
+fn wrapper_from_env() -> Vec<String> {
+    std::env::var("BENCH_GATEWAY_WRAPPER")
+        .map(|w| w.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
 /// The real server on 127.0.0.1:0 (both listeners) in a new directory, on
 /// the gateway's core with one worker, every provider at `mock`, with
 /// `config` added to its configuration file and `env` to its environment.
 fn start_server(mock: &str, config: &str, env: &[(&str, &str)]) -> Gateway {
+    start_server_under(mock, config, env, &wrapper_from_env())
+}
+
+/// [`start_server`] run under `wrapper` (a profiler's command line).
+fn start_server_under(
+    mock: &str,
+    config: &str,
+    env: &[(&str, &str)],
+    wrapper: &[String],
+) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("config.toml"),
@@ -181,10 +212,7 @@ max_connections = 100000\nmax_connections_per_peer = 100000\n{config}"
         ),
     )
     .unwrap();
-    let wrapper: Vec<String> = std::env::var("BENCH_GATEWAY_WRAPPER")
-        .map(|w| w.split_whitespace().map(str::to_owned).collect())
-        .unwrap_or_default();
-    let mut cmd = pinned_command(&gateway_binary(), &wrapper);
+    let mut cmd = pinned_command(&gateway_binary(), wrapper);
     cmd.args(["--config", "config.toml"])
         .current_dir(dir.path())
         .env_remove("LLM_INTEGRATION_MASTER_KEY")
@@ -265,6 +293,11 @@ fn nginx_binary() -> Option<PathBuf> {
 }
 
 fn start_nginx(mock: SocketAddr) -> Option<Nginx> {
+    start_nginx_under(mock, &[])
+}
+
+/// [`start_nginx`] run under `wrapper` (a profiler's command line).
+fn start_nginx_under(mock: SocketAddr, wrapper: &[String]) -> Option<Nginx> {
     let binary = nginx_binary()?;
     let dir = tempfile::tempdir().unwrap();
     let free_port = || {
@@ -287,7 +320,7 @@ http {{\n  access_log off;\n  keepalive_requests 100000000;\n  keepalive_timeout
       proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n    }}\n  }}\n}}\n"
     );
     std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-    let mut cmd = pinned_command(&binary, &[]);
+    let mut cmd = pinned_command(&binary, wrapper);
     let child = cmd
         .args(["-e", "stderr", "-p"])
         .arg(dir.path())
@@ -304,7 +337,9 @@ http {{\n  access_log off;\n  keepalive_requests 100000000;\n  keepalive_timeout
         h2: ([127, 0, 0, 1], h2_port).into(),
         _dir: dir,
     };
-    for _ in 0..100 {
+    // Under a profiler, starting takes seconds.
+    let tries = if wrapper.is_empty() { 100 } else { 3000 };
+    for _ in 0..tries {
         if std::net::TcpStream::connect(addr).is_ok() {
             return Some(nginx);
         }
@@ -442,6 +477,26 @@ async fn load(addr: SocketAddr, concurrency: usize, slice: Duration) -> (Vec<u32
         all.extend(t.await.unwrap());
     }
     (all, started.elapsed())
+}
+
+/// `total` non-streaming requests, `concurrency` at a time on keep-alive
+/// connections.
+async fn load_count(addr: SocketAddr, concurrency: usize, total: usize) {
+    let per = total.div_ceil(concurrency);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        tasks.push(tokio::spawn(async move {
+            let mut send = http1(addr).await;
+            for _ in 0..per {
+                let response = send.send_request(request(false)).await.unwrap();
+                assert!(response.status().is_success(), "{}", response.status());
+                response.into_body().collect().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
 }
 
 struct StreamRun {
@@ -667,6 +722,11 @@ async fn run(s: Settings, pinned: bool) {
     let mock = MockUpstream::start_on("127.0.0.1:0".parse().unwrap(), false)
         .await
         .unwrap();
+    if s.profile_only {
+        let figures = json!({"smoke": s.smoke, "profile": profile(&s, &mock).await});
+        write_json(&s, &figures);
+        return;
+    }
     let gateway = start_gateway(&mock.url());
     let nginx = start_nginx(mock.addr());
     let pid = gateway.child.id();
@@ -716,12 +776,15 @@ async fn run(s: Settings, pinned: bool) {
             rss_parts(pid)
         );
         let holding = rss_holding_streams(via, pid, s.open_streams).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let closed = rss_kib(pid);
         println!(
-            "gateway RSS: idle {:.1} MiB, after the concurrency-64 load {:.1} MiB, holding {} open streams {:.1} MiB",
+            "gateway RSS: idle {:.1} MiB, after the concurrency-64 load {:.1} MiB, holding {} open streams {:.1} MiB, after they closed {:.1} MiB",
             rss_idle as f64 / 1024.0,
             after_load as f64 / 1024.0,
             s.open_streams,
-            holding as f64 / 1024.0
+            holding as f64 / 1024.0,
+            closed as f64 / 1024.0
         );
         if let Some(n) = &nginx {
             let (before, holding) = nginx_memory(n, s.open_streams).await;
@@ -1287,4 +1350,197 @@ first request routed the new way on B and C (polled about every ms); notificatio
         "throughput_c64": {"sqlite": summary(&lite), "postgres": summary(&pg), "ratio": ratio,
                            "cpu_us_per_request": {"sqlite": lite_cpu, "postgres": pg_cpu, "postgres_server": server_cpu}},
     })
+}
+
+/// Instructions and allocator calls, counted by callgrind over one
+/// workload.
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    instructions: u64,
+    allocations: u64,
+}
+
+/// Allocation entry points: Rust's global allocator (whichever it is) and
+/// the C library's (nginx's pools, and C code linked into the gateway).
+const RUST_ALLOC: [&str; 3] = ["__rust_alloc", "__rust_alloc_zeroed", "__rust_realloc"];
+const C_ALLOC: [&str; 6] = [
+    "malloc",
+    "calloc",
+    "realloc",
+    "posix_memalign",
+    "aligned_alloc",
+    "memalign",
+];
+
+/// The total instructions of a callgrind dump (written with
+/// `--compress-strings=no`) and its calls to an allocation entry point.
+/// A C allocation made on behalf of Rust's global allocator (its caller is
+/// the allocator shim) is not counted twice.
+fn parse_callgrind(text: &str) -> Counts {
+    let base = |name: &str| -> String {
+        // `malloc'2` is callgrind's name for a recursion level.
+        let name = name.split('\'').next().unwrap_or(name).trim();
+        name.rsplit("::").next().unwrap_or(name).to_owned()
+    };
+    let mut counts = Counts::default();
+    let (mut caller, mut callee) = (String::new(), String::new());
+    for line in text.lines() {
+        if let Some(v) = line
+            .strip_prefix("summary:")
+            .or_else(|| line.strip_prefix("totals:"))
+        {
+            counts.instructions = v
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+        } else if let Some(name) = line.strip_prefix("fn=") {
+            caller = base(name);
+        } else if let Some(name) = line.strip_prefix("cfn=") {
+            callee = base(name);
+        } else if let Some(calls) = line.strip_prefix("calls=") {
+            let n: u64 = calls
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let shim = caller.starts_with("__rdl_")
+                || caller.starts_with("__rust_")
+                || caller.starts_with("__rg_")
+                || C_ALLOC.contains(&caller.as_str());
+            let rust =
+                RUST_ALLOC.contains(&callee.as_str()) && !RUST_ALLOC.contains(&caller.as_str());
+            let c = C_ALLOC.contains(&callee.as_str()) && !shim;
+            if rust || c {
+                counts.allocations += n;
+            }
+        }
+    }
+    counts
+}
+
+/// Runs `workload` against a process under callgrind (`pid`, dumps in
+/// `dir`): counters zeroed before, dumped after, and the dump read.
+async fn counted<F: std::future::Future<Output = ()>>(
+    pid: u32,
+    dir: &std::path::Path,
+    workload: F,
+) -> Counts {
+    let control = |flag: &str| {
+        let out = Command::new("callgrind_control")
+            .args([flag, &pid.to_string()])
+            .output()
+            .expect("callgrind_control runs (valgrind installed)");
+        assert!(out.status.success(), "callgrind_control {flag} failed");
+    };
+    let before: std::collections::HashSet<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    control("-z");
+    workload.await;
+    control("-d");
+    let dump = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| !before.contains(p))
+        .expect("callgrind wrote a dump");
+    parse_callgrind(&std::fs::read_to_string(dump).unwrap())
+}
+
+/// The counts per request of one proxy under callgrind: non-streaming at
+/// concurrency 1 and 64, streams of 24 events at concurrency 1 and 64.
+async fn profile_proxy(addr: SocketAddr, pid: u32, dir: &std::path::Path, s: &Settings) -> Value {
+    let (requests, stream_count) = if s.smoke { (200, 16) } else { (2000, 128) };
+    // Warm up: connections to the upstream pooled, lazy state built.
+    load_count(addr, 64, 256).await;
+    streams(addr, 8, 16).await;
+    let mut out = serde_json::Map::new();
+    for (name, concurrency, streamed) in [
+        ("request_c1", 1usize, false),
+        ("request_c64", 64, false),
+        ("stream_c1", 1, true),
+        ("stream_c64", 64, true),
+    ] {
+        let n = if streamed { stream_count } else { requests };
+        let c = counted(pid, dir, async {
+            if streamed {
+                streams(addr, concurrency, n).await;
+            } else {
+                load_count(addr, concurrency, n).await;
+            }
+        })
+        .await;
+        let n = n.div_ceil(concurrency) * concurrency;
+        out.insert(
+            name.into(),
+            json!({"instructions": c.instructions as f64 / n as f64,
+                   "allocations": c.allocations as f64 / n as f64}),
+        );
+    }
+    Value::Object(out)
+}
+
+/// Instructions (callgrind's exact count) and allocator calls per request,
+/// of the gateway (metering and the ledger on) and of nginx, each run under
+/// callgrind in turn. Prints a table; returns the figures.
+async fn profile(s: &Settings, mock: &MockUpstream) -> Value {
+    // Kept for `callgrind_annotate --inclusive=yes FILE`.
+    let dumps = s
+        .json
+        .parent()
+        .map_or_else(|| PathBuf::from("callgrind"), |d| d.join("callgrind"));
+    let _ = std::fs::remove_dir_all(&dumps);
+    std::fs::create_dir_all(&dumps).unwrap();
+    let dir = &dumps;
+    let wrapper = |name: &str| -> Vec<String> {
+        vec![
+            "valgrind".into(),
+            "--tool=callgrind".into(),
+            "--compress-strings=no".into(),
+            "--compress-pos=no".into(),
+            format!("--callgrind-out-file={}/{name}.%p", dir.display()),
+        ]
+    };
+    println!("exact counts under callgrind (the gateway and nginx each pinned, one worker)");
+    let gateway = start_server_under(&mock.url(), "", &[], &wrapper("gateway"));
+    let g = profile_proxy(gateway.addr, gateway.child.id(), dir, s).await;
+    drop(gateway);
+    let n = match start_nginx_under(mock.addr(), &wrapper("nginx")) {
+        Some(nginx) => {
+            let n = profile_proxy(nginx.addr, nginx.child.id(), dir, s).await;
+            drop(nginx);
+            Some(n)
+        }
+        None => None,
+    };
+    println!(
+        "{:<34} {:>14} {:>14} {:>12} {:>12}",
+        "", "gateway instr", "nginx instr", "gw allocs", "nginx allocs"
+    );
+    for (key, label) in [
+        ("request_c1", "per request, concurrency 1"),
+        ("request_c64", "per request, concurrency 64"),
+        ("stream_c1", "per 24-event stream, c=1"),
+        ("stream_c64", "per 24-event stream, c=64"),
+    ] {
+        let get = |v: Option<&Value>, what: &str| {
+            v.and_then(|v| v[key][what].as_f64())
+                .map_or_else(|| "-".to_owned(), |x| format!("{x:.0}"))
+        };
+        println!(
+            "{label:<34} {:>14} {:>14} {:>12} {:>12}",
+            get(Some(&g), "instructions"),
+            get(n.as_ref(), "instructions"),
+            get(Some(&g), "allocations"),
+            get(n.as_ref(), "allocations"),
+        );
+    }
+    println!(
+        "(callgrind's dumps, one per line above and in that order: {})",
+        dumps.display()
+    );
+    json!({"gateway": g, "nginx": n})
 }

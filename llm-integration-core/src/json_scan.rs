@@ -90,8 +90,17 @@ impl TopLevelScanner {
     fn name_done(&mut self) {
         self.keeping = None;
         if !self.name_too_long {
-            if let Ok(name) = serde_json::from_slice::<String>(&self.name) {
-                self.keeping = self.wanted.iter().copied().find(|w| *w == name);
+            let inner = self.name.get(1..self.name.len().saturating_sub(1));
+            match inner {
+                // Without escapes a name is its bytes between the quotes.
+                Some(inner) if !inner.contains(&b'\\') => {
+                    self.keeping = self.wanted.iter().copied().find(|w| w.as_bytes() == inner);
+                }
+                _ => {
+                    if let Ok(name) = serde_json::from_slice::<String>(&self.name) {
+                        self.keeping = self.wanted.iter().copied().find(|w| *w == name);
+                    }
+                }
             }
         }
         self.name.clear();
@@ -100,10 +109,25 @@ impl TopLevelScanner {
 
     /// Feeds the next chunk of the document.
     pub fn feed(&mut self, chunk: &[u8]) {
-        for &b in chunk {
+        let mut at = 0;
+        while at < chunk.len() {
             if self.expect == Expect::Done {
                 return;
             }
+            if self.in_string
+                && !self.escaped
+                && self.expect == Expect::Value
+                && self.keeping.is_none()
+            {
+                // Inside a value's string that is not kept: on to its
+                // next quote or escape.
+                match memchr::memchr2(b'"', b'\\', &chunk[at..]) {
+                    Some(k) => at += k,
+                    None => return,
+                }
+            }
+            let b = chunk[at];
+            at += 1;
             if self.in_string {
                 match self.expect {
                     Expect::Name => {
