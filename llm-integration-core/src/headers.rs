@@ -178,8 +178,16 @@ pub fn strip_for_client(headers: &mut HeaderMap) {
         headers.remove(CONTENT_LENGTH);
     }
     remove_connection_listed(headers);
-    remove_where(headers, |name| HOP_BY_HOP.contains(&name.as_str()));
+    // `llm-integration-*` headers are the gateway's word to its clients
+    // (what translation dropped, that a count is an estimate): an
+    // upstream cannot speak in its name.
+    remove_where(headers, |name| {
+        HOP_BY_HOP.contains(&name.as_str()) || name.as_str().starts_with(GATEWAY_HEADER_PREFIX)
+    });
 }
+
+/// The prefix of the headers the gateway itself sets on its answers.
+pub const GATEWAY_HEADER_PREFIX: &str = "llm-integration-";
 
 /// Removes every header whose name `doomed` picks (all its values).
 fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
@@ -191,6 +199,24 @@ fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upstream_cannot_set_the_gateways_own_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "llm-integration-dropped",
+            HeaderValue::from_static("spoofed"),
+        );
+        h.insert(
+            "llm-integration-estimate",
+            HeaderValue::from_static("spoofed"),
+        );
+        h.insert("x-request-id", HeaderValue::from_static("req_1"));
+        strip_for_client(&mut h);
+        assert!(h.get("llm-integration-dropped").is_none());
+        assert!(h.get("llm-integration-estimate").is_none());
+        assert_eq!(h.get("x-request-id").unwrap(), "req_1");
+    }
 
     #[test]
     fn strips_and_injects() {
