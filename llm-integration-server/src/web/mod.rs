@@ -1459,6 +1459,25 @@ fn too_many_tests() -> Response {
     r
 }
 
+/// What both `Test` buttons read first: the signed-in session of a valid
+/// post, and the `provider` field (a JSON answer naming the providers
+/// when it is not one).
+async fn tested_provider(
+    state: &AdminState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    fields: &Fields,
+) -> Result<(Session, Provider), Response> {
+    let s = post_session(state, uri, headers, fields).await?;
+    match field(fields, "provider").parse() {
+        Ok(p) => Ok((s, p)),
+        Err(_) => Err(json_answer(
+            false,
+            "name a provider: anthropic, openai or fireworks".into(),
+        )),
+    }
+}
+
 /// `Test` in the LLM dialog: checks a pasted key against the provider.
 /// Answers JSON `{"ok": bool, "message": "…"}`, never the key; 429 past
 /// [`MAX_TESTS_PER_WINDOW`] a minute.
@@ -1468,18 +1487,9 @@ async fn test_key(
     headers: HeaderMap,
     PageForm(fields): PageForm,
 ) -> Response {
-    let s = match post_session(&state, &uri, &headers, &fields).await {
-        Ok(s) => s,
+    let (s, provider) = match tested_provider(&state, &uri, &headers, &fields).await {
+        Ok(found) => found,
         Err(r) => return r,
-    };
-    let provider: Provider = match field(&fields, "provider").parse() {
-        Ok(p) => p,
-        Err(_) => {
-            return json_answer(
-                false,
-                "name a provider: anthropic, openai or fireworks".into(),
-            )
-        }
     };
     if !state.web.allow_test(s.user) {
         return too_many_tests();
@@ -1501,18 +1511,9 @@ async fn test_endpoint(
     headers: HeaderMap,
     PageForm(fields): PageForm,
 ) -> Response {
-    let s = match post_session(&state, &uri, &headers, &fields).await {
-        Ok(s) => s,
+    let (s, provider) = match tested_provider(&state, &uri, &headers, &fields).await {
+        Ok(found) => found,
         Err(r) => return r,
-    };
-    let provider: Provider = match field(&fields, "provider").parse() {
-        Ok(p) => p,
-        Err(_) => {
-            return json_answer(
-                false,
-                "name a provider: anthropic, openai or fireworks".into(),
-            )
-        }
     };
     let url = field(&fields, "url").trim();
     if url.is_empty() {
