@@ -21,7 +21,7 @@ use crate::secret::SecretString;
 use crate::snapshot::Snapshot;
 use crate::source::{CredentialRef, SourceKind};
 
-/// What a browser-door secret is (the web page's sign-in, SPEC §12).
+/// What a browser-door secret is (the web page's sign-in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WebTokenKind {
     /// A one-time login link (`login-link`): used once, then deleted.

@@ -1,8 +1,8 @@
 //! An OpenAI Chat Completions client (`POST /v1/chat/completions`) served
 //! by a model behind the Anthropic Messages API.
 //!
-//! Shapes follow PROTOCOLS.md §2.1 (`openai-python`'s `chat` types) and §1
-//! (Anthropic Messages).
+//! Shapes follow the OpenAI Chat Completions API reference (`openai-python`'s `chat` types) and the Anthropic
+//! Messages API reference.
 //!
 //! # The request
 //!

@@ -4,8 +4,8 @@
 //! caching breakpoints) and the Anthropic answer they read (usage, stop
 //! reasons, error bodies).
 //!
-//! Anthropic shapes follow PROTOCOLS.md §1 (the `anthropic-sdk-python`
-//! types it cites); OpenAI shapes follow §2 (`openai-python` types).
+//! Anthropic shapes follow the Anthropic Messages API reference (the `anthropic-sdk-python`
+//! types it cites); OpenAI shapes follow the OpenAI API reference (`openai-python` types).
 
 use serde_json::{json, Map, Value};
 
@@ -543,8 +543,8 @@ impl Settings<'_> {
 }
 
 /// Token counts read from an Anthropic answer: `message_start`'s usage,
-/// then each `message_delta`'s (cumulative) usage over it (PROTOCOLS.md
-/// §1.5).
+/// then each `message_delta`'s (cumulative) usage over it (the Messages
+/// API's streaming usage).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Usage {
     /// `input_tokens`: input not read from or written to the cache.

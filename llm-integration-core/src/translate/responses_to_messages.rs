@@ -1,9 +1,9 @@
 //! An OpenAI Responses client (`POST /v1/responses`, what Codex CLI sends)
 //! served by a model behind the Anthropic Messages API.
 //!
-//! Shapes follow PROTOCOLS.md §2.2 (`openai-python`'s `responses` types,
-//! and what Codex CLI was seen sending, §5.2 and the "Observed here"
-//! appendix) and §1 (Anthropic Messages).
+//! Shapes follow the OpenAI Responses API reference (`openai-python`'s `responses` types,
+//! and what Codex CLI sends through a custom model provider) and the
+//! Anthropic Messages API reference.
 //!
 //! # The request
 //!

@@ -1,4 +1,4 @@
-//! The browser door (SPEC §12): the web page served on the admin listener,
+//! The browser door: the web page served on the admin listener,
 //! same origin as `POST /exec`.
 //!
 //! Server-rendered pages (maud templates in [`pages`]) with a small
