@@ -35,6 +35,12 @@ pub struct Price {
 }
 
 impl Price {
+    /// Whether a million input and a million output tokens cost more at
+    /// this price than at `other`.
+    fn dearer_than(&self, other: &Price) -> bool {
+        self.input + self.output > other.input + other.output
+    }
+
     /// The cost of `usage`, in micro-dollars, rounded up.
     pub fn cost_micros(&self, usage: &TokenUsage) -> u64 {
         let nanos = u128::from(usage.input) * u128::from(self.input)
@@ -114,21 +120,35 @@ pub fn estimate(
 pub enum PriceMatch {
     /// An entry of the table.
     Listed,
-    /// The newest generation of the model's family (the model is newer
-    /// than the table, or a variant of it).
+    /// A listed generation of the model's family, the model's own being
+    /// unlisted: of the nearest listed generation below it and the
+    /// nearest above it, the dearer (so an unlisted generation is never
+    /// priced below its neighbours; one newer than the table costs what
+    /// the newest listed does).
     Family(String),
     /// The provider's default (no entry matches, or no model was named).
     Default,
 }
 
 /// The numbers of a model ID's generation, for ordering generations
-/// (`claude-opus-4-6` → `[4, 6]`, `claude-opus-5` → `[5]`).
+/// (`claude-opus-4-6` → `[4, 6]`, `claude-opus-5` → `[5]`). A snapshot
+/// date (a number of five digits or more: `claude-opus-4-20250514`) is
+/// not part of the generation (`[4]`).
 fn generation(model: &str) -> Vec<u64> {
     model
         .split(|c: char| !c.is_ascii_digit())
-        .filter(|p| !p.is_empty())
+        .filter(|p| !p.is_empty() && p.len() < 5)
         .filter_map(|p| p.parse().ok())
         .collect()
+}
+
+/// Whether the entry `prefix` names `model`: a prefix of it that does not
+/// end inside a number (`claude-opus-4-2` is not a prefix of
+/// `claude-opus-4-20250514`, whose generation is 4).
+fn is_prefix(prefix: &str, model: &str) -> bool {
+    model.starts_with(prefix)
+        && !(prefix.ends_with(|c: char| c.is_ascii_digit())
+            && model[prefix.len()..].starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// Why a price table was refused.
@@ -255,19 +275,32 @@ impl PriceTable {
         let Some((_, prefix, p)) = self
             .entries
             .iter()
-            .find(|(prov, prefix, _)| *prov == provider && model.starts_with(prefix.as_str()))
+            .find(|(prov, prefix, _)| *prov == provider && is_prefix(prefix, model))
         else {
             return default();
         };
         let family_only = !prefix.bytes().any(|b| b.is_ascii_digit());
-        if family_only && model[prefix.len()..].bytes().any(|b| b.is_ascii_digit()) {
+        let wanted = generation(&model[prefix.len()..]);
+        if family_only && !wanted.is_empty() {
             let family = format!("{prefix}-");
-            let newest = self
-                .entries
-                .iter()
-                .filter(|(prov, m, _)| *prov == provider && m.starts_with(&family))
-                .max_by_key(|(_, m, _)| generation(m));
-            if let Some((_, m, p)) = newest {
+            let listed = || {
+                self.entries
+                    .iter()
+                    .filter(|(prov, m, _)| *prov == provider && m.starts_with(&family))
+                    .map(|(_, m, p)| (generation(&m[family.len()..]), m, p))
+            };
+            // The nearest listed generations on either side; the dearer.
+            let below = listed()
+                .filter(|(g, _, _)| *g <= wanted)
+                .max_by(|a, b| a.0.cmp(&b.0));
+            let above = listed()
+                .filter(|(g, _, _)| *g > wanted)
+                .min_by(|a, b| a.0.cmp(&b.0));
+            let chosen = match (below, above) {
+                (Some(b), Some(a)) => Some(if a.2.dearer_than(b.2) { a } else { b }),
+                (b, a) => b.or(a),
+            };
+            if let Some((_, m, p)) = chosen {
                 return (*p, PriceMatch::Family(m.clone()));
             }
         }
@@ -360,6 +393,26 @@ mod tests {
             (p.output, how),
             (5000, PriceMatch::Family("claude-haiku-4".into()))
         );
+        // An unlisted generation between listed ones: the dearer neighbour.
+        for (model, input, family) in [
+            ("claude-opus-4-0", 15000, "claude-opus-4-1"),
+            ("claude-opus-4", 15000, "claude-opus-4-1"),
+            ("claude-opus-4-20250514", 15000, "claude-opus-4-1"),
+            ("claude-opus-4-0-20250514", 15000, "claude-opus-4-1"),
+            ("claude-opus-4-7", 5000, "claude-opus-4-6"),
+            ("claude-opus-4-3", 15000, "claude-opus-4-2"),
+            ("claude-opus-3", 15000, "claude-opus-4-1"),
+        ] {
+            assert_eq!(
+                t.lookup(Provider::Anthropic, Some(model)),
+                (
+                    t.price(Provider::Anthropic, Some(family)),
+                    PriceMatch::Family(family.into())
+                ),
+                "{model}"
+            );
+            assert_eq!(t.price(Provider::Anthropic, Some(model)).input, input);
+        }
         // Older generations keep their own price; no generation, the family's.
         assert_eq!(
             t.price(Provider::Anthropic, Some("claude-opus-4-20250514"))

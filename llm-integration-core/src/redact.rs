@@ -172,6 +172,137 @@ fn redact_shapes(text: &str) -> String {
     out
 }
 
+/// Removes one credential from a byte stream relayed in chunks (an
+/// upstream's answer on its way to the client), however the stream is
+/// split.
+///
+/// Every occurrence of the credential, as written or as a JSON string
+/// escapes it (`\"`, `\\`, `\/`, `\uXXXX` for controls), is replaced by a
+/// mask of the same length (`[REDACTED]` then `*`s; `*`s alone for a
+/// credential shorter than the word), so a body's declared length stays
+/// true. A chunk is passed on whole unless its last bytes could begin the
+/// credential: those (fewer than the credential's length) wait for the
+/// next chunk. No credential begins with a line end, so the end of an
+/// event (`\n`) is never held. At the end of the stream, held bytes that
+/// are 8 or more of the credential's first bytes are masked too.
+///
+/// Credentials shorter than 8 bytes are not searched for (too common).
+pub struct StreamScrubber {
+    needles: Vec<zeroize::Zeroizing<Vec<u8>>>,
+    held: Vec<u8>,
+    found: bool,
+}
+
+impl std::fmt::Debug for StreamScrubber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamScrubber")
+            .field("held", &self.held.len())
+            .field("found", &self.found)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The mask of a credential's `len` bytes.
+fn mask(len: usize) -> impl Iterator<Item = u8> {
+    let word: &[u8] = if len >= REDACTED.len() {
+        REDACTED.as_bytes()
+    } else {
+        b""
+    };
+    word.iter()
+        .copied()
+        .chain(std::iter::repeat(b'*'))
+        .take(len)
+}
+
+/// The length of the longest end of `data` that begins `needle` without
+/// being all of it.
+fn partial_tail(data: &[u8], needle: &[u8]) -> usize {
+    let Some(&first) = needle.first() else {
+        return 0;
+    };
+    let window = needle.len().saturating_sub(1).min(data.len());
+    let tail = &data[data.len() - window..];
+    memchr::memchr_iter(first, tail)
+        .find(|&i| needle.starts_with(&tail[i..]))
+        .map_or(0, |i| tail.len() - i)
+}
+
+impl StreamScrubber {
+    /// A scrubber for `secret`; `None` when it is shorter than 8 bytes.
+    pub fn new(secret: &str) -> Option<Self> {
+        if secret.len() < 8 {
+            return None;
+        }
+        let mut needles = vec![zeroize::Zeroizing::new(secret.as_bytes().to_vec())];
+        let quoted = zeroize::Zeroizing::new(serde_json::Value::from(secret).to_string());
+        let escaped = &quoted[1..quoted.len() - 1];
+        for form in [escaped.to_owned(), escaped.replace('/', "\\/")] {
+            let form = zeroize::Zeroizing::new(form.into_bytes());
+            if !needles.contains(&form) {
+                needles.push(form);
+            }
+        }
+        Some(StreamScrubber {
+            needles,
+            held: Vec::new(),
+            found: false,
+        })
+    }
+
+    /// Whether the credential was found (and masked) so far.
+    pub fn found(&self) -> bool {
+        self.found
+    }
+
+    /// The next chunk; returns what may be relayed now.
+    pub fn feed(&mut self, chunk: bytes::Bytes) -> bytes::Bytes {
+        let clean = |data: &[u8], needles: &[zeroize::Zeroizing<Vec<u8>>]| {
+            needles
+                .iter()
+                .all(|n| memchr::memmem::find(data, n).is_none() && partial_tail(data, n) == 0)
+        };
+        if self.held.is_empty() && clean(&chunk, &self.needles) {
+            return chunk;
+        }
+        let mut data = std::mem::take(&mut self.held);
+        data.extend_from_slice(&chunk);
+        for needle in &self.needles {
+            let at: Vec<usize> = memchr::memmem::find_iter(&data, needle.as_slice()).collect();
+            for start in at {
+                self.found = true;
+                for (byte, m) in data[start..start + needle.len()]
+                    .iter_mut()
+                    .zip(mask(needle.len()))
+                {
+                    *byte = m;
+                }
+            }
+        }
+        let hold = self
+            .needles
+            .iter()
+            .map(|n| partial_tail(&data, n))
+            .max()
+            .unwrap_or(0);
+        self.held = data.split_off(data.len() - hold);
+        bytes::Bytes::from(data)
+    }
+
+    /// The stream ended: the bytes still held.
+    pub fn finish(&mut self) -> bytes::Bytes {
+        let mut held = std::mem::take(&mut self.held);
+        if held.len() >= 8 {
+            self.found = true;
+            let len = held.len();
+            for (byte, m) in held.iter_mut().zip(mask(len)) {
+                *byte = m;
+            }
+        }
+        bytes::Bytes::from(held)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -227,5 +358,65 @@ header Authorization: Bearer abcdefgh12345678; token eyJhbGciOi.eyJzdWIiOi.c2lnb
             assert!(out.contains(kept), "{kept} missing from {out}");
         }
         assert!(matches!(r.redact("nothing here"), Cow::Borrowed(_)));
+    }
+
+    fn scrub(secret: &str, chunks: &[&[u8]]) -> Vec<u8> {
+        let mut s = StreamScrubber::new(secret).unwrap();
+        let mut out = Vec::new();
+        for c in chunks {
+            out.extend_from_slice(&s.feed(bytes::Bytes::copy_from_slice(c)));
+        }
+        out.extend_from_slice(&s.finish());
+        out
+    }
+
+    #[test]
+    fn a_credential_is_masked_in_any_split_and_keeps_the_length() {
+        let secret = "sk-proj-0123456789abcdefXYZ";
+        let text = format!(
+            "event: error\ndata: {{\"error\":{{\"message\":\"bad key {secret}\"}}}}\n\nsk-pro more sk-\n\n"
+        );
+        let whole = scrub(secret, &[text.as_bytes()]);
+        assert_eq!(whole.len(), text.len());
+        let whole = String::from_utf8(whole).unwrap();
+        assert!(!whole.contains(secret), "{whole}");
+        assert!(
+            whole.contains("bad key [REDACTED]*****************\""),
+            "{whole}"
+        );
+        assert!(whole.contains("sk-pro more sk-\n\n"), "{whole}");
+        for cut in 0..=text.len() {
+            let (a, b) = text.as_bytes().split_at(cut);
+            assert_eq!(String::from_utf8(scrub(secret, &[a, b])).unwrap(), whole);
+        }
+        let bytes: Vec<&[u8]> = text.as_bytes().chunks(1).collect();
+        assert_eq!(String::from_utf8(scrub(secret, &bytes)).unwrap(), whole);
+    }
+
+    #[test]
+    fn escaped_forms_are_masked_and_clean_chunks_pass_untouched() {
+        let secret = "Tok\"en/with\\odd";
+        let json = serde_json::json!({ "echo": secret }).to_string();
+        let slashed = json.replace('/', "\\/");
+        for text in [json, slashed] {
+            let out = String::from_utf8(scrub(secret, &[text.as_bytes()])).unwrap();
+            assert_eq!(out.len(), text.len());
+            assert!(!out.contains("with"), "{out}");
+        }
+        let mut s = StreamScrubber::new("sk-ant-api03-secretsecret").unwrap();
+        let event = bytes::Bytes::from_static(b"data: {\"text\":\"hello\"}\n\n");
+        let out = s.feed(event.clone());
+        // Passed on as it came: the same buffer, nothing held.
+        assert_eq!(out.as_ptr(), event.as_ptr());
+        assert!(!s.found());
+        // A cut stream: a long start of the credential is masked at its end.
+        let mut s = StreamScrubber::new("sk-ant-api03-secretsecret").unwrap();
+        assert_eq!(
+            &s.feed(bytes::Bytes::from_static(b"x sk-ant-api03-sec"))[..],
+            b"x "
+        );
+        assert_eq!(&s.finish()[..], b"[REDACTED]******");
+        assert!(s.found());
+        assert!(StreamScrubber::new("short").is_none());
     }
 }

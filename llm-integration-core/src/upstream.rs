@@ -350,6 +350,7 @@ pub fn plan(
             include_usage,
             dropped,
             created_at: 0,
+            input_estimate: 0,
         },
     });
     Ok(plan)

@@ -176,10 +176,12 @@ fn interleaved_tool_arguments_are_an_error_event() {
             json!({"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]})
         )
     };
+    // The first call's arguments are whole when the second starts; more
+    // for the first cannot be expressed.
     let input = [
-        chunk(0, true, "{\"a\""),
+        chunk(0, true, "{\"a\":1}"),
         chunk(1, true, "{}"),
-        chunk(0, false, ":1}"),
+        chunk(0, false, " "),
     ]
     .concat();
     let got = events(&run(Upstream::Chat, input.as_bytes(), &[]));
@@ -189,6 +191,113 @@ fn interleaved_tool_arguments_are_an_error_event() {
         .as_str()
         .unwrap_or("")
         .contains("another block started"));
+    // Cut off by the second: the first's arguments are not JSON.
+    let input = [
+        chunk(0, true, "{\"a\""),
+        chunk(1, true, "{}"),
+        chunk(0, false, ":1}"),
+    ]
+    .concat();
+    let got = events(&run(Upstream::Chat, input.as_bytes(), &[]));
+    assert_eq!(got.last().expect("events").0, "error");
+}
+
+/// A tool call whose streamed arguments are not a JSON object ends the
+/// stream with an error event, never a `tool_use` the client cannot read
+/// (as the whole answer is a 502), from either upstream API, in any split.
+#[test]
+fn streamed_tool_arguments_that_are_not_a_json_object_are_an_error_event() {
+    let chat = |args: &str| {
+        [
+            format!(
+                "data: {}\n\n",
+                json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "Read", "arguments": ""}}]}}]})
+            ),
+            format!(
+                "data: {}\n\n",
+                json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": args}}]}}]})
+            ),
+            format!(
+                "data: {}\n\n",
+                json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+            ),
+            format!(
+                "data: {}\n\ndata: [DONE]\n\n",
+                json!({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}})
+            ),
+        ]
+        .concat()
+    };
+    let responses = |args: &str| {
+        let item = json!({"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "Read", "arguments": ""});
+        let mut done = item.clone();
+        done["arguments"] = json!(args);
+        [
+            format!("event: response.created\ndata: {}\n\n", json!({"type": "response.created", "response": {"id": "resp_1"}})),
+            format!("event: response.output_item.added\ndata: {}\n\n", json!({"type": "response.output_item.added", "output_index": 0, "item": item})),
+            format!("event: response.function_call_arguments.delta\ndata: {}\n\n", json!({"type": "response.function_call_arguments.delta", "output_index": 0, "delta": args})),
+            format!("event: response.output_item.done\ndata: {}\n\n", json!({"type": "response.output_item.done", "output_index": 0, "item": done})),
+            format!("event: response.completed\ndata: {}\n\n", json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "output": [done], "usage": {"input_tokens": 5, "output_tokens": 2}}})),
+        ]
+        .concat()
+    };
+    for (upstream, make) in [
+        (Upstream::Chat, &chat as &dyn Fn(&str) -> String),
+        (Upstream::Responses, &responses),
+    ] {
+        for bad in [
+            "{\"path\": ",
+            "not json",
+            "[1, 2]",
+            "\"text\"",
+            "{\"a\":1} {}",
+        ] {
+            let input = make(bad);
+            for cuts in [
+                vec![],
+                vec![7, 90, 200],
+                (1..input.len()).step_by(13).collect(),
+            ] {
+                let got = events(&run(upstream, input.as_bytes(), &cuts));
+                let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
+                assert_eq!(
+                    names.last(),
+                    Some(&"error"),
+                    "{upstream:?} {bad}: {names:?}"
+                );
+                assert!(!names.contains(&"message_stop"), "{names:?}");
+                assert!(!names.contains(&"content_block_stop"), "{names:?}");
+            }
+        }
+        // Whole arguments, and none at all (`{}`), are a clean tool_use.
+        for good in ["{\"path\": \"a.rs\"}", ""] {
+            let got = events(&run(upstream, make(good).as_bytes(), &[]));
+            let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
+            assert_eq!(
+                names.last(),
+                Some(&"message_stop"),
+                "{upstream:?} {good}: {names:?}"
+            );
+            let delta = &got[got.len() - 2].1;
+            assert_eq!(delta["delta"]["stop_reason"], "tool_use");
+        }
+    }
+}
+
+/// `message_start` reports the gateway's estimate of the input; the
+/// upstream's count comes in `message_delta`.
+#[test]
+fn message_start_reports_the_input_estimate() {
+    let input = fixture("chat_text.sse");
+    let mut t = messages_to_chat::Stream::new("gpt-5.5").input_estimate(1234);
+    let mut out = Vec::new();
+    t.feed(&input, &mut out);
+    t.finish(&mut out);
+    let got = events(&out);
+    assert_eq!(got[0].0, "message_start");
+    assert_eq!(got[0].1["message"]["usage"]["input_tokens"], 1234);
+    let delta = &got[got.len() - 2].1;
+    assert_ne!(delta["usage"]["input_tokens"], 1234);
 }
 
 proptest! {

@@ -1046,6 +1046,9 @@ pub(super) fn error_response(status: u16, body: &[u8]) -> Vec<u8> {
     error_body(kind, &message)
 }
 
+/// The most argument text one streamed tool call may carry (bytes).
+const ARGUMENTS_MAX: usize = 4 << 20;
+
 /// The kind of an open content block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum BlockKind {
@@ -1067,6 +1070,10 @@ pub(super) struct AnthropicWriter {
     open: Option<(BlockKind, (u64, u64), usize)>,
     /// Keys of the tool blocks already closed.
     closed_tools: Vec<(u64, u64)>,
+    /// The open tool block's arguments so far, checked when it closes.
+    arguments: String,
+    /// `message_start`'s `usage.input_tokens`.
+    input_estimate: u64,
     /// Whether a tool_use block was written.
     pub tool_use: bool,
 }
@@ -1080,8 +1087,17 @@ impl AnthropicWriter {
             next_index: 0,
             open: None,
             closed_tools: Vec::new(),
+            arguments: String::new(),
+            input_estimate: 0,
             tool_use: false,
         }
+    }
+
+    /// `message_start` reports `input_tokens` as `estimate` (the upstream
+    /// counts only at the end; `message_delta` then carries its count).
+    pub fn input_estimate(mut self, estimate: u64) -> Self {
+        self.input_estimate = estimate;
+        self
     }
 
     /// Whether the stream was ended (by `message_stop` or an error).
@@ -1107,7 +1123,7 @@ impl AnthropicWriter {
             "content": [],
             "stop_reason": null,
             "stop_sequence": null,
-            "usage": Usage::default().to_json(),
+            "usage": Usage { input: self.input_estimate, ..Usage::default() }.to_json(),
         });
         Self::event(
             out,
@@ -1116,11 +1132,23 @@ impl AnthropicWriter {
         );
     }
 
-    /// Closes the open block, if any.
+    /// Closes the open block, if any. A tool block whose arguments are not
+    /// a JSON object (what `tool_use.input` must be) ends the stream with
+    /// an error event instead: the client would otherwise run a tool call
+    /// it cannot read.
     pub fn close(&mut self, out: &mut Vec<u8>) {
         if let Some((kind, key, index)) = self.open.take() {
             if kind == BlockKind::ToolUse {
                 self.closed_tools.push(key);
+                let arguments = std::mem::take(&mut self.arguments);
+                if tool_input(&arguments, "tool_use.input").is_err() {
+                    self.error(
+                        out,
+                        "api_error",
+                        "the upstream streamed tool call arguments that are not a JSON object, which Anthropic's `tool_use.input` must be; retry the request",
+                    );
+                    return;
+                }
             }
             Self::event(
                 out,
@@ -1144,9 +1172,12 @@ impl AnthropicWriter {
         kind: BlockKind,
         key: (u64, u64),
         block: Value,
-    ) -> usize {
+    ) -> Option<usize> {
         self.start(out, None);
         self.close(out);
+        if self.done {
+            return None;
+        }
         let index = self.next_index;
         self.next_index += 1;
         self.open = Some((kind, key, index));
@@ -1155,7 +1186,7 @@ impl AnthropicWriter {
             "content_block_start",
             &json!({"type": "content_block_start", "index": index, "content_block": block}),
         );
-        index
+        Some(index)
     }
 
     fn delta(out: &mut Vec<u8>, index: usize, delta: Value) {
@@ -1173,12 +1204,15 @@ impl AnthropicWriter {
         }
         let index = match self.open {
             Some((BlockKind::Text, k, index)) if k == key => index,
-            _ => self.open_block(
+            _ => match self.open_block(
                 out,
                 BlockKind::Text,
                 key,
                 json!({"type": "text", "text": ""}),
-            ),
+            ) {
+                Some(index) => index,
+                None => return,
+            },
         };
         Self::delta(out, index, json!({"type": "text_delta", "text": text}));
     }
@@ -1190,12 +1224,15 @@ impl AnthropicWriter {
         }
         let index = match self.open {
             Some((BlockKind::Thinking, k, index)) if k == key => index,
-            _ => self.open_block(
+            _ => match self.open_block(
                 out,
                 BlockKind::Thinking,
                 key,
                 json!({"type": "thinking", "thinking": "", "signature": ""}),
-            ),
+            ) {
+                Some(index) => index,
+                None => return,
+            },
         };
         Self::delta(
             out,
@@ -1214,13 +1251,17 @@ impl AnthropicWriter {
         if self.done {
             return;
         }
-        self.tool_use = true;
-        self.open_block(
-            out,
-            BlockKind::ToolUse,
-            key,
-            json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
-        );
+        if self
+            .open_block(
+                out,
+                BlockKind::ToolUse,
+                key,
+                json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+            )
+            .is_some()
+        {
+            self.tool_use = true;
+        }
     }
 
     /// Argument text for the tool_use block of `key`. A block that is no
@@ -1231,11 +1272,19 @@ impl AnthropicWriter {
             return;
         }
         match self.open {
-            Some((BlockKind::ToolUse, k, index)) if k == key => Self::delta(
+            Some((BlockKind::ToolUse, k, _)) if k == key && self.arguments.len() + json_text.len() > ARGUMENTS_MAX => self.error(
                 out,
-                index,
-                json!({"type": "input_json_delta", "partial_json": json_text}),
+                "api_error",
+                &format!("the upstream streamed a tool call's arguments longer than {} MiB, more than the gateway relays; retry the request", ARGUMENTS_MAX >> 20),
             ),
+            Some((BlockKind::ToolUse, k, index)) if k == key => {
+                self.arguments.push_str(json_text);
+                Self::delta(
+                    out,
+                    index,
+                    json!({"type": "input_json_delta", "partial_json": json_text}),
+                )
+            }
             _ => self.error(
                 out,
                 "api_error",
@@ -1257,6 +1306,9 @@ impl AnthropicWriter {
         }
         self.start(out, None);
         self.close(out);
+        if self.done {
+            return;
+        }
         Self::event(
             out,
             "message_delta",

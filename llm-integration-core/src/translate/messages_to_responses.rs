@@ -355,6 +355,15 @@ impl Stream {
             },
         }
     }
+
+    /// `message_start` reports `input_tokens` as `estimate` (the gateway's
+    /// estimate of the request; the upstream's own count comes in
+    /// `message_delta`).
+    pub fn input_estimate(mut self, estimate: u64) -> Self {
+        let writer = std::mem::replace(&mut self.state.writer, AnthropicWriter::new(""));
+        self.state.writer = writer.input_estimate(estimate);
+        self
+    }
 }
 
 impl StreamTranslator for Stream {

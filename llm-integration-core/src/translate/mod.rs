@@ -114,18 +114,22 @@ pub struct AnswerTranslation {
     /// The answer's creation time for OpenAI-shaped answers (`created`,
     /// `created_at`), in Unix seconds; the server sets its clock's.
     pub created_at: u64,
+    /// The gateway's estimate of the request's input tokens, which an
+    /// Anthropic client's `message_start` reports (the OpenAI upstream
+    /// counts only at the end of its stream); the server sets it.
+    pub input_estimate: u64,
 }
 
 impl AnswerTranslation {
     /// The streaming translator for an event-stream answer.
     pub fn stream(&self) -> Box<dyn StreamTranslator> {
         match self.translation {
-            Translation::MessagesToChat(_) | Translation::None => {
-                Box::new(messages_to_chat::Stream::new(&self.model))
-            }
-            Translation::MessagesToResponses(_) => {
-                Box::new(messages_to_responses::Stream::new(&self.model))
-            }
+            Translation::MessagesToChat(_) | Translation::None => Box::new(
+                messages_to_chat::Stream::new(&self.model).input_estimate(self.input_estimate),
+            ),
+            Translation::MessagesToResponses(_) => Box::new(
+                messages_to_responses::Stream::new(&self.model).input_estimate(self.input_estimate),
+            ),
             Translation::ChatToMessages => Box::new(
                 chat_to_messages::Stream::new(&self.model, self.include_usage)
                     .created_at(self.created_at),

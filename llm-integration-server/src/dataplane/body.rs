@@ -23,6 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use llm_integration_core::redact::StreamScrubber;
 use llm_integration_core::relay::ResponseRelay;
 use llm_integration_core::translate::StreamTranslator;
 use llm_integration_core::wire::errors::sse_error_event;
@@ -113,6 +114,10 @@ pub struct RelayBody {
     /// Resolves when the server cuts the streams still open at its
     /// shutdown deadline.
     cut: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// Masks the request's credential in everything relayed.
+    scrubber: Option<StreamScrubber>,
+    /// The scrubber's first find was logged.
+    reported: bool,
 }
 
 impl RelayBody {
@@ -141,7 +146,17 @@ impl RelayBody {
             dialect,
             done: false,
             cut: None,
+            scrubber: None,
+            reported: false,
         }
+    }
+
+    /// Masks the credential `scrubber` holds in every byte relayed (the
+    /// relay must relay decoded bytes when the answer is coded).
+    #[must_use]
+    pub fn with_scrubber(mut self, scrubber: Option<StreamScrubber>) -> Self {
+        self.scrubber = scrubber;
+        self
     }
 
     /// Ends the relay with an `error` event when `cut` is cancelled (the
@@ -194,7 +209,31 @@ impl RelayBody {
     /// through the relay; returns what reaches the client.
     fn pass(&mut self, raw: Bytes, decoded: Option<Bytes>) -> Bytes {
         let relayed = self.relayed(raw, decoded);
-        self.translate(relayed)
+        let translated = self.translate(relayed);
+        self.scrub(translated)
+    }
+
+    /// `out` without the credential (some of its end may be held back).
+    fn scrub(&mut self, out: Bytes) -> Bytes {
+        match &mut self.scrubber {
+            Some(scrubber) => {
+                let clean = scrubber.feed(out);
+                if scrubber.found() && !self.reported {
+                    self.reported = true;
+                    tracing::warn!("the upstream echoed the credential in its answer; masked");
+                }
+                clean
+            }
+            None => out,
+        }
+    }
+
+    /// The bytes the scrubber still holds, masked if they begin the
+    /// credential.
+    fn held(&mut self) -> Bytes {
+        self.scrubber
+            .as_mut()
+            .map_or_else(Bytes::new, StreamScrubber::finish)
     }
 
     /// What the relay keeps of one frame.
@@ -248,21 +287,20 @@ impl RelayBody {
 
     fn fail(&mut self, message: &str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.end();
+        let mut out = self.held().to_vec();
         if let (true, Some(mut translator)) = (self.sse, self.translator.take()) {
             // The client's API's own ending of a broken stream
             // (`response.failed` for a Responses client, an `error` event
             // for an Anthropic one), which its clients act on.
-            let mut out = Vec::new();
+            let before = out.len();
             translator.finish(&mut out);
-            if !out.is_empty() {
+            if out.len() > before {
                 return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
             }
         }
         if self.sse {
-            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(sse_error_event(
-                self.dialect,
-                message,
-            ))))));
+            out.extend_from_slice(sse_error_event(self.dialect, message).as_bytes());
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
         }
         Poll::Ready(Some(Err(message.to_owned().into())))
     }
@@ -340,6 +378,13 @@ impl Body for RelayBody {
                         translator.finish(&mut out);
                         rest = Bytes::from(out);
                     }
+                    let rest = self.scrub(rest);
+                    let held = self.held();
+                    let rest = if held.is_empty() {
+                        rest
+                    } else {
+                        Bytes::from([rest, held].concat())
+                    };
                     self.end();
                     return if rest.is_empty() {
                         Poll::Ready(None)

@@ -52,7 +52,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use llm_integration_core::answer::{self, Sniffed};
 use llm_integration_core::body::JsonObject;
 use llm_integration_core::headers::{strip_for_client, Injected};
-use llm_integration_core::redact::Redactor;
+use llm_integration_core::redact::{Redactor, StreamScrubber};
 use llm_integration_core::relay::{is_event_stream, ResponseRelay};
 use llm_integration_core::seams::{
     AddressResolver, CallerRequest, CallerResolver, ConnectionInfo, CredentialResolver,
@@ -713,6 +713,7 @@ impl DataPlane {
                     t.answer.created_at = SystemTime::now()
                         .duration_since(SystemTime::UNIX_EPOCH)
                         .map_or(0, |d| d.as_secs());
+                    t.answer.input_estimate = estimate.input_tokens;
                     std::mem::take(&mut t.body)
                 });
                 let upstream_body: UpstreamBody = match (read, body) {
@@ -1137,6 +1138,8 @@ set --{provider}-url to the address it redirects to",
                 }
             }
         }
+        // And masked in every byte relayed (a stream's error event, say).
+        let scrubber = StreamScrubber::new(secret.expose_secret());
         drop(secret);
         if let (true, Some(expect)) = (head.status.is_success(), plan.response.expect) {
             let sniffed = self
@@ -1188,7 +1191,8 @@ set --{provider}-url to the address it redirects to",
                         (&translation.answer, collect),
                         dialect,
                     )
-                    .await;
+                    .await
+                    .map(|r| scrubbed(r, scrubber));
             }
             // A stream, translated event by event: relayed decoded.
             head.headers.remove(CONTENT_LENGTH);
@@ -1204,17 +1208,20 @@ set --{provider}-url to the address it redirects to",
             .with_read_ahead(ahead.frames, ahead.ended)
             .with_decoder(decoder, true)
             .with_translator(translation.answer.stream())
+            .with_scrubber(scrubber)
             .with_cut(self.cut.clone());
             return Ok(Response::from_parts(head, ProxyBody::Relay(Box::new(body))));
         }
         if plan.response.collect_response && sse && head.status.is_success() {
             return self
                 .collect_response(head, incoming, decoder, ahead, relay, metered, dialect)
-                .await;
+                .await
+                .map(|r| scrubbed(r, scrubber));
         }
-        // A relay that changes the answer relays it decoded.
-        let relays_decoded = relay.alters_body() && decoder.is_some();
-        if relay.alters_body() {
+        // A relay that changes the answer, or looks for the credential in
+        // it, relays it decoded.
+        let relays_decoded = (relay.alters_body() || scrubber.is_some()) && decoder.is_some();
+        if relay.alters_body() || relays_decoded {
             head.headers.remove(CONTENT_LENGTH);
         }
         if relays_decoded {
@@ -1230,6 +1237,7 @@ set --{provider}-url to the address it redirects to",
         )
         .with_read_ahead(ahead.frames, ahead.ended)
         .with_decoder(decoder, relays_decoded)
+        .with_scrubber(scrubber)
         .with_cut(self.cut.clone());
         Ok(Response::from_parts(head, ProxyBody::Relay(Box::new(body))))
     }
@@ -1560,6 +1568,31 @@ fn origin_of(url: &str) -> &str {
 /// `[REDACTED]`, every other byte kept), or only in a JSON string's
 /// escaped spelling (`\u0073k-…`: the body is then written again, each
 /// string that held it redacted). `None` when the secret is not there.
+/// `response` with its whole body passed through `scrubber` (the answers
+/// the gateway composed from the upstream's, translated or collected).
+fn scrubbed(
+    response: Response<ProxyBody>,
+    scrubber: Option<StreamScrubber>,
+) -> Response<ProxyBody> {
+    let Some(mut scrubber) = scrubber else {
+        return response;
+    };
+    let (head, body) = response.into_parts();
+    let body = match body {
+        ProxyBody::Full(Some(bytes)) => {
+            let clean = scrubber.feed(bytes);
+            let held = scrubber.finish();
+            if scrubber.found() {
+                tracing::warn!("the upstream echoed the credential in its answer; masked");
+            }
+            ProxyBody::full([clean, held].concat())
+        }
+        ProxyBody::Relay(relay) => ProxyBody::Relay(Box::new(relay.with_scrubber(Some(scrubber)))),
+        empty => empty,
+    };
+    Response::from_parts(head, body)
+}
+
 fn without_secret(body: &[u8], secret: &str) -> Option<String> {
     use llm_integration_core::redact::REDACTED;
     if secret.is_empty() {
