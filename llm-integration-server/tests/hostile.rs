@@ -316,6 +316,203 @@ async fn credentials_echoed_by_an_upstream_never_reach_the_vm_a_log_or_a_metric(
     }
 }
 
+/// An upstream that answers 200 and quotes the credential it received in
+/// its answer: in an `error` event after a first event when the request
+/// streams (the credential cut across two writes), else in a JSON answer's
+/// text, gzip-coded when the request says `gzip-please`. Anthropic shapes
+/// on `/v1/messages`, Chat Completions shapes elsewhere.
+async fn echoing_answer_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut read = Vec::new();
+                let mut buf = [0u8; 4096];
+                let head_end = loop {
+                    if let Some(at) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break at + 4;
+                    }
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read.extend_from_slice(&buf[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&read[..head_end]).to_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while read.len() < head_end + length {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = String::from_utf8_lossy(&read[head_end..]).into_owned();
+                let received = head
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("x-api-key: ")
+                            .or_else(|| l.strip_prefix("authorization: bearer "))
+                    })
+                    .unwrap_or("none")
+                    .trim()
+                    .to_owned();
+                let key = GATEWAY_KEYS
+                    .iter()
+                    .find(|k| k.to_lowercase() == received)
+                    .map_or(received, |k| (*k).to_owned());
+                let anthropic = head.starts_with("post /v1/messages");
+                let streams = body.contains("\"stream\":true");
+                if streams {
+                    let (first, error) = if anthropic {
+                        (
+                            json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6", "content": [], "stop_reason": null, "usage": {"input_tokens": 3, "output_tokens": 1}}}),
+                            json!({"type": "error", "error": {"type": "overloaded_error", "message": format!("overloaded; key {key} is throttled")}}),
+                        )
+                    } else {
+                        (
+                            json!({"id": "c1", "object": "chat.completion.chunk", "model": "gpt-5.5", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "hi"}}]}),
+                            json!({"error": {"message": format!("server error; key {key} is throttled"), "type": "server_error"}}),
+                        )
+                    };
+                    let name = |v: &Value| {
+                        v["type"]
+                            .as_str()
+                            .filter(|_| anthropic)
+                            .map_or(String::new(), |t| format!("event: {t}\n"))
+                    };
+                    let text = format!(
+                        "{}data: {first}\n\n{}data: {error}\n\n",
+                        name(&first),
+                        name(&error)
+                    );
+                    let cut = text.find(&key).unwrap_or(0) + key.len() / 2;
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(&text.as_bytes()[..cut]).await;
+                    let _ = stream.flush().await;
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    let _ = stream.write_all(&text.as_bytes()[cut..]).await;
+                    return;
+                }
+                let said = format!("your key is {key}.");
+                let answer = if anthropic {
+                    json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6", "content": [{"type": "text", "text": said}], "stop_reason": "end_turn", "stop_sequence": null, "usage": {"input_tokens": 3, "output_tokens": 5}})
+                } else {
+                    json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-5.5", "choices": [{"index": 0, "message": {"role": "assistant", "content": said}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}})
+                }
+                .to_string()
+                .into_bytes();
+                let (answer, coding) = if body.contains("gzip-please") {
+                    let mut gz =
+                        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                    let _ = gz.write_all(&answer);
+                    (
+                        gz.finish().unwrap_or_default(),
+                        "content-encoding: gzip\r\n",
+                    )
+                } else {
+                    (answer, "")
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{coding}content-length: {}\r\nconnection: close\r\n\r\n",
+                    answer.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&answer).await;
+            });
+        }
+    });
+    addr
+}
+
+/// The rule: the credential the gateway injected never reaches the VM, in
+/// any byte of any answer: an error event in the middle of a stream (cut
+/// across reads), a successful JSON answer (its length kept true), an
+/// answer coded against the gateway's `identity`, forwarded or translated.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_credential_echoed_anywhere_in_an_answer_is_masked() {
+    let upstream = echoing_answer_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_llm-integration-server"));
+    let url = format!("http://{upstream}");
+    command
+        .env("LLM_INTEGRATION_DEFAULT_HOST", "llm.int.exe.xyz")
+        .env("LLM_INTEGRATION_ANTHROPIC_BASE_URL", &url)
+        .env("LLM_INTEGRATION_OPENAI_BASE_URL", &url)
+        .env("LLM_INTEGRATION_FIREWORKS_BASE_URL", &url)
+        .env("LLM_INTEGRATION_GATEWAY_ANTHROPIC_KEY", GATEWAY_KEYS[0])
+        .env("LLM_INTEGRATION_GATEWAY_OPENAI_KEY", GATEWAY_KEYS[1])
+        .env("LLM_INTEGRATION_GATEWAY_FIREWORKS_KEY", GATEWAY_KEYS[2]);
+    let mut running = Process::start(command, dir.path());
+    let http = reqwest::Client::new();
+    let data = &running.data;
+    let user = |text: &str| json!([{"role": "user", "content": text}]);
+    let mut answers = Vec::new();
+    for (path, model, stream, text) in [
+        ("/v1/messages", "claude-sonnet-4-6", true, "hi"),
+        ("/v1/chat/completions", "gpt-5.5", true, "hi"),
+        ("/v1/messages", "gpt-5.5", true, "hi"),
+        ("/v1/chat/completions", "claude-sonnet-4-6", true, "hi"),
+        ("/v1/messages", "claude-sonnet-4-6", false, "hi"),
+        ("/v1/chat/completions", "gpt-5.5", false, "hi"),
+        ("/v1/messages", "gpt-5.5", false, "hi"),
+        ("/v1/chat/completions", "claude-sonnet-4-6", false, "hi"),
+        ("/v1/messages", "claude-sonnet-4-6", false, "gzip-please"),
+        ("/v1/chat/completions", "gpt-5.5", false, "gzip-please"),
+    ] {
+        let body =
+            json!({"model": model, "max_tokens": 50, "stream": stream, "messages": user(text)});
+        let r = http
+            .post(format!("{data}{path}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let what = format!("{path} {model} stream={stream} {text}");
+        assert_eq!(r.status(), StatusCode::OK, "{what}");
+        assert!(r.headers().get("content-encoding").is_none(), "{what}");
+        let length = r.content_length();
+        let bytes = r.bytes().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        if let Some(length) = length {
+            assert_eq!(length, bytes.len() as u64, "{what}");
+        }
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        assert!(text.contains("[REDACTED]"), "{what}: {text}");
+        if stream {
+            assert!(
+                text.contains("throttled"),
+                "{what}: the error is relayed: {text}"
+            );
+        } else {
+            let parsed: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"));
+            assert!(parsed.is_object(), "{what}");
+        }
+        answers.push((what, text));
+    }
+    running.sigterm();
+    running.wait();
+    let log = running.log_text();
+    assert!(log.contains("masked"), "the find is logged");
+    for key in GATEWAY_KEYS {
+        let half = &key[..key.len() / 2 + 2];
+        for (what, text) in answers.iter().chain([&("the log".to_owned(), log.clone())]) {
+            assert!(
+                !text.contains(half),
+                "{what} holds part of a gateway key:\n{text}"
+            );
+        }
+    }
+}
+
 /// Connects from `from` and sends `bytes`; returns how long the gateway
 /// took to close the connection (`None`: still open after `wait`).
 fn closed_after(to: SocketAddr, from: &str, bytes: &[u8], wait: Duration) -> Option<Duration> {

@@ -260,7 +260,8 @@ impl RelayBody {
     /// The exact size when the answer is relayed unchanged and the upstream
     /// said its size.
     fn exact_size(&self) -> SizeHint {
-        if self.sse || self.relay.alters_body() || self.translator.is_some() {
+        if self.sse || self.relay.alters_body() || self.translator.is_some() || self.relays_decoded
+        {
             return SizeHint::default();
         }
         let ahead: u64 = self.ahead.iter().map(|(raw, _)| raw.len() as u64).sum();
