@@ -166,6 +166,12 @@ impl ResponseRelay {
         self.meter.is_complete()
     }
 
+    /// Whether an event stream's last event by its API has come (see
+    /// [`UsageMeter::is_ended`]).
+    pub fn is_ended(&self) -> bool {
+        self.meter.is_ended()
+    }
+
     /// The usage seen so far (`None`: none reported).
     pub fn usage(&mut self) -> Option<TokenUsage> {
         self.meter.finish()

@@ -50,6 +50,9 @@ struct EventProbe<'a> {
     /// Content: Chat Completions and Completions chunks.
     #[serde(borrow, default)]
     choices: Option<Vec<ChoiceProbe<'a>>>,
+    /// An OpenAI error chunk's `error` (it ends the stream).
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
 }
 
 /// An event's `delta`: text (Responses API) or an object (Anthropic).
@@ -218,6 +221,9 @@ pub struct UsageMeter {
     input_seen: bool,
     /// The provider's final usage arrived.
     complete: bool,
+    /// The stream's last event by its API arrived: `message_stop`,
+    /// `[DONE]`, a terminal `response.*` event, or an error event.
+    ended: bool,
     model: Option<String>,
     /// Counts relayed content.
     counter: std::sync::Arc<dyn TokenCounter>,
@@ -246,6 +252,7 @@ impl UsageMeter {
             seen: false,
             input_seen: false,
             complete: false,
+            ended: false,
             model: None,
             counter: std::sync::Arc::new(RatioCounter),
             pending: String::new(),
@@ -289,6 +296,14 @@ impl UsageMeter {
         self.complete
     }
 
+    /// Whether the stream's last event by its API arrived: Anthropic's
+    /// `message_stop`, Chat Completions' `[DONE]`, the Responses API's
+    /// `response.completed` (`.incomplete`, `.failed`), or an error event
+    /// (the stream says itself that it failed).
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
     /// Feeds the next chunk of the body.
     pub fn feed(&mut self, chunk: &[u8]) {
         if !self.sse {
@@ -309,7 +324,10 @@ impl UsageMeter {
     /// stream itself, such as [`crate::relay::ResponseRelay`]).
     pub fn event(&mut self, data: &[u8]) {
         if data.first() != Some(&b'{') {
-            return; // `[DONE]` and the like
+            if data.trim_ascii() == b"[DONE]" {
+                self.ended = true;
+            }
+            return;
         }
         if let Ok(event) = serde_json::from_slice::<EventProbe<'_>>(data) {
             self.probe(event);
@@ -352,6 +370,19 @@ impl UsageMeter {
                     }
                 }
             }
+        }
+        if matches!(
+            e.kind.as_deref(),
+            Some(
+                "message_stop"
+                    | "error"
+                    | "response.completed"
+                    | "response.incomplete"
+                    | "response.failed"
+            )
+        ) || (e.kind.is_none() && e.error.is_some())
+        {
+            self.ended = true;
         }
         match e.kind.as_deref() {
             Some("message_start") => {
@@ -590,6 +621,32 @@ mod tests {
         let mut m = UsageMeter::new(sse);
         m.feed(body.as_bytes());
         m.finish()
+    }
+
+    #[test]
+    fn a_stream_has_ended_by_its_apis_last_event_only() {
+        let ended = |body: &str| {
+            let mut m = UsageMeter::new(true);
+            m.feed(body.as_bytes());
+            m.is_ended()
+        };
+        assert!(ended(ANTHROPIC_STREAM));
+        let cut = &ANTHROPIC_STREAM[..ANTHROPIC_STREAM.find("event: message_stop").unwrap()];
+        assert!(!ended(cut), "message_delta with usage is not the end");
+        assert!(ended("data: {\"choices\":[]}\n\ndata: [DONE]\n\n"));
+        assert!(!ended(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"[DONE]\"}}]}\n\n"
+        ));
+        assert!(ended("data: {\"error\":{\"message\":\"boom\"}}\n\n"));
+        assert!(ended(
+            "event: error\ndata: {\"type\":\"error\",\"error\":{}}\n\n"
+        ));
+        assert!(ended(
+            "data: {\"type\":\"response.failed\",\"response\":{}}\n\n"
+        ));
+        assert!(!ended(
+            "data: {\"type\":\"response.output_text.delta\",\"delta\":\"x\"}\n\n"
+        ));
     }
 
     const ANTHROPIC_STREAM: &str = "event: message_start\n\

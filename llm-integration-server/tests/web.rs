@@ -577,6 +577,7 @@ async fn the_llm_dialog_adds_tests_edits_and_never_shows_a_key() {
         ("attach", "tag"),
         ("attach_tag", "llm"),
         ("comment", "from the page"),
+        ("translate", "off"),
     ];
     let (status, html) = b.post("/integrations/add-llm", &add).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
@@ -594,6 +595,16 @@ async fn the_llm_dialog_adds_tests_edits_and_never_shows_a_key() {
     assert!(matches!(settings.fireworks, Source::Disabled));
     assert_eq!(stored.attachments[0].to_string(), "tag:llm");
     assert_eq!(stored.comment, "from the page");
+    assert_eq!(s.json("integrations show byok").await["translate"], false);
+    let (_, html) = b.get("/integrations/edit?name=byok").await;
+    let off = html
+        .split("<input")
+        .find(|i| i.contains("id=\"translate-off\""))
+        .unwrap_or_default();
+    assert!(
+        off.contains("checked"),
+        "the edit dialog shows it off: {off}"
+    );
 
     // Edited: the key kept when the field is left empty.
     let (status, html) = b
@@ -615,6 +626,8 @@ async fn the_llm_dialog_adds_tests_edits_and_never_shows_a_key() {
     assert_eq!(shown["providers"]["anthropic"]["source"], "gateway");
     assert_eq!(shown["providers"]["fireworks"]["source"], "gateway");
     assert_eq!(shown["comment"], "edited");
+    // Translation is on unless the form says off.
+    assert_eq!(shown["translate"], true);
 
     // The stored keys tested from the list.
     let (_, html) = b

@@ -8,8 +8,12 @@
 //! slows the upstream read (backpressure). Dropping the body (the client
 //! went away) drops the upstream response, which closes its connection
 //! and so cancels the upstream request, and records the usage seen so
-//! far. An idle stream times out; an upstream failure mid-stream becomes
+//! far. An idle stream times out; an upstream failure mid-stream, or an
+//! event stream that ends before its API's last event (`message_stop`,
+//! `[DONE]`, a terminal `response.*` event, or an error event), becomes
 //! one SSE `error` event in the endpoint's dialect, then the stream ends.
+//! Everything relayed passes through a [`StreamScrubber`] holding the
+//! request's credential.
 //! A translated stream passes what the relay keeps (the upstream's own
 //! events, already metered) through the core's [`StreamTranslator`], which
 //! writes the client's events; a failure then ends the stream as the
@@ -380,7 +384,25 @@ impl Body for RelayBody {
                         rest = Bytes::from(out);
                     }
                     let rest = self.scrub(rest);
-                    let held = self.held();
+                    let mut held = self.held();
+                    let success = self
+                        .metered
+                        .as_ref()
+                        .is_some_and(|m| (200..300).contains(&m.status()));
+                    if self.sse && self.translator.is_none() && success && !self.relay.is_ended() {
+                        // Cut short by the upstream: said, so the client
+                        // does not take a part for the whole.
+                        tracing::warn!("upstream stream ended before its final event");
+                        let mut out = held.to_vec();
+                        out.extend_from_slice(
+                            sse_error_event(
+                                self.dialect,
+                                "the upstream's stream ended before its final event; the answer is incomplete, retry it",
+                            )
+                            .as_bytes(),
+                        );
+                        held = Bytes::from(out);
+                    }
                     let rest = if held.is_empty() {
                         rest
                     } else {

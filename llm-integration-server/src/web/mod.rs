@@ -1160,6 +1160,9 @@ async fn add_llm(
     if !comment.is_empty() {
         args.push(format!("--comment={comment}"));
     }
+    if field(&fields, "translate") == "off" {
+        args.push("--translate=off".to_owned());
+    }
     if let Some(spec) = attach_spec(&fields) {
         args.push(format!("--attach={spec}"));
     }
@@ -1214,6 +1217,12 @@ async fn save_llm(
         }
     };
     args.push(format!("--comment={}", field(&fields, "comment")));
+    let translate = if field(&fields, "translate") == "off" {
+        "off"
+    } else {
+        "on"
+    };
+    args.push(format!("--translate={translate}"));
     match run(&state, s.user, args, stdin).await {
         Ok(a) => done(&state, &s, &a),
         Err(e) if e.status == StatusCode::NOT_FOUND && e.message.contains("integration named") => {

@@ -440,6 +440,8 @@ pub struct LlmForm {
     pub account: String,
     /// The attachment choice (`none`, `vm`, `tag`, `auto`).
     pub attach: String,
+    /// Protocol translation: `off`, or on (anything else).
+    pub translate: String,
 }
 
 impl LlmForm {
@@ -462,6 +464,7 @@ impl LlmForm {
             name: v["name"].as_str().unwrap_or("").into(),
             owner: v["owner"]["team"].as_str().unwrap_or("").into(),
             comment: v["comment"].as_str().unwrap_or("").into(),
+            translate: if v["translate"] == false { "off" } else { "on" }.into(),
             ..LlmForm::default()
         };
         for p in Provider::ALL {
@@ -496,6 +499,7 @@ impl LlmForm {
             comment: typed(fields, "comment").into(),
             account: field(fields, "openai_account").into(),
             attach: field(fields, "attach").into(),
+            translate: field(fields, "translate").into(),
             ..LlmForm::default()
         };
         if editing {
@@ -695,6 +699,13 @@ pub fn llm_dialog(
                             }
                             (field_error(error, ps))
                         }
+                    }
+                    fieldset #translate aria-describedby="translate-help" {
+                        legend { "Protocol translation" }
+                        (radio("translate-on", "translate", "on", form.translate != "off", "On: Claude Code may use OpenAI and Fireworks models, Codex Claude models"))
+                        (radio("translate-off", "translate", "off", form.translate == "off", "Off: each client uses its own provider's models"))
+                        p.help #translate-help { "The gateway translates between the Anthropic and OpenAI APIs; what has no counterpart is named in the answer's llm-integration-dropped header." }
+                        (field_error(error, "translate"))
                     }
                     @if !form.editing {
                         (attach_fields(ctx, scopes, ctx.teams.is_empty().then_some(""), "apply", true, &form.attach))
