@@ -151,6 +151,11 @@ pub struct UpstreamPlan {
     /// Whether the call can produce output tokens (embeddings,
     /// moderations and token counts produce none).
     pub produces_output: bool,
+    /// Whether the provider charges for the call at all: token counts
+    /// (Anthropic's `count_tokens`, OpenAI's `input_tokens`) and OpenAI's
+    /// moderations are free, so they are recorded with no tokens and no
+    /// cost, and nothing is held for them.
+    pub charged: bool,
     /// How many answers the request asks for (`n`, or `best_of`).
     pub choices: Option<u64>,
     /// Client headers removed before sending (the other API family's).
@@ -226,6 +231,14 @@ fn produces_output(path: &str) -> bool {
         || path.ends_with("/moderations")
         || path.ends_with("/count_tokens")
         || path.ends_with("/input_tokens"))
+}
+
+/// Whether the provider charges for a call to `path` (see
+/// [`UpstreamPlan::charged`]).
+fn charged(path: &str) -> bool {
+    !(path.ends_with("/count_tokens")
+        || path.ends_with("/input_tokens")
+        || path.ends_with("/moderations"))
 }
 
 /// Whether the plan for `forward` depends on the request body, so the
@@ -506,6 +519,7 @@ fn plan_native(
         model,
         max_output: body.and_then(max_output),
         produces_output: produces_output(path),
+        charged: charged(path),
         choices: body.and_then(|b| count(b, "n").max(count(b, "best_of"))),
         remove_headers: Vec::new(),
         translation: None,

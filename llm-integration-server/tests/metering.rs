@@ -163,6 +163,14 @@ async fn exact_usage_for_every_api_streaming_and_not() {
             json!({}),
             [12, 3, 2, 3],
         ),
+        // Free calls: nothing charged however large, nothing estimated.
+        (
+            "/v1/messages/count_tokens",
+            "claude-sonnet-4-6-count",
+            false,
+            json!({"messages": [{"role": "user", "content": "word ".repeat(30_000)}]}),
+            [0, 0, 0, 0],
+        ),
     ];
     let mut bodies = HashMap::new();
     for (path, model, stream, extra, _) in cases {
@@ -209,6 +217,12 @@ async fn exact_usage_for_every_api_streaming_and_not() {
     }
     // Prices: claude-sonnet at $3 / $15, cache write $3.75, cache read $0.30 per million.
     // 12×3 + 3×15 + 2×3.75 + 3×0.3 = 89.4 micro-dollars, rounded up.
+    let count = &rows["claude-sonnet-4-6-count"];
+    assert_eq!(
+        (&count["cost_micros"], &count["debited_micros"]),
+        (&json!(0), &json!(0)),
+        "{count}"
+    );
     let sonnet = &rows["claude-sonnet-4-6-json"];
     assert_eq!(sonnet["cost_micros"], 90);
     assert_eq!(sonnet["debited_micros"], 90, "gateway traffic is debited");

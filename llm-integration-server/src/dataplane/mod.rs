@@ -702,13 +702,17 @@ impl DataPlane {
                     Some(r) => &r.raw,
                     None => &[],
                 };
-                let estimate = pricing::estimate(
+                let mut estimate = pricing::estimate(
                     forward.provider,
                     text,
                     plan.max_output,
                     plan.choices,
                     plan.produces_output,
                 );
+                if !plan.charged {
+                    // A free call: nothing held, nothing charged.
+                    estimate = pricing::RequestEstimate::default();
+                }
                 let translated = plan.translation.as_mut().map(|t| {
                     t.answer.created_at = SystemTime::now()
                         .duration_since(SystemTime::UNIX_EPOCH)
@@ -969,6 +973,7 @@ ask an operator for more allocation, or use your own key (`integrations edit {} 
             source: forward.source.kind(),
             model: plan.model.clone(),
             input_estimate: estimate.input_tokens,
+            free: !plan.charged,
             output_cap: plan
                 .max_output
                 .unwrap_or(pricing::LIKELY_OUTPUT)

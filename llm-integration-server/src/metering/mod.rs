@@ -161,6 +161,9 @@ pub struct RequestFacts {
     /// The request's input in tokens, as estimated from its body: what is
     /// charged for input when the provider never says.
     pub input_estimate: u64,
+    /// The provider charges nothing for the call (a token count, a
+    /// moderation): recorded with no tokens and no cost.
+    pub free: bool,
     /// The most output the request may produce (its stated limit times its
     /// choices), in tokens: the bound of [`Metered::output_floor`].
     pub output_cap: u64,
@@ -258,6 +261,7 @@ impl Metered {
             self.metering.metrics.stream_ended();
         }
         let reading = match reading {
+            _ if self.facts.free => Reading::default(),
             Some(r) => r,
             None if self.sent && !self.relaying && status.is_none() => Reading {
                 tokens: TokenUsage {
