@@ -150,17 +150,20 @@ fn an_empty_or_garbage_stream_is_an_error_never_a_clean_stop() {
 }
 
 #[test]
-fn a_chat_stream_cut_after_its_finish_reason_is_complete() {
-    // The usage chunk and `[DONE]` are missing: the content is whole.
+fn a_chat_stream_cut_after_its_finish_reason_is_an_error() {
+    // The usage chunk and `[DONE]` are missing: cut short, as an
+    // untranslated stream without `[DONE]` is.
     let input = fixture("chat_length.sse");
     let text = String::from_utf8(input).expect("utf-8");
     let cut = text.find("data: {\"id\":\"chatcmpl-CZt5\",\"object\":\"chat.completion.chunk\",\"created\":1764582000,\"model\":\"gpt-5.5-2026-05-01\",\"system_fingerprint\":\"fp_5a2c1e9b7d\",\"choices\":[],").expect("usage chunk");
     let got = events(&run(Upstream::Chat, &text.as_bytes()[..cut], &[]));
-    let (name, delta) = &got[got.len() - 2];
-    assert_eq!(name, "message_delta");
-    assert_eq!(delta["delta"]["stop_reason"], "max_tokens");
-    assert_eq!(delta["usage"]["output_tokens"], 0);
-    assert_eq!(got.last().map(|e| e.0.as_str()), Some("message_stop"));
+    let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names.last(), Some(&"error"), "{names:?}");
+    assert!(!names.contains(&"message_stop"), "{names:?}");
+    // The usage chunk came, `[DONE]` did not: still cut short.
+    let done = text.find("data: [DONE]").expect("[DONE]");
+    let got = events(&run(Upstream::Chat, &text.as_bytes()[..done], &[]));
+    assert_eq!(got.last().map(|e| e.0.as_str()), Some("error"));
 }
 
 #[test]

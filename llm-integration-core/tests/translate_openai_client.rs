@@ -402,7 +402,7 @@ fn chat_tool_calls_stream_by_index() {
                 "read_file".into(),
                 "{\"path\": \"b.rs\"}".into()
             ),
-            ("toolu_01R".into(), "list".into(), String::new()),
+            ("toolu_01R".into(), "list".into(), "{}".into()),
         ]
     );
     assert_eq!(finish, Some(json!("tool_calls")));
@@ -1343,4 +1343,97 @@ proptest! {
         }
         llm_integration_core::fuzzing::translate_openai_client(&data);
     }
+}
+
+/// An Anthropic stream whose tool use's input, joined, is `pieces`.
+fn anthropic_tool_stream(pieces: &[&str]) -> String {
+    let mut s = String::new();
+    let mut event = |name: &str, data: Value| {
+        s.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+    };
+    event(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6", "content": [], "stop_reason": null, "usage": {"input_tokens": 5, "output_tokens": 1}}}),
+    );
+    event(
+        "content_block_start",
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "read_file", "input": {}}}),
+    );
+    for piece in pieces {
+        event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": piece}}),
+        );
+    }
+    event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    );
+    event(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 7}}),
+    );
+    event("message_stop", json!({"type": "message_stop"}));
+    s
+}
+
+/// A tool use whose input is not a JSON object (what Anthropic's
+/// `tool_use.input` must be) is an error to an OpenAI client, streamed
+/// (`response.failed`, an error chunk) or not (the whole answer refused),
+/// never a call the client cannot read; in any split.
+#[test]
+fn a_tool_use_whose_input_is_not_an_object_is_an_error() {
+    for bad in [
+        &["not ", "json"][..],
+        &["[1,", "2]"],
+        &["\"text\""],
+        &["{\"a\":", "1} {}"],
+    ] {
+        let input = anthropic_tool_stream(bad);
+        let cuts: Vec<usize> = (1..input.len()).step_by(17).collect();
+        for cuts in [vec![], cuts] {
+            let out = run(responses_stream(), input.as_bytes(), &cuts);
+            let got = events(&out);
+            let kinds: Vec<&str> = got
+                .iter()
+                .map(|e| e.data["type"].as_str().unwrap_or(""))
+                .collect();
+            assert_eq!(kinds.last(), Some(&"response.failed"), "{bad:?}: {kinds:?}");
+            assert!(!kinds.contains(&"response.completed"), "{kinds:?}");
+            assert!(
+                !kinds.contains(&"response.function_call_arguments.done"),
+                "{kinds:?}"
+            );
+            let out = run(chat_stream(true), input.as_bytes(), &cuts);
+            let got = events(&out);
+            let last = &got.last().expect("events").data;
+            assert!(
+                last["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("not a JSON object"),
+                "{bad:?}: {last}"
+            );
+            assert!(
+                got.iter()
+                    .all(|e| e.data["choices"][0]["finish_reason"].is_null()),
+                "{bad:?}"
+            );
+        }
+    }
+    // A whole input, in pieces, passes.
+    let input = anthropic_tool_stream(&["{\"path\":", " \"a.rs\"}"]);
+    let got = events(&run(responses_stream(), input.as_bytes(), &[]));
+    assert_eq!(
+        got.last().map(|e| e.data["type"].clone()),
+        Some(json!("response.completed"))
+    );
+    // Not streamed: the whole answer is refused.
+    let message = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6",
+        "content": [{"type": "tool_use", "id": "toolu_1", "name": "read_file", "input": "not an object"}],
+        "stop_reason": "tool_use", "usage": {"input_tokens": 5, "output_tokens": 7}}).to_string();
+    let e = chat::response(message.as_bytes()).unwrap_err();
+    assert!(e.to_string().contains("content[0].input"), "{e}");
+    let e = responses::response(message.as_bytes()).unwrap_err();
+    assert!(e.to_string().contains("content[0].input"), "{e}");
 }

@@ -74,10 +74,10 @@
 use serde_json::{json, Map, Value};
 
 use super::openai_client::{
-    base_id, function_tool, image_block, invalid, member, parse_object, parse_service_tier,
-    parse_temperature, pdf_block, positive_int, required_str, str_at, text_blocks, to_bytes,
-    tool_use_id, unexpressible, Conversation, OpenAiError, Role, Settings, Usage,
-    DEFAULT_MAX_TOKENS,
+    base_id, check_streamed_tool_input, check_tool_input_size, check_tool_inputs, function_tool,
+    image_block, invalid, member, parse_object, parse_service_tier, parse_temperature, pdf_block,
+    positive_int, required_str, str_at, text_blocks, to_bytes, tool_use_id, unexpressible,
+    Conversation, OpenAiError, Role, Settings, Usage, DEFAULT_MAX_TOKENS,
 };
 use super::{write_sse, Dropped, StreamTranslator, TranslateError, TranslatedRequest};
 use crate::sse::{SseEvent, SseFramer};
@@ -530,6 +530,7 @@ pub fn response_at(body: &[u8], created: u64) -> Result<Vec<u8>, TranslateError>
             "the upstream's answer is not an Anthropic message".into(),
         ));
     }
+    check_tool_inputs(&message)?;
     let mut text = String::new();
     let mut reasoning = String::new();
     let mut calls = Vec::new();
@@ -617,9 +618,10 @@ pub struct Stream {
     created: u64,
     phase: Phase,
     id: String,
-    /// Open tool use blocks: the Anthropic block `index` and the tool
-    /// call's `index`.
-    tools: Vec<(u64, usize)>,
+    /// Tool use blocks: the Anthropic block `index`, the tool call's
+    /// `index`, and its input's JSON text so far (checked when the block
+    /// stops).
+    tools: Vec<(u64, usize, String)>,
     next_tool: usize,
     usage: Usage,
     stop_reason: Option<String>,
@@ -711,14 +713,21 @@ impl Stream {
                     "tool_use" => {
                         let call = self.next_tool;
                         self.next_tool += 1;
-                        self.tools.push((index, call));
+                        // Anthropic starts a block with `input: {}` and
+                        // streams the input; a whole one given here is
+                        // the start of the arguments.
+                        let given = match &block["input"] {
+                            Value::Object(o) if !o.is_empty() => block["input"].to_string(),
+                            _ => String::new(),
+                        };
                         self.delta(
                             out,
                             json!({"tool_calls": [{
                                 "index": call, "id": block["id"], "type": "function",
-                                "function": {"name": block["name"], "arguments": ""},
+                                "function": {"name": block["name"], "arguments": given},
                             }]}),
                         );
+                        self.tools.push((index, call, given));
                     }
                     "text" => {
                         if let Some(text) = block["text"].as_str().filter(|t| !t.is_empty()) {
@@ -745,22 +754,45 @@ impl Stream {
                     }
                     "input_json_delta" => {
                         let piece = delta["partial_json"].as_str().unwrap_or("");
-                        let call = self
-                            .tools
-                            .iter()
-                            .find(|(i, _)| *i == index)
-                            .map(|(_, c)| *c);
-                        if let (Some(call), false) = (call, piece.is_empty()) {
-                            self.delta(
-                                out,
-                                json!({"tool_calls": [{"index": call, "function": {"arguments": piece}}]}),
-                            );
+                        let Some((_, call, input)) =
+                            self.tools.iter_mut().find(|(i, _, _)| *i == index)
+                        else {
+                            return;
+                        };
+                        if piece.is_empty() {
+                            return;
                         }
+                        input.push_str(piece);
+                        let call = *call;
+                        if let Err(error) = check_tool_input_size(input) {
+                            self.fail(out, &error);
+                            return;
+                        }
+                        self.delta(
+                            out,
+                            json!({"tool_calls": [{"index": call, "function": {"arguments": piece}}]}),
+                        );
                     }
                     _ => {}
                 }
             }
-            "content_block_stop" => {}
+            "content_block_stop" => {
+                let index = data["index"].as_u64().unwrap_or(0);
+                let Some((_, call, input)) = self.tools.iter_mut().find(|(i, _, _)| *i == index)
+                else {
+                    return;
+                };
+                let (call, input) = (*call, std::mem::take(input));
+                match check_streamed_tool_input(&input) {
+                    Err(error) => self.fail(out, &error),
+                    // No input streamed: the call's arguments are `{}`.
+                    Ok(()) if input.is_empty() => self.delta(
+                        out,
+                        json!({"tool_calls": [{"index": call, "function": {"arguments": "{}"}}]}),
+                    ),
+                    Ok(()) => {}
+                }
+            }
             "message_delta" => {
                 if let Some(reason) = data["delta"]["stop_reason"].as_str() {
                     self.stop_reason = Some(reason.to_owned());

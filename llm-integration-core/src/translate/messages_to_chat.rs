@@ -454,7 +454,17 @@ impl StreamTranslator for Stream {
                 state.data(e.data, out);
             }
         });
-        state.complete(out);
+        // Ended without `[DONE]`: cut short, whatever came before (the
+        // usage chunk the gateway asked for comes last but one).
+        if state.finish_reason.is_none() {
+            state.complete(out);
+        } else {
+            state.writer.error(
+                out,
+                "api_error",
+                "the upstream's stream ended before its final event ([DONE]); the answer is incomplete",
+            );
+        }
     }
 }
 

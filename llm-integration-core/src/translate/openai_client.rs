@@ -595,6 +595,62 @@ pub(super) fn base_id(message_id: &str) -> String {
     }
 }
 
+/// The most JSON text one streamed tool use's input may carry (bytes).
+pub(super) const TOOL_INPUT_MAX: usize = 4 << 20;
+
+/// Checks that a streamed tool use's input so far is within
+/// [`TOOL_INPUT_MAX`].
+pub(super) fn check_tool_input_size(json_text: &str) -> Result<(), OpenAiError> {
+    if json_text.len() <= TOOL_INPUT_MAX {
+        return Ok(());
+    }
+    Err(OpenAiError {
+        kind: "server_error",
+        code: Some("untranslatable_answer".into()),
+        message: format!(
+            "the upstream streamed a tool call's input longer than {} MiB, more than the gateway relays; retry the request",
+            TOOL_INPUT_MAX >> 20
+        ),
+    })
+}
+
+/// Checks a streamed tool use's input, as its `input_json_delta` pieces
+/// joined (empty for `{}`): it must be a JSON object, what Anthropic's
+/// `tool_use.input` is, or the client would run a call it cannot read.
+pub(super) fn check_streamed_tool_input(json_text: &str) -> Result<(), OpenAiError> {
+    check_tool_input_size(json_text)?;
+    if json_text.trim().is_empty()
+        || matches!(
+            serde_json::from_str::<Value>(json_text),
+            Ok(Value::Object(_))
+        )
+    {
+        return Ok(());
+    }
+    Err(OpenAiError {
+        kind: "server_error",
+        code: Some("untranslatable_answer".into()),
+        message: "the upstream streamed a tool call whose input is not a JSON object, which Anthropic's `tool_use.input` must be; retry the request".into(),
+    })
+}
+
+/// Checks a whole Anthropic message's `tool_use` blocks: each `input` a
+/// JSON object.
+///
+/// # Errors
+/// [`TranslateError::InvalidBody`] naming the block.
+pub(super) fn check_tool_inputs(message: &Map<String, Value>) -> Result<(), TranslateError> {
+    let blocks = message.get("content").and_then(Value::as_array);
+    for (i, block) in blocks.into_iter().flatten().enumerate() {
+        if block["type"] == "tool_use" && !block["input"].is_object() {
+            return Err(TranslateError::InvalidBody(format!(
+                "the upstream's content[{i}].input (a tool use) is not a JSON object"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// An OpenAI error: `error.type`, `error.code` and `error.message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct OpenAiError {

@@ -86,10 +86,11 @@
 use serde_json::{json, Value};
 
 use super::openai_client::{
-    base_id, custom_tool, function_tool, image_block, invalid, member, parse_object,
-    parse_service_tier, parse_temperature, pdf_block, positive_int, required_str, str_at,
-    text_blocks, to_bytes, tool_use_id, unexpressible, Conversation, OpenAiError, Role, Settings,
-    Usage, CUSTOM_TOOL_INPUT, CUSTOM_TOOL_SUFFIX, DEFAULT_MAX_TOKENS, REDACTED_MARK, THINKING_MARK,
+    base_id, check_streamed_tool_input, check_tool_input_size, check_tool_inputs, custom_tool,
+    function_tool, image_block, invalid, member, parse_object, parse_service_tier,
+    parse_temperature, pdf_block, positive_int, required_str, str_at, text_blocks, to_bytes,
+    tool_use_id, unexpressible, Conversation, OpenAiError, Role, Settings, Usage,
+    CUSTOM_TOOL_INPUT, CUSTOM_TOOL_SUFFIX, DEFAULT_MAX_TOKENS, REDACTED_MARK, THINKING_MARK,
 };
 use super::{write_sse, Dropped, StreamTranslator, TranslateError, TranslatedRequest};
 use crate::sse::{SseEvent, SseFramer};
@@ -826,6 +827,7 @@ pub fn response_at(body: &[u8], created_at: u64) -> Result<Vec<u8>, TranslateErr
             "the upstream's answer is not an Anthropic message".into(),
         ));
     }
+    check_tool_inputs(&message)?;
     let base = base_id(message.get("id").and_then(Value::as_str).unwrap_or(""));
     let mut output = Vec::new();
     for block in message
@@ -1027,6 +1029,9 @@ impl Stream {
                 for block in std::mem::take(&mut self.open) {
                     self.block_stop(out, block);
                 }
+                if self.phase == Phase::Closed {
+                    return;
+                }
                 let (status, incomplete) = outcome(self.stop_reason.as_deref());
                 let response = self.object(status, incomplete, None, true);
                 let kind = if incomplete.is_some() {
@@ -1140,6 +1145,10 @@ impl Stream {
                         return;
                     }
                     arguments.push_str(d);
+                    if let Err(error) = check_tool_input_size(arguments) {
+                        self.fail(out, &error);
+                        return;
+                    }
                     (
                         "response.function_call_arguments.delta",
                         json!({"item_id": item_id, "output_index": output_index, "delta": d}),
@@ -1148,6 +1157,9 @@ impl Stream {
                 (Part::Custom { input, .. }, "input_json_delta") => {
                     // The raw input is known once its JSON text is whole.
                     input.push_str(delta["partial_json"].as_str().unwrap_or(""));
+                    if let Err(error) = check_tool_input_size(input) {
+                        self.fail(out, &error);
+                    }
                     return;
                 }
                 _ => return,
@@ -1157,6 +1169,19 @@ impl Stream {
     }
 
     fn block_stop(&mut self, out: &mut Vec<u8>, block: OpenBlock) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        if let Part::Function {
+            arguments: input, ..
+        }
+        | Part::Custom { input, .. } = &block.part
+        {
+            if let Err(error) = check_streamed_tool_input(input) {
+                self.fail(out, &error);
+                return;
+            }
+        }
         let (id, at) = (block.item_id.clone(), block.output_index);
         match &block.part {
             Part::Text(text) => {
