@@ -100,9 +100,21 @@ pub fn sniff(content_type: Option<&[u8]>, prefix: &[u8], complete: bool) -> Snif
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.split(';').next())
         .map(|v| v.trim().to_ascii_lowercase())
-        .filter(|v| !v.is_empty() && v.len() <= 100 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or_else(|| "a body of unknown type".to_owned());
-    Sniffed::Other(named)
+        .filter(|v| !v.is_empty() && v.len() <= 100 && v.bytes().all(|b| b.is_ascii_graphic()));
+    match named {
+        // Labelled as what the route speaks, but not that.
+        Some(label)
+            if label == "application/json"
+                || label.ends_with("+json")
+                || label == "text/event-stream" =>
+        {
+            Sniffed::Other(format!(
+                "a body that is neither JSON nor an event stream (labelled {label})"
+            ))
+        }
+        Some(label) => Sniffed::Other(label),
+        None => Sniffed::Other("a body of unknown type".to_owned()),
+    }
 }
 
 /// Whether `sniffed` is what `expect` asks for; the 502 to answer if not.
@@ -205,6 +217,15 @@ mod tests {
                 b"oops",
                 true,
                 Sniffed::Other("a body of unknown type".into()),
+            ),
+            (
+                Some(b"application/json"),
+                b"\x00\x01garbage{{{",
+                true,
+                Sniffed::Other(
+                    "a body that is neither JSON nor an event stream (labelled application/json)"
+                        .into(),
+                ),
             ),
             (None, b"", true, Sniffed::Empty),
             (None, b"  ", false, Sniffed::Undecided),

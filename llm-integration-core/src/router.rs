@@ -407,6 +407,9 @@ pub enum Refusal {
         provider: Provider,
         /// Where to send it instead.
         hint: &'static str,
+        /// The integration, when protocol translation (off there) would
+        /// have served the request.
+        translation_off: Option<IntegrationName>,
     },
     /// A reflection field this integration does not expose.
     FieldHidden,
@@ -493,9 +496,13 @@ impl Refusal {
                 "model {model:?} is not served by any enabled provider of integration {integration}; \
 GET /v1/models lists the available models"
             ),
-            Refusal::WrongEndpoint { model, provider, hint } => {
+            Refusal::WrongEndpoint { model, provider, hint, translation_off: None } => {
                 format!("model {model:?} is served by provider {provider}, which does not serve this endpoint; {hint}")
             }
+            Refusal::WrongEndpoint { model, provider, hint, translation_off: Some(integration) } => format!(
+                "model {model:?} is served by provider {provider}, which does not serve this endpoint, and protocol translation \
+is off for integration {integration}: turn it on (`integrations edit {integration} --translate=on`), or {hint}"
+            ),
             Refusal::NeedsOwnKey { provider, integration, method, path } => format!(
                 "{method} {path} is not served with the platform's shared {provider} key (only the inference surface is); \
 this endpoint needs your own API key: `integrations edit {integration} --{provider}=byok --{provider}-key=-`"
@@ -940,10 +947,18 @@ impl Snapshot {
                 }
                 ApiFamily::OpenAi => "use /v1/messages for Anthropic models",
             };
+            let translatable = !pending.settings.translate && {
+                let on = LlmSettings {
+                    translate: true,
+                    ..pending.settings.clone()
+                };
+                translation_for(&on, pending.path, route.provider, source).is_some()
+            };
             return Err(refuse(Refusal::WrongEndpoint {
                 model: model.to_owned(),
                 provider: route.provider,
                 hint,
+                translation_off: translatable.then(|| pending.integration.name.clone()),
             }));
         }
         guarded(

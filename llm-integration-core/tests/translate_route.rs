@@ -263,6 +263,14 @@ fn without_translation_the_wrong_endpoint_refusals_stand() {
     assert!(r
         .body()
         .contains("use /v1/chat/completions or /v1/responses"));
+    // The cause and the fix are named: translation is off here.
+    assert!(
+        r.body()
+            .contains("protocol translation is off for integration plain")
+            && r.body().contains("integrations edit plain --translate=on"),
+        "{}",
+        r.body()
+    );
     let r = refused(
         "/v1/responses",
         br#"{"model":"claude-sonnet-4-6","input":"Hi"}"#,

@@ -402,16 +402,27 @@ async fn models_lists_are_merged_and_marked() {
         )),
         "{pairs:?}"
     );
-    // Anthropic clients get Anthropic's shape, without OpenAI's models.
+    // Anthropic clients get Anthropic's shape, with OpenAI's models while
+    // translation serves them, and without once it is off.
+    let ids = |v: &Value| -> Vec<String> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
     let (_, v) = get("llm.int.exe.xyz", "/v1/models", true).await;
     assert_eq!(v["has_more"], false);
     assert_eq!(v["data"][0]["type"], "model");
     assert!(v["data"][0]["display_name"].is_string() && v["data"][0]["created_at"].is_string());
-    assert!(v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|m| m["owned_by"] != "openai"));
+    assert!(ids(&v).contains(&"gpt-5.5".to_owned()), "{v}");
+    assert!(ids(&v).contains(&"claude-opus-4-6".to_owned()), "{v}");
+    s.ok("integrations edit llm --translate=off").await;
+    let (_, v) = get("llm.int.exe.xyz", "/v1/models", true).await;
+    assert!(!ids(&v).contains(&"gpt-5.5".to_owned()), "{v}");
+    assert!(ids(&v).contains(&"claude-opus-4-6".to_owned()), "{v}");
+    s.ok("integrations edit llm --translate=on").await;
     // Disabled providers are not listed; one provider by prefix.
     let (_, v) = get("byok.int.exe.xyz", "/v1/models", false).await;
     assert!(

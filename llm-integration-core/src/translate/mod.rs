@@ -178,8 +178,9 @@ pub const DROPPED_HEADER: &str = "llm-integration-dropped";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TranslateError {
-    /// The body is not a JSON object of the client's API.
-    #[error("the request body is not valid JSON for this API: {0}")]
+    /// The body is not one of its API (the client's request, or the
+    /// upstream's answer): the reason names the member.
+    #[error("invalid body: {0}")]
     InvalidBody(String),
     /// A member (a JSON path such as `messages[2].content[0].type`) has a
     /// value the upstream's API cannot express.

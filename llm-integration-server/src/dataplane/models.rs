@@ -142,8 +142,13 @@ impl ModelLists {
         let mut lists = Vec::new();
         let mut failed = Vec::new();
         for provider in listing.providers.iter() {
-            if listing.shape == ModelsShape::Anthropic && provider == Provider::OpenAi {
-                continue; // Anthropic clients cannot call OpenAI models.
+            if listing.shape == ModelsShape::Anthropic
+                && provider == Provider::OpenAi
+                && !listing.settings.translate
+            {
+                // Without translation, an Anthropic client cannot call
+                // OpenAI's models.
+                continue;
             }
             let source = listing.settings.source(provider);
             match self.list(ctx, owner, provider, source).await {

@@ -702,7 +702,7 @@ pub fn llm_dialog(
                     }
                     fieldset #translate aria-describedby="translate-help" {
                         legend { "Protocol translation" }
-                        (radio("translate-on", "translate", "on", form.translate != "off", "On: Claude Code may use OpenAI and Fireworks models, Codex Claude models"))
+                        (radio("translate-on", "translate", "on", form.translate != "off", "On: Claude Code may use OpenAI models, Codex and the OpenAI SDKs Claude models"))
                         (radio("translate-off", "translate", "off", form.translate == "off", "Off: each client uses its own provider's models"))
                         p.help #translate-help { "The gateway translates between the Anthropic and OpenAI APIs; what has no counterpart is named in the answer's llm-integration-dropped header." }
                         (field_error(error, "translate"))
