@@ -184,7 +184,7 @@ mod tests {
 
     #[test]
     fn sniffing() {
-        let cases: [Case; 12] = [
+        let cases: [Case; 13] = [
             (
                 Some(b"text/event-stream"),
                 b"data: {}\n\n",

@@ -234,13 +234,21 @@ impl StreamScrubber {
         if secret.len() < 8 {
             return None;
         }
-        let mut needles = vec![zeroize::Zeroizing::new(secret.as_bytes().to_vec())];
-        let quoted = zeroize::Zeroizing::new(serde_json::Value::from(secret).to_string());
-        let escaped = &quoted[1..quoted.len() - 1];
-        for form in [escaped.to_owned(), escaped.replace('/', "\\/")] {
-            let form = zeroize::Zeroizing::new(form.into_bytes());
-            if !needles.contains(&form) {
-                needles.push(form);
+        let mut needles = Vec::with_capacity(1);
+        needles.push(zeroize::Zeroizing::new(secret.as_bytes().to_vec()));
+        // Keys and tokens are written the same in a JSON string, but for
+        // the rare one with a quote, a backslash, a slash or a control.
+        if secret
+            .bytes()
+            .any(|b| matches!(b, b'"' | b'\\' | b'/') || b < 0x20)
+        {
+            let quoted = zeroize::Zeroizing::new(serde_json::Value::from(secret).to_string());
+            let escaped = &quoted[1..quoted.len() - 1];
+            for form in [escaped.to_owned(), escaped.replace('/', "\\/")] {
+                let form = zeroize::Zeroizing::new(form.into_bytes());
+                if !needles.contains(&form) {
+                    needles.push(form);
+                }
             }
         }
         Some(StreamScrubber {
