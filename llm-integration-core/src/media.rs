@@ -152,19 +152,26 @@ fn is_remote(v: &Value) -> bool {
     url.is_some_and(|u| !u.starts_with("data:"))
 }
 
+/// Words without which a body holds no media (searched before parsing);
+/// their searchers are built once.
+static MEDIA_WORDS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 7]> =
+    std::sync::LazyLock::new(|| {
+        [
+            &b"base64"[..],
+            b"\"url\"",
+            b"file_",
+            b"image_url",
+            b"previous_response_id",
+            b"\"conversation\"",
+            b"\"prompt\"",
+        ]
+        .map(memchr::memmem::Finder::new)
+    });
+
 /// The media of a request body (decoded JSON text), for `provider`.
 pub fn scan(provider: Provider, body: &[u8]) -> Media {
     let mut media = Media::default();
-    let any = [
-        &b"base64"[..],
-        b"\"url\"",
-        b"file_",
-        b"image_url",
-        b"previous_response_id",
-        b"\"conversation\"",
-        b"\"prompt\"",
-    ];
-    if !any.iter().any(|n| memchr::memmem::find(body, n).is_some()) {
+    if !MEDIA_WORDS.iter().any(|f| f.find(body).is_some()) {
         return media;
     }
     let Ok(value) = serde_json::from_slice::<Value>(body) else {

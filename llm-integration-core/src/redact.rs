@@ -189,6 +189,9 @@ fn redact_shapes(text: &str) -> String {
 /// Credentials shorter than 8 bytes are not searched for (too common).
 pub struct StreamScrubber {
     needles: Vec<zeroize::Zeroizing<Vec<u8>>>,
+    /// A searcher per needle, built once (each holds a copy of its
+    /// needle for the request's life, as the request's headers do).
+    finders: Vec<memchr::memmem::Finder<'static>>,
     held: Vec<u8>,
     found: bool,
 }
@@ -251,11 +254,41 @@ impl StreamScrubber {
                 }
             }
         }
+        let finders = needles
+            .iter()
+            .map(|n| memchr::memmem::Finder::new(n.as_slice()).into_owned())
+            .collect();
         Some(StreamScrubber {
             needles,
+            finders,
             held: Vec::new(),
             found: false,
         })
+    }
+
+    /// `text` (a whole text the gateway composed from the answer: an
+    /// error's message, the model it names) with every occurrence of the
+    /// credential masked.
+    pub fn mask<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let mut out = Cow::Borrowed(text);
+        for (needle, finder) in self.needles.iter().zip(&self.finders) {
+            if finder.find(out.as_bytes()).is_none() {
+                continue;
+            }
+            let mut bytes = out.into_owned().into_bytes();
+            let at: Vec<usize> = finder.find_iter(&bytes).collect();
+            for start in at {
+                for (byte, m) in bytes[start..start + needle.len()]
+                    .iter_mut()
+                    .zip(mask(needle.len()))
+                {
+                    *byte = m;
+                }
+            }
+            // Whole UTF-8 sequences were replaced by ASCII.
+            out = Cow::Owned(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        out
     }
 
     /// Whether the credential was found (and masked) so far.
@@ -265,18 +298,18 @@ impl StreamScrubber {
 
     /// The next chunk; returns what may be relayed now.
     pub fn feed(&mut self, chunk: bytes::Bytes) -> bytes::Bytes {
-        let clean = |data: &[u8], needles: &[zeroize::Zeroizing<Vec<u8>>]| {
-            needles
-                .iter()
-                .all(|n| memchr::memmem::find(data, n).is_none() && partial_tail(data, n) == 0)
-        };
-        if self.held.is_empty() && clean(&chunk, &self.needles) {
+        let clean = self
+            .needles
+            .iter()
+            .zip(&self.finders)
+            .all(|(n, f)| f.find(&chunk).is_none() && partial_tail(&chunk, n) == 0);
+        if self.held.is_empty() && clean {
             return chunk;
         }
         let mut data = std::mem::take(&mut self.held);
         data.extend_from_slice(&chunk);
-        for needle in &self.needles {
-            let at: Vec<usize> = memchr::memmem::find_iter(&data, needle.as_slice()).collect();
+        for (needle, finder) in self.needles.iter().zip(&self.finders) {
+            let at: Vec<usize> = finder.find_iter(&data).collect();
             for start in at {
                 self.found = true;
                 for (byte, m) in data[start..start + needle.len()]

@@ -371,9 +371,15 @@ async fn echoing_answer_upstream() -> SocketAddr {
                 let anthropic = head.starts_with("post /v1/messages");
                 let streams = body.contains("\"stream\":true");
                 if streams {
+                    // The model it names is the key, when asked.
+                    let model = if body.contains("model-please") {
+                        key.clone()
+                    } else {
+                        "claude-sonnet-4-6".to_owned()
+                    };
                     let (first, error) = if anthropic {
                         (
-                            json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6", "content": [], "stop_reason": null, "usage": {"input_tokens": 3, "output_tokens": 1}}}),
+                            json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null, "usage": {"input_tokens": 3, "output_tokens": 1}}}),
                             json!({"type": "error", "error": {"type": "overloaded_error", "message": format!("overloaded; key {key} is throttled")}}),
                         )
                     } else {
@@ -418,7 +424,10 @@ async fn echoing_answer_upstream() -> SocketAddr {
                     return;
                 }
                 let said = format!("your key is {key}.");
-                let answer = if anthropic {
+                let answer = if body.contains("err200-please") {
+                    // An error, with a 200, quoting the key.
+                    json!({"error": {"message": format!("upstream saw {key}"), "type": "server_error"}})
+                } else if anthropic {
                     json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6", "content": [{"type": "text", "text": said}], "stop_reason": "end_turn", "stop_sequence": null, "usage": {"input_tokens": 3, "output_tokens": 5}})
                 } else {
                     json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-5.5", "choices": [{"index": 0, "message": {"role": "assistant", "content": said}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}})
@@ -563,6 +572,44 @@ async fn a_credential_echoed_anywhere_in_an_answer_is_masked() {
             assert!(parsed.is_object(), "{what}");
         }
         answers.push((what, text));
+    }
+    // The gateway's own errors built from such an answer, and the model
+    // it names (logged when unpriced), are masked too.
+    for (path, model, stream, text, status) in [
+        ("/v1/messages", "gpt-5.5", false, "err200-please", 502),
+        (
+            "/v1/chat/completions",
+            "claude-sonnet-4-6",
+            false,
+            "err200-please",
+            502,
+        ),
+        (
+            "/v1/chat/completions",
+            "claude-sonnet-4-6",
+            true,
+            "model-please",
+            200,
+        ),
+        (
+            "/v1/messages",
+            "claude-sonnet-4-6",
+            true,
+            "model-please",
+            200,
+        ),
+    ] {
+        let body =
+            json!({"model": model, "max_tokens": 50, "stream": stream, "messages": user(text)});
+        let r = http
+            .post(format!("{data}{path}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let what = format!("{path} {model} stream={stream} {text}");
+        assert_eq!(r.status().as_u16(), status, "{what}");
+        answers.push((what, r.text().await.unwrap()));
     }
     running.sigterm();
     running.wait();

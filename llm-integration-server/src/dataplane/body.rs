@@ -286,7 +286,11 @@ impl RelayBody {
             let reading = self
                 .relay
                 .reading(success, m.input_estimate(), m.output_floor());
-            m.finish(None, reading, self.relay.model());
+            let model = match (&self.scrubber, self.relay.model()) {
+                (Some(s), Some(model)) => Some(s.mask(model)),
+                (_, model) => model.map(std::borrow::Cow::Borrowed),
+            };
+            m.finish(None, reading, model.as_deref());
         }
     }
 

@@ -1185,19 +1185,19 @@ set --{provider}-url to the address it redirects to",
             }
             if !(sse && head.status.is_success() && !plan.response.collect_response) {
                 let collect = plan.response.collect_response && sse;
-                return self
+                let answer = self
                     .translate_whole(
                         head,
                         incoming,
                         decoder,
                         ahead,
-                        relay,
+                        (relay, scrubber.as_ref()),
                         metered,
                         (&translation.answer, collect),
                         dialect,
                     )
-                    .await
-                    .map(|r| scrubbed(r, scrubber));
+                    .await;
+                return scrubbed(answer, scrubber);
             }
             // A stream, translated event by event: relayed decoded.
             head.headers.remove(CONTENT_LENGTH);
@@ -1218,10 +1218,18 @@ set --{provider}-url to the address it redirects to",
             return Ok(Response::from_parts(head, ProxyBody::Relay(Box::new(body))));
         }
         if plan.response.collect_response && sse && head.status.is_success() {
-            return self
-                .collect_response(head, incoming, decoder, ahead, relay, metered, dialect)
-                .await
-                .map(|r| scrubbed(r, scrubber));
+            let answer = self
+                .collect_response(
+                    head,
+                    incoming,
+                    decoder,
+                    ahead,
+                    (relay, scrubber.as_ref()),
+                    metered,
+                    dialect,
+                )
+                .await;
+            return scrubbed(answer, scrubber);
         }
         // A relay that changes the answer, or looks for the credential in
         // it, relays it decoded.
@@ -1335,7 +1343,7 @@ set --{provider}-url to the address it redirects to",
         mut incoming: hyper::body::Incoming,
         mut decoder: Option<StreamDecoder>,
         ahead: ReadAhead,
-        mut relay: ResponseRelay,
+        (mut relay, scrubber): (ResponseRelay, Option<&StreamScrubber>),
         mut metered: Metered,
         (answer, collect): (&AnswerTranslation, bool),
         dialect: Dialect,
@@ -1405,7 +1413,11 @@ set --{provider}-url to the address it redirects to",
             metered.input_estimate(),
             0,
         );
-        metered.finish(Some(sent), reading, relay.model());
+        metered.finish(
+            Some(sent),
+            reading,
+            masked(relay.model(), scrubber).as_deref(),
+        );
         let body = translated?;
         head.headers
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -1424,7 +1436,7 @@ set --{provider}-url to the address it redirects to",
         mut incoming: hyper::body::Incoming,
         mut decoder: Option<StreamDecoder>,
         ahead: ReadAhead,
-        mut relay: ResponseRelay,
+        (mut relay, scrubber): (ResponseRelay, Option<&StreamScrubber>),
         mut metered: Metered,
         dialect: Dialect,
     ) -> Result<Response<ProxyBody>, GatewayError> {
@@ -1474,7 +1486,11 @@ set --{provider}-url to the address it redirects to",
             Err(e) => e.status().as_u16(),
         };
         let reading = relay.reading(true, metered.input_estimate(), 0);
-        metered.finish(Some(status), reading, relay.model());
+        metered.finish(
+            Some(status),
+            reading,
+            masked(relay.model(), scrubber).as_deref(),
+        );
         let body = result?;
         head.headers
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -1566,21 +1582,36 @@ fn origin_of(url: &str) -> &str {
     &url[..end]
 }
 
-/// The error a client gets for an upstream call that failed before its
-/// answer's head. The client learns which upstream failed and how; the
-/// operator's log also names its address and the setting that chose it.
-/// `body` without `secret`, when it holds it: written out (replaced with
-/// `[REDACTED]`, every other byte kept), or only in a JSON string's
-/// escaped spelling (`\u0073k-…`: the body is then written again, each
-/// string that held it redacted). `None` when the secret is not there.
-/// `response` with its whole body passed through `scrubber` (the answers
-/// the gateway composed from the upstream's, translated or collected).
+/// `text` (from the upstream) with the credential of `scrubber` masked.
+fn masked<'t>(
+    text: Option<&'t str>,
+    scrubber: Option<&StreamScrubber>,
+) -> Option<std::borrow::Cow<'t, str>> {
+    match (text, scrubber) {
+        (Some(t), Some(s)) => Some(s.mask(t)),
+        (t, _) => t.map(std::borrow::Cow::Borrowed),
+    }
+}
+
+/// An answer the gateway composed from the upstream's (translated or
+/// collected) without the credential: its whole body passed through
+/// `scrubber`, or its error's message (which may quote the upstream)
+/// masked, before it is sent or logged.
 fn scrubbed(
-    response: Response<ProxyBody>,
+    answer: Result<Response<ProxyBody>, GatewayError>,
     scrubber: Option<StreamScrubber>,
-) -> Response<ProxyBody> {
+) -> Result<Response<ProxyBody>, GatewayError> {
     let Some(mut scrubber) = scrubber else {
-        return response;
+        return answer;
+    };
+    let response = match answer {
+        Ok(response) => response,
+        Err(mut e) => {
+            e.message = Redactor::default()
+                .redact(&scrubber.mask(&e.message))
+                .into_owned();
+            return Err(e);
+        }
     };
     let (head, body) = response.into_parts();
     let body = match body {
@@ -1595,9 +1626,13 @@ fn scrubbed(
         ProxyBody::Relay(relay) => ProxyBody::Relay(Box::new(relay.with_scrubber(Some(scrubber)))),
         empty => empty,
     };
-    Response::from_parts(head, body)
+    Ok(Response::from_parts(head, body))
 }
 
+/// `body` without `secret`, when it holds it: written out (replaced with
+/// `[REDACTED]`, every other byte kept), or only in a JSON string's
+/// escaped spelling (`\u0073k-…`: the body is then written again, each
+/// string that held it redacted). `None` when the secret is not there.
 fn without_secret(body: &[u8], secret: &str) -> Option<String> {
     use llm_integration_core::redact::REDACTED;
     if secret.is_empty() {
@@ -1625,6 +1660,9 @@ fn without_secret(body: &[u8], secret: &str) -> Option<String> {
     walk(&mut value, secret).then(|| value.to_string())
 }
 
+/// The error a client gets for an upstream call that failed before its
+/// answer's head. The client learns which upstream failed and how; the
+/// operator's log also names its address and the setting that chose it.
 fn upstream_error(
     dialect: Dialect,
     upstream: Upstream<'_>,

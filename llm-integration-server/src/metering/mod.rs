@@ -70,7 +70,7 @@ impl Metering {
         if first {
             match how {
                 PriceMatch::Family(newest) => {
-                    tracing::warn!(%provider, model, priced_as = %newest, "model not in the price table; priced at its family's newest generation")
+                    tracing::warn!(%provider, model, priced_as = %newest, "model not in the price table; priced as a listed generation of its family")
                 }
                 _ => {
                     tracing::warn!(%provider, model, "model not in the price table; priced at the provider's default")
@@ -278,7 +278,11 @@ impl Metered {
         // had none. An answer naming another model is priced at the dearer
         // of the two, so an upstream cannot make a request cheaper (or
         // relabel it) by what it says it ran.
-        let answered = model.map(|m| llm_integration_core::redact::printable_field(m, 256));
+        // What the upstream said, stored and logged: never a key.
+        let answered = model.map(|m| {
+            let m = llm_integration_core::redact::Redactor::default().redact(m);
+            llm_integration_core::redact::printable_field(&m, 256)
+        });
         let asked = self.facts.model.clone();
         let prices = &self.metering;
         let mut cost = prices
