@@ -424,13 +424,19 @@ async fn echoing_answer_upstream() -> SocketAddr {
                     return;
                 }
                 let said = format!("your key is {key}.");
+                // Usage figures no request could reach, when asked.
+                let (input, output) = if body.contains("usage-lie-please") {
+                    (1_000_000_000_000_000u64, 1_000_000_000_000_000u64)
+                } else {
+                    (3, 5)
+                };
                 let answer = if body.contains("err200-please") {
                     // An error, with a 200, quoting the key.
                     json!({"error": {"message": format!("upstream saw {key}"), "type": "server_error"}})
                 } else if anthropic {
-                    json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6", "content": [{"type": "text", "text": said}], "stop_reason": "end_turn", "stop_sequence": null, "usage": {"input_tokens": 3, "output_tokens": 5}})
+                    json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6", "content": [{"type": "text", "text": said}], "stop_reason": "end_turn", "stop_sequence": null, "usage": {"input_tokens": input, "cache_read_input_tokens": input, "output_tokens": output}})
                 } else {
-                    json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-5.5", "choices": [{"index": 0, "message": {"role": "assistant", "content": said}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}})
+                    json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-5.5", "choices": [{"index": 0, "message": {"role": "assistant", "content": said}, "finish_reason": "stop"}], "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": 8}})
                 }
                 .to_string()
                 .into_bytes();
@@ -461,6 +467,53 @@ async fn echoing_answer_upstream() -> SocketAddr {
 /// any byte of any answer: an error event in the middle of a stream (cut
 /// across reads), a successful JSON answer (its length kept true), an
 /// answer coded against the gateway's `identity`, forwarded or translated.
+/// Usage an upstream reports past what a request could use (a stated
+/// output limit; four tokens per estimated input token plus 65,536) is
+/// charged at those bounds, so a lying or broken provider cannot drain an
+/// allocation with one answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_past_what_a_request_could_use_is_charged_at_its_bound() {
+    let upstream = echoing_answer_upstream().await;
+    let dirs = Dirs::new();
+    let s = Server::start(&dirs, &format!("http://{upstream}")).await;
+    let before = s.json("usage").await["allocation_micros"].as_i64().unwrap();
+    for (path, model) in [
+        ("/v1/chat/completions", "gpt-5.5"),
+        ("/v1/messages", "claude-sonnet-4-6"),
+    ] {
+        let r = client(&s)
+            .post(format!("{}{path}", s.data_url(HOSTS[0])))
+            .json(&json!({"model": model, "max_tokens": 100,
+                "messages": [{"role": "user", "content": "usage-lie-please"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let v = s.json("usage --by model").await;
+        let rows = v["rows"].as_array().unwrap().clone();
+        if rows.len() >= 2 || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in &rows {
+        assert_eq!(row["output_tokens"], 100, "{row}");
+        let input = ["input_tokens", "cache_creation_tokens", "cache_read_tokens"]
+            .iter()
+            .map(|k| row[k].as_u64().unwrap())
+            .sum::<u64>();
+        assert!(input <= 66_000, "{row}");
+    }
+    // Under a dollar for both, not the $112 the figures claimed.
+    let after = s.json("usage").await["allocation_micros"].as_i64().unwrap();
+    assert!(before - after < 1_000_000, "{before} → {after}");
+    s.stop().await;
+}
+
 /// The server on the gateway keys, every provider at `upstream`.
 fn gateway_on(upstream: SocketAddr, dir: &std::path::Path) -> Process {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_llm-integration-server"));

@@ -164,6 +164,15 @@ pub struct RequestFacts {
     /// The provider charges nothing for the call (a token count, a
     /// moderation): recorded with no tokens and no cost.
     pub free: bool,
+    /// The most output the request can produce, when it states a limit
+    /// (the limit times its choices), in tokens: an upstream that reports
+    /// more is charged this.
+    pub output_limit: Option<u64>,
+    /// The most input (cache reads and writes included) the request can
+    /// use, when the gateway read a body without media or references:
+    /// four tokens per estimated token plus 65,536 (a tool prompt, server
+    /// tools' results). An upstream that reports more is charged this.
+    pub input_limit: Option<u64>,
     /// The most output the request may produce (its stated limit times its
     /// choices), in tokens: the bound of [`Metered::output_floor`].
     pub output_cap: u64,
@@ -207,6 +216,31 @@ impl Metered {
             sent: false,
             done: false,
         }
+    }
+
+    /// `tokens` within what the request could use ([`RequestFacts::output_limit`],
+    /// [`RequestFacts::input_limit`]): an upstream's figures past them are
+    /// not believed.
+    fn bounded(&self, mut tokens: TokenUsage) -> TokenUsage {
+        let before = tokens;
+        if let Some(limit) = self.facts.output_limit {
+            tokens.output = tokens.output.min(limit);
+        }
+        if let Some(limit) = self.facts.input_limit {
+            tokens.input = tokens.input.min(limit);
+            let left = limit - tokens.input;
+            tokens.cache_creation = tokens.cache_creation.min(left);
+            tokens.cache_read = tokens.cache_read.min(left - tokens.cache_creation);
+        }
+        if tokens != before {
+            tracing::warn!(
+                provider = %self.facts.provider,
+                reported_input = before.input + before.cache_creation + before.cache_read,
+                reported_output = before.output,
+                "the upstream reported more tokens than the request could use; charged the bound"
+            );
+        }
+        tokens
     }
 
     /// The least output to charge an answer cut now before its final usage:
@@ -272,7 +306,7 @@ impl Metered {
             },
             None => Reading::default(),
         };
-        let tokens = reading.tokens;
+        let tokens = self.bounded(reading.tokens);
         // The record names the model the request asked for (checked by
         // the router); the answer's model names it only when the request
         // had none. An answer naming another model is priced at the dearer
