@@ -1412,3 +1412,33 @@ fn block_members_without_counterpart_are_named() {
         json!({"type": "text", "text": "notes"})
     );
 }
+
+/// A chat completion's `content` is text or text parts; anything else is
+/// refused, never an empty success.
+#[test]
+fn chat_answer_content_is_text_or_text_parts() {
+    let answer = |content: Value| {
+        json!({"id": "c1", "object": "chat.completion", "model": "gpt-5.5",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
+        .to_string()
+    };
+    let out = messages_to_chat::response(
+        answer(json!([{"type": "text", "text": "part "}, {"type": "text", "text": "two"}]))
+            .as_bytes(),
+    )
+    .expect("text parts");
+    let v: Value = serde_json::from_slice(&out).expect("JSON");
+    assert_eq!(v["content"][0]["text"], "part ");
+    assert_eq!(v["content"][1]["text"], "two");
+    for bad in [
+        json!(5),
+        json!({"text": "x"}),
+        json!([{"type": "image_url"}]),
+    ] {
+        assert!(
+            messages_to_chat::response(answer(bad.clone()).as_bytes()).is_err(),
+            "{bad}"
+        );
+    }
+}

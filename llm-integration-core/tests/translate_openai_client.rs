@@ -1437,3 +1437,20 @@ fn a_tool_use_whose_input_is_not_an_object_is_an_error() {
     let e = responses::response(message.as_bytes()).unwrap_err();
     assert!(e.to_string().contains("content[0].input"), "{e}");
 }
+
+/// An Anthropic answer whose `content` is not an array is not an empty
+/// success: the whole answer is refused.
+#[test]
+fn an_answer_without_a_content_array_is_refused() {
+    for content in [json!("just a string"), Value::Null, json!({"type": "text"})] {
+        let mut message = json!({"id": "msg_1", "type": "message", "role": "assistant",
+            "model": "claude-sonnet-4-6", "stop_reason": "end_turn",
+            "usage": {"input_tokens": 5, "output_tokens": 7}});
+        if !content.is_null() {
+            message["content"] = content.clone();
+        }
+        let body = message.to_string();
+        assert!(chat::response(body.as_bytes()).is_err(), "{content}");
+        assert!(responses::response(body.as_bytes()).is_err(), "{content}");
+    }
+}

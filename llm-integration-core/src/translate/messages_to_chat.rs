@@ -326,12 +326,32 @@ pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
     if let Some(reasoning) = reasoning_text(message) {
         content.push(json!({"type": "thinking", "thinking": reasoning, "signature": ""}));
     }
-    if let Some(text) = message
-        .get("content")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-    {
-        content.push(json!({"type": "text", "text": text}));
+    // A string, or (from some compatible servers) text parts; anything
+    // else is not an answer the client could read.
+    match message.get("content").unwrap_or(&Value::Null) {
+        Value::Null => {}
+        Value::String(text) if text.is_empty() => {}
+        Value::String(text) => content.push(json!({"type": "text", "text": text})),
+        Value::Array(parts) => {
+            for (i, part) in parts.iter().enumerate() {
+                match (part["type"].as_str(), part["text"].as_str()) {
+                    (Some("text" | "output_text"), Some(text)) if !text.is_empty() => {
+                        content.push(json!({"type": "text", "text": text}));
+                    }
+                    (Some("text" | "output_text"), Some(_)) => {}
+                    _ => {
+                        return Err(TranslateError::InvalidBody(format!(
+                            "the upstream's choices[0].message.content[{i}] is not a text part"
+                        )))
+                    }
+                }
+            }
+        }
+        _ => {
+            return Err(TranslateError::InvalidBody(
+                "the upstream's choices[0].message.content is neither text nor text parts".into(),
+            ))
+        }
     }
     let refusal = message
         .get("refusal")

@@ -634,14 +634,18 @@ pub(super) fn check_streamed_tool_input(json_text: &str) -> Result<(), OpenAiErr
     })
 }
 
-/// Checks a whole Anthropic message's `tool_use` blocks: each `input` a
-/// JSON object.
+/// Checks a whole Anthropic message's `content`: an array, whose
+/// `tool_use` blocks' `input` are JSON objects.
 ///
 /// # Errors
 /// [`TranslateError::InvalidBody`] naming the block.
 pub(super) fn check_tool_inputs(message: &Map<String, Value>) -> Result<(), TranslateError> {
-    let blocks = message.get("content").and_then(Value::as_array);
-    for (i, block) in blocks.into_iter().flatten().enumerate() {
+    let Some(blocks) = message.get("content").and_then(Value::as_array) else {
+        return Err(TranslateError::InvalidBody(
+            "the upstream's message has no `content` array".into(),
+        ));
+    };
+    for (i, block) in blocks.iter().enumerate() {
         if block["type"] == "tool_use" && !block["input"].is_object() {
             return Err(TranslateError::InvalidBody(format!(
                 "the upstream's content[{i}].input (a tool use) is not a JSON object"
