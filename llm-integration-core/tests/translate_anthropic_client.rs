@@ -6,7 +6,7 @@
 
 use llm_integration_core::sse::SseFramer;
 use llm_integration_core::translate::{
-    messages_to_chat, messages_to_responses, StreamTranslator, TranslateError,
+    messages_to_chat, messages_to_responses, StreamTranslator, Target, TranslateError,
 };
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -1439,6 +1439,42 @@ fn chat_answer_content_is_text_or_text_parts() {
         assert!(
             messages_to_chat::response(answer(bad.clone()).as_bytes()).is_err(),
             "{bad}"
+        );
+    }
+}
+
+/// What is written into a data URL is checked: an image's `media_type` is
+/// one Anthropic takes, its `data` base64 text; anything else is a 400
+/// naming the member, never pasted through.
+#[test]
+fn image_sources_are_checked_before_they_become_data_urls() {
+    let request = |source: Value| {
+        json!({"model": "gpt-5.5", "max_tokens": 10, "messages": [{"role": "user",
+            "content": [{"type": "image", "source": source}]}]})
+        .to_string()
+    };
+    let ok = request(json!({"type": "base64", "media_type": "image/PNG", "data": "iVBORw0KGgo="}));
+    let out = messages_to_chat::request(ok.as_bytes(), Target::OpenAi).expect("a PNG");
+    assert!(String::from_utf8_lossy(&out.body).contains("data:image/png;base64,iVBORw0KGgo="));
+    for (source, member) in [
+        (
+            json!({"type": "base64", "media_type": "image/png;base64,AAAA\" onerror=\"x", "data": "AAAA"}),
+            "media_type",
+        ),
+        (
+            json!({"type": "base64", "media_type": "text/html", "data": "AAAA"}),
+            "media_type",
+        ),
+        (
+            json!({"type": "base64", "media_type": "image/png", "data": "AA\"AA"}),
+            "data",
+        ),
+    ] {
+        let e = messages_to_chat::request(request(source.clone()).as_bytes(), Target::OpenAi)
+            .expect_err("refused");
+        assert!(
+            e.to_string().contains(&format!("source.{member}")),
+            "{source}: {e}"
         );
     }
 }

@@ -423,6 +423,12 @@ async fn echoing_answer_upstream() -> SocketAddr {
                     let _ = stream.write_all(&text.as_bytes()[cut..]).await;
                     return;
                 }
+                if body.contains("redirect-please") {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 302 Found\r\nlocation: https://elsewhere.example/v1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                    return;
+                }
                 let said = format!("your key is {key}.");
                 // Usage figures no request could reach, when asked.
                 let (input, output) = if body.contains("usage-lie-please") {
@@ -651,6 +657,14 @@ async fn a_credential_echoed_anywhere_in_an_answer_is_masked() {
             "model-please",
             200,
         ),
+        // A redirect is neither followed nor passed on.
+        (
+            "/v1/chat/completions",
+            "gpt-5.5",
+            false,
+            "redirect-please",
+            502,
+        ),
     ] {
         let body =
             json!({"model": model, "max_tokens": 50, "stream": stream, "messages": user(text)});
@@ -662,6 +676,7 @@ async fn a_credential_echoed_anywhere_in_an_answer_is_masked() {
             .unwrap();
         let what = format!("{path} {model} stream={stream} {text}");
         assert_eq!(r.status().as_u16(), status, "{what}");
+        assert!(r.headers().get("location").is_none(), "{what}");
         answers.push((what, r.text().await.unwrap()));
     }
     running.sigterm();

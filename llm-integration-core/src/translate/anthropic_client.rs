@@ -798,8 +798,8 @@ fn image_url(obj: &Map<String, Value>, path: &str) -> Result<String, TranslateEr
     let spath = format!("{path}.source");
     match source.get("type").and_then(Value::as_str) {
         Some("base64") => {
-            let media = string_member(source, "media_type", &spath)?;
-            let data = string_member(source, "data", &spath)?;
+            let media = media_type(source, &spath, &IMAGE_TYPES)?;
+            let data = base64_data(source, &spath)?;
             Ok(format!("data:{media};base64,{data}"))
         }
         Some("url") => string_member(source, "url", &spath),
@@ -808,6 +808,43 @@ fn image_url(obj: &Map<String, Value>, path: &str) -> Result<String, TranslateEr
             format!("an image source of type `{other}` cannot be read by the upstream; send the image as `base64` or `url`"),
         )),
         None => Err(invalid(format!("`{spath}.type` is missing"))),
+    }
+}
+
+/// The image types Anthropic's `image` blocks take.
+const IMAGE_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "image/webp"];
+
+/// A base64 source's `media_type`, one of `allowed` (it is written into a
+/// data URL, so nothing else may pass).
+fn media_type(
+    source: &Map<String, Value>,
+    spath: &str,
+    allowed: &[&'static str],
+) -> Result<&'static str, TranslateError> {
+    let given = string_member(source, "media_type", spath)?;
+    allowed
+        .iter()
+        .find(|t| t.eq_ignore_ascii_case(&given))
+        .copied()
+        .ok_or_else(|| {
+            invalid(format!(
+                "`{spath}.media_type` must be one of {}",
+                allowed.join(", ")
+            ))
+        })
+}
+
+/// A base64 source's `data`: base64 text only (it is written into a data
+/// URL).
+fn base64_data(source: &Map<String, Value>, spath: &str) -> Result<String, TranslateError> {
+    let data = string_member(source, "data", spath)?;
+    if data
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'))
+    {
+        Ok(data)
+    } else {
+        Err(invalid(format!("`{spath}.data` must be base64 text")))
     }
 }
 
@@ -826,8 +863,8 @@ fn document(
     match source.get("type").and_then(Value::as_str) {
         Some("text") => Ok(Some(Part::Text(string_member(source, "data", &spath)?))),
         Some("base64") if pdf => {
-            let media = string_member(source, "media_type", &spath)?;
-            let data = string_member(source, "data", &spath)?;
+            let media = media_type(source, &spath, &["application/pdf"])?;
+            let data = base64_data(source, &spath)?;
             let filename = match obj.get("title") {
                 Some(Value::String(t)) if !t.is_empty() => t.clone(),
                 _ => "document.pdf".to_owned(),

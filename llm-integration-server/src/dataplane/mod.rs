@@ -1089,19 +1089,33 @@ ask an operator for more allocation, or use your own key (`integrations edit {} 
             }
         };
         let (mut head, mut incoming) = response.into_parts();
-        if custom && head.status.is_redirection() {
+        if head.status.is_redirection() && head.status != http::StatusCode::NOT_MODIFIED {
             // Never followed, nor passed on: a redirect could point the VM
-            // (or a later request) anywhere.
-            return Err(GatewayError::new(
-                dialect,
-                ErrorClass::BadGateway,
-                "endpoint_redirect",
+            // (or a later request) anywhere, its credential-less retry
+            // included.
+            let message = if custom {
                 format!(
                     "the custom {provider} endpoint of integration {} answered a redirect ({}), which the gateway does not follow; \
 set --{provider}-url to the address it redirects to",
                     forward.integration.name,
                     head.status.as_u16()
-                ),
+                )
+            } else {
+                format!(
+                    "the {provider} upstream answered a redirect ({}), which the gateway does not follow; retry, and tell the operator if it persists",
+                    head.status.as_u16()
+                )
+            };
+            tracing::warn!(%provider, status = head.status.as_u16(), "upstream answered a redirect; refused");
+            return Err(GatewayError::new(
+                dialect,
+                ErrorClass::BadGateway,
+                if custom {
+                    "endpoint_redirect"
+                } else {
+                    "upstream_redirect"
+                },
+                message,
             ));
         }
         strip_for_client(&mut head.headers);
