@@ -206,6 +206,18 @@ struct Nested<'a> {
     usage: Value,
 }
 
+/// Cached and cache-written counts that are parts of an OpenAI-shaped
+/// `total` input (when it is given): cut to fit inside it.
+fn within(total: Option<u64>, cached: u64, written: u64) -> (u64, u64) {
+    match total {
+        Some(total) => {
+            let cached = cached.min(total);
+            (cached, written.min(total - cached))
+        }
+        None => (cached, written),
+    }
+}
+
 /// Accumulates usage from a response body.
 #[derive(Debug, Clone)]
 pub struct UsageMeter {
@@ -487,6 +499,8 @@ impl UsageMeter {
                 let written = get(&["prompt_tokens_details", "cache_write_tokens"])?.unwrap_or(0);
                 let prompt = get(&["prompt_tokens"])?;
                 let output = get(&["completion_tokens"])?.unwrap_or(0);
+                // Parts of the prompt: never more than it.
+                let (cached, written) = within(prompt, cached, written);
                 return Ok(Some((
                     TokenUsage {
                         input: prompt
@@ -505,6 +519,7 @@ impl UsageMeter {
                 let written = get(&["input_tokens_details", "cache_write_tokens"])?.unwrap_or(0);
                 let input = get(&["input_tokens"])?;
                 let output = get(&["output_tokens"])?.unwrap_or(0);
+                let (cached, written) = within(input, cached, written);
                 return Ok(Some((
                     TokenUsage {
                         input: input
@@ -621,6 +636,22 @@ mod tests {
         let mut m = UsageMeter::new(sse);
         m.feed(body.as_bytes());
         m.finish()
+    }
+
+    #[test]
+    fn cached_counts_never_exceed_the_prompt_they_are_part_of() {
+        let u = meter(
+            false,
+            r#"{"usage":{"prompt_tokens":10,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":1000}}}"#,
+        )
+        .unwrap();
+        assert_eq!((u.input, u.cache_read, u.output), (0, 10, 1));
+        let u = meter(
+            false,
+            r#"{"object":"response","usage":{"input_tokens":30,"output_tokens":2,"input_tokens_details":{"cached_tokens":20,"cache_write_tokens":50}}}"#,
+        )
+        .unwrap();
+        assert_eq!((u.input, u.cache_read, u.cache_creation), (0, 20, 10));
     }
 
     #[test]

@@ -1478,3 +1478,28 @@ fn image_sources_are_checked_before_they_become_data_urls() {
         );
     }
 }
+
+/// Members the translation does not read, at any depth it reads, are
+/// named in the dropped list, never lost silently.
+#[test]
+fn unread_members_at_every_depth_are_named() {
+    let body = json!({"model": "gpt-5.5", "max_tokens": 10,
+        "tool_choice": {"type": "auto", "foo": 1},
+        "thinking": {"type": "enabled", "budget_tokens": 2048, "foo": 1},
+        "tools": [{"name": "Read", "input_schema": {"type": "object"}}],
+        "messages": [{"role": "user", "name": "bob", "foo": 1, "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA", "foo": 1}}
+        ]}]})
+    .to_string();
+    let out = messages_to_chat::request(body.as_bytes(), Target::OpenAi).expect("translated");
+    let header = out.dropped.header_value().unwrap_or_default();
+    for name in [
+        "tool_choice.foo",
+        "thinking.foo",
+        "messages[].name",
+        "messages[].foo",
+        "messages[].content[].source.foo",
+    ] {
+        assert!(header.contains(name), "{name} not in {header}");
+    }
+}

@@ -293,11 +293,20 @@ pub(super) fn read_request(body: &[u8], pdf: bool) -> Result<Conversation, Trans
             }
             "tools" => conv.tools = read_tools(value, &mut dropped)?,
             "tool_choice" => {
+                unread(
+                    value,
+                    &["type", "name", "disable_parallel_tool_use"],
+                    "tool_choice",
+                    &mut dropped,
+                );
                 let (choice, parallel) = read_tool_choice(value)?;
                 conv.tool_choice = choice;
                 conv.parallel_tool_calls = parallel;
             }
-            "thinking" => thinking_effort = read_thinking(value, &mut dropped)?,
+            "thinking" => {
+                unread(value, &["type", "budget_tokens"], "thinking", &mut dropped);
+                thinking_effort = read_thinking(value, &mut dropped)?;
+            }
             "output_config" => {
                 (config_effort, conv.output_schema) = read_output_config(value, &mut dropped)?;
             }
@@ -550,6 +559,7 @@ fn read_messages(
             .as_object()
             .ok_or_else(|| invalid(format!("`{path}` must be an object")))?;
         let role = string_member(obj, "role", &path)?;
+        unread(message, &["role", "content"], "messages[]", dropped);
         let blocks: Vec<Value> = match obj.get("content") {
             Some(Value::String(s)) => vec![json!({"type": "text", "text": s})],
             Some(Value::Array(b)) => b.clone(),
@@ -675,6 +685,17 @@ fn read_assistant(
     ))
 }
 
+/// Names in `dropped` the members of `value` (an object at `path`) that
+/// are not `read`: what the translation does not carry is never lost
+/// silently.
+fn unread(value: &Value, read: &[&str], path: &str, dropped: &mut Dropped) {
+    for k in value.as_object().into_iter().flat_map(Map::keys) {
+        if !read.contains(&k.as_str()) {
+            dropped.push(format!("{path}.{}", member(k)));
+        }
+    }
+}
+
 fn unknown_block(path: &str, kind: &str) -> TranslateError {
     unexpressible(
         format!("{path}.type"),
@@ -750,6 +771,16 @@ fn read_user(
                 if !known.contains(&k.as_str()) {
                     dropped.push(format!("messages[].content[].{}", member(k)));
                 }
+            }
+        }
+        if matches!(kind, "image" | "document") {
+            if let Some(source) = obj.get("source") {
+                unread(
+                    source,
+                    &["type", "media_type", "data", "url"],
+                    "messages[].content[].source",
+                    dropped,
+                );
             }
         }
     }

@@ -265,6 +265,10 @@ fn chat_message(
     }
     match role {
         "system" | "developer" => {
+            if !conversation.is_empty() {
+                // No system turn mid-conversation: user text in place.
+                dropped.push(format!("{path}.role"));
+            }
             for block in content_blocks(content, &content_path)? {
                 match block["text"].as_str() {
                     Some(text) if block["type"] == "text" => conversation.instruction(text),

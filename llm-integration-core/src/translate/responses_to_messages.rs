@@ -301,6 +301,10 @@ fn input_item(
                     content_blocks(content, &content_path, dropped)?,
                 ),
                 "system" | "developer" => {
+                    if !conversation.is_empty() {
+                        // No system turn mid-conversation: user text in place.
+                        dropped.push(format!("{path}.role"));
+                    }
                     for block in content_blocks(content, &content_path, dropped)? {
                         match block["text"].as_str() {
                             Some(text) if block["type"] == "text" => conversation.instruction(text),
