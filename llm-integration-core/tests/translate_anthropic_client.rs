@@ -1503,3 +1503,35 @@ fn unread_members_at_every_depth_are_named() {
         assert!(header.contains(name), "{name} not in {header}");
     }
 }
+
+/// A tool call the client could not dispatch (no name) is an error, and a
+/// tool-call finish without a tool call is not a `tool_use` stop.
+#[test]
+fn nameless_tool_calls_and_empty_tool_stops_are_not_clean_tool_uses() {
+    let stream = [
+        format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1", "function": {"arguments": "{}"}}]}}]})),
+        format!("data: {}\n\ndata: [DONE]\n\n", json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})),
+    ]
+    .concat();
+    let got = events(&run(Upstream::Chat, stream.as_bytes(), &[]));
+    assert_eq!(got.last().map(|e| e.0.as_str()), Some("error"), "{got:?}");
+    let answer = |message: Value, finish: &str| {
+        json!({"id": "c1", "object": "chat.completion", "model": "gpt-5.5",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
+        .to_string()
+    };
+    let nameless = answer(
+        json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"arguments": "{}"}}]}),
+        "tool_calls",
+    );
+    assert!(messages_to_chat::response(nameless.as_bytes()).is_err());
+    let empty = answer(
+        json!({"role": "assistant", "content": "hi"}),
+        "function_call",
+    );
+    let v: Value =
+        serde_json::from_slice(&messages_to_chat::response(empty.as_bytes()).expect("answer"))
+            .expect("JSON");
+    assert_eq!(v["stop_reason"], "end_turn");
+}

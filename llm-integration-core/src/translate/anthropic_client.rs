@@ -1319,6 +1319,15 @@ impl AnthropicWriter {
         if self.done {
             return;
         }
+        if name.is_empty() {
+            // A call the client could not dispatch.
+            self.error(
+                out,
+                "api_error",
+                "the upstream started a tool call without a function name; retry the request",
+            );
+            return;
+        }
         if self
             .open_block(
                 out,

@@ -287,8 +287,8 @@ fn stop_reason(finish: &str, refusal: bool, tool_use: bool) -> &'static str {
     }
     match finish {
         "length" => "max_tokens",
-        "tool_calls" | "function_call" => "tool_use",
         "content_filter" => "refusal",
+        // A tool use stop only with a tool use to act on.
         _ if tool_use => "tool_use",
         _ => "end_turn",
     }
@@ -375,6 +375,16 @@ pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
             arguments,
             &format!("choices[0].message.tool_calls[{i}].function.arguments"),
         )?;
+        if function
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
+            return Err(TranslateError::InvalidBody(format!(
+                "the upstream's choices[0].message.tool_calls[{i}] has no function name"
+            )));
+        }
         content.push(json!({
             "type": "tool_use",
             "id": call.get("id").and_then(Value::as_str).map_or_else(|| format!("call_{i}"), str::to_owned),
