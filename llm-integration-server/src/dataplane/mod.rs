@@ -977,14 +977,6 @@ ask an operator for more allocation, or use your own key (`integrations edit {} 
             output_limit: plan.max_output.map(|m| {
                 m.saturating_mul(plan.choices.unwrap_or(1).clamp(1, pricing::MAX_CHOICES))
             }),
-            // Known only for a body the gateway read (an unread one has
-            // no estimate).
-            input_limit: (estimate.input_tokens > 0 && estimate.media.count == 0).then(|| {
-                estimate
-                    .input_tokens
-                    .saturating_mul(4)
-                    .saturating_add(65_536)
-            }),
             output_cap: plan
                 .max_output
                 .unwrap_or(pricing::LIKELY_OUTPUT)

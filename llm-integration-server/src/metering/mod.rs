@@ -168,11 +168,7 @@ pub struct RequestFacts {
     /// (the limit times its choices), in tokens: an upstream that reports
     /// more is charged this.
     pub output_limit: Option<u64>,
-    /// The most input (cache reads and writes included) the request can
-    /// use, when the gateway read a body without media or references:
-    /// four tokens per estimated token plus 65,536 (a tool prompt, server
-    /// tools' results). An upstream that reports more is charged this.
-    pub input_limit: Option<u64>,
+
     /// The most output the request may produce (its stated limit times its
     /// choices), in tokens: the bound of [`Metered::output_floor`].
     pub output_cap: u64,
@@ -218,26 +214,20 @@ impl Metered {
         }
     }
 
-    /// `tokens` within what the request could use ([`RequestFacts::output_limit`],
-    /// [`RequestFacts::input_limit`]): an upstream's figures past them are
-    /// not believed.
+    /// `tokens` within what the request could use
+    /// ([`RequestFacts::output_limit`]): an upstream's figures past it are
+    /// not believed. (Input is not bounded here: server tools' results and
+    /// referenced context make it unknowable to the gateway.)
     fn bounded(&self, mut tokens: TokenUsage) -> TokenUsage {
         let before = tokens;
         if let Some(limit) = self.facts.output_limit {
             tokens.output = tokens.output.min(limit);
         }
-        if let Some(limit) = self.facts.input_limit {
-            tokens.input = tokens.input.min(limit);
-            let left = limit - tokens.input;
-            tokens.cache_creation = tokens.cache_creation.min(left);
-            tokens.cache_read = tokens.cache_read.min(left - tokens.cache_creation);
-        }
         if tokens != before {
             tracing::warn!(
                 provider = %self.facts.provider,
-                reported_input = before.input + before.cache_creation + before.cache_read,
                 reported_output = before.output,
-                "the upstream reported more tokens than the request could use; charged the bound"
+                "the upstream reported more output than the request's limit; charged the limit"
             );
         }
         tokens
