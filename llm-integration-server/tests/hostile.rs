@@ -187,6 +187,51 @@ async fn the_shared_key_reaches_the_inference_surface_only() {
     s.stop().await;
 }
 
+/// One HTTP/1.1 request read from `stream`: its head (lowercased), the
+/// credential it carried (`x-api-key` or a bearer token, in the gateway
+/// key's own casing) and its body (by `content-length`).
+async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<(String, String, String)> {
+    use tokio::io::AsyncReadExt;
+    let mut read = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => read.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&read[..head_end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while read.len() < head_end + length {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => read.extend_from_slice(&buf[..n]),
+        }
+    }
+    let body = String::from_utf8_lossy(&read[head_end..]).into_owned();
+    let received = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("x-api-key: ")
+                .or_else(|| l.strip_prefix("authorization: bearer "))
+        })
+        .unwrap_or("none")
+        .trim()
+        .to_owned();
+    let key = GATEWAY_KEYS
+        .iter()
+        .find(|k| k.to_lowercase() == received)
+        .map_or(received, |k| (*k).to_owned());
+    Some((head, key, body))
+}
+
 /// An upstream that answers every request with a 401 quoting the credential
 /// it received.
 async fn echoing_upstream() -> SocketAddr {
@@ -198,30 +243,10 @@ async fn echoing_upstream() -> SocketAddr {
                 return;
             };
             tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let text = String::from_utf8_lossy(&head).to_lowercase();
-                let key = text
-                    .lines()
-                    .find_map(|l| {
-                        l.strip_prefix("x-api-key: ")
-                            .or_else(|| l.strip_prefix("authorization: bearer "))
-                    })
-                    .unwrap_or("none")
-                    .trim()
-                    .to_owned();
-                // The key as received, in the provider's own casing.
-                let key = GATEWAY_KEYS
-                    .iter()
-                    .find(|k| k.to_lowercase() == key)
-                    .map_or(key, |k| (*k).to_owned());
+                use tokio::io::AsyncWriteExt;
+                let Some((_, key, _)) = read_request(&mut stream).await else {
+                    return;
+                };
                 let body = json!({"error": {"message": format!("Incorrect API key provided: {key}. You can find your API key at https://platform.example/keys."), "type": "invalid_request_error"}}).to_string();
                 let answer = format!(
                     "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -330,44 +355,10 @@ async fn echoing_answer_upstream() -> SocketAddr {
                 return;
             };
             tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let mut read = Vec::new();
-                let mut buf = [0u8; 4096];
-                let head_end = loop {
-                    if let Some(at) = read.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break at + 4;
-                    }
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => read.extend_from_slice(&buf[..n]),
-                    }
+                use tokio::io::AsyncWriteExt;
+                let Some((head, key, body)) = read_request(&mut stream).await else {
+                    return;
                 };
-                let head = String::from_utf8_lossy(&read[..head_end]).to_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length: "))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                while read.len() < head_end + length {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => read.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let body = String::from_utf8_lossy(&read[head_end..]).into_owned();
-                let received = head
-                    .lines()
-                    .find_map(|l| {
-                        l.strip_prefix("x-api-key: ")
-                            .or_else(|| l.strip_prefix("authorization: bearer "))
-                    })
-                    .unwrap_or("none")
-                    .trim()
-                    .to_owned();
-                let key = GATEWAY_KEYS
-                    .iter()
-                    .find(|k| k.to_lowercase() == received)
-                    .map_or(received, |k| (*k).to_owned());
                 let anthropic = head.starts_with("post /v1/messages");
                 let streams = body.contains("\"stream\":true");
                 if streams {
