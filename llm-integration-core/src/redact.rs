@@ -270,12 +270,22 @@ impl StreamScrubber {
     /// error's message, the model it names) with every occurrence of the
     /// credential masked.
     pub fn mask<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        let mut out = Cow::Borrowed(text);
+        if self
+            .finders
+            .iter()
+            .all(|f| f.find(text.as_bytes()).is_none())
+        {
+            return Cow::Borrowed(text);
+        }
+        // Whole UTF-8 sequences are replaced by ASCII: still UTF-8.
+        let bytes = self.mask_bytes(text.as_bytes().to_vec());
+        Cow::Owned(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// `bytes` (a whole answer read before the gateway composes from it)
+    /// with every occurrence of the credential masked.
+    pub fn mask_bytes(&self, mut bytes: Vec<u8>) -> Vec<u8> {
         for (needle, finder) in self.needles.iter().zip(&self.finders) {
-            if finder.find(out.as_bytes()).is_none() {
-                continue;
-            }
-            let mut bytes = out.into_owned().into_bytes();
             let at: Vec<usize> = finder.find_iter(&bytes).collect();
             for start in at {
                 for (byte, m) in bytes[start..start + needle.len()]
@@ -285,10 +295,8 @@ impl StreamScrubber {
                     *byte = m;
                 }
             }
-            // Whole UTF-8 sequences were replaced by ASCII.
-            out = Cow::Owned(String::from_utf8_lossy(&bytes).into_owned());
         }
-        out
+        bytes
     }
 
     /// Whether the credential was found (and masked) so far.

@@ -414,6 +414,23 @@ async fn echoing_answer_upstream() -> SocketAddr {
                     let _ = stream.write_all(&text.as_bytes()[cut..]).await;
                     return;
                 }
+                if body.contains("err401-long-please") {
+                    // Plain text, gzip-coded, the key where the translated
+                    // message's snippet (500 or 1,000 characters) ends.
+                    let pad = if anthropic { 480 } else { 980 };
+                    let text = format!("{}{key} is invalid", "x".repeat(pad));
+                    let mut gz =
+                        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                    let _ = gz.write_all(text.as_bytes());
+                    let coded = gz.finish().unwrap_or_default();
+                    let head = format!(
+                        "HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        coded.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(&coded).await;
+                    return;
+                }
                 if body.contains("redirect-please") {
                     let _ = stream
                         .write_all(b"HTTP/1.1 302 Found\r\nlocation: https://elsewhere.example/v1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
@@ -654,6 +671,15 @@ async fn a_credential_echoed_anywhere_in_an_answer_is_masked() {
             false,
             "redirect-please",
             502,
+        ),
+        // A translated error message cut to a snippet inside the key.
+        ("/v1/messages", "gpt-5.5", false, "err401-long-please", 401),
+        (
+            "/v1/chat/completions",
+            "claude-sonnet-4-6",
+            false,
+            "err401-long-please",
+            401,
         ),
     ] {
         let body =

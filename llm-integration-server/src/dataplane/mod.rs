@@ -1401,14 +1401,24 @@ set --{provider}-url to the address it redirects to",
             Err(_) => Err(failed("the upstream's answer did not end in time")),
         };
         let status = head.status;
+        // Masked before anything is composed from it: a message cut to a
+        // snippet could otherwise hold the credential's first bytes.
+        let clean = |bytes: Vec<u8>| match scrubber {
+            Some(s) => s.mask_bytes(bytes),
+            None => bytes,
+        };
+        let whole = clean(whole);
         let translated = outcome.and_then(|()| {
             if !status.is_success() {
                 return Ok(answer.error_response(status.as_u16(), &whole));
             }
             let source = if collect {
-                relay.collected().map(|b| b.to_vec()).ok_or_else(|| {
-                    failed("the ChatGPT backend's answer ended without response.completed")
-                })?
+                relay
+                    .collected()
+                    .map(|b| clean(b.to_vec()))
+                    .ok_or_else(|| {
+                        failed("the ChatGPT backend's answer ended without response.completed")
+                    })?
             } else {
                 whole
             };
