@@ -1535,3 +1535,41 @@ fn nameless_tool_calls_and_empty_tool_stops_are_not_clean_tool_uses() {
             .expect("JSON");
     assert_eq!(v["stop_reason"], "end_turn");
 }
+
+/// Chat Completions answers of the wrong shape are errors, never an empty
+/// `end_turn`: a missing message, `tool_calls` not an array, a stream
+/// chunk carrying a whole `message`; arguments sent as an object (as some
+/// compatible servers do) are the input, not lost.
+#[test]
+fn chat_answers_of_the_wrong_shape_are_errors() {
+    let answer = |choice: Value| {
+        json!({"id": "c1", "object": "chat.completion", "model": "gpt-5.5", "choices": [choice],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
+        .to_string()
+    };
+    for choice in [
+        json!({"index": 0, "message": null, "finish_reason": "stop"}),
+        json!({"index": 0, "finish_reason": "stop"}),
+        json!({"index": 0, "message": {"role": "assistant", "tool_calls": {"id": "x"}}, "finish_reason": "tool_calls"}),
+    ] {
+        assert!(
+            messages_to_chat::response(answer(choice.clone()).as_bytes()).is_err(),
+            "{choice}"
+        );
+    }
+    let object_args = answer(
+        json!({"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant",
+        "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "Read", "arguments": {"a": 1}}}]}}),
+    );
+    let v: Value = serde_json::from_slice(
+        &messages_to_chat::response(object_args.as_bytes()).expect("answer"),
+    )
+    .expect("JSON");
+    assert_eq!(v["content"][0]["input"], json!({"a": 1}));
+    let whole = format!(
+        "data: {}\n\ndata: [DONE]\n\n",
+        json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]})
+    );
+    let got = events(&run(Upstream::Chat, whole.as_bytes(), &[]));
+    assert_eq!(got.last().map(|e| e.0.as_str()), Some("error"), "{got:?}");
+}

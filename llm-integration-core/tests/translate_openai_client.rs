@@ -1456,3 +1456,53 @@ fn an_answer_without_a_content_array_is_refused() {
         assert!(responses::response(body.as_bytes()).is_err(), "{content}");
     }
 }
+
+/// Anthropic answers an OpenAI client could not use are errors, from
+/// either OpenAI API, streamed or not: a tool use never stopped with
+/// partial input, one started with a non-object input or without a name,
+/// a text block without text.
+#[test]
+fn unusable_anthropic_answers_are_errors() {
+    let mut unstopped = anthropic_tool_stream(&["{\"a\":"]);
+    unstopped = unstopped.replace(
+        "event: content_block_stop\ndata: {\"index\":0,\"type\":\"content_block_stop\"}\n\n",
+        "",
+    );
+    assert!(!unstopped.contains("content_block_stop"), "{unstopped}");
+    let array_start = anthropic_tool_stream(&[]).replace("\"input\":{}", "\"input\":[1]");
+    let nameless = anthropic_tool_stream(&["{}"]).replace("\"name\":\"read_file\",", "");
+    for (what, input) in [
+        ("unstopped", unstopped),
+        ("array start", array_start),
+        ("nameless", nameless),
+    ] {
+        let out = run(chat_stream(true), input.as_bytes(), &[]);
+        let got = events(&out);
+        assert!(
+            got.last().expect("events").data.get("error").is_some(),
+            "{what}: chat"
+        );
+        assert!(
+            got.iter()
+                .all(|e| e.data["choices"][0]["finish_reason"].is_null()),
+            "{what}"
+        );
+        let out = run(responses_stream(), input.as_bytes(), &[]);
+        let got = events(&out);
+        assert_eq!(
+            got.last().map(|e| e.data["type"].clone()),
+            Some(json!("response.failed")),
+            "{what}: responses"
+        );
+    }
+    for content in [
+        json!([{"type": "tool_use", "id": "toolu_1", "input": {}}]),
+        json!([{"type": "text"}]),
+    ] {
+        let body = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6",
+            "content": content, "stop_reason": "end_turn", "usage": {"input_tokens": 5, "output_tokens": 7}})
+        .to_string();
+        assert!(chat::response(body.as_bytes()).is_err(), "{content}");
+        assert!(responses::response(body.as_bytes()).is_err(), "{content}");
+    }
+}

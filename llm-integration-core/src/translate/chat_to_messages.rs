@@ -74,10 +74,11 @@
 use serde_json::{json, Map, Value};
 
 use super::openai_client::{
-    base_id, check_streamed_tool_input, check_tool_input_size, check_tool_inputs, function_tool,
-    image_block, invalid, member, parse_object, parse_service_tier, parse_temperature, pdf_block,
-    positive_int, required_str, str_at, text_blocks, to_bytes, tool_use_id, unexpressible,
-    Conversation, OpenAiError, Role, Settings, Usage, DEFAULT_MAX_TOKENS,
+    base_id, check_streamed_tool_input, check_tool_input_size, check_tool_inputs,
+    check_tool_use_start, function_tool, image_block, invalid, member, parse_object,
+    parse_service_tier, parse_temperature, pdf_block, positive_int, required_str, str_at,
+    text_blocks, to_bytes, tool_use_id, unexpressible, Conversation, OpenAiError, Role, Settings,
+    Usage, DEFAULT_MAX_TOKENS,
 };
 use super::{write_sse, Dropped, StreamTranslator, TranslateError, TranslatedRequest};
 use crate::sse::{SseEvent, SseFramer};
@@ -715,6 +716,10 @@ impl Stream {
                 let index = data["index"].as_u64().unwrap_or(0);
                 match block["type"].as_str().unwrap_or("") {
                     "tool_use" => {
+                        if let Err(error) = check_tool_use_start(block) {
+                            self.fail(out, &error);
+                            return;
+                        }
                         let call = self.next_tool;
                         self.next_tool += 1;
                         // Anthropic starts a block with `input: {}` and
@@ -787,6 +792,7 @@ impl Stream {
                     return;
                 };
                 let (call, input) = (*call, std::mem::take(input));
+                self.tools.retain(|(i, _, _)| *i != index);
                 match check_streamed_tool_input(&input) {
                     Err(error) => self.fail(out, &error),
                     // No input streamed: the call's arguments are `{}`.
@@ -805,6 +811,20 @@ impl Stream {
             }
             "message_stop" => {
                 self.start(out, "");
+                // Tool uses whose block never stopped: checked now.
+                for (_, call, input) in std::mem::take(&mut self.tools) {
+                    match check_streamed_tool_input(&input) {
+                        Err(error) => {
+                            self.fail(out, &error);
+                            return;
+                        }
+                        Ok(()) if input.is_empty() => self.delta(
+                            out,
+                            json!({"tool_calls": [{"index": call, "function": {"arguments": "{}"}}]}),
+                        ),
+                        Ok(()) => {}
+                    }
+                }
                 let reason = finish_reason(self.stop_reason.as_deref());
                 let choice =
                     json!([{"index": 0, "delta": {}, "finish_reason": reason, "logprobs": null}]);

@@ -321,7 +321,20 @@ pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
     let choice = v.get("choices").and_then(|c| c.get(0)).ok_or_else(|| {
         TranslateError::InvalidBody("the upstream's chat completion has no `choices[0]`".into())
     })?;
-    let message = choice.get("message").unwrap_or(&Value::Null);
+    let message = choice
+        .get("message")
+        .filter(|m| m.is_object())
+        .ok_or_else(|| {
+            TranslateError::InvalidBody("the upstream's choices[0].message is not an object".into())
+        })?;
+    if message
+        .get("tool_calls")
+        .is_some_and(|c| !c.is_array() && !c.is_null())
+    {
+        return Err(TranslateError::InvalidBody(
+            "the upstream's choices[0].message.tool_calls is not an array".into(),
+        ));
+    }
     let mut content = Vec::new();
     if let Some(reasoning) = reasoning_text(message) {
         content.push(json!({"type": "thinking", "thinking": reasoning, "signature": ""}));
@@ -367,14 +380,18 @@ pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
         .unwrap_or_default();
     for (i, call) in calls.iter().enumerate() {
         let function = call.get("function").unwrap_or(&Value::Null);
-        let arguments = function
-            .get("arguments")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let input = anthropic_client::tool_input(
-            arguments,
-            &format!("choices[0].message.tool_calls[{i}].function.arguments"),
-        )?;
+        let at = format!("choices[0].message.tool_calls[{i}].function.arguments");
+        let input = match function.get("arguments") {
+            Some(Value::String(arguments)) => anthropic_client::tool_input(arguments, &at)?,
+            None | Some(Value::Null) => json!({}),
+            // Some compatible servers send the object itself.
+            Some(object @ Value::Object(_)) => object.clone(),
+            Some(_) => {
+                return Err(TranslateError::InvalidBody(format!(
+                    "the upstream's {at} is not JSON text"
+                )))
+            }
+        };
         if function
             .get("name")
             .and_then(Value::as_str)
@@ -548,7 +565,31 @@ impl State {
             if choice.get("index").and_then(Value::as_u64).unwrap_or(0) != 0 {
                 continue;
             }
-            let delta = choice.get("delta").unwrap_or(&Value::Null);
+            // A chunk carries a `delta` object; a whole `message` (or any
+            // other shape) is not a stream the client could follow.
+            let delta = match choice.get("delta") {
+                Some(d @ Value::Object(_)) => d,
+                None if choice.get("message").is_none() => &Value::Null,
+                _ => {
+                    self.writer.error(
+                        out,
+                        "api_error",
+                        "the upstream sent a stream chunk whose choice has no `delta` object; retry the request",
+                    );
+                    return;
+                }
+            };
+            if delta
+                .get("tool_calls")
+                .is_some_and(|c| !c.is_array() && !c.is_null())
+            {
+                self.writer.error(
+                    out,
+                    "api_error",
+                    "the upstream sent `tool_calls` that are not an array; retry the request",
+                );
+                return;
+            }
             if let Some(reasoning) = reasoning_text(delta) {
                 self.writer.thinking(out, (0, 0), reasoning);
             }
@@ -583,8 +624,15 @@ impl State {
                     let name = function.get("name").and_then(Value::as_str).unwrap_or("");
                     self.writer.tool_start(out, key, &id, name);
                 }
-                if let Some(args) = function.get("arguments").and_then(Value::as_str) {
-                    self.writer.tool_args(out, key, args);
+                match function.get("arguments") {
+                    Some(Value::String(args)) => self.writer.tool_args(out, key, args),
+                    None | Some(Value::Null) => {}
+                    // Arguments are JSON text in a string.
+                    Some(_) => self.writer.error(
+                        out,
+                        "api_error",
+                        "the upstream streamed tool call arguments that are not a string of JSON text; retry the request",
+                    ),
                 }
             }
             if let Some(finish) = choice.get("finish_reason").and_then(Value::as_str) {

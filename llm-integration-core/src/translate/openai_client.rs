@@ -634,8 +634,10 @@ pub(super) fn check_streamed_tool_input(json_text: &str) -> Result<(), OpenAiErr
     })
 }
 
-/// Checks a whole Anthropic message's `content`: an array, whose
-/// `tool_use` blocks' `input` are JSON objects.
+/// Checks a whole Anthropic message's `content`: an array, whose `text`
+/// blocks hold text and whose `tool_use` blocks have an id, a name and an
+/// `input` object (what Anthropic writes; anything else would reach the
+/// client as an answer it cannot use).
 ///
 /// # Errors
 /// [`TranslateError::InvalidBody`] naming the block.
@@ -646,13 +648,50 @@ pub(super) fn check_tool_inputs(message: &Map<String, Value>) -> Result<(), Tran
         ));
     };
     for (i, block) in blocks.iter().enumerate() {
-        if block["type"] == "tool_use" && !block["input"].is_object() {
+        let bad = match block["type"].as_str() {
+            Some("text") => {
+                (!block["text"].is_string()).then_some("text (a text block) is not a string")
+            }
+            Some("tool_use") if !block["input"].is_object() => {
+                Some("input (a tool use) is not a JSON object")
+            }
+            Some("tool_use") => tool_use_named(block)
+                .err()
+                .map(|_| "name or id (a tool use) is missing"),
+            _ => None,
+        };
+        if let Some(bad) = bad {
             return Err(TranslateError::InvalidBody(format!(
-                "the upstream's content[{i}].input (a tool use) is not a JSON object"
+                "the upstream's content[{i}].{bad}"
             )));
         }
     }
     Ok(())
+}
+
+/// Whether a `tool_use` block has a non-empty `name` and `id`.
+fn tool_use_named(block: &Value) -> Result<(), ()> {
+    let named = |k: &str| block[k].as_str().is_some_and(|s| !s.is_empty());
+    if named("name") && named("id") {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+/// Checks a streamed `tool_use` block's start: a name and an id the client
+/// can dispatch and answer, and an `input` that is an object (empty, the
+/// deltas to follow) or absent.
+pub(super) fn check_tool_use_start(block: &Value) -> Result<(), OpenAiError> {
+    let input_ok = block["input"].is_object() || block["input"].is_null();
+    if input_ok && tool_use_named(block).is_ok() {
+        return Ok(());
+    }
+    Err(OpenAiError {
+        kind: "server_error",
+        code: Some("untranslatable_answer".into()),
+        message: "the upstream started a tool use without a name and id, or with an input that is not a JSON object; retry the request".into(),
+    })
 }
 
 /// An OpenAI error: `error.type`, `error.code` and `error.message`.

@@ -86,11 +86,11 @@
 use serde_json::{json, Value};
 
 use super::openai_client::{
-    base_id, check_streamed_tool_input, check_tool_input_size, check_tool_inputs, custom_tool,
-    function_tool, image_block, invalid, member, parse_object, parse_service_tier,
-    parse_temperature, pdf_block, positive_int, required_str, str_at, text_blocks, to_bytes,
-    tool_use_id, unexpressible, Conversation, OpenAiError, Role, Settings, Usage,
-    CUSTOM_TOOL_INPUT, CUSTOM_TOOL_SUFFIX, DEFAULT_MAX_TOKENS, REDACTED_MARK, THINKING_MARK,
+    base_id, check_streamed_tool_input, check_tool_input_size, check_tool_inputs,
+    check_tool_use_start, custom_tool, function_tool, image_block, invalid, member, parse_object,
+    parse_service_tier, parse_temperature, pdf_block, positive_int, required_str, str_at,
+    text_blocks, to_bytes, tool_use_id, unexpressible, Conversation, OpenAiError, Role, Settings,
+    Usage, CUSTOM_TOOL_INPUT, CUSTOM_TOOL_SUFFIX, DEFAULT_MAX_TOKENS, REDACTED_MARK, THINKING_MARK,
 };
 use super::{write_sse, Dropped, StreamTranslator, TranslateError, TranslatedRequest};
 use crate::sse::{SseEvent, SseFramer};
@@ -1063,6 +1063,12 @@ impl Stream {
     fn block_start(&mut self, out: &mut Vec<u8>, data: &Value) {
         self.start(out, "");
         let block = &data["content_block"];
+        if block["type"] == "tool_use" {
+            if let Err(error) = check_tool_use_start(block) {
+                self.fail(out, &error);
+                return;
+            }
+        }
         let mut part = Part::from_block(block);
         // Text a block starts with is sent as a delta, as Anthropic's
         // later text is.
