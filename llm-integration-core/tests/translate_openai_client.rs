@@ -1506,3 +1506,30 @@ fn unusable_anthropic_answers_are_errors() {
         assert!(responses::response(body.as_bytes()).is_err(), "{content}");
     }
 }
+
+/// A data URL's media type and data are checked before they become an
+/// Anthropic source: one of Anthropic's image types, base64 text.
+#[test]
+fn data_urls_are_checked_before_they_become_sources() {
+    let request = |url: &str| {
+        json!({"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}}]}]})
+        .to_string()
+    };
+    let ok =
+        chat::request(request("data:image/PNG;base64,iVBORw0KGgo=").as_bytes()).expect("a PNG");
+    let body: Value = serde_json::from_slice(&ok.body).expect("JSON");
+    assert_eq!(
+        body["messages"][0]["content"][0]["source"]["media_type"],
+        "image/png"
+    );
+    for url in [
+        "data:image/png\";x=1;base64,iVBO",
+        "data:image/png;charset=utf-8;base64,iVBO",
+        "data:image/svg+xml;base64,PHN2Zz4=",
+        "data:image/png;base64,@@@###",
+        "data:image/png;base64,",
+    ] {
+        assert!(chat::request(request(url).as_bytes()).is_err(), "{url}");
+    }
+}

@@ -431,10 +431,14 @@ async fn echoing_answer_upstream() -> SocketAddr {
                     let _ = stream.write_all(&coded).await;
                     return;
                 }
-                if body.contains("redirect-please") {
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 302 Found\r\nlocation: https://elsewhere.example/v1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                        .await;
+                if body.contains("redirect-please") || body.contains("not-modified-please") {
+                    let status = if body.contains("redirect") {
+                        "302 Found"
+                    } else {
+                        "304 Not Modified"
+                    };
+                    let head = format!("HTTP/1.1 {status}\r\nlocation: https://elsewhere.example/v1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                    let _ = stream.write_all(head.as_bytes()).await;
                     return;
                 }
                 let said = format!("your key is {key}.");
@@ -670,6 +674,14 @@ async fn a_credential_echoed_anywhere_in_an_answer_is_masked() {
             "gpt-5.5",
             false,
             "redirect-please",
+            502,
+        ),
+        // Nor a 304 to a request that was not conditional.
+        (
+            "/v1/chat/completions",
+            "gpt-5.5",
+            false,
+            "not-modified-please",
             502,
         ),
         // A translated error message cut to a snippet inside the key.

@@ -223,27 +223,38 @@ pub(super) fn text_block(text: &str) -> Value {
 /// (`data:image/png;base64,…`) becomes a base64 source, an `http(s)` URL a
 /// URL source.
 pub(super) fn image_block(url: &str, field: &str) -> Result<Value, TranslateError> {
-    Ok(json!({"type": "image", "source": media_source(url, field, "image/")?}))
+    let types = ["image/jpeg", "image/png", "image/gif", "image/webp"];
+    Ok(json!({"type": "image", "source": media_source(url, field, &types)?}))
 }
 
 /// An Anthropic document block for a PDF given as a `data:` URL or an
 /// `http(s)` URL.
 pub(super) fn pdf_block(url: &str, field: &str) -> Result<Value, TranslateError> {
-    let source = media_source(url, field, "application/pdf")?;
+    let source = media_source(url, field, &["application/pdf"])?;
     Ok(json!({"type": "document", "source": source}))
 }
 
-fn media_source(url: &str, field: &str, media: &str) -> Result<Value, TranslateError> {
+/// An Anthropic source for `url`: a `data:` URL whose media type is one
+/// of `types` (Anthropic's `source.media_type` takes no parameters) and
+/// whose data is base64 text, or an `http(s)` URL.
+fn media_source(url: &str, field: &str, types: &[&'static str]) -> Result<Value, TranslateError> {
     if let Some(rest) = url.strip_prefix("data:") {
         let (meta, data) = rest.split_once(',').unwrap_or((rest, ""));
         let media_type = meta.strip_suffix(";base64").ok_or_else(|| {
             unexpressible(field, "a data: URL must be base64 (`data:TYPE;base64,…`)")
         })?;
-        if !media_type.starts_with(media) {
+        let Some(media_type) = types.iter().find(|t| t.eq_ignore_ascii_case(media_type)) else {
             return Err(unexpressible(
                 field,
-                format!("the media type `{media_type}` is not supported here (expected {media}…)"),
+                format!(
+                    "the data URL's media type is not one Anthropic takes here ({})",
+                    types.join(", ")
+                ),
             ));
+        };
+        let base64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
+        if data.is_empty() || !data.bytes().all(base64) {
+            return Err(invalid(field, "a data: URL whose data is base64 text"));
         }
         return Ok(json!({"type": "base64", "media_type": media_type, "data": data}));
     }

@@ -1038,6 +1038,7 @@ ask an operator for more allocation, or use your own key (`integrations edit {} 
         let secret = credential.secret.clone();
         drop(credential);
         let mut request = Request::new(body);
+        let plan_method = parts.method.clone();
         *request.method_mut() = parts.method;
         *request.uri_mut() = uri;
         *request.version_mut() = http::Version::HTTP_11;
@@ -1081,7 +1082,15 @@ ask an operator for more allocation, or use your own key (`integrations edit {} 
             }
         };
         let (mut head, mut incoming) = response.into_parts();
-        if head.status.is_redirection() && head.status != http::StatusCode::NOT_MODIFIED {
+        // 304 answers a conditional GET (a model list, a file), and then
+        // points nowhere; any other 3xx, or a 1xx as the final answer, is
+        // not an answer to relay.
+        let conditional = head.status == http::StatusCode::NOT_MODIFIED
+            && matches!(plan_method, http::Method::GET | http::Method::HEAD);
+        if head.status == http::StatusCode::NOT_MODIFIED {
+            head.headers.remove(http::header::LOCATION);
+        }
+        if (head.status.is_redirection() && !conditional) || head.status.is_informational() {
             // Never followed, nor passed on: a redirect could point the VM
             // (or a later request) anywhere, its credential-less retry
             // included.
@@ -1094,7 +1103,7 @@ set --{provider}-url to the address it redirects to",
                 )
             } else {
                 format!(
-                    "the {provider} upstream answered a redirect ({}), which the gateway does not follow; retry, and tell the operator if it persists",
+                    "the {provider} upstream answered {}, which is not an answer the gateway relays (it follows no redirect); retry, and tell the operator if it persists",
                     head.status.as_u16()
                 )
             };
