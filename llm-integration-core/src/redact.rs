@@ -188,10 +188,13 @@ fn redact_shapes(text: &str) -> String {
 ///
 /// Credentials shorter than 8 bytes are not searched for (too common).
 pub struct StreamScrubber {
-    needles: Vec<zeroize::Zeroizing<Vec<u8>>>,
-    /// A searcher per needle, built once (each holds a copy of its
-    /// needle for the request's life, as the request's headers do).
-    finders: Vec<memchr::memmem::Finder<'static>>,
+    /// A searcher for the credential as written, built once; it holds a
+    /// copy of the credential for the request's life, as the request's
+    /// own headers do.
+    finder: memchr::memmem::Finder<'static>,
+    /// Searchers for its JSON-escaped spellings, when they differ (rare:
+    /// keys and tokens are written the same in a JSON string).
+    escaped: Vec<memchr::memmem::Finder<'static>>,
     held: Vec<u8>,
     found: bool,
 }
@@ -231,50 +234,61 @@ fn partial_tail(data: &[u8], needle: &[u8]) -> usize {
         .map_or(0, |i| tail.len() - i)
 }
 
+/// Masks every occurrence `finder` finds in `bytes`; whether there was one.
+fn mask_all(finder: &memchr::memmem::Finder<'_>, bytes: &mut [u8]) -> bool {
+    let len = finder.needle().len();
+    let at: Vec<usize> = finder.find_iter(bytes).collect();
+    for &start in &at {
+        for (byte, m) in bytes[start..start + len].iter_mut().zip(mask(len)) {
+            *byte = m;
+        }
+    }
+    !at.is_empty()
+}
+
 impl StreamScrubber {
     /// A scrubber for `secret`; `None` when it is shorter than 8 bytes.
     pub fn new(secret: &str) -> Option<Self> {
         if secret.len() < 8 {
             return None;
         }
-        let mut needles = Vec::with_capacity(1);
-        needles.push(zeroize::Zeroizing::new(secret.as_bytes().to_vec()));
-        // Keys and tokens are written the same in a JSON string, but for
-        // the rare one with a quote, a backslash, a slash or a control.
+        let owned = |bytes: &[u8]| memchr::memmem::Finder::new(bytes).into_owned();
+        let mut escaped = Vec::new();
         if secret
             .bytes()
             .any(|b| matches!(b, b'"' | b'\\' | b'/') || b < 0x20)
         {
             let quoted = zeroize::Zeroizing::new(serde_json::Value::from(secret).to_string());
-            let escaped = &quoted[1..quoted.len() - 1];
-            for form in [escaped.to_owned(), escaped.replace('/', "\\/")] {
-                let form = zeroize::Zeroizing::new(form.into_bytes());
-                if !needles.contains(&form) {
-                    needles.push(form);
+            let plain = &quoted[1..quoted.len() - 1];
+            let slashed = zeroize::Zeroizing::new(plain.replace('/', "\\/"));
+            for form in [plain, slashed.as_str()] {
+                if form != secret
+                    && !escaped
+                        .iter()
+                        .any(|f: &memchr::memmem::Finder<'_>| f.needle() == form.as_bytes())
+                {
+                    escaped.push(owned(form.as_bytes()));
                 }
             }
         }
-        let finders = needles
-            .iter()
-            .map(|n| memchr::memmem::Finder::new(n.as_slice()).into_owned())
-            .collect();
         Some(StreamScrubber {
-            needles,
-            finders,
+            finder: owned(secret.as_bytes()),
+            escaped,
             held: Vec::new(),
             found: false,
         })
+    }
+
+    /// Every searcher: the credential as written, then its escapes.
+    fn finders(&self) -> impl Iterator<Item = &memchr::memmem::Finder<'static>> {
+        std::iter::once(&self.finder).chain(&self.escaped)
     }
 
     /// `text` (a whole text the gateway composed from the answer: an
     /// error's message, the model it names) with every occurrence of the
     /// credential masked.
     pub fn mask<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        if self
-            .finders
-            .iter()
-            .all(|f| f.find(text.as_bytes()).is_none())
-        {
+        if self.finders().all(|f| f.find(text.as_bytes()).is_none()) {
             return Cow::Borrowed(text);
         }
         // Whole UTF-8 sequences are replaced by ASCII: still UTF-8.
@@ -285,16 +299,8 @@ impl StreamScrubber {
     /// `bytes` (a whole answer read before the gateway composes from it)
     /// with every occurrence of the credential masked.
     pub fn mask_bytes(&self, mut bytes: Vec<u8>) -> Vec<u8> {
-        for (needle, finder) in self.needles.iter().zip(&self.finders) {
-            let at: Vec<usize> = finder.find_iter(&bytes).collect();
-            for start in at {
-                for (byte, m) in bytes[start..start + needle.len()]
-                    .iter_mut()
-                    .zip(mask(needle.len()))
-                {
-                    *byte = m;
-                }
-            }
+        for finder in self.finders() {
+            mask_all(finder, &mut bytes);
         }
         bytes
     }
@@ -307,31 +313,21 @@ impl StreamScrubber {
     /// The next chunk; returns what may be relayed now.
     pub fn feed(&mut self, chunk: bytes::Bytes) -> bytes::Bytes {
         let clean = self
-            .needles
-            .iter()
-            .zip(&self.finders)
-            .all(|(n, f)| f.find(&chunk).is_none() && partial_tail(&chunk, n) == 0);
+            .finders()
+            .all(|f| f.find(&chunk).is_none() && partial_tail(&chunk, f.needle()) == 0);
         if self.held.is_empty() && clean {
             return chunk;
         }
         let mut data = std::mem::take(&mut self.held);
         data.extend_from_slice(&chunk);
-        for (needle, finder) in self.needles.iter().zip(&self.finders) {
-            let at: Vec<usize> = finder.find_iter(&data).collect();
-            for start in at {
-                self.found = true;
-                for (byte, m) in data[start..start + needle.len()]
-                    .iter_mut()
-                    .zip(mask(needle.len()))
-                {
-                    *byte = m;
-                }
-            }
+        let mut found = false;
+        for finder in std::iter::once(&self.finder).chain(&self.escaped) {
+            found |= mask_all(finder, &mut data);
         }
+        self.found |= found;
         let hold = self
-            .needles
-            .iter()
-            .map(|n| partial_tail(&data, n))
+            .finders()
+            .map(|f| partial_tail(&data, f.needle()))
             .max()
             .unwrap_or(0);
         self.held = data.split_off(data.len() - hold);
