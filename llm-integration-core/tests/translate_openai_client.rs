@@ -1131,7 +1131,15 @@ fn a_chat_conversation_with_tools() {
     assert!(translated.stream);
     assert!(chat::include_usage(&serde_json::to_vec(&request).unwrap()));
     assert!(!chat::include_usage(br#"{"stream":true}"#));
-    assert_eq!(translated.dropped.fields(), ["seed", "messages[5].name"]);
+    // An image's `detail` has no Anthropic counterpart either.
+    assert_eq!(
+        translated.dropped.fields(),
+        [
+            "seed",
+            "messages[5].name",
+            "messages[].content[].image_url.detail"
+        ]
+    );
     let body: Value = serde_json::from_slice(&translated.body).unwrap();
     assert_eq!(
         body,
@@ -1531,5 +1539,41 @@ fn data_urls_are_checked_before_they_become_sources() {
         "data:image/png;base64,",
     ] {
         assert!(chat::request(request(url).as_bytes()).is_err(), "{url}");
+    }
+}
+
+/// Members neither API reads, at any depth of what is translated, are
+/// named in the dropped list; items and tools dropped whole are named
+/// once, by themselves.
+#[test]
+fn unread_members_of_openai_requests_are_named() {
+    let chat_body = json!({"model": "claude-sonnet-4-6", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "hi", "bogus4": 1}]},
+        {"role": "assistant", "bogus": 1, "content": null, "tool_calls": [
+            {"id": "call_1", "type": "function", "bogus3": 1, "function": {"name": "f", "arguments": "{}", "bogus": 1}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "ok", "bogus5": 1}],
+        "tools": [{"type": "function", "bogus2": 1, "function": {"name": "f", "parameters": {"type": "object"}, "bogus": 1}}]})
+    .to_string();
+    let out = chat::request(chat_body.as_bytes()).expect("translated");
+    let fields = out.dropped.fields().join(", ");
+    for name in [
+        "messages[].content[].bogus4",
+        "messages[].bogus",
+        "messages[].tool_calls[].bogus3",
+        "messages[].tool_calls[].function.bogus",
+        "messages[].bogus5",
+        "tools[].bogus2",
+        "tools[].function.bogus",
+    ] {
+        assert!(fields.contains(name), "{name} not in {fields}");
+    }
+    let responses_body = json!({"model": "claude-sonnet-4-6", "input": [
+        {"type": "message", "role": "user", "bogus2": 1, "content": [{"type": "input_text", "text": "hi", "bogus": 1}]}],
+        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}, "bogus": 1}]})
+    .to_string();
+    let out = responses::request(responses_body.as_bytes()).expect("translated");
+    let fields = out.dropped.fields().join(", ");
+    for name in ["input[].bogus2", "input[].content[].bogus", "tools[].bogus"] {
+        assert!(fields.contains(name), "{name} not in {fields}");
     }
 }

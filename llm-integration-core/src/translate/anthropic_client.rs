@@ -159,7 +159,7 @@ const MORE_DROPPED: &str = "(more members)";
 /// control character, a non-ASCII character) as `?`, at most 64
 /// characters (then `...`), so the list is a valid header value whose
 /// commas separate members.
-fn member(name: &str) -> String {
+pub(super) fn member(name: &str) -> String {
     let mut out: String = name
         .chars()
         .take(64)

@@ -75,10 +75,10 @@ use serde_json::{json, Map, Value};
 
 use super::openai_client::{
     base_id, check_streamed_tool_input, check_tool_input_size, check_tool_inputs,
-    check_tool_use_start, function_tool, image_block, invalid, member, parse_object,
+    check_tool_use_start, function_tool, image_block, invalid, member, name_unread, parse_object,
     parse_service_tier, parse_temperature, pdf_block, positive_int, required_str, str_at,
-    text_blocks, to_bytes, tool_use_id, unexpressible, Conversation, OpenAiError, Role, Settings,
-    Usage, DEFAULT_MAX_TOKENS,
+    text_blocks, to_bytes, tool_use_id, unexpressible, Conversation, MemberRules, OpenAiError,
+    Role, Settings, Usage, DEFAULT_MAX_TOKENS,
 };
 use super::{write_sse, Dropped, StreamTranslator, TranslateError, TranslatedRequest};
 use crate::sse::{SseEvent, SseFramer};
@@ -212,6 +212,7 @@ pub fn request(body: &[u8]) -> Result<TranslatedRequest, TranslateError> {
         Some(choice) => tool_choice(choice, &names)?,
         None => None,
     };
+    name_unread(&root, CHAT_MEMBERS, &mut dropped);
     let settings = Settings {
         model,
         max_tokens: max_completion_tokens
@@ -236,6 +237,54 @@ pub fn request(body: &[u8]) -> Result<TranslatedRequest, TranslateError> {
         dropped,
     })
 }
+
+/// The members of a Chat Completions request's messages and tools that
+/// are read (or named dropped where they are met); any other is named in
+/// the dropped list.
+const CHAT_MEMBERS: &MemberRules = &[
+    (
+        "messages[]",
+        &[],
+        &[
+            "role",
+            "content",
+            "name",
+            "tool_calls",
+            "tool_call_id",
+            "refusal",
+            "reasoning_content",
+            "audio",
+            "function_call",
+        ],
+    ),
+    (
+        "messages[].content[]",
+        &["text", "refusal", "image_url", "file"],
+        &["type", "text", "refusal", "image_url", "file"],
+    ),
+    ("messages[].content[].image_url", &[], &["url"]),
+    (
+        "messages[].content[].file",
+        &[],
+        &["file_data", "filename", "file_id"],
+    ),
+    (
+        "messages[].tool_calls[]",
+        &["function"],
+        &["id", "type", "function"],
+    ),
+    (
+        "messages[].tool_calls[].function",
+        &[],
+        &["name", "arguments"],
+    ),
+    ("tools[]", &["function"], &["type", "function"]),
+    (
+        "tools[].function",
+        &[],
+        &["name", "description", "parameters", "strict"],
+    ),
+];
 
 /// Whether the client's body asks for the usage chunk
 /// (`stream_options.include_usage: true`), for [`Stream::new`]. A body

@@ -606,6 +606,54 @@ pub(super) fn base_id(message_id: &str) -> String {
     }
 }
 
+/// The members each object of a request may have, by its path (array
+/// indexes written `[]`) and, where given, only for objects of those
+/// `type`s (the others are translated or dropped whole elsewhere), for
+/// [`name_unread`].
+pub(super) type MemberRules = [(
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+)];
+
+/// Names in `dropped` every member of the objects `rules` describe (under
+/// `root`'s members) that is not among their members: what the
+/// translation does not carry is never lost silently, at any depth.
+pub(super) fn name_unread(root: &Map<String, Value>, rules: &MemberRules, dropped: &mut Dropped) {
+    fn walk(value: &Value, path: &str, rules: &MemberRules, dropped: &mut Dropped) {
+        match value {
+            Value::Object(map) => {
+                let Some((_, types, allowed)) = rules.iter().find(|(p, _, _)| *p == path) else {
+                    return;
+                };
+                let kind = map.get("type").and_then(Value::as_str);
+                if !types.is_empty() && kind.is_some_and(|k| !types.contains(&k)) {
+                    return;
+                }
+                for (key, value) in map {
+                    if allowed.contains(&key.as_str()) {
+                        walk(value, &format!("{path}.{key}"), rules, dropped);
+                    } else if !value.is_null() {
+                        dropped.push(format!("{path}.{}", super::anthropic_client::member(key)));
+                    }
+                }
+            }
+            Value::Array(items) => {
+                let path = format!("{path}[]");
+                for item in items {
+                    walk(item, &path, rules, dropped);
+                }
+            }
+            _ => {}
+        }
+    }
+    for (key, value) in root {
+        if rules.iter().any(|(p, _, _)| p.starts_with(key.as_str())) {
+            walk(value, key, rules, dropped);
+        }
+    }
+}
+
 /// The most JSON text one streamed tool use's input may carry (bytes).
 pub(super) const TOOL_INPUT_MAX: usize = 4 << 20;
 

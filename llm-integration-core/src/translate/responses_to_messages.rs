@@ -87,10 +87,11 @@ use serde_json::{json, Value};
 
 use super::openai_client::{
     base_id, check_streamed_tool_input, check_tool_input_size, check_tool_inputs,
-    check_tool_use_start, custom_tool, function_tool, image_block, invalid, member, parse_object,
-    parse_service_tier, parse_temperature, pdf_block, positive_int, required_str, str_at,
-    text_blocks, to_bytes, tool_use_id, unexpressible, Conversation, OpenAiError, Role, Settings,
-    Usage, CUSTOM_TOOL_INPUT, CUSTOM_TOOL_SUFFIX, DEFAULT_MAX_TOKENS, REDACTED_MARK, THINKING_MARK,
+    check_tool_use_start, custom_tool, function_tool, image_block, invalid, member, name_unread,
+    parse_object, parse_service_tier, parse_temperature, pdf_block, positive_int, required_str,
+    str_at, text_blocks, to_bytes, tool_use_id, unexpressible, Conversation, MemberRules,
+    OpenAiError, Role, Settings, Usage, CUSTOM_TOOL_INPUT, CUSTOM_TOOL_SUFFIX, DEFAULT_MAX_TOKENS,
+    REDACTED_MARK, THINKING_MARK,
 };
 use super::{write_sse, Dropped, StreamTranslator, TranslateError, TranslatedRequest};
 use crate::sse::{SseEvent, SseFramer};
@@ -98,6 +99,75 @@ use crate::sse::{SseEvent, SseFramer};
 /// What the gateway keeping no state means for a client, and the fix.
 const NO_STATE: &str = "the gateway keeps no conversation state for a model served by \
     Anthropic: send the whole conversation in `input` (with `store: false`)";
+
+/// The members of a Responses request's input items and tools that are
+/// read (or named dropped where they are met), over every item type; any
+/// other is named in the dropped list.
+const RESPONSES_MEMBERS: &MemberRules = &[
+    (
+        "input[]",
+        &[
+            "message",
+            "function_call",
+            "function_call_output",
+            "reasoning",
+            "custom_tool_call",
+            "custom_tool_call_output",
+        ],
+        &[
+            "type",
+            "role",
+            "content",
+            "id",
+            "status",
+            "call_id",
+            "name",
+            "arguments",
+            "output",
+            "summary",
+            "encrypted_content",
+            "input",
+        ],
+    ),
+    (
+        "input[].content[]",
+        &[
+            "input_text",
+            "output_text",
+            "input_image",
+            "input_file",
+            "refusal",
+            "summary_text",
+            "reasoning_text",
+        ],
+        &[
+            "type",
+            "text",
+            "image_url",
+            "detail",
+            "file_data",
+            "filename",
+            "file_id",
+            "file_url",
+            "annotations",
+            "logprobs",
+            "refusal",
+        ],
+    ),
+    ("input[].summary[]", &[], &["type", "text"]),
+    (
+        "tools[]",
+        &["function", "custom"],
+        &[
+            "type",
+            "name",
+            "description",
+            "parameters",
+            "strict",
+            "format",
+        ],
+    ),
+];
 
 /// Translates a Responses request body into an Anthropic Messages body.
 ///
@@ -262,6 +332,7 @@ pub fn request(body: &[u8]) -> Result<TranslatedRequest, TranslateError> {
         choice,
         parallel,
     };
+    name_unread(&root, RESPONSES_MEMBERS, &mut dropped);
     let body = settings.assemble(conversation, &mut dropped)?;
     Ok(TranslatedRequest {
         body,
