@@ -1573,3 +1573,19 @@ fn chat_answers_of_the_wrong_shape_are_errors() {
     let got = events(&run(Upstream::Chat, whole.as_bytes(), &[]));
     assert_eq!(got.last().map(|e| e.0.as_str()), Some("error"), "{got:?}");
 }
+
+/// A client's `tool_use.input` must be a JSON object, as Anthropic's API
+/// has it: anything else is a 400 naming it, never sent on as text.
+#[test]
+fn a_client_tool_use_input_must_be_an_object() {
+    let body = json!({"model": "gpt-5.5", "max_tokens": 10, "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Read", "input": "str"}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]}]})
+    .to_string();
+    let e = messages_to_chat::request(body.as_bytes(), Target::OpenAi).expect_err("refused");
+    assert!(
+        e.to_string().contains("messages[1].content[0].input"),
+        "{e}"
+    );
+}

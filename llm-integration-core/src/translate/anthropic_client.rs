@@ -648,7 +648,13 @@ fn read_assistant(
             "tool_use" => {
                 let id = string_member(obj, "id", &bpath)?;
                 let name = string_member(obj, "name", &bpath)?;
-                let input = obj.get("input").cloned().unwrap_or_else(|| json!({}));
+                let input = match obj.get("input") {
+                    None | Some(Value::Null) => json!({}),
+                    Some(input @ Value::Object(_)) => input.clone(),
+                    Some(_) => {
+                        return Err(invalid(format!("`{bpath}.input` must be a JSON object")))
+                    }
+                };
                 for k in obj.keys() {
                     if !matches!(k.as_str(), "type" | "id" | "name" | "input") {
                         dropped.push(format!("messages[].content[].{}", member(k)));
