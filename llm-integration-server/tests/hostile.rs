@@ -187,6 +187,23 @@ async fn the_shared_key_reaches_the_inference_surface_only() {
     s.stop().await;
 }
 
+/// A listener on a free loopback port whose every connection `handle`
+/// serves (in a task of its own); its address.
+async fn serving<F, Fut>(handle: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(handle(stream));
+        }
+    });
+    addr
+}
+
 /// One HTTP/1.1 request read from `stream`: its head (lowercased), the
 /// credential it carried (`x-api-key` or a bearer token, in the gateway
 /// key's own casing) and its body (by `content-length`).
@@ -235,14 +252,7 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<(String, Str
 /// An upstream that answers every request with a 401 quoting the credential
 /// it received.
 async fn echoing_upstream() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
+    serving(|mut stream| async move {
                 use tokio::io::AsyncWriteExt;
                 let Some((_, key, _)) = read_request(&mut stream).await else {
                     return;
@@ -253,10 +263,8 @@ async fn echoing_upstream() -> SocketAddr {
                     body.len()
                 );
                 let _ = stream.write_all(answer.as_bytes()).await;
-            });
-        }
-    });
-    addr
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -347,14 +355,7 @@ async fn credentials_echoed_by_an_upstream_never_reach_the_vm_a_log_or_a_metric(
 /// text, gzip-coded when the request says `gzip-please`. Anthropic shapes
 /// on `/v1/messages`, Chat Completions shapes elsewhere.
 async fn echoing_answer_upstream() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
+    serving(|mut stream| async move {
                 use tokio::io::AsyncWriteExt;
                 let Some((head, key, body)) = read_request(&mut stream).await else {
                     return;
@@ -475,10 +476,8 @@ async fn echoing_answer_upstream() -> SocketAddr {
                 );
                 let _ = stream.write_all(head.as_bytes()).await;
                 let _ = stream.write_all(&answer).await;
-            });
-        }
-    });
-    addr
+    })
+    .await
 }
 
 /// The rule: the credential the gateway injected never reaches the VM, in
