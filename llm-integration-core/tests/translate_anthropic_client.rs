@@ -1589,3 +1589,61 @@ fn a_client_tool_use_input_must_be_an_object() {
         "{e}"
     );
 }
+
+/// Stream chunks and Responses items of the wrong shape are errors:
+/// `choices` not an array, texts that are not strings, a chunk that is
+/// not an object; a function call's arguments that are not JSON text, or
+/// one without a name (streamed or not).
+#[test]
+fn wrongly_shaped_chunks_and_items_are_errors() {
+    for chunk in [
+        json!({"choices": {"index": 0, "delta": {"content": "x"}}}),
+        json!({"choices": [{"index": 0, "delta": {"content": 5}}]}),
+        json!({"choices": [{"index": 0, "delta": {"content": ["a"]}}]}),
+        json!([1, 2]),
+        Value::Null,
+    ] {
+        let stream = format!(
+            "data: {chunk}\n\ndata: {}\n\ndata: [DONE]\n\n",
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        );
+        let got = events(&run(Upstream::Chat, stream.as_bytes(), &[]));
+        assert_eq!(
+            got.last().map(|e| e.0.as_str()),
+            Some("error"),
+            "{chunk}: {got:?}"
+        );
+    }
+    let call = |arguments: Value| json!({"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "f", "arguments": arguments});
+    let streamed = |item: Value| {
+        [
+            format!("event: response.created\ndata: {}\n\n", json!({"type": "response.created", "response": {"id": "resp_1"}})),
+            format!("event: response.output_item.done\ndata: {}\n\n", json!({"type": "response.output_item.done", "output_index": 0, "item": item})),
+            format!("event: response.completed\ndata: {}\n\n", json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "output": [item], "usage": {"input_tokens": 5, "output_tokens": 2}}})),
+        ]
+        .concat()
+    };
+    let whole = |item: Value| {
+        json!({"id": "resp_1", "object": "response", "status": "completed", "output": [item],
+            "usage": {"input_tokens": 5, "output_tokens": 2}})
+        .to_string()
+    };
+    let mut nameless = call(json!("{}"));
+    nameless.as_object_mut().map(|o| o.remove("name"));
+    for item in [call(json!({"a": 1})), call(json!(5)), nameless] {
+        let got = events(&run(
+            Upstream::Responses,
+            streamed(item.clone()).as_bytes(),
+            &[],
+        ));
+        assert_eq!(
+            got.last().map(|e| e.0.as_str()),
+            Some("error"),
+            "{item}: {got:?}"
+        );
+        assert!(
+            messages_to_responses::response(whole(item.clone()).as_bytes()).is_err(),
+            "{item}"
+        );
+    }
+}

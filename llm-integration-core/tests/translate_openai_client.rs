@@ -1577,3 +1577,87 @@ fn unread_members_of_openai_requests_are_named() {
         assert!(fields.contains(name), "{name} not in {fields}");
     }
 }
+
+/// Claude stream deltas an OpenAI client could not follow (text that is
+/// not a string, a delta to a block never started) are errors; a server
+/// tool's block, which has no counterpart, is skipped with its deltas.
+#[test]
+fn claude_deltas_of_the_wrong_shape_are_errors() {
+    let base = anthropic_tool_stream(&[]);
+    let text_block = |delta: Value, index: u64| {
+        format!(
+            "event: content_block_start\ndata: {}\n\nevent: content_block_delta\ndata: {}\n\nevent: content_block_stop\ndata: {}\n\n",
+            json!({"type": "content_block_start", "index": 5, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": index, "delta": delta}),
+            json!({"type": "content_block_stop", "index": 5}),
+        )
+    };
+    let insert = |extra: String| {
+        let at = base.find("event: message_delta").expect("message_delta");
+        format!("{}{extra}{}", &base[..at], &base[at..])
+    };
+    for extra in [
+        text_block(json!({"type": "text_delta", "text": 5}), 5),
+        text_block(json!({"type": "text_delta"}), 5),
+        text_block(json!({"type": "text_delta", "text": "x"}), 7),
+    ] {
+        let input = insert(extra.clone());
+        let got = events(&run(responses_stream(), input.as_bytes(), &[]));
+        assert_eq!(
+            got.last().map(|e| e.data["type"].clone()),
+            Some(json!("response.failed")),
+            "{extra}"
+        );
+    }
+    let got = events(&run(
+        chat_stream(true),
+        insert(text_block(json!({"type": "text_delta", "text": 5}), 5)).as_bytes(),
+        &[],
+    ));
+    assert!(got.last().expect("events").data.get("error").is_some());
+    // A server tool's block and its deltas: skipped, the answer whole.
+    let server = format!(
+        "event: content_block_start\ndata: {}\n\nevent: content_block_delta\ndata: {}\n\nevent: content_block_stop\ndata: {}\n\n",
+        json!({"type": "content_block_start", "index": 6, "content_block": {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 6, "delta": {"type": "input_json_delta", "partial_json": "{\"query\":\"x\"}"}}),
+        json!({"type": "content_block_stop", "index": 6}),
+    );
+    let got = events(&run(responses_stream(), insert(server).as_bytes(), &[]));
+    assert_eq!(
+        got.last().map(|e| e.data["type"].clone()),
+        Some(json!("response.completed"))
+    );
+}
+
+/// The members of `tool_choice`, `stream_options` and `text.format` are
+/// walked too.
+#[test]
+fn unread_members_of_choices_and_options_are_named() {
+    let chat_body = json!({"model": "claude-sonnet-4-6", "stream": true,
+        "stream_options": {"include_usage": true, "zzso": 1},
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        "tool_choice": {"type": "function", "function": {"name": "f", "zztc": 1}}})
+    .to_string();
+    let fields = chat::request(chat_body.as_bytes())
+        .expect("translated")
+        .dropped
+        .fields()
+        .join(", ");
+    for name in ["stream_options.zzso", "tool_choice.function.zztc"] {
+        assert!(fields.contains(name), "{name} not in {fields}");
+    }
+    let responses_body = json!({"model": "claude-sonnet-4-6", "input": "hi",
+        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+        "tool_choice": {"type": "function", "name": "f", "zztc": 1},
+        "text": {"format": {"type": "text", "zzf": 1}}})
+    .to_string();
+    let fields = responses::request(responses_body.as_bytes())
+        .expect("translated")
+        .dropped
+        .fields()
+        .join(", ");
+    for name in ["tool_choice.zztc", "text.format.zzf"] {
+        assert!(fields.contains(name), "{name} not in {fields}");
+    }
+}

@@ -279,6 +279,13 @@ const CHAT_MEMBERS: &MemberRules = &[
         &["name", "arguments"],
     ),
     ("tools[]", &["function"], &["type", "function"]),
+    ("tool_choice", &[], &["type", "function"]),
+    ("tool_choice.function", &[], &["name"]),
+    (
+        "stream_options",
+        &[],
+        &["include_usage", "include_obfuscation"],
+    ),
     (
         "tools[].function",
         &[],
@@ -804,11 +811,25 @@ impl Stream {
                 let delta = &data["delta"];
                 let index = data["index"].as_u64().unwrap_or(0);
                 match delta["type"].as_str().unwrap_or("") {
-                    "text_delta" => {
-                        self.delta(out, json!({"content": delta["text"]}));
-                    }
-                    "thinking_delta" => {
-                        self.delta(out, json!({"reasoning_content": delta["thinking"]}));
+                    kind @ ("text_delta" | "thinking_delta") => {
+                        let (from, to) = if kind == "text_delta" {
+                            ("text", "content")
+                        } else {
+                            ("thinking", "reasoning_content")
+                        };
+                        match delta[from].as_str() {
+                            Some(text) => self.delta(out, json!({ to: text })),
+                            None => {
+                                let error = OpenAiError {
+                                    kind: "server_error",
+                                    code: Some("untranslatable_answer".into()),
+                                    message: format!(
+                                        "the upstream streamed a {kind} whose `{from}` is not a string; retry the request"
+                                    ),
+                                };
+                                self.fail(out, &error);
+                            }
+                        }
                     }
                     "input_json_delta" => {
                         let piece = delta["partial_json"].as_str().unwrap_or("");

@@ -555,11 +555,33 @@ impl State {
         if let Some(usage) = v.get("usage").filter(|u| u.is_object()) {
             self.usage = Usage::from_openai(usage);
         }
-        let choices = v
-            .get("choices")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        // A chunk is an object whose `choices` (when given) is an array
+        // and whose texts are strings; anything else is not a stream the
+        // client could follow.
+        let choices = match v.get("choices") {
+            _ if !v.is_object() => None,
+            None | Some(Value::Null) => Some(&[][..]),
+            Some(Value::Array(c)) => Some(c.as_slice()),
+            Some(_) => None,
+        };
+        let texts_ok = choices.into_iter().flatten().all(|c| {
+            ["content", "refusal", "reasoning_content", "reasoning"]
+                .iter()
+                .all(|k| {
+                    matches!(
+                        c["delta"].get(*k),
+                        None | Some(Value::Null | Value::String(_))
+                    )
+                })
+        });
+        let Some(choices) = choices.filter(|_| texts_ok) else {
+            self.writer.error(
+                out,
+                "api_error",
+                "the upstream sent a stream chunk that is not a chat completion chunk (its choices or their texts have the wrong shape); retry the request",
+            );
+            return;
+        };
         for choice in choices {
             // The request never asks for `n` > 1: other choices cannot occur.
             if choice.get("index").and_then(Value::as_u64).unwrap_or(0) != 0 {

@@ -291,9 +291,27 @@ pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
             }
             Some("function_call") => {
                 tool_use = true;
-                let arguments = item.get("arguments").and_then(Value::as_str).unwrap_or("");
-                let input =
-                    anthropic_client::tool_input(arguments, &format!("output[{i}].arguments"))?;
+                let at = format!("output[{i}].arguments");
+                let input = match item.get("arguments") {
+                    Some(Value::String(arguments)) => anthropic_client::tool_input(arguments, &at)?,
+                    None | Some(Value::Null) => json!({}),
+                    Some(_) => {
+                        return Err(TranslateError::InvalidBody(format!(
+                            "the upstream's {at} is not JSON text"
+                        )))
+                    }
+                };
+                for key in ["name", "call_id"] {
+                    if item
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    {
+                        return Err(TranslateError::InvalidBody(format!(
+                            "the upstream's output[{i}] (a function call) has no `{key}`"
+                        )));
+                    }
+                }
                 content.push(json!({
                     "type": "tool_use",
                     "id": item.get("call_id").and_then(Value::as_str).unwrap_or(""),
@@ -478,6 +496,17 @@ impl State {
             "response.output_item.done" => {
                 let item = v.get("item").unwrap_or(&Value::Null);
                 if str_of(item, "type") == "function_call" {
+                    if !matches!(
+                        item.get("arguments"),
+                        None | Some(Value::Null | Value::String(_))
+                    ) {
+                        self.writer.error(
+                            out,
+                            "api_error",
+                            "the upstream sent a function call whose arguments are not a string of JSON text; retry the request",
+                        );
+                        return;
+                    }
                     let key = (output_index, 0);
                     if !self.writer.tool_seen(key) {
                         self.writer.tool_start(

@@ -155,6 +155,9 @@ const RESPONSES_MEMBERS: &MemberRules = &[
         ],
     ),
     ("input[].summary[]", &[], &["type", "text"]),
+    ("tool_choice", &[], &["type", "name"]),
+    ("text", &[], &["format", "verbosity"]),
+    ("text.format", &[], &["type"]),
     (
         "tools[]",
         &["function", "custom"],
@@ -979,6 +982,8 @@ pub struct Stream {
     /// Finished items, by output index.
     items: Vec<(usize, Value)>,
     open: Vec<OpenBlock>,
+    /// Indexes of the blocks with no counterpart, whose deltas are skipped.
+    skipped: Vec<u64>,
     next_output: usize,
     usage: Usage,
     stop_reason: Option<String>,
@@ -997,6 +1002,7 @@ impl Stream {
             base: String::new(),
             items: Vec::new(),
             open: Vec::new(),
+            skipped: Vec::new(),
             next_output: 0,
             usage: Usage::default(),
             stop_reason: None,
@@ -1149,6 +1155,9 @@ impl Stream {
         };
         let index = data["index"].as_u64().unwrap_or(0);
         if matches!(part, Part::Other) {
+            // A block with no counterpart (a server tool's): its deltas
+            // are skipped, not taken for a stray.
+            self.skipped.push(index);
             return;
         }
         let output_index = self.next_output;
@@ -1191,10 +1200,29 @@ impl Stream {
 
     fn block_delta(&mut self, out: &mut Vec<u8>, data: &Value) {
         let index = data["index"].as_u64().unwrap_or(0);
-        let Some(at) = self.open.iter().position(|b| b.index == index) else {
+        if self.skipped.contains(&index) {
+            return;
+        }
+        let delta = &data["delta"];
+        // Text that is not a string, or a delta to a block never started,
+        // is not an answer the client could follow.
+        let bad_text = [("text_delta", "text"), ("thinking_delta", "thinking")]
+            .iter()
+            .any(|(kind, key)| delta["type"] == *kind && !delta[*key].is_string());
+        let Some(at) = self
+            .open
+            .iter()
+            .position(|b| b.index == index)
+            .filter(|_| !bad_text)
+        else {
+            let error = OpenAiError {
+                kind: "server_error",
+                code: Some("untranslatable_answer".into()),
+                message: "the upstream streamed a content delta with no text, or for a block it never started; retry the request".into(),
+            };
+            self.fail(out, &error);
             return;
         };
-        let delta = &data["delta"];
         let (kind, event) = {
             let block = &mut self.open[at];
             let (item_id, output_index) = (block.item_id.clone(), block.output_index);
