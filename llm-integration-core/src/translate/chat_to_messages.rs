@@ -645,7 +645,11 @@ pub fn response_at(body: &[u8], created: u64) -> Result<Vec<u8>, TranslateError>
         "choices": [{
             "index": 0,
             "message": reply,
-            "finish_reason": finish_reason(message.get("stop_reason").and_then(Value::as_str)),
+            "finish_reason": match finish_reason(message.get("stop_reason").and_then(Value::as_str)) {
+                // No tool call to act on: not a tool-call finish.
+                "tool_calls" if !reply.contains_key("tool_calls") => "stop",
+                reason => reason,
+            },
             "logprobs": null,
         }],
         "usage": usage_object(&usage),
@@ -895,7 +899,11 @@ impl Stream {
                         Ok(()) => {}
                     }
                 }
-                let reason = finish_reason(self.stop_reason.as_deref());
+                let reason = match finish_reason(self.stop_reason.as_deref()) {
+                    // No tool call to act on: not a tool-call finish.
+                    "tool_calls" if self.next_tool == 0 => "stop",
+                    reason => reason,
+                };
                 let choice =
                     json!([{"index": 0, "delta": {}, "finish_reason": reason, "logprobs": null}]);
                 self.chunk(out, choice, None);
