@@ -530,6 +530,26 @@ async fn output_past_the_stated_limit_is_charged_at_the_limit() {
     s.stop().await;
 }
 
+/// Posts to `data` (a gateway's data plane) at `path` a request for
+/// `model` whose one user message is `text` (which tells the echoing
+/// upstreams how to answer).
+async fn ask(
+    http: &reqwest::Client,
+    data: &str,
+    path: &str,
+    model: &str,
+    stream: bool,
+    text: &str,
+) -> reqwest::Response {
+    let body = json!({"model": model, "max_tokens": 50, "stream": stream,
+        "messages": [{"role": "user", "content": text}]});
+    http.post(format!("{data}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The server on the gateway keys, every provider at `upstream`.
 fn gateway_on(upstream: SocketAddr, dir: &std::path::Path) -> Process {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_llm-integration-server"));
@@ -561,14 +581,7 @@ async fn a_stream_cut_short_by_the_upstream_ends_with_an_error_event() {
         ("/v1/chat/completions", "claude-sonnet-4-6"),
     ] {
         for how in ["cut-please", "whole-please"] {
-            let body = json!({"model": model, "max_tokens": 50, "stream": true,
-                "messages": [{"role": "user", "content": how}]});
-            let r = http
-                .post(format!("{}{path}", running.data))
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
+            let r = ask(&http, &running.data, path, model, true, how).await;
             assert_eq!(r.status(), StatusCode::OK);
             let text = r.text().await.unwrap();
             let what = format!("{path} {model} {how}");
@@ -598,7 +611,6 @@ async fn a_credential_echoed_anywhere_in_an_answer_is_masked() {
     let mut running = gateway_on(upstream, dir.path());
     let http = reqwest::Client::new();
     let data = &running.data;
-    let user = |text: &str| json!([{"role": "user", "content": text}]);
     let mut answers = Vec::new();
     for (path, model, stream, text) in [
         ("/v1/messages", "claude-sonnet-4-6", true, "hi"),
@@ -612,14 +624,7 @@ async fn a_credential_echoed_anywhere_in_an_answer_is_masked() {
         ("/v1/messages", "claude-sonnet-4-6", false, "gzip-please"),
         ("/v1/chat/completions", "gpt-5.5", false, "gzip-please"),
     ] {
-        let body =
-            json!({"model": model, "max_tokens": 50, "stream": stream, "messages": user(text)});
-        let r = http
-            .post(format!("{data}{path}"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = ask(&http, data, path, model, stream, text).await;
         let what = format!("{path} {model} stream={stream} {text}");
         assert_eq!(r.status(), StatusCode::OK, "{what}");
         assert!(r.headers().get("content-encoding").is_none(), "{what}");
@@ -693,14 +698,7 @@ async fn a_credential_echoed_anywhere_in_an_answer_is_masked() {
             401,
         ),
     ] {
-        let body =
-            json!({"model": model, "max_tokens": 50, "stream": stream, "messages": user(text)});
-        let r = http
-            .post(format!("{data}{path}"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = ask(&http, data, path, model, stream, text).await;
         let what = format!("{path} {model} stream={stream} {text}");
         assert_eq!(r.status().as_u16(), status, "{what}");
         assert!(r.headers().get("location").is_none(), "{what}");

@@ -286,10 +286,7 @@ impl RelayBody {
             let reading = self
                 .relay
                 .reading(success, m.input_estimate(), m.output_floor());
-            let model = match (&self.scrubber, self.relay.model()) {
-                (Some(s), Some(model)) => Some(s.mask(model)),
-                (_, model) => model.map(std::borrow::Cow::Borrowed),
-            };
+            let model = super::masked(self.relay.model(), self.scrubber.as_ref());
             m.finish(None, reading, model.as_deref());
         }
     }

@@ -1365,7 +1365,7 @@ set --{provider}-url to the address it redirects to",
     #[allow(clippy::too_many_arguments)] // the answer's parts, handed on
     async fn translate_whole(
         &self,
-        mut head: http::response::Parts,
+        head: http::response::Parts,
         mut incoming: hyper::body::Incoming,
         mut decoder: Option<StreamDecoder>,
         ahead: ReadAhead,
@@ -1455,11 +1455,7 @@ set --{provider}-url to the address it redirects to",
             masked(relay.model(), scrubber).as_deref(),
         );
         let body = translated?;
-        head.headers
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        head.headers.remove(CONTENT_LENGTH);
-        head.headers.remove(http::header::CONTENT_ENCODING);
-        Ok(Response::from_parts(head, ProxyBody::full(body)))
+        Ok(json_answer(head, body))
     }
 
     /// For a client that did not stream, on a backend that only streams:
@@ -1468,7 +1464,7 @@ set --{provider}-url to the address it redirects to",
     #[allow(clippy::too_many_arguments)] // the answer's parts, handed on
     async fn collect_response(
         &self,
-        mut head: http::response::Parts,
+        head: http::response::Parts,
         mut incoming: hyper::body::Incoming,
         mut decoder: Option<StreamDecoder>,
         ahead: ReadAhead,
@@ -1528,11 +1524,7 @@ set --{provider}-url to the address it redirects to",
             masked(relay.model(), scrubber).as_deref(),
         );
         let body = result?;
-        head.headers
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        head.headers.remove(CONTENT_LENGTH);
-        head.headers.remove(http::header::CONTENT_ENCODING);
-        Ok(Response::from_parts(head, ProxyBody::full(body)))
+        Ok(json_answer(head, body))
     }
 }
 
@@ -1616,6 +1608,16 @@ fn origin_of(url: &str) -> &str {
         .find(['/', '?', '#'])
         .map_or(url.len(), |i| after_scheme + i);
     &url[..end]
+}
+
+/// An answer the gateway wrote whole (`body`, JSON) under the upstream's
+/// `head`: its type set, its former length and coding removed.
+fn json_answer(mut head: http::response::Parts, body: impl Into<Bytes>) -> Response<ProxyBody> {
+    head.headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    head.headers.remove(CONTENT_LENGTH);
+    head.headers.remove(http::header::CONTENT_ENCODING);
+    Response::from_parts(head, ProxyBody::full(body))
 }
 
 /// `text` (from the upstream) with the credential of `scrubber` masked.
