@@ -14,7 +14,10 @@
 //! - With [`ResponsePlan::collect_response`], nothing is relayed while the
 //!   stream lasts; at its end [`ResponseRelay::collected`] gives the
 //!   `response` object of the last `response.completed` (or `.incomplete`,
-//!   `.failed`) event, as the JSON answer of a client that did not stream.
+//!   `.failed`) event, as the JSON answer of a client that did not stream,
+//!   its `output` the items the stream finished
+//!   (`response.output_item.done`, in `output_index` order): what a
+//!   streaming client would have read, whatever the final event repeats.
 
 use bytes::Bytes;
 use serde::de::IgnoredAny;
@@ -64,19 +67,109 @@ const TERMINAL: [&str; 3] = [
     "response.failed",
 ];
 
-/// The `response` object of a terminal Responses API event, as raw JSON.
-fn terminal_response(data: &[u8]) -> Option<Vec<u8>> {
-    #[derive(Deserialize)]
-    struct Probe<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: std::borrow::Cow<'a, str>,
-        #[serde(borrow)]
-        response: &'a RawValue,
+/// The most a collected answer may hold (its items and final response
+/// object), in bytes.
+pub const COLLECT_MAX: usize = 32 << 20;
+
+/// Why a collected stream has no answer to give.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Uncollected {
+    /// No terminal event came.
+    #[error("the upstream's stream ended without its final event (response.completed, response.incomplete or response.failed)")]
+    NoResponse,
+    /// A completed response left an output item unfinished.
+    #[error("the upstream's stream completed with output item {0} started and never finished (no response.output_item.done), so the answer is incomplete")]
+    Unfinished(u64),
+    /// More than [`COLLECT_MAX`].
+    #[error("the upstream's answer is larger than {} MiB, more than the gateway collects", COLLECT_MAX >> 20)]
+    TooLarge,
+}
+
+/// A Responses API stream being collected into one response object.
+#[derive(Debug, Clone, Default)]
+struct Collector {
+    /// Finished items: their `output_index` (`u64::MAX` when missing, so
+    /// they follow in arrival order) and JSON.
+    items: Vec<(u64, Box<RawValue>)>,
+    /// Output indexes started and not finished.
+    open: Vec<u64>,
+    /// Bytes held.
+    size: usize,
+    /// The answer so far (from the last terminal event).
+    answer: Option<Result<Vec<u8>, Uncollected>>,
+}
+
+impl Collector {
+    fn event(&mut self, data: &[u8]) {
+        #[derive(Deserialize)]
+        struct Probe<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: std::borrow::Cow<'a, str>,
+            #[serde(default)]
+            output_index: Option<u64>,
+            #[serde(borrow, default)]
+            item: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            response: Option<&'a RawValue>,
+        }
+        if matches!(self.answer, Some(Err(Uncollected::TooLarge))) {
+            return;
+        }
+        let Ok(probe) = serde_json::from_slice::<Probe<'_>>(data) else {
+            return;
+        };
+        let index = probe.output_index.unwrap_or(u64::MAX);
+        match probe.kind.as_ref() {
+            "response.output_item.added" => self.open.push(index),
+            "response.output_item.done" => {
+                self.open.retain(|i| *i != index);
+                if let Some(item) = probe.item {
+                    self.size += item.get().len();
+                    if self.size > COLLECT_MAX {
+                        self.items.clear();
+                        self.answer = Some(Err(Uncollected::TooLarge));
+                        return;
+                    }
+                    self.items.push((index, item.to_owned()));
+                }
+            }
+            kind if TERMINAL.contains(&kind) => {
+                if let Some(response) = probe.response {
+                    self.answer = Some(self.assemble(kind, response));
+                }
+            }
+            _ => {}
+        }
     }
-    let probe: Probe<'_> = serde_json::from_slice(data).ok()?;
-    TERMINAL
-        .contains(&probe.kind.as_ref())
-        .then(|| probe.response.get().as_bytes().to_vec())
+
+    /// The answer of terminal event `kind` carrying `response`.
+    fn assemble(&self, kind: &str, response: &RawValue) -> Result<Vec<u8>, Uncollected> {
+        if kind == "response.completed" {
+            if let Some(index) = self.open.first() {
+                return Err(Uncollected::Unfinished(*index));
+            }
+        }
+        if self.size + response.get().len() > COLLECT_MAX {
+            return Err(Uncollected::TooLarge);
+        }
+        let raw = response.get().as_bytes();
+        if self.items.is_empty() {
+            return Ok(raw.to_vec());
+        }
+        // The items the stream finished are the answer's output.
+        let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(raw) else {
+            return Ok(raw.to_vec());
+        };
+        let mut items: Vec<&(u64, Box<RawValue>)> = self.items.iter().collect();
+        items.sort_by_key(|(index, _)| *index);
+        let output = items
+            .iter()
+            .filter_map(|(_, item)| serde_json::from_str(item.get()).ok())
+            .collect();
+        object.insert("output".into(), serde_json::Value::Array(output));
+        Ok(serde_json::to_vec(&object).unwrap_or_else(|_| raw.to_vec()))
+    }
 }
 
 /// Decides what of an upstream answer reaches the client, and meters it.
@@ -86,7 +179,7 @@ pub struct ResponseRelay {
     /// Frames events when events are dropped or collected.
     framer: Option<SseFramer>,
     meter: UsageMeter,
-    collected: Option<Vec<u8>>,
+    collected: Collector,
     /// Whether the last complete event was relayed.
     kept_last: bool,
 }
@@ -99,7 +192,7 @@ impl ResponseRelay {
             plan,
             framer: frames.then(|| SseFramer::new(true)),
             meter: UsageMeter::new(sse),
-            collected: None,
+            collected: Collector::default(),
             kept_last: true,
         }
     }
@@ -156,9 +249,17 @@ impl ResponseRelay {
     }
 
     /// With [`ResponsePlan::collect_response`], after [`finish`](Self::finish):
-    /// the final `response` object, if the stream carried one.
-    pub fn collected(&mut self) -> Option<Bytes> {
-        self.collected.take().map(Bytes::from)
+    /// the final `response` object, its `output` the items the stream
+    /// finished (see the module documentation).
+    ///
+    /// # Errors
+    /// [`Uncollected`]: no final event, a completed response with an item
+    /// never finished, or more than [`COLLECT_MAX`].
+    pub fn collected(&mut self) -> Result<Bytes, Uncollected> {
+        std::mem::take(&mut self.collected)
+            .answer
+            .unwrap_or(Err(Uncollected::NoResponse))
+            .map(Bytes::from)
     }
 
     /// Whether the provider's final usage has come.
@@ -207,7 +308,7 @@ impl ResponseRelay {
 struct EventState<'a> {
     plan: &'a ResponsePlan,
     meter: &'a mut UsageMeter,
-    collected: &'a mut Option<Vec<u8>>,
+    collected: &'a mut Collector,
     kept_last: &'a mut bool,
 }
 
@@ -223,9 +324,7 @@ impl EventState<'_> {
         if event.has_data && !event.oversize {
             self.meter.event(event.data);
             if self.plan.collect_response {
-                if let Some(response) = terminal_response(event.data) {
-                    *self.collected = Some(response);
-                }
+                self.collected.event(event.data);
             }
             if self.plan.strip_usage_chunk && is_usage_only_chunk(event.data) {
                 *self.kept_last = false;
@@ -333,6 +432,73 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
             b"data: {\"type\":\"response.created\",\"response\":{}}\n\n",
             3,
         );
-        assert_eq!(r.collected(), None);
+        assert_eq!(r.collected(), Err(Uncollected::NoResponse));
+    }
+
+    /// The rule: a client that did not stream gets what a streaming client
+    /// would have read: the items the stream finished, in output order,
+    /// whatever the final event repeats; an item started and never
+    /// finished makes a completed answer incomplete.
+    #[test]
+    fn the_collected_output_is_the_items_the_stream_finished() {
+        let added = |i: u64| {
+            format!("data: {{\"type\":\"response.output_item.added\",\"output_index\":{i},\"item\":{{}}}}\n\n")
+        };
+        let done = |i: u64, text: &str| {
+            format!("data: {{\"type\":\"response.output_item.done\",\"output_index\":{i},\"item\":{{\"type\":\"message\",\"content\":[{{\"type\":\"output_text\",\"text\":\"{text}\"}}]}}}}\n\n")
+        };
+        let completed = |output: &str| {
+            format!("data: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"r\",\"output\":{output}}}}}\n\n")
+        };
+        // Finished out of order, the final event's output empty.
+        let body = [
+            added(0),
+            added(1),
+            done(1, "b"),
+            done(0, "a"),
+            completed("[]"),
+        ]
+        .concat();
+        for split in [1, 7, 10_000] {
+            let (_, mut r) = relay(plan(false, true), true, body.as_bytes(), split);
+            let v: serde_json::Value = serde_json::from_slice(&r.collected().unwrap()).unwrap();
+            assert_eq!(v["id"], "r");
+            let texts: Vec<&str> = v["output"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["content"][0]["text"].as_str().unwrap())
+                .collect();
+            assert_eq!(texts, ["a", "b"], "split {split}");
+        }
+        // The final event claiming other output does not replace it.
+        let body = [
+            added(0),
+            done(0, "streamed"),
+            completed(r#"[{"type":"message","content":[{"type":"output_text","text":"other"}]}]"#),
+        ]
+        .concat();
+        let (_, mut r) = relay(plan(false, true), true, body.as_bytes(), 5);
+        let v: serde_json::Value = serde_json::from_slice(&r.collected().unwrap()).unwrap();
+        assert_eq!(v["output"][0]["content"][0]["text"], "streamed");
+        assert_eq!(v["output"].as_array().unwrap().len(), 1);
+        // No items streamed: the final event's output stands.
+        let body = completed(r#"[{"type":"message"}]"#);
+        let (_, mut r) = relay(plan(false, true), true, body.as_bytes(), 5);
+        let v: serde_json::Value = serde_json::from_slice(&r.collected().unwrap()).unwrap();
+        assert_eq!(v["output"][0]["type"], "message");
+        // Started, never finished, then completed: incomplete.
+        let body = [added(0), done(0, "a"), added(1), completed("[]")].concat();
+        let (_, mut r) = relay(plan(false, true), true, body.as_bytes(), 3);
+        assert_eq!(r.collected(), Err(Uncollected::Unfinished(1)));
+        // The same cut by a failure is the failure's answer.
+        let body = [
+            added(0),
+            "data: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\"}}\n\n"
+                .to_owned(),
+        ]
+        .concat();
+        let (_, mut r) = relay(plan(false, true), true, body.as_bytes(), 3);
+        assert!(r.collected().is_ok());
     }
 }

@@ -145,20 +145,21 @@ impl TokenCounter for RatioCounter {
     }
 }
 
-/// The most tokens one figure of a usage report is believed at: a larger
-/// one (from a faulty or hostile upstream) is cut to this (ten million:
-/// more than any model's context or output).
+/// The most tokens one figure of a usage report can be (ten million: more
+/// than any model's context or output). A larger figure is not a count but
+/// a faulty or hostile upstream's: the report holding it is not believed,
+/// and the request is charged an estimate, as if no report had come.
 pub const MAX_TOKENS: u64 = 10_000_000;
 
-/// A usage figure: a non-negative count (a whole number, or a float
-/// rounded up, as some compatible servers write them), cut to
-/// [`MAX_TOKENS`]; `None` for anything else (a negative, a string).
+/// A usage figure: a count from 0 to [`MAX_TOKENS`] (a whole number, or a
+/// float rounded up, as some compatible servers write them); `None` for
+/// anything else (a negative, a string, a figure past any model).
 fn figure(v: &Value) -> Option<u64> {
     if let Some(n) = v.as_u64() {
-        return Some(n.min(MAX_TOKENS));
+        return (n <= MAX_TOKENS).then_some(n);
     }
     match v.as_f64() {
-        Some(f) if f.is_finite() && f >= 0.0 => Some((f.ceil().min(MAX_TOKENS as f64)) as u64),
+        Some(f) if f.is_finite() && f >= 0.0 && f <= MAX_TOKENS as f64 => Some(f.ceil() as u64),
         _ => None,
     }
 }
@@ -821,12 +822,13 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
 
     #[test]
     fn malformed_or_duplicated_figures_never_lower_a_charge() {
-        // Floats round up; figures past any model are cut.
-        let u = meter(true, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1000.2,\"completion_tokens\":1e30}}\n\n").unwrap();
-        assert_eq!((u.input, u.output), (1001, MAX_TOKENS));
-        // A negative or a string is not a report: the stream stays
-        // unfinished, and is estimated.
-        for bad in ["-5", "\"300\"", "null"] {
+        // Floats round up.
+        let u = meter(true, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1000.2,\"completion_tokens\":9.5}}\n\n").unwrap();
+        assert_eq!((u.input, u.output), (1001, 10));
+        // A negative, a string or a figure past any model (as a float or
+        // a whole number) is not a report: the stream stays unfinished,
+        // and is estimated.
+        for bad in ["-5", "\"300\"", "1e300", "1e30", "10000001", "null"] {
             let body = format!(
                 "data: {{\"choices\":[{{\"delta\":{{\"content\":\"hello there friend\"}}}}]}}\n\ndata: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":10,\"completion_tokens\":{bad}}}}}\n\n"
             );
@@ -838,6 +840,11 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
             } else {
                 assert!(r.estimated, "{bad}");
                 assert!(r.tokens.output >= 6, "{bad}: {r:?}");
+                assert!(
+                    r.tokens.output < 100,
+                    "{bad}: charged what was relayed: {r:?}"
+                );
+                assert_eq!(r.tokens.input, 77, "{bad}: the request's estimate");
             }
         }
         // A usage in a ping, or a second smaller report, cannot lower it.

@@ -1647,3 +1647,297 @@ fn wrongly_shaped_chunks_and_items_are_errors() {
         );
     }
 }
+
+/// The error message of a whole answer that cannot be translated.
+fn refused(body: Result<Vec<u8>, TranslateError>) -> String {
+    match body {
+        Ok(b) => panic!("translated: {}", String::from_utf8_lossy(&b)),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The rule for answers: what the upstream answers is carried, or the
+/// answer is an error naming it; never a clean answer that differs. Whole
+/// chat completions: finish reasons without a counterpart (or none), audio,
+/// a legacy function call, a tool call of another type or without
+/// arguments; members that only annotate are dropped and named.
+#[test]
+fn chat_answers_are_carried_or_refused_naming_what() {
+    let completion = |finish: Value, message: Value| {
+        json!({"id": "c", "model": "gpt-5.5", "choices": [{"index": 0, "finish_reason": finish, "message": message}]})
+            .to_string()
+    };
+    let text = json!({"role": "assistant", "content": "hi"});
+    for (finish, named) in [
+        (json!("banana"), "`banana`"),
+        (json!(null), "without a finish_reason"),
+        (json!(7), "without a finish_reason"),
+    ] {
+        let e = refused(messages_to_chat::response(
+            completion(finish, text.clone()).as_bytes(),
+        ));
+        assert!(e.contains(named), "{e}");
+    }
+    let call = |function: Value, kind: Value| json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": kind, "function": function}]});
+    for (message, named) in [
+        (
+            json!({"role": "assistant", "content": null, "audio": {"id": "a", "data": "AAAA"}}),
+            "audio",
+        ),
+        (
+            json!({"role": "assistant", "content": null, "function_call": {"name": "f", "arguments": "{}"}}),
+            "function_call",
+        ),
+        (
+            call(json!({"name": "f", "arguments": null}), json!("function")),
+            "arguments is missing",
+        ),
+        (
+            call(json!({"name": "f"}), json!("function")),
+            "arguments is missing",
+        ),
+        (
+            call(json!({"name": "f", "arguments": 5}), json!("function")),
+            "not JSON text",
+        ),
+        (
+            call(json!({"name": "f", "input": "x"}), json!("custom")),
+            "not a function call",
+        ),
+        (
+            json!({"role": "assistant", "content": ["hello"]}),
+            "content[0] is not a text part",
+        ),
+        (
+            json!({"role": "assistant", "content": "x", "refusal": 5}),
+            "refusal is not text",
+        ),
+    ] {
+        let e = refused(messages_to_chat::response(
+            completion(json!("tool_calls"), message.clone()).as_bytes(),
+        ));
+        assert!(e.contains(named), "{message}: {e}");
+    }
+    // Members that annotate the content: dropped, named as the answer's.
+    let body = json!({"id": "c", "model": "gpt-5.5", "choices": [{"index": 0, "finish_reason": "stop",
+        "logprobs": {"content": []},
+        "message": {"role": "assistant", "content": "hi", "annotations": [{"type": "url_citation"}], "zz_extra": 1}}]});
+    let a = messages_to_chat::answer(body.to_string().as_bytes()).expect("translates");
+    assert_eq!(
+        a.dropped.fields(),
+        [
+            "answer.choices[].message.annotations",
+            "answer.choices[].message.zz_extra",
+            "answer.choices[].logprobs"
+        ]
+    );
+    let m: Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(m["content"][0]["text"], "hi");
+    // Empty annotations and null members are nothing dropped.
+    let body = completion(
+        json!("stop"),
+        json!({"role": "assistant", "content": "hi", "annotations": [], "audio": null}),
+    );
+    assert!(messages_to_chat::answer(body.as_bytes())
+        .expect("translates")
+        .dropped
+        .is_empty());
+}
+
+/// The same rule on Chat Completions streams: a finish reason without a
+/// counterpart, a second call (another id) at an index, a call whose
+/// arguments never came.
+#[test]
+fn chat_streams_that_cannot_be_carried_end_in_an_error_event() {
+    let chunk = |delta: Value, finish: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+    };
+    let done = "data: [DONE]\n\n";
+    let tool = |id: &str, function: Value| json!({"tool_calls": [{"index": 0, "id": id, "type": "function", "function": function}]});
+    let cases = [
+        (
+            [
+                chunk(json!({"content": "hi"}), json!(null)),
+                chunk(json!({}), json!("banana")),
+            ]
+            .concat(),
+            "`banana`",
+        ),
+        (
+            [
+                chunk(
+                    tool("call_a", json!({"name": "Read", "arguments": ""})),
+                    json!(null),
+                ),
+                chunk(
+                    tool("call_b", json!({"name": "Write", "arguments": "{}"})),
+                    json!(null),
+                ),
+                chunk(json!({}), json!("tool_calls")),
+            ]
+            .concat(),
+            "two tool calls",
+        ),
+        (
+            [
+                chunk(tool("call_a", json!({"name": "Read"})), json!(null)),
+                chunk(json!({}), json!("tool_calls")),
+            ]
+            .concat(),
+            "no arguments",
+        ),
+    ];
+    for (body, named) in cases {
+        let input = format!("{body}{done}");
+        for cuts in [vec![], vec![1, 9, 40, 41, 100]] {
+            let got = events(&run(Upstream::Chat, input.as_bytes(), &cuts));
+            let (name, data) = got.last().expect("events");
+            assert_eq!(name, "error", "{input}");
+            let message = data["error"]["message"].as_str().unwrap();
+            assert!(message.contains(named), "{message}");
+            assert!(!got.iter().any(|(n, _)| n == "message_stop"));
+        }
+    }
+    // The same id again at its index is the same call: carried.
+    let body = [
+        chunk(
+            tool("call_a", json!({"name": "Read", "arguments": "{\"a\""})),
+            json!(null),
+        ),
+        chunk(tool("call_a", json!({"arguments": ":1}"})), json!(null)),
+        chunk(json!({}), json!("tool_calls")),
+        done.to_owned(),
+    ]
+    .concat();
+    let got = events(&run(Upstream::Chat, body.as_bytes(), &[]));
+    assert_eq!(got.last().unwrap().0, "message_stop");
+}
+
+/// Whole Responses answers: items, parts, statuses and reasons with no
+/// counterpart are refused naming them; annotations are dropped and named.
+#[test]
+fn responses_answers_are_carried_or_refused_naming_what() {
+    let response = |status: &str, output: Value| {
+        json!({"id": "resp_1", "object": "response", "status": status, "model": "gpt-5.5", "output": output})
+            .to_string()
+    };
+    let text = |part: Value| json!([{"type": "message", "role": "assistant", "content": [part]}]);
+    for (body, named) in [
+        (
+            response("completed", json!([{"type": "web_search_call", "id": "ws_1"}])),
+            "`web_search_call` item",
+        ),
+        (response("completed", json!([{"id": "x"}])), "has no `type`"),
+        (
+            response("completed", text(json!({"type": "output_text"}))),
+            "content[0].text is not text",
+        ),
+        (
+            response("completed", text(json!({"type": "output_audio", "data": "AA"}))),
+            "`output_audio` part",
+        ),
+        (
+            response("completed", json!([{"type": "message", "role": "assistant"}])),
+            "no `content` array",
+        ),
+        (
+            response("completed", json!([{"type": "function_call", "call_id": "c", "name": "f"}])),
+            "arguments is missing",
+        ),
+        (
+            response("in_progress", text(json!({"type": "output_text", "text": "a"}))),
+            "status `in_progress`",
+        ),
+        (
+            json!({"id": "r", "status": "incomplete", "incomplete_details": {"reason": "banana"}, "output": []}).to_string(),
+            "`banana`",
+        ),
+        (
+            json!({"id": "r", "output": text(json!({"type": "output_text", "text": "a"}))}).to_string(),
+            "no `status`",
+        ),
+    ] {
+        let e = refused(messages_to_responses::response(body.as_bytes()));
+        assert!(e.contains(named), "{body}: {e}");
+    }
+    let body = response(
+        "completed",
+        text(
+            json!({"type": "output_text", "text": "a", "annotations": [{"type": "url_citation"}]}),
+        ),
+    );
+    let a = messages_to_responses::answer(body.as_bytes()).expect("translates");
+    assert_eq!(
+        a.dropped.fields(),
+        ["answer.output[].content[].annotations"]
+    );
+}
+
+/// Responses streams: an item of another type, a function call started
+/// and never finished before the completion, a finished message holding a
+/// part of another type: errors, never a clean stop.
+#[test]
+fn responses_streams_that_cannot_be_carried_end_in_an_error_event() {
+    let event = |v: Value| format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap());
+    let created = event(json!({"type": "response.created", "response": {"id": "resp_1"}}));
+    let completed = event(
+        json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "output": []}}),
+    );
+    let call = json!({"type": "function_call", "call_id": "c1", "name": "Read", "arguments": ""});
+    let cases = [
+        (
+            vec![event(
+                json!({"type": "response.output_item.added", "output_index": 0, "item": {"type": "image_generation_call", "id": "ig"}}),
+            )],
+            "`image_generation_call` item",
+        ),
+        (
+            vec![
+                event(
+                    json!({"type": "response.output_item.added", "output_index": 0, "item": call}),
+                ),
+                event(
+                    json!({"type": "response.function_call_arguments.delta", "output_index": 0, "delta": "{\"a\":1}"}),
+                ),
+            ],
+            "never finished",
+        ),
+        (
+            vec![
+                event(
+                    json!({"type": "response.output_item.added", "output_index": 0, "item": {"type": "message", "content": []}}),
+                ),
+                event(
+                    json!({"type": "response.output_item.done", "output_index": 0, "item": {"type": "message", "content": [{"type": "output_audio"}]}}),
+                ),
+            ],
+            "`output_audio` part",
+        ),
+        (
+            vec![
+                event(
+                    json!({"type": "response.output_item.added", "output_index": 0, "item": call}),
+                ),
+                event(
+                    json!({"type": "response.output_item.done", "output_index": 0, "item": {"type": "function_call", "call_id": "c1", "name": "Read"}}),
+                ),
+            ],
+            "missing or not a string",
+        ),
+    ];
+    for (middle, named) in cases {
+        let input = [vec![created.clone()], middle, vec![completed.clone()]]
+            .concat()
+            .concat();
+        for cuts in [vec![], vec![3, 50, 51, 200]] {
+            let got = events(&run(Upstream::Responses, input.as_bytes(), &cuts));
+            let (name, data) = got.last().expect("events");
+            assert_eq!(name, "error", "{input}");
+            let message = data["error"]["message"].as_str().unwrap();
+            assert!(message.contains(named), "{message}");
+        }
+    }
+}

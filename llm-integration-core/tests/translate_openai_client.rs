@@ -1615,18 +1615,35 @@ fn claude_deltas_of_the_wrong_shape_are_errors() {
         &[],
     ));
     assert!(got.last().expect("events").data.get("error").is_some());
-    // A server tool's block and its deltas: skipped, the answer whole.
-    let server = format!(
-        "event: content_block_start\ndata: {}\n\nevent: content_block_delta\ndata: {}\n\nevent: content_block_stop\ndata: {}\n\n",
-        json!({"type": "content_block_start", "index": 6, "content_block": {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}}),
-        json!({"type": "content_block_delta", "index": 6, "delta": {"type": "input_json_delta", "partial_json": "{\"query\":\"x\"}"}}),
-        json!({"type": "content_block_stop", "index": 6}),
-    );
-    let got = events(&run(responses_stream(), insert(server).as_bytes(), &[]));
-    assert_eq!(
-        got.last().map(|e| e.data["type"].clone()),
-        Some(json!("response.completed"))
-    );
+    // A server tool's block (never asked for), or one of a type no API
+    // knows: the client's API cannot carry it, so the answer fails,
+    // naming it, in either client's stream.
+    for block in [
+        json!({"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}),
+        json!({"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []}),
+        json!({"type": "hologram", "data": "x"}),
+    ] {
+        let kind = block["type"].as_str().unwrap().to_owned();
+        let server = format!(
+            "event: content_block_start\ndata: {}\n\nevent: content_block_delta\ndata: {}\n\nevent: content_block_stop\ndata: {}\n\n",
+            json!({"type": "content_block_start", "index": 6, "content_block": block}),
+            json!({"type": "content_block_delta", "index": 6, "delta": {"type": "input_json_delta", "partial_json": "{\"query\":\"x\"}"}}),
+            json!({"type": "content_block_stop", "index": 6}),
+        );
+        let got = events(&run(
+            responses_stream(),
+            insert(server.clone()).as_bytes(),
+            &[],
+        ));
+        let last = &got.last().expect("events").data;
+        assert_eq!(last["type"], "response.failed", "{kind}");
+        let message = last["response"]["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("`{kind}`")), "{message}");
+        let got = events(&run(chat_stream(true), insert(server).as_bytes(), &[]));
+        let last = &got.last().expect("events").data;
+        let message = last["error"]["message"].as_str().expect("an error chunk");
+        assert!(message.contains(&format!("`{kind}`")), "{message}");
+    }
 }
 
 /// The members of `tool_choice`, `stream_options` and `text.format` are
@@ -1659,5 +1676,107 @@ fn unread_members_of_choices_and_options_are_named() {
         .join(", ");
     for name in ["tool_choice.zztc", "text.format.zzf"] {
         assert!(fields.contains(name), "{name} not in {fields}");
+    }
+}
+
+/// The rule for answers, Anthropic's side: a block the client's API
+/// cannot carry, or a stop reason without a counterpart (or none), is an
+/// error naming it, whole or streamed, for either OpenAI client; citations
+/// (and, for Chat Completions, redacted thinking) are dropped and named.
+#[test]
+fn anthropic_answers_are_carried_or_refused_naming_what() {
+    let whole = |content: Value, stop: Value| {
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-6",
+            "content": content, "stop_reason": stop, "usage": {"input_tokens": 3, "output_tokens": 2}})
+        .to_string()
+    };
+    let text = json!([{"type": "text", "text": "hi"}]);
+    let refusal = |r: Result<Vec<u8>, TranslateError>| match r {
+        Ok(b) => panic!("translated: {}", String::from_utf8_lossy(&b)),
+        Err(e) => e.to_string(),
+    };
+    for (content, stop, named, chat_only) in [
+        (
+            json!([{"type": "hologram", "data": "x"}]),
+            json!("end_turn"),
+            "`hologram`",
+            false,
+        ),
+        (
+            json!([{"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}]),
+            json!("end_turn"),
+            "`server_tool_use`",
+            false,
+        ),
+        (
+            json!([{"text": "no type"}]),
+            json!("end_turn"),
+            "type is missing",
+            false,
+        ),
+        (text.clone(), json!("banana"), "`banana`", false),
+        (text.clone(), json!(null), "without a stop_reason", false),
+        (text.clone(), json!("pause_turn"), "`pause_turn`", true),
+    ] {
+        let body = whole(content, stop);
+        let e = refusal(chat::response(body.as_bytes()));
+        assert!(e.contains(named), "chat {body}: {e}");
+        if !chat_only {
+            let e = refusal(responses::response(body.as_bytes()));
+            assert!(e.contains(named), "responses {body}: {e}");
+        }
+    }
+    // `pause_turn` has a Responses counterpart: an incomplete response.
+    let v: Value = serde_json::from_slice(
+        &responses::response(whole(text.clone(), json!("pause_turn")).as_bytes()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(v["status"], "incomplete");
+    assert_eq!(v["incomplete_details"]["reason"], "pause_turn");
+    // Citations and redacted thinking: dropped, named as the answer's.
+    let content = json!([
+        {"type": "redacted_thinking", "data": "opaque"},
+        {"type": "text", "text": "hi", "citations": [{"type": "char_location", "cited_text": "x"}]},
+    ]);
+    let a = chat::answer(whole(content.clone(), json!("end_turn")).as_bytes(), 0).unwrap();
+    assert_eq!(
+        a.dropped.fields(),
+        [
+            "answer.content[].citations",
+            "answer.content[type=redacted_thinking]"
+        ]
+    );
+    let a = responses::answer(whole(content, json!("end_turn")).as_bytes(), 0).unwrap();
+    assert_eq!(a.dropped.fields(), ["answer.content[].citations"]);
+    let v: Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(v["output"][0]["type"], "reasoning", "carried as reasoning");
+
+    // Streamed: the stop reason in `message_delta`.
+    for (stop, named, chat_only) in [
+        (json!("banana"), "`banana`", false),
+        (json!(null), "without a stop_reason", false),
+        (json!("pause_turn"), "`pause_turn`", true),
+    ] {
+        let input = anthropic_tool_stream(&["{}"]).replace(
+            r#""delta":{"stop_reason":"tool_use"}"#,
+            &format!(r#""delta":{{"stop_reason":{stop}}}"#),
+        );
+        assert!(input.contains(&format!("\"stop_reason\":{stop}}}")));
+        for cuts in [vec![], vec![5, 99, 100, 300]] {
+            let got = events(&run(chat_stream(true), input.as_bytes(), &cuts));
+            let message = got.last().unwrap().data["error"]["message"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{got:?}"))
+                .to_owned();
+            assert!(message.contains(named), "{message}");
+            assert!(!got.iter().any(|e| e.data == "[DONE]"));
+            if !chat_only {
+                let got = events(&run(responses_stream(), input.as_bytes(), &cuts));
+                let last = &got.last().unwrap().data;
+                assert_eq!(last["type"], "response.failed", "{stop}");
+                let message = last["response"]["error"]["message"].as_str().unwrap();
+                assert!(message.contains(named), "{message}");
+            }
+        }
     }
 }

@@ -17,6 +17,7 @@ pub mod exec_http;
 pub mod executor;
 pub mod listen;
 pub mod live;
+pub mod log_throttle;
 pub mod metering;
 pub mod migrate;
 pub mod provider_check;

@@ -444,10 +444,14 @@ async fn echoing_answer_upstream() -> SocketAddr {
                 }
                 let said = format!("your key is {key}.");
                 // Output no request could reach, when asked.
+                // Output no request could reach, or a figure past any model,
+                // when asked.
                 let (input, output) = if body.contains("usage-lie-please") {
-                    (3, 1_000_000_000_000_000u64)
+                    (json!(3), json!(5_000_000))
+                } else if body.contains("usage-absurd-please") {
+                    (json!(1e300), json!(5))
                 } else {
-                    (3, 5)
+                    (json!(3), json!(5))
                 };
                 let answer = if body.contains("err200-please") {
                     // An error, with a 200, quoting the key.
@@ -486,7 +490,9 @@ async fn echoing_answer_upstream() -> SocketAddr {
 /// answer coded against the gateway's `identity`, forwarded or translated.
 /// Output an upstream reports past the request's stated limit is charged
 /// at the limit, so a lying or broken provider cannot drain an allocation
-/// with one answer's output; cached counts never exceed their prompt.
+/// with one answer's output; cached counts never exceed their prompt; a
+/// figure past any model (1e300 input tokens) is no count, and the request
+/// is charged an estimate.
 #[tokio::test(flavor = "multi_thread")]
 async fn output_past_the_stated_limit_is_charged_at_the_limit() {
     let upstream = echoing_answer_upstream().await;
@@ -497,14 +503,16 @@ async fn output_past_the_stated_limit_is_charged_at_the_limit() {
         ("/v1/chat/completions", "gpt-5.5"),
         ("/v1/messages", "claude-sonnet-4-6"),
     ] {
-        let r = client(&s)
-            .post(format!("{}{path}", s.data_url(HOSTS[0])))
-            .json(&json!({"model": model, "max_tokens": 100,
-                "messages": [{"role": "user", "content": "usage-lie-please"}]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        for ask in ["usage-lie-please", "usage-absurd-please"] {
+            let r = client(&s)
+                .post(format!("{}{path}", s.data_url(HOSTS[0])))
+                .json(&json!({"model": model, "max_tokens": 100,
+                    "messages": [{"role": "user", "content": ask}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{path} {ask}");
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     let rows = loop {
@@ -517,10 +525,17 @@ async fn output_past_the_stated_limit_is_charged_at_the_limit() {
     };
     assert_eq!(rows.len(), 2, "{rows:?}");
     for row in &rows {
-        assert_eq!(row["output_tokens"], 100, "{row}");
+        // 100 for the lie; the absurd report's own output figure is not
+        // believed either, so it is estimated, within the limit.
+        let output = row["output_tokens"].as_u64().unwrap();
+        assert!((101..=200).contains(&output), "{row}");
+        // 3 + 3 (cached) for the lie, the request's estimate for the
+        // absurd report: nowhere near ten million.
+        let input = row["input_tokens"].as_u64().unwrap();
+        assert!(input < 1_000, "{row}");
+        assert_eq!(row["estimated_requests"], 1, "the absurd report: {row}");
     }
-    // Input is believed (up to 10 million tokens a figure): what was
-    // debited is what the rows say, output at 100 tokens.
+    // What was debited is what the rows say.
     let debited: i64 = rows
         .iter()
         .map(|r| r["debited_micros"].as_i64().unwrap())

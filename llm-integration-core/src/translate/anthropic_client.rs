@@ -1144,8 +1144,12 @@ pub(super) struct AnthropicWriter {
     open: Option<(BlockKind, (u64, u64), usize)>,
     /// Keys of the tool blocks already closed.
     closed_tools: Vec<(u64, u64)>,
+    /// The id each tool block was opened with, by key.
+    tool_ids: Vec<((u64, u64), String)>,
     /// The open tool block's arguments so far, checked when it closes.
     arguments: String,
+    /// Whether the open tool block was given arguments (even empty text).
+    arguments_given: bool,
     /// `message_start`'s `usage.input_tokens`.
     input_estimate: u64,
     /// Whether a tool_use block was written.
@@ -1161,7 +1165,9 @@ impl AnthropicWriter {
             next_index: 0,
             open: None,
             closed_tools: Vec::new(),
+            tool_ids: Vec::new(),
             arguments: String::new(),
+            arguments_given: false,
             input_estimate: 0,
             tool_use: false,
         }
@@ -1215,6 +1221,14 @@ impl AnthropicWriter {
             if kind == BlockKind::ToolUse {
                 self.closed_tools.push(key);
                 let arguments = std::mem::take(&mut self.arguments);
+                if !std::mem::take(&mut self.arguments_given) {
+                    self.error(
+                        out,
+                        "api_error",
+                        "the upstream's tool call carried no arguments (JSON text of an object, `{}` for none); retry the request",
+                    );
+                    return;
+                }
                 if tool_input(&arguments, "tool_use.input").is_err() {
                     self.error(
                         out,
@@ -1344,23 +1358,38 @@ impl AnthropicWriter {
             .is_some()
         {
             self.tool_use = true;
+            self.arguments_given = false;
+            self.tool_ids.push((key, id.to_owned()));
         }
     }
 
-    /// Argument text for the tool_use block of `key`. A block that is no
-    /// longer open cannot take more input in Anthropic's stream: that is
-    /// an error event.
+    /// The id the tool block of `key` was opened with.
+    pub fn tool_id(&self, key: (u64, u64)) -> Option<&str> {
+        self.tool_ids
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, id)| id.as_str())
+    }
+
+    /// Argument text for the tool_use block of `key` (empty text counts
+    /// as arguments given: a block closed without any is an error). A
+    /// block that is no longer open cannot take more input in Anthropic's
+    /// stream: that is an error event.
     pub fn tool_args(&mut self, out: &mut Vec<u8>, key: (u64, u64), json_text: &str) {
-        if self.done || json_text.is_empty() {
+        if self.done {
             return;
         }
         match self.open {
+            Some((BlockKind::ToolUse, k, _)) if k == key && json_text.is_empty() => {
+                self.arguments_given = true;
+            }
             Some((BlockKind::ToolUse, k, _)) if k == key && self.arguments.len() + json_text.len() > ARGUMENTS_MAX => self.error(
                 out,
                 "api_error",
                 &format!("the upstream streamed a tool call's arguments longer than {} MiB, more than the gateway relays; retry the request", ARGUMENTS_MAX >> 20),
             ),
             Some((BlockKind::ToolUse, k, index)) if k == key => {
+                self.arguments_given = true;
                 self.arguments.push_str(json_text);
                 Self::delta(
                     out,
@@ -1368,6 +1397,7 @@ impl AnthropicWriter {
                     json!({"type": "input_json_delta", "partial_json": json_text}),
                 )
             }
+            _ if json_text.is_empty() => {}
             _ => self.error(
                 out,
                 "api_error",

@@ -40,8 +40,13 @@
 //! | `text` blocks | `message.content` (joined) |
 //! | `thinking` blocks | `message.reasoning_content` (the field DeepSeek and vLLM use; Chat Completions has none) |
 //! | `tool_use` | `message.tool_calls[]` (`id`, `function.name`, `function.arguments` = the JSON text of `input`) |
-//! | `stop_reason` `end_turn`, `stop_sequence`, `pause_turn` / `max_tokens`, `model_context_window_exceeded` / `tool_use` / `refusal` | `finish_reason` `stop` / `length` / `tool_calls` / `content_filter` |
+//! | `redacted_thinking` blocks, text `citations` | dropped (named in a whole answer) |
+//! | `stop_reason` `end_turn`, `stop_sequence` / `max_tokens`, `model_context_window_exceeded` / `tool_use` (with a tool use) / `refusal` | `finish_reason` `stop` / `length` / `tool_calls` / `content_filter` |
 //! | `usage` | `prompt_tokens` (cache reads and writes included), `prompt_tokens_details.cached_tokens` (reads), `completion_tokens`, `total_tokens` |
+//!
+//! A block of another type (a server tool's, an unknown one) or a stop
+//! reason without a counterpart (`pause_turn`, an unknown one, none) makes
+//! the answer an error: a 502, or an error event in a stream.
 //!
 //! The stream is `chat.completion.chunk` events: the first with
 //! `delta.role`, then `content`, `reasoning_content` and `tool_calls`
@@ -65,6 +70,7 @@
 //!
 //! let mut stream = Stream::new(&translated.model, include_usage(body));
 //! let mut out = Vec::new();
+//! stream.feed(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}\n\n", &mut out);
 //! stream.feed(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", &mut out);
 //! stream.finish(&mut out);
 //! assert!(String::from_utf8(out)?.ends_with("data: [DONE]\n\n"));
@@ -74,13 +80,15 @@
 use serde_json::{json, Map, Value};
 
 use super::openai_client::{
-    base_id, check_streamed_tool_input, check_tool_input_size, check_tool_inputs,
-    check_tool_use_start, function_tool, image_block, invalid, member, name_unread, parse_object,
-    parse_service_tier, parse_temperature, pdf_block, positive_int, required_str, str_at,
-    text_blocks, to_bytes, tool_use_id, unexpressible, Conversation, MemberRules, OpenAiError,
-    Role, Settings, Usage, DEFAULT_MAX_TOKENS,
+    base_id, check_content, check_streamed_tool_input, check_tool_input_size, check_tool_use_start,
+    function_tool, image_block, invalid, member, name_unread, parse_object, parse_service_tier,
+    parse_temperature, pdf_block, positive_int, required_str, str_at, text_blocks, to_bytes,
+    tool_use_id, uncarried_block, unexpressible, unknown_stop_reason, Conversation, MemberRules,
+    OpenAiError, Role, Settings, Usage, DEFAULT_MAX_TOKENS,
 };
-use super::{write_sse, Dropped, StreamTranslator, TranslateError, TranslatedRequest};
+use super::{
+    write_sse, Dropped, StreamTranslator, TranslateError, TranslatedAnswer, TranslatedRequest,
+};
 use crate::sse::{SseEvent, SseFramer};
 
 /// Translates a Chat Completions request body into an Anthropic Messages
@@ -552,13 +560,16 @@ fn tool_choice(choice: &Value, names: &[String]) -> Result<Option<Value>, Transl
 // ---------------------------------------------------------------------------
 // The answer.
 
-/// The `finish_reason` for a `stop_reason`.
-fn finish_reason(stop_reason: Option<&str>) -> &'static str {
+/// The `finish_reason` for a `stop_reason`; the error's message for one
+/// Chat Completions has no counterpart for (`pause_turn`, which only a
+/// server tool's turn gives, an unknown one, or none).
+fn finish_reason(stop_reason: Option<&str>) -> Result<&'static str, String> {
     match stop_reason {
-        Some("max_tokens" | "model_context_window_exceeded") => "length",
-        Some("tool_use") => "tool_calls",
-        Some("refusal") => "content_filter",
-        _ => "stop",
+        Some("end_turn" | "stop_sequence") => Ok("stop"),
+        Some("max_tokens" | "model_context_window_exceeded") => Ok("length"),
+        Some("tool_use") => Ok("tool_calls"),
+        Some("refusal") => Ok("content_filter"),
+        other => Err(unknown_stop_reason(other, "Chat Completions")),
     }
 }
 
@@ -574,24 +585,42 @@ fn usage_object(usage: &Usage) -> Value {
 }
 
 /// Translates an Anthropic `message` (a non-stream answer) into a
-/// `chat.completion` object, with `created` 0 (see [`response_at`]).
+/// `chat.completion` object, with `created` 0 (see [`answer`]).
 ///
-/// Errors: [`TranslateError::InvalidBody`] when the body is not an
-/// Anthropic message.
+/// Errors: as [`answer`].
 pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
-    response_at(body, 0)
+    answer(body, 0).map(|a| a.body)
 }
 
 /// [`response`] with the `created` to state (Unix seconds: the caller has
 /// the clock).
+///
+/// Errors: as [`answer`].
 pub fn response_at(body: &[u8], created: u64) -> Result<Vec<u8>, TranslateError> {
+    answer(body, created).map(|a| a.body)
+}
+
+/// Translates an Anthropic `message` into a `chat.completion` object
+/// stating `created` (Unix seconds), naming what had no counterpart
+/// (`redacted_thinking` blocks, citations).
+///
+/// # Errors
+/// [`TranslateError::InvalidBody`] when the body is not an Anthropic
+/// message, or holds what Chat Completions cannot carry: a block of
+/// another type (a server tool's, an unknown one), a stop reason without
+/// a counterpart (`pause_turn`, an unknown one, none), a tool use without
+/// a name or an object input.
+pub fn answer(body: &[u8], created: u64) -> Result<TranslatedAnswer, TranslateError> {
     let message = parse_object(body)?;
     if message.get("type").and_then(Value::as_str) != Some("message") {
         return Err(TranslateError::InvalidBody(
             "the upstream's answer is not an Anthropic message".into(),
         ));
     }
-    check_tool_inputs(&message)?;
+    let mut dropped = Dropped::default();
+    check_content(&message, "Chat Completions", &mut dropped)?;
+    let finish = finish_reason(message.get("stop_reason").and_then(Value::as_str))
+        .map_err(TranslateError::InvalidBody)?;
     let mut text = String::new();
     let mut reasoning = String::new();
     let mut calls = Vec::new();
@@ -604,6 +633,7 @@ pub fn response_at(body: &[u8], created: u64) -> Result<Vec<u8>, TranslateError>
         match block["type"].as_str().unwrap_or("") {
             "text" => text.push_str(block["text"].as_str().unwrap_or("")),
             "thinking" => reasoning.push_str(block["thinking"].as_str().unwrap_or("")),
+            "redacted_thinking" => dropped.push("answer.content[type=redacted_thinking]"),
             "tool_use" => calls.push(json!({
                 "id": block["id"],
                 "type": "function",
@@ -645,7 +675,7 @@ pub fn response_at(body: &[u8], created: u64) -> Result<Vec<u8>, TranslateError>
         "choices": [{
             "index": 0,
             "message": reply,
-            "finish_reason": match finish_reason(message.get("stop_reason").and_then(Value::as_str)) {
+            "finish_reason": match finish {
                 // No tool call to act on: not a tool-call finish.
                 "tool_calls" if !reply.contains_key("tool_calls") => "stop",
                 reason => reason,
@@ -654,7 +684,10 @@ pub fn response_at(body: &[u8], created: u64) -> Result<Vec<u8>, TranslateError>
         }],
         "usage": usage_object(&usage),
     });
-    Ok(to_bytes(&completion))
+    Ok(TranslatedAnswer {
+        body: to_bytes(&completion),
+        dropped,
+    })
 }
 
 /// Translates an Anthropic error body (status `status`) into an OpenAI
@@ -808,7 +841,9 @@ impl Stream {
                             self.delta(out, json!({"reasoning_content": text}));
                         }
                     }
-                    _ => {}
+                    // Reasoning the client could not read anyway.
+                    "redacted_thinking" => {}
+                    kind => self.fail(out, &uncarried_block(kind, "Chat Completions")),
                 }
             }
             "content_block_delta" => {
@@ -901,8 +936,17 @@ impl Stream {
                 }
                 let reason = match finish_reason(self.stop_reason.as_deref()) {
                     // No tool call to act on: not a tool-call finish.
-                    "tool_calls" if self.next_tool == 0 => "stop",
-                    reason => reason,
+                    Ok("tool_calls") if self.next_tool == 0 => "stop",
+                    Ok(reason) => reason,
+                    Err(message) => {
+                        let error = OpenAiError {
+                            kind: "server_error",
+                            code: Some("untranslatable_answer".into()),
+                            message,
+                        };
+                        self.fail(out, &error);
+                        return;
+                    }
                 };
                 let choice =
                     json!([{"index": 0, "delta": {}, "finish_reason": reason, "logprobs": null}]);
@@ -959,14 +1003,17 @@ mod tests {
         for (stop, finish) in [
             (Some("end_turn"), "stop"),
             (Some("stop_sequence"), "stop"),
-            (Some("pause_turn"), "stop"),
-            (None, "stop"),
             (Some("max_tokens"), "length"),
             (Some("model_context_window_exceeded"), "length"),
             (Some("tool_use"), "tool_calls"),
             (Some("refusal"), "content_filter"),
         ] {
-            assert_eq!(finish_reason(stop), finish, "{stop:?}");
+            assert_eq!(finish_reason(stop), Ok(finish), "{stop:?}");
+        }
+        // No counterpart: an error naming it, never a plain stop.
+        for stop in [Some("pause_turn"), Some("banana"), Some(""), None] {
+            let e = finish_reason(stop).unwrap_err();
+            assert!(e.contains(stop.unwrap_or("without a stop_reason")), "{e}");
         }
     }
 

@@ -90,10 +90,17 @@
 //! from the usage chunk) and `message_stop` at `[DONE]`. Parallel tool
 //! calls become one block each, in the order their `index` first appears.
 //! A chunk with an `error` object becomes an `event: error`; so does a
-//! stream that ends before any `finish_reason` (a stream cut after its
-//! `finish_reason` but before `[DONE]` is complete and ends cleanly). The
-//! stop reason `stop_sequence` is never reported: Chat Completions does
-//! not say which sequence matched (`end_turn`).
+//! stream that ends before `[DONE]`, a finish reason without a counterpart
+//! (or none), two tool calls at one `index` (different ids), a tool call
+//! without a name, or one whose arguments never came or are not a JSON
+//! object. The stop reason `stop_sequence` is never reported: Chat
+//! Completions does not say which sequence matched (`end_turn`).
+//!
+//! In a whole answer, `audio`, a legacy `function_call`, content that is
+//! not text, a tool call of another type or without `arguments`, and a
+//! finish reason without a counterpart make it an error (a 502); the
+//! message's `annotations`, the choice's `logprobs` and any other member
+//! are dropped and named (`answer.choices[].message.annotations`).
 
 use serde_json::{json, Map, Value};
 
@@ -101,7 +108,7 @@ pub use super::anthropic_client::Target;
 use super::anthropic_client::{
     self, read_request, AnthropicWriter, Conversation, Part, ToolChoice, Turn, Usage,
 };
-use super::{StreamTranslator, TranslateError, TranslatedRequest};
+use super::{Dropped, StreamTranslator, TranslateError, TranslatedAnswer, TranslatedRequest};
 use crate::sse::SseFramer;
 
 /// The most stop sequences OpenAI accepts.
@@ -280,18 +287,34 @@ fn messages(conv: &Conversation) -> Vec<Value> {
     out
 }
 
-/// The Anthropic stop reason for a Chat Completions `finish_reason`.
-fn stop_reason(finish: &str, refusal: bool, tool_use: bool) -> &'static str {
-    if refusal {
-        return "refusal";
-    }
-    match finish {
-        "length" => "max_tokens",
-        "content_filter" => "refusal",
+/// The Anthropic stop reason for a Chat Completions `finish_reason`
+/// (`tool_use`: the answer calls a tool; `refusal`: it refused); the
+/// error's message for a finish reason with no counterpart (an unknown
+/// one, or none).
+fn stop_reason(
+    finish: Option<&str>,
+    refusal: bool,
+    tool_use: bool,
+) -> Result<&'static str, String> {
+    let reason = match finish {
+        Some("length") => "max_tokens",
+        Some("content_filter") => "refusal",
         // A tool use stop only with a tool use to act on.
-        _ if tool_use => "tool_use",
-        _ => "end_turn",
-    }
+        Some("stop" | "tool_calls" | "function_call") if tool_use => "tool_use",
+        Some("stop" | "tool_calls" | "function_call") => "end_turn",
+        Some(other) => {
+            return Err(format!(
+                "the upstream's answer ended with finish_reason `{}`, which the Anthropic Messages API has no counterpart for; retry the request",
+                anthropic_client::member(other)
+            ))
+        }
+        None => {
+            return Err(
+                "the upstream's answer ended without a finish_reason; retry the request".into(),
+            )
+        }
+    };
+    Ok(if refusal { "refusal" } else { reason })
 }
 
 fn reasoning_text(v: &Value) -> Option<&str> {
@@ -301,14 +324,37 @@ fn reasoning_text(v: &Value) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
+/// The members of a chat completion's `message` the translation reads.
+const MESSAGE_MEMBERS: [&str; 6] = [
+    "role",
+    "content",
+    "refusal",
+    "tool_calls",
+    "reasoning_content",
+    "reasoning",
+];
+
 /// Translates a `chat.completion` body into an Anthropic `message` body.
+///
+/// Errors: as [`answer`].
+pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
+    answer(body).map(|a| a.body)
+}
+
+/// Translates a `chat.completion` body into an Anthropic `message` body,
+/// naming what had no counterpart (`annotations`, `logprobs`, other
+/// members of the message).
 ///
 /// # Errors
 ///
 /// [`TranslateError::InvalidBody`] when the body is not a chat completion
-/// (or is an error object); [`TranslateError::Unexpressible`] when a tool
-/// call's arguments are not a JSON object.
-pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
+/// (or is an error object), or holds what Anthropic's message cannot
+/// carry: `audio`, a legacy `function_call`, content that is not text, a
+/// tool call that is not a function's, has no name or no `arguments`, a
+/// finish reason without a counterpart (or none);
+/// [`TranslateError::Unexpressible`] when a tool call's arguments are not
+/// a JSON object.
+pub fn answer(body: &[u8]) -> Result<TranslatedAnswer, TranslateError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| {
         TranslateError::InvalidBody(format!("the upstream's answer is not JSON: {e}"))
     })?;
@@ -318,25 +364,51 @@ pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
             "the upstream answered an error: {message}"
         )));
     }
-    let choice = v.get("choices").and_then(|c| c.get(0)).ok_or_else(|| {
-        TranslateError::InvalidBody("the upstream's chat completion has no `choices[0]`".into())
-    })?;
+    let invalid = |what: String| TranslateError::InvalidBody(format!("the upstream's {what}"));
+    let choice = v
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .ok_or_else(|| invalid("chat completion has no `choices[0]`".into()))?;
     let message = choice
         .get("message")
-        .filter(|m| m.is_object())
-        .ok_or_else(|| {
-            TranslateError::InvalidBody("the upstream's choices[0].message is not an object".into())
-        })?;
+        .and_then(Value::as_object)
+        .ok_or_else(|| invalid("choices[0].message is not an object".into()))?;
     if message
         .get("tool_calls")
         .is_some_and(|c| !c.is_array() && !c.is_null())
     {
-        return Err(TranslateError::InvalidBody(
-            "the upstream's choices[0].message.tool_calls is not an array".into(),
+        return Err(invalid(
+            "choices[0].message.tool_calls is not an array".into(),
         ));
     }
+    let mut dropped = Dropped::default();
+    for (key, value) in message {
+        if value.is_null() || MESSAGE_MEMBERS.contains(&key.as_str()) {
+            continue;
+        }
+        match key.as_str() {
+            "audio" => {
+                return Err(invalid(
+                    "choices[0].message carries audio, which an Anthropic message cannot".into(),
+                ))
+            }
+            "function_call" => {
+                return Err(invalid(
+                    "choices[0].message carries a legacy `function_call`, which the request never offered".into(),
+                ))
+            }
+            "annotations" if value.as_array().is_some_and(Vec::is_empty) => {}
+            _ => dropped.push(format!(
+                "answer.choices[].message.{}",
+                anthropic_client::member(key)
+            )),
+        }
+    }
+    if choice.get("logprobs").is_some_and(|l| !l.is_null()) {
+        dropped.push("answer.choices[].logprobs");
+    }
     let mut content = Vec::new();
-    if let Some(reasoning) = reasoning_text(message) {
+    if let Some(reasoning) = reasoning_text(&Value::Object(message.clone())) {
         content.push(json!({"type": "thinking", "thinking": reasoning, "signature": ""}));
     }
     // A string, or (from some compatible servers) text parts; anything
@@ -353,23 +425,24 @@ pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
                     }
                     (Some("text" | "output_text"), Some(_)) => {}
                     _ => {
-                        return Err(TranslateError::InvalidBody(format!(
-                            "the upstream's choices[0].message.content[{i}] is not a text part"
+                        return Err(invalid(format!(
+                            "choices[0].message.content[{i}] is not a text part"
                         )))
                     }
                 }
             }
         }
         _ => {
-            return Err(TranslateError::InvalidBody(
-                "the upstream's choices[0].message.content is neither text nor text parts".into(),
+            return Err(invalid(
+                "choices[0].message.content is neither text nor text parts".into(),
             ))
         }
     }
-    let refusal = message
-        .get("refusal")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty());
+    let refusal = match message.get("refusal") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()).filter(|s| !s.is_empty()),
+        Some(_) => return Err(invalid("choices[0].message.refusal is not text".into())),
+    };
     if let Some(text) = refusal {
         content.push(json!({"type": "text", "text": text}));
     }
@@ -379,50 +452,50 @@ pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
         .map(Vec::as_slice)
         .unwrap_or_default();
     for (i, call) in calls.iter().enumerate() {
+        let at = format!("choices[0].message.tool_calls[{i}]");
+        if call
+            .get("type")
+            .is_some_and(|t| t != "function" && !t.is_null())
+        {
+            return Err(invalid(format!("{at} is not a function call")));
+        }
         let function = call.get("function").unwrap_or(&Value::Null);
-        let at = format!("choices[0].message.tool_calls[{i}].function.arguments");
+        let arguments = format!("{at}.function.arguments");
         let input = match function.get("arguments") {
-            Some(Value::String(arguments)) => anthropic_client::tool_input(arguments, &at)?,
-            None | Some(Value::Null) => json!({}),
+            Some(Value::String(text)) => anthropic_client::tool_input(text, &arguments)?,
             // Some compatible servers send the object itself.
             Some(object @ Value::Object(_)) => object.clone(),
-            Some(_) => {
-                return Err(TranslateError::InvalidBody(format!(
-                    "the upstream's {at} is not JSON text"
+            None | Some(Value::Null) => {
+                return Err(invalid(format!(
+                    "{arguments} is missing (JSON text of an object, `{{}}` for none)"
                 )))
             }
+            Some(_) => return Err(invalid(format!("{arguments} is not JSON text"))),
         };
-        if function
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .is_empty()
-        {
-            return Err(TranslateError::InvalidBody(format!(
-                "the upstream's choices[0].message.tool_calls[{i}] has no function name"
-            )));
+        let name = function.get("name").and_then(Value::as_str).unwrap_or("");
+        if name.is_empty() {
+            return Err(invalid(format!("{at} has no function name")));
         }
         content.push(json!({
             "type": "tool_use",
             "id": call.get("id").and_then(Value::as_str).map_or_else(|| format!("call_{i}"), str::to_owned),
-            "name": function.get("name").and_then(Value::as_str).unwrap_or(""),
+            "name": name,
             "input": input,
         }));
     }
-    let finish = choice
-        .get("finish_reason")
-        .and_then(Value::as_str)
-        .unwrap_or("stop");
+    let reason = stop_reason(
+        choice.get("finish_reason").and_then(Value::as_str),
+        refusal.is_some(),
+        !calls.is_empty(),
+    )
+    .map_err(TranslateError::InvalidBody)?;
     let usage = v.get("usage").map(Usage::from_openai).unwrap_or_default();
     let id = anthropic_client::message_id(v.get("id").and_then(Value::as_str));
     let model = v.get("model").and_then(Value::as_str).unwrap_or("");
-    Ok(anthropic_client::message_body(
-        &id,
-        model,
-        content,
-        stop_reason(finish, refusal.is_some(), !calls.is_empty()),
-        usage,
-    ))
+    Ok(TranslatedAnswer {
+        body: anthropic_client::message_body(&id, model, content, reason, usage),
+        dropped,
+    })
 }
 
 /// An upstream's OpenAI-style error answer (`{"error":{"message","type","code"}}`)
@@ -517,16 +590,21 @@ impl StreamTranslator for Stream {
 
 impl State {
     fn complete(&mut self, out: &mut Vec<u8>) {
-        match &self.finish_reason {
-            Some(finish) => {
-                let reason = stop_reason(finish, self.refusal, self.writer.tool_use);
-                self.writer.end(out, reason, self.usage);
-            }
-            None => self.writer.error(
+        if self.finish_reason.is_none() {
+            self.writer.error(
                 out,
                 "api_error",
                 "the upstream's stream ended before its final chunk (no finish_reason); the answer is incomplete",
-            ),
+            );
+            return;
+        }
+        match stop_reason(
+            self.finish_reason.as_deref(),
+            self.refusal,
+            self.writer.tool_use,
+        ) {
+            Ok(reason) => self.writer.end(out, reason, self.usage),
+            Err(message) => self.writer.error(out, "api_error", &message),
         }
     }
 
@@ -638,6 +716,22 @@ impl State {
                     .unwrap_or(position as u64);
                 let key = (1, index);
                 let function = call.get("function").unwrap_or(&Value::Null);
+                let id = call
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty());
+                if let (Some(id), Some(started)) = (id, self.writer.tool_id(key)) {
+                    if id != started {
+                        // Another call at an index already taken: merging
+                        // them would run a call neither made.
+                        self.writer.error(
+                            out,
+                            "api_error",
+                            "the upstream streamed two tool calls (different ids) at one index; retry the request",
+                        );
+                        return;
+                    }
+                }
                 if !self.writer.tool_seen(key) {
                     let id = call
                         .get("id")

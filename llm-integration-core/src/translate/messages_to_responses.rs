@@ -40,7 +40,8 @@
 //! | `message` item: `output_text` / `refusal` parts | `text` blocks |
 //! | `function_call` item | a `tool_use` block (`id` = `call_id`, `input` parsed from `arguments`) |
 //! | `status: completed` | `stop_reason` `tool_use` when a tool was called, `refusal` after a refusal, else `end_turn` |
-//! | `status: incomplete`, `incomplete_details.reason` `max_output_tokens` / `content_filter` | `max_tokens` / `refusal` (other reasons: `max_tokens`) |
+//! | `status: incomplete`, `incomplete_details.reason` `max_output_tokens` / `content_filter` | `max_tokens` / `refusal` |
+//! | `output_text` `annotations` | dropped (named in a whole answer) |
 //! | `usage.input_tokens` − cached, `input_tokens_details.cached_tokens`, `output_tokens` | `usage.input_tokens`, `cache_read_input_tokens`, `output_tokens` |
 //!
 //! A stream ([`Stream`]): `response.created` gives `message_start`;
@@ -54,6 +55,13 @@
 //! `response.completed` and `response.incomplete` give `message_delta` and
 //! `message_stop`; `response.failed` and `error` give an `event: error`, as
 //! does a stream that ends before its terminal event.
+//!
+//! An output item of another type (a built-in tool's call, an unknown
+//! one), a message part that is not text, a function call without a name
+//! or `arguments` (or arguments that are not a JSON object), an item
+//! started and never finished before `response.completed`, a status or
+//! incomplete reason without a counterpart (or none): the answer is an
+//! error (an `event: error`, or a 502 for a whole answer).
 
 use serde_json::{json, Map, Value};
 
@@ -62,7 +70,7 @@ use super::anthropic_client::{
     self, read_request, AnthropicWriter, Conversation, Part, ToolChoice, Turn, Usage,
 };
 use super::messages_to_chat::tool_output_text;
-use super::{StreamTranslator, TranslateError, TranslatedRequest};
+use super::{Dropped, StreamTranslator, TranslateError, TranslatedAnswer, TranslatedRequest};
 use crate::sse::SseFramer;
 
 /// Translates a client's Anthropic Messages body into a Responses body
@@ -202,24 +210,38 @@ fn input(conv: &Conversation) -> Vec<Value> {
     out
 }
 
-/// The Anthropic stop reason of a finished response.
-fn stop_reason(response: &Value, refusal: bool, tool_use: bool) -> &'static str {
-    if response.get("status").and_then(Value::as_str) == Some("incomplete") {
-        let reason = response
-            .get("incomplete_details")
-            .and_then(|d| d.get("reason"))
-            .and_then(Value::as_str);
-        return match reason {
-            Some("content_filter") => "refusal",
-            _ => "max_tokens",
-        };
-    }
-    if refusal {
-        "refusal"
-    } else if tool_use {
-        "tool_use"
-    } else {
-        "end_turn"
+/// The Anthropic stop reason of a finished response (its `status` and
+/// `incomplete_details.reason`; `refusal`: it refused; `tool_use`: it
+/// calls a tool); the error's message for a status or reason with no
+/// counterpart (or none).
+fn stop_reason(response: &Value, refusal: bool, tool_use: bool) -> Result<&'static str, String> {
+    match response.get("status").and_then(Value::as_str) {
+        Some("completed") if refusal => Ok("refusal"),
+        Some("completed") if tool_use => Ok("tool_use"),
+        Some("completed") => Ok("end_turn"),
+        Some("incomplete") => {
+            let reason = response
+                .get("incomplete_details")
+                .and_then(|d| d.get("reason"))
+                .and_then(Value::as_str);
+            match reason {
+                Some("max_output_tokens") => Ok("max_tokens"),
+                Some("content_filter") => Ok("refusal"),
+                Some(other) => Err(format!(
+                    "the upstream's response is incomplete for `{}`, which the Anthropic Messages API has no counterpart for; retry the request",
+                    anthropic_client::member(other)
+                )),
+                None => Err(
+                    "the upstream's response is incomplete without a stated reason; retry the request"
+                        .into(),
+                ),
+            }
+        }
+        Some(other) => Err(format!(
+            "the upstream's response has status `{}`, not a finished answer; retry the request",
+            anthropic_client::member(other)
+        )),
+        None => Err("the upstream's response has no `status`; retry the request".into()),
     }
 }
 
@@ -234,15 +256,86 @@ fn texts<'a>(parts: Option<&'a Value>, kind: &str, field: &str) -> Vec<&'a str> 
         .collect()
 }
 
+/// The output item types an Anthropic message can carry.
+const ITEM_TYPES: [&str; 3] = ["message", "reasoning", "function_call"];
+
+/// The error's message for output item `index` of type `kind` (none:
+/// `None`), which an Anthropic message cannot carry.
+fn uncarried_item(index: usize, kind: Option<&str>) -> String {
+    match kind {
+        Some(kind) => format!(
+            "the upstream's output[{index}] is a `{}` item, which an Anthropic message cannot carry; retry the request",
+            anthropic_client::member(kind)
+        ),
+        None => format!("the upstream's output[{index}] has no `type`; retry the request"),
+    }
+}
+
+/// The texts of a `message` item's `content` (an `output_text` part's
+/// `text`, a `refusal` part's `refusal`, with whether it is a refusal);
+/// naming its parts' `annotations` in `dropped`. The error's message for
+/// a part of another type, or without its text.
+fn message_texts<'a>(
+    item: &'a Value,
+    at: &str,
+    dropped: &mut Dropped,
+) -> Result<Vec<(&'a str, bool)>, String> {
+    let Some(parts) = item.get("content").and_then(Value::as_array) else {
+        return Err(format!(
+            "the upstream's {at} (a message) has no `content` array; retry the request"
+        ));
+    };
+    let mut texts = Vec::new();
+    for (j, part) in parts.iter().enumerate() {
+        let kind = part.get("type").and_then(Value::as_str);
+        let (field, refusal) = match kind {
+            Some("output_text") => ("text", false),
+            Some("refusal") => ("refusal", true),
+            _ => {
+                return Err(format!(
+                    "the upstream's {at}.content[{j}] is a `{}` part, which an Anthropic message cannot carry; retry the request",
+                    anthropic_client::member(kind.unwrap_or(""))
+                ))
+            }
+        };
+        let Some(text) = part.get(field).and_then(Value::as_str) else {
+            return Err(format!(
+                "the upstream's {at}.content[{j}].{field} is not text; retry the request"
+            ));
+        };
+        if part
+            .get("annotations")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+        {
+            dropped.push("answer.output[].content[].annotations");
+        }
+        texts.push((text, refusal));
+    }
+    Ok(texts)
+}
+
 /// Translates a Responses `response` object into an Anthropic `message`
 /// body.
+///
+/// Errors: as [`answer`].
+pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
+    answer(body).map(|a| a.body)
+}
+
+/// Translates a Responses `response` object into an Anthropic `message`
+/// body, naming what had no counterpart (`annotations`).
 ///
 /// # Errors
 ///
 /// [`TranslateError::InvalidBody`] when the body is not a response object,
-/// or is a failed response; [`TranslateError::Unexpressible`] when a
+/// is a failed or unfinished response, or holds what an Anthropic message
+/// cannot carry: an output item of another type (a built-in tool's call,
+/// an unknown one), a message part that is not text, a function call
+/// without a name, a `call_id` or `arguments`, an incomplete reason
+/// without a counterpart; [`TranslateError::Unexpressible`] when a
 /// function call's arguments are not a JSON object.
-pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
+pub fn answer(body: &[u8]) -> Result<TranslatedAnswer, TranslateError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| {
         TranslateError::InvalidBody(format!("the upstream's answer is not JSON: {e}"))
     })?;
@@ -255,10 +348,12 @@ pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
     let output = v.get("output").and_then(Value::as_array).ok_or_else(|| {
         TranslateError::InvalidBody("the upstream's response has no `output` array".into())
     })?;
+    let mut dropped = Dropped::default();
     let mut content = Vec::new();
     let mut refusal = false;
     let mut tool_use = false;
     for (i, item) in output.iter().enumerate() {
+        let at = format!("output[{i}]");
         match item.get("type").and_then(Value::as_str) {
             Some("reasoning") => {
                 let mut thinking = texts(item.get("summary"), "summary_text", "text");
@@ -270,34 +365,28 @@ pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
                 }
             }
             Some("message") => {
-                for part in item
-                    .get("content")
-                    .and_then(Value::as_array)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                {
-                    let text = match part.get("type").and_then(Value::as_str) {
-                        Some("output_text") => part.get("text").and_then(Value::as_str),
-                        Some("refusal") => {
-                            refusal = true;
-                            part.get("refusal").and_then(Value::as_str)
-                        }
-                        _ => None,
-                    };
-                    if let Some(text) = text.filter(|t| !t.is_empty()) {
+                let texts =
+                    message_texts(item, &at, &mut dropped).map_err(TranslateError::InvalidBody)?;
+                for (text, is_refusal) in texts {
+                    refusal |= is_refusal;
+                    if !text.is_empty() {
                         content.push(json!({"type": "text", "text": text}));
                     }
                 }
             }
             Some("function_call") => {
                 tool_use = true;
-                let at = format!("output[{i}].arguments");
+                let arguments = format!("{at}.arguments");
                 let input = match item.get("arguments") {
-                    Some(Value::String(arguments)) => anthropic_client::tool_input(arguments, &at)?,
-                    None | Some(Value::Null) => json!({}),
+                    Some(Value::String(text)) => anthropic_client::tool_input(text, &arguments)?,
                     Some(_) => {
                         return Err(TranslateError::InvalidBody(format!(
-                            "the upstream's {at} is not JSON text"
+                            "the upstream's {arguments} is not JSON text"
+                        )))
+                    }
+                    None => {
+                        return Err(TranslateError::InvalidBody(format!(
+                            "the upstream's {arguments} is missing (JSON text of an object, `{{}}` for none)"
                         )))
                     }
                 };
@@ -308,7 +397,7 @@ pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
                         .is_none_or(str::is_empty)
                     {
                         return Err(TranslateError::InvalidBody(format!(
-                            "the upstream's output[{i}] (a function call) has no `{key}`"
+                            "the upstream's {at} (a function call) has no `{key}`"
                         )));
                     }
                 }
@@ -319,19 +408,17 @@ pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
                     "input": input,
                 }));
             }
-            _ => {}
+            kind => return Err(TranslateError::InvalidBody(uncarried_item(i, kind))),
         }
     }
+    let reason = stop_reason(&v, refusal, tool_use).map_err(TranslateError::InvalidBody)?;
     let usage = v.get("usage").map(Usage::from_openai).unwrap_or_default();
     let id = anthropic_client::message_id(v.get("id").and_then(Value::as_str));
     let model = v.get("model").and_then(Value::as_str).unwrap_or("");
-    Ok(anthropic_client::message_body(
-        &id,
-        model,
-        content,
-        stop_reason(&v, refusal, tool_use),
-        usage,
-    ))
+    Ok(TranslatedAnswer {
+        body: anthropic_client::message_body(&id, model, content, reason, usage),
+        dropped,
+    })
 }
 
 /// An upstream's error answer (OpenAI's `{"error":{…}}` or the ChatGPT
@@ -357,6 +444,8 @@ struct State {
     last_summary: Option<(u64, u64)>,
     /// Output indexes of function calls whose arguments were streamed.
     streamed_args: Vec<u64>,
+    /// Output indexes of items started and not finished.
+    open_items: Vec<u64>,
 }
 
 impl Stream {
@@ -370,6 +459,7 @@ impl Stream {
                 refusal: false,
                 last_summary: None,
                 streamed_args: Vec::new(),
+                open_items: Vec::new(),
             },
         }
     }
@@ -447,6 +537,13 @@ impl State {
             }
             "response.output_item.added" => {
                 let item = v.get("item").unwrap_or(&Value::Null);
+                let kind = item.get("type").and_then(Value::as_str);
+                if !kind.is_some_and(|k| ITEM_TYPES.contains(&k)) {
+                    let message = uncarried_item(output_index as usize, kind);
+                    self.writer.error(out, "api_error", &message);
+                    return;
+                }
+                self.open_items.push(output_index);
                 if str_of(item, "type") == "function_call" {
                     self.writer.tool_start(
                         out,
@@ -495,15 +592,27 @@ impl State {
             }
             "response.output_item.done" => {
                 let item = v.get("item").unwrap_or(&Value::Null);
-                if str_of(item, "type") == "function_call" {
-                    if !matches!(
-                        item.get("arguments"),
-                        None | Some(Value::Null | Value::String(_))
-                    ) {
+                self.open_items.retain(|i| *i != output_index);
+                let at = format!("output[{output_index}]");
+                let kind = item.get("type").and_then(Value::as_str);
+                if !kind.is_some_and(|k| ITEM_TYPES.contains(&k)) {
+                    let message = uncarried_item(output_index as usize, kind);
+                    self.writer.error(out, "api_error", &message);
+                    return;
+                }
+                if kind == Some("message") {
+                    // Its parts, whole: each text or a refusal.
+                    if let Err(message) = message_texts(item, &at, &mut Dropped::default()) {
+                        self.writer.error(out, "api_error", &message);
+                        return;
+                    }
+                }
+                if kind == Some("function_call") {
+                    if !item.get("arguments").is_some_and(Value::is_string) {
                         self.writer.error(
                             out,
                             "api_error",
-                            "the upstream sent a function call whose arguments are not a string of JSON text; retry the request",
+                            "the upstream sent a function call whose arguments are missing or not a string of JSON text; retry the request",
                         );
                         return;
                     }
@@ -528,8 +637,15 @@ impl State {
                     .get("usage")
                     .map(Usage::from_openai)
                     .unwrap_or_default();
-                let reason = stop_reason(response, self.refusal, self.writer.tool_use);
-                self.writer.end(out, reason, usage);
+                if let Some(index) = self.open_items.first() {
+                    let message = format!("the upstream's response ended with output item {index} started and never finished (no response.output_item.done); the answer is incomplete");
+                    self.writer.error(out, "api_error", &message);
+                    return;
+                }
+                match stop_reason(response, self.refusal, self.writer.tool_use) {
+                    Ok(reason) => self.writer.end(out, reason, usage),
+                    Err(message) => self.writer.error(out, "api_error", &message),
+                }
             }
             "response.failed" => {
                 let error = v

@@ -18,6 +18,20 @@
 //! cannot be expressed at all is a [`TranslateError`] naming the member (a
 //! 400 in the client's dialect).
 //!
+//! *Rule, for answers*: what the upstream answers is either carried, or
+//! the answer is an error naming it (an `error` event, `response.failed`,
+//! an error chunk, or a 502), never a clean but different answer. Content
+//! the client's API cannot carry (a block, output item or part of an
+//! unknown type, audio), a stop or finish reason it has no counterpart for
+//! (or none at all), a tool call without a name or with arguments that are
+//! not a JSON object, an item started and never finished: all errors. (A
+//! translated request never asks for server tools or audio, so such an
+//! answer comes from a broken or hostile upstream.) A member that only
+//! annotates content (`citations`, `annotations`, `logprobs`) is dropped
+//! and, in a whole answer, named in the same header as `answer.PATH`
+//! (`answer.content[].citations`); a stream's header has gone before its
+//! events are read, so there it is dropped unnamed.
+//!
 //! Unlike the forwarding path, a translated request is necessarily a new
 //! body: the client's bytes cannot reach a provider that speaks another
 //! language. Metering reads the upstream's own answer (its native usage
@@ -140,17 +154,20 @@ impl AnswerTranslation {
         }
     }
 
-    /// A whole successful answer (a JSON body) in the client's API.
+    /// A whole successful answer (a JSON body) in the client's API, and
+    /// what of it had no counterpart.
     ///
     /// # Errors
-    /// [`TranslateError`] when the body is not the upstream API's answer.
-    pub fn response(&self, body: &[u8]) -> Result<Vec<u8>, TranslateError> {
+    /// [`TranslateError`] when the body is not the upstream API's answer,
+    /// or holds what the client's API cannot carry (see the module's
+    /// rule for answers).
+    pub fn response(&self, body: &[u8]) -> Result<TranslatedAnswer, TranslateError> {
         match self.translation {
-            Translation::MessagesToChat(_) | Translation::None => messages_to_chat::response(body),
-            Translation::MessagesToResponses(_) => messages_to_responses::response(body),
-            Translation::ChatToMessages => chat_to_messages::response_at(body, self.created_at),
+            Translation::MessagesToChat(_) | Translation::None => messages_to_chat::answer(body),
+            Translation::MessagesToResponses(_) => messages_to_responses::answer(body),
+            Translation::ChatToMessages => chat_to_messages::answer(body, self.created_at),
             Translation::ResponsesToMessages => {
-                responses_to_messages::response_at(body, self.created_at)
+                responses_to_messages::answer(body, self.created_at)
             }
         }
     }
@@ -207,6 +224,12 @@ impl Dropped {
             self.0.push(field);
         }
     }
+    /// Records each of `other`'s fields (once), after these.
+    pub fn merge(&mut self, other: &Dropped) {
+        for field in &other.0 {
+            self.push(field.clone());
+        }
+    }
     /// Whether nothing was dropped.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -247,6 +270,16 @@ impl fmt::Display for Dropped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0.join(", "))
     }
+}
+
+/// A whole answer translated into the client's API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranslatedAnswer {
+    /// The client's JSON body.
+    pub body: Vec<u8>,
+    /// The answer's members that had no counterpart, as `answer.PATH`
+    /// (`answer.content[].citations`), for the [`DROPPED_HEADER`].
+    pub dropped: Dropped,
 }
 
 /// A translated request: the body for the upstream and what was learned

@@ -693,14 +693,21 @@ pub(super) fn check_streamed_tool_input(json_text: &str) -> Result<(), OpenAiErr
     })
 }
 
-/// Checks a whole Anthropic message's `content`: an array, whose `text`
-/// blocks hold text and whose `tool_use` blocks have an id, a name and an
-/// `input` object (what Anthropic writes; anything else would reach the
-/// client as an answer it cannot use).
+/// Checks a whole Anthropic message's `content` for a client of `api`:
+/// an array of `text` blocks holding text, `thinking` and
+/// `redacted_thinking` blocks, and `tool_use` blocks with an id, a name
+/// and an `input` object. A block of any other type (a server tool's, or
+/// one unknown) is an error: `api` cannot carry it, and the translated
+/// request never asks for one. A text block's `citations` are dropped,
+/// named in `dropped`.
 ///
 /// # Errors
 /// [`TranslateError::InvalidBody`] naming the block.
-pub(super) fn check_tool_inputs(message: &Map<String, Value>) -> Result<(), TranslateError> {
+pub(super) fn check_content(
+    message: &Map<String, Value>,
+    api: &str,
+    dropped: &mut Dropped,
+) -> Result<(), TranslateError> {
     let Some(blocks) = message.get("content").and_then(Value::as_array) else {
         return Err(TranslateError::InvalidBody(
             "the upstream's message has no `content` array".into(),
@@ -708,24 +715,59 @@ pub(super) fn check_tool_inputs(message: &Map<String, Value>) -> Result<(), Tran
     };
     for (i, block) in blocks.iter().enumerate() {
         let bad = match block["type"].as_str() {
+            Some("text") if !block["text"].is_string() => {
+                "text (a text block) is not a string".to_owned()
+            }
             Some("text") => {
-                (!block["text"].is_string()).then_some("text (a text block) is not a string")
+                if block["citations"].as_array().is_some_and(|c| !c.is_empty()) {
+                    dropped.push("answer.content[].citations");
+                }
+                continue;
             }
+            Some("thinking" | "redacted_thinking") => continue,
             Some("tool_use") if !block["input"].is_object() => {
-                Some("input (a tool use) is not a JSON object")
+                "input (a tool use) is not a JSON object".to_owned()
             }
-            Some("tool_use") => tool_use_named(block)
-                .err()
-                .map(|_| "name or id (a tool use) is missing"),
-            _ => None,
+            Some("tool_use") => match tool_use_named(block) {
+                Ok(()) => continue,
+                Err(()) => "name or id (a tool use) is missing".to_owned(),
+            },
+            Some(kind) => format!(
+                "type is `{}`, a content block {api} cannot carry",
+                super::anthropic_client::member(kind)
+            ),
+            None => "type is missing".to_owned(),
         };
-        if let Some(bad) = bad {
-            return Err(TranslateError::InvalidBody(format!(
-                "the upstream's content[{i}].{bad}"
-            )));
-        }
+        return Err(TranslateError::InvalidBody(format!(
+            "the upstream's content[{i}].{bad}"
+        )));
     }
     Ok(())
+}
+
+/// The error for an Anthropic answer that ended with stop reason `reason`
+/// (`None`: none) which `api` has no counterpart for.
+pub(super) fn unknown_stop_reason(reason: Option<&str>, api: &str) -> String {
+    match reason {
+        Some(reason) => format!(
+            "the upstream's answer ended with stop_reason `{}`, which {api} has no counterpart for; retry the request",
+            super::anthropic_client::member(reason)
+        ),
+        None => "the upstream's answer ended without a stop_reason; retry the request".into(),
+    }
+}
+
+/// The error for a streamed content block of type `kind` that `api`
+/// cannot carry.
+pub(super) fn uncarried_block(kind: &str, api: &str) -> OpenAiError {
+    OpenAiError {
+        kind: "server_error",
+        code: Some("untranslatable_answer".into()),
+        message: format!(
+            "the upstream streamed a content block of type `{}`, which {api} cannot carry; retry the request",
+            super::anthropic_client::member(kind)
+        ),
+    }
 }
 
 /// Whether a `tool_use` block has a non-empty `name` and `id`.

@@ -51,6 +51,11 @@
 //! | `stop_reason` `end_turn`, `stop_sequence`, `tool_use` | `status: completed` |
 //! | `max_tokens`, `model_context_window_exceeded` / `refusal` / `pause_turn` | `status: incomplete`, `incomplete_details.reason` `max_output_tokens` / `content_filter` / `pause_turn` |
 //! | `usage` | `input_tokens` (cache reads and writes included), `input_tokens_details.cached_tokens` (reads), `…cache_write_tokens`, `output_tokens` (thinking included; `reasoning_tokens` is 0: Anthropic does not count it apart), `total_tokens` |
+//! | text `citations` | dropped (named in a whole answer) |
+//!
+//! A block of another type (a server tool's, an unknown one) or an unknown
+//! stop reason (or none) makes the answer an error: a 502, or
+//! `response.failed` in a stream.
 //!
 //! The stream is the event sequence OpenAI sends: `response.created`,
 //! `response.in_progress`; per item `response.output_item.added`, its part
@@ -86,14 +91,16 @@
 use serde_json::{json, Value};
 
 use super::openai_client::{
-    base_id, check_streamed_tool_input, check_tool_input_size, check_tool_inputs,
-    check_tool_use_start, custom_tool, function_tool, image_block, invalid, member, name_unread,
-    parse_object, parse_service_tier, parse_temperature, pdf_block, positive_int, required_str,
-    str_at, text_blocks, to_bytes, tool_use_id, unexpressible, Conversation, MemberRules,
-    OpenAiError, Role, Settings, Usage, CUSTOM_TOOL_INPUT, CUSTOM_TOOL_SUFFIX, DEFAULT_MAX_TOKENS,
-    REDACTED_MARK, THINKING_MARK,
+    base_id, check_content, check_streamed_tool_input, check_tool_input_size, check_tool_use_start,
+    custom_tool, function_tool, image_block, invalid, member, name_unread, parse_object,
+    parse_service_tier, parse_temperature, pdf_block, positive_int, required_str, str_at,
+    text_blocks, to_bytes, tool_use_id, uncarried_block, unexpressible, unknown_stop_reason,
+    Conversation, MemberRules, OpenAiError, Role, Settings, Usage, CUSTOM_TOOL_INPUT,
+    CUSTOM_TOOL_SUFFIX, DEFAULT_MAX_TOKENS, REDACTED_MARK, THINKING_MARK,
 };
-use super::{write_sse, Dropped, StreamTranslator, TranslateError, TranslatedRequest};
+use super::{
+    write_sse, Dropped, StreamTranslator, TranslateError, TranslatedAnswer, TranslatedRequest,
+};
 use crate::sse::{SseEvent, SseFramer};
 
 /// What the gateway keeping no state means for a client, and the fix.
@@ -836,15 +843,16 @@ fn custom_input(json_text: &str) -> String {
 }
 
 /// The response `status` and `incomplete_details.reason` for a
-/// `stop_reason`.
-fn outcome(stop_reason: Option<&str>) -> (&'static str, Option<&'static str>) {
+/// `stop_reason`; the error's message for an unknown one, or none.
+fn outcome(stop_reason: Option<&str>) -> Result<(&'static str, Option<&'static str>), String> {
     match stop_reason {
+        Some("end_turn" | "stop_sequence" | "tool_use") => Ok(("completed", None)),
         Some("max_tokens" | "model_context_window_exceeded") => {
-            ("incomplete", Some("max_output_tokens"))
+            Ok(("incomplete", Some("max_output_tokens")))
         }
-        Some("refusal") => ("incomplete", Some("content_filter")),
-        Some("pause_turn") => ("incomplete", Some("pause_turn")),
-        _ => ("completed", None),
+        Some("refusal") => Ok(("incomplete", Some("content_filter"))),
+        Some("pause_turn") => Ok(("incomplete", Some("pause_turn"))),
+        other => Err(unknown_stop_reason(other, "the Responses API")),
     }
 }
 
@@ -888,24 +896,41 @@ impl ResponseObject<'_> {
 }
 
 /// Translates an Anthropic `message` (a non-stream answer) into a
-/// Responses `response` object, with `created_at` 0 (see [`response_at`]).
+/// Responses `response` object, with `created_at` 0 (see [`answer`]).
 ///
-/// Errors: [`TranslateError::InvalidBody`] when the body is not an
-/// Anthropic message.
+/// Errors: as [`answer`].
 pub fn response(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
-    response_at(body, 0)
+    answer(body, 0).map(|a| a.body)
 }
 
 /// [`response`] with the `created_at` to state (Unix seconds: the caller
 /// has the clock).
+///
+/// Errors: as [`answer`].
 pub fn response_at(body: &[u8], created_at: u64) -> Result<Vec<u8>, TranslateError> {
+    answer(body, created_at).map(|a| a.body)
+}
+
+/// Translates an Anthropic `message` into a Responses `response` object
+/// stating `created_at` (Unix seconds), naming what had no counterpart
+/// (citations).
+///
+/// # Errors
+/// [`TranslateError::InvalidBody`] when the body is not an Anthropic
+/// message, or holds what the Responses API cannot carry: a block of
+/// another type (a server tool's, an unknown one), an unknown stop reason
+/// (or none), a tool use without a name or an object input.
+pub fn answer(body: &[u8], created_at: u64) -> Result<TranslatedAnswer, TranslateError> {
     let message = parse_object(body)?;
     if message.get("type").and_then(Value::as_str) != Some("message") {
         return Err(TranslateError::InvalidBody(
             "the upstream's answer is not an Anthropic message".into(),
         ));
     }
-    check_tool_inputs(&message)?;
+    let mut dropped = Dropped::default();
+    check_content(&message, "the Responses API", &mut dropped)?;
+    let (status, incomplete) = outcome(message.get("stop_reason").and_then(Value::as_str))
+        .map_err(TranslateError::InvalidBody)?;
     let base = base_id(message.get("id").and_then(Value::as_str).unwrap_or(""));
     let mut output = Vec::new();
     for block in message
@@ -924,7 +949,6 @@ pub fn response_at(body: &[u8], created_at: u64) -> Result<Vec<u8>, TranslateErr
     if let Some(u) = message.get("usage") {
         usage.merge(u);
     }
-    let (status, incomplete) = outcome(message.get("stop_reason").and_then(Value::as_str));
     let model = message.get("model").and_then(Value::as_str).unwrap_or("");
     let object = ResponseObject {
         base: &base,
@@ -936,7 +960,10 @@ pub fn response_at(body: &[u8], created_at: u64) -> Result<Vec<u8>, TranslateErr
         output,
         usage: Some(&usage),
     };
-    Ok(to_bytes(&object.to_value()))
+    Ok(TranslatedAnswer {
+        body: to_bytes(&object.to_value()),
+        dropped,
+    })
 }
 
 /// Translates an Anthropic error body (status `status`) into an OpenAI
@@ -982,8 +1009,6 @@ pub struct Stream {
     /// Finished items, by output index.
     items: Vec<(usize, Value)>,
     open: Vec<OpenBlock>,
-    /// Indexes of the blocks with no counterpart, whose deltas are skipped.
-    skipped: Vec<u64>,
     next_output: usize,
     usage: Usage,
     stop_reason: Option<String>,
@@ -1002,7 +1027,6 @@ impl Stream {
             base: String::new(),
             items: Vec::new(),
             open: Vec::new(),
-            skipped: Vec::new(),
             next_output: 0,
             usage: Usage::default(),
             stop_reason: None,
@@ -1113,7 +1137,18 @@ impl Stream {
                 if self.phase == Phase::Closed {
                     return;
                 }
-                let (status, incomplete) = outcome(self.stop_reason.as_deref());
+                let (status, incomplete) = match outcome(self.stop_reason.as_deref()) {
+                    Ok(outcome) => outcome,
+                    Err(message) => {
+                        let error = OpenAiError {
+                            kind: "server_error",
+                            code: Some("untranslatable_answer".into()),
+                            message,
+                        };
+                        self.fail(out, &error);
+                        return;
+                    }
+                };
                 let response = self.object(status, incomplete, None, true);
                 let kind = if incomplete.is_some() {
                     "response.incomplete"
@@ -1155,9 +1190,8 @@ impl Stream {
         };
         let index = data["index"].as_u64().unwrap_or(0);
         if matches!(part, Part::Other) {
-            // A block with no counterpart (a server tool's): its deltas
-            // are skipped, not taken for a stray.
-            self.skipped.push(index);
+            let kind = block["type"].as_str().unwrap_or("");
+            self.fail(out, &uncarried_block(kind, "the Responses API"));
             return;
         }
         let output_index = self.next_output;
@@ -1200,9 +1234,6 @@ impl Stream {
 
     fn block_delta(&mut self, out: &mut Vec<u8>, data: &Value) {
         let index = data["index"].as_u64().unwrap_or(0);
-        if self.skipped.contains(&index) {
-            return;
-        }
         let delta = &data["delta"];
         // Text that is not a string, or a delta to a block never started,
         // is not an answer the client could follow.
@@ -1402,18 +1433,24 @@ mod tests {
 
     #[test]
     fn stop_reasons_decide_the_status() {
-        assert_eq!(outcome(Some("end_turn")), ("completed", None));
-        assert_eq!(outcome(Some("tool_use")), ("completed", None));
-        assert_eq!(outcome(Some("stop_sequence")), ("completed", None));
-        assert_eq!(outcome(None), ("completed", None));
+        assert_eq!(outcome(Some("end_turn")), Ok(("completed", None)));
+        assert_eq!(outcome(Some("tool_use")), Ok(("completed", None)));
+        assert_eq!(outcome(Some("stop_sequence")), Ok(("completed", None)));
         assert_eq!(
             outcome(Some("max_tokens")),
-            ("incomplete", Some("max_output_tokens"))
+            Ok(("incomplete", Some("max_output_tokens")))
         );
         assert_eq!(
             outcome(Some("refusal")),
-            ("incomplete", Some("content_filter"))
+            Ok(("incomplete", Some("content_filter")))
         );
+        assert_eq!(
+            outcome(Some("pause_turn")),
+            Ok(("incomplete", Some("pause_turn")))
+        );
+        // Unknown, or none: an error naming it, never a completion.
+        assert!(outcome(Some("banana")).unwrap_err().contains("`banana`"));
+        assert!(outcome(None).unwrap_err().contains("without a stop_reason"));
     }
 
     #[test]
@@ -1428,24 +1465,31 @@ mod tests {
 
     #[test]
     fn message_stop_closes_blocks_left_open() {
-        let mut stream = Stream::new("m");
-        let mut out = Vec::new();
-        stream.feed(
-            concat!(
-                "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":{\"input_tokens\":1}}}\n\n",
-                "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"Hi\"}}\n\n",
-                "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
-            )
-            .as_bytes(),
-            &mut out,
+        let start = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":{\"input_tokens\":1}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"Hi\"}}\n\n",
         );
-        stream.finish(&mut out);
-        let text = String::from_utf8(out).unwrap();
+        let stop = "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}\n\n";
+        let end = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        let run = |body: String| {
+            let mut stream = Stream::new("m");
+            let mut out = Vec::new();
+            stream.feed(body.as_bytes(), &mut out);
+            stream.finish(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let text = run([start, stop, end].concat());
         // The block's initial text came as a delta, the item was closed,
         // and the stream completed once.
         assert!(text.contains("\"delta\":\"Hi\""));
         assert!(text.contains("event: response.output_item.done"));
         assert_eq!(text.matches("event: response.completed").count(), 1);
         assert!(!text.contains("response.failed"));
+        // Without a stop reason, the answer did not say how it ended: a
+        // failure, never a completion.
+        let text = run([start, end].concat());
+        assert!(text.contains("event: response.failed"), "{text}");
+        assert!(text.contains("without a stop_reason"), "{text}");
+        assert!(!text.contains("response.completed"));
     }
 }

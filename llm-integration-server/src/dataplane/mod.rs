@@ -1419,26 +1419,25 @@ set --{provider}-url to the address it redirects to",
         let whole = clean(whole);
         let translated = outcome.and_then(|()| {
             if !status.is_success() {
-                return Ok(answer.error_response(status.as_u16(), &whole));
+                return Ok((answer.error_response(status.as_u16(), &whole), None));
             }
             let source = if collect {
                 relay
                     .collected()
                     .map(|b| clean(b.to_vec()))
-                    .ok_or_else(|| {
-                        failed("the ChatGPT backend's answer ended without response.completed")
-                    })?
+                    .map_err(|e| failed(&e.to_string()))?
             } else {
                 whole
             };
-            answer.response(&source).map_err(|e| {
+            let translated = answer.response(&source).map_err(|e| {
                 GatewayError::new(
                     dialect,
                     ErrorClass::BadGateway,
                     "untranslatable_answer",
                     format!("the upstream's answer could not be translated: {e}"),
                 )
-            })
+            })?;
+            Ok((translated.body, Some(translated.dropped)))
         });
         let sent = match &translated {
             Ok(_) => status.as_u16(),
@@ -1454,7 +1453,19 @@ set --{provider}-url to the address it redirects to",
             reading,
             masked(relay.model(), scrubber).as_deref(),
         );
-        let body = translated?;
+        let (body, answer_dropped) = translated?;
+        let mut head = head;
+        if let Some(dropped) = answer_dropped.filter(|d| !d.is_empty()) {
+            // The request's members and the answer's, in one header.
+            let mut all = answer.dropped.clone();
+            all.merge(&dropped);
+            if let Some(value) = all
+                .header_value()
+                .and_then(|v| HeaderValue::from_str(&v).ok())
+            {
+                head.headers.insert(DROPPED_HEADER, value);
+            }
+        }
         Ok(json_answer(head, body))
     }
 
@@ -1504,12 +1515,12 @@ set --{provider}-url to the address it redirects to",
         };
         let collected = relay.collected();
         let result = outcome.and_then(|()| {
-            collected.ok_or_else(|| {
+            collected.map_err(|e| {
                 GatewayError::new(
                     dialect,
                     ErrorClass::BadGateway,
                     "upstream_stream_error",
-                    "the ChatGPT backend's answer ended without response.completed",
+                    e.to_string(),
                 )
             })
         });

@@ -26,6 +26,8 @@ use llm_integration_core::{IntegrationId, Owner, Provider, SourceKind, VmId};
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+use crate::log_throttle::LogThrottle;
+
 pub use allocation::{Allocator, Exhausted, Reservation};
 pub use ledger::{Ledger, LedgerWriter};
 pub use metrics::Metrics;
@@ -46,7 +48,14 @@ pub struct Metering {
     pub in_flight: InFlight,
     /// Models already logged as priced without an entry.
     unpriced: Mutex<HashSet<String>>,
+    /// Answers reporting more output than their request's limit: one log
+    /// line a minute (a misreporting upstream would otherwise write one a
+    /// request).
+    overreports: LogThrottle,
 }
+
+/// How often a kind of upstream misreport is logged, at most.
+const MISREPORT_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// The most unpriced models logged (model names come from requests).
 const MAX_UNPRICED_LOGGED: usize = 1024;
@@ -94,6 +103,7 @@ impl Metering {
             metrics: Arc::new(Metrics::new()),
             in_flight: InFlight::default(),
             unpriced: Mutex::default(),
+            overreports: LogThrottle::new(MISREPORT_LOG_EVERY),
         }
     }
 }
@@ -224,11 +234,15 @@ impl Metered {
             tokens.output = tokens.output.min(limit);
         }
         if tokens != before {
-            tracing::warn!(
-                provider = %self.facts.provider,
-                reported_output = before.output,
-                "the upstream reported more output than the request's limit; charged the limit"
-            );
+            if let Some(held_back) = self.metering.overreports.admit() {
+                tracing::warn!(
+                    provider = %self.facts.provider,
+                    reported_output = before.output,
+                    limit = tokens.output,
+                    held_back,
+                    "the upstream reported more output than the request's limit; charged the limit (more such answers in the next minute are not logged; held_back counts those since the last line)"
+                );
+            }
         }
         tokens
     }

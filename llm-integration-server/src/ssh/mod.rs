@@ -35,7 +35,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use llm_integration_core::seams::ControlStore;
 use llm_integration_core::UserId;
@@ -45,6 +45,7 @@ use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tokio::net::TcpListener;
 
 use crate::executor::Executor;
+use crate::log_throttle::LogThrottle;
 
 /// How long a client has to sign in.
 pub const LOGIN_GRACE: Duration = Duration::from_secs(30);
@@ -93,7 +94,7 @@ pub struct SshDoor {
     /// Open connections per address, and in all, and not signed in.
     peers: Mutex<Counts>,
     /// Refused connections, for the log.
-    refusals: Mutex<Refusals>,
+    refusals: LogThrottle,
 }
 
 /// Open connections, counted under one lock.
@@ -120,13 +121,6 @@ impl Refusal {
             Refusal::NotSignedIn => "too many connections not signed in",
         }
     }
-}
-
-/// Refused connections since the last log line about them.
-#[derive(Debug, Default)]
-struct Refusals {
-    logged_at: Option<Instant>,
-    unlogged: u64,
 }
 
 impl std::fmt::Debug for SshDoor {
@@ -166,7 +160,7 @@ impl SshDoor {
                 executor,
                 store,
                 peers: Mutex::new(Counts::default()),
-                refusals: Mutex::new(Refusals::default()),
+                refusals: LogThrottle::new(REFUSAL_LOG_EVERY),
             },
             created,
         ))
@@ -269,17 +263,9 @@ impl SshDoor {
     /// Logs a refused connection: the first in a minute with its address,
     /// the others counted in the next line.
     fn refused(&self, ip: IpAddr, refusal: Refusal) {
-        let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if refusals
-            .logged_at
-            .is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_EVERY)
-        {
-            refusals.unlogged += 1;
+        let Some(unlogged) = self.refusals.admit() else {
             return;
-        }
-        let unlogged = std::mem::take(&mut refusals.unlogged);
-        refusals.logged_at = Some(now);
+        };
         tracing::warn!(
             peer = %ip,
             reason = refusal.reason(),
@@ -291,17 +277,9 @@ impl SshDoor {
 
     /// Logs how many connections were refused without a line of their own.
     fn summarise_refusals(&self) {
-        let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if refusals.unlogged == 0
-            || refusals
-                .logged_at
-                .is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_EVERY)
-        {
+        let Some(unlogged) = self.refusals.held_back() else {
             return;
-        }
-        let unlogged = std::mem::take(&mut refusals.unlogged);
-        refusals.logged_at = Some(now);
+        };
         tracing::warn!(
             refused = unlogged,
             "ssh: {unlogged} more connections refused over the connection caps"
