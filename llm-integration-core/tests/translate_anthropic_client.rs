@@ -694,6 +694,13 @@ fn what_cannot_be_expressed_is_refused_naming_the_member() {
             json!([{"role": "user", "content": [{"type": "image", "source": {"type": "file", "file_id": "file_1"}}]}]),
             "messages[0].content[0].source.type",
         ),
+        // Nothing to answer: never an empty conversation upstream.
+        (json!([]), "messages"),
+        (json!([{"role": "user", "content": []}]), "messages"),
+        (
+            json!([{"role": "system", "content": "be brief"}, {"role": "assistant", "content": []}]),
+            "messages",
+        ),
     ];
     for (messages, field) in cases {
         let r = minimal(json!({"messages": messages}));
@@ -1179,7 +1186,7 @@ proptest! {
             match r {
                 Ok(_) => {}
                 Err(TranslateError::Unexpressible { field, reason }) => {
-                    prop_assert!(field.starts_with("messages[") || field == "stop_sequences" || field.starts_with("system[") || field.starts_with("tool_choice"), "{field}");
+                    prop_assert!(field.starts_with("messages") || field == "stop_sequences" || field.starts_with("system[") || field.starts_with("tool_choice"), "{field}");
                     prop_assert!(!reason.is_empty());
                 }
                 Err(TranslateError::InvalidBody(reason)) => prop_assert!(reason.contains('`'), "{reason}"),

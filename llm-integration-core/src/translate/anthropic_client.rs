@@ -118,6 +118,21 @@ pub(super) struct Conversation {
 }
 
 impl Conversation {
+    /// Checks that there is something to answer: a turn besides `system`
+    /// entries (a conversation of none would reach the upstream empty).
+    ///
+    /// # Errors
+    /// [`TranslateError::Unexpressible`] naming `messages`.
+    pub fn check_answerable(&self) -> Result<(), TranslateError> {
+        if self.turns.iter().all(|t| matches!(t, Turn::System(_))) {
+            return Err(unexpressible(
+                "messages",
+                "there is no message to answer: send at least one user message with content",
+            ));
+        }
+        Ok(())
+    }
+
     /// Records `metadata.user_id` as the target knows it (`user` on
     /// Fireworks, `safety_identifier` on OpenAI when it fits in 64
     /// characters) or as dropped.

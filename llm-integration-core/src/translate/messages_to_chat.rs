@@ -124,6 +124,7 @@ const OPENAI_MAX_STOP: usize = 4;
 /// that Chat Completions cannot express.
 pub fn request(body: &[u8], target: Target) -> Result<TranslatedRequest, TranslateError> {
     let mut conv = read_request(body, target == Target::OpenAi)?;
+    conv.check_answerable()?;
     let mut out = Map::new();
     out.insert("model".into(), Value::String(conv.model.clone()));
     out.insert("messages".into(), Value::Array(messages(&conv)));

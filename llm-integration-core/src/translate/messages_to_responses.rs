@@ -83,6 +83,7 @@ use crate::sse::SseFramer;
 /// that the Responses API cannot express.
 pub fn request(body: &[u8], target: Target) -> Result<TranslatedRequest, TranslateError> {
     let mut conv = read_request(body, target == Target::OpenAi)?;
+    conv.check_answerable()?;
     let mut out = Map::new();
     out.insert("model".into(), Value::String(conv.model.clone()));
     if let Some(system) = &conv.system {

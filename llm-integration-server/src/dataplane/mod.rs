@@ -972,6 +972,7 @@ ask an operator for more allocation, or use your own key (`integrations edit {} 
             provider,
             source: forward.source.kind(),
             model: plan.model.clone(),
+            price,
             input_estimate: estimate.input_tokens,
             free: !plan.charged,
             output_limit: plan.max_output.map(|m| {

@@ -168,6 +168,9 @@ pub struct RequestFacts {
     pub source: SourceKind,
     /// The model the request named (the response may name it too).
     pub model: Option<String>,
+    /// The price of `model` on `provider` ([`Metering::price`]), looked up
+    /// once when the request was reserved for.
+    pub price: Price,
     /// The request's input in tokens, as estimated from its body: what is
     /// charged for input when the provider never says.
     pub input_estimate: u64,
@@ -323,12 +326,11 @@ impl Metered {
         });
         let asked = self.facts.model.clone();
         let prices = &self.metering;
-        let mut cost = prices
-            .price(
-                self.facts.provider,
-                asked.as_deref().or(answered.as_deref()),
-            )
-            .cost_micros(&tokens);
+        let price = match (&asked, &answered) {
+            (None, Some(answered)) => prices.price(self.facts.provider, Some(answered)),
+            _ => self.facts.price,
+        };
+        let mut cost = price.cost_micros(&tokens);
         if let (Some(a), Some(b)) = (&asked, &answered) {
             if a != b {
                 cost = cost.max(
