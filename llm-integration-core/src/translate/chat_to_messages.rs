@@ -859,13 +859,9 @@ impl Stream {
                         match delta[from].as_str() {
                             Some(text) => self.delta(out, json!({ to: text })),
                             None => {
-                                let error = OpenAiError {
-                                    kind: "server_error",
-                                    code: Some("untranslatable_answer".into()),
-                                    message: format!(
+                                let error = OpenAiError::untranslatable(format!(
                                         "the upstream streamed a {kind} whose `{from}` is not a string; retry the request"
-                                    ),
-                                };
+                                    ));
                                 self.fail(out, &error);
                             }
                         }
@@ -939,11 +935,7 @@ impl Stream {
                     Ok("tool_calls") if self.next_tool == 0 => "stop",
                     Ok(reason) => reason,
                     Err(message) => {
-                        let error = OpenAiError {
-                            kind: "server_error",
-                            code: Some("untranslatable_answer".into()),
-                            message,
-                        };
+                        let error = OpenAiError::untranslatable(message);
                         self.fail(out, &error);
                         return;
                     }

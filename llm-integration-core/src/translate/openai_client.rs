@@ -663,14 +663,10 @@ pub(super) fn check_tool_input_size(json_text: &str) -> Result<(), OpenAiError> 
     if json_text.len() <= TOOL_INPUT_MAX {
         return Ok(());
     }
-    Err(OpenAiError {
-        kind: "server_error",
-        code: Some("untranslatable_answer".into()),
-        message: format!(
+    Err(OpenAiError::untranslatable(format!(
             "the upstream streamed a tool call's input longer than {} MiB, more than the gateway relays; retry the request",
             TOOL_INPUT_MAX >> 20
-        ),
-    })
+        )))
 }
 
 /// Checks a streamed tool use's input, as its `input_json_delta` pieces
@@ -686,11 +682,7 @@ pub(super) fn check_streamed_tool_input(json_text: &str) -> Result<(), OpenAiErr
     {
         return Ok(());
     }
-    Err(OpenAiError {
-        kind: "server_error",
-        code: Some("untranslatable_answer".into()),
-        message: "the upstream streamed a tool call whose input is not a JSON object, which Anthropic's `tool_use.input` must be; retry the request".into(),
-    })
+    Err(OpenAiError::untranslatable("the upstream streamed a tool call whose input is not a JSON object, which Anthropic's `tool_use.input` must be; retry the request"))
 }
 
 /// Checks a whole Anthropic message's `content` for a client of `api`:
@@ -760,14 +752,10 @@ pub(super) fn unknown_stop_reason(reason: Option<&str>, api: &str) -> String {
 /// The error for a streamed content block of type `kind` that `api`
 /// cannot carry.
 pub(super) fn uncarried_block(kind: &str, api: &str) -> OpenAiError {
-    OpenAiError {
-        kind: "server_error",
-        code: Some("untranslatable_answer".into()),
-        message: format!(
-            "the upstream streamed a content block of type `{}`, which {api} cannot carry; retry the request",
-            super::anthropic_client::member(kind)
-        ),
-    }
+    OpenAiError::untranslatable(format!(
+        "the upstream streamed a content block of type `{}`, which {api} cannot carry; retry the request",
+        super::anthropic_client::member(kind)
+    ))
 }
 
 /// Whether a `tool_use` block has a non-empty `name` and `id`.
@@ -788,11 +776,7 @@ pub(super) fn check_tool_use_start(block: &Value) -> Result<(), OpenAiError> {
     if input_ok && tool_use_named(block).is_ok() {
         return Ok(());
     }
-    Err(OpenAiError {
-        kind: "server_error",
-        code: Some("untranslatable_answer".into()),
-        message: "the upstream started a tool use without a name and id, or with an input that is not a JSON object; retry the request".into(),
-    })
+    Err(OpenAiError::untranslatable("the upstream started a tool use without a name and id, or with an input that is not a JSON object; retry the request"))
 }
 
 /// An OpenAI error: `error.type`, `error.code` and `error.message`.
@@ -804,6 +788,16 @@ pub(super) struct OpenAiError {
 }
 
 impl OpenAiError {
+    /// A `server_error` with code `untranslatable_answer`: the upstream's
+    /// answer holds what the client's API cannot carry; `message` says what.
+    pub(super) fn untranslatable(message: impl Into<String>) -> Self {
+        OpenAiError {
+            kind: "server_error",
+            code: Some("untranslatable_answer".into()),
+            message: message.into(),
+        }
+    }
+
     /// The OpenAI error for an Anthropic `error.type` and message. The
     /// message is kept; the type maps by meaning (`overloaded_error` →
     /// `server_error` with code `server_is_overloaded`, `billing_error` →

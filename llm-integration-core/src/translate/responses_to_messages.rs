@@ -1140,11 +1140,7 @@ impl Stream {
                 let (status, incomplete) = match outcome(self.stop_reason.as_deref()) {
                     Ok(outcome) => outcome,
                     Err(message) => {
-                        let error = OpenAiError {
-                            kind: "server_error",
-                            code: Some("untranslatable_answer".into()),
-                            message,
-                        };
+                        let error = OpenAiError::untranslatable(message);
                         self.fail(out, &error);
                         return;
                     }
@@ -1246,11 +1242,7 @@ impl Stream {
             .position(|b| b.index == index)
             .filter(|_| !bad_text)
         else {
-            let error = OpenAiError {
-                kind: "server_error",
-                code: Some("untranslatable_answer".into()),
-                message: "the upstream streamed a content delta with no text, or for a block it never started; retry the request".into(),
-            };
+            let error = OpenAiError::untranslatable("the upstream streamed a content delta with no text, or for a block it never started; retry the request");
             self.fail(out, &error);
             return;
         };
