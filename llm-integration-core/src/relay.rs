@@ -84,6 +84,23 @@ pub enum Uncollected {
     /// More than [`COLLECT_MAX`].
     #[error("the upstream's answer is larger than {} MiB, more than the gateway collects", COLLECT_MAX >> 20)]
     TooLarge,
+    /// The stream failed: an `error` event, or `response.failed` (the
+    /// upstream's message, cut to 500 characters).
+    #[error("the upstream's answer failed: {0}")]
+    Failed(String),
+}
+
+/// The message of a failure event's error (`error.message`, or the
+/// event's own `message`; under `response` for `response.failed`), cut to
+/// 500 characters.
+fn failure(data: &[u8], nested: bool) -> String {
+    let event: serde_json::Value = serde_json::from_slice(data).unwrap_or_default();
+    let holder = if nested { &event["response"] } else { &event };
+    let message = holder["error"]["message"]
+        .as_str()
+        .or_else(|| holder["message"].as_str())
+        .unwrap_or("no message given");
+    message.chars().take(500).collect()
 }
 
 /// A Responses API stream being collected into one response object.
@@ -113,7 +130,11 @@ impl Collector {
             #[serde(borrow, default)]
             response: Option<&'a RawValue>,
         }
-        if matches!(self.answer, Some(Err(Uncollected::TooLarge))) {
+        // A failure stands, whatever follows it.
+        if matches!(
+            self.answer,
+            Some(Err(Uncollected::TooLarge | Uncollected::Failed(_)))
+        ) {
             return;
         }
         let Ok(probe) = serde_json::from_slice::<Probe<'_>>(data) else {
@@ -133,6 +154,10 @@ impl Collector {
                     }
                     self.items.push((index, item.to_owned()));
                 }
+            }
+            "error" => self.answer = Some(Err(Uncollected::Failed(failure(data, false)))),
+            "response.failed" => {
+                self.answer = Some(Err(Uncollected::Failed(failure(data, true))));
             }
             kind if TERMINAL.contains(&kind) => {
                 if let Some(response) = probe.response {
@@ -491,14 +516,21 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
         let body = [added(0), done(0, "a"), added(1), completed("[]")].concat();
         let (_, mut r) = relay(plan(false, true), true, body.as_bytes(), 3);
         assert_eq!(r.collected(), Err(Uncollected::Unfinished(1)));
-        // The same cut by a failure is the failure's answer.
-        let body = [
-            added(0),
-            "data: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\"}}\n\n"
-                .to_owned(),
-        ]
-        .concat();
-        let (_, mut r) = relay(plan(false, true), true, body.as_bytes(), 3);
-        assert!(r.collected().is_ok());
+        // A failure, or an error event anywhere (even before a
+        // completion), is the answer: an error, never a clean one.
+        let failed = "data: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"message\":\"boom\"}}}\n\n";
+        let error = "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"bang\"}\n\n";
+        for (body, message) in [
+            ([added(0), failed.to_owned()].concat(), "boom"),
+            (
+                [added(0), error.to_owned(), done(0, "a"), completed("[]")].concat(),
+                "bang",
+            ),
+        ] {
+            for split in [1, 9, 10_000] {
+                let (_, mut r) = relay(plan(false, true), true, body.as_bytes(), split);
+                assert_eq!(r.collected(), Err(Uncollected::Failed(message.into())));
+            }
+        }
     }
 }

@@ -1948,3 +1948,139 @@ fn responses_streams_that_cannot_be_carried_end_in_an_error_event() {
         }
     }
 }
+
+/// A Responses stream's finished items are the answer; its deltas must
+/// agree with them: a part sent whole in its done events is written, a
+/// delta that says otherwise, or for an item not open, or of content the
+/// Anthropic stream cannot carry, is an error.
+#[test]
+fn responses_stream_deltas_agree_with_the_finished_items() {
+    let event = |v: Value| format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap());
+    let created = event(json!({"type": "response.created", "response": {"id": "resp_1"}}));
+    let completed = event(
+        json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "output": []}}),
+    );
+    let added = |i: u64, item: Value| {
+        event(json!({"type": "response.output_item.added", "output_index": i, "item": item}))
+    };
+    let done = |i: u64, item: Value| {
+        event(json!({"type": "response.output_item.done", "output_index": i, "item": item}))
+    };
+    let message = |text: &str| json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]});
+    let text_delta = |i: u64, d: Value| {
+        event(
+            json!({"type": "response.output_text.delta", "output_index": i, "content_index": 0, "delta": d}),
+        )
+    };
+    let call = |args: &str| json!({"type": "function_call", "call_id": "c1", "name": "f", "arguments": args});
+    let args_delta = |d: &str| {
+        event(
+            json!({"type": "response.function_call_arguments.delta", "output_index": 1, "delta": d}),
+        )
+    };
+    let run_all = |middle: Vec<String>| {
+        let input = [vec![created.clone()], middle, vec![completed.clone()]]
+            .concat()
+            .concat();
+        let whole = events(&run(Upstream::Responses, input.as_bytes(), &[]));
+        let cut = events(&run(
+            Upstream::Responses,
+            input.as_bytes(),
+            &[7, 60, 61, 333],
+        ));
+        assert_eq!(whole, cut, "any split");
+        whole
+    };
+    // Text and arguments sent only whole, in their done events.
+    let got = run_all(vec![
+        added(0, json!({"type": "message", "content": []})),
+        event(
+            json!({"type": "response.output_text.done", "output_index": 0, "content_index": 0, "text": "hello"}),
+        ),
+        done(0, message("hello")),
+        added(1, call("")),
+        event(
+            json!({"type": "response.function_call_arguments.done", "output_index": 1, "arguments": "{\"a\":1}"}),
+        ),
+        done(1, call("{\"a\":1}")),
+    ]);
+    let message_out = accumulate(&got);
+    assert_eq!(message_out["content"][0]["text"], "hello", "{got:?}");
+    assert_eq!(message_out["content"][1]["input"], json!({"a": 1}));
+    assert_eq!(message_out["stop_reason"], "tool_use");
+    // Deltas that are a beginning of the finished text: the rest follows.
+    let got = run_all(vec![
+        added(0, json!({"type": "message", "content": []})),
+        text_delta(0, json!("hel")),
+        done(0, message("hello")),
+    ]);
+    assert_eq!(accumulate(&got)["content"][0]["text"], "hello");
+    // Deltas that say otherwise, or arrive where no item is open.
+    for (middle, named) in [
+        (
+            vec![
+                added(0, json!({"type": "message", "content": []})),
+                text_delta(0, json!("hello")),
+                done(0, message("GOODBYE")),
+            ],
+            "says other than",
+        ),
+        (
+            vec![
+                added(1, call("")),
+                args_delta("{\"a\":"),
+                args_delta("1}"),
+                done(1, call("{\"a\":999}")),
+            ],
+            "says other than",
+        ),
+        (vec![text_delta(7, json!(" GHOST"))], "not open"),
+        (
+            vec![
+                added(0, json!({"type": "message", "content": []})),
+                done(0, message("")),
+                text_delta(0, json!(" LATE")),
+            ],
+            "not open",
+        ),
+        (
+            vec![
+                added(0, json!({"type": "message", "content": []})),
+                text_delta(0, json!(42)),
+            ],
+            "not text",
+        ),
+        (
+            vec![
+                added(0, json!({"type": "message", "content": []})),
+                event(
+                    json!({"type": "response.audio.transcript.delta", "output_index": 0, "delta": "SPOKEN"}),
+                ),
+            ],
+            "`response.audio.transcript.delta`",
+        ),
+        (
+            vec![
+                added(1, call("")),
+                done(
+                    1,
+                    json!({"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{\"a\":", "status": "incomplete"}),
+                ),
+            ],
+            "",
+        ),
+        (
+            vec![
+                added(0, json!({"type": "message", "content": []})),
+                added(0, json!({"type": "message", "content": []})),
+            ],
+            "twice",
+        ),
+    ] {
+        let got = run_all(middle.clone());
+        let (name, data) = got.last().expect("events");
+        assert_eq!(name, "error", "{middle:?}");
+        let message = data["error"]["message"].as_str().unwrap();
+        assert!(message.contains(named), "{message}");
+    }
+}

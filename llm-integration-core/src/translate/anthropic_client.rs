@@ -1232,6 +1232,11 @@ impl AnthropicWriter {
     /// an error event instead: the client would otherwise run a tool call
     /// it cannot read.
     pub fn close(&mut self, out: &mut Vec<u8>) {
+        if self.done {
+            // Ended (by an error): nothing more is written.
+            self.open = None;
+            return;
+        }
         if let Some((kind, key, index)) = self.open.take() {
             if kind == BlockKind::ToolUse {
                 self.closed_tools.push(key);

@@ -413,6 +413,16 @@ pub fn answer(body: &[u8]) -> Result<TranslatedAnswer, TranslateError> {
         }
     }
     let reason = stop_reason(&v, refusal, tool_use).map_err(TranslateError::InvalidBody)?;
+    if reason != "max_tokens" {
+        if let Some(i) = output
+            .iter()
+            .position(|item| item.get("status").and_then(Value::as_str) == Some("incomplete"))
+        {
+            return Err(TranslateError::InvalidBody(format!(
+                "the upstream's output[{i}] is incomplete in a finished response"
+            )));
+        }
+    }
     let usage = v.get("usage").map(Usage::from_openai).unwrap_or_default();
     let id = anthropic_client::message_id(v.get("id").and_then(Value::as_str));
     let model = v.get("model").and_then(Value::as_str).unwrap_or("");
@@ -443,11 +453,19 @@ struct State {
     refusal: bool,
     /// The reasoning summary part last written: (output index, summary index).
     last_summary: Option<(u64, u64)>,
-    /// Output indexes of function calls whose arguments were streamed.
-    streamed_args: Vec<u64>,
+    /// What the deltas wrote, by output index and part.
+    streamed: Vec<(u64, Streamed, String)>,
     /// Output indexes of items started and not finished.
     open_items: Vec<u64>,
+    /// An item finished with `status: incomplete`.
+    incomplete_item: Option<u64>,
+    /// The bytes of `streamed`.
+    streamed_bytes: usize,
 }
+
+/// The most content one translated Responses stream may carry (bytes):
+/// the deltas are kept to check against the finished items.
+const STREAMED_MAX: usize = 32 << 20;
 
 impl Stream {
     /// A translator for an answer of `model` (the name the client used,
@@ -459,8 +477,10 @@ impl Stream {
                 writer: AnthropicWriter::new(model),
                 refusal: false,
                 last_summary: None,
-                streamed_args: Vec::new(),
+                streamed: Vec::new(),
                 open_items: Vec::new(),
+                incomplete_item: None,
+                streamed_bytes: 0,
             },
         }
     }
@@ -514,7 +534,154 @@ fn u64_of(v: &Value, key: &str) -> u64 {
     v.get(key).and_then(Value::as_u64).unwrap_or(0)
 }
 
+/// What a stream's deltas wrote of one item's part, to check against the
+/// finished item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Streamed {
+    /// A message's text or refusal part (`content_index`).
+    Text(u64),
+    /// A reasoning item's summary part (`summary_index`).
+    Summary(u64),
+    /// A function call's arguments.
+    Arguments,
+}
+
+/// The delta events of the Responses API that carry content this
+/// translation reads; any other `….delta` carries content the Anthropic
+/// stream cannot (audio, a built-in tool's output) and is an error.
+const READ_DELTAS: [&str; 5] = [
+    "response.output_text.delta",
+    "response.refusal.delta",
+    "response.reasoning_summary_text.delta",
+    "response.reasoning_text.delta",
+    "response.function_call_arguments.delta",
+];
+
 impl State {
+    /// The text the deltas wrote for `part` of output item `output_index`.
+    fn streamed(&mut self, output_index: u64, part: Streamed) -> &mut String {
+        let at = match self
+            .streamed
+            .iter()
+            .position(|(i, p, _)| *i == output_index && *p == part)
+        {
+            Some(at) => at,
+            None => {
+                self.streamed.push((output_index, part, String::new()));
+                self.streamed.len() - 1
+            }
+        };
+        &mut self.streamed[at].2
+    }
+
+    /// Writes `delta` of `part` of item `output_index` (recording it).
+    fn write(&mut self, out: &mut Vec<u8>, output_index: u64, part: Streamed, delta: &str) {
+        self.streamed_bytes += delta.len();
+        if self.streamed_bytes > STREAMED_MAX {
+            self.writer.error(
+                out,
+                "api_error",
+                &format!("the upstream's answer is larger than {} MiB, more than the gateway translates; retry the request", STREAMED_MAX >> 20),
+            );
+            return;
+        }
+        self.streamed(output_index, part).push_str(delta);
+        match part {
+            Streamed::Text(content_index) => {
+                self.writer.text(out, (output_index, content_index), delta);
+            }
+            Streamed::Summary(summary_index) => {
+                let key = (output_index, 0);
+                let at = (output_index, summary_index);
+                // Summary parts are separated by a blank line.
+                if !delta.is_empty()
+                    && self
+                        .writer
+                        .is_open(anthropic_client::BlockKind::Thinking, key)
+                    && self.last_summary != Some(at)
+                {
+                    self.writer.thinking(out, key, "\n\n");
+                }
+                if !delta.is_empty() {
+                    self.last_summary = Some(at);
+                }
+                self.writer.thinking(out, key, delta);
+            }
+            Streamed::Arguments => self.writer.tool_args(out, (output_index, 0), delta),
+        }
+    }
+
+    /// The finished item's `text` for `part`, against what its deltas
+    /// wrote: the rest is written when the deltas wrote a beginning of it
+    /// (an upstream may send a part whole, in its done events only); an
+    /// answer whose deltas say something else is an error.
+    fn reconcile(&mut self, out: &mut Vec<u8>, output_index: u64, part: Streamed, text: &str) {
+        let written = self.streamed(output_index, part).clone();
+        match text.strip_prefix(written.as_str()) {
+            Some(rest) => self.write(out, output_index, part, rest),
+            None => self.writer.error(
+                out,
+                "api_error",
+                &format!("the upstream's finished output item {output_index} says other than its streamed deltas did; retry the request"),
+            ),
+        }
+    }
+
+    /// Checks a finished item and writes what its deltas did not.
+    fn item_done(&mut self, out: &mut Vec<u8>, output_index: u64, item: &Value) {
+        let at = format!("output[{output_index}]");
+        let kind = item.get("type").and_then(Value::as_str);
+        if !kind.is_some_and(|k| ITEM_TYPES.contains(&k)) {
+            let message = uncarried_item(output_index as usize, kind);
+            self.writer.error(out, "api_error", &message);
+            return;
+        }
+        if item.get("status").and_then(Value::as_str) == Some("incomplete") {
+            self.incomplete_item = Some(output_index);
+        }
+        match kind {
+            Some("message") => {
+                // Its parts, whole: each text or a refusal.
+                let texts = match message_texts(item, &at, &mut Dropped::default()) {
+                    Ok(texts) => texts,
+                    Err(message) => {
+                        self.writer.error(out, "api_error", &message);
+                        return;
+                    }
+                };
+                for (j, (text, refusal)) in texts.into_iter().enumerate() {
+                    self.refusal |= refusal;
+                    self.reconcile(out, output_index, Streamed::Text(j as u64), text);
+                }
+            }
+            Some("reasoning") => {
+                let parts = item.get("summary").and_then(Value::as_array);
+                for (j, part) in parts.into_iter().flatten().enumerate() {
+                    if let Some(text) = part.get("text").and_then(Value::as_str) {
+                        self.reconcile(out, output_index, Streamed::Summary(j as u64), text);
+                    }
+                }
+            }
+            _ => {
+                let Some(arguments) = item.get("arguments").and_then(Value::as_str) else {
+                    self.writer.error(
+                        out,
+                        "api_error",
+                        "the upstream sent a function call whose arguments are missing or not a string of JSON text; retry the request",
+                    );
+                    return;
+                };
+                let key = (output_index, 0);
+                if !self.writer.tool_seen(key) {
+                    self.writer
+                        .tool_start(out, key, str_of(item, "call_id"), str_of(item, "name"));
+                }
+                self.reconcile(out, output_index, Streamed::Arguments, arguments);
+            }
+        }
+        self.writer.close_output(out, output_index);
+    }
+
     fn data(&mut self, data: &[u8], out: &mut Vec<u8>) {
         if self.writer.done() || data.trim_ascii() == b"[DONE]" {
             return;
@@ -528,7 +695,49 @@ impl State {
             return;
         };
         let output_index = u64_of(&v, "output_index");
-        match str_of(&v, "type") {
+        let kind = str_of(&v, "type");
+        if kind.ends_with(".delta") {
+            // Content for an item that is open, as text.
+            let Some(delta) = v.get("delta").and_then(Value::as_str) else {
+                self.writer.error(
+                    out,
+                    "api_error",
+                    &format!(
+                        "the upstream sent a `{}` event whose delta is not text; retry the request",
+                        anthropic_client::member(kind)
+                    ),
+                );
+                return;
+            };
+            if !READ_DELTAS.contains(&kind) {
+                self.writer.error(out, "api_error", &format!("the upstream streamed `{}`, content an Anthropic stream cannot carry; retry the request", anthropic_client::member(kind)));
+                return;
+            }
+            if !self.open_items.contains(&output_index) {
+                self.writer.error(out, "api_error", &format!("the upstream streamed content for output item {output_index}, which is not open (never started, or finished); retry the request"));
+                return;
+            }
+            let part = match kind {
+                "response.output_text.delta" | "response.refusal.delta" => {
+                    self.refusal |= kind == "response.refusal.delta";
+                    Streamed::Text(u64_of(&v, "content_index"))
+                }
+                "response.reasoning_summary_text.delta" => {
+                    Streamed::Summary(u64_of(&v, "summary_index"))
+                }
+                "response.reasoning_text.delta" => {
+                    // Reasoning text (not a summary): its own thinking.
+                    self.streamed(output_index, Streamed::Summary(u64::MAX))
+                        .push_str(delta);
+                    self.writer.thinking(out, (output_index, 0), delta);
+                    return;
+                }
+                _ => Streamed::Arguments,
+            };
+            self.write(out, output_index, part, delta);
+            return;
+        }
+        match kind {
             "response.created" | "response.in_progress" | "response.queued" => {
                 let id = v
                     .get("response")
@@ -544,8 +753,12 @@ impl State {
                     self.writer.error(out, "api_error", &message);
                     return;
                 }
+                if self.open_items.contains(&output_index) {
+                    self.writer.error(out, "api_error", &format!("the upstream started output item {output_index} twice; retry the request"));
+                    return;
+                }
                 self.open_items.push(output_index);
-                if str_of(item, "type") == "function_call" {
+                if kind == Some("function_call") {
                     self.writer.tool_start(
                         out,
                         (output_index, 0),
@@ -554,83 +767,14 @@ impl State {
                     );
                 }
             }
-            "response.output_text.delta" => {
-                let key = (output_index, u64_of(&v, "content_index"));
-                self.writer.text(out, key, str_of(&v, "delta"));
-            }
-            "response.refusal.delta" => {
-                self.refusal = true;
-                let key = (output_index, u64_of(&v, "content_index"));
-                self.writer.text(out, key, str_of(&v, "delta"));
-            }
-            "response.reasoning_summary_text.delta" => {
-                let key = (output_index, 0);
-                let part = (output_index, u64_of(&v, "summary_index"));
-                let delta = str_of(&v, "delta");
-                if !delta.is_empty()
-                    && self
-                        .writer
-                        .is_open(anthropic_client::BlockKind::Thinking, key)
-                    && self.last_summary != Some(part)
-                {
-                    self.writer.thinking(out, key, "\n\n");
-                }
-                if !delta.is_empty() {
-                    self.last_summary = Some(part);
-                }
-                self.writer.thinking(out, key, delta);
-            }
-            "response.reasoning_text.delta" => {
-                self.writer
-                    .thinking(out, (output_index, 0), str_of(&v, "delta"));
-            }
-            "response.function_call_arguments.delta" => {
-                let delta = str_of(&v, "delta");
-                if !delta.is_empty() && !self.streamed_args.contains(&output_index) {
-                    self.streamed_args.push(output_index);
-                }
-                self.writer.tool_args(out, (output_index, 0), delta);
-            }
             "response.output_item.done" => {
-                let item = v.get("item").unwrap_or(&Value::Null);
-                self.open_items.retain(|i| *i != output_index);
-                let at = format!("output[{output_index}]");
-                let kind = item.get("type").and_then(Value::as_str);
-                if !kind.is_some_and(|k| ITEM_TYPES.contains(&k)) {
-                    let message = uncarried_item(output_index as usize, kind);
-                    self.writer.error(out, "api_error", &message);
+                if !self.open_items.contains(&output_index) {
+                    self.writer.error(out, "api_error", &format!("the upstream finished output item {output_index}, which was not open; retry the request"));
                     return;
                 }
-                if kind == Some("message") {
-                    // Its parts, whole: each text or a refusal.
-                    if let Err(message) = message_texts(item, &at, &mut Dropped::default()) {
-                        self.writer.error(out, "api_error", &message);
-                        return;
-                    }
-                }
-                if kind == Some("function_call") {
-                    if !item.get("arguments").is_some_and(Value::is_string) {
-                        self.writer.error(
-                            out,
-                            "api_error",
-                            "the upstream sent a function call whose arguments are missing or not a string of JSON text; retry the request",
-                        );
-                        return;
-                    }
-                    let key = (output_index, 0);
-                    if !self.writer.tool_seen(key) {
-                        self.writer.tool_start(
-                            out,
-                            key,
-                            str_of(item, "call_id"),
-                            str_of(item, "name"),
-                        );
-                    }
-                    if !self.streamed_args.contains(&output_index) {
-                        self.writer.tool_args(out, key, str_of(item, "arguments"));
-                    }
-                }
-                self.writer.close_output(out, output_index);
+                self.open_items.retain(|i| *i != output_index);
+                let item = v.get("item").unwrap_or(&Value::Null);
+                self.item_done(out, output_index, item);
             }
             "response.completed" | "response.incomplete" => {
                 let response = v.get("response").unwrap_or(&Value::Null);
@@ -640,6 +784,11 @@ impl State {
                     .unwrap_or_default();
                 if let Some(index) = self.open_items.first() {
                     let message = format!("the upstream's response ended with output item {index} started and never finished (no response.output_item.done); the answer is incomplete");
+                    self.writer.error(out, "api_error", &message);
+                    return;
+                }
+                if let (Some(index), "response.completed") = (self.incomplete_item, kind) {
+                    let message = format!("the upstream's response completed with output item {index} incomplete; retry the request");
                     self.writer.error(out, "api_error", &message);
                     return;
                 }
