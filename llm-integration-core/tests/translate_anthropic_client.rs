@@ -2084,3 +2084,77 @@ fn responses_stream_deltas_agree_with_the_finished_items() {
         assert!(message.contains(named), "{message}");
     }
 }
+
+/// Chat Completions: the choice of index 0 is the answer (by its index,
+/// not its place), other choices and members are named; a tool call needs
+/// its id; a stream's audio, legacy function call, nameless first chunk or
+/// second name is an error.
+#[test]
+fn chat_choices_ids_and_stream_members() {
+    let body = json!({"id": "c", "model": "gpt-5.5", "choices": [
+        {"index": 1, "finish_reason": "stop", "message": {"role": "assistant", "content": "second"}},
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "first"}, "foo": 1},
+    ]});
+    let a = messages_to_chat::answer(body.to_string().as_bytes()).unwrap();
+    let m: Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(m["content"][0]["text"], "first");
+    assert_eq!(
+        a.dropped.fields(),
+        ["answer.choices[index>0]", "answer.choices[].foo"]
+    );
+    let body = json!({"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant",
+        "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]}}]});
+    let e = refused(messages_to_chat::response(body.to_string().as_bytes()));
+    assert!(e.contains("has no id"), "{e}");
+
+    let chunk = |delta: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "choices": [{"index": 0, "delta": delta, "finish_reason": null}]})
+        )
+    };
+    let end = format!(
+        "data: {}\n\ndata: [DONE]\n\n",
+        json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    );
+    let call = |id: Option<&str>, name: Option<&str>, args: &str| {
+        let mut c = json!({"index": 0, "type": "function", "function": {"arguments": args}});
+        if let Some(id) = id {
+            c["id"] = json!(id);
+        }
+        if let Some(name) = name {
+            c["function"]["name"] = json!(name);
+        }
+        json!({"tool_calls": [c]})
+    };
+    for (middle, named) in [
+        (
+            [
+                chunk(json!({"content": "hi"})),
+                chunk(json!({"audio": {"transcript": "spoken", "data": "AAAA"}})),
+            ]
+            .concat(),
+            "`audio`",
+        ),
+        (
+            chunk(json!({"function_call": {"name": "f", "arguments": "{}"}})),
+            "`function_call`",
+        ),
+        (chunk(call(None, Some("read"), "{}")), "without an id"),
+        (
+            [
+                chunk(call(Some("call_1"), Some("read"), "")),
+                chunk(call(None, Some("delete_all"), "{}")),
+            ]
+            .concat(),
+            "second name",
+        ),
+    ] {
+        let input = format!("{middle}{end}");
+        let got = events(&run(Upstream::Chat, input.as_bytes(), &[]));
+        let (name, data) = got.last().expect("events");
+        assert_eq!(name, "error", "{input}");
+        let message = data["error"]["message"].as_str().unwrap();
+        assert!(message.contains(named), "{message}");
+    }
+}

@@ -1780,3 +1780,130 @@ fn anthropic_answers_are_carried_or_refused_naming_what() {
         }
     }
 }
+
+/// An Anthropic stream's events must fit its blocks: deltas of the block's
+/// kind to an open block, one start per open index, stops of open blocks,
+/// one `message_start`. Anything else is an error for either OpenAI
+/// client; a whole message's unknown members are named.
+#[test]
+fn anthropic_stream_events_must_fit_their_blocks() {
+    let base = anthropic_tool_stream(&["{}"]);
+    let insert = |extra: &str| {
+        let at = base.find("event: message_delta").expect("message_delta");
+        format!("{}{extra}{}", &base[..at], &base[at..])
+    };
+    let ev = |v: Value| format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap());
+    let start = |i: u64, block: Value| {
+        ev(json!({"type": "content_block_start", "index": i, "content_block": block}))
+    };
+    let delta =
+        |i: u64, d: Value| ev(json!({"type": "content_block_delta", "index": i, "delta": d}));
+    let stop = |i: u64| ev(json!({"type": "content_block_stop", "index": i}));
+    let text = json!({"type": "text", "text": ""});
+    for (extra, named) in [
+        (
+            [
+                start(5, text.clone()),
+                delta(5, json!({"text": "untyped"})),
+                stop(5),
+            ]
+            .concat(),
+            "`` delta in a `text` block",
+        ),
+        (
+            [
+                start(5, text.clone()),
+                delta(5, json!({"type": "mystery_delta", "data": "x"})),
+                stop(5),
+            ]
+            .concat(),
+            "`mystery_delta`",
+        ),
+        (
+            [
+                start(5, text.clone()),
+                delta(5, json!({"type": "input_json_delta", "partial_json": "{}"})),
+                stop(5),
+            ]
+            .concat(),
+            "`input_json_delta` delta in a `text` block",
+        ),
+        (
+            delta(9, json!({"type": "text_delta", "text": "stray"})),
+            "not open",
+        ),
+        (
+            [
+                start(5, text.clone()),
+                stop(5),
+                delta(5, json!({"type": "text_delta", "text": "late"})),
+            ]
+            .concat(),
+            "not open",
+        ),
+        (
+            [start(5, text.clone()), start(5, text.clone())].concat(),
+            "while it was open",
+        ),
+        (stop(8), "not open"),
+        (
+            ev(
+                json!({"type": "message_start", "message": {"id": "msg_2", "type": "message", "role": "assistant", "content": [], "usage": {"input_tokens": 1}}}),
+            ),
+            "twice",
+        ),
+    ] {
+        let input = insert(&extra);
+        for cuts in [vec![], vec![3, 77, 78, 250]] {
+            let got = events(&run(chat_stream(false), input.as_bytes(), &cuts));
+            let message = got.last().unwrap().data["error"]["message"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{extra}: {got:?}"))
+                .to_owned();
+            assert!(message.contains(named), "{message}");
+            let got = events(&run(responses_stream(), input.as_bytes(), &cuts));
+            let last = &got.last().unwrap().data;
+            assert_eq!(last["type"], "response.failed", "{extra}");
+            let message = last["response"]["error"]["message"].as_str().unwrap();
+            assert!(message.contains(named), "{message}");
+        }
+    }
+    // Citations and signatures in their blocks are read (and dropped).
+    let fine = [
+        start(5, text.clone()),
+        delta(5, json!({"type": "text_delta", "text": "a"})),
+        delta(
+            5,
+            json!({"type": "citations_delta", "citation": {"type": "char_location"}}),
+        ),
+        stop(5),
+        start(6, json!({"type": "thinking", "thinking": ""})),
+        delta(6, json!({"type": "thinking_delta", "thinking": "hm"})),
+        delta(6, json!({"type": "signature_delta", "signature": "sig"})),
+        stop(6),
+    ]
+    .concat();
+    let got = events(&run(chat_stream(false), insert(&fine).as_bytes(), &[]));
+    assert_eq!(got.last().unwrap().data, "[DONE]");
+    let got = events(&run(responses_stream(), insert(&fine).as_bytes(), &[]));
+    assert_eq!(got.last().unwrap().data["type"], "response.completed");
+
+    // A whole message's members without a counterpart are named.
+    let body = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+        "container": {"id": "c"}, "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1},
+        "content": [{"type": "text", "text": "hi", "foo": 1}, {"type": "thinking", "thinking": "t", "signature": "s"}]});
+    let a = chat::answer(body.to_string().as_bytes(), 0).unwrap();
+    assert_eq!(
+        a.dropped.fields(),
+        [
+            "answer.container",
+            "answer.content[].foo",
+            "answer.content[].signature"
+        ]
+    );
+    let a = responses::answer(body.to_string().as_bytes(), 0).unwrap();
+    assert_eq!(
+        a.dropped.fields(),
+        ["answer.container", "answer.content[].foo"]
+    );
+}

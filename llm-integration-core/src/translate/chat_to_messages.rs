@@ -83,8 +83,8 @@ use super::openai_client::{
     base_id, check_content, check_streamed_tool_input, check_tool_input_size, check_tool_use_start,
     function_tool, image_block, invalid, member, name_unread, parse_object, parse_service_tier,
     parse_temperature, pdf_block, positive_int, required_str, str_at, text_blocks, to_bytes,
-    tool_use_id, uncarried_block, unexpressible, unknown_stop_reason, Conversation, MemberRules,
-    OpenAiError, Role, Settings, Usage, DEFAULT_MAX_TOKENS,
+    tool_use_id, uncarried_block, unexpressible, unknown_stop_reason, Blocks, Conversation,
+    MemberRules, OpenAiError, Role, Settings, Usage, DEFAULT_MAX_TOKENS,
 };
 use super::{
     write_sse, Dropped, StreamTranslator, TranslateError, TranslatedAnswer, TranslatedRequest,
@@ -632,7 +632,13 @@ pub fn answer(body: &[u8], created: u64) -> Result<TranslatedAnswer, TranslateEr
     {
         match block["type"].as_str().unwrap_or("") {
             "text" => text.push_str(block["text"].as_str().unwrap_or("")),
-            "thinking" => reasoning.push_str(block["thinking"].as_str().unwrap_or("")),
+            "thinking" => {
+                reasoning.push_str(block["thinking"].as_str().unwrap_or(""));
+                // Chat Completions has no place for it.
+                if block["signature"].as_str().is_some_and(|s| !s.is_empty()) {
+                    dropped.push("answer.content[].signature");
+                }
+            }
             "redacted_thinking" => dropped.push("answer.content[type=redacted_thinking]"),
             "tool_use" => calls.push(json!({
                 "id": block["id"],
@@ -723,6 +729,7 @@ pub struct Stream {
     next_tool: usize,
     usage: Usage,
     stop_reason: Option<String>,
+    blocks: Blocks,
 }
 
 impl Stream {
@@ -740,6 +747,7 @@ impl Stream {
             next_tool: 0,
             usage: Usage::default(),
             stop_reason: None,
+            blocks: Blocks::default(),
         }
     }
 
@@ -799,6 +807,10 @@ impl Stream {
         let kind = data["type"].as_str().unwrap_or(event.event);
         match kind {
             "message_start" => {
+                if let Err(error) = self.blocks.message_start() {
+                    self.fail(out, &error);
+                    return;
+                }
                 let message = &data["message"];
                 self.usage.merge(&message["usage"]);
                 self.start(out, message["id"].as_str().unwrap_or(""));
@@ -807,6 +819,11 @@ impl Stream {
                 self.start(out, "");
                 let block = &data["content_block"];
                 let index = data["index"].as_u64().unwrap_or(0);
+                let kind = block["type"].as_str().unwrap_or("");
+                if let Err(error) = self.blocks.start(index, kind) {
+                    self.fail(out, &error);
+                    return;
+                }
                 match block["type"].as_str().unwrap_or("") {
                     "tool_use" => {
                         if let Err(error) = check_tool_use_start(block) {
@@ -849,6 +866,13 @@ impl Stream {
             "content_block_delta" => {
                 let delta = &data["delta"];
                 let index = data["index"].as_u64().unwrap_or(0);
+                if let Err(error) = self
+                    .blocks
+                    .delta(index, delta["type"].as_str().unwrap_or(""))
+                {
+                    self.fail(out, &error);
+                    return;
+                }
                 match delta["type"].as_str().unwrap_or("") {
                     kind @ ("text_delta" | "thinking_delta") => {
                         let (from, to) = if kind == "text_delta" {
@@ -892,6 +916,10 @@ impl Stream {
             }
             "content_block_stop" => {
                 let index = data["index"].as_u64().unwrap_or(0);
+                if let Err(error) = self.blocks.stop(index) {
+                    self.fail(out, &error);
+                    return;
+                }
                 let Some((_, call, input)) = self.tools.iter_mut().find(|(i, _, _)| *i == index)
                 else {
                     return;

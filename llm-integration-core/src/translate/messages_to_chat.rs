@@ -366,10 +366,30 @@ pub fn answer(body: &[u8]) -> Result<TranslatedAnswer, TranslateError> {
         )));
     }
     let invalid = |what: String| TranslateError::InvalidBody(format!("the upstream's {what}"));
-    let choice = v
-        .get("choices")
-        .and_then(|c| c.get(0))
-        .ok_or_else(|| invalid("chat completion has no `choices[0]`".into()))?;
+    // The choice whose `index` is 0 (the request never asks for more):
+    // by its index, not its place in the array.
+    let choices = v.get("choices").and_then(Value::as_array);
+    let choice = choices
+        .into_iter()
+        .flatten()
+        .find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
+        .ok_or_else(|| invalid("chat completion has no choice of index 0".into()))?;
+    let mut dropped = Dropped::default();
+    if choices.is_some_and(|c| c.len() > 1) {
+        dropped.push("answer.choices[index>0]");
+    }
+    if let Some(object) = choice.as_object() {
+        for key in object.keys() {
+            if !["index", "message", "finish_reason", "logprobs"].contains(&key.as_str())
+                && !object[key].is_null()
+            {
+                dropped.push(format!(
+                    "answer.choices[].{}",
+                    anthropic_client::member(key)
+                ));
+            }
+        }
+    }
     let message = choice
         .get("message")
         .and_then(Value::as_object)
@@ -382,7 +402,6 @@ pub fn answer(body: &[u8]) -> Result<TranslatedAnswer, TranslateError> {
             "choices[0].message.tool_calls is not an array".into(),
         ));
     }
-    let mut dropped = Dropped::default();
     for (key, value) in message {
         if value.is_null() || MESSAGE_MEMBERS.contains(&key.as_str()) {
             continue;
@@ -477,9 +496,16 @@ pub fn answer(body: &[u8]) -> Result<TranslatedAnswer, TranslateError> {
         if name.is_empty() {
             return Err(invalid(format!("{at} has no function name")));
         }
+        let Some(id) = call
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        else {
+            return Err(invalid(format!("{at} has no id")));
+        };
         content.push(json!({
             "type": "tool_use",
-            "id": call.get("id").and_then(Value::as_str).map_or_else(|| format!("call_{i}"), str::to_owned),
+            "id": id,
             "name": name,
             "input": input,
         }));
@@ -680,6 +706,19 @@ impl State {
                     return;
                 }
             };
+            if let Some(member) = ["audio", "function_call"]
+                .into_iter()
+                .find(|m| delta.get(*m).is_some_and(|v| !v.is_null()))
+            {
+                // Content the Anthropic stream cannot carry (audio), or a
+                // call the request never offered (a legacy function call).
+                self.writer.error(
+                    out,
+                    "api_error",
+                    &format!("the upstream streamed `{member}`, which an Anthropic message cannot carry; retry the request"),
+                );
+                return;
+            }
             if delta
                 .get("tool_calls")
                 .is_some_and(|c| !c.is_array() && !c.is_null())
@@ -733,13 +772,26 @@ impl State {
                         return;
                     }
                 }
+                let name = function.get("name").and_then(Value::as_str);
                 if !self.writer.tool_seen(key) {
-                    let id = call
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .map_or_else(|| format!("call_{index}"), str::to_owned);
-                    let name = function.get("name").and_then(Value::as_str).unwrap_or("");
-                    self.writer.tool_start(out, key, &id, name);
+                    let Some(id) = id else {
+                        // A call the client could not answer.
+                        self.writer.error(
+                            out,
+                            "api_error",
+                            "the upstream started a tool call without an id; retry the request",
+                        );
+                        return;
+                    };
+                    self.writer.tool_start(out, key, id, name.unwrap_or(""));
+                } else if name.is_some_and(|n| !n.is_empty()) {
+                    // The name comes once, in the call's first chunk.
+                    self.writer.error(
+                        out,
+                        "api_error",
+                        "the upstream streamed a second name for a tool call; retry the request",
+                    );
+                    return;
                 }
                 match function.get("arguments") {
                     Some(Value::String(args)) => self.writer.tool_args(out, key, args),

@@ -705,7 +705,40 @@ pub(super) fn check_content(
             "the upstream's message has no `content` array".into(),
         ));
     };
+    const MESSAGE: [&str; 9] = [
+        "id",
+        "type",
+        "role",
+        "model",
+        "content",
+        "stop_reason",
+        "stop_sequence",
+        "usage",
+        "stop_details",
+    ];
+    for (key, value) in message {
+        if !value.is_null() && !MESSAGE.contains(&key.as_str()) {
+            dropped.push(format!("answer.{}", super::anthropic_client::member(key)));
+        }
+    }
     for (i, block) in blocks.iter().enumerate() {
+        let members: &[&str] = match block["type"].as_str() {
+            Some("text") => &["type", "text", "citations"],
+            Some("thinking") => &["type", "thinking", "signature"],
+            Some("redacted_thinking") => &["type", "data"],
+            Some("tool_use") => &["type", "id", "name", "input"],
+            _ => &[],
+        };
+        if let Some(block) = block.as_object().filter(|_| !members.is_empty()) {
+            for (key, value) in block {
+                if !value.is_null() && !members.contains(&key.as_str()) {
+                    dropped.push(format!(
+                        "answer.content[].{}",
+                        super::anthropic_client::member(key)
+                    ));
+                }
+            }
+        }
         let bad = match block["type"].as_str() {
             Some("text") if !block["text"].is_string() => {
                 "text (a text block) is not a string".to_owned()
@@ -746,6 +779,79 @@ pub(super) fn unknown_stop_reason(reason: Option<&str>, api: &str) -> String {
             super::anthropic_client::member(reason)
         ),
         None => "the upstream's answer ended without a stop_reason; retry the request".into(),
+    }
+}
+
+/// The content blocks of an Anthropic stream as they start and stop, to
+/// check each event against them: one `message_start`; a block started at
+/// an index not open; deltas only to an open block, of its kind
+/// (`text_delta` and `citations_delta` to a text block, `thinking_delta`
+/// and `signature_delta` to a thinking block, `input_json_delta` to a tool
+/// use); a stop only of an open block. Anything else is an error: an
+/// answer the client would read differently than it was written.
+#[derive(Debug, Default)]
+pub(super) struct Blocks {
+    message_started: bool,
+    /// Open blocks: their `index` and `type`.
+    open: Vec<(u64, String)>,
+}
+
+impl Blocks {
+    /// A `message_start`.
+    pub(super) fn message_start(&mut self) -> Result<(), OpenAiError> {
+        if std::mem::replace(&mut self.message_started, true) {
+            return Err(OpenAiError::untranslatable(
+                "the upstream started its message twice; retry the request",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A `content_block_start` of `kind` at `index`.
+    pub(super) fn start(&mut self, index: u64, kind: &str) -> Result<(), OpenAiError> {
+        if self.open.iter().any(|(i, _)| *i == index) {
+            return Err(OpenAiError::untranslatable(format!(
+                "the upstream started content block {index} while it was open; retry the request"
+            )));
+        }
+        self.open.push((index, kind.to_owned()));
+        Ok(())
+    }
+
+    /// A `content_block_delta` of `delta` type at `index`.
+    pub(super) fn delta(&self, index: u64, delta: &str) -> Result<(), OpenAiError> {
+        let Some((_, kind)) = self.open.iter().find(|(i, _)| *i == index) else {
+            return Err(OpenAiError::untranslatable(format!(
+                "the upstream streamed a delta for content block {index}, which is not open (never started, or stopped); retry the request"
+            )));
+        };
+        let fits = matches!(
+            (kind.as_str(), delta),
+            ("text", "text_delta" | "citations_delta")
+                | ("thinking", "thinking_delta" | "signature_delta")
+                | ("tool_use", "input_json_delta")
+        );
+        if fits {
+            return Ok(());
+        }
+        Err(OpenAiError::untranslatable(format!(
+            "the upstream streamed a `{}` delta in a `{}` block, which cannot carry it; retry the request",
+            super::anthropic_client::member(delta),
+            super::anthropic_client::member(kind)
+        )))
+    }
+
+    /// A `content_block_stop` at `index`.
+    pub(super) fn stop(&mut self, index: u64) -> Result<(), OpenAiError> {
+        match self.open.iter().position(|(i, _)| *i == index) {
+            Some(at) => {
+                self.open.remove(at);
+                Ok(())
+            }
+            None => Err(OpenAiError::untranslatable(format!(
+                "the upstream stopped content block {index}, which is not open; retry the request"
+            ))),
+        }
     }
 }
 

@@ -95,7 +95,7 @@ use super::openai_client::{
     custom_tool, function_tool, image_block, invalid, member, name_unread, parse_object,
     parse_service_tier, parse_temperature, pdf_block, positive_int, required_str, str_at,
     text_blocks, to_bytes, tool_use_id, uncarried_block, unexpressible, unknown_stop_reason,
-    Conversation, MemberRules, OpenAiError, Role, Settings, Usage, CUSTOM_TOOL_INPUT,
+    Blocks, Conversation, MemberRules, OpenAiError, Role, Settings, Usage, CUSTOM_TOOL_INPUT,
     CUSTOM_TOOL_SUFFIX, DEFAULT_MAX_TOKENS, REDACTED_MARK, THINKING_MARK,
 };
 use super::{
@@ -1012,6 +1012,7 @@ pub struct Stream {
     next_output: usize,
     usage: Usage,
     stop_reason: Option<String>,
+    blocks: Blocks,
 }
 
 impl Stream {
@@ -1030,6 +1031,7 @@ impl Stream {
             next_output: 0,
             usage: Usage::default(),
             stop_reason: None,
+            blocks: Blocks::default(),
         }
     }
 
@@ -1110,14 +1112,36 @@ impl Stream {
         let kind = data["type"].as_str().unwrap_or(event.event);
         match kind {
             "message_start" => {
+                if let Err(error) = self.blocks.message_start() {
+                    self.fail(out, &error);
+                    return;
+                }
                 let message = &data["message"];
                 self.usage.merge(&message["usage"]);
                 self.start(out, message["id"].as_str().unwrap_or(""));
             }
-            "content_block_start" => self.block_start(out, &data),
-            "content_block_delta" => self.block_delta(out, &data),
+            "content_block_start" => {
+                let index = data["index"].as_u64().unwrap_or(0);
+                let kind = data["content_block"]["type"].as_str().unwrap_or("");
+                match self.blocks.start(index, kind) {
+                    Ok(()) => self.block_start(out, &data),
+                    Err(error) => self.fail(out, &error),
+                }
+            }
+            "content_block_delta" => {
+                let index = data["index"].as_u64().unwrap_or(0);
+                let kind = data["delta"]["type"].as_str().unwrap_or("");
+                match self.blocks.delta(index, kind) {
+                    Ok(()) => self.block_delta(out, &data),
+                    Err(error) => self.fail(out, &error),
+                }
+            }
             "content_block_stop" => {
                 let index = data["index"].as_u64().unwrap_or(0);
+                if let Err(error) = self.blocks.stop(index) {
+                    self.fail(out, &error);
+                    return;
+                }
                 if let Some(at) = self.open.iter().position(|b| b.index == index) {
                     let block = self.open.remove(at);
                     self.block_stop(out, block);
