@@ -59,13 +59,23 @@ impl TopLevelScanner {
         }
     }
 
-    /// The values found so far, raw, with their member names (the last
-    /// one wins when a name appears twice).
+    /// The values found so far, raw, with their member names (a repeated
+    /// member's first and last, see [`values`](Self::values)).
     pub fn found(&self) -> &[(&'static str, Vec<u8>)] {
         &self.found
     }
 
-    /// The raw value of `name`, if found.
+    /// The raw values of top-level member `name`: its first and, when it is
+    /// repeated, its last (JSON parsers differ on which they keep).
+    pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.found
+            .iter()
+            .filter(move |(n, _)| *n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The last value of top-level member `name` (a repeated member's
+    /// last, as JSON parsers read it).
     pub fn value(&self, name: &str) -> Option<&[u8]> {
         self.found
             .iter()
@@ -81,7 +91,16 @@ impl TopLevelScanner {
                 value.pop();
             }
             if !value.is_empty() {
-                self.found.push((name, value));
+                // A repeated member: its first and its last value are kept
+                // (what first-wins and last-wins parsers read), so memory
+                // stays bounded however often it repeats.
+                let seen: Vec<usize> = (0..self.found.len())
+                    .filter(|i| self.found[*i].0 == name)
+                    .collect();
+                match seen.get(1) {
+                    Some(&last) => self.found[last].1 = value,
+                    None => self.found.push((name, value)),
+                }
             }
         }
         self.value.clear();

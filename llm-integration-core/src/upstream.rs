@@ -452,6 +452,20 @@ fn plan_native(
         format!("{}/responses", targets.chatgpt_backend)
     } else {
         if let Some(body) = body {
+            if forward.source.is_metered()
+                && path == "/v1/responses"
+                && body.bool("background") == Some(true)
+            {
+                return Err(GatewayError::new(
+                    dialect,
+                    ErrorClass::InvalidRequest,
+                    "unsupported_parameter",
+                    format!(
+                        "`background: true` cannot be metered on integration {}'s platform credential: a background response goes on generating after the request ends, where the gateway cannot read or charge it; send the request without `background` (stream it for long answers), or use your own key (--openai=byok)",
+                        forward.integration.name
+                    ),
+                ));
+            }
             if asks_for_usage(provider, path) && body.bool("stream") == Some(true) {
                 let options = body
                     .object("stream_options")

@@ -452,6 +452,15 @@ impl UsageMeter {
             return false;
         }
         let [input, output, written, read] = fields.map(|f| f.and_then(figure));
+        // The prompt is the three input figures together: past any model,
+        // it is no count either.
+        let prompt = [input, written, read]
+            .iter()
+            .map(|f| f.unwrap_or(0))
+            .fold(0u64, u64::saturating_add);
+        if prompt > MAX_TOKENS {
+            return false;
+        }
         if input.is_some() {
             self.input_seen = true;
         }
@@ -619,11 +628,16 @@ impl UsageMeter {
             let model = serde_json::from_slice::<String>(model).ok();
             self.note_model(model.map(Cow::Owned));
         }
-        if let Some(usage) = self.json.value("usage") {
-            if let Ok(usage) = serde_json::from_slice::<Value>(usage) {
-                if self.apply(&usage) {
-                    self.complete = true;
-                }
+        // Every `usage` member of a body repeating it: the larger of each
+        // figure stands, whichever one a client's parser keeps.
+        let reports: Vec<Value> = self
+            .json
+            .values("usage")
+            .filter_map(|u| serde_json::from_slice(u).ok())
+            .collect();
+        for usage in &reports {
+            if self.apply(usage) {
+                self.complete = true;
             }
         }
     }
@@ -846,6 +860,24 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
                 );
                 assert_eq!(r.tokens.input, 77, "{bad}: the request's estimate");
             }
+        }
+        // Anthropic's three input figures are one prompt: together past
+        // any model, they are no count; the record is an estimate.
+        let body = "data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":9999999,\"cache_creation_input_tokens\":9999999,\"cache_read_input_tokens\":9999999,\"output_tokens\":1}}}\n\n";
+        let mut m = UsageMeter::new(true);
+        m.feed(body.as_bytes());
+        let r = m.reading(true, 77, 0).unwrap();
+        assert!(r.estimated);
+        assert_eq!(r.tokens.input, 77);
+        assert_eq!(r.tokens.cache_creation + r.tokens.cache_read, 0);
+        // A repeated `usage` member of a JSON body: its larger figures
+        // stand, whichever a client's parser keeps.
+        for body in [
+            r#"{"usage":{"prompt_tokens":100000,"completion_tokens":5},"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#,
+            r#"{"usage":{"prompt_tokens":1,"completion_tokens":1},"usage":{"prompt_tokens":2},"usage":{"prompt_tokens":100000,"completion_tokens":5}}"#,
+        ] {
+            let u = meter(false, body).unwrap();
+            assert_eq!((u.input, u.output), (100_000, 5), "{body}");
         }
         // A usage in a ping, or a second smaller report, cannot lower it.
         let body = "data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":1000,\"output_tokens\":1}}}\n\n\

@@ -2216,3 +2216,24 @@ fn custom_endpoints_get_their_own_authentication_only() {
         }
     }
 }
+
+/// A background response goes on generating after its request ends, where
+/// the gateway cannot meter it: refused on the platform's credential,
+/// naming `background` and what to do; forwarded on the owner's own key.
+#[test]
+fn background_responses_are_refused_on_the_platform_credential() {
+    let body = br#"{"model":"gpt-5.5","input":"hi","background":true,"max_output_tokens":100000}"#;
+    let (planned, _) = plan_for(GATEWAY, "/v1/responses", body);
+    let e = planned.expect_err("refused");
+    assert_eq!(e.status().as_u16(), 400);
+    assert!(e.message.contains("`background: true`"), "{}", e.message);
+    assert!(e.message.contains("--openai=byok"), "{}", e.message);
+    let (planned, _) = plan_for(BYOK, "/v1/responses", body);
+    assert!(planned.is_ok());
+    for body in [
+        &br#"{"model":"gpt-5.5","input":"hi","background":false}"#[..],
+        br#"{"model":"gpt-5.5","input":"hi"}"#,
+    ] {
+        assert!(plan_for(GATEWAY, "/v1/responses", body).0.is_ok());
+    }
+}

@@ -975,7 +975,8 @@ ask an operator for more allocation, or use your own key (`integrations edit {} 
             price,
             input_estimate: estimate.input_tokens,
             free: !plan.charged,
-            output_limit: plan.max_output.map(|m| {
+            // A limit of 0 no provider accepts: not a bound.
+            output_limit: plan.max_output.filter(|m| *m > 0).map(|m| {
                 m.saturating_mul(plan.choices.unwrap_or(1).clamp(1, pricing::MAX_CHOICES))
             }),
             output_cap: plan
