@@ -144,6 +144,12 @@ impl Collector {
         match probe.kind.as_ref() {
             "response.output_item.added" => self.open.push(index),
             "response.output_item.done" => {
+                if self.open.iter().any(|i| *i < index) {
+                    self.answer = Some(Err(Uncollected::Failed(format!(
+                        "output item {index} finished before an earlier one"
+                    ))));
+                    return;
+                }
                 self.open.retain(|i| *i != index);
                 if let Some(item) = probe.item {
                     self.size += item.get().len();
@@ -186,6 +192,16 @@ impl Collector {
         let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(raw) else {
             return Ok(raw.to_vec());
         };
+        let listed = object
+            .get("output")
+            .and_then(serde_json::Value::as_array)
+            .map_or(0, Vec::len);
+        if listed > 0 && listed != self.items.len() {
+            return Err(Uncollected::Failed(format!(
+                "the final response lists {listed} output items, the stream finished {}",
+                self.items.len()
+            )));
+        }
         let mut items: Vec<&(u64, Box<RawValue>)> = self.items.iter().collect();
         items.sort_by_key(|(index, _)| *index);
         let output = items
@@ -475,8 +491,18 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
         let completed = |output: &str| {
             format!("data: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"r\",\"output\":{output}}}}}\n\n")
         };
-        // Finished out of order, the final event's output empty.
+        // Finished in order, the final event's output empty.
         let body = [
+            added(0),
+            added(1),
+            done(0, "a"),
+            done(1, "b"),
+            completed("[]"),
+        ]
+        .concat();
+        // Out of order: a client placing items by index and one reading
+        // them as they came would read different answers.
+        let disordered = [
             added(0),
             added(1),
             done(1, "b"),
@@ -484,6 +510,21 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
             completed("[]"),
         ]
         .concat();
+        let (_, mut r) = relay(plan(false, true), true, disordered.as_bytes(), 4);
+        assert!(
+            matches!(r.collected(), Err(Uncollected::Failed(m)) if m.contains("before an earlier one"))
+        );
+        // The final event listing other items than the stream finished.
+        let two = [
+            added(0),
+            done(0, "a"),
+            completed(r#"[{"type":"message"},{"type":"message"}]"#),
+        ]
+        .concat();
+        let (_, mut r) = relay(plan(false, true), true, two.as_bytes(), 4);
+        assert!(
+            matches!(r.collected(), Err(Uncollected::Failed(m)) if m.contains("lists 2 output items"))
+        );
         for split in [1, 7, 10_000] {
             let (_, mut r) = relay(plan(false, true), true, body.as_bytes(), split);
             let v: serde_json::Value = serde_json::from_slice(&r.collected().unwrap()).unwrap();
@@ -496,7 +537,8 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
                 .collect();
             assert_eq!(texts, ["a", "b"], "split {split}");
         }
-        // The final event claiming other output does not replace it.
+        // The final event claiming other output (as many items) does not
+        // replace it.
         let body = [
             added(0),
             done(0, "streamed"),

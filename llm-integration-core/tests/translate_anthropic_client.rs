@@ -2158,3 +2158,103 @@ fn chat_choices_ids_and_stream_members() {
         assert!(message.contains(named), "{message}");
     }
 }
+
+/// What a stream says twice, or in another order than its indexes, or
+/// only in its final event: the final event's output is carried when the
+/// stream finished no item; otherwise the answer must agree with itself.
+#[test]
+fn streams_that_contradict_themselves_are_errors() {
+    let event = |v: Value| format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap());
+    let created = event(json!({"type": "response.created", "response": {"id": "resp_1"}}));
+    let completed = |output: Value| {
+        event(
+            json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "output": output}}),
+        )
+    };
+    let message = |text: &str| json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]});
+    let call = |name: &str, id: &str| json!({"type": "function_call", "call_id": id, "name": name, "arguments": "{}"});
+    let added = |i: u64, item: Value| {
+        event(json!({"type": "response.output_item.added", "output_index": i, "item": item}))
+    };
+    let done = |i: u64, item: Value| {
+        event(json!({"type": "response.output_item.done", "output_index": i, "item": item}))
+    };
+    // Only in the final event: carried.
+    let input = [
+        created.clone(),
+        completed(json!([message("ONLY"), call("f", "c1")])),
+    ]
+    .concat();
+    let got = events(&run(Upstream::Responses, input.as_bytes(), &[]));
+    let m = accumulate(&got);
+    assert_eq!(m["content"][0]["text"], "ONLY", "{got:?}");
+    assert_eq!(m["content"][1]["name"], "f");
+    assert_eq!(m["stop_reason"], "tool_use");
+    for (middle, end, named) in [
+        // A finished call naming another tool, or another id.
+        (
+            vec![
+                added(0, call("safe_tool", "c1")),
+                done(0, call("rm_rf", "c1")),
+            ],
+            completed(json!([])),
+            "another tool or call id",
+        ),
+        (
+            vec![added(0, call("f", "c1")), done(0, call("f", "c2"))],
+            completed(json!([])),
+            "another tool or call id",
+        ),
+        // Finished out of order.
+        (
+            vec![
+                added(0, message("")),
+                added(1, message("")),
+                done(1, message("SECOND")),
+                done(0, message("FIRST")),
+            ],
+            completed(json!([])),
+            "before an earlier one",
+        ),
+        // The final event listing other output than the stream finished.
+        (
+            vec![added(0, message("")), done(0, message("a"))],
+            completed(json!([message("a"), message("b")])),
+            "lists 2",
+        ),
+    ] {
+        let input = [vec![created.clone()], middle, vec![end]].concat().concat();
+        let got = events(&run(Upstream::Responses, input.as_bytes(), &[]));
+        let (name, data) = got.last().expect("events");
+        assert_eq!(name, "error", "{input}");
+        let text = data["error"]["message"].as_str().unwrap();
+        assert!(text.contains(named), "{text}");
+    }
+    // Chat Completions: two finish reasons, or a second choice.
+    let chunk = |choice: Value| format!("data: {}\n\n", json!({"id": "c", "choices": [choice]}));
+    for (body, named) in [
+        (
+            [
+                chunk(json!({"index": 0, "delta": {"content": "hi"}, "finish_reason": "content_filter"})),
+                chunk(json!({"index": 0, "delta": {}, "finish_reason": "stop"})),
+            ]
+            .concat(),
+            "two finish reasons",
+        ),
+        (
+            [
+                chunk(json!({"index": 0, "delta": {"content": "hi"}, "finish_reason": null})),
+                chunk(json!({"index": 1, "delta": {"content": "other"}, "finish_reason": null})),
+                chunk(json!({"index": 0, "delta": {}, "finish_reason": "stop"})),
+            ]
+            .concat(),
+            "second choice",
+        ),
+    ] {
+        let input = format!("{body}data: [DONE]\n\n");
+        let got = events(&run(Upstream::Chat, input.as_bytes(), &[]));
+        let (name, data) = got.last().expect("events");
+        assert_eq!(name, "error", "{input}");
+        assert!(data["error"]["message"].as_str().unwrap().contains(named));
+    }
+}

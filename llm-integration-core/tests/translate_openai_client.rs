@@ -1587,9 +1587,9 @@ fn claude_deltas_of_the_wrong_shape_are_errors() {
     let text_block = |delta: Value, index: u64| {
         format!(
             "event: content_block_start\ndata: {}\n\nevent: content_block_delta\ndata: {}\n\nevent: content_block_stop\ndata: {}\n\n",
-            json!({"type": "content_block_start", "index": 5, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}}),
             json!({"type": "content_block_delta", "index": index, "delta": delta}),
-            json!({"type": "content_block_stop", "index": 5}),
+            json!({"type": "content_block_stop", "index": 1}),
         )
     };
     let insert = |extra: String| {
@@ -1597,8 +1597,8 @@ fn claude_deltas_of_the_wrong_shape_are_errors() {
         format!("{}{extra}{}", &base[..at], &base[at..])
     };
     for extra in [
-        text_block(json!({"type": "text_delta", "text": 5}), 5),
-        text_block(json!({"type": "text_delta"}), 5),
+        text_block(json!({"type": "text_delta", "text": 5}), 1),
+        text_block(json!({"type": "text_delta"}), 1),
         text_block(json!({"type": "text_delta", "text": "x"}), 7),
     ] {
         let input = insert(extra.clone());
@@ -1626,9 +1626,9 @@ fn claude_deltas_of_the_wrong_shape_are_errors() {
         let kind = block["type"].as_str().unwrap().to_owned();
         let server = format!(
             "event: content_block_start\ndata: {}\n\nevent: content_block_delta\ndata: {}\n\nevent: content_block_stop\ndata: {}\n\n",
-            json!({"type": "content_block_start", "index": 6, "content_block": block}),
-            json!({"type": "content_block_delta", "index": 6, "delta": {"type": "input_json_delta", "partial_json": "{\"query\":\"x\"}"}}),
-            json!({"type": "content_block_stop", "index": 6}),
+            json!({"type": "content_block_start", "index": 1, "content_block": block}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"query\":\"x\"}"}}),
+            json!({"type": "content_block_stop", "index": 1}),
         );
         let got = events(&run(
             responses_stream(),
@@ -1803,27 +1803,27 @@ fn anthropic_stream_events_must_fit_their_blocks() {
     for (extra, named) in [
         (
             [
-                start(5, text.clone()),
-                delta(5, json!({"text": "untyped"})),
-                stop(5),
+                start(1, text.clone()),
+                delta(1, json!({"text": "untyped"})),
+                stop(1),
             ]
             .concat(),
             "`` delta in a `text` block",
         ),
         (
             [
-                start(5, text.clone()),
-                delta(5, json!({"type": "mystery_delta", "data": "x"})),
-                stop(5),
+                start(1, text.clone()),
+                delta(1, json!({"type": "mystery_delta", "data": "x"})),
+                stop(1),
             ]
             .concat(),
             "`mystery_delta`",
         ),
         (
             [
-                start(5, text.clone()),
-                delta(5, json!({"type": "input_json_delta", "partial_json": "{}"})),
-                stop(5),
+                start(1, text.clone()),
+                delta(1, json!({"type": "input_json_delta", "partial_json": "{}"})),
+                stop(1),
             ]
             .concat(),
             "`input_json_delta` delta in a `text` block",
@@ -1834,16 +1834,16 @@ fn anthropic_stream_events_must_fit_their_blocks() {
         ),
         (
             [
-                start(5, text.clone()),
-                stop(5),
-                delta(5, json!({"type": "text_delta", "text": "late"})),
+                start(1, text.clone()),
+                stop(1),
+                delta(1, json!({"type": "text_delta", "text": "late"})),
             ]
             .concat(),
             "not open",
         ),
         (
-            [start(5, text.clone()), start(5, text.clone())].concat(),
-            "while it was open",
+            [start(1, text.clone()), start(1, text.clone())].concat(),
+            "while block 1 was open",
         ),
         (stop(8), "not open"),
         (
@@ -1870,17 +1870,17 @@ fn anthropic_stream_events_must_fit_their_blocks() {
     }
     // Citations and signatures in their blocks are read (and dropped).
     let fine = [
-        start(5, text.clone()),
-        delta(5, json!({"type": "text_delta", "text": "a"})),
+        start(1, text.clone()),
+        delta(1, json!({"type": "text_delta", "text": "a"})),
         delta(
-            5,
+            1,
             json!({"type": "citations_delta", "citation": {"type": "char_location"}}),
         ),
-        stop(5),
-        start(6, json!({"type": "thinking", "thinking": ""})),
-        delta(6, json!({"type": "thinking_delta", "thinking": "hm"})),
-        delta(6, json!({"type": "signature_delta", "signature": "sig"})),
-        stop(6),
+        stop(1),
+        start(2, json!({"type": "thinking", "thinking": ""})),
+        delta(2, json!({"type": "thinking_delta", "thinking": "hm"})),
+        delta(2, json!({"type": "signature_delta", "signature": "sig"})),
+        stop(2),
     ]
     .concat();
     let got = events(&run(chat_stream(false), insert(&fine).as_bytes(), &[]));
@@ -1906,4 +1906,85 @@ fn anthropic_stream_events_must_fit_their_blocks() {
         a.dropped.fields(),
         ["answer.container", "answer.content[].foo"]
     );
+}
+
+/// An Anthropic stream giving two stop reasons, or blocks out of order or
+/// overlapping, contradicts itself: an error for either OpenAI client.
+#[test]
+fn anthropic_streams_that_contradict_themselves_are_errors() {
+    let ev = |v: Value| format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap());
+    let start = |i: u64| {
+        ev(
+            json!({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}}),
+        )
+    };
+    let text = |i: u64, t: &str| {
+        ev(
+            json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": t}}),
+        )
+    };
+    let stop = |i: u64| ev(json!({"type": "content_block_stop", "index": i}));
+    let head = ev(
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "content": [], "usage": {"input_tokens": 1}}}),
+    );
+    let reason = |r: &str| {
+        ev(
+            json!({"type": "message_delta", "delta": {"stop_reason": r}, "usage": {"output_tokens": 2}}),
+        )
+    };
+    let end = ev(json!({"type": "message_stop"}));
+    for (middle, named) in [
+        (
+            [
+                start(0),
+                text(0, "a"),
+                stop(0),
+                reason("max_tokens"),
+                reason("end_turn"),
+            ]
+            .concat(),
+            "two stop reasons",
+        ),
+        (
+            [
+                start(1),
+                text(1, "SECOND"),
+                stop(1),
+                start(0),
+                text(0, "FIRST"),
+                stop(0),
+                reason("end_turn"),
+            ]
+            .concat(),
+            "where block 0 comes next",
+        ),
+        (
+            [
+                start(0),
+                start(1),
+                text(0, "ZERO"),
+                text(1, "ONE"),
+                stop(1),
+                stop(0),
+                reason("end_turn"),
+            ]
+            .concat(),
+            "while block 0 was open",
+        ),
+    ] {
+        let input = format!("{head}{middle}{end}");
+        let got = events(&run(chat_stream(false), input.as_bytes(), &[]));
+        let message = got.last().unwrap().data["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{got:?}"))
+            .to_owned();
+        assert!(message.contains(named), "{message}");
+        let got = events(&run(responses_stream(), input.as_bytes(), &[]));
+        let last = &got.last().unwrap().data;
+        assert_eq!(last["type"], "response.failed");
+        assert!(last["response"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(named));
+    }
 }

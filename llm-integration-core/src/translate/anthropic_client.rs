@@ -1159,8 +1159,8 @@ pub(super) struct AnthropicWriter {
     open: Option<(BlockKind, (u64, u64), usize)>,
     /// Keys of the tool blocks already closed.
     closed_tools: Vec<(u64, u64)>,
-    /// The id each tool block was opened with, by key.
-    tool_ids: Vec<((u64, u64), String)>,
+    /// The id and name each tool block was opened with, by key.
+    tool_ids: Vec<((u64, u64), String, String)>,
     /// The open tool block's arguments so far, checked when it closes.
     arguments: String,
     /// Whether the open tool block was given arguments (even empty text).
@@ -1379,7 +1379,7 @@ impl AnthropicWriter {
         {
             self.tool_use = true;
             self.arguments_given = false;
-            self.tool_ids.push((key, id.to_owned()));
+            self.tool_ids.push((key, id.to_owned(), name.to_owned()));
         }
     }
 
@@ -1387,8 +1387,16 @@ impl AnthropicWriter {
     pub fn tool_id(&self, key: (u64, u64)) -> Option<&str> {
         self.tool_ids
             .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, id)| id.as_str())
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, id, _)| id.as_str())
+    }
+
+    /// The name the tool block of `key` was opened with.
+    pub fn tool_name(&self, key: (u64, u64)) -> Option<&str> {
+        self.tool_ids
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, _, name)| name.as_str())
     }
 
     /// Argument text for the tool_use block of `key` (empty text counts

@@ -937,12 +937,21 @@ impl Stream {
                 }
             }
             "message_delta" => {
-                if let Some(reason) = data["delta"]["stop_reason"].as_str() {
+                let reason = data["delta"]["stop_reason"].as_str();
+                if let Err(error) = self.blocks.stop_reason(reason) {
+                    self.fail(out, &error);
+                    return;
+                }
+                if let Some(reason) = reason {
                     self.stop_reason = Some(reason.to_owned());
                 }
                 self.usage.merge(&data["usage"]);
             }
             "message_stop" => {
+                if let Err(error) = self.blocks.finish() {
+                    self.fail(out, &error);
+                    return;
+                }
                 self.start(out, "");
                 // Tool uses whose block never stopped: checked now.
                 for (_, call, input) in std::mem::take(&mut self.tools) {

@@ -395,6 +395,12 @@ pub fn answer(body: &[u8]) -> Result<TranslatedAnswer, TranslateError> {
         .and_then(Value::as_object)
         .ok_or_else(|| invalid("choices[0].message is not an object".into()))?;
     if message
+        .get("role")
+        .is_some_and(|r| !r.is_null() && r != "assistant")
+    {
+        return Err(invalid("choices[0].message.role is not `assistant`".into()));
+    }
+    if message
         .get("tool_calls")
         .is_some_and(|c| !c.is_array() && !c.is_null())
     {
@@ -688,9 +694,15 @@ impl State {
             return;
         };
         for choice in choices {
-            // The request never asks for `n` > 1: other choices cannot occur.
+            // The request never asks for `n` > 1: another choice is an
+            // answer the client would never see.
             if choice.get("index").and_then(Value::as_u64).unwrap_or(0) != 0 {
-                continue;
+                self.writer.error(
+                    out,
+                    "api_error",
+                    "the upstream streamed a second choice, which the request never asked for; retry the request",
+                );
+                return;
             }
             // A chunk carries a `delta` object; a whole `message` (or any
             // other shape) is not a stream the client could follow.
@@ -805,6 +817,15 @@ impl State {
                 }
             }
             if let Some(finish) = choice.get("finish_reason").and_then(Value::as_str) {
+                if self.finish_reason.as_deref().is_some_and(|f| f != finish) {
+                    // The answer would say two things about how it ended.
+                    self.writer.error(
+                        out,
+                        "api_error",
+                        "the upstream gave two finish reasons; retry the request",
+                    );
+                    return;
+                }
                 self.finish_reason = Some(finish.to_owned());
             }
             if self.writer.done() {

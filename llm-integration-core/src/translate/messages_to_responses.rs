@@ -461,6 +461,8 @@ struct State {
     incomplete_item: Option<u64>,
     /// The bytes of `streamed`.
     streamed_bytes: usize,
+    /// How many items the stream finished.
+    finished: usize,
 }
 
 /// The most content one translated Responses stream may carry (bytes):
@@ -481,6 +483,7 @@ impl Stream {
                 open_items: Vec::new(),
                 incomplete_item: None,
                 streamed_bytes: 0,
+                finished: 0,
             },
         }
     }
@@ -672,9 +675,19 @@ impl State {
                     return;
                 };
                 let key = (output_index, 0);
+                let (call_id, name) = (str_of(item, "call_id"), str_of(item, "name"));
                 if !self.writer.tool_seen(key) {
-                    self.writer
-                        .tool_start(out, key, str_of(item, "call_id"), str_of(item, "name"));
+                    self.writer.tool_start(out, key, call_id, name);
+                } else if self.writer.tool_id(key) != Some(call_id)
+                    || self.writer.tool_name(key) != Some(name)
+                {
+                    // The call the client was told of is not the one made.
+                    self.writer.error(
+                        out,
+                        "api_error",
+                        &format!("the upstream's finished function call {output_index} names another tool or call id than it started with; retry the request"),
+                    );
+                    return;
                 }
                 self.reconcile(out, output_index, Streamed::Arguments, arguments);
             }
@@ -772,7 +785,15 @@ impl State {
                     self.writer.error(out, "api_error", &format!("the upstream finished output item {output_index}, which was not open; retry the request"));
                     return;
                 }
+                if self.open_items.iter().any(|i| *i < output_index) {
+                    // Items end in their order; a client placing them by
+                    // index would read another answer than one reading
+                    // them as they came.
+                    self.writer.error(out, "api_error", &format!("the upstream finished output item {output_index} before an earlier one; retry the request"));
+                    return;
+                }
                 self.open_items.retain(|i| *i != output_index);
+                self.finished += 1;
                 let item = v.get("item").unwrap_or(&Value::Null);
                 self.item_done(out, output_index, item);
             }
@@ -784,6 +805,27 @@ impl State {
                     .unwrap_or_default();
                 if let Some(index) = self.open_items.first() {
                     let message = format!("the upstream's response ended with output item {index} started and never finished (no response.output_item.done); the answer is incomplete");
+                    self.writer.error(out, "api_error", &message);
+                    return;
+                }
+                // Output the final event lists that the stream never
+                // finished: carried when the stream finished none (a
+                // backend may send the answer there only), else an error.
+                let listed = response
+                    .get("output")
+                    .and_then(Value::as_array)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                if self.finished == 0 && !listed.is_empty() {
+                    for (i, item) in listed.iter().enumerate() {
+                        self.finished += 1;
+                        self.item_done(out, i as u64, item);
+                        if self.writer.done() {
+                            return;
+                        }
+                    }
+                } else if !listed.is_empty() && listed.len() != self.finished {
+                    let message = format!("the upstream's final response lists {} output items, its stream finished {}; retry the request", listed.len(), self.finished);
                     self.writer.error(out, "api_error", &message);
                     return;
                 }

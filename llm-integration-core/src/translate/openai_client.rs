@@ -705,6 +705,14 @@ pub(super) fn check_content(
             "the upstream's message has no `content` array".into(),
         ));
     };
+    if message
+        .get("role")
+        .is_some_and(|r| !r.is_null() && r != "assistant")
+    {
+        return Err(TranslateError::InvalidBody(
+            "the upstream's message role is not `assistant`".into(),
+        ));
+    }
     const MESSAGE: [&str; 9] = [
         "id",
         "type",
@@ -794,6 +802,11 @@ pub(super) struct Blocks {
     message_started: bool,
     /// Open blocks: their `index` and `type`.
     open: Vec<(u64, String)>,
+    /// The index the next block must have (blocks come one at a time, in
+    /// order).
+    next: u64,
+    /// The stop reason `message_delta` gave.
+    stop_reason: Option<String>,
 }
 
 impl Blocks {
@@ -807,15 +820,53 @@ impl Blocks {
         Ok(())
     }
 
-    /// A `content_block_start` of `kind` at `index`.
+    /// A `content_block_start` of `kind` at `index`: the next index, with
+    /// no block open (Anthropic streams one block at a time, in order; a
+    /// client reading blocks by index and one reading them as they come
+    /// would otherwise read different answers).
     pub(super) fn start(&mut self, index: u64, kind: &str) -> Result<(), OpenAiError> {
-        if self.open.iter().any(|(i, _)| *i == index) {
+        if let Some((open, _)) = self.open.first() {
             return Err(OpenAiError::untranslatable(format!(
-                "the upstream started content block {index} while it was open; retry the request"
+                "the upstream started content block {index} while block {open} was open; retry the request"
             )));
         }
+        if index != self.next {
+            return Err(OpenAiError::untranslatable(format!(
+                "the upstream started content block {index} where block {} comes next; retry the request",
+                self.next
+            )));
+        }
+        self.next += 1;
         self.open.push((index, kind.to_owned()));
         Ok(())
+    }
+
+    /// A `message_delta`'s stop reason (`None` when it gives none): one
+    /// that contradicts an earlier one is an error, since the answer would
+    /// say two things about how it ended.
+    pub(super) fn stop_reason(&mut self, reason: Option<&str>) -> Result<(), OpenAiError> {
+        let Some(reason) = reason else { return Ok(()) };
+        match &self.stop_reason {
+            Some(earlier) if earlier != reason => Err(OpenAiError::untranslatable(format!(
+                "the upstream gave two stop reasons (`{}`, then `{}`); retry the request",
+                super::anthropic_client::member(earlier),
+                super::anthropic_client::member(reason)
+            ))),
+            _ => {
+                self.stop_reason = Some(reason.to_owned());
+                Ok(())
+            }
+        }
+    }
+
+    /// The `message_stop`: every block must have stopped.
+    pub(super) fn finish(&self) -> Result<(), OpenAiError> {
+        match self.open.first() {
+            Some((index, _)) => Err(OpenAiError::untranslatable(format!(
+                "the upstream ended its message with content block {index} never stopped; retry the request"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// A `content_block_delta` of `delta` type at `index`.

@@ -1148,12 +1148,21 @@ impl Stream {
                 }
             }
             "message_delta" => {
-                if let Some(reason) = data["delta"]["stop_reason"].as_str() {
+                let reason = data["delta"]["stop_reason"].as_str();
+                if let Err(error) = self.blocks.stop_reason(reason) {
+                    self.fail(out, &error);
+                    return;
+                }
+                if let Some(reason) = reason {
                     self.stop_reason = Some(reason.to_owned());
                 }
                 self.usage.merge(&data["usage"]);
             }
             "message_stop" => {
+                if let Err(error) = self.blocks.finish() {
+                    self.fail(out, &error);
+                    return;
+                }
                 self.start(out, "");
                 for block in std::mem::take(&mut self.open) {
                     self.block_stop(out, block);
@@ -1480,11 +1489,13 @@ mod tests {
     }
 
     #[test]
-    fn message_stop_closes_blocks_left_open() {
+    fn a_block_text_starts_with_and_message_stop_rules() {
         let start = concat!(
             "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":{\"input_tokens\":1}}}\n\n",
             "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"Hi\"}}\n\n",
         );
+        let block_stop =
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n";
         let stop = "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}\n\n";
         let end = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
         let run = |body: String| {
@@ -1494,18 +1505,24 @@ mod tests {
             stream.finish(&mut out);
             String::from_utf8(out).unwrap()
         };
-        let text = run([start, stop, end].concat());
+        let text = run([start, block_stop, stop, end].concat());
         // The block's initial text came as a delta, the item was closed,
         // and the stream completed once.
         assert!(text.contains("\"delta\":\"Hi\""));
         assert!(text.contains("event: response.output_item.done"));
         assert_eq!(text.matches("event: response.completed").count(), 1);
         assert!(!text.contains("response.failed"));
-        // Without a stop reason, the answer did not say how it ended: a
-        // failure, never a completion.
-        let text = run([start, end].concat());
-        assert!(text.contains("event: response.failed"), "{text}");
-        assert!(text.contains("without a stop_reason"), "{text}");
-        assert!(!text.contains("response.completed"));
+        // Without a stop reason, the answer did not say how it ended; a
+        // block never stopped was never finished: failures, never a
+        // completion.
+        for (body, named) in [
+            ([start, block_stop, end].concat(), "without a stop_reason"),
+            ([start, stop, end].concat(), "never stopped"),
+        ] {
+            let text = run(body);
+            assert!(text.contains("event: response.failed"), "{text}");
+            assert!(text.contains(named), "{text}");
+            assert!(!text.contains("response.completed"));
+        }
     }
 }
