@@ -947,12 +947,15 @@ impl Snapshot {
                 }
                 ApiFamily::OpenAi => "use /v1/messages for Anthropic models",
             };
+            // Translation on would serve it (or, for `count_tokens`,
+            // estimate it): the refusal says so.
             let translatable = !pending.settings.translate && {
                 let on = LlmSettings {
                     translate: true,
                     ..pending.settings.clone()
                 };
-                translation_for(&on, pending.path, route.provider, source).is_some()
+                pending.path == "/v1/messages/count_tokens"
+                    || translation_for(&on, pending.path, route.provider, source).is_some()
             };
             return Err(refuse(Refusal::WrongEndpoint {
                 model: model.to_owned(),

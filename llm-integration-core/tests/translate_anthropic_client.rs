@@ -1655,6 +1655,20 @@ fn wrongly_shaped_chunks_and_items_are_errors() {
     }
 }
 
+/// Asserts that `got` (an Anthropic stream's events) ends with an `error`
+/// event whose message names `named`; `context` is shown on failure.
+fn assert_ends_in_error(got: &[(String, Value)], named: &str, context: &str) {
+    let (name, data) = got.last().expect("events");
+    assert_eq!(name, "error", "{context}");
+    let message = data["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains(named), "{message}");
+}
+
+/// An event whose name is its data's `type`, as the Responses API's are.
+fn typed_event(v: Value) -> String {
+    format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap_or(""))
+}
+
 /// The error message of a whole answer that cannot be translated.
 fn refused(body: Result<Vec<u8>, TranslateError>) -> String {
     match body {
@@ -1801,10 +1815,7 @@ fn chat_streams_that_cannot_be_carried_end_in_an_error_event() {
         let input = format!("{body}{done}");
         for cuts in [vec![], vec![1, 9, 40, 41, 100]] {
             let got = events(&run(Upstream::Chat, input.as_bytes(), &cuts));
-            let (name, data) = got.last().expect("events");
-            assert_eq!(name, "error", "{input}");
-            let message = data["error"]["message"].as_str().unwrap();
-            assert!(message.contains(named), "{message}");
+            assert_ends_in_error(&got, named, &input);
             assert!(!got.iter().any(|(n, _)| n == "message_stop"));
         }
     }
@@ -1888,7 +1899,7 @@ fn responses_answers_are_carried_or_refused_naming_what() {
 /// part of another type: errors, never a clean stop.
 #[test]
 fn responses_streams_that_cannot_be_carried_end_in_an_error_event() {
-    let event = |v: Value| format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap());
+    let event = typed_event;
     let created = event(json!({"type": "response.created", "response": {"id": "resp_1"}}));
     let completed = event(
         json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "output": []}}),
@@ -1941,10 +1952,7 @@ fn responses_streams_that_cannot_be_carried_end_in_an_error_event() {
             .concat();
         for cuts in [vec![], vec![3, 50, 51, 200]] {
             let got = events(&run(Upstream::Responses, input.as_bytes(), &cuts));
-            let (name, data) = got.last().expect("events");
-            assert_eq!(name, "error", "{input}");
-            let message = data["error"]["message"].as_str().unwrap();
-            assert!(message.contains(named), "{message}");
+            assert_ends_in_error(&got, named, &input);
         }
     }
 }
@@ -1955,7 +1963,7 @@ fn responses_streams_that_cannot_be_carried_end_in_an_error_event() {
 /// Anthropic stream cannot carry, is an error.
 #[test]
 fn responses_stream_deltas_agree_with_the_finished_items() {
-    let event = |v: Value| format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap());
+    let event = typed_event;
     let created = event(json!({"type": "response.created", "response": {"id": "resp_1"}}));
     let completed = event(
         json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "output": []}}),
@@ -2078,10 +2086,7 @@ fn responses_stream_deltas_agree_with_the_finished_items() {
         ),
     ] {
         let got = run_all(middle.clone());
-        let (name, data) = got.last().expect("events");
-        assert_eq!(name, "error", "{middle:?}");
-        let message = data["error"]["message"].as_str().unwrap();
-        assert!(message.contains(named), "{message}");
+        assert_ends_in_error(&got, named, &format!("{middle:?}"));
     }
 }
 
@@ -2152,10 +2157,7 @@ fn chat_choices_ids_and_stream_members() {
     ] {
         let input = format!("{middle}{end}");
         let got = events(&run(Upstream::Chat, input.as_bytes(), &[]));
-        let (name, data) = got.last().expect("events");
-        assert_eq!(name, "error", "{input}");
-        let message = data["error"]["message"].as_str().unwrap();
-        assert!(message.contains(named), "{message}");
+        assert_ends_in_error(&got, named, &input);
     }
 }
 
@@ -2164,7 +2166,7 @@ fn chat_choices_ids_and_stream_members() {
 /// stream finished no item; otherwise the answer must agree with itself.
 #[test]
 fn streams_that_contradict_themselves_are_errors() {
-    let event = |v: Value| format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap());
+    let event = typed_event;
     let created = event(json!({"type": "response.created", "response": {"id": "resp_1"}}));
     let completed = |output: Value| {
         event(
@@ -2225,10 +2227,7 @@ fn streams_that_contradict_themselves_are_errors() {
     ] {
         let input = [vec![created.clone()], middle, vec![end]].concat().concat();
         let got = events(&run(Upstream::Responses, input.as_bytes(), &[]));
-        let (name, data) = got.last().expect("events");
-        assert_eq!(name, "error", "{input}");
-        let text = data["error"]["message"].as_str().unwrap();
-        assert!(text.contains(named), "{text}");
+        assert_ends_in_error(&got, named, &input);
     }
     // Chat Completions: two finish reasons, or a second choice.
     let chunk = |choice: Value| format!("data: {}\n\n", json!({"id": "c", "choices": [choice]}));

@@ -271,6 +271,16 @@ fn without_translation_the_wrong_endpoint_refusals_stand() {
         "{}",
         r.body()
     );
+    // `count_tokens`, which translation would estimate, says so too.
+    let r = refused(
+        "/v1/messages/count_tokens",
+        br#"{"model":"gpt-5.5","messages":[{"role":"user","content":"Hi"}]}"#,
+    );
+    assert!(
+        r.body().contains("integrations edit plain --translate=on"),
+        "{}",
+        r.body()
+    );
     let r = refused(
         "/v1/responses",
         br#"{"model":"claude-sonnet-4-6","input":"Hi"}"#,
