@@ -2257,3 +2257,47 @@ fn streams_that_contradict_themselves_are_errors() {
         assert!(data["error"]["message"].as_str().unwrap().contains(named));
     }
 }
+
+/// A chat stream says nothing after its finish reason; a Responses message
+/// is the assistant's.
+#[test]
+fn nothing_after_the_finish_and_only_the_assistants_messages() {
+    let chunk = |delta: Value, finish: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+    };
+    for late in [
+        json!({"content": "B"}),
+        json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}),
+    ] {
+        let input = [
+            chunk(json!({"content": "A"}), json!(null)),
+            chunk(json!({}), json!("stop")),
+            chunk(late, json!(null)),
+            "data: [DONE]\n\n".to_owned(),
+        ]
+        .concat();
+        let got = events(&run(Upstream::Chat, input.as_bytes(), &[]));
+        assert_ends_in_error(&got, "after its finish reason", &input);
+    }
+    // The usage chunk after the finish is not more of the answer.
+    let input = [
+        chunk(json!({"content": "A"}), json!(null)),
+        chunk(json!({}), json!("stop")),
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+        ),
+        "data: [DONE]\n\n".to_owned(),
+    ]
+    .concat();
+    let got = events(&run(Upstream::Chat, input.as_bytes(), &[]));
+    assert_eq!(got.last().unwrap().0, "message_stop");
+    // A Responses message of another role.
+    let body = json!({"id": "r", "status": "completed", "output": [
+        {"type": "message", "role": "user", "content": [{"type": "output_text", "text": "x"}]}]});
+    let e = refused(messages_to_responses::response(body.to_string().as_bytes()));
+    assert!(e.contains("not the assistant's"), "{e}");
+}

@@ -1988,3 +1988,78 @@ fn anthropic_streams_that_contradict_themselves_are_errors() {
             .contains(named));
     }
 }
+
+/// A freeform tool's use carries exactly `{"input": TEXT}`; an event whose
+/// name contradicts its data, or a `message_start` already holding content
+/// or a stop reason that a later one contradicts: errors.
+#[test]
+fn freeform_inputs_and_event_names_must_agree() {
+    let whole = |input: Value| {
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "stop_reason": "tool_use",
+            "usage": {"input_tokens": 1, "output_tokens": 1},
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "apply_patch__freeform", "input": input}]})
+        .to_string()
+    };
+    let ok = responses::response(whole(json!({"input": "*** Begin Patch"})).as_bytes()).unwrap();
+    let v: Value = serde_json::from_slice(&ok).unwrap();
+    assert_eq!(v["output"][0]["input"], "*** Begin Patch");
+    for input in [
+        json!({"input": "P", "extra": 1}),
+        json!({"input": 5}),
+        json!({}),
+    ] {
+        let e = responses::response(whole(input.clone()).as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("freeform tool"), "{input}: {e}");
+        // Streamed, the same.
+        let ev = |v: Value| format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap());
+        let stream = [
+            ev(json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "content": [], "usage": {"input_tokens": 1}}})),
+            ev(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "apply_patch__freeform", "input": {}}})),
+            ev(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": input.to_string()}})),
+            ev(json!({"type": "content_block_stop", "index": 0})),
+            ev(json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 2}})),
+            ev(json!({"type": "message_stop"})),
+        ]
+        .concat();
+        let got = events(&run(responses_stream(), stream.as_bytes(), &[]));
+        let last = &got.last().unwrap().data;
+        assert_eq!(last["type"], "response.failed", "{input}");
+    }
+    let base = anthropic_tool_stream(&["{}"]);
+    for (from, to, named) in [
+        // An `error` event carrying a delta, a ping carrying one.
+        (
+            "event: content_block_delta\n",
+            "event: error\n",
+            "named `error`",
+        ),
+        (
+            "event: content_block_delta\n",
+            "event: ping\n",
+            "named `ping`",
+        ),
+        // Content in `message_start`, a stop reason there that a later
+        // one contradicts.
+        (
+            r#""content":[]"#,
+            r#""content":[{"type":"text","text":"PRE"}]"#,
+            "content already",
+        ),
+        (
+            r#""stop_reason":null"#,
+            r#""stop_reason":"max_tokens""#,
+            "two stop reasons",
+        ),
+    ] {
+        assert!(base.contains(from), "{from}");
+        let input = base.replacen(from, to, 1);
+        let got = events(&run(chat_stream(false), input.as_bytes(), &[]));
+        let message = got.last().unwrap().data["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{got:?}"))
+            .to_owned();
+        assert!(message.contains(named), "{message}");
+        let got = events(&run(responses_stream(), input.as_bytes(), &[]));
+        assert_eq!(got.last().unwrap().data["type"], "response.failed", "{to}");
+    }
+}

@@ -804,6 +804,10 @@ impl Stream {
             self.fail(out, &error);
             return;
         };
+        if let Err(error) = self.blocks.event(event.event, &data) {
+            self.fail(out, &error);
+            return;
+        }
         let kind = data["type"].as_str().unwrap_or(event.event);
         match kind {
             "message_start" => {

@@ -694,6 +694,20 @@ impl State {
             return;
         };
         for choice in choices {
+            // After its finish reason a choice says nothing more.
+            if self.finish_reason.is_some()
+                && choice["delta"].as_object().is_some_and(|d| {
+                    d.iter()
+                        .any(|(k, v)| k != "role" && !v.is_null() && v != "" && v != &json!([]))
+                })
+            {
+                self.writer.error(
+                    out,
+                    "api_error",
+                    "the upstream streamed more of its answer after its finish reason; retry the request",
+                );
+                return;
+            }
             // The request never asks for `n` > 1: another choice is an
             // answer the client would never see.
             if choice.get("index").and_then(Value::as_u64).unwrap_or(0) != 0 {

@@ -286,6 +286,14 @@ fn message_texts<'a>(
             "the upstream's {at} (a message) has no `content` array; retry the request"
         ));
     };
+    if item
+        .get("role")
+        .is_some_and(|r| !r.is_null() && r != "assistant")
+    {
+        return Err(format!(
+            "the upstream's {at} (a message) is not the assistant's; retry the request"
+        ));
+    }
     let mut texts = Vec::new();
     for (j, part) in parts.iter().enumerate() {
         let kind = part.get("type").and_then(Value::as_str);

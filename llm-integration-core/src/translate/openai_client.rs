@@ -810,6 +810,32 @@ pub(super) struct Blocks {
 }
 
 impl Blocks {
+    /// Any event, named `name` (the SSE `event:` field, empty when none)
+    /// with `data`: a name that is not the data's `type` contradicts it
+    /// (an Anthropic client reads the name: `error`, `ping`); a
+    /// `message_start` carrying content, or a stop reason, says what no
+    /// translation carries from it.
+    pub(super) fn event(&mut self, name: &str, data: &Value) -> Result<(), OpenAiError> {
+        let kind = data["type"].as_str().unwrap_or(name);
+        if !name.is_empty() && name != kind {
+            return Err(OpenAiError::untranslatable(format!(
+                "the upstream sent an event named `{}` carrying a `{}`; retry the request",
+                super::anthropic_client::member(name),
+                super::anthropic_client::member(kind)
+            )));
+        }
+        if kind == "message_start" {
+            let message = &data["message"];
+            if message["content"].as_array().is_some_and(|c| !c.is_empty()) {
+                return Err(OpenAiError::untranslatable(
+                    "the upstream started its message with content already in it; retry the request",
+                ));
+            }
+            self.stop_reason(message["stop_reason"].as_str())?;
+        }
+        Ok(())
+    }
+
     /// A `message_start`.
     pub(super) fn message_start(&mut self) -> Result<(), OpenAiError> {
         if std::mem::replace(&mut self.message_started, true) {

@@ -830,6 +830,20 @@ fn function_arguments(arguments: &str) -> &str {
     }
 }
 
+/// Checks a freeform tool's use: its input must be exactly
+/// `{"input": TEXT}`, what the translated tool asked for; anything else
+/// would hand the client's tool text the model never wrote as its input.
+fn check_custom_input(json_text: &str) -> Result<(), String> {
+    match serde_json::from_str::<Value>(json_text) {
+        Ok(Value::Object(o)) if o.len() == 1 && o.get(CUSTOM_TOOL_INPUT).is_some_and(Value::is_string) => {
+            Ok(())
+        }
+        _ => Err(format!(
+            "the upstream called a freeform tool with input other than {{\"{CUSTOM_TOOL_INPUT}\": text}}; retry the request"
+        )),
+    }
+}
+
 /// A freeform tool's raw input, from the tool use's JSON text; the JSON
 /// text itself when it is not the expected `{"input": …}`.
 fn custom_input(json_text: &str) -> String {
@@ -940,6 +954,9 @@ pub fn answer(body: &[u8], created_at: u64) -> Result<TranslatedAnswer, Translat
         .flatten()
     {
         let part = Part::from_block(block);
+        if let Part::Custom { input, .. } = &part {
+            check_custom_input(input).map_err(TranslateError::InvalidBody)?;
+        }
         if !matches!(part, Part::Other) {
             let id = format!("{}_{base}_{}", part.id_prefix(), output.len());
             output.push(part.done(&id));
@@ -1109,6 +1126,10 @@ impl Stream {
             self.fail(out, &error);
             return;
         };
+        if let Err(error) = self.blocks.event(event.event, &data) {
+            self.fail(out, &error);
+            return;
+        }
         let kind = data["type"].as_str().unwrap_or(event.event);
         match kind {
             "message_start" => {
@@ -1344,6 +1365,12 @@ impl Stream {
         {
             if let Err(error) = check_streamed_tool_input(input) {
                 self.fail(out, &error);
+                return;
+            }
+        }
+        if let Part::Custom { input, .. } = &block.part {
+            if let Err(message) = check_custom_input(input) {
+                self.fail(out, &OpenAiError::untranslatable(message));
                 return;
             }
         }
