@@ -2301,3 +2301,22 @@ fn nothing_after_the_finish_and_only_the_assistants_messages() {
     let e = refused(messages_to_responses::response(body.to_string().as_bytes()));
     assert!(e.contains("not the assistant's"), "{e}");
 }
+
+/// A conversation ending with the assistant's turn is a prefill Claude
+/// would continue; the OpenAI model answers anew: named, either target.
+#[test]
+fn an_assistant_prefill_is_named() {
+    let body = json!({"model": "gpt-5.5", "max_tokens": 10, "messages": [
+        {"role": "user", "content": "JSON please"},
+        {"role": "assistant", "content": "{\"a\":"},
+    ]})
+    .to_string();
+    let named = |fields: &[String]| fields.iter().any(|f| f.starts_with("prefill"));
+    let t = messages_to_chat::request(body.as_bytes(), Target::OpenAi).unwrap();
+    assert!(named(t.dropped.fields()), "{:?}", t.dropped);
+    let t = messages_to_responses::request(body.as_bytes(), Target::OpenAi).unwrap();
+    assert!(named(t.dropped.fields()), "{:?}", t.dropped);
+    let plain = json!({"model": "gpt-5.5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    let t = messages_to_chat::request(plain.to_string().as_bytes(), Target::OpenAi).unwrap();
+    assert!(!named(t.dropped.fields()));
+}

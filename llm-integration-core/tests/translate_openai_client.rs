@@ -906,7 +906,14 @@ fn responses_reasoning_rules() {
         {"type": "reasoning", "summary": [], "encrypted_content": "gAAAAB..."},
         {"role": "assistant", "content": "ok"},
     ]}));
-    assert_eq!(dropped, ["input[1]"]);
+    // (Ending with the assistant's turn, it is a prefill for Claude.)
+    assert_eq!(
+        dropped,
+        [
+            "input[1]",
+            "prefill: the last message is the assistant's, which Claude continues"
+        ]
+    );
     assert_eq!(
         body["messages"][1]["content"],
         json!([{"type": "text", "text": "ok", "cache_control": {"type": "ephemeral"}}])

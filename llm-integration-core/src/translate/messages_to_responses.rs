@@ -84,6 +84,11 @@ use crate::sse::SseFramer;
 pub fn request(body: &[u8], target: Target) -> Result<TranslatedRequest, TranslateError> {
     let mut conv = read_request(body, target == Target::OpenAi)?;
     conv.check_answerable()?;
+    if matches!(conv.turns.last(), Some(Turn::Assistant { .. })) {
+        // A prefill Claude would continue; the OpenAI model answers anew.
+        conv.dropped
+            .push("prefill: the last message is the assistant's, which the model answers anew");
+    }
     let mut out = Map::new();
     out.insert("model".into(), Value::String(conv.model.clone()));
     if let Some(system) = &conv.system {

@@ -512,6 +512,15 @@ impl Settings<'_> {
         }
 
         let (system, messages) = conversation.finish();
+        // A conversation ending with the assistant's turn: Anthropic takes
+        // it as a prefill the model continues, where OpenAI answers anew.
+        if messages
+            .as_array()
+            .and_then(|m| m.last())
+            .is_some_and(|m| m["role"] == "assistant")
+        {
+            dropped.push("prefill: the last message is the assistant's, which Claude continues");
+        }
         let mut out = Map::new();
         out.insert("model".into(), Value::from(model));
         out.insert("max_tokens".into(), Value::from(max_tokens));
