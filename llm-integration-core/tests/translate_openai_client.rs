@@ -104,6 +104,26 @@ fn events(out: &[u8]) -> Vec<Event> {
     seen
 }
 
+/// The message of the error chunk that ends a translated Chat Completions
+/// stream (fails when it ends otherwise).
+fn ending_error(got: &[Event]) -> String {
+    got.last()
+        .and_then(|e| e.data["error"]["message"].as_str())
+        .unwrap_or_else(|| panic!("no error chunk at the end: {got:?}"))
+        .to_owned()
+}
+
+/// The message of the `response.failed` that ends a translated Responses
+/// stream (fails when it ends otherwise).
+fn responses_failure(got: &[Event]) -> String {
+    let last = &got.last().expect("events").data;
+    assert_eq!(last["type"], "response.failed", "{got:?}");
+    last["response"]["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn names(events: &[Event]) -> Vec<&str> {
     events.iter().map(|e| e.name.as_str()).collect()
 }
@@ -1771,17 +1791,12 @@ fn anthropic_answers_are_carried_or_refused_naming_what() {
         assert!(input.contains(&format!("\"stop_reason\":{stop}}}")));
         for cuts in [vec![], vec![5, 99, 100, 300]] {
             let got = events(&run(chat_stream(true), input.as_bytes(), &cuts));
-            let message = got.last().unwrap().data["error"]["message"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{got:?}"))
-                .to_owned();
+            let message = ending_error(&got);
             assert!(message.contains(named), "{message}");
             assert!(!got.iter().any(|e| e.data == "[DONE]"));
             if !chat_only {
                 let got = events(&run(responses_stream(), input.as_bytes(), &cuts));
-                let last = &got.last().unwrap().data;
-                assert_eq!(last["type"], "response.failed", "{stop}");
-                let message = last["response"]["error"]["message"].as_str().unwrap();
+                let message = responses_failure(&got);
                 assert!(message.contains(named), "{message}");
             }
         }
@@ -1863,15 +1878,10 @@ fn anthropic_stream_events_must_fit_their_blocks() {
         let input = insert(&extra);
         for cuts in [vec![], vec![3, 77, 78, 250]] {
             let got = events(&run(chat_stream(false), input.as_bytes(), &cuts));
-            let message = got.last().unwrap().data["error"]["message"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{extra}: {got:?}"))
-                .to_owned();
+            let message = ending_error(&got);
             assert!(message.contains(named), "{message}");
             let got = events(&run(responses_stream(), input.as_bytes(), &cuts));
-            let last = &got.last().unwrap().data;
-            assert_eq!(last["type"], "response.failed", "{extra}");
-            let message = last["response"]["error"]["message"].as_str().unwrap();
+            let message = responses_failure(&got);
             assert!(message.contains(named), "{message}");
         }
     }
@@ -1981,10 +1991,7 @@ fn anthropic_streams_that_contradict_themselves_are_errors() {
     ] {
         let input = format!("{head}{middle}{end}");
         let got = events(&run(chat_stream(false), input.as_bytes(), &[]));
-        let message = got.last().unwrap().data["error"]["message"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{got:?}"))
-            .to_owned();
+        let message = ending_error(&got);
         assert!(message.contains(named), "{message}");
         let got = events(&run(responses_stream(), input.as_bytes(), &[]));
         let last = &got.last().unwrap().data;
@@ -2061,10 +2068,7 @@ fn freeform_inputs_and_event_names_must_agree() {
         assert!(base.contains(from), "{from}");
         let input = base.replacen(from, to, 1);
         let got = events(&run(chat_stream(false), input.as_bytes(), &[]));
-        let message = got.last().unwrap().data["error"]["message"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{got:?}"))
-            .to_owned();
+        let message = ending_error(&got);
         assert!(message.contains(named), "{message}");
         let got = events(&run(responses_stream(), input.as_bytes(), &[]));
         assert_eq!(got.last().unwrap().data["type"], "response.failed", "{to}");
