@@ -2320,3 +2320,22 @@ fn an_assistant_prefill_is_named() {
     let t = messages_to_chat::request(plain.to_string().as_bytes(), Target::OpenAi).unwrap();
     assert!(!named(t.dropped.fields()));
 }
+
+/// The other way: a whole chat completion's or response's arguments reach
+/// the Anthropic client's `tool_use.input` with their numbers as written.
+#[test]
+fn whole_answers_keep_argument_numbers_as_written() {
+    let arguments = r#"{"n": 12345678901234567890123, "p": 3.141592653589793238462643, "z": -0}"#;
+    let written = r#""input":{"n":12345678901234567890123,"p":3.141592653589793238462643,"z":-0}"#;
+    let completion = json!({"id": "c", "model": "gpt-5.5", "choices": [{"index": 0, "finish_reason": "tool_calls",
+        "message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get", "arguments": arguments}}]}}]});
+    let out = messages_to_chat::response(completion.to_string().as_bytes()).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains(written), "{text}");
+    let response = json!({"id": "r", "status": "completed", "output": [
+        {"type": "function_call", "call_id": "call_1", "name": "get", "arguments": arguments}]});
+    let out = messages_to_responses::response(response.to_string().as_bytes()).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains(written), "{text}");
+}

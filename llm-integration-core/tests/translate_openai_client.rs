@@ -2074,3 +2074,24 @@ fn freeform_inputs_and_event_names_must_agree() {
         assert_eq!(got.last().unwrap().data["type"], "response.failed", "{to}");
     }
 }
+
+/// A whole answer's tool input reaches the client as the upstream wrote
+/// it: integers past 2^53, long decimals and `-0` are not rounded through
+/// a 64-bit float (whitespace between tokens aside).
+#[test]
+fn whole_answers_keep_tool_input_numbers_as_written() {
+    let input = r#"{"n": 12345678901234567890123, "id": 18446744073709551617, "p": 3.141592653589793238462643, "z": -0}"#;
+    let compact = r#"{"n":12345678901234567890123,"id":18446744073709551617,"p":3.141592653589793238462643,"z":-0}"#;
+    let body = format!(
+        r#"{{"id":"msg_1","type":"message","role":"assistant","model":"m","stop_reason":"tool_use","usage":{{"input_tokens":1,"output_tokens":1}},"content":[{{"type":"tool_use","id":"toolu_1","name":"get","input":{input}}}]}}"#
+    );
+    let chat_answer: Value =
+        serde_json::from_slice(&chat::response(body.as_bytes()).unwrap()).unwrap();
+    assert_eq!(
+        chat_answer["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+        compact
+    );
+    let responses_answer: Value =
+        serde_json::from_slice(&responses::response(body.as_bytes()).unwrap()).unwrap();
+    assert_eq!(responses_answer["output"][0]["arguments"], compact);
+}

@@ -992,22 +992,80 @@ pub(super) fn message_id(upstream: Option<&str>) -> String {
 pub(super) fn message_body(
     id: &str,
     model: &str,
-    content: Vec<Value>,
+    content: Vec<Block>,
     stop_reason: &str,
     usage: Usage,
 ) -> Vec<u8> {
-    json!({
-        "id": id,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": stop_reason,
-        "stop_sequence": null,
-        "usage": usage.to_json(),
-    })
-    .to_string()
-    .into_bytes()
+    #[derive(serde::Serialize)]
+    struct Message<'a> {
+        id: &'a str,
+        #[serde(rename = "type")]
+        kind: &'static str,
+        role: &'static str,
+        model: &'a str,
+        content: Vec<Block>,
+        stop_reason: &'a str,
+        stop_sequence: Option<()>,
+        usage: Value,
+    }
+    let message = Message {
+        id,
+        kind: "message",
+        role: "assistant",
+        model,
+        content,
+        stop_reason,
+        stop_sequence: None,
+        usage: usage.to_json(),
+    };
+    serde_json::to_vec(&message).unwrap_or_default()
+}
+
+/// A content block of an Anthropic message the gateway writes: JSON, or a
+/// tool use whose `input` is the upstream's own JSON text, so its numbers
+/// reach the client as written (a parsed number is a 64-bit float).
+#[derive(Debug)]
+pub(super) enum Block {
+    Json(Value),
+    ToolUse {
+        id: String,
+        name: String,
+        input: Box<serde_json::value::RawValue>,
+    },
+}
+
+impl serde::Serialize for Block {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Block::Json(value) => value.serialize(serializer),
+            Block::ToolUse { id, name, input } => {
+                let mut map = serializer.serialize_map(Some(4))?;
+                map.serialize_entry("type", "tool_use")?;
+                map.serialize_entry("id", id)?;
+                map.serialize_entry("name", name)?;
+                map.serialize_entry("input", input)?;
+                map.end()
+            }
+        }
+    }
+}
+
+/// A tool call's `arguments` text as the `input` of a [`Block::ToolUse`]:
+/// checked to be a JSON object (empty text is `{}`), kept as written.
+///
+/// # Errors
+/// [`TranslateError::Unexpressible`] naming `path`, as [`tool_input`].
+pub(super) fn raw_tool_input(
+    arguments: &str,
+    path: &str,
+) -> Result<Box<serde_json::value::RawValue>, TranslateError> {
+    tool_input(arguments, path)?;
+    let text = match arguments.trim() {
+        "" => "{}".to_owned(),
+        text => super::openai_client::compact_json(text),
+    };
+    serde_json::value::RawValue::from_string(text).map_err(|e| invalid(format!("`{path}`: {e}")))
 }
 
 /// A tool call's `arguments` text as the Anthropic `input` object (empty

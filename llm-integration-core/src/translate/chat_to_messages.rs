@@ -82,9 +82,9 @@ use serde_json::{json, Map, Value};
 use super::openai_client::{
     base_id, check_content, check_streamed_tool_input, check_tool_input_size, check_tool_use_start,
     function_tool, image_block, invalid, member, name_unread, parse_object, parse_service_tier,
-    parse_temperature, pdf_block, positive_int, required_str, str_at, text_blocks, to_bytes,
-    tool_use_id, uncarried_block, unexpressible, unknown_stop_reason, Blocks, Conversation,
-    MemberRules, OpenAiError, Role, Settings, Usage, DEFAULT_MAX_TOKENS,
+    parse_temperature, pdf_block, positive_int, raw_inputs, required_str, str_at, text_blocks,
+    to_bytes, tool_use_id, uncarried_block, unexpressible, unknown_stop_reason, Blocks,
+    Conversation, MemberRules, OpenAiError, Role, Settings, Usage, DEFAULT_MAX_TOKENS,
 };
 use super::{
     write_sse, Dropped, StreamTranslator, TranslateError, TranslatedAnswer, TranslatedRequest,
@@ -624,11 +624,13 @@ pub fn answer(body: &[u8], created: u64) -> Result<TranslatedAnswer, TranslateEr
     let mut text = String::new();
     let mut reasoning = String::new();
     let mut calls = Vec::new();
-    for block in message
+    let raw = raw_inputs(body);
+    for (i, block) in message
         .get("content")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
+        .enumerate()
     {
         match block["type"].as_str().unwrap_or("") {
             "text" => text.push_str(block["text"].as_str().unwrap_or("")),
@@ -645,7 +647,8 @@ pub fn answer(body: &[u8], created: u64) -> Result<TranslatedAnswer, TranslateEr
                 "type": "function",
                 "function": {
                     "name": block["name"],
-                    "arguments": serde_json::to_string(&block["input"]).unwrap_or_default(),
+                    "arguments": raw.get(i).cloned().flatten()
+                        .unwrap_or_else(|| serde_json::to_string(&block["input"]).unwrap_or_default()),
                 },
             })),
             _ => {}

@@ -106,7 +106,7 @@ use serde_json::{json, Map, Value};
 
 pub use super::anthropic_client::Target;
 use super::anthropic_client::{
-    self, read_request, AnthropicWriter, Conversation, Part, ToolChoice, Turn, Usage,
+    self, read_request, AnthropicWriter, Block, Conversation, Part, ToolChoice, Turn, Usage,
 };
 use super::{Dropped, StreamTranslator, TranslateError, TranslatedAnswer, TranslatedRequest};
 use crate::sse::SseFramer;
@@ -440,19 +440,21 @@ pub fn answer(body: &[u8]) -> Result<TranslatedAnswer, TranslateError> {
     }
     let mut content = Vec::new();
     if let Some(reasoning) = reasoning_text(&Value::Object(message.clone())) {
-        content.push(json!({"type": "thinking", "thinking": reasoning, "signature": ""}));
+        content.push(Block::Json(
+            json!({"type": "thinking", "thinking": reasoning, "signature": ""}),
+        ));
     }
     // A string, or (from some compatible servers) text parts; anything
     // else is not an answer the client could read.
     match message.get("content").unwrap_or(&Value::Null) {
         Value::Null => {}
         Value::String(text) if text.is_empty() => {}
-        Value::String(text) => content.push(json!({"type": "text", "text": text})),
+        Value::String(text) => content.push(Block::Json(json!({"type": "text", "text": text}))),
         Value::Array(parts) => {
             for (i, part) in parts.iter().enumerate() {
                 match (part["type"].as_str(), part["text"].as_str()) {
                     (Some("text" | "output_text"), Some(text)) if !text.is_empty() => {
-                        content.push(json!({"type": "text", "text": text}));
+                        content.push(Block::Json(json!({"type": "text", "text": text})));
                     }
                     (Some("text" | "output_text"), Some(_)) => {}
                     _ => {
@@ -475,7 +477,7 @@ pub fn answer(body: &[u8]) -> Result<TranslatedAnswer, TranslateError> {
         Some(_) => return Err(invalid("choices[0].message.refusal is not text".into())),
     };
     if let Some(text) = refusal {
-        content.push(json!({"type": "text", "text": text}));
+        content.push(Block::Json(json!({"type": "text", "text": text})));
     }
     let calls = message
         .get("tool_calls")
@@ -493,9 +495,10 @@ pub fn answer(body: &[u8]) -> Result<TranslatedAnswer, TranslateError> {
         let function = call.get("function").unwrap_or(&Value::Null);
         let arguments = format!("{at}.function.arguments");
         let input = match function.get("arguments") {
-            Some(Value::String(text)) => anthropic_client::tool_input(text, &arguments)?,
+            Some(Value::String(text)) => anthropic_client::raw_tool_input(text, &arguments)?,
             // Some compatible servers send the object itself.
-            Some(object @ Value::Object(_)) => object.clone(),
+            Some(object @ Value::Object(_)) => serde_json::value::to_raw_value(object)
+                .map_err(|e| invalid(format!("{arguments}: {e}")))?,
             None | Some(Value::Null) => {
                 return Err(invalid(format!(
                     "{arguments} is missing (JSON text of an object, `{{}}` for none)"
@@ -514,12 +517,11 @@ pub fn answer(body: &[u8]) -> Result<TranslatedAnswer, TranslateError> {
         else {
             return Err(invalid(format!("{at} has no id")));
         };
-        content.push(json!({
-            "type": "tool_use",
-            "id": id,
-            "name": name,
-            "input": input,
-        }));
+        content.push(Block::ToolUse {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            input,
+        });
     }
     let reason = stop_reason(
         choice.get("finish_reason").and_then(Value::as_str),

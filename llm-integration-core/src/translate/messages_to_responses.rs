@@ -67,7 +67,7 @@ use serde_json::{json, Map, Value};
 
 pub use super::anthropic_client::Target;
 use super::anthropic_client::{
-    self, read_request, AnthropicWriter, Conversation, Part, ToolChoice, Turn, Usage,
+    self, read_request, AnthropicWriter, Block, Conversation, Part, ToolChoice, Turn, Usage,
 };
 use super::messages_to_chat::tool_output_text;
 use super::{Dropped, StreamTranslator, TranslateError, TranslatedAnswer, TranslatedRequest};
@@ -375,7 +375,7 @@ pub fn answer(body: &[u8]) -> Result<TranslatedAnswer, TranslateError> {
                     thinking = texts(item.get("content"), "reasoning_text", "text");
                 }
                 if !thinking.is_empty() {
-                    content.push(json!({"type": "thinking", "thinking": thinking.join("\n\n"), "signature": ""}));
+                    content.push(Block::Json(json!({"type": "thinking", "thinking": thinking.join("\n\n"), "signature": ""})));
                 }
             }
             Some("message") => {
@@ -384,7 +384,7 @@ pub fn answer(body: &[u8]) -> Result<TranslatedAnswer, TranslateError> {
                 for (text, is_refusal) in texts {
                     refusal |= is_refusal;
                     if !text.is_empty() {
-                        content.push(json!({"type": "text", "text": text}));
+                        content.push(Block::Json(json!({"type": "text", "text": text})));
                     }
                 }
             }
@@ -392,7 +392,7 @@ pub fn answer(body: &[u8]) -> Result<TranslatedAnswer, TranslateError> {
                 tool_use = true;
                 let arguments = format!("{at}.arguments");
                 let input = match item.get("arguments") {
-                    Some(Value::String(text)) => anthropic_client::tool_input(text, &arguments)?,
+                    Some(Value::String(text)) => anthropic_client::raw_tool_input(text, &arguments)?,
                     Some(_) => {
                         return Err(TranslateError::InvalidBody(format!(
                             "the upstream's {arguments} is not JSON text"
@@ -415,12 +415,11 @@ pub fn answer(body: &[u8]) -> Result<TranslatedAnswer, TranslateError> {
                         )));
                     }
                 }
-                content.push(json!({
-                    "type": "tool_use",
-                    "id": item.get("call_id").and_then(Value::as_str).unwrap_or(""),
-                    "name": item.get("name").and_then(Value::as_str).unwrap_or(""),
-                    "input": input,
-                }));
+                content.push(Block::ToolUse {
+                    id: str_of(item, "call_id").to_owned(),
+                    name: str_of(item, "name").to_owned(),
+                    input,
+                });
             }
             kind => return Err(TranslateError::InvalidBody(uncarried_item(i, kind))),
         }

@@ -787,6 +787,57 @@ pub(super) fn check_content(
     Ok(())
 }
 
+/// `json` (valid JSON text) without the whitespace between its tokens;
+/// strings and numbers are kept as written.
+pub(super) fn compact_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_ascii_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The JSON text of each content block's `input` in an Anthropic message
+/// body, as the upstream wrote it, by the block's index (`None` where a
+/// block has none; empty when the body cannot be read so): a tool use's
+/// numbers then reach the client as written, where a parsed number is a
+/// 64-bit float.
+pub(super) fn raw_inputs(body: &[u8]) -> Vec<Option<String>> {
+    #[derive(serde::Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow, default)]
+        content: Vec<RawBlock<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct RawBlock<'a> {
+        #[serde(borrow, default)]
+        input: Option<&'a serde_json::value::RawValue>,
+    }
+    serde_json::from_slice::<Message<'_>>(body)
+        .map(|m| {
+            m.content
+                .into_iter()
+                .map(|b| b.input.map(|raw| compact_json(raw.get())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The error for an Anthropic answer that ended with stop reason `reason`
 /// (`None`: none) which `api` has no counterpart for.
 pub(super) fn unknown_stop_reason(reason: Option<&str>, api: &str) -> String {

@@ -93,10 +93,10 @@ use serde_json::{json, Value};
 use super::openai_client::{
     base_id, check_content, check_streamed_tool_input, check_tool_input_size, check_tool_use_start,
     custom_tool, function_tool, image_block, invalid, member, name_unread, parse_object,
-    parse_service_tier, parse_temperature, pdf_block, positive_int, required_str, str_at,
-    text_blocks, to_bytes, tool_use_id, uncarried_block, unexpressible, unknown_stop_reason,
-    Blocks, Conversation, MemberRules, OpenAiError, Role, Settings, Usage, CUSTOM_TOOL_INPUT,
-    CUSTOM_TOOL_SUFFIX, DEFAULT_MAX_TOKENS, REDACTED_MARK, THINKING_MARK,
+    parse_service_tier, parse_temperature, pdf_block, positive_int, raw_inputs, required_str,
+    str_at, text_blocks, to_bytes, tool_use_id, uncarried_block, unexpressible,
+    unknown_stop_reason, Blocks, Conversation, MemberRules, OpenAiError, Role, Settings, Usage,
+    CUSTOM_TOOL_INPUT, CUSTOM_TOOL_SUFFIX, DEFAULT_MAX_TOKENS, REDACTED_MARK, THINKING_MARK,
 };
 use super::{
     write_sse, Dropped, StreamTranslator, TranslateError, TranslatedAnswer, TranslatedRequest,
@@ -947,13 +947,26 @@ pub fn answer(body: &[u8], created_at: u64) -> Result<TranslatedAnswer, Translat
         .map_err(TranslateError::InvalidBody)?;
     let base = base_id(message.get("id").and_then(Value::as_str).unwrap_or(""));
     let mut output = Vec::new();
-    for block in message
+    let raw = raw_inputs(body);
+    for (i, block) in message
         .get("content")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
+        .enumerate()
     {
-        let part = Part::from_block(block);
+        let mut part = Part::from_block(block);
+        // A tool use's input as the upstream wrote it.
+        if let (
+            Part::Function {
+                arguments: input, ..
+            }
+            | Part::Custom { input, .. },
+            Some(text),
+        ) = (&mut part, raw.get(i).cloned().flatten())
+        {
+            *input = text;
+        }
         if let Part::Custom { input, .. } = &part {
             check_custom_input(input).map_err(TranslateError::InvalidBody)?;
         }
