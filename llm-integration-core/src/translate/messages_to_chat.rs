@@ -323,7 +323,9 @@ fn stop_reason(
     Ok(if refusal { "refusal" } else { reason })
 }
 
-fn reasoning_text(v: &Value) -> Option<&str> {
+/// The reasoning text of a chat message or delta (`reasoning_content`, or
+/// `reasoning`), when it has some.
+fn reasoning_text(v: &Map<String, Value>) -> Option<&str> {
     v.get("reasoning_content")
         .and_then(Value::as_str)
         .or_else(|| v.get("reasoning").and_then(Value::as_str))
@@ -439,7 +441,7 @@ pub fn answer(body: &[u8]) -> Result<TranslatedAnswer, TranslateError> {
         dropped.push("answer.choices[].logprobs");
     }
     let mut content = Vec::new();
-    if let Some(reasoning) = reasoning_text(&Value::Object(message.clone())) {
+    if let Some(reasoning) = reasoning_text(message) {
         content.push(Block::Json(
             json!({"type": "thinking", "thinking": reasoning, "signature": ""}),
         ));
@@ -763,7 +765,7 @@ impl State {
                 );
                 return;
             }
-            if let Some(reasoning) = reasoning_text(delta) {
+            if let Some(reasoning) = delta.as_object().and_then(reasoning_text) {
                 self.writer.thinking(out, (0, 0), reasoning);
             }
             if let Some(text) = delta.get("content").and_then(Value::as_str) {
