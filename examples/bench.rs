@@ -615,6 +615,23 @@ async fn rss_holding_streams(addr: SocketAddr, pid: u32, count: usize) -> u64 {
     holding
 }
 
+/// The RSS of `pid` (KiB) once it has settled after the open streams
+/// closed: each cut stream is metered and recorded first, so it is sampled
+/// every 500 ms until two samples agree within 1% (at most 10 s).
+async fn rss_settled(pid: u32) -> u64 {
+    let mut last = rss_kib(pid);
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = rss_kib(pid);
+        let settled = now.abs_diff(last) * 100 <= last;
+        last = now;
+        if settled {
+            break;
+        }
+    }
+    last
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -761,7 +778,8 @@ async fn run(s: Settings, pinned: bool) {
         write_json(&s, &figures);
         return;
     }
-    let rss_idle = rss_kib(pid);
+    // Settled: the tokenizer the server builds at start is in.
+    let rss_idle = rss_settled(pid).await;
     if s.memory_only {
         for _ in 0..s.rounds {
             load(via, 64, s.slice).await;
@@ -776,8 +794,7 @@ async fn run(s: Settings, pinned: bool) {
             rss_parts(pid)
         );
         let holding = rss_holding_streams(via, pid, s.open_streams).await;
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let closed = rss_kib(pid);
+        let closed = rss_settled(pid).await;
         println!(
             "gateway RSS: idle {:.1} MiB, after the concurrency-64 load {:.1} MiB, holding {} open streams {:.1} MiB, after they closed {:.1} MiB",
             rss_idle as f64 / 1024.0,
@@ -862,8 +879,7 @@ async fn run(s: Settings, pinned: bool) {
     }
 
     let rss_open = rss_holding_streams(via, pid, s.open_streams).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let rss_after_open = rss_kib(pid);
+    let rss_after_open = rss_settled(pid).await;
     let nginx_rss = match &nginx {
         Some(n) => Some(nginx_memory(n, s.open_streams).await),
         None => None,

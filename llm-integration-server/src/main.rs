@@ -9,6 +9,12 @@ use llm_integration_server::server::open_store;
 use llm_integration_server::App;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc, with the settings in `.cargo/config.toml`: freed pages go
+/// back to the system about a second after a burst ends (glibc's malloc
+/// kept about 300 MB after 10,000 streams closed; this keeps what is live).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The LLM integration gateway server. With no command, `serve`.
 #[derive(Debug, Parser)]
 #[command(

@@ -226,6 +226,11 @@ impl App {
             .with_endpoints(endpoints.clone(), &config.limits)
             .map_err(StartError::Other)?,
         );
+        // The tokenizer that meters cut streams, built off the request path.
+        std::thread::Builder::new()
+            .name("tokenizer-warm".into())
+            .spawn(crate::metering::tokens::warm)
+            .map_err(|e| StartError::Other(format!("cannot start a thread: {e}")))?;
         let metering = Arc::new(Metering::new(
             config.prices.clone(),
             Some(allocator),
