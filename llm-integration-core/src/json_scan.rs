@@ -133,16 +133,29 @@ impl TopLevelScanner {
             if self.expect == Expect::Done {
                 return;
             }
-            if self.in_string
-                && !self.escaped
-                && self.expect == Expect::Value
-                && self.keeping.is_none()
-            {
-                // Inside a value's string that is not kept: on to its
-                // next quote or escape.
-                match memchr::memchr2(b'"', b'\\', &chunk[at..]) {
-                    Some(k) => at += k,
-                    None => return,
+            if self.expect == Expect::Value && !self.escaped {
+                // A run of bytes that changes nothing but the kept value:
+                // inside a string, up to its next quote or escape; outside,
+                // up to the next byte of the structure.
+                let rest = &chunk[at..];
+                let run = if self.in_string {
+                    memchr::memchr2(b'"', b'\\', rest)
+                } else {
+                    rest.iter()
+                        .position(|b| matches!(b, b'"' | b'{' | b'[' | b'}' | b']' | b','))
+                }
+                .unwrap_or(rest.len());
+                if run > 0 {
+                    if self.keeping.is_some() {
+                        let run = &rest[..run];
+                        if self.value.is_empty() && !self.in_string {
+                            self.keep_all(run.trim_ascii_start());
+                        } else {
+                            self.keep_all(run);
+                        }
+                    }
+                    at += run;
+                    continue;
                 }
             }
             let b = chunk[at];
@@ -222,8 +235,12 @@ impl TopLevelScanner {
     }
 
     fn keep(&mut self, b: u8) {
-        if self.value.len() < MAX_VALUE {
-            self.value.push(b);
+        self.keep_all(&[b]);
+    }
+
+    fn keep_all(&mut self, bytes: &[u8]) {
+        if self.value.len() + bytes.len() <= MAX_VALUE {
+            self.value.extend_from_slice(bytes);
         } else {
             // Too large to be what is wanted: forget it.
             self.keeping = None;
@@ -273,6 +290,52 @@ mod tests {
         assert!(s.found().is_empty());
         let s = scan(r#"{"a":{"usage":{}}}"#, 1);
         assert!(s.found().is_empty());
+    }
+
+    /// Whatever the chunks, a wanted member's value is exactly its text in
+    /// the document as a JSON parser reads it (without the whitespace
+    /// around it).
+    #[test]
+    fn values_are_the_documents_own_text_in_any_split() {
+        let docs = [
+            r#"{ "usage" :	{"a": [1, {"b":"}],\"{"}], "c" : "x"} , "model":"m"}"#,
+            r#"{"model":"\"usage\"","usage":  -1.5e3  }"#,
+            r#"{"x":[[[[]]],{"usage":1}],"usage":"a\\\"b{","model":{}}"#,
+            r#"{"usage":[ "]", "[", {"k":"\u005d"} ] ,"model":true}"#,
+        ];
+        for doc in docs {
+            let parsed: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+                serde_json::from_str(doc).unwrap_or_else(|e| panic!("{doc}: {e}"));
+            for split in 1..=doc.len() {
+                let s = scan(doc, split);
+                for name in ["usage", "model"] {
+                    assert_eq!(
+                        s.value(name).map(|v| std::str::from_utf8(v).unwrap_or("")),
+                        parsed.get(name).map(|v| v.get()),
+                        "{doc} split {split} member {name}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A value of exactly [`MAX_VALUE`] bytes is kept; one byte more and
+    /// it is dropped, wherever the chunks fall.
+    #[test]
+    fn the_value_bound_is_exact_in_any_split() {
+        for (len, kept) in [(MAX_VALUE, true), (MAX_VALUE + 1, false)] {
+            let value = format!("\"{}\"", "u".repeat(len - 2));
+            let doc = format!(r#"{{"usage": {value},"model":"m"}}"#);
+            for split in [1000, 4096, 65536, doc.len()] {
+                let s = scan(&doc, split);
+                assert_eq!(
+                    s.value("usage").map(<[u8]>::len),
+                    kept.then_some(len),
+                    "{len} {split}"
+                );
+                assert_eq!(s.value("model"), Some(&br#""m""#[..]));
+            }
+        }
     }
 
     #[test]
