@@ -7,7 +7,11 @@
 //! it, by hostname label, so a routing decision is a few hash lookups
 //! whatever the number of integrations.
 
-use std::collections::HashMap;
+/// The snapshot's indexes hash with foldhash, seeded at random once per
+/// process: their keys come from the configuration (ids, addresses,
+/// integration names), and a routing decision makes about ten lookups,
+/// for which SipHash cost more than the rest of the decision's reads.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -95,8 +99,8 @@ impl Snapshot {
             vms,
             integrations,
         } = records;
-        let mut by_owner: HashMap<Owner, HashMap<Box<str>, u32>> = HashMap::new();
-        let mut by_id = HashMap::with_capacity(integrations.len());
+        let mut by_owner: HashMap<Owner, HashMap<Box<str>, u32>> = HashMap::default();
+        let mut by_id = HashMap::with_capacity_and_hasher(integrations.len(), Default::default());
         for (index, integration) in integrations.iter().enumerate() {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
             by_owner
@@ -123,8 +127,8 @@ impl Snapshot {
                 })
                 .unwrap_or_default()
         };
-        let mut by_address = HashMap::new();
-        let mut vm_index = HashMap::with_capacity(vms.len());
+        let mut by_address = HashMap::default();
+        let mut vm_index = HashMap::with_capacity_and_hasher(vms.len(), Default::default());
         for vm in vms {
             for address in &vm.addresses {
                 by_address.entry(*address).or_insert(vm.id);
