@@ -239,7 +239,14 @@ impl TopLevelScanner {
     }
 
     fn keep_all(&mut self, bytes: &[u8]) {
-        if self.value.len() + bytes.len() <= MAX_VALUE {
+        let needed = self.value.len() + bytes.len();
+        if needed <= MAX_VALUE {
+            if needed > self.value.capacity() {
+                // Doubling, but never past the bound: a kept value holds
+                // at most MAX_VALUE bytes of memory.
+                let target = needed.max(self.value.capacity() * 2).min(MAX_VALUE);
+                self.value.reserve_exact(target - self.value.len());
+            }
             self.value.extend_from_slice(bytes);
         } else {
             // Too large to be what is wanted: forget it.
@@ -334,6 +341,8 @@ mod tests {
                     "{len} {split}"
                 );
                 assert_eq!(s.value("model"), Some(&br#""m""#[..]));
+                // Memory too: a kept value's buffer never grows past it.
+                assert!(s.found().iter().all(|(_, v)| v.capacity() <= MAX_VALUE));
             }
         }
     }
