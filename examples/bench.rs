@@ -615,21 +615,36 @@ async fn rss_holding_streams(addr: SocketAddr, pid: u32, count: usize) -> u64 {
     holding
 }
 
-/// The RSS of `pid` (KiB) once it has settled after the open streams
-/// closed: each cut stream is metered and recorded first, so it is sampled
-/// every 500 ms until two samples agree within 1% (at most 10 s).
-async fn rss_settled(pid: u32) -> u64 {
-    let mut last = rss_kib(pid);
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = rss_kib(pid);
-        let settled = now.abs_diff(last) * 100 <= last;
+/// Samples `read(pid)` every `every` until two samples in a row satisfy
+/// `settled(last, now)`, at most `tries` times; returns the last sample.
+async fn settle(
+    pid: u32,
+    every: Duration,
+    tries: usize,
+    read: fn(u32) -> u64,
+    settled: impl Fn(u64, u64) -> bool,
+) -> u64 {
+    let mut last = read(pid);
+    for _ in 0..tries {
+        tokio::time::sleep(every).await;
+        let now = read(pid);
+        let done = settled(last, now);
         last = now;
-        if settled {
+        if done {
             break;
         }
     }
     last
+}
+
+/// The RSS of `pid` (KiB) once it has settled after the open streams
+/// closed: each cut stream is metered and recorded first, so it is sampled
+/// every 500 ms until two samples agree within 1% (at most 10 s).
+async fn rss_settled(pid: u32) -> u64 {
+    settle(pid, Duration::from_millis(500), 20, rss_kib, |last, now| {
+        now.abs_diff(last) * 100 <= last
+    })
+    .await
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -1494,15 +1509,10 @@ async fn profile_proxy(addr: SocketAddr, pid: u32, dir: &std::path::Path, s: &Se
     streams(addr, 8, 16).await;
     // Then idle: what the process does at start (the tokenizer it builds,
     // slow under callgrind) is not counted against the requests.
-    let mut last = cpu_us(pid);
-    for _ in 0..300 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = cpu_us(pid);
-        if now - last < 20_000 {
-            break;
-        }
-        last = now;
-    }
+    settle(pid, Duration::from_millis(200), 300, cpu_us, |last, now| {
+        now.saturating_sub(last) < 20_000
+    })
+    .await;
     let mut out = serde_json::Map::new();
     for (name, concurrency, streamed) in [
         ("request_c1", 1usize, false),

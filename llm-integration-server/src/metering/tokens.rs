@@ -95,7 +95,7 @@ static RATIO: LazyLock<Arc<dyn TokenCounter>> = LazyLock::new(|| Arc::new(RatioC
 /// serves it. The server calls this at start, on a thread of its own;
 /// `cl100k_base` (GPT-4, GPT-3.5) is still built at its first use.
 pub fn warm() {
-    LazyLock::force(&O200K).count("warm");
+    tiktoken_rs::o200k_base_singleton();
 }
 
 /// The counter for `model` of `provider`.
