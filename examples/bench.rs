@@ -41,6 +41,8 @@ struct Settings {
     replicas_only: bool,
     /// Only the exact counts: instructions and allocations per request.
     profile_only: bool,
+    /// Another build to compare this one with.
+    compare: Option<PathBuf>,
     rounds: usize,
     slice: Duration,
     streams_c1: usize,
@@ -77,6 +79,11 @@ struct Args {
     /// and not (about 2 minutes; with --smoke, fewer requests).
     #[arg(long, conflicts_with_all = ["memory", "replicas"])]
     profile: bool,
+    /// Only this build against the server binary at PATH (another build),
+    /// alternating in one run: throughput, latency, CPU per request and
+    /// per stream of each, and their ratio.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["memory", "replicas", "profile"])]
+    compare: Option<PathBuf>,
     /// Where the figures go [default: target/release/bench.json].
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -92,6 +99,7 @@ fn settings() -> Settings {
             memory_only,
             replicas_only: args.replicas,
             profile_only: args.profile,
+            compare: args.compare.clone(),
             rounds: 1,
             slice: Duration::from_millis(300),
             streams_c1: 20,
@@ -105,6 +113,7 @@ fn settings() -> Settings {
             memory_only,
             replicas_only: args.replicas,
             profile_only: args.profile,
+            compare: args.compare.clone(),
             rounds: 5,
             slice: Duration::from_secs(2),
             streams_c1: 300,
@@ -202,6 +211,17 @@ fn start_server_under(
     env: &[(&str, &str)],
     wrapper: &[String],
 ) -> Gateway {
+    start_build(&gateway_binary(), mock, config, env, wrapper)
+}
+
+/// [`start_server_under`] with the server binary at `binary`.
+fn start_build(
+    binary: &std::path::Path,
+    mock: &str,
+    config: &str,
+    env: &[(&str, &str)],
+    wrapper: &[String],
+) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("config.toml"),
@@ -212,7 +232,7 @@ max_connections = 100000\nmax_connections_per_peer = 100000\n{config}"
         ),
     )
     .unwrap();
-    let mut cmd = pinned_command(&gateway_binary(), wrapper);
+    let mut cmd = pinned_command(binary, wrapper);
     cmd.args(["--config", "config.toml"])
         .current_dir(dir.path())
         .env_remove("LLM_INTEGRATION_MASTER_KEY")
@@ -674,6 +694,87 @@ fn summarize(mut latencies: Vec<u32>, elapsed: Duration) -> Summary {
     }
 }
 
+/// This build (A) against the build at `other` (B), both pinned like the
+/// gateway and alternating slice by slice (and stream batch by stream
+/// batch) so that machine noise hits both alike; prints each figure of
+/// both and B/A.
+async fn compare(s: &Settings, mock: &str, other: &std::path::Path) -> Value {
+    let wrapper = wrapper_from_env();
+    let builds = [
+        start_build(&gateway_binary(), mock, "", &[], &wrapper),
+        start_build(other, mock, "", &[], &wrapper),
+    ];
+    println!(
+        "this build (A: {}) against B ({}), alternating, gateway core as in the full run",
+        gateway_binary().display(),
+        other.display()
+    );
+    for g in &builds {
+        load(g.addr, 8, Duration::from_millis(300)).await;
+        rss_settled(g.child.id()).await;
+    }
+    let rounds = s.rounds * 2;
+    let mut rows: Vec<(String, [f64; 2])> = Vec::new();
+    for concurrency in [1usize, 64] {
+        let mut lat: [Vec<u32>; 2] = Default::default();
+        let mut time = [Duration::ZERO; 2];
+        let mut cpu = [0u64; 2];
+        for _ in 0..rounds {
+            for (i, g) in builds.iter().enumerate() {
+                let before = cpu_us(g.child.id());
+                let (l, t) = load(g.addr, concurrency, s.slice / 2).await;
+                cpu[i] += cpu_us(g.child.id()) - before;
+                lat[i].extend(l);
+                time[i] += t;
+            }
+        }
+        let per = |i: usize| cpu[i] as f64 / lat[i].len().max(1) as f64;
+        let cpu_row = [per(0), per(1)];
+        let [a, b] = lat;
+        let (a, b) = (summarize(a, time[0]), summarize(b, time[1]));
+        rows.push((format!("c={concurrency} requests/s"), [a.rps, b.rps]));
+        rows.push((format!("c={concurrency} p50 (µs)"), [a.p50, b.p50]));
+        rows.push((format!("c={concurrency} CPU per request (µs)"), cpu_row));
+    }
+    for (concurrency, count) in [(1usize, s.streams_c1 / 2), (64, s.streams_c64 / 2)] {
+        let mut ttfe: [Vec<u32>; 2] = Default::default();
+        let mut cpu = [0u64; 2];
+        let mut n = [0usize; 2];
+        for _ in 0..4 {
+            for (i, g) in builds.iter().enumerate() {
+                let before = cpu_us(g.child.id());
+                let run = streams(g.addr, concurrency, count / 4).await;
+                cpu[i] += cpu_us(g.child.id()) - before;
+                n[i] += run.total.len();
+                ttfe[i].extend(run.ttfe);
+            }
+        }
+        for t in &mut ttfe {
+            t.sort_unstable();
+        }
+        rows.push((
+            format!("c={concurrency} stream first event p50 (µs)"),
+            [percentile(&ttfe[0], 0.5), percentile(&ttfe[1], 0.5)],
+        ));
+        rows.push((
+            format!("c={concurrency} CPU per 24-event stream (µs)"),
+            [
+                cpu[0] as f64 / n[0].max(1) as f64,
+                cpu[1] as f64 / n[1].max(1) as f64,
+            ],
+        ));
+    }
+    println!("{:<40} {:>12} {:>12} {:>8}", "", "A", "B", "B/A");
+    for (label, [a, b]) in &rows {
+        println!("{label:<40} {a:>12.1} {b:>12.1} {:>7.2}×", b / a);
+    }
+    Value::Object(
+        rows.into_iter()
+            .map(|(label, v)| (label, json!(v)))
+            .collect(),
+    )
+}
+
 /// The routing decision's cost (ns) in a snapshot of 10,000 VMs, each with
 /// its `llm` integration: `(one, rotating)`, the same VM asked again and
 /// again (the criterion bench's case: its entries stay in the CPU's
@@ -767,6 +868,11 @@ async fn run(s: Settings, pinned: bool) {
         .unwrap();
     if s.profile_only {
         let figures = json!({"smoke": s.smoke, "profile": profile(&s, &mock).await});
+        write_json(&s, &figures);
+        return;
+    }
+    if let Some(other) = &s.compare {
+        let figures = json!({"smoke": s.smoke, "compare": compare(&s, &mock.url(), other).await});
         write_json(&s, &figures);
         return;
     }

@@ -140,8 +140,20 @@ impl<'a> JsonObject<'a> {
                 }
             })
             .collect();
-        let mut seen = std::collections::HashSet::with_capacity(members.len());
-        if let Some(twice) = members.iter().find(|m| !seen.insert(m.name.as_ref())) {
+        // A request has a dozen members: compared pairwise, without a
+        // hash set to build; a set past that, so a hostile body of many
+        // members costs linear time.
+        let twice = if members.len() <= 16 {
+            members
+                .iter()
+                .enumerate()
+                .find(|(i, m)| members[..*i].iter().any(|e| e.name == m.name))
+                .map(|(_, m)| m)
+        } else {
+            let mut seen = std::collections::HashSet::with_capacity(members.len());
+            members.iter().find(|m| !seen.insert(m.name.as_ref()))
+        };
+        if let Some(twice) = twice {
             return Err(BodyError::DuplicateMember(twice.name.clone().into_owned()));
         }
         Ok(JsonObject {
@@ -411,6 +423,25 @@ mod tests {
             JsonObject::parse(b"{\"a\":\"\xff\"}").unwrap_err(),
             BodyError::NotUtf8(6)
         );
+        // Found however many members there are (compared pairwise up to
+        // 16, through a set past that), and only when there is one.
+        for n in [2usize, 3, 16, 17, 40] {
+            let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+            let object = |names: &[String]| {
+                let members: Vec<String> = names.iter().map(|m| format!("\"{m}\":1")).collect();
+                format!("{{{}}}", members.join(","))
+            };
+            assert!(JsonObject::parse(object(&names).as_bytes()).is_ok(), "{n}");
+            for (first, again) in [(0, n - 1), (n / 2 - 1, n - 1), (0, 1)] {
+                let mut twice = names.clone();
+                twice[again] = twice[first].clone();
+                assert_eq!(
+                    JsonObject::parse(object(&twice).as_bytes()).unwrap_err(),
+                    BodyError::DuplicateMember(names[first].clone()),
+                    "{n}: {first} and {again}"
+                );
+            }
+        }
         // A lone surrogate in a value the gateway does not read is the
         // provider's to judge; in one it reads, the value is unreadable.
         let o = JsonObject::parse(b"{\"model\":\"\\ud800\"}").unwrap();

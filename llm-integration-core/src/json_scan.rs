@@ -12,6 +12,10 @@
 /// smaller); a larger one is dropped.
 pub const MAX_VALUE: usize = 1024 * 1024;
 
+/// The room first made for a kept value: a `usage` object takes 100 to
+/// 400 bytes, so it is kept without growing.
+const FIRST_CAPACITY: usize = 512;
+
 /// The most bytes a member name may have to be compared (longer names are
 /// never wanted).
 const MAX_NAME: usize = 64;
@@ -94,11 +98,11 @@ impl TopLevelScanner {
                 // A repeated member: its first and its last value are kept
                 // (what first-wins and last-wins parsers read), so memory
                 // stays bounded however often it repeats.
-                let seen: Vec<usize> = (0..self.found.len())
+                let second = (0..self.found.len())
                     .filter(|i| self.found[*i].0 == name)
-                    .collect();
-                match seen.get(1) {
-                    Some(&last) => self.found[last].1 = value,
+                    .nth(1);
+                match second {
+                    Some(last) => self.found[last].1 = value,
                     None => self.found.push((name, value)),
                 }
             }
@@ -242,9 +246,12 @@ impl TopLevelScanner {
         let needed = self.value.len() + bytes.len();
         if needed <= MAX_VALUE {
             if needed > self.value.capacity() {
-                // Doubling, but never past the bound: a kept value holds
-                // at most MAX_VALUE bytes of memory.
-                let target = needed.max(self.value.capacity() * 2).min(MAX_VALUE);
+                // Doubling from room for a usual value, but never past
+                // the bound: a kept value holds at most MAX_VALUE bytes of
+                // memory.
+                let target = needed
+                    .max(self.value.capacity() * 2)
+                    .clamp(FIRST_CAPACITY, MAX_VALUE);
                 self.value.reserve_exact(target - self.value.len());
             }
             self.value.extend_from_slice(bytes);

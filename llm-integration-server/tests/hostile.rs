@@ -734,6 +734,122 @@ async fn a_credential_echoed_anywhere_in_an_answer_is_masked() {
     }
 }
 
+/// An upstream answering every request with a JSON answer (not a stream)
+/// in `chunked` transfer coding, written in three parts a few ms apart;
+/// the user message says how: `small` (300 bytes), `large` (200 KiB), and
+/// either cut (`cut-small`, `cut-large`: the connection closes before the
+/// last chunk, the answer unfinished).
+async fn chunking_upstream() -> SocketAddr {
+    serving(|mut stream| async move {
+        use tokio::io::AsyncWriteExt;
+        let Some((_, _, body)) = read_request(&mut stream).await else {
+            return;
+        };
+        let large = body.contains("large");
+        let filler = "x".repeat(if large { 200 * 1024 } else { 200 });
+        let answer = answer_json(&filler);
+        let cut = body.contains("cut-");
+        let (a, b) = answer.split_at(answer.len() / 3);
+        let (b, c) = b.split_at(b.len() / 2);
+        let chunk = |part: &str| format!("{:x}\r\n{part}\r\n", part.len());
+        let mut writes = vec![
+            format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{}", chunk(a)),
+            chunk(b),
+        ];
+        if !cut {
+            writes.push(format!("{}0\r\n\r\n", chunk(c)));
+        }
+        for write in writes {
+            if stream.write_all(write.as_bytes()).await.is_err() {
+                return;
+            }
+            let _ = stream.flush().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
+/// A Chat Completions answer whose content is `text`.
+fn answer_json(text: &str) -> String {
+    json!({"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-5.5",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}})
+    .to_string()
+}
+
+/// An answer that is not a stream reaches the client byte for byte, and a
+/// small one with its length (sent whole, not chunked), however the
+/// upstream coded it; one the upstream cuts short never reaches the client
+/// as a complete, shorter answer, below or above the size sent whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_is_relayed_whole_and_a_cut_one_never_looks_whole() {
+    let upstream = chunking_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = gateway_on(upstream, dir.path());
+    let http = reqwest::Client::new();
+    for how in ["small", "large"] {
+        let r = ask(
+            &http,
+            &running.data,
+            "/v1/chat/completions",
+            "gpt-5.5",
+            false,
+            how,
+        )
+        .await;
+        let status = r.status();
+        if status != StatusCode::OK {
+            panic!("{how}: {status} {}", r.text().await.unwrap());
+        }
+        let length = r.content_length();
+        let bytes = r.bytes().await.unwrap();
+        let filler = "x".repeat(if how == "large" { 200 * 1024 } else { 200 });
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            answer_json(&filler),
+            "{how}"
+        );
+        if how == "small" {
+            assert_eq!(
+                length,
+                Some(bytes.len() as u64),
+                "{how}: sent with its length"
+            );
+        }
+    }
+    for how in ["cut-small", "cut-large"] {
+        let r = ask(
+            &http,
+            &running.data,
+            "/v1/chat/completions",
+            "gpt-5.5",
+            false,
+            how,
+        )
+        .await;
+        let status = r.status();
+        let read = r.bytes().await;
+        assert!(
+            status.is_server_error() || read.is_err(),
+            "{how}: a cut answer reached the client as a whole one ({status})"
+        );
+    }
+    // The connection the gateway keeps to the client still serves.
+    let r = ask(
+        &http,
+        &running.data,
+        "/v1/chat/completions",
+        "gpt-5.5",
+        false,
+        "small",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    running.sigterm();
+    running.wait();
+}
+
 /// Connects from `from` and sends `bytes`; returns how long the gateway
 /// took to close the connection (`None`: still open after `wait`).
 fn closed_after(to: SocketAddr, from: &str, bytes: &[u8], wait: Duration) -> Option<Duration> {

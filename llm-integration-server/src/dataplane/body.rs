@@ -14,6 +14,10 @@
 //! one SSE `error` event in the endpoint's dialect, then the stream ends.
 //! Everything relayed passes through a [`StreamScrubber`] holding the
 //! request's credential.
+//! An answer that is not an event stream is relayed before its head is
+//! sent ([`RelayBody::collect`], up to a bound) and then sent whole with
+//! its length: one write to the client instead of a chunked body ended by
+//! a second; cut before its end, it becomes a 502.
 //! A translated stream passes what the relay keeps (the upstream's own
 //! events, already metered) through the core's [`StreamTranslator`], which
 //! writes the client's events; a failure then ends the stream as the
@@ -78,7 +82,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Full(data) => data.is_none(),
-            ProxyBody::Relay(relay) => relay.done,
+            ProxyBody::Relay(relay) => relay.is_end_stream(),
         }
     }
 
@@ -89,6 +93,20 @@ impl Body for ProxyBody {
             ProxyBody::Relay(relay) => relay.exact_size(),
         }
     }
+}
+
+/// What [`RelayBody::collect`] gathered.
+pub enum Collected {
+    /// The whole answer as the client receives it (the relay ended and
+    /// the request is metered).
+    Whole(Bytes),
+    /// More than the bound: the relay, which gives what it gathered
+    /// first, then relays on.
+    Partial(Box<RelayBody>),
+    /// The upstream failed (or went idle) before the end: nothing reached
+    /// the client, and the request is metered with the 502 it receives,
+    /// this message in its body.
+    Failed(String),
 }
 
 /// An upstream body relayed to the client.
@@ -122,6 +140,10 @@ pub struct RelayBody {
     scrubber: Option<StreamScrubber>,
     /// The scrubber's first find was logged.
     reported: bool,
+    /// Output already relayed by [`RelayBody::collect`], given first.
+    gathered: std::collections::VecDeque<Bytes>,
+    /// [`RelayBody::collect`] is reading: the client has nothing yet.
+    collecting: bool,
 }
 
 impl RelayBody {
@@ -152,7 +174,45 @@ impl RelayBody {
             cut: None,
             scrubber: None,
             reported: false,
+            gathered: std::collections::VecDeque::new(),
+            collecting: false,
         }
+    }
+
+    /// Relays the answer now, up to `max` bytes of output, for a response
+    /// sent whole: with its `Content-Length`, head and body in one write,
+    /// rather than chunked and ended by a second write. Frames are relayed
+    /// (and metered) as they arrive, exactly as when the client pulls
+    /// them: dropping the future while it waits records what was seen.
+    pub async fn collect(mut self: Box<Self>, max: usize) -> Collected {
+        let mut out: Vec<Bytes> = Vec::new();
+        let mut size = 0;
+        self.collecting = true;
+        loop {
+            let frame = std::future::poll_fn(|cx| Pin::new(&mut *self).poll_frame(cx)).await;
+            match frame {
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    size += data.len();
+                    out.push(data);
+                    if size > max {
+                        self.gathered = out.into();
+                        self.collecting = false;
+                        return Collected::Partial(self);
+                    }
+                }
+                Some(Err(e)) => return Collected::Failed(e.to_string()),
+                None if out.len() == 1 => return Collected::Whole(out.swap_remove(0)),
+                None => return Collected::Whole(Bytes::from(out.concat())),
+            }
+        }
+    }
+
+    /// Nothing more to give.
+    fn is_end_stream(&self) -> bool {
+        self.done && self.gathered.is_empty()
     }
 
     /// Masks the credential `scrubber` holds in every byte relayed (the
@@ -264,7 +324,11 @@ impl RelayBody {
     /// The exact size when the answer is relayed unchanged and the upstream
     /// said its size.
     fn exact_size(&self) -> SizeHint {
-        if self.sse || self.relay.alters_body() || self.translator.is_some() || self.relays_decoded
+        if self.sse
+            || self.relay.alters_body()
+            || self.translator.is_some()
+            || self.relays_decoded
+            || !self.gathered.is_empty()
         {
             return SizeHint::default();
         }
@@ -280,6 +344,12 @@ impl RelayBody {
     }
 
     fn end(&mut self) {
+        self.end_with(None);
+    }
+
+    /// Ends the relay and meters the request, with `status` when the
+    /// client receives another than the upstream's.
+    fn end_with(&mut self, status: Option<u16>) {
         self.done = true;
         if let Some(mut m) = self.metered.take() {
             let success = (200..300).contains(&m.status());
@@ -287,11 +357,16 @@ impl RelayBody {
                 .relay
                 .reading(success, m.input_estimate(), m.output_floor());
             let model = super::masked(self.relay.model(), self.scrubber.as_ref());
-            m.finish(None, reading, model.as_deref());
+            m.finish(status, reading, model.as_deref());
         }
     }
 
     fn fail(&mut self, message: &str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.collecting && !self.sse {
+            // Nothing was sent: the client gets a 502 instead.
+            self.end_with(Some(502));
+            return Poll::Ready(Some(Err(message.to_owned().into())));
+        }
         self.end();
         let mut out = self.held().to_vec();
         if let (true, Some(mut translator)) = (self.sse, self.translator.take()) {
@@ -328,6 +403,9 @@ impl Body for RelayBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(gathered) = self.gathered.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(gathered))));
+        }
         loop {
             if self.done {
                 return Poll::Ready(None);
@@ -431,7 +509,7 @@ impl Body for RelayBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        RelayBody::is_end_stream(self)
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -67,7 +67,7 @@ use llm_integration_core::{
 };
 use secrecy::ExposeSecret;
 
-pub use body::{BoxError, ProxyBody, RelayBody};
+pub use body::{BoxError, Collected, ProxyBody, RelayBody};
 pub use credentials::ServerCredentials;
 use encoding::StreamDecoder;
 pub use listener::{serve_data, tls_acceptor, Accept};
@@ -655,40 +655,46 @@ impl DataPlane {
         let mut body = Some(body);
         // Memory held for this request's body, released when it is sent.
         let mut hold = self.bodies.hold(connection.map(|c| c.client_address()));
-        let mut read: Option<ReadBody> = None;
-        let decision = match plan {
-            Plan::Ready(decision) => decision,
-            Plan::NeedsModel(pending) => {
+        // The body, read when the model in it routes the request or the
+        // forward needs it, and its members located once for both.
+        let reads = match &plan {
+            Plan::NeedsModel(_) => Some(true),
+            Plan::Ready(Decision::Forward(f)) if upstream::reads_body(f) => {
+                Some(upstream::requires_json(f))
+            }
+            Plan::Ready(_) => None,
+        };
+        let read: Option<ReadBody> = match reads {
+            Some(required) => {
                 let bytes = self
                     .read_body(&parts.headers, body.take(), dialect, &mut hold)
                     .await?;
-                let bytes = self.decode_body(&parts.headers, bytes, dialect, true)?;
-                let object = JsonObject::parse(&bytes.decoded)
-                    .map_err(|e| GatewayError::invalid_body(dialect, &e))?;
-                let model = object.str("model");
-                let decision = self
-                    .router
+                Some(self.decode_body(&parts.headers, bytes, dialect, required)?)
+            }
+            None => None,
+        };
+        let object = read.as_ref().map(|r| JsonObject::parse(&r.decoded));
+        let decision = match plan {
+            Plan::Ready(decision) => decision,
+            Plan::NeedsModel(pending) => {
+                let model = match &object {
+                    Some(Ok(object)) => object.str("model"),
+                    Some(Err(e)) => return Err(GatewayError::invalid_body(dialect, e)),
+                    None => None,
+                };
+                self.router
                     .resolve_model(&snapshot, pending, model.as_deref())
                     .map_err(|r| {
                         self.metering.metrics.refused(r.refusal.code());
                         GatewayError::from(r)
-                    })?;
-                drop(object);
-                read = Some(bytes);
-                decision
+                    })?
             }
         };
         match decision {
             Decision::Forward(forward) => {
                 let requires_json = upstream::requires_json(&forward);
-                if read.is_none() && upstream::reads_body(&forward) {
-                    let bytes = self
-                        .read_body(&parts.headers, body.take(), dialect, &mut hold)
-                        .await?;
-                    read = Some(self.decode_body(&parts.headers, bytes, dialect, requires_json)?);
-                }
                 let mut plan = {
-                    let object = match read.as_ref().map(|r| JsonObject::parse(&r.decoded)) {
+                    let object = match object {
                         Some(Ok(object)) => Some(object),
                         Some(Err(e)) if requires_json => {
                             return Err(GatewayError::invalid_body(dialect, &e))
@@ -1280,7 +1286,32 @@ set --{provider}-url to the address it redirects to",
         .with_decoder(decoder, relays_decoded)
         .with_scrubber(scrubber)
         .with_cut(self.cut.clone());
-        Ok(Response::from_parts(head, ProxyBody::Relay(Box::new(body))))
+        // An answer that is not a stream is of no use to the client before
+        // its end: sent whole (up to a bound), with its length, it goes in
+        // one write, where a chunked relay ends with a second write (the
+        // last chunk) and wakes the client twice. A HEAD answer, a 204 and
+        // a 304 keep their head as the upstream wrote it.
+        let bodiless = plan_method == http::Method::HEAD
+            || matches!(
+                head.status,
+                http::StatusCode::NO_CONTENT | http::StatusCode::NOT_MODIFIED
+            );
+        if sse || bodiless {
+            return Ok(Response::from_parts(head, ProxyBody::Relay(Box::new(body))));
+        }
+        match Box::new(body).collect(WHOLE_ANSWER_MAX).await {
+            Collected::Whole(bytes) => {
+                head.headers.remove(CONTENT_LENGTH);
+                Ok(Response::from_parts(head, ProxyBody::full(bytes)))
+            }
+            Collected::Partial(body) => Ok(Response::from_parts(head, ProxyBody::Relay(body))),
+            Collected::Failed(message) => Err(GatewayError::new(
+                dialect,
+                ErrorClass::BadGateway,
+                "upstream_stream_error",
+                message,
+            )),
+        }
     }
 
     /// Reads a (small) error answer whole into `ahead`; false when it is
@@ -1580,6 +1611,11 @@ const DECODED_ANSWER_LIMIT: usize = 1 << 30;
 
 /// The largest error answer read whole (to remove an echoed credential).
 const ERROR_ANSWER_MAX: usize = 1024 * 1024;
+
+/// The largest answer that is not a stream sent whole, with its length
+/// (a larger one is relayed as it arrives, chunked unless the upstream
+/// gave its length). Chat answers are a few KiB.
+const WHOLE_ANSWER_MAX: usize = 64 * 1024;
 
 /// Frames read before the answer's head was relayed, raw and decoded.
 #[derive(Default)]
