@@ -43,6 +43,8 @@ struct Settings {
     profile_only: bool,
     /// Another build to compare this one with.
     compare: Option<PathBuf>,
+    /// Only the gateway against its bare HTTP stack and nginx.
+    floor_only: bool,
     rounds: usize,
     slice: Duration,
     streams_c1: usize,
@@ -79,6 +81,12 @@ struct Args {
     /// and not (about 2 minutes; with --smoke, fewer requests).
     #[arg(long, conflicts_with_all = ["memory", "replicas"])]
     profile: bool,
+    /// Only the gateway against its HTTP stack with no gateway work (the
+    /// `bare_proxy` example: hyper's server and client on tokio) and
+    /// nginx, alternating in one run: what the stack costs, and what the
+    /// gateway's work adds.
+    #[arg(long, conflicts_with_all = ["memory", "replicas", "profile", "compare"])]
+    floor: bool,
     /// Only this build against the server binary at PATH (another build),
     /// alternating in one run: throughput, latency, CPU per request and
     /// per stream of each, and their ratio.
@@ -100,6 +108,7 @@ fn settings() -> Settings {
             replicas_only: args.replicas,
             profile_only: args.profile,
             compare: args.compare.clone(),
+            floor_only: args.floor,
             rounds: 1,
             slice: Duration::from_millis(300),
             streams_c1: 20,
@@ -114,6 +123,7 @@ fn settings() -> Settings {
             replicas_only: args.replicas,
             profile_only: args.profile,
             compare: args.compare.clone(),
+            floor_only: args.floor,
             rounds: 5,
             slice: Duration::from_secs(2),
             streams_c1: 300,
@@ -694,58 +704,66 @@ fn summarize(mut latencies: Vec<u32>, elapsed: Duration) -> Summary {
     }
 }
 
-/// This build (A) against the build at `other` (B), both pinned like the
-/// gateway and alternating slice by slice (and stream batch by stream
-/// batch) so that machine noise hits both alike; prints each figure of
-/// both and B/A.
-async fn compare(s: &Settings, mock: &str, other: &std::path::Path) -> Value {
-    let wrapper = wrapper_from_env();
-    let builds = [
-        start_build(&gateway_binary(), mock, "", &[], &wrapper),
-        start_build(other, mock, "", &[], &wrapper),
-    ];
-    println!(
-        "this build (A: {}) against B ({}), alternating, gateway core as in the full run",
-        gateway_binary().display(),
-        other.display()
-    );
-    for g in &builds {
-        load(g.addr, 8, Duration::from_millis(300)).await;
-        rss_settled(g.child.id()).await;
+/// A server [`alternate`] measures: its name, address and process.
+struct Target {
+    name: String,
+    addr: SocketAddr,
+    pid: u32,
+}
+
+/// Loads `targets` in turn, slice by slice (and stream batch by stream
+/// batch), so that machine noise hits all alike: throughput, p50 and CPU
+/// per request at concurrency 1 and 64, and for 24-event streams the first
+/// event's p50 and CPU per stream. Rows of one figure per target.
+async fn alternate(s: &Settings, targets: &[Target]) -> Vec<(String, Vec<f64>)> {
+    for t in targets {
+        load(t.addr, 8, Duration::from_millis(300)).await;
+        rss_settled(t.pid).await;
     }
+    let n = targets.len();
     let rounds = s.rounds * 2;
-    let mut rows: Vec<(String, [f64; 2])> = Vec::new();
+    let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
     for concurrency in [1usize, 64] {
-        let mut lat: [Vec<u32>; 2] = Default::default();
-        let mut time = [Duration::ZERO; 2];
-        let mut cpu = [0u64; 2];
+        let mut lat: Vec<Vec<u32>> = vec![Vec::new(); n];
+        let mut time = vec![Duration::ZERO; n];
+        let mut cpu = vec![0u64; n];
         for _ in 0..rounds {
-            for (i, g) in builds.iter().enumerate() {
-                let before = cpu_us(g.child.id());
-                let (l, t) = load(g.addr, concurrency, s.slice / 2).await;
-                cpu[i] += cpu_us(g.child.id()) - before;
+            for (i, t) in targets.iter().enumerate() {
+                let before = cpu_us(t.pid);
+                let (l, took) = load(t.addr, concurrency, s.slice / 2).await;
+                cpu[i] += cpu_us(t.pid) - before;
                 lat[i].extend(l);
-                time[i] += t;
+                time[i] += took;
             }
         }
-        let per = |i: usize| cpu[i] as f64 / lat[i].len().max(1) as f64;
-        let cpu_row = [per(0), per(1)];
-        let [a, b] = lat;
-        let (a, b) = (summarize(a, time[0]), summarize(b, time[1]));
-        rows.push((format!("c={concurrency} requests/s"), [a.rps, b.rps]));
-        rows.push((format!("c={concurrency} p50 (µs)"), [a.p50, b.p50]));
-        rows.push((format!("c={concurrency} CPU per request (µs)"), cpu_row));
+        let per: Vec<f64> = (0..n)
+            .map(|i| cpu[i] as f64 / lat[i].len().max(1) as f64)
+            .collect();
+        let summaries: Vec<Summary> = lat
+            .into_iter()
+            .zip(time)
+            .map(|(l, t)| summarize(l, t))
+            .collect();
+        rows.push((
+            format!("c={concurrency} requests/s"),
+            summaries.iter().map(|x| x.rps).collect(),
+        ));
+        rows.push((
+            format!("c={concurrency} p50 (µs)"),
+            summaries.iter().map(|x| x.p50).collect(),
+        ));
+        rows.push((format!("c={concurrency} CPU per request (µs)"), per));
     }
     for (concurrency, count) in [(1usize, s.streams_c1 / 2), (64, s.streams_c64 / 2)] {
-        let mut ttfe: [Vec<u32>; 2] = Default::default();
-        let mut cpu = [0u64; 2];
-        let mut n = [0usize; 2];
+        let mut ttfe: Vec<Vec<u32>> = vec![Vec::new(); n];
+        let mut cpu = vec![0u64; n];
+        let mut done = vec![0usize; n];
         for _ in 0..4 {
-            for (i, g) in builds.iter().enumerate() {
-                let before = cpu_us(g.child.id());
-                let run = streams(g.addr, concurrency, count / 4).await;
-                cpu[i] += cpu_us(g.child.id()) - before;
-                n[i] += run.total.len();
+            for (i, t) in targets.iter().enumerate() {
+                let before = cpu_us(t.pid);
+                let run = streams(t.addr, concurrency, count / 4).await;
+                cpu[i] += cpu_us(t.pid) - before;
+                done[i] += run.total.len();
                 ttfe[i].extend(run.ttfe);
             }
         }
@@ -754,25 +772,153 @@ async fn compare(s: &Settings, mock: &str, other: &std::path::Path) -> Value {
         }
         rows.push((
             format!("c={concurrency} stream first event p50 (µs)"),
-            [percentile(&ttfe[0], 0.5), percentile(&ttfe[1], 0.5)],
+            ttfe.iter().map(|t| percentile(t, 0.5)).collect(),
         ));
         rows.push((
             format!("c={concurrency} CPU per 24-event stream (µs)"),
-            [
-                cpu[0] as f64 / n[0].max(1) as f64,
-                cpu[1] as f64 / n[1].max(1) as f64,
-            ],
+            (0..n)
+                .map(|i| cpu[i] as f64 / done[i].max(1) as f64)
+                .collect(),
         ));
     }
-    println!("{:<40} {:>12} {:>12} {:>8}", "", "A", "B", "B/A");
-    for (label, [a, b]) in &rows {
-        println!("{label:<40} {a:>12.1} {b:>12.1} {:>7.2}×", b / a);
+    rows
+}
+
+/// Prints `rows` with a column per target and `ratio` (the first
+/// column's label over the second's, by index) as the last.
+fn print_rows(targets: &[Target], rows: &[(String, Vec<f64>)], ratio: (usize, usize)) -> Value {
+    print!("{:<40}", "");
+    for t in targets {
+        print!(" {:>12}", t.name);
     }
-    Value::Object(
-        rows.into_iter()
-            .map(|(label, v)| (label, json!(v)))
-            .collect(),
-    )
+    println!(
+        " {:>10}",
+        format!("{}/{}", targets[ratio.0].name, targets[ratio.1].name)
+    );
+    for (label, values) in rows {
+        print!("{label:<40}");
+        for v in values {
+            print!(" {v:>12.1}");
+        }
+        println!(" {:>9.2}×", values[ratio.0] / values[ratio.1]);
+    }
+    let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    json!({"columns": names, "rows": rows.iter().map(|(l, v)| json!({"figure": l, "values": v})).collect::<Vec<_>>()})
+}
+
+/// This build (A) against the build at `other` (B), both pinned like the
+/// gateway, alternating ([`alternate`]); prints each figure of both and
+/// B/A.
+async fn compare(s: &Settings, mock: &str, other: &std::path::Path) -> Value {
+    let wrapper = wrapper_from_env();
+    let builds = [
+        start_build(&gateway_binary(), mock, "", &[], &wrapper),
+        start_build(other, mock, "", &[], &wrapper),
+    ];
+    println!(
+        "this build (A: {}) against B ({}), alternating, pinned as in the full run",
+        gateway_binary().display(),
+        other.display()
+    );
+    let targets: Vec<Target> = builds
+        .iter()
+        .zip(["A", "B"])
+        .map(|(g, name)| Target {
+            name: name.into(),
+            addr: g.addr,
+            pid: g.child.id(),
+        })
+        .collect();
+    let rows = alternate(s, &targets).await;
+    print_rows(&targets, &rows, (1, 0))
+}
+
+/// The bare proxy example (`examples/bare_proxy.rs`), built when missing.
+fn bare_proxy_binary() -> PathBuf {
+    let path = target_dir().join("examples").join("bare_proxy");
+    if !path.exists() {
+        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        build.args(["build", "--example", "bare_proxy"]);
+        if target_dir().ends_with("release") {
+            build.arg("--release");
+        }
+        assert!(
+            build.status().unwrap().success(),
+            "building the bare proxy failed"
+        );
+    }
+    path
+}
+
+/// The bare proxy in front of `mock`, pinned like the gateway, one worker.
+struct BareProxy {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for BareProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_bare_proxy(mock: SocketAddr) -> BareProxy {
+    start_bare_proxy_under(mock, &[])
+}
+
+/// [`start_bare_proxy`] run under `wrapper` (a profiler's command line).
+fn start_bare_proxy_under(mock: SocketAddr, wrapper: &[String]) -> BareProxy {
+    let mut child = pinned_command(&bare_proxy_binary(), wrapper)
+        .arg(mock.to_string())
+        .env("LLM_INTEGRATION_WORKER_THREADS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .expect("the bare proxy prints its address");
+    BareProxy { child, addr }
+}
+
+/// The gateway, its HTTP stack alone (the bare proxy) and nginx,
+/// alternating ([`alternate`]): what the stack costs with no gateway
+/// work, and so what the gateway's own work adds.
+async fn floor(s: &Settings, mock: &MockUpstream) -> Value {
+    let gateway = start_server(&mock.url(), "", &[]);
+    let bare = start_bare_proxy(mock.addr());
+    let nginx = start_nginx(mock.addr());
+    println!(
+        "the gateway, its HTTP stack with no gateway work (bare: hyper server and client on tokio, one worker) and nginx, alternating, each pinned as in the full run"
+    );
+    let mut targets = vec![
+        Target {
+            name: "gateway".into(),
+            addr: gateway.addr,
+            pid: gateway.child.id(),
+        },
+        Target {
+            name: "bare".into(),
+            addr: bare.addr,
+            pid: bare.child.id(),
+        },
+    ];
+    if let Some(n) = &nginx {
+        targets.push(Target {
+            name: "nginx".into(),
+            addr: n.addr,
+            pid: n.child.id(),
+        });
+    }
+    let rows = alternate(s, &targets).await;
+    print_rows(&targets, &rows, (0, 1))
 }
 
 /// The routing decision's cost (ns) in a snapshot of 10,000 VMs, each with
@@ -873,6 +1019,11 @@ async fn run(s: Settings, pinned: bool) {
     }
     if let Some(other) = &s.compare {
         let figures = json!({"smoke": s.smoke, "compare": compare(&s, &mock.url(), other).await});
+        write_json(&s, &figures);
+        return;
+    }
+    if s.floor_only {
+        let figures = json!({"smoke": s.smoke, "floor": floor(&s, &mock).await});
         write_json(&s, &figures);
         return;
     }
@@ -1646,8 +1797,8 @@ async fn profile_proxy(addr: SocketAddr, pid: u32, dir: &std::path::Path, s: &Se
 }
 
 /// Instructions (callgrind's exact count) and allocator calls per request,
-/// of the gateway (metering and the ledger on) and of nginx, each run under
-/// callgrind in turn. Prints a table; returns the figures.
+/// of the gateway (metering and the ledger on), of its HTTP stack alone
+/// (the bare proxy) and of nginx, each run under callgrind in turn. Prints a table; returns the figures.
 async fn profile(s: &Settings, mock: &MockUpstream) -> Value {
     // Kept for `callgrind_annotate --inclusive=yes FILE`.
     let dumps = s
@@ -1666,10 +1817,15 @@ async fn profile(s: &Settings, mock: &MockUpstream) -> Value {
             format!("--callgrind-out-file={}/{name}.%p", dir.display()),
         ]
     };
-    println!("exact counts under callgrind (the gateway and nginx each pinned, one worker)");
+    println!(
+        "exact counts under callgrind (the gateway, its bare HTTP stack and nginx, each pinned, one worker)"
+    );
     let gateway = start_server_under(&mock.url(), "", &[], &wrapper("gateway"));
     let g = profile_proxy(gateway.addr, gateway.child.id(), dir, s).await;
     drop(gateway);
+    let bare = start_bare_proxy_under(mock.addr(), &wrapper("bare"));
+    let b = profile_proxy(bare.addr, bare.child.id(), dir, s).await;
+    drop(bare);
     let n = match start_nginx_under(mock.addr(), &wrapper("nginx")) {
         Some(nginx) => {
             let n = profile_proxy(nginx.addr, nginx.child.id(), dir, s).await;
@@ -1679,8 +1835,8 @@ async fn profile(s: &Settings, mock: &MockUpstream) -> Value {
         None => None,
     };
     println!(
-        "{:<34} {:>14} {:>14} {:>12} {:>12}",
-        "", "gateway instr", "nginx instr", "gw allocs", "nginx allocs"
+        "{:<30} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "", "instr: gw", "bare", "nginx", "allocs: gw", "bare", "nginx"
     );
     for (key, label) in [
         ("request_c1", "per request, concurrency 1"),
@@ -1693,10 +1849,12 @@ async fn profile(s: &Settings, mock: &MockUpstream) -> Value {
                 .map_or_else(|| "-".to_owned(), |x| format!("{x:.0}"))
         };
         println!(
-            "{label:<34} {:>14} {:>14} {:>12} {:>12}",
+            "{label:<30} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
             get(Some(&g), "instructions"),
+            get(Some(&b), "instructions"),
             get(n.as_ref(), "instructions"),
             get(Some(&g), "allocations"),
+            get(Some(&b), "allocations"),
             get(n.as_ref(), "allocations"),
         );
     }
@@ -1704,5 +1862,5 @@ async fn profile(s: &Settings, mock: &MockUpstream) -> Value {
         "(callgrind's dumps, one per line above and in that order: {})",
         dumps.display()
     );
-    json!({"gateway": g, "nginx": n})
+    json!({"gateway": g, "bare": b, "nginx": n})
 }
