@@ -342,7 +342,15 @@ impl UsageMeter {
             }
             return;
         }
-        if let Ok(event) = serde_json::from_slice::<EventProbe<'_>>(data) {
+        // Checked as UTF-8 once, the event is read as text: the same
+        // parse without a UTF-8 check of each key and string. Invalid
+        // UTF-8 is read as bytes, as it always was (a bad byte in a
+        // skipped string does not void the event).
+        let parsed = match std::str::from_utf8(data) {
+            Ok(text) => serde_json::from_str::<EventProbe<'_>>(text),
+            Err(_) => serde_json::from_slice::<EventProbe<'_>>(data),
+        };
+        if let Ok(event) = parsed {
             self.probe(event);
         }
     }
@@ -659,6 +667,24 @@ mod tests {
         let mut m = UsageMeter::new(sse);
         m.feed(body.as_bytes());
         m.finish()
+    }
+
+    #[test]
+    fn an_event_is_read_alike_as_text_and_with_invalid_utf8_in_what_is_skipped() {
+        let read = |id: &[u8]| {
+            let mut m = UsageMeter::new(true);
+            let mut event = b"data: {\"id\":\"".to_vec();
+            event.extend_from_slice(id);
+            event.extend_from_slice(
+                b"\",\"model\":\"gpt-5.5\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n",
+            );
+            m.feed(&event);
+            (m.finish(), m.model().map(str::to_owned))
+        };
+        let valid = read(b"chatcmpl-1");
+        assert_eq!(valid.0.map(|u| (u.input, u.output)), Some((7, 2)));
+        assert_eq!(valid.1.as_deref(), Some("gpt-5.5"));
+        assert_eq!(read(b"chat\xffcmpl-1"), valid);
     }
 
     #[test]
