@@ -788,16 +788,10 @@ async fn an_answer_is_relayed_whole_and_a_cut_one_never_looks_whole() {
     let dir = tempfile::tempdir().unwrap();
     let mut running = gateway_on(upstream, dir.path());
     let http = reqwest::Client::new();
+    let data = running.data.clone();
+    let chat = |how: &'static str| ask(&http, &data, "/v1/chat/completions", "gpt-5.5", false, how);
     for how in ["small", "large"] {
-        let r = ask(
-            &http,
-            &running.data,
-            "/v1/chat/completions",
-            "gpt-5.5",
-            false,
-            how,
-        )
-        .await;
+        let r = chat(how).await;
         let status = r.status();
         if status != StatusCode::OK {
             panic!("{how}: {status} {}", r.text().await.unwrap());
@@ -819,15 +813,7 @@ async fn an_answer_is_relayed_whole_and_a_cut_one_never_looks_whole() {
         }
     }
     for how in ["cut-small", "cut-large"] {
-        let r = ask(
-            &http,
-            &running.data,
-            "/v1/chat/completions",
-            "gpt-5.5",
-            false,
-            how,
-        )
-        .await;
+        let r = chat(how).await;
         let status = r.status();
         let read = r.bytes().await;
         assert!(
@@ -836,15 +822,7 @@ async fn an_answer_is_relayed_whole_and_a_cut_one_never_looks_whole() {
         );
     }
     // The connection the gateway keeps to the client still serves.
-    let r = ask(
-        &http,
-        &running.data,
-        "/v1/chat/completions",
-        "gpt-5.5",
-        false,
-        "small",
-    )
-    .await;
+    let r = chat("small").await;
     assert_eq!(r.status(), StatusCode::OK);
     running.sigterm();
     running.wait();
