@@ -147,25 +147,28 @@ fn gateway_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("BENCH_GATEWAY_BIN") {
         return PathBuf::from(path);
     }
-    let path = target_dir().join("llm-integration-server");
+    built(
+        target_dir().join("llm-integration-server"),
+        &[
+            "-p",
+            "llm-integration-server",
+            "--bin",
+            "llm-integration-server",
+        ],
+    )
+}
+
+/// `path`, built first with `cargo build TARGET…` (in this build's
+/// profile) when missing.
+fn built(path: PathBuf, target: &[&str]) -> PathBuf {
     if !path.exists() {
-        let profile = if target_dir().ends_with("release") {
-            vec!["--release"]
-        } else {
-            vec![]
-        };
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "-p",
-                "llm-integration-server",
-                "--bin",
-                "llm-integration-server",
-            ])
-            .args(profile)
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the server failed");
+        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        build.arg("build").args(target);
+        if target_dir().ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().unwrap();
+        assert!(status.success(), "building {} failed", path.display());
     }
     path
 }
@@ -711,6 +714,16 @@ struct Target {
     pid: u32,
 }
 
+impl Target {
+    fn new(name: &str, addr: SocketAddr, child: &Child) -> Self {
+        Target {
+            name: name.into(),
+            addr,
+            pid: child.id(),
+        }
+    }
+}
+
 /// Loads `targets` in turn, slice by slice (and stream batch by stream
 /// batch), so that machine noise hits all alike: throughput, p50 and CPU
 /// per request at concurrency 1 and 64, and for 24-event streams the first
@@ -823,11 +836,7 @@ async fn compare(s: &Settings, mock: &str, other: &std::path::Path) -> Value {
     let targets: Vec<Target> = builds
         .iter()
         .zip(["A", "B"])
-        .map(|(g, name)| Target {
-            name: name.into(),
-            addr: g.addr,
-            pid: g.child.id(),
-        })
+        .map(|(g, name)| Target::new(name, g.addr, &g.child))
         .collect();
     let rows = alternate(s, &targets).await;
     print_rows(&targets, &rows, (1, 0))
@@ -835,19 +844,10 @@ async fn compare(s: &Settings, mock: &str, other: &std::path::Path) -> Value {
 
 /// The bare proxy example (`examples/bare_proxy.rs`), built when missing.
 fn bare_proxy_binary() -> PathBuf {
-    let path = target_dir().join("examples").join("bare_proxy");
-    if !path.exists() {
-        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        build.args(["build", "--example", "bare_proxy"]);
-        if target_dir().ends_with("release") {
-            build.arg("--release");
-        }
-        assert!(
-            build.status().unwrap().success(),
-            "building the bare proxy failed"
-        );
-    }
-    path
+    built(
+        target_dir().join("examples").join("bare_proxy"),
+        &["--example", "bare_proxy"],
+    )
 }
 
 /// The bare proxy in front of `mock`, pinned like the gateway, one worker.
@@ -899,23 +899,11 @@ async fn floor(s: &Settings, mock: &MockUpstream) -> Value {
         "the gateway, its HTTP stack with no gateway work (bare: hyper server and client on tokio, one worker) and nginx, alternating, each pinned as in the full run"
     );
     let mut targets = vec![
-        Target {
-            name: "gateway".into(),
-            addr: gateway.addr,
-            pid: gateway.child.id(),
-        },
-        Target {
-            name: "bare".into(),
-            addr: bare.addr,
-            pid: bare.child.id(),
-        },
+        Target::new("gateway", gateway.addr, &gateway.child),
+        Target::new("bare", bare.addr, &bare.child),
     ];
     if let Some(n) = &nginx {
-        targets.push(Target {
-            name: "nginx".into(),
-            addr: n.addr,
-            pid: n.child.id(),
-        });
+        targets.push(Target::new("nginx", n.addr, &n.child));
     }
     let rows = alternate(s, &targets).await;
     print_rows(&targets, &rows, (0, 1))
@@ -1798,7 +1786,8 @@ async fn profile_proxy(addr: SocketAddr, pid: u32, dir: &std::path::Path, s: &Se
 
 /// Instructions (callgrind's exact count) and allocator calls per request,
 /// of the gateway (metering and the ledger on), of its HTTP stack alone
-/// (the bare proxy) and of nginx, each run under callgrind in turn. Prints a table; returns the figures.
+/// (the bare proxy) and of nginx, each run under callgrind in turn.
+/// Prints a table; returns the figures.
 async fn profile(s: &Settings, mock: &MockUpstream) -> Value {
     // Kept for `callgrind_annotate --inclusive=yes FILE`.
     let dumps = s
